@@ -1,0 +1,37 @@
+//! `sshqd`: the server. See `sshq::server`.
+
+fn main() {
+    let (cli, config, host_keys) = match sshq::server::prepare(std::env::args().collect()) {
+        Ok(prepared) => prepared,
+        Err((message, code)) => {
+            eprint!("{message}");
+            if !message.ends_with('\n') {
+                eprintln!();
+            }
+            std::process::exit(code);
+        }
+    };
+    if cli.test {
+        std::process::exit(0);
+    }
+    sshq::server::init_logging(&cli, &config);
+    // Like sshd: detach unless told to stay (-D, -d). Forking must happen
+    // before any thread exists, so before the runtime starts.
+    if !cli.foreground && cli.debug == 0 {
+        if let Err(e) = nix::unistd::daemon(false, cli.log_stderr) {
+            eprintln!("sshqd: cannot detach: {e}");
+            std::process::exit(1);
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("sshqd: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(message) = runtime.block_on(sshq::server::serve(config, host_keys)) {
+        eprintln!("{message}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,1261 @@
+//! ssh_config-style client options, read the way OpenSSH 9.2's `ssh` reads them.
+//!
+//! Users point `sshq` at the same `~/.ssh/config` and `/etc/ssh/ssh_config` they
+//! use with `ssh`, so the rules follow OpenSSH rather than inventing new ones:
+//! the first value obtained for an option wins (command-line `-o` first, then the
+//! files in order), every line is validated even inside blocks that do not apply,
+//! and error texts copy OpenSSH's wording so they read the same in either tool.
+//!
+//! The small parsers at the bottom (line splitting, durations, ports, `~`, globs)
+//! are shared with the server's sshd_config reader.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sshq_core::pattern::{matches, matches_list};
+
+/// OpenSSH's limit on nested `Include`s; it stops include loops.
+const MAX_INCLUDE_DEPTH: usize = 16;
+/// The system-wide file read after `~/.ssh/config` when no `-F` is given.
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/ssh/ssh_config";
+
+/// Keywords OpenSSH knows that sshq accepts and ignores. Each one only tunes a
+/// feature sshq does not have (GSSAPI, X11, multiplexing, canonicalisation,
+/// algorithm lists, known_hosts hashing) or asks for something sshq's fixed
+/// behaviour already satisfies or exceeds (it never runs local commands, never
+/// trusts DNS or a global known_hosts more than the user's). Ignoring them lets
+/// Debian's default /etc/ssh/ssh_config (SendEnv, HashKnownHosts,
+/// GSSAPIAuthentication) and typical user files work unchanged.
+#[rustfmt::skip]
+const IGNORED: &[&str] = &[
+    "addkeystoagent", "addressfamily", "canonicaldomains", "canonicalizefallbacklocal",
+    "canonicalizehostname", "canonicalizemaxdots", "canonicalizepermittedcnames",
+    "casignaturealgorithms", "challengeresponseauthentication", "checkhostip", "cipher",
+    "ciphers", "compression", "compressionlevel", "connectionattempts", "controlmaster",
+    "controlpath", "controlpersist", "enableescapecommandline", "enablesshkeysign",
+    "escapechar", "exitonforwardfailure", "fingerprinthash", "forwardx11", "forwardx11timeout",
+    "forwardx11trusted", "gatewayports", "globalknownhostsfile", "gssapiauthentication",
+    "gssapiclientidentity", "gssapidelegatecredentials", "gssapikeyexchange",
+    "gssapikexalgorithms", "gssapirenewalforcesrekey", "gssapiserveridentity", "gssapitrustdns",
+    "hashknownhosts", "hostbasedacceptedalgorithms", "hostbasedauthentication",
+    "hostbasedkeytypes", "hostkeyalgorithms", "ipqos", "kbdinteractiveauthentication",
+    "kbdinteractivedevices", "keepalive", "localcommand", "logverbose", "macs",
+    "nohostauthenticationforlocalhost", "numberofpasswordprompts", "passwordauthentication",
+    "permitlocalcommand", "preferredauthentications", "protocol", "pubkeyacceptedalgorithms",
+    "pubkeyacceptedkeytypes", "pubkeyauthentication", "rekeylimit", "requiredrsasize",
+    "rhostsrsaauthentication", "rsaauthentication", "streamlocalbindmask", "syslogfacility",
+    "tcpkeepalive", "tunnel", "tunneldevice", "updatehostkeys", "useprivilegedport",
+    "useroaming", "verifyhostkeydns", "visualhostkey", "xauthlocation",
+];
+
+/// Keywords OpenSSH knows whose silent omission would change where sshq connects,
+/// what it runs, or which keys it trusts. Each is paired with its OpenSSH default:
+/// writing exactly that value changes nothing and is accepted ("" = no such value).
+/// Other values are an error when they apply to the host being contacted, and pass
+/// unnoticed in blocks for other hosts so one entry does not make sshq unusable.
+#[rustfmt::skip]
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("bindaddress", ""), ("bindinterface", ""), ("certificatefile", "none"),
+    ("clearallforwardings", "no"), ("forkafterauthentication", "no"), ("hostkeyalias", ""),
+    ("identityagent", "SSH_AUTH_SOCK"), ("knownhostscommand", "none"),
+    ("permitremoteopen", "any"), ("pkcs11provider", "none"), ("proxycommand", "none"),
+    ("proxyusefdpass", "no"), ("remotecommand", "none"), ("revokedhostkeys", "none"),
+    ("securitykeyprovider", "internal"), ("sessiontype", "default"), ("smartcarddevice", ""),
+    ("stdinnull", "no"), ("streamlocalbindunlink", "no"),
+];
+
+/// Everything that can be wrong with client configuration. `Display` gives the
+/// text OpenSSH prints for the same problem, naming the file and line (`-o`
+/// options are "command-line", line 0, as in OpenSSH).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A keyword that is neither known nor covered by `IgnoreUnknown`.
+    #[error("{file}: line {line}: Bad configuration option: {keyword}")]
+    UnknownKeyword {
+        file: String,
+        line: usize,
+        keyword: String,
+    },
+    /// A known keyword with a missing, extra or invalid value.
+    #[error("{file} line {line}: {message}")]
+    BadLine {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    /// Valid OpenSSH configuration that sshq cannot honour (a keyword or `Match` criterion).
+    #[error("{file} line {line}: {message}")]
+    Unsupported {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    /// A configuration file could not be read.
+    #[error("Can't open user config file {file}: {reason}")]
+    Open { file: String, reason: String },
+    /// A user configuration file others could write to, which OpenSSH refuses too.
+    #[error("Bad owner or permissions on {file}")]
+    Permissions { file: String },
+    /// All bad lines of one file, reported together as OpenSSH does before giving up.
+    #[error("{}{file}: terminating, {} bad configuration options", lines_of(errors), errors.len())]
+    Terminating {
+        file: String,
+        errors: Vec<ConfigError>,
+    },
+}
+
+type Res<T = ()> = Result<T, ConfigError>;
+
+/// One line per error, for the `Terminating` summaries.
+pub(crate) fn lines_of<E: std::fmt::Display>(errors: &[E]) -> String {
+    errors.iter().map(|e| format!("{e}\n")).collect()
+}
+
+/// Logging verbosity, as in OpenSSH's `LogLevel` (`DEBUG` is `DEBUG1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Quiet,
+    Fatal,
+    Error,
+    Info,
+    Verbose,
+    Debug1,
+    Debug2,
+    Debug3,
+}
+
+#[rustfmt::skip]
+const LEVELS: &[(&str, LogLevel)] = &[
+    ("QUIET", LogLevel::Quiet), ("FATAL", LogLevel::Fatal), ("ERROR", LogLevel::Error),
+    ("INFO", LogLevel::Info), ("VERBOSE", LogLevel::Verbose), ("DEBUG", LogLevel::Debug1),
+    ("DEBUG1", LogLevel::Debug1), ("DEBUG2", LogLevel::Debug2), ("DEBUG3", LogLevel::Debug3),
+];
+
+impl LogLevel {
+    /// Parses a level name, ignoring case as OpenSSH does.
+    pub fn parse(s: &str) -> Option<Self> {
+        LEVELS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(s))
+            .map(|(_, l)| *l)
+    }
+
+    /// The name OpenSSH prints for the level (the first spelling in its table).
+    pub fn as_str(self) -> &'static str {
+        LEVELS
+            .iter()
+            .find(|(_, l)| *l == self)
+            .map_or("INFO", |(n, _)| n)
+    }
+
+    /// The `tracing` filter directive that shows what this level shows.
+    pub fn tracing_filter(self) -> &'static str {
+        match self {
+            Self::Quiet => "off",
+            Self::Fatal | Self::Error => "error",
+            Self::Info | Self::Verbose => "info",
+            Self::Debug1 | Self::Debug2 => "debug",
+            Self::Debug3 => "trace",
+        }
+    }
+}
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `StrictHostKeyChecking` word, validated; the host-key module owns the policy.
+/// `off` and `false` are spellings of `No`, `true` of `Yes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrictHostKeyChecking {
+    Yes,
+    No,
+    AcceptNew,
+    Ask,
+}
+
+/// `RequestTTY`: whether to ask the server for a pseudo-terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestTty {
+    No,
+    Yes,
+    Force,
+    Auto,
+}
+
+/// sshq's `Transport` keyword: which carrier to use; `Auto` tries QUIC, then TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Quic,
+    Auto,
+}
+
+/// `ForwardAgent`: a flag, or which agent socket to forward (an absolute or
+/// `~` path, already expanded, or `$VARIABLE` naming one, left for the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardAgent {
+    No,
+    Yes,
+    Socket(String),
+}
+
+#[rustfmt::skip]
+const FLAG: &[(&str, bool)] = &[("yes", true), ("true", true), ("no", false), ("false", false)];
+#[rustfmt::skip]
+const STRICT: &[(&str, StrictHostKeyChecking)] = &[
+    ("yes", StrictHostKeyChecking::Yes), ("true", StrictHostKeyChecking::Yes),
+    ("no", StrictHostKeyChecking::No), ("false", StrictHostKeyChecking::No),
+    ("off", StrictHostKeyChecking::No), ("ask", StrictHostKeyChecking::Ask),
+    ("accept-new", StrictHostKeyChecking::AcceptNew),
+];
+#[rustfmt::skip]
+const TTY: &[(&str, RequestTty)] = &[
+    ("yes", RequestTty::Yes), ("true", RequestTty::Yes), ("no", RequestTty::No),
+    ("false", RequestTty::No), ("force", RequestTty::Force), ("auto", RequestTty::Auto),
+];
+#[rustfmt::skip]
+const TRANSPORTS: &[(&str, Transport)] =
+    &[("tcp", Transport::Tcp), ("quic", Transport::Quic), ("auto", Transport::Auto)];
+
+/// The options sshq understands. `None` (or an empty list) means "not set yet":
+/// a later source may still supply it, and the caller applies defaults at the end.
+/// Lists marked "accumulates" collect values from every applicable line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientOptions {
+    /// `HostName`, raw; see [`ClientOptions::expanded_host_name`] for `%h`.
+    pub host_name: Option<String>,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    /// `IdentityFile`, `~` expanded; accumulates, without duplicates.
+    pub identity_files: Vec<PathBuf>,
+    pub identities_only: Option<bool>,
+    pub batch_mode: Option<bool>,
+    pub strict_host_key_checking: Option<StrictHostKeyChecking>,
+    /// `UserKnownHostsFile`, `~` expanded; `Some(empty)` is `none`.
+    pub user_known_hosts_files: Option<Vec<PathBuf>>,
+    pub log_level: Option<LogLevel>,
+    /// `ConnectTimeout`; zero (also written `none`) means no timeout, as in OpenSSH.
+    pub connect_timeout: Option<Duration>,
+    /// `ServerAliveInterval`; zero disables keepalives.
+    pub server_alive_interval: Option<Duration>,
+    pub server_alive_count_max: Option<u32>,
+    pub request_tty: Option<RequestTty>,
+    /// `SendEnv` patterns; accumulates, and `-pattern` removes earlier entries.
+    pub send_env: Vec<String>,
+    /// `SetEnv` as (name, value); the first applicable line wins as a whole.
+    pub set_env: Option<Vec<(String, String)>>,
+    /// `ProxyJump`, raw (`none` included, meaning connect directly).
+    pub proxy_jump: Option<String>,
+    /// `LocalForward`s in `ssh -L` syntax (the two config arguments joined by `:`),
+    /// so one parser serves both; accumulates.
+    pub local_forwards: Vec<String>,
+    /// `RemoteForward`s in `ssh -R` syntax; accumulates.
+    pub remote_forwards: Vec<String>,
+    /// `DynamicForward`s in `ssh -D` syntax; accumulates.
+    pub dynamic_forwards: Vec<String>,
+    pub forward_agent: Option<ForwardAgent>,
+    /// `IgnoreUnknown`: comma-separated keyword patterns.
+    pub ignore_unknown: Option<String>,
+    /// sshq's own `Transport` (tcp|quic|auto).
+    pub transport: Option<Transport>,
+    /// sshq's own `QuicPort`: the UDP port for QUIC when it differs from `Port`.
+    pub quic_port: Option<u16>,
+    /// `KexAlgorithms`, raw (may start with `+`, `-` or `^` as in OpenSSH).
+    pub kex_algorithms: Option<String>,
+    /// sshq's own `QuicFallbackTimeout`: how long `auto` waits for QUIC before TCP.
+    /// Written like other times (`2s`, `1m`), plus `ms` for sub-second values.
+    pub quic_fallback_timeout: Option<Duration>,
+}
+
+/// Where a file came from: it decides where relative `Include` paths live
+/// (`~/.ssh` or `/etc/ssh`), as in OpenSSH.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    User,
+    System,
+}
+
+/// Reading state of one file: whether lines currently apply to the host.
+struct Scope<'a> {
+    host: &'a str,
+    origin: Origin,
+    depth: usize,
+    active: bool,
+    /// Set inside files included from a block that did not apply, so their own
+    /// `Host`/`Match` lines cannot switch options back on.
+    never_match: bool,
+}
+
+impl<'a> Scope<'a> {
+    fn top(host: &'a str, origin: Origin) -> Self {
+        Scope {
+            host,
+            origin,
+            depth: 0,
+            active: true,
+            never_match: false,
+        }
+    }
+}
+
+/// The file name and line number of a line, for error messages.
+struct At<'a>(&'a str, usize);
+
+/// `-o` options, as OpenSSH names them in messages.
+const CMDLINE: At<'static> = At("command-line", 0);
+
+impl At<'_> {
+    fn bad(&self, message: impl Into<String>) -> ConfigError {
+        let (file, line, message) = (self.0.to_string(), self.1, message.into());
+        ConfigError::BadLine {
+            file,
+            line,
+            message,
+        }
+    }
+
+    /// The one argument of a single-valued keyword.
+    fn single<'v>(&self, kw: &str, args: &'v [String]) -> Res<&'v str> {
+        match args {
+            [one] => Ok(one),
+            _ => Err(self.bad(format!("keyword {kw} extra arguments at end of line"))),
+        }
+    }
+
+    /// Looks a word up in a table of accepted spellings, ignoring case.
+    fn pick<T: Copy>(&self, v: &str, table: &[(&str, T)]) -> Res<T> {
+        let found = table.iter().find(|(name, _)| name.eq_ignore_ascii_case(v));
+        found
+            .map(|(_, t)| *t)
+            .ok_or_else(|| self.bad(format!("unsupported option \"{v}\".")))
+    }
+
+    fn duration(&self, v: &str) -> Res<Duration> {
+        parse_duration(v).ok_or_else(|| self.bad("invalid time value."))
+    }
+
+    fn port(&self, v: &str) -> Res<u16> {
+        parse_port(v).ok_or_else(|| self.bad(format!("Bad port '{v}'.")))
+    }
+}
+
+/// Stores a value unless one was obtained before: OpenSSH's "first value wins".
+fn first<T>(slot: &mut Option<T>, active: bool, value: T) {
+    if active && slot.is_none() {
+        *slot = Some(value);
+    }
+}
+
+impl ClientOptions {
+    /// Applies one `-o` option, `Option=value` or `Option value`. Call it for the
+    /// `-o` options before reading files so they take precedence.
+    pub fn apply_option_str(&mut self, option: &str) -> Result<(), ConfigError> {
+        self.process_line(&CMDLINE, option, None)
+    }
+
+    /// Reads a configuration file as `-F path` does and applies the blocks that
+    /// match `host` (the destination as typed on the command line). Every bad
+    /// line is collected into one [`ConfigError::Terminating`].
+    pub fn apply_file(&mut self, path: &Path, host: &str) -> Result<(), ConfigError> {
+        self.read_file(path, &mut Scope::top(host, Origin::User), false)
+    }
+
+    /// Reads the files `ssh` would: the `-F` file if given (`none` reads nothing),
+    /// otherwise `~/.ssh/config` (refused if others may write it) then
+    /// [`SYSTEM_CONFIG_PATH`], each only if present.
+    pub fn load_files(
+        &mut self,
+        config_file: Option<&Path>,
+        host: &str,
+    ) -> Result<(), ConfigError> {
+        match config_file {
+            Some(p) if p == Path::new("none") => Ok(()),
+            Some(p) => self.apply_file(p, host),
+            None => {
+                if let Some(user) = home_dir().map(|h| h.join(".ssh/config")) {
+                    if user.exists() {
+                        self.read_file(&user, &mut Scope::top(host, Origin::User), true)?;
+                    }
+                }
+                let system = Path::new(SYSTEM_CONFIG_PATH);
+                if system.exists() {
+                    self.read_file(system, &mut Scope::top(host, Origin::System), false)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `HostName` with `%h` replaced by `host` and `%%` by `%` (OpenSSH's tokens
+    /// for this keyword); `host` itself when no `HostName` was set.
+    pub fn expanded_host_name(&self, host: &str) -> String {
+        // A NUL cannot occur in either string, so it safely stands in for `%%`.
+        let expand = |n: &String| n.replace("%%", "\0").replace("%h", host).replace('\0', "%");
+        self.host_name
+            .as_ref()
+            .map_or_else(|| host.to_string(), expand)
+    }
+
+    fn read_file(&mut self, path: &Path, scope: &mut Scope<'_>, check_perm: bool) -> Res {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| open_error(&name, &e))?;
+        if check_perm {
+            check_owner(path, &name)?;
+        }
+        let mut errors = Vec::new();
+        for (n, raw) in String::from_utf8_lossy(&bytes).lines().enumerate() {
+            match self.process_line(&At(&name, n + 1), raw, Some(&mut *scope)) {
+                Ok(()) => {}
+                // An included file's problems were already summarised for that file.
+                Err(e @ (ConfigError::Terminating { .. } | ConfigError::Open { .. })) => {
+                    return Err(e)
+                }
+                Err(e @ ConfigError::Permissions { .. }) => return Err(e),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Terminating { file: name, errors })
+        }
+    }
+
+    fn process_line(&mut self, at: &At<'_>, raw: &str, scope: Option<&mut Scope<'_>>) -> Res {
+        let Some((keyword, args)) = split_line(raw).map_err(|m| at.bad(m))? else {
+            return Ok(());
+        };
+        let kw = keyword.to_ascii_lowercase();
+        if args.is_empty() {
+            return Err(at.bad(format!("no argument after keyword \"{kw}\"")));
+        }
+        let directive = ["Host", "Match", "Include"]
+            .into_iter()
+            .find(|d| d.eq_ignore_ascii_case(&kw));
+        match (scope, directive) {
+            (Some(scope), Some(_)) => self.directive(at, &kw, &args, scope),
+            (None, Some(d)) => Err(at.bad(format!(
+                "{d} directive not supported as a command-line option"
+            ))),
+            (scope, None) => self.option(at, &kw, &args, scope.is_none_or(|s| s.active)),
+        }
+    }
+
+    fn option(&mut self, at: &At<'_>, kw: &str, args: &[String], on: bool) -> Res {
+        let one = || at.single(kw, args);
+        let unsupported = departs_from_default(UNSUPPORTED, kw, args);
+        match kw {
+            "hostname" => first(&mut self.host_name, on, one()?.to_string()),
+            "user" => first(&mut self.user, on, one()?.to_string()),
+            "port" => first(&mut self.port, on, at.port(one()?)?),
+            "quicport" => first(&mut self.quic_port, on, at.port(one()?)?),
+            "identitiesonly" => first(&mut self.identities_only, on, at.pick(one()?, FLAG)?),
+            "batchmode" => first(&mut self.batch_mode, on, at.pick(one()?, FLAG)?),
+            "requesttty" => first(&mut self.request_tty, on, at.pick(one()?, TTY)?),
+            "transport" => first(&mut self.transport, on, at.pick(one()?, TRANSPORTS)?),
+            "proxyjump" => first(&mut self.proxy_jump, on, one()?.to_string()),
+            "ignoreunknown" => first(&mut self.ignore_unknown, on, one()?.to_string()),
+            "kexalgorithms" => first(&mut self.kex_algorithms, on, one()?.to_string()),
+            "stricthostkeychecking" => {
+                let v = at.pick(one()?, STRICT)?;
+                first(&mut self.strict_host_key_checking, on, v);
+            }
+            "serveraliveinterval" => {
+                let v = at.duration(one()?)?;
+                first(&mut self.server_alive_interval, on, v);
+            }
+            "quicfallbacktimeout" => {
+                let v = at.duration(one()?)?;
+                first(&mut self.quic_fallback_timeout, on, v);
+            }
+            "connecttimeout" => {
+                let v = one()?;
+                let v = if v.eq_ignore_ascii_case("none") {
+                    Duration::ZERO
+                } else {
+                    at.duration(v)?
+                };
+                first(&mut self.connect_timeout, on, v);
+            }
+            "loglevel" => {
+                let v = one()?;
+                let level = LogLevel::parse(v)
+                    .ok_or_else(|| at.bad(format!("unsupported log level '{v}'")))?;
+                first(&mut self.log_level, on, level);
+            }
+            "serveralivecountmax" => {
+                let v: i64 = one()?
+                    .parse()
+                    .map_err(|_| at.bad("integer value invalid."))?;
+                let v = u32::try_from(v).map_err(|_| at.bad("integer value too small."))?;
+                first(&mut self.server_alive_count_max, on, v);
+            }
+            "identityfile" => {
+                let path = expand_tilde(one()?);
+                if on && !self.identity_files.contains(&path) {
+                    self.identity_files.push(path);
+                }
+            }
+            "userknownhostsfile" => {
+                let files = match args {
+                    [one] if one == "none" => Vec::new(),
+                    _ => args.iter().map(|a| expand_tilde(a)).collect(),
+                };
+                first(&mut self.user_known_hosts_files, on, files);
+            }
+            "sendenv" => {
+                if args
+                    .iter()
+                    .any(|a| a.is_empty() || a == "-" || a.contains('='))
+                {
+                    return Err(at.bad("Invalid environment name."));
+                }
+                for arg in args.iter().filter(|_| on) {
+                    match arg.strip_prefix('-') {
+                        Some(pattern) => self.send_env.retain(|e| !matches(pattern, e)),
+                        None if !self.send_env.contains(arg) => self.send_env.push(arg.clone()),
+                        None => {}
+                    }
+                }
+            }
+            "setenv" => {
+                let mut list: Vec<(String, String)> = Vec::new();
+                for arg in args {
+                    let (name, value) = arg
+                        .split_once('=')
+                        .ok_or_else(|| at.bad("Invalid SetEnv."))?;
+                    if !list.iter().any(|(n, _)| n == name) {
+                        list.push((name.to_string(), value.to_string()));
+                    }
+                }
+                first(&mut self.set_env, on, list);
+            }
+            "localforward" | "remoteforward" | "dynamicforward" => {
+                let spec = match args {
+                    [listen, target] if kw != "dynamicforward" => format!("{listen}:{target}"),
+                    [_] if kw == "localforward" => return Err(at.bad("Missing target argument.")),
+                    _ => one()?.to_string(),
+                };
+                let list = match kw {
+                    "localforward" => &mut self.local_forwards,
+                    "remoteforward" => &mut self.remote_forwards,
+                    _ => &mut self.dynamic_forwards,
+                };
+                if on {
+                    list.push(spec);
+                }
+            }
+            "forwardagent" => {
+                let v = one()?;
+                let agent = match at.pick(v, FLAG) {
+                    Ok(true) => ForwardAgent::Yes,
+                    Ok(false) => ForwardAgent::No,
+                    Err(_) if v.starts_with('$') => ForwardAgent::Socket(v.to_string()),
+                    Err(_) if v.starts_with('/') || v.starts_with('~') => {
+                        ForwardAgent::Socket(expand_tilde(v).to_string_lossy().into_owned())
+                    }
+                    Err(_) => {
+                        let msg =
+                            format!("ForwardAgent \"{v}\": expected yes, no, a path or $VARIABLE");
+                        return Err(at.bad(msg));
+                    }
+                };
+                first(&mut self.forward_agent, on, agent);
+            }
+            k if IGNORED.contains(&k) || self.ignores(k) => {}
+            _ if unsupported == Some(true) && on => {
+                let message = format!(
+                    "keyword {kw} is not supported by sshq (list it in IgnoreUnknown to skip it)"
+                );
+                return Err(ConfigError::Unsupported {
+                    file: at.0.to_string(),
+                    line: at.1,
+                    message,
+                });
+            }
+            _ if unsupported.is_some() => {}
+            _ => {
+                let (file, line, keyword) = (at.0.to_string(), at.1, kw.to_string());
+                return Err(ConfigError::UnknownKeyword {
+                    file,
+                    line,
+                    keyword,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `IgnoreUnknown` (as seen so far) covers a keyword.
+    fn ignores(&self, kw: &str) -> bool {
+        self.ignore_unknown
+            .as_deref()
+            .is_some_and(|list| matches_list(&list.to_ascii_lowercase(), kw))
+    }
+
+    fn directive(&mut self, at: &At<'_>, kw: &str, args: &[String], scope: &mut Scope<'_>) -> Res {
+        let hit = match kw {
+            // Patterns are whitespace-separated and compared with the host exactly as
+            // typed (OpenSSH does not fold case here); a negated hit vetoes the block.
+            "host" => {
+                let negated =
+                    |p: &String| p.strip_prefix('!').is_some_and(|p| matches(p, scope.host));
+                !args.iter().any(negated)
+                    && args
+                        .iter()
+                        .any(|p| !p.starts_with('!') && matches(p, scope.host))
+            }
+            "match" => self.match_line(at, args, scope.host)?,
+            _ => return self.include(at, args, scope),
+        };
+        scope.active = hit && !scope.never_match;
+        Ok(())
+    }
+
+    /// Evaluates a `Match` line: every criterion must hold (`!` negates one).
+    fn match_line(&self, at: &At<'_>, args: &[String], host: &str) -> Res<bool> {
+        let lone = |a: &str| {
+            ["all", "canonical", "final"]
+                .iter()
+                .any(|w| w.eq_ignore_ascii_case(a))
+        };
+        let combined = args.iter().any(|a| !lone(a.trim_start_matches('!')));
+        let mut result = true;
+        let mut rest = args.iter();
+        while let Some(raw) = rest.next() {
+            let negate = raw.starts_with('!');
+            let attr = raw.trim_start_matches('!').to_ascii_lowercase();
+            let hit = match attr.as_str() {
+                "all" if combined => {
+                    return Err(at.bad("'all' cannot be combined with other Match attributes"))
+                }
+                "all" => true,
+                // sshq never canonicalises host names, and its single pass is the final one.
+                "canonical" => false,
+                "final" => true,
+                "host" | "originalhost" | "user" | "localuser" => {
+                    let missing = || at.bad(format!("Missing Match criteria for {attr}"));
+                    let list = rest.next().ok_or_else(missing)?;
+                    match attr.as_str() {
+                        "host" => lower_match(list, &self.expanded_host_name(host)),
+                        "originalhost" => lower_match(list, host),
+                        "user" => matches_list(list, &self.user.clone().unwrap_or_else(local_user)),
+                        _ => matches_list(list, &local_user()),
+                    }
+                }
+                _ => {
+                    let message = format!(
+                        "unsupported Match criterion \"{attr}\" (sshq supports all, canonical, final, \
+                         host, originalhost, user, localuser)"
+                    );
+                    return Err(ConfigError::Unsupported {
+                        file: at.0.to_string(),
+                        line: at.1,
+                        message,
+                    });
+                }
+            };
+            result &= hit != negate;
+        }
+        Ok(result)
+    }
+
+    /// `Include`: glob each argument and read the files, each with its own copy of
+    /// the current state, so a `Host` line inside one does not leak out of it.
+    fn include(&mut self, at: &At<'_>, args: &[String], scope: &mut Scope<'_>) -> Res {
+        if scope.depth >= MAX_INCLUDE_DEPTH {
+            return Err(at.bad("Too many recursive configuration includes"));
+        }
+        let base = match scope.origin {
+            Origin::User => home_dir().unwrap_or_default().join(".ssh"),
+            Origin::System => PathBuf::from("/etc/ssh"),
+        };
+        let outer = scope.active;
+        for arg in args {
+            // `join` keeps absolute paths as they are.
+            let path = if arg.starts_with('~') {
+                expand_tilde(arg)
+            } else {
+                base.join(arg)
+            };
+            for file in glob_paths(&path) {
+                let mut inner = Scope {
+                    depth: scope.depth + 1,
+                    never_match: scope.never_match || !outer,
+                    ..*scope
+                };
+                self.read_file(&file, &mut inner, true)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// For a keyword of a table of unsupported keywords and their defaults: whether
+/// `args` depart from the default (honouring them would need the missing feature);
+/// `None` if the keyword is not in the table.
+pub(crate) fn departs_from_default(
+    table: &[(&str, &str)],
+    kw: &str,
+    args: &[String],
+) -> Option<bool> {
+    let (_, default) = table.iter().find(|(name, _)| *name == kw)?;
+    Some(!matches!(args, [v] if !default.is_empty() && v.eq_ignore_ascii_case(default)))
+}
+
+/// Case-insensitive pattern-list match, as OpenSSH uses for host names.
+fn lower_match(list: &str, name: &str) -> bool {
+    matches_list(&list.to_ascii_lowercase(), &name.to_ascii_lowercase())
+}
+
+fn open_error(name: &str, e: &std::io::Error) -> ConfigError {
+    ConfigError::Open {
+        file: name.to_string(),
+        reason: io_reason(e),
+    }
+}
+
+/// OpenSSH refuses user files that someone other than the user (or root) owns or
+/// that group/others may write, since they could redirect connections.
+fn check_owner(path: &Path, name: &str) -> Res {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(path).map_err(|e| open_error(name, &e))?;
+    let me = nix::unistd::getuid().as_raw();
+    if (md.uid() != 0 && md.uid() != me) || md.mode() & 0o022 != 0 {
+        return Err(ConfigError::Permissions {
+            file: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Splits a configuration line into its keyword and arguments as OpenSSH 9.2 does:
+/// the keyword ends at whitespace or `=` (so `K v`, `K=v` and `K = v` are alike),
+/// arguments are whitespace-separated with `"`/`'` quoting and `\` escapes, and an
+/// unquoted `#` starting an argument ends the line. `None` for blank and comment lines.
+pub(crate) fn split_line(line: &str) -> Result<Option<(String, Vec<String>)>, &'static str> {
+    fn skip_space(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+    }
+    let mut chars = line.chars().peekable();
+    skip_space(&mut chars);
+    let mut keyword = String::new();
+    if chars.next_if_eq(&'"').is_some() {
+        keyword = chars.by_ref().take_while(|c| *c != '"').collect();
+    } else {
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
+            keyword.push(c);
+        }
+    }
+    if keyword.is_empty() || keyword.starts_with('#') {
+        return Ok(None);
+    }
+    skip_space(&mut chars);
+    chars.next_if_eq(&'=');
+    let mut args = Vec::new();
+    loop {
+        skip_space(&mut chars);
+        if chars.peek().is_none_or(|c| *c == '#') {
+            return Ok(Some((keyword, args)));
+        }
+        let mut arg = String::new();
+        let mut quote: Option<char> = None;
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (None, c) if c.is_whitespace() => break,
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (_, '\\') => {
+                    let escapable =
+                        |n: &char| matches!(n, '"' | '\'' | '\\') || (quote.is_none() && *n == ' ');
+                    arg.push(chars.next_if(escapable).unwrap_or('\\'));
+                }
+                (_, c) => arg.push(c),
+            }
+        }
+        if quote.is_some() {
+            return Err("invalid quotes");
+        }
+        args.push(arg);
+    }
+}
+
+/// Parses OpenSSH's time format: a plain number of seconds, or a sequence of
+/// number+unit with units s, m, h, d, w (any case), e.g. `1h30m`; sshq also
+/// accepts `ms` because QUIC fallback wants sub-second values.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut total_ms: u64 = 0;
+    let mut num: Option<u64> = None;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if let Some(d) = c.to_digit(10) {
+            num = Some(
+                num.unwrap_or(0)
+                    .checked_mul(10)?
+                    .checked_add(u64::from(d))?,
+            );
+            continue;
+        }
+        let unit_ms: u64 = match c.to_ascii_lowercase() {
+            's' => 1_000,
+            'm' if chars.next_if(|c| c.eq_ignore_ascii_case(&'s')).is_some() => 1,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            'w' => 604_800_000,
+            _ => return None,
+        };
+        total_ms = total_ms.checked_add(num.take()?.checked_mul(unit_ms)?)?;
+    }
+    if let Some(n) = num {
+        total_ms = total_ms.checked_add(n.checked_mul(1_000)?)?;
+    }
+    Some(Duration::from_millis(total_ms))
+}
+
+/// Parses a TCP/UDP port: decimal digits only, 1 to 65535 (0 is refused as by OpenSSH).
+pub fn parse_port(s: &str) -> Option<u16> {
+    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    s.parse::<u16>().ok().filter(|p| digits && *p != 0)
+}
+
+/// The user's home: `$HOME`, else the password database.
+pub fn home_dir() -> Option<PathBuf> {
+    let from_passwd = || {
+        nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.dir)
+    };
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(from_passwd)
+}
+
+/// The name of the user running sshq, for `Match localuser` and as the default remote user.
+pub fn local_user() -> String {
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten();
+    user.map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_default()
+}
+
+/// Expands a leading `~` (home) or `~user` (that user's home); other text is kept.
+pub fn expand_tilde(s: &str) -> PathBuf {
+    let Some(rest) = s.strip_prefix('~') else {
+        return PathBuf::from(s);
+    };
+    let (user, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let home = match user {
+        "" => home_dir(),
+        _ => nix::unistd::User::from_name(user)
+            .ok()
+            .flatten()
+            .map(|u| u.dir),
+    };
+    home.map_or_else(
+        || PathBuf::from(s),
+        |h| if tail.is_empty() { h } else { h.join(tail) },
+    )
+}
+
+/// Expands `*` and `?` in any component of a path, like glob(3) for `Include`:
+/// only existing paths, sorted, hidden entries only for patterns starting with `.`.
+pub(crate) fn glob_paths(pattern: &Path) -> Vec<PathBuf> {
+    let mut found = vec![PathBuf::new()];
+    for comp in pattern.components() {
+        let text = comp.as_os_str().to_string_lossy();
+        if !text.contains(['*', '?']) {
+            found.iter_mut().for_each(|p| p.push(comp));
+            continue;
+        }
+        let wanted =
+            |n: &String| (text.starts_with('.') || !n.starts_with('.')) && matches(&text, n);
+        let mut next = Vec::new();
+        for dir in &found {
+            let entries = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok);
+            let mut names: Vec<String> = entries
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(wanted)
+                .collect();
+            names.sort();
+            next.extend(names.into_iter().map(|n| dir.join(n)));
+        }
+        found = next;
+    }
+    found.retain(|p| p.exists());
+    found
+}
+
+/// An I/O error as C's strerror words it (what OpenSSH prints), without Rust's "(os error N)".
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Applies `text` from a temp file for `host`; errors come back as text with
+    /// the file's path replaced by `F`.
+    fn parse_with(o: &mut ClientOptions, text: &str, host: &str) -> Result<(), String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(&path, text).unwrap();
+        let name = path.display().to_string();
+        o.apply_file(&path, host)
+            .map_err(|e| e.to_string().replace(&name, "F"))
+    }
+
+    fn parse(text: &str, host: &str) -> Result<ClientOptions, String> {
+        let mut o = ClientOptions::default();
+        parse_with(&mut o, text, host).map(|()| o)
+    }
+
+    fn err(text: &str) -> String {
+        parse(text, "h").unwrap_err()
+    }
+
+    fn cli_err(option: &str) -> String {
+        let mut o = ClientOptions::default();
+        o.apply_option_str(option).unwrap_err().to_string()
+    }
+
+    fn pair(name: &str, value: &str) -> (String, String) {
+        (name.to_string(), value.to_string())
+    }
+
+    #[test]
+    fn every_keyword() {
+        let home = home_dir().unwrap();
+        let text = "HostName real.example\nUser bob\nPort 2222\nIdentityFile ~/.ssh/a\nIdentityFile /k/b\n\
+            IdentityFile ~/.ssh/a\nIdentitiesOnly yes\nBatchMode true\nStrictHostKeyChecking accept-new\n\
+            UserKnownHostsFile ~/kh1 /kh2\nLogLevel debug2\nConnectTimeout 1m30s\nServerAliveInterval 15\n\
+            ServerAliveCountMax 4\nRequestTTY force\nSendEnv LANG LC_*\nSendEnv FOO\nSendEnv -LC_*\n\
+            SetEnv A=1 B=x=y A=2\nSetEnv C=3\nProxyJump jump@gw:22\nLocalForward 8080 localhost:80\n\
+            RemoteForward 9090 localhost:90\nRemoteForward 1080\nDynamicForward 1081\n\
+            ForwardAgent ~/agent.sock\nIgnoreUnknown UseKeychain\nTransport quic\nQuicPort 4433\n\
+            KexAlgorithms +curve25519-sha256\nQuicFallbackTimeout 250ms\n";
+        let agent = home.join("agent.sock").display().to_string();
+        let expected = ClientOptions {
+            host_name: Some("real.example".into()),
+            user: Some("bob".into()),
+            port: Some(2222),
+            identity_files: vec![home.join(".ssh/a"), "/k/b".into()],
+            identities_only: Some(true),
+            batch_mode: Some(true),
+            strict_host_key_checking: Some(StrictHostKeyChecking::AcceptNew),
+            user_known_hosts_files: Some(vec![home.join("kh1"), "/kh2".into()]),
+            log_level: Some(LogLevel::Debug2),
+            connect_timeout: Some(Duration::from_secs(90)),
+            server_alive_interval: Some(Duration::from_secs(15)),
+            server_alive_count_max: Some(4),
+            request_tty: Some(RequestTty::Force),
+            send_env: vec!["LANG".into(), "FOO".into()],
+            set_env: Some(vec![pair("A", "1"), pair("B", "x=y")]),
+            proxy_jump: Some("jump@gw:22".into()),
+            local_forwards: vec!["8080:localhost:80".into()],
+            remote_forwards: vec!["9090:localhost:90".into(), "1080".into()],
+            dynamic_forwards: vec!["1081".into()],
+            forward_agent: Some(ForwardAgent::Socket(agent)),
+            ignore_unknown: Some("UseKeychain".into()),
+            transport: Some(Transport::Quic),
+            quic_port: Some(4433),
+            kex_algorithms: Some("+curve25519-sha256".into()),
+            quic_fallback_timeout: Some(Duration::from_millis(250)),
+        };
+        assert_eq!(parse(text, "h"), Ok(expected));
+        let text =
+            "ForwardAgent no\nConnectTimeout none\nUserKnownHostsFile none\nTransport AUTO\n";
+        let o = parse(text, "h").unwrap();
+        assert_eq!(o.forward_agent, Some(ForwardAgent::No));
+        assert_eq!(o.connect_timeout, Some(Duration::ZERO));
+        assert_eq!(o.user_known_hosts_files, Some(vec![]));
+        assert_eq!(o.transport, Some(Transport::Auto));
+    }
+
+    #[test]
+    fn line_syntax() {
+        let text = "# comment\n\n  port=1\nUSER = bob # trailing comment\n\"HostName\" \"a b\"\r\n\
+            \tIdentityFile '/x y'\nProxyJump a#b\nSendEnv \"A\"B C\\ D\n";
+        let o = parse(text, "h").unwrap();
+        assert_eq!((o.port, o.user.as_deref()), (Some(1), Some("bob")));
+        assert_eq!(o.host_name.as_deref(), Some("a b"));
+        assert_eq!(o.identity_files, [PathBuf::from("/x y")]);
+        assert_eq!(o.proxy_jump.as_deref(), Some("a#b"));
+        assert_eq!(o.send_env, ["AB", "C D"]);
+        let split = split_line("Port==5").unwrap().unwrap();
+        assert_eq!(split, ("Port".to_string(), vec!["=5".to_string()]));
+        assert_eq!(split_line("   # x"), Ok(None));
+        assert_eq!(split_line("HostName \"abc"), Err("invalid quotes"));
+    }
+
+    #[test]
+    fn first_value_wins_and_command_line_comes_first() {
+        let mut o = ClientOptions::default();
+        for option in ["Port=1", "Port 7", "IdentityFile=/cli", "SendEnv=A"] {
+            o.apply_option_str(option).unwrap();
+        }
+        let text =
+            "Port 2\nUser x\nUser y\nIdentityFile /file\nSendEnv B\nSetEnv X=1\nSetEnv Y=2\n";
+        parse_with(&mut o, text, "h").unwrap();
+        assert_eq!((o.port, o.user.as_deref()), (Some(1), Some("x")));
+        assert_eq!(
+            o.identity_files,
+            [PathBuf::from("/cli"), PathBuf::from("/file")]
+        );
+        assert_eq!(o.send_env, ["A", "B"]);
+        assert_eq!(o.set_env, Some(vec![pair("X", "1")]));
+    }
+
+    #[test]
+    fn host_patterns() {
+        let cases = [
+            ("*.example.com !bad.example.com", "good.example.com", true),
+            ("*.example.com !bad.example.com", "bad.example.com", false),
+            ("!bad.example.com *.example.com", "bad.example.com", false),
+            ("!foo", "bar", false),
+            ("f?o", "fxo", true),
+            ("f?o", "fo", false),
+            ("one two", "two", true),
+            ("foo,bar", "foo", false),
+            ("FOO", "foo", false),
+            ("*", "anything", true),
+        ];
+        for (patterns, host, hit) in cases {
+            let text = format!("Host {patterns}\n  Port 1\nHost *\n  Port 2\n");
+            let want = Some(if hit { 1 } else { 2 });
+            assert_eq!(
+                parse(&text, host).unwrap().port,
+                want,
+                "Host {patterns} vs {host}"
+            );
+        }
+    }
+
+    #[test]
+    fn match_blocks() {
+        let port = |text: &str, host: &str| parse(text, host).unwrap().port;
+        assert_eq!(port("Match all\n Port 1\n", "h"), Some(1));
+        assert_eq!(port("Match !all\n Port 1\n", "h"), None);
+        assert_eq!(
+            port("HostName real\nMatch host REAL\n Port 1\n", "h"),
+            Some(1)
+        );
+        assert_eq!(port("Match host x,!y\n Port 1\n", "y"), None);
+        assert_eq!(
+            port("Match !host foo originalhost b*\n Port 1\n", "bar"),
+            Some(1)
+        );
+        assert_eq!(port("User bob\nMatch user bob\n Port 1\n", "h"), Some(1));
+        let localuser = format!("Match localuser {}\n Port 1\n", local_user());
+        assert_eq!(port(&localuser, "h"), Some(1));
+        assert_eq!(
+            port("Match canonical\n Port 1\nMatch final\n Port 2\n", "h"),
+            Some(2)
+        );
+        let exec = "F line 2: unsupported Match criterion \"exec\" (sshq supports all, canonical, \
+            final, host, originalhost, user, localuser)\nF: terminating, 1 bad configuration options";
+        assert_eq!(err("Port 1\nMatch exec \"true\"\n"), exec);
+        let all = "F line 1: 'all' cannot be combined with other Match attributes\n";
+        assert!(err("Match all host x\n").starts_with(all));
+        let missing = "F line 1: Missing Match criteria for host\n";
+        assert!(err("Match host\n").starts_with(missing));
+    }
+
+    #[test]
+    fn unknown_keywords_report_file_and_line() {
+        let one = "F: line 4: Bad configuration option: foo\n\
+            F: terminating, 1 bad configuration options";
+        assert_eq!(err("Host foo\n  Port 2222\n\nFoo bar\n"), one);
+        let four = "F: line 1: Bad configuration option: foo\nF line 2: Bad port 'abc'.\n\
+            F: line 4: Bad configuration option: bar\nF line 5: unsupported option \"x\".\n\
+            F: terminating, 4 bad configuration options";
+        assert_eq!(
+            err("Foo bar\nPort abc\nHost other\n  Bar 1\nBatchMode x\n"),
+            four
+        );
+        let unknown = "command-line: line 0: Bad configuration option: foo";
+        assert_eq!(cli_err("Foo=bar"), unknown);
+        assert_eq!(cli_err("Port abc"), "command-line line 0: Bad port 'abc'.");
+        let host = "command-line line 0: Host directive not supported as a command-line option";
+        assert_eq!(cli_err("Host=x"), host);
+    }
+
+    #[test]
+    fn ignore_unknown() {
+        assert!(parse("IgnoreUnknown Fo*,bar\nfoo 1\nBAR 2\n", "h").is_ok());
+        let late = "F: line 1: Bad configuration option: bar\n\
+            F: terminating, 1 bad configuration options";
+        assert_eq!(err("Bar 1\nIgnoreUnknown bar\n"), late);
+        let mut o = ClientOptions::default();
+        o.apply_option_str("IgnoreUnknown=usekeychain").unwrap();
+        assert!(parse_with(&mut o, "UseKeychain yes\n", "h").is_ok());
+    }
+
+    #[test]
+    fn bad_values() {
+        let cases = [
+            ("Port abc", "Bad port 'abc'."),
+            ("Port 0", "Bad port '0'."),
+            ("Port 22 33", "keyword port extra arguments at end of line"),
+            ("IdentityFile", "no argument after keyword \"identityfile\""),
+            ("BatchMode maybe", "unsupported option \"maybe\"."),
+            (
+                "StrictHostKeyChecking maybe",
+                "unsupported option \"maybe\".",
+            ),
+            ("RequestTTY sometimes", "unsupported option \"sometimes\"."),
+            ("Transport udp", "unsupported option \"udp\"."),
+            ("ConnectTimeout 5x", "invalid time value."),
+            ("QuicFallbackTimeout soon", "invalid time value."),
+            ("LogLevel loud", "unsupported log level 'loud'"),
+            ("ServerAliveCountMax -1", "integer value too small."),
+            ("ServerAliveCountMax x", "integer value invalid."),
+            ("LocalForward 8080", "Missing target argument."),
+            (
+                "DynamicForward 1080 x",
+                "keyword dynamicforward extra arguments at end of line",
+            ),
+            ("SetEnv A", "Invalid SetEnv."),
+            ("SendEnv A=B", "Invalid environment name."),
+            ("HostName \"abc", "invalid quotes"),
+            (
+                "ForwardAgent sock",
+                "ForwardAgent \"sock\": expected yes, no, a path or $VARIABLE",
+            ),
+        ];
+        for (line, message) in cases {
+            // Values are checked even in blocks that do not apply, as OpenSSH does.
+            let want = format!("F line 2: {message}\nF: terminating, 1 bad configuration options");
+            assert_eq!(err(&format!("Host nomatch\n{line}\n")), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn keywords_sshq_ignores_or_refuses() {
+        let text =
+            "HashKnownHosts yes\nGSSAPIAuthentication yes\nForwardX11 yes\nCiphers aes128-ctr\n";
+        assert_eq!(parse(text, "h"), Ok(ClientOptions::default()));
+        let refused = "F line 1: keyword proxycommand is not supported by sshq (list it in \
+            IgnoreUnknown to skip it)\nF: terminating, 1 bad configuration options";
+        assert_eq!(err("ProxyCommand ssh -W %h:%p gw\n"), refused);
+        let elsewhere = "Host other\n  ProxyCommand ssh gw\nHost *\n  ProxyCommand none\n\
+            IdentityAgent SSH_AUTH_SOCK\n";
+        assert!(parse(elsewhere, "h").is_ok());
+        assert!(parse("IgnoreUnknown ProxyCommand\nProxyCommand ssh gw\n", "h").is_ok());
+        assert!(err("IdentityAgent none\n").contains("keyword identityagent is not supported"));
+    }
+
+    #[test]
+    fn includes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let write = |name: &str, text: &str| std::fs::write(format!("{d}/{name}"), text).unwrap();
+        std::fs::create_dir(format!("{d}/conf.d")).unwrap();
+        write("conf.d/b.conf", "User from-b\nPort 2\n");
+        write("conf.d/a.conf", "Host other\n  User from-a\n");
+        write("conf.d/.hidden.conf", "Port 9\n");
+        write("skipped", "User from-skipped-block\n");
+        let text =
+            format!("Host x\n Include {d}/skipped\nHost *\n Include {d}/conf.d/*.conf\n Port 3\n");
+        write("config", &text);
+        let main = PathBuf::from(format!("{d}/config"));
+        let load = || {
+            ClientOptions::default()
+                .apply_file(&main, "h")
+                .map_err(|e| e.to_string())
+        };
+        let mut o = ClientOptions::default();
+        o.apply_file(&main, "h").unwrap();
+        // a.conf's `Host other` does not leak: b.conf and the Port after the Include apply.
+        assert_eq!((o.user.as_deref(), o.port), (Some("from-b"), Some(2)));
+        // Errors inside an included file name that file.
+        write("conf.d/b.conf", "Bogus 1\n");
+        let b = format!("{d}/conf.d/b.conf");
+        let bogus = format!("{b}: line 1: Bad configuration option: bogus\n");
+        assert_eq!(
+            load(),
+            Err(format!(
+                "{bogus}{b}: terminating, 1 bad configuration options"
+            ))
+        );
+        // Files others may write are refused, as OpenSSH does.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(load(), Err(format!("Bad owner or permissions on {b}")));
+        // An include loop stops at the depth limit.
+        write("config", &format!("Include {d}/config\n"));
+        assert!(load()
+            .unwrap_err()
+            .contains("Too many recursive configuration includes"));
+        let missing = ClientOptions::default().apply_file(Path::new(&format!("{d}/nope")), "h");
+        let text = format!("Can't open user config file {d}/nope: No such file or directory");
+        assert_eq!(missing.unwrap_err().to_string(), text);
+    }
+
+    #[test]
+    fn the_real_system_config_parses() {
+        let system = Path::new(SYSTEM_CONFIG_PATH);
+        if system.exists() {
+            let mut o = ClientOptions::default();
+            let mut scope = Scope::top("example.com", Origin::System);
+            o.read_file(system, &mut scope, false).unwrap();
+            assert!(ClientOptions::default()
+                .load_files(Some(system), "example.com")
+                .is_ok());
+        }
+    }
+
+    #[test]
+    fn small_parsers() {
+        let ms = |s| parse_duration(s).map(|d| d.as_millis() as u64);
+        let good = [("0", 0), ("30", 30_000), ("30s", 30_000), ("2m", 120_000)];
+        let more = [
+            ("1h30m", 5_400_000),
+            ("1H30", 3_630_000),
+            ("1w", 604_800_000),
+            ("250ms", 250),
+        ];
+        for (text, want) in good.into_iter().chain(more) {
+            assert_eq!(ms(text), Some(want), "{text}");
+        }
+        for text in ["", "x", "5x", "m", "-1", "99999999999999999999"] {
+            assert_eq!(ms(text), None, "{text}");
+        }
+        let ports = ["22", "65535", "0", "+22", "65536", ""].map(parse_port);
+        assert_eq!(ports, [Some(22), Some(65535), None, None, None, None]);
+        let home = home_dir().unwrap();
+        assert_eq!(
+            (expand_tilde("~"), expand_tilde("~/x")),
+            (home.clone(), home.join("x"))
+        );
+        assert_eq!(expand_tilde("/a/~"), PathBuf::from("/a/~"));
+        assert_eq!(expand_tilde("~root/x"), PathBuf::from("/root/x"));
+        let o = ClientOptions {
+            host_name: Some("%h.lan%%h".into()),
+            ..Default::default()
+        };
+        assert_eq!(o.expanded_host_name("box"), "box.lan%h");
+        assert_eq!(ClientOptions::default().expanded_host_name("box"), "box");
+        assert_eq!(
+            LogLevel::parse("debug").map(LogLevel::as_str),
+            Some("DEBUG")
+        );
+    }
+}

@@ -1,0 +1,293 @@
+//! The `sshq` client: OpenSSH's command line and behaviour, over TCP today
+//! and QUIC as the transport trait's second implementation.
+
+pub mod cli;
+pub mod config;
+mod hostkeys;
+pub mod identity;
+pub mod session;
+pub mod terminal;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use sshq_core::error::ConnectError;
+use sshq_core::transport::Connection;
+
+use cli::{Cli, Destination};
+use config::{ClientOptions, RequestTty, Transport};
+
+/// The exit status ssh uses for its own failures.
+pub const EXIT_FAILURE: i32 = 255;
+
+/// Runs `sshq` with `args` (including the program name); returns the exit status.
+pub async fn main(args: Vec<String>) -> i32 {
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_FAILURE } else { 0 };
+        }
+    };
+    if cli.version {
+        eprintln!("sshq {}", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
+    let code = match run(cli).await {
+        Ok(code) => code,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
+            EXIT_FAILURE
+        }
+    };
+    terminal::restore();
+    code
+}
+
+/// Everything resolved from the command line and configuration.
+struct Plan {
+    host: String,
+    hostname: String,
+    port: u16,
+    user: String,
+    options: ClientOptions,
+    quiet: bool,
+}
+
+async fn run(cli: Cli) -> Result<i32, String> {
+    let Some(destination) = cli.destination.as_deref() else {
+        return Err(Cli::try_parse_from(["sshq", "--help"])
+            .err()
+            .map(|e| e.render().to_string())
+            .unwrap_or_default());
+    };
+    let destination = Destination::parse(destination).map_err(|e| e.to_string())?;
+    let plan = resolve(&cli, &destination)?;
+    init_logging(cli.verbose, plan.quiet);
+
+    let transport = plan.options.transport.unwrap_or(Transport::Auto);
+    match transport {
+        Transport::Quic => {
+            return Err(
+                "sshq: Transport=quic: the QUIC transport is not built yet in this version; \
+                 use -o Transport=tcp (or auto)"
+                    .to_string(),
+            )
+        }
+        Transport::Auto => tracing::debug!("Transport=auto: QUIC is not built yet, using TCP"),
+        Transport::Tcp => tracing::debug!("Transport=tcp"),
+    }
+    let conn = connect_tcp(&plan).await.map_err(|e| e.to_string())?;
+    tracing::debug!(
+        "Authenticated to {} ([{}]:{}) using \"publickey\"; kex {}",
+        plan.host,
+        plan.hostname,
+        plan.port,
+        conn.info().kex.as_deref().unwrap_or("unknown")
+    );
+    run_on(&conn, &cli, &plan).await
+}
+
+/// Applies the command line, then -o, then the config files, keeping the
+/// first value obtained for each option, as ssh does.
+fn resolve(cli: &Cli, destination: &Destination) -> Result<Plan, String> {
+    let mut options = ClientOptions::default();
+    let user_flag = cli.login_name.clone().or_else(|| destination.user.clone());
+    let port_flag = match &cli.port {
+        Some(p) => Some(config::parse_port(p).ok_or_else(|| format!("Bad port '{p}'"))?),
+        None => destination.port,
+    };
+    options.port = port_flag;
+    options.user = user_flag;
+    for file in &cli.identity_files {
+        options.identity_files.push(config::expand_tilde(file));
+    }
+    if cli.forward_agent {
+        options.forward_agent = Some(config::ForwardAgent::Yes);
+    } else if cli.no_forward_agent {
+        options.forward_agent = Some(config::ForwardAgent::No);
+    }
+    if let Some(jump) = &cli.jump {
+        options.proxy_jump = Some(jump.clone());
+    }
+    for option in &cli.options {
+        options.apply_option_str(option).map_err(|e| e.to_string())?;
+    }
+    let host = destination.host.clone();
+    options
+        .load_files(cli.config_file.as_deref().map(std::path::Path::new), &host)
+        .map_err(|e| e.to_string())?;
+    let hostname = options.expanded_host_name(&host);
+    let port = options.port.unwrap_or(22);
+    let user = options.user.clone().unwrap_or_else(config::local_user);
+    let quiet = cli.quiet || options.log_level == Some(config::LogLevel::Quiet);
+    Ok(Plan {
+        host,
+        hostname,
+        port,
+        user,
+        options,
+        quiet,
+    })
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "off",
+        (_, 0) => "warn",
+        (_, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{level},russh={}",
+        if verbose >= 3 { "debug" } else { "warn" }
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// Resolves the host name the way ssh reports failures.
+async fn resolve_addrs(plan: &Plan, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((plan.hostname.as_str(), port))
+        .await
+        .map_err(|e| ConnectError::Resolve {
+            host: plan.hostname.clone(),
+            message: resolve_message(&e),
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(ConnectError::Resolve {
+            host: plan.hostname.clone(),
+            message: "Name or service not known".to_string(),
+        });
+    }
+    Ok(addrs)
+}
+
+fn resolve_message(e: &std::io::Error) -> String {
+    // getaddrinfo's text is wrapped by std in "failed to lookup address
+    // information: ..."; ssh prints only the resolver's words.
+    let text = e.to_string();
+    text.rsplit(": ").next().unwrap_or(&text).to_string()
+}
+
+async fn connect_tcp(plan: &Plan) -> Result<sshq_tcp::TcpClientConnection, ConnectError> {
+    let addrs = resolve_addrs(plan, plan.port).await?;
+    let verifier = Arc::new(hostkeys::Verifier::new(plan));
+    let keys = identity::collect_keys(&identity::IdentityOptions {
+        files: plan.options.identity_files.clone(),
+        identities_only: plan.options.identities_only.unwrap_or(false),
+        batch_mode: plan.options.batch_mode.unwrap_or(false),
+        quiet: plan.quiet,
+    })
+    .await;
+    let timeout = plan.options.connect_timeout;
+    let mut last_error = None;
+    for addr in addrs {
+        let params = sshq_tcp::ClientParams {
+            host: plan.host.clone(),
+            user: plan.user.clone(),
+            keys: keys.clone(),
+            verifier: verifier.clone(),
+            kex: None,
+        };
+        let attempt = sshq_tcp::connect_tcp(addr, params);
+        let result = match timeout {
+            Some(limit) => tokio::time::timeout(limit, attempt).await.unwrap_or_else(|_| {
+                Err(ConnectError::Connect {
+                    host: plan.hostname.clone(),
+                    port: plan.port,
+                    source: std::io::Error::new(std::io::ErrorKind::TimedOut, "Connection timed out"),
+                })
+            }),
+            None => attempt.await,
+        };
+        match result {
+            Ok(conn) => return Ok(conn),
+            // Only a failure to reach this address moves on to the next one.
+            Err(e @ ConnectError::Connect { .. }) => last_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or(ConnectError::Other("no address to connect to".to_string())))
+}
+
+/// Runs what the command line asks for on an established connection.
+async fn run_on<C: Connection>(conn: &C, cli: &Cli, plan: &Plan) -> Result<i32, String> {
+    if cli.no_command {
+        // -N: nothing to run; stay until the connection ends.
+        conn.closed().await;
+        return Ok(0);
+    }
+    let command = (!cli.command.is_empty()).then(|| cli.command.join(" ").into_bytes());
+    let (tty_flag, no_tty) = match plan.options.request_tty {
+        _ if cli.no_tty => (0, true),
+        _ if cli.tty > 0 => (cli.tty, false),
+        Some(RequestTty::No) => (0, true),
+        Some(RequestTty::Yes) => (1, false),
+        Some(RequestTty::Force) => (2, false),
+        Some(RequestTty::Auto) | None => (0, false),
+    };
+    let (pty, notice) = session::want_pty(tty_flag, no_tty || cli.subsystem, command.is_some());
+    if let (Some(notice), false) = (notice, plan.quiet) {
+        eprintln!("{notice}");
+    }
+    let options = session::SessionOptions {
+        command,
+        subsystem: cli.subsystem,
+        pty,
+        term: std::env::var("TERM").unwrap_or_else(|_| "dumb".to_string()),
+        env: environment_to_send(&plan.options),
+        null_stdin: cli.null_stdin || cli.background,
+    };
+    match session::run(conn, options).await {
+        Ok(exit) => {
+            conn.close("disconnected by user").await;
+            Ok(exit.exit_code())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// SendEnv patterns matched against our environment, then SetEnv pairs.
+fn environment_to_send(options: &ClientOptions) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(name, _)| {
+            options
+                .send_env
+                .iter()
+                .any(|pattern| sshq_core::pattern::matches(pattern, name))
+        })
+        .collect();
+    if let Some(set) = &options.set_env {
+        env.extend(set.iter().cloned());
+    }
+    env
+}
+
+/// The known_hosts files to read, the first being where new keys go.
+fn known_hosts_files(options: &ClientOptions) -> Vec<PathBuf> {
+    let mut files = options.user_known_hosts_files.clone().unwrap_or_else(|| {
+        vec![
+            config::expand_tilde("~/.ssh/known_hosts"),
+            config::expand_tilde("~/.ssh/known_hosts2"),
+        ]
+    });
+    files.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
+    files.push(PathBuf::from("/etc/ssh/ssh_known_hosts2"));
+    files
+}
+
+/// How long `Transport=auto` gives QUIC before falling back to TCP.
+pub const DEFAULT_QUIC_FALLBACK: Duration = Duration::from_millis(300);

@@ -1,0 +1,213 @@
+//! One interactive shell, command or subsystem on a `session` channel,
+//! written once for every transport.
+
+use std::io::IsTerminal;
+
+use sshq_core::channel::{ChannelKind, ChannelRequest, PtyRequest};
+use sshq_core::error::TransportError;
+use sshq_core::transport::{Channel, ChannelControl, ChannelParts, Connection, RequestStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::terminal;
+
+/// What to run remotely, and how.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// `None`: an interactive shell.
+    pub command: Option<Vec<u8>>,
+    /// The command names a subsystem (-s).
+    pub subsystem: bool,
+    /// Request a pseudo-terminal.
+    pub pty: bool,
+    /// Terminal type for the pty ($TERM).
+    pub term: String,
+    /// Environment variables to send (SendEnv/SetEnv).
+    pub env: Vec<(String, String)>,
+    /// Read nothing from stdin (-n, -f).
+    pub null_stdin: bool,
+}
+
+/// How the remote side ended, turned into ssh's exit status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteExit {
+    Status(u32),
+    Signal(String),
+    /// The channel closed without saying.
+    Unknown,
+}
+
+impl RemoteExit {
+    /// ssh's exit status: the remote one, or 255 when the command died by a
+    /// signal or the status is unknown (OpenSSH prints nothing for either).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RemoteExit::Status(status) => (*status & 0xff) as i32,
+            RemoteExit::Signal(_) | RemoteExit::Unknown => 255,
+        }
+    }
+}
+
+/// Why a session could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// OpenSSH's wording, e.g. "exec request failed on channel 0".
+    #[error("{0} request failed on channel 0")]
+    RequestRefused(&'static str),
+    #[error("channel 0: open failed: {0}")]
+    OpenFailed(TransportError),
+    #[error("{0}")]
+    Transport(#[from] TransportError),
+}
+
+/// Runs the session to its end and returns how the remote side exited.
+pub async fn run<C: Connection>(conn: &C, options: SessionOptions) -> Result<RemoteExit, SessionError> {
+    let channel = conn
+        .open_channel(ChannelKind::Session)
+        .await
+        .map_err(SessionError::OpenFailed)?;
+    let ChannelParts {
+        data_in,
+        ext_in,
+        mut data_out,
+        ext_out,
+        control,
+        mut requests,
+    } = channel.split();
+    drop(ext_out);
+
+    if options.pty {
+        let pty = PtyRequest {
+            term: options.term.clone(),
+            size: terminal::local_window_size(),
+            modes: terminal::local_terminal_modes(),
+        };
+        if !control.request(ChannelRequest::Pty(pty), true).await? {
+            eprintln!("PTY allocation request failed on channel 0");
+        }
+    }
+    for (name, value) in &options.env {
+        let env = ChannelRequest::Env {
+            name: name.clone(),
+            value: value.clone(),
+        };
+        control.request(env, false).await?;
+    }
+    let (start, what) = match (&options.command, options.subsystem) {
+        (Some(name), true) => (
+            ChannelRequest::Subsystem(String::from_utf8_lossy(name).into_owned()),
+            "subsystem",
+        ),
+        (Some(command), false) => (ChannelRequest::Exec(command.clone()), "exec"),
+        (None, _) => (ChannelRequest::Shell, "shell"),
+    };
+    if !control.request(start, true).await? {
+        return Err(SessionError::RequestRefused(what));
+    }
+
+    let _raw = if options.pty { terminal::RawMode::enter() } else { None };
+
+    let null_stdin = options.null_stdin;
+    let stdin_task = tokio::spawn(async move {
+        if !null_stdin {
+            let mut chunks = read_stdin_in_chunks();
+            while let Some(chunk) = chunks.recv().await {
+                if data_out.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        }
+        // Local EOF becomes the remote command's EOF.
+        let _ = data_out.shutdown().await;
+    });
+    let resize_task = options.pty.then(|| tokio::spawn(forward_window_changes(control)));
+
+    let stdout = tokio::spawn(copy_out(data_in, tokio::io::stdout()));
+    let stderr = tokio::spawn(copy_out(ext_in, tokio::io::stderr()));
+    let mut exit = RemoteExit::Unknown;
+    while let Some(incoming) = requests.next().await {
+        match &incoming.request {
+            ChannelRequest::ExitStatus(status) => exit = RemoteExit::Status(*status),
+            ChannelRequest::ExitSignal(signal) => exit = RemoteExit::Signal(signal.signal.clone()),
+            other => tracing::debug!("ignoring channel request {}", other.wire_name()),
+        }
+        incoming.reply.send(false);
+    }
+    // The channel is closed: whatever output is buffered still gets written.
+    let _ = stdout.await;
+    let _ = stderr.await;
+    stdin_task.abort();
+    if let Some(task) = resize_task {
+        task.abort();
+    }
+    Ok(exit)
+}
+
+/// How much of stdin one read takes. tokio's stdin reads 8 KiB at a time
+/// through the blocking pool, which costs more CPU than the cipher on bulk
+/// transfers; one thread doing large reads does not.
+const STDIN_CHUNK: usize = 256 * 1024;
+
+/// Reads stdin on a thread of its own, in large chunks, until EOF or error.
+fn read_stdin_in_chunks() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut chunk = vec![0u8; STDIN_CHUNK];
+            match stdin.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if tx.blocking_send(chunk).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+    });
+    rx
+}
+
+async fn copy_out<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(from: R, mut to: W) {
+    let _ = crate::io::copy_large(from, &mut to).await;
+}
+
+/// Sends window-change whenever the local terminal is resized (SIGWINCH).
+async fn forward_window_changes<K: ChannelControl>(control: K) {
+    let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) else {
+        return;
+    };
+    let mut last = terminal::local_window_size();
+    while winch.recv().await.is_some() {
+        let size = terminal::local_window_size();
+        if size != last {
+            last = size;
+            if control.request(ChannelRequest::WindowChange(size), false).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether ssh would allocate a pty: `-T` never; `-tt` always; `-t` when
+/// stdin is a terminal; by default only for an interactive shell on a
+/// terminal. Returns the decision and OpenSSH's notice when a requested pty
+/// is not allocated.
+pub fn want_pty(tty_flag: u8, no_tty: bool, has_command: bool) -> (bool, Option<&'static str>) {
+    let stdin_tty = std::io::stdin().is_terminal();
+    if no_tty {
+        return (false, None);
+    }
+    match tty_flag {
+        0 if has_command => (false, None),
+        0 | 1 if stdin_tty => (true, None),
+        0 | 1 => (
+            false,
+            Some("Pseudo-terminal will not be allocated because stdin is not a terminal."),
+        ),
+        _ => (true, None),
+    }
+}

@@ -1,0 +1,21 @@
+//! Byte pumping shared by client and server.
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+/// Buffer size for bulk copies. tokio's `copy` moves 8 KiB at a time; on
+/// loopback the per-call overhead of that dominates a transfer, so copies
+/// of channel data use large reads and writes instead.
+pub const COPY_BUFFER: usize = 256 * 1024;
+
+/// Copies `from` to `to` until EOF, in large chunks, then flushes `to`.
+/// Returns how many bytes were copied.
+pub async fn copy_large<R, W>(from: R, to: &mut W) -> std::io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let mut from = BufReader::with_capacity(COPY_BUFFER, from);
+    let copied = tokio::io::copy_buf(&mut from, to).await?;
+    to.flush().await?;
+    Ok(copied)
+}

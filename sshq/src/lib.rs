@@ -1,0 +1,5 @@
+//! The sshq client and the sshqd server, written once above the transport trait.
+
+pub mod client;
+pub mod io;
+pub mod server;

@@ -1,0 +1,967 @@
+//! sshd_config-style configuration for `sshqd`, read the way OpenSSH 9.2's `sshd` reads it.
+//!
+//! Administrators know sshd_config, so sshqd takes the same keywords and rules:
+//! keywords ignore case, the first value wins for single-valued keywords, `-o`
+//! options are read before the file (so they win), and errors use sshd's wording.
+//! Like sshd, unknown keywords and malformed lines are all collected and reported
+//! before giving up, while an invalid value stops reading at once.
+//!
+//! Keywords whose omission would loosen access control (AllowUsers, ForceCommand,
+//! UsePAM yes, Match, ...) are refused rather than ignored: a server must never run
+//! more permissively than its configuration says.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::client::config::{
+    departs_from_default, glob_paths, io_reason, lines_of, parse_duration, parse_port, split_line,
+    LogLevel,
+};
+
+/// sshd's file name for `-o` options (with line 0).
+const CMDLINE: At<'static> = At("command-line", 0);
+const MAX_INCLUDE_DEPTH: usize = 16;
+/// sshd's default host keys, used when neither `-h` nor `HostKey` names one;
+/// missing files are for the caller to skip, as sshd does.
+const DEFAULT_HOST_KEYS: [&str; 3] = [
+    "/etc/ssh/ssh_host_rsa_key",
+    "/etc/ssh/ssh_host_ecdsa_key",
+    "/etc/ssh/ssh_host_ed25519_key",
+];
+
+/// sshd keywords accepted and ignored: they configure features sshqd lacks
+/// (X11, GSSAPI, Kerberos, host-based and rhosts logins, last-log, DNS checks)
+/// or liveness and logging details, so ignoring them never grants more access.
+#[rustfmt::skip]
+const IGNORED: &[&str] = &[
+    "clientalivecountmax", "clientaliveinterval", "compression", "debianbanner",
+    "gssapiauthentication", "gssapicleanupcredentials", "gssapikeyexchange",
+    "gssapistrictacceptorcheck", "hostbasedauthentication", "ignorerhosts", "ipqos",
+    "ignoreuserknownhosts", "kerberosauthentication", "kerberosorlocalpasswd",
+    "kerberosticketcleanup", "printlastlog", "syslogfacility", "tcpkeepalive", "usedns",
+    "x11displayoffset", "x11forwarding", "x11uselocalhost", "xauthlocation",
+];
+
+/// sshd keywords that restrict who may log in, what runs or which algorithms
+/// are allowed: ignoring them would make sshqd more permissive than configured.
+/// Each is paired with its sshd default; writing exactly that value changes
+/// nothing and is accepted, anything else is an error ("" = no such value).
+#[rustfmt::skip]
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("allowgroups", ""), ("allowstreamlocalforwarding", "yes"), ("allowusers", ""),
+    ("authenticationmethods", "any"), ("authorizedkeyscommand", "none"),
+    ("authorizedkeyscommanduser", ""), ("authorizedprincipalscommand", "none"),
+    ("authorizedprincipalscommanduser", ""), ("authorizedprincipalsfile", "none"),
+    ("banner", "none"), ("casignaturealgorithms", ""), ("chrootdirectory", "none"),
+    ("ciphers", ""), ("denygroups", ""), ("denyusers", ""), ("disableforwarding", "no"),
+    ("exposeauthinfo", "no"), ("forcecommand", "none"), ("hostbasedacceptedalgorithms", ""),
+    ("hostcertificate", ""), ("hostkeyalgorithms", ""), ("macs", ""), ("maxsessions", ""),
+    ("maxstartups", ""), ("permitemptypasswords", "no"), ("permittty", "yes"),
+    ("permittunnel", "no"), ("permituserenvironment", "no"), ("permituserrc", "yes"),
+    ("persourcemaxstartups", "none"), ("pubkeyacceptedalgorithms", ""), ("rdomain", "none"),
+    ("revokedkeys", "none"), ("setenv", ""), ("trustedusercakeys", "none"),
+];
+
+/// Everything that can be wrong with sshqd's configuration; `Display` gives the
+/// text sshd prints for the same problem, naming the file and line.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerConfigError {
+    /// An unknown keyword (reading continues, as in sshd).
+    #[error("{file}: line {line}: Bad configuration option: {keyword}")]
+    UnknownKeyword {
+        file: String,
+        line: usize,
+        keyword: String,
+    },
+    /// A line of the wrong shape: missing or extra arguments, bad quotes (reading continues).
+    #[error("{file} line {line}: {message}")]
+    Syntax {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    /// An invalid value or a setting sshqd cannot honour (reading stops, as in sshd).
+    #[error("{file} line {line}: {message}")]
+    BadValue {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    /// The unknown keywords and syntax errors of one file, with sshd's closing line.
+    #[error("{}{file}: terminating, {} bad configuration options", lines_of(errors), errors.len())]
+    Terminating {
+        file: String,
+        errors: Vec<ServerConfigError>,
+    },
+    /// The configuration file could not be read.
+    #[error("{file}: {reason}")]
+    Open { file: String, reason: String },
+    /// A `ListenAddress` host that does not resolve.
+    #[error("bad addr or host: {host} ({reason})")]
+    BadAddress { host: String, reason: String },
+}
+
+/// `PermitRootLogin`; `without-password` is the old name of `prohibit-password`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermitRootLogin {
+    Yes,
+    ProhibitPassword,
+    ForcedCommandsOnly,
+    No,
+}
+
+/// `AllowTcpForwarding`; `all` is a spelling of `yes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowTcpForwarding {
+    Yes,
+    No,
+    Local,
+    Remote,
+}
+
+/// `GatewayPorts`: may remote forwardings listen on other than loopback?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayPorts {
+    No,
+    Yes,
+    ClientSpecified,
+}
+
+/// `PermitOpen` / `PermitListen`: `any`, `none`, or a list of `host:port`
+/// entries (PermitListen also takes a bare port); `*` is a wildcard host or port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PermitList {
+    Any,
+    Nothing,
+    Only(Vec<String>),
+}
+
+impl PermitList {
+    /// Whether forwarding to (PermitOpen) or listening on (PermitListen) `host:port` is allowed.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        match self {
+            PermitList::Any => true,
+            PermitList::Nothing => false,
+            PermitList::Only(list) => list.iter().any(|entry| {
+                let (h, p) = split_host_port(entry).unwrap_or(("*", entry));
+                (h == "*" || h.eq_ignore_ascii_case(host))
+                    && (p == "*" || parse_port(p) == Some(port))
+            }),
+        }
+    }
+}
+
+/// sshqd's own `Transports`: which carriers to serve.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transports {
+    pub quic: bool,
+    pub tcp: bool,
+}
+
+/// A `ListenAddress`: a host or address, with a port that overrides `Port` if given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddress {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// sshqd's configuration with every default resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// `ListenAddress`es; empty means every address (see [`ServerConfig::listen_addrs`]).
+    pub listen_addresses: Vec<ListenAddress>,
+    /// `Port`s (default 22); `-p` replaces them all, as in sshd.
+    pub ports: Vec<u16>,
+    /// `-h` files then `HostKey`s; sshd's three default paths if none.
+    pub host_keys: Vec<PathBuf>,
+    /// `AuthorizedKeysFile` templates (empty for `none`); see [`ServerConfig::authorized_keys_files`].
+    pub authorized_keys_file: Vec<String>,
+    pub permit_root_login: PermitRootLogin,
+    pub pubkey_authentication: bool,
+    /// Off by default in sshqd: public keys are the intended way in.
+    pub password_authentication: bool,
+    pub kbd_interactive_authentication: bool,
+    pub max_auth_tries: u32,
+    /// `LoginGraceTime`; `None` for 0, meaning no limit.
+    pub login_grace_time: Option<Duration>,
+    /// `Subsystem`s as (name, command line); names are case-sensitive, as in sshd.
+    pub subsystems: Vec<(String, String)>,
+    pub log_level: LogLevel,
+    pub allow_tcp_forwarding: AllowTcpForwarding,
+    pub gateway_ports: GatewayPorts,
+    pub permit_open: PermitList,
+    pub permit_listen: PermitList,
+    pub allow_agent_forwarding: bool,
+    /// `PidFile`; `None` (the default, and `none`) writes no pid file.
+    pub pid_file: Option<PathBuf>,
+    pub strict_modes: bool,
+    /// `AcceptEnv` patterns (`*` and `?` wildcards).
+    pub accept_env: Vec<String>,
+    pub print_motd: bool,
+    /// sshqd's own `Transports` (default both).
+    pub transports: Transports,
+    /// sshqd's own `QuicRelay`: `host:port` of an SSH server that QUIC sessions are relayed to.
+    pub quic_relay: Option<String>,
+    /// `KexAlgorithms`, raw (may start with `+`, `-` or `^` as in OpenSSH).
+    pub kex_algorithms: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen_addresses: Vec::new(),
+            ports: vec![22],
+            host_keys: DEFAULT_HOST_KEYS.iter().map(PathBuf::from).collect(),
+            authorized_keys_file: vec![
+                ".ssh/authorized_keys".into(),
+                ".ssh/authorized_keys2".into(),
+            ],
+            permit_root_login: PermitRootLogin::ProhibitPassword,
+            pubkey_authentication: true,
+            password_authentication: false,
+            kbd_interactive_authentication: false,
+            max_auth_tries: 6,
+            login_grace_time: Some(Duration::from_secs(120)),
+            subsystems: Vec::new(),
+            log_level: LogLevel::Info,
+            allow_tcp_forwarding: AllowTcpForwarding::Yes,
+            gateway_ports: GatewayPorts::No,
+            permit_open: PermitList::Any,
+            permit_listen: PermitList::Any,
+            allow_agent_forwarding: true,
+            pid_file: None,
+            strict_modes: true,
+            accept_env: Vec::new(),
+            print_motd: true,
+            transports: Transports {
+                quic: true,
+                tcp: true,
+            },
+            quic_relay: None,
+            kex_algorithms: None,
+        }
+    }
+}
+
+#[rustfmt::skip]
+const YESNO: &[(&str, bool)] = &[("yes", true), ("no", false)];
+#[rustfmt::skip]
+const ROOT: &[(&str, PermitRootLogin)] = &[
+    ("yes", PermitRootLogin::Yes), ("prohibit-password", PermitRootLogin::ProhibitPassword),
+    ("without-password", PermitRootLogin::ProhibitPassword),
+    ("forced-commands-only", PermitRootLogin::ForcedCommandsOnly), ("no", PermitRootLogin::No),
+];
+#[rustfmt::skip]
+const TCPFWD: &[(&str, AllowTcpForwarding)] = &[
+    ("yes", AllowTcpForwarding::Yes), ("all", AllowTcpForwarding::Yes),
+    ("no", AllowTcpForwarding::No), ("local", AllowTcpForwarding::Local),
+    ("remote", AllowTcpForwarding::Remote),
+];
+#[rustfmt::skip]
+const GATEWAY: &[(&str, GatewayPorts)] = &[
+    ("no", GatewayPorts::No), ("yes", GatewayPorts::Yes),
+    ("clientspecified", GatewayPorts::ClientSpecified),
+];
+
+impl ServerConfig {
+    /// Builds the configuration as `sshqd [-f path] [-p port]... [-h key]... [-o opt]...`
+    /// would: `-o` options first (so they win), then the file at `path` (`None`: no
+    /// file; choosing a default path is the caller's business). `ListenAddress` hosts
+    /// are resolved here so a bad one is reported at startup, as sshd does.
+    pub fn load(
+        path: Option<&Path>,
+        overrides: &[String],
+        cli_ports: &[u16],
+        cli_host_keys: &[PathBuf],
+    ) -> Result<ServerConfig, ServerConfigError> {
+        let (ports, host_keys) = (cli_ports.to_vec(), cli_host_keys.to_vec());
+        let cfg = ServerConfig {
+            ports,
+            host_keys,
+            ..Self::default()
+        };
+        let (seen, cli_ports) = (HashSet::new(), !cli_ports.is_empty());
+        let mut parser = Parser {
+            cfg,
+            seen,
+            cli_ports,
+        };
+        for option in overrides {
+            parser.line(&CMDLINE, option, None, 0)?;
+        }
+        if let Some(path) = path {
+            parser.read_file(path, 0)?;
+        }
+        let mut cfg = parser.cfg;
+        if cfg.ports.is_empty() {
+            cfg.ports.push(22);
+        }
+        if cfg.host_keys.is_empty() {
+            cfg.host_keys = DEFAULT_HOST_KEYS.iter().map(PathBuf::from).collect();
+        }
+        cfg.resolve_listen(true)?;
+        Ok(cfg)
+    }
+
+    /// The sockets to listen on: each `ListenAddress` with its own port or every
+    /// `Port`; without `ListenAddress`, 0.0.0.0 and :: on every port (the listener
+    /// should set IPV6_V6ONLY on the :: socket so both can bind). Duplicates removed.
+    /// Host names are resolved now; [`ServerConfig::load`] already checked they resolve,
+    /// so one that stops resolving later is skipped rather than failing the call.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.resolve_listen(false).unwrap_or_default()
+    }
+
+    fn resolve_listen(&self, strict: bool) -> Res<Vec<SocketAddr>> {
+        let wildcard = ["0.0.0.0", "::"].map(|host| ListenAddress {
+            host: host.into(),
+            port: None,
+        });
+        let list = if self.listen_addresses.is_empty() {
+            wildcard.as_slice()
+        } else {
+            self.listen_addresses.as_slice()
+        };
+        let mut out = Vec::new();
+        for la in list {
+            for port in la.port.map_or_else(|| self.ports.clone(), |p| vec![p]) {
+                let addrs: Vec<SocketAddr> = match la.host.parse::<IpAddr>() {
+                    Ok(ip) => vec![SocketAddr::new(ip, port)],
+                    Err(_) => match (la.host.as_str(), port).to_socket_addrs() {
+                        Ok(found) => found.collect(),
+                        Err(e) if strict => {
+                            let (host, reason) = (la.host.clone(), e.to_string());
+                            return Err(ServerConfigError::BadAddress { host, reason });
+                        }
+                        Err(_) => Vec::new(),
+                    },
+                };
+                for addr in addrs {
+                    if !out.contains(&addr) {
+                        out.push(addr);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The authorized_keys files to consult for `user`: `%h` becomes `home`, `%u`
+    /// the user name, `%%` a `%`, and relative paths are taken from `home`, as in sshd.
+    pub fn authorized_keys_files(&self, user: &str, home: &Path) -> Vec<PathBuf> {
+        let home_text = home.to_string_lossy();
+        self.authorized_keys_file
+            .iter()
+            .filter_map(|template| expand_tokens(template, user, &home_text).ok())
+            .map(|path| home.join(path))
+            .collect()
+    }
+}
+
+/// Replaces `%h`, `%u` and `%%`; any other token is returned as the error.
+/// (`Path::join` with an absolute result keeps it, which gives sshd's relative rule.)
+fn expand_tokens(template: &str, user: &str, home: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('h') => out.push_str(home),
+            Some('u') => out.push_str(user),
+            Some('%') => out.push('%'),
+            other => return Err(other.map_or("%".to_string(), |o| format!("%{o}"))),
+        }
+    }
+    Ok(out)
+}
+
+/// Splits `host:port` or `[host]:port` (the form IPv6 needs).
+fn split_host_port(s: &str) -> Option<(&str, &str)> {
+    match s.strip_prefix('[') {
+        Some(rest) => rest.split_once("]:"),
+        None => s.rsplit_once(':'),
+    }
+}
+
+/// Parses a `ListenAddress` value: `host`, `host:port`, `[host]:port`, `[host]`, or
+/// a bare IPv6 address (more than one colon, so no port can be meant).
+fn parse_listen(s: &str) -> Result<ListenAddress, &'static str> {
+    let (host, port) = match s.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((host, "")) => (host, None),
+            Some((host, tail)) => (
+                host,
+                Some(tail.strip_prefix(':').ok_or("bad address:port usage")?),
+            ),
+            None => return Err("bad address:port usage"),
+        },
+        None => match s.split_once(':') {
+            Some((host, port)) if !port.contains(':') => (host, Some(port)),
+            _ => (s, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("bad address:port usage");
+    }
+    let port = port
+        .map(|p| parse_port(p).ok_or("bad port number"))
+        .transpose()?;
+    Ok(ListenAddress {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// The file name and line number of a line, for error messages.
+struct At<'a>(&'a str, usize);
+
+type Res<T = ()> = Result<T, ServerConfigError>;
+
+impl At<'_> {
+    fn syntax(&self, message: impl Into<String>) -> ServerConfigError {
+        let (file, line, message) = (self.0.to_string(), self.1, message.into());
+        ServerConfigError::Syntax {
+            file,
+            line,
+            message,
+        }
+    }
+
+    fn bad(&self, message: impl Into<String>) -> ServerConfigError {
+        let (file, line, message) = (self.0.to_string(), self.1, message.into());
+        ServerConfigError::BadValue {
+            file,
+            line,
+            message,
+        }
+    }
+
+    /// The one argument of a single-valued keyword (`keyword` as written, like sshd).
+    fn single<'v>(&self, keyword: &str, args: &'v [String]) -> Res<&'v str> {
+        match args {
+            [one] => Ok(one),
+            _ => Err(self.syntax(format!("keyword {keyword} extra arguments at end of line"))),
+        }
+    }
+
+    fn pick<T: Copy>(&self, v: &str, table: &[(&str, T)]) -> Res<T> {
+        let found = table.iter().find(|(name, _)| name.eq_ignore_ascii_case(v));
+        found
+            .map(|(_, t)| *t)
+            .ok_or_else(|| self.bad(format!("unsupported option \"{v}\".")))
+    }
+}
+
+/// Stores `value` only for the first occurrence of a keyword.
+fn set<T>(fresh: bool, slot: &mut T, value: T) {
+    if fresh {
+        *slot = value;
+    }
+}
+
+struct Parser {
+    cfg: ServerConfig,
+    /// Keywords already given, for "first value wins".
+    seen: HashSet<String>,
+    /// `-p` was given: `Port` lines are then checked but not used, as in sshd.
+    cli_ports: bool,
+}
+
+impl Parser {
+    fn read_file(&mut self, path: &Path, depth: usize) -> Res {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| {
+            let (file, reason) = (name.clone(), io_reason(&e));
+            ServerConfigError::Open { file, reason }
+        })?;
+        // A bare file name has an empty parent; its includes are relative to ".".
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut errors = Vec::new();
+        for (n, raw) in String::from_utf8_lossy(&bytes).lines().enumerate() {
+            match self.line(&At(&name, n + 1), raw, Some(dir), depth) {
+                Ok(()) => {}
+                Err(
+                    e @ (ServerConfigError::UnknownKeyword { .. }
+                    | ServerConfigError::Syntax { .. }),
+                ) => errors.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ServerConfigError::Terminating { file: name, errors })
+        }
+    }
+
+    /// Applies one line; `dir` (the file's directory, for relative `Include`s) is
+    /// `None` for `-o` options.
+    fn line(&mut self, at: &At<'_>, raw: &str, dir: Option<&Path>, depth: usize) -> Res {
+        let Some((keyword, args)) = split_line(raw).map_err(|m| at.syntax(m))? else {
+            return Ok(());
+        };
+        if args.is_empty() {
+            return Err(at.syntax(format!("no argument after keyword \"{keyword}\"")));
+        }
+        let mut kw = keyword.to_ascii_lowercase();
+        if kw == "challengeresponseauthentication" {
+            kw = "kbdinteractiveauthentication".to_string(); // sshd's older name for it
+        }
+        let fresh = !self.seen.contains(&kw);
+        let one = || at.single(&keyword, &args);
+        let flag = || at.pick(one()?, YESNO);
+        let unsupported = departs_from_default(UNSUPPORTED, &kw, &args);
+        let c = &mut self.cfg;
+        match kw.as_str() {
+            "port" => {
+                let port =
+                    parse_port(one()?).ok_or_else(|| at.bad("Badly formatted port number."))?;
+                if !self.cli_ports && !c.ports.contains(&port) {
+                    c.ports.push(port);
+                }
+            }
+            "listenaddress" => {
+                if matches!(args.as_slice(), [_, r, _] if r == "rdomain") {
+                    return Err(at.bad("rdomain is not supported by sshqd"));
+                }
+                let la = parse_listen(one()?).map_err(|m| at.bad(m))?;
+                if !c.listen_addresses.contains(&la) {
+                    c.listen_addresses.push(la);
+                }
+            }
+            "hostkey" => {
+                let key = PathBuf::from(one()?);
+                if !c.host_keys.contains(&key) {
+                    c.host_keys.push(key);
+                }
+            }
+            "authorizedkeysfile" => {
+                for arg in &args {
+                    if let Err(token) = expand_tokens(arg, "u", "/h") {
+                        return Err(at.bad(format!(
+                            "AuthorizedKeysFile: unknown token {token} in \"{arg}\""
+                        )));
+                    }
+                }
+                let files = if args == ["none"] {
+                    Vec::new()
+                } else {
+                    args.clone()
+                };
+                set(fresh, &mut c.authorized_keys_file, files);
+            }
+            "permitrootlogin" => set(fresh, &mut c.permit_root_login, at.pick(one()?, ROOT)?),
+            "pubkeyauthentication" => set(fresh, &mut c.pubkey_authentication, flag()?),
+            "passwordauthentication" => set(fresh, &mut c.password_authentication, flag()?),
+            "kbdinteractiveauthentication" => {
+                set(fresh, &mut c.kbd_interactive_authentication, flag()?)
+            }
+            "allowagentforwarding" => set(fresh, &mut c.allow_agent_forwarding, flag()?),
+            "strictmodes" => set(fresh, &mut c.strict_modes, flag()?),
+            "printmotd" => set(fresh, &mut c.print_motd, flag()?),
+            "allowtcpforwarding" => {
+                set(fresh, &mut c.allow_tcp_forwarding, at.pick(one()?, TCPFWD)?)
+            }
+            "gatewayports" => set(fresh, &mut c.gateway_ports, at.pick(one()?, GATEWAY)?),
+            "maxauthtries" => {
+                let n: i64 = one()?
+                    .parse()
+                    .map_err(|_| at.bad("MaxAuthTries integer value invalid."))?;
+                let n = u32::try_from(n)
+                    .map_err(|_| at.bad("MaxAuthTries integer value too small."))?;
+                set(fresh, &mut c.max_auth_tries, n);
+            }
+            "logingracetime" => {
+                let d = parse_duration(one()?).ok_or_else(|| at.bad("invalid time value."))?;
+                set(fresh, &mut c.login_grace_time, (!d.is_zero()).then_some(d));
+            }
+            "loglevel" => {
+                let v = one()?;
+                let level = LogLevel::parse(v)
+                    .ok_or_else(|| at.bad(format!("unsupported log level '{v}'")))?;
+                set(fresh, &mut c.log_level, level);
+            }
+            "subsystem" => {
+                let (name, command) = match args.split_first() {
+                    Some((name, command)) if !command.is_empty() => {
+                        (name.clone(), command.join(" "))
+                    }
+                    _ => return Err(at.bad("Missing subsystem command.")),
+                };
+                if c.subsystems.iter().any(|(n, _)| *n == name) {
+                    return Err(at.bad(format!("Subsystem '{name}' already defined.")));
+                }
+                c.subsystems.push((name, command));
+            }
+            "permitopen" | "permitlisten" => {
+                let list = match args.as_slice() {
+                    [word] if word.eq_ignore_ascii_case("any") => PermitList::Any,
+                    [word] if word.eq_ignore_ascii_case("none") => PermitList::Nothing,
+                    _ => {
+                        let port_ok = |p: &str| p == "*" || parse_port(p).is_some();
+                        let ok = |a: &String| match split_host_port(a) {
+                            Some((host, port)) => !host.is_empty() && port_ok(port),
+                            None => kw == "permitlisten" && port_ok(a),
+                        };
+                        if !args.iter().all(ok) {
+                            return Err(at.bad(format!("{keyword} bad port number")));
+                        }
+                        PermitList::Only(args.clone())
+                    }
+                };
+                let slot = if kw == "permitopen" {
+                    &mut c.permit_open
+                } else {
+                    &mut c.permit_listen
+                };
+                set(fresh, slot, list);
+            }
+            "pidfile" => {
+                let v = one()?;
+                let pid_file = (v != "none").then(|| PathBuf::from(v));
+                set(fresh, &mut c.pid_file, pid_file);
+            }
+            "usepam" => {
+                if flag()? {
+                    return Err(at.bad(
+                        "UsePAM yes is not supported: sshqd does not use PAM (set UsePAM no)",
+                    ));
+                }
+            }
+            "acceptenv" => {
+                if args.iter().any(|a| a.is_empty() || a.contains('=')) {
+                    return Err(at.bad("Invalid environment name."));
+                }
+                for arg in &args {
+                    if !c.accept_env.contains(arg) {
+                        c.accept_env.push(arg.clone());
+                    }
+                }
+            }
+            "transports" => {
+                let mut t = Transports::default();
+                for word in one()?.split(',') {
+                    match word.to_ascii_lowercase().as_str() {
+                        "quic" => t.quic = true,
+                        "tcp" => t.tcp = true,
+                        _ => {
+                            return Err(at.bad(format!(
+                                "unsupported transport \"{word}\" (expected quic and/or tcp)"
+                            )))
+                        }
+                    }
+                }
+                set(fresh, &mut c.transports, t);
+            }
+            "quicrelay" => {
+                let v = one()?;
+                match parse_listen(v) {
+                    Ok(ListenAddress { port: Some(_), .. }) => {
+                        set(fresh, &mut c.quic_relay, Some(v.to_string()))
+                    }
+                    _ => return Err(at.bad(format!("QuicRelay \"{v}\": expected host:port"))),
+                }
+            }
+            "kexalgorithms" => set(fresh, &mut c.kex_algorithms, Some(one()?.to_string())),
+            "include" => {
+                let Some(dir) = dir else {
+                    return Err(at.bad("Include directive not supported as a command-line option"));
+                };
+                if depth >= MAX_INCLUDE_DEPTH {
+                    return Err(at.bad("Too many recursive configuration includes"));
+                }
+                // Relative paths are taken from the including file's directory.
+                for file in args.iter().flat_map(|arg| glob_paths(&dir.join(arg))) {
+                    self.read_file(&file, depth + 1)?;
+                }
+            }
+            "match" => return Err(at.bad("Match is not supported by sshqd")),
+            k if IGNORED.contains(&k) => {}
+            _ if unsupported == Some(true) => {
+                return Err(at.bad(format!("{keyword} is not supported by sshqd")));
+            }
+            _ if unsupported.is_some() => {}
+            _ => {
+                let (file, line) = (at.0.to_string(), at.1);
+                return Err(ServerConfigError::UnknownKeyword {
+                    file,
+                    line,
+                    keyword,
+                });
+            }
+        }
+        self.seen.insert(kw);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads `text` from a temp file with `-o` options, `-p` ports and `-h` keys;
+    /// errors come back as text with the file's path replaced by `F`.
+    fn load_with(
+        text: &str,
+        opts: &[&str],
+        ports: &[u16],
+        keys: &[&str],
+    ) -> Result<ServerConfig, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sshqd_config");
+        std::fs::write(&path, text).unwrap();
+        let opts: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
+        let name = path.display().to_string();
+        let loaded = ServerConfig::load(Some(&path), &opts, ports, &paths(keys));
+        loaded.map_err(|e| e.to_string().replace(&name, "F"))
+    }
+
+    fn load(text: &str) -> ServerConfig {
+        load_with(text, &[], &[], &[]).unwrap()
+    }
+
+    fn err(text: &str) -> String {
+        load_with(text, &[], &[], &[]).unwrap_err()
+    }
+
+    fn paths(list: &[&str]) -> Vec<PathBuf> {
+        list.iter().map(PathBuf::from).collect()
+    }
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    fn keys_of(c: &ServerConfig) -> Vec<PathBuf> {
+        c.authorized_keys_files("bob", Path::new("/home/bob"))
+    }
+
+    fn sub(name: &str, command: &str) -> (String, String) {
+        (name.to_string(), command.to_string())
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let c = load(
+            "Port 2222\nListenAddress 127.0.0.1\nHostKey /tmp/x/host_ed25519\n\
+             AuthorizedKeysFile /tmp/x/authorized_keys\nPermitRootLogin prohibit-password\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\n\
+             PidFile none\nSubsystem sftp /usr/lib/openssh/sftp-server\nAllowAgentForwarding yes\n\
+             AllowTcpForwarding yes\nTransports quic,tcp\nQuicRelay 127.0.0.1:22\n",
+        );
+        assert_eq!(c.listen_addrs(), addrs(&["127.0.0.1:2222"]));
+        assert_eq!(c.host_keys, paths(&["/tmp/x/host_ed25519"]));
+        assert_eq!(keys_of(&c), paths(&["/tmp/x/authorized_keys"]));
+        assert_eq!(c.subsystems, [sub("sftp", "/usr/lib/openssh/sftp-server")]);
+        assert_eq!(
+            c.transports,
+            Transports {
+                quic: true,
+                tcp: true
+            }
+        );
+        assert_eq!(c.quic_relay.as_deref(), Some("127.0.0.1:22"));
+        assert!(!c.strict_modes && !c.password_authentication && c.pid_file.is_none());
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load("# nothing\n");
+        assert_eq!(c, ServerConfig::default());
+        assert_eq!(ServerConfig::load(None, &[], &[], &[]).unwrap(), c);
+        assert_eq!(c.listen_addrs(), addrs(&["0.0.0.0:22", "[::]:22"]));
+        let keys = [
+            "/home/bob/.ssh/authorized_keys",
+            "/home/bob/.ssh/authorized_keys2",
+        ];
+        assert_eq!(keys_of(&c), paths(&keys));
+        assert_eq!(c.host_keys.len(), 3);
+        assert_eq!(c.permit_root_login, PermitRootLogin::ProhibitPassword);
+        assert_eq!(c.max_auth_tries, 6);
+        assert_eq!(c.login_grace_time, Some(Duration::from_secs(120)));
+        assert!(c.pubkey_authentication && !c.password_authentication);
+        assert!(!c.kbd_interactive_authentication && c.transports.quic && c.transports.tcp);
+    }
+
+    #[test]
+    fn every_keyword() {
+        let c = load(
+            "port 1\nPORT 2\nListenAddress [::1]:44\nListenAddress 10.0.0.1:55\nListenAddress ::1\n\
+             ListenAddress 127.0.0.1\nHostKey /k1\nHostKey /k2\nAuthorizedKeysFile %h/.k %u/x /%%/y\n\
+             PermitRootLogin without-password\nPubkeyAuthentication no\nPasswordAuthentication yes\n\
+             ChallengeResponseAuthentication yes\nMaxAuthTries 3\nLoginGraceTime 1h30m\n\
+             Subsystem sftp internal-sftp -l INFO\nSubsystem SFTP \"/usr/lib/a b\"\nLogLevel debug3\n\
+             AllowTcpForwarding local\nGatewayPorts clientspecified\nPermitOpen host:22 *:80 [::1]:*\n\
+             PermitListen 8080 localhost:9090\nAllowAgentForwarding no\nPidFile /run/sshqd.pid\n\
+             StrictModes yes\nAcceptEnv LANG LC_*\nAcceptEnv LANG TZ\nPrintMotd no\nUsePAM no\n\
+             Transports TCP\nKexAlgorithms -diffie-hellman*\nX11Forwarding yes\nPermitTTY yes\n",
+        );
+        let want = [
+            "[::1]:44",
+            "10.0.0.1:55",
+            "[::1]:1",
+            "[::1]:2",
+            "127.0.0.1:1",
+            "127.0.0.1:2",
+        ];
+        assert_eq!(c.listen_addrs(), addrs(&want));
+        assert_eq!(c.host_keys, paths(&["/k1", "/k2"]));
+        assert_eq!(
+            keys_of(&c),
+            paths(&["/home/bob/.k", "/home/bob/bob/x", "/%/y"])
+        );
+        assert_eq!(c.permit_root_login, PermitRootLogin::ProhibitPassword);
+        assert!(!c.pubkey_authentication && c.password_authentication);
+        assert!(c.kbd_interactive_authentication);
+        assert_eq!(c.max_auth_tries, 3);
+        assert_eq!(c.login_grace_time, Some(Duration::from_secs(5400)));
+        let subsystems = [
+            sub("sftp", "internal-sftp -l INFO"),
+            sub("SFTP", "/usr/lib/a b"),
+        ];
+        assert_eq!(c.subsystems, subsystems);
+        assert_eq!(c.log_level, LogLevel::Debug3);
+        assert_eq!(c.allow_tcp_forwarding, AllowTcpForwarding::Local);
+        assert_eq!(c.gateway_ports, GatewayPorts::ClientSpecified);
+        let open = &c.permit_open;
+        assert!(open.allows("host", 22) && open.allows("any", 80) && open.allows("::1", 7));
+        assert!(!open.allows("host", 23));
+        let listen = &c.permit_listen;
+        assert!(listen.allows("0.0.0.0", 8080) && listen.allows("LOCALHOST", 9090));
+        assert!(!listen.allows("localhost", 8081));
+        assert_eq!(c.pid_file, Some(PathBuf::from("/run/sshqd.pid")));
+        assert!(!c.allow_agent_forwarding && c.strict_modes && !c.print_motd);
+        assert_eq!(c.accept_env, ["LANG", "LC_*", "TZ"]);
+        assert_eq!(
+            c.transports,
+            Transports {
+                quic: false,
+                tcp: true
+            }
+        );
+        assert_eq!(c.kex_algorithms.as_deref(), Some("-diffie-hellman*"));
+        let text =
+            "LoginGraceTime 0\nAuthorizedKeysFile none\nPermitOpen none\nAllowTcpForwarding all\n";
+        let c = load(text);
+        assert_eq!((c.login_grace_time, keys_of(&c)), (None, vec![]));
+        assert_eq!(c.permit_open, PermitList::Nothing);
+        assert_eq!(c.allow_tcp_forwarding, AllowTcpForwarding::Yes);
+    }
+
+    #[test]
+    fn precedence() {
+        let text =
+            "Port 2\nPermitRootLogin no\nPermitRootLogin yes\nHostKey /file\nMaxAuthTries 9\n";
+        let opts = [
+            "Port=1",
+            "PermitRootLogin forced-commands-only",
+            "HostKey=/opt",
+        ];
+        let c = load_with(text, &opts, &[], &["/cli"]).unwrap();
+        assert_eq!(c.ports, [1, 2]);
+        assert_eq!(c.permit_root_login, PermitRootLogin::ForcedCommandsOnly);
+        assert_eq!(c.host_keys, paths(&["/cli", "/opt", "/file"]));
+        assert_eq!(c.max_auth_tries, 9);
+        // -p replaces every Port, as in sshd.
+        assert_eq!(
+            load_with("Port 2\n", &["Port=3"], &[7], &[]).unwrap().ports,
+            [7]
+        );
+    }
+
+    #[test]
+    fn unknown_keywords_are_collected_with_sshd_wording() {
+        let want = "F: line 2: Bad configuration option: Foo\n\
+            F line 3: keyword Port extra arguments at end of line\n\
+            F line 4: no argument after keyword \"bar\"\nF: line 5: Bad configuration option: Baz\n\
+            F: terminating, 4 bad configuration options";
+        assert_eq!(err("Port 2222\nFoo bar\nPort 22 x\nbar\nBaz 1\n"), want);
+        let cli = load_with("", &["Foo=bar"], &[], &[]).unwrap_err();
+        assert_eq!(cli, "command-line: line 0: Bad configuration option: Foo");
+    }
+
+    #[test]
+    fn bad_values_stop_at_once() {
+        let cases = [
+            ("Port abc", "Badly formatted port number."),
+            ("Port 0", "Badly formatted port number."),
+            ("LoginGraceTime 2x", "invalid time value."),
+            ("PermitRootLogin maybe", "unsupported option \"maybe\"."),
+            ("PubkeyAuthentication true", "unsupported option \"true\"."),
+            ("MaxAuthTries x", "MaxAuthTries integer value invalid."),
+            ("MaxAuthTries -1", "MaxAuthTries integer value too small."),
+            ("LogLevel loud", "unsupported log level 'loud'"),
+            (
+                "GatewayPorts sometimes",
+                "unsupported option \"sometimes\".",
+            ),
+            ("Subsystem sftp", "Missing subsystem command."),
+            ("ListenAddress [::1", "bad address:port usage"),
+            ("ListenAddress 1.2.3.4:x", "bad port number"),
+            ("PermitOpen garbage", "PermitOpen bad port number"),
+            ("AcceptEnv A=B", "Invalid environment name."),
+            (
+                "UsePAM yes",
+                "UsePAM yes is not supported: sshqd does not use PAM (set UsePAM no)",
+            ),
+            ("Match User bob", "Match is not supported by sshqd"),
+            (
+                "AuthorizedKeysFile %h/%x",
+                "AuthorizedKeysFile: unknown token %x in \"%h/%x\"",
+            ),
+            (
+                "Transports quic,udp",
+                "unsupported transport \"udp\" (expected quic and/or tcp)",
+            ),
+            (
+                "QuicRelay 127.0.0.1",
+                "QuicRelay \"127.0.0.1\": expected host:port",
+            ),
+            (
+                "ForceCommand /bin/true",
+                "ForceCommand is not supported by sshqd",
+            ),
+            ("AllowUsers none", "AllowUsers is not supported by sshqd"),
+            ("PermitTTY no", "PermitTTY is not supported by sshqd"),
+        ];
+        for (line, message) in cases {
+            let got = err(&format!("Foo 1\n{line}\nBar 2\n"));
+            assert_eq!(got, format!("F line 2: {message}"), "{line}");
+        }
+        let dup = err("Subsystem sftp a\nSubsystem sftp b\n");
+        assert_eq!(dup, "F line 2: Subsystem 'sftp' already defined.");
+        let unresolvable = err("ListenAddress no-such-host.invalid\n");
+        assert!(unresolvable.starts_with("bad addr or host: no-such-host.invalid ("));
+        let missing = ServerConfig::load(Some(Path::new("/nonexistent/x")), &[], &[], &[]);
+        assert_eq!(
+            missing.unwrap_err().to_string(),
+            "/nonexistent/x: No such file or directory"
+        );
+    }
+
+    #[test]
+    fn includes_are_relative_to_the_including_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+        write("conf.d/10-port.conf", "Port 2345\nPermitRootLogin no\n");
+        write("conf.d/20-other.conf", "PermitRootLogin yes\n");
+        write(
+            "sshqd_config",
+            "Include conf.d/*.conf\nInclude conf.d/none-*.conf\nPort 22\n",
+        );
+        let c = ServerConfig::load(Some(&dir.path().join("sshqd_config")), &[], &[], &[]).unwrap();
+        assert_eq!(
+            (c.ports, c.permit_root_login),
+            (vec![2345, 22], PermitRootLogin::No)
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! The `sshqd` server: sshd's command line and configuration, serving every
+//! transport with the same session code.
+
+pub mod auth;
+pub mod config;
+pub mod process;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{ArgAction, Parser};
+use sshq_core::ssh_key::{Algorithm, PrivateKey};
+use sshq_core::transport::Connection;
+use tokio::net::TcpListener;
+
+use auth::{KeyPolicy, RootLogin};
+use config::ServerConfig;
+
+/// sshqd: the sshq server. Flags follow OpenSSH's sshd(8).
+#[derive(Debug, Parser)]
+#[command(name = "sshqd", version, disable_help_flag = true)]
+pub struct Cli {
+    /// Do not detach; stay in the foreground.
+    #[arg(short = 'D')]
+    pub foreground: bool,
+    /// Debug mode: foreground, verbose logs to stderr.
+    #[arg(short = 'd', action = ArgAction::Count)]
+    pub debug: u8,
+    /// Write logs to standard error.
+    #[arg(short = 'e')]
+    pub log_stderr: bool,
+    /// Configuration file (default /etc/ssh/sshqd_config).
+    #[arg(short = 'f', value_name = "config_file")]
+    pub config_file: Option<PathBuf>,
+    /// Port to listen on; may be repeated.
+    #[arg(short = 'p', action = ArgAction::Append, value_name = "port")]
+    pub ports: Vec<u16>,
+    /// Host key file; may be repeated.
+    #[arg(short = 'h', action = ArgAction::Append, value_name = "host_key_file")]
+    pub host_keys: Vec<PathBuf>,
+    /// Options in sshd_config format; may be repeated.
+    #[arg(short = 'o', action = ArgAction::Append, value_name = "option")]
+    pub options: Vec<String>,
+    /// Test mode: check the configuration and keys, then exit.
+    #[arg(short = 't')]
+    pub test: bool,
+    /// Print help.
+    #[arg(long = "help", action = ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+/// The default configuration file, beside sshd's.
+pub const DEFAULT_CONFIG: &str = "/etc/ssh/sshqd_config";
+
+/// Parses the command line and configuration, loads host keys, and returns
+/// everything the server needs, or sshd-style error text and exit status.
+pub fn prepare(args: Vec<String>) -> Result<(Cli, ServerConfig, Vec<PrivateKey>), (String, i32)> {
+    let cli = Cli::try_parse_from(args).map_err(|e| (e.render().to_string(), 1))?;
+    let default_config = PathBuf::from(DEFAULT_CONFIG);
+    let config_path = match &cli.config_file {
+        Some(path) => Some(path.as_path()),
+        // A missing default file just means defaults, as with sshd's.
+        None => default_config.exists().then_some(default_config.as_path()),
+    };
+    let config = ServerConfig::load(config_path, &cli.options, &cli.ports, &cli.host_keys)
+        .map_err(|e| (e.to_string(), 1))?;
+    let keys = load_host_keys(&config.host_keys).map_err(|e| (e, 1))?;
+    Ok((cli, config, keys))
+}
+
+/// Reads every HostKey; unreadable ones are reported and skipped, as sshd
+/// does, but at least one Ed25519 key is required: it is the identity the
+/// QUIC transport presents, so that one known_hosts line serves both.
+fn load_host_keys(paths: &[PathBuf]) -> Result<Vec<PrivateKey>, String> {
+    let mut keys = Vec::new();
+    for path in paths {
+        let loaded = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| PrivateKey::from_openssh(&text).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(key) if key.is_encrypted() => {
+                eprintln!("sshqd: host key {} is passphrase-protected; skipped", path.display())
+            }
+            Ok(key) => keys.push(key),
+            Err(e) => eprintln!("sshqd: Unable to load host key \"{}\": {e}", path.display()),
+        }
+    }
+    if keys.is_empty() {
+        return Err("sshqd: no hostkeys available -- exiting.".to_string());
+    }
+    // Ed25519 first: it is what clients are offered first and what QUIC uses.
+    keys.sort_by_key(|k| !matches!(k.algorithm(), Algorithm::Ed25519));
+    if !matches!(keys.first().map(|k| k.algorithm()), Some(Algorithm::Ed25519)) {
+        return Err(
+            "sshqd: no Ed25519 host key -- exiting. sshqd needs one (it is also its QUIC identity); \
+             create it with: ssh-keygen -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key"
+                .to_string(),
+        );
+    }
+    Ok(keys)
+}
+
+/// Runs the server until it is killed.
+pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(), String> {
+    let config = Arc::new(config);
+    let tcp_params = Arc::new(sshq_tcp::ServerParams {
+        host_keys,
+        policy: Arc::new(key_policy(&config)),
+        login_grace_time: config.login_grace_time,
+        allow_agent_forwarding: config.allow_agent_forwarding,
+    });
+    if config.transports.quic {
+        return Err(
+            "sshqd: Transports quic: the QUIC transport is not built yet in this version; use Transports tcp"
+                .to_string(),
+        );
+    }
+    let mut listeners = Vec::new();
+    for addr in config.listen_addrs() {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("sshqd: Bind to port {} on {} failed: {e}.", addr.port(), addr.ip()))?;
+        tracing::info!("Server listening on {} port {}.", addr.ip(), addr.port());
+        listeners.push(listener);
+    }
+    if listeners.is_empty() {
+        return Err("sshqd: Cannot bind any address.".to_string());
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in listeners {
+        tasks.spawn(accept_tcp(listener, tcp_params.clone(), config.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+fn key_policy(config: &Arc<ServerConfig>) -> KeyPolicy {
+    let keys_config = config.clone();
+    KeyPolicy {
+        pubkey_authentication: config.pubkey_authentication,
+        root_login: match config.permit_root_login {
+            config::PermitRootLogin::Yes | config::PermitRootLogin::ProhibitPassword => RootLogin::Allowed,
+            config::PermitRootLogin::ForcedCommandsOnly => RootLogin::ForcedCommandsOnly,
+            config::PermitRootLogin::No => RootLogin::No,
+        },
+        max_auth_tries: config.max_auth_tries,
+        authorized_keys: Box::new(move |user, home| keys_config.authorized_keys_files(user, home)),
+    }
+}
+
+async fn accept_tcp(listener: TcpListener, params: Arc<sshq_tcp::ServerParams>, config: Arc<ServerConfig>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment, keep serving.
+                tracing::error!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok();
+        let params = params.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            match sshq_tcp::accept(stream, local, Some(peer), params).await {
+                Ok(conn) => run_connection(conn, local, peer, &config).await,
+                Err(e) => tracing::info!("Connection from {} port {}: {e}", peer.ip(), peer.port()),
+            }
+        });
+    }
+}
+
+/// Serves an authenticated connection of any transport.
+async fn run_connection<C: Connection>(conn: C, local: Option<SocketAddr>, peer: SocketAddr, config: &ServerConfig) {
+    let info = conn.info();
+    let user = match process::SessionUser::lookup(&info.user) {
+        Ok(Some(user)) => user,
+        _ => {
+            tracing::error!("user {} vanished after authentication", info.user);
+            conn.close("user lookup failed").await;
+            return;
+        }
+    };
+    tracing::info!(
+        "Accepted publickey for {} from {} port {} over {}",
+        info.user,
+        peer.ip(),
+        peer.port(),
+        info.transport
+    );
+    let (local_ip, local_port) = local
+        .map(|a| (a.ip().to_string(), a.port()))
+        .unwrap_or_else(|| ("0.0.0.0".to_string(), 0));
+    let ctx = Arc::new(session::SessionContext {
+        user,
+        ssh_connection: format!("{} {} {} {}", peer.ip(), peer.port(), local_ip, local_port),
+        subsystems: config.subsystems.clone(),
+        accept_env: config.accept_env.clone(),
+        peer: format!("{}@{}:{}", info.user, peer.ip(), peer.port()),
+    });
+    session::serve(conn, ctx).await;
+    tracing::info!("Disconnected from user {} {} port {}", info.user, peer.ip(), peer.port());
+}
+
+/// Logs go to stderr (sshqd has no syslog support yet), at the level of
+/// LogLevel, or debug with -d.
+pub fn init_logging(cli: &Cli, config: &ServerConfig) {
+    let level = match cli.debug {
+        0 => config.log_level.tracing_filter(),
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},russh=warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,200 @@
+//! What the child does between fork and exec: a new session, the switch to
+//! the user, the home directory; and how failures there are explained.
+//!
+//! Everything is prepared in the parent. After fork in a threaded program
+//! only async-signal-safe calls are allowed, so [`ChildSetup::run`] makes
+//! plain system calls and never allocates.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::unistd::{self, Gid, Uid};
+
+use super::{SessionUser, SpawnError};
+
+/// Who the child becomes.
+pub(super) struct Identity {
+    uid: Uid,
+    gid: Gid,
+    /// The result of initgroups(), computed in the parent: initgroups itself
+    /// reads the group database (locks, malloc, NSS), which is not safe
+    /// between fork and exec in a threaded program, while setgroups is a
+    /// plain system call.
+    groups: Vec<Gid>,
+}
+
+impl Identity {
+    /// `None` when we are not root: we cannot switch, and run as ourselves.
+    pub(super) fn for_user(user: &SessionUser) -> Result<Option<Identity>, SpawnError> {
+        let euid = unistd::geteuid();
+        if !euid.is_root() {
+            if euid.as_raw() != user.uid {
+                tracing::warn!(
+                    user = %user.name,
+                    "not running as root: the session runs as uid {euid}, not as the user"
+                );
+            }
+            return Ok(None);
+        }
+        let name = CString::new(user.name.as_bytes())
+            .map_err(|_| SpawnError::NulByte { what: "user name" })?;
+        let gid = Gid::from_raw(user.gid);
+        let groups = unistd::getgrouplist(&name, gid).map_err(|source| SpawnError::Groups {
+            user: user.name.clone(),
+            source,
+        })?;
+        Ok(Some(Identity {
+            uid: Uid::from_raw(user.uid),
+            gid,
+            groups,
+        }))
+    }
+}
+
+/// Steps of the setup that can fail, as reported through the status pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    NewSession = 1,
+    Groups = 2,
+    Gid = 3,
+    Uid = 4,
+}
+
+/// First byte the child writes: its setup began, so fork, stdio and (with a
+/// pty) the controlling terminal went fine.
+const STARTED: u8 = 0x10;
+
+/// The parent's end of the status pipe.
+///
+/// An error from between fork and exec comes back from `spawn` as a bare
+/// errno; the bytes the child wrote here say where it happened.
+pub(super) struct SetupReport(OwnedFd);
+
+impl SetupReport {
+    /// Turns the error `spawn` returned into one that says what failed.
+    /// Call it only after the command (holding the pipe's other end) is
+    /// gone, which `spawn` failing guarantees for the child.
+    pub(super) fn explain(&self, source: io::Error, program: &Path, user: &str) -> SpawnError {
+        let mut buf = [0u8; 2];
+        // Non-blocking: whatever the child wrote is there by now.
+        let step = match unistd::read(&self.0, &mut buf) {
+            Ok(0) | Err(_) => return SpawnError::Start(source),
+            Ok(1) => None,
+            Ok(_) => match buf[1] {
+                1 => Some(Step::NewSession),
+                2 => Some(Step::Groups),
+                3 => Some(Step::Gid),
+                4 => Some(Step::Uid),
+                _ => None,
+            },
+        };
+        let step = match step {
+            None => {
+                return SpawnError::Exec {
+                    program: program.to_path_buf(),
+                    user: user.to_owned(),
+                    source,
+                }
+            }
+            Some(Step::NewSession) => return SpawnError::NewSession(source),
+            Some(Step::Groups) => "setgroups",
+            Some(Step::Gid) => "setgid",
+            Some(Step::Uid) => "setuid",
+        };
+        SpawnError::SwitchUser {
+            user: user.to_owned(),
+            step,
+            source,
+        }
+    }
+}
+
+pub(super) struct ChildSetup {
+    /// Without a pty; with one, pty-process has already called setsid.
+    new_session: bool,
+    identity: Option<Identity>,
+    home: CString,
+    /// "Could not chdir to home directory HOME: ", what sshd prints.
+    chdir_failure: Vec<u8>,
+    report: OwnedFd,
+}
+
+impl ChildSetup {
+    pub(super) fn new(
+        new_session: bool,
+        identity: Option<Identity>,
+        home: &Path,
+    ) -> Result<(ChildSetup, SetupReport), SpawnError> {
+        let home_bytes = home.as_os_str().as_bytes();
+        let home_c = CString::new(home_bytes).map_err(|_| SpawnError::NulByte {
+            what: "home directory",
+        })?;
+        let mut chdir_failure = b"Could not chdir to home directory ".to_vec();
+        chdir_failure.extend_from_slice(home_bytes);
+        chdir_failure.extend_from_slice(b": ");
+        // Close-on-exec so a successful exec leaves nothing behind (and
+        // other children forked meanwhile do not keep it).
+        let (rx, tx) =
+            unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(SpawnError::StatusPipe)?;
+        let setup = ChildSetup {
+            new_session,
+            identity,
+            home: home_c,
+            chdir_failure,
+            report: tx,
+        };
+        Ok((setup, SetupReport(rx)))
+    }
+
+    /// Whether the child will switch users (we are root).
+    pub(super) fn switches_user(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    /// Runs in the child, after fork and before exec.
+    pub(super) fn run(&mut self) -> io::Result<()> {
+        let _ = unistd::write(&self.report, &[STARTED]);
+        // Signals the server ignores would stay ignored across exec; the
+        // session starts with the defaults (sshd resets them too).
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        for signal in Signal::iterator() {
+            if !matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+                // SAFETY: installing the default disposition is always sound.
+                let _ = unsafe { sigaction(signal, &default) };
+            }
+        }
+        if self.new_session {
+            unistd::setsid().map_err(|e| self.fail(Step::NewSession, e))?;
+        }
+        if let Some(id) = &self.identity {
+            // Groups and gid first: changing them needs the privileges that
+            // setuid gives up.
+            unistd::setgroups(&id.groups).map_err(|e| self.fail(Step::Groups, e))?;
+            unistd::setgid(id.gid).map_err(|e| self.fail(Step::Gid, e))?;
+            unistd::setuid(id.uid).map_err(|e| self.fail(Step::Uid, e))?;
+        }
+        // After setuid, so the home directory is entered with the user's
+        // rights, as in sshd.
+        if let Err(e) = unistd::chdir(self.home.as_c_str()) {
+            // SAFETY: fd 2 is the child's stderr (pipe or pty slave), set up
+            // by std before this hook runs, and open during the calls.
+            let stderr = unsafe { BorrowedFd::borrow_raw(2) };
+            let _ = unistd::write(stderr, &self.chdir_failure);
+            let _ = unistd::write(stderr, e.desc().as_bytes());
+            let _ = unistd::write(stderr, b"\n");
+            let _ = unistd::chdir(c"/");
+        }
+        Ok(())
+    }
+
+    fn fail(&self, step: Step, errno: Errno) -> io::Error {
+        let _ = unistd::write(&self.report, &[step as u8]);
+        io::Error::from(errno)
+    }
+}

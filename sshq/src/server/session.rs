@@ -1,0 +1,214 @@
+//! What sshqd does with an authenticated connection, written once for every
+//! transport: it accepts `session` channels and runs a shell, a command or a
+//! subsystem as the user; anything it does not offer is refused with a
+//! reason, and the connection carries on.
+
+use std::sync::Arc;
+
+use sshq_core::channel::{
+    ChannelKind, ChannelRequest, ExitSignal, OpenFailure, OpenFailureReason,
+};
+use sshq_core::transport::{
+    Channel, ChannelControl, ChannelParts, Connection, Incoming, RequestStream,
+};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::process::{self, ExitStatus, Program, SessionProcess, SessionUser, SpawnRequest};
+
+/// What a connection's sessions need to know.
+pub struct SessionContext {
+    pub user: SessionUser,
+    /// "client_ip client_port server_ip server_port", for SSH_CONNECTION.
+    pub ssh_connection: String,
+    /// Subsystem name → command line, from the Subsystem keyword.
+    pub subsystems: Vec<(String, String)>,
+    /// AcceptEnv patterns: which client variables a session may set.
+    pub accept_env: Vec<String>,
+    /// Who is logged in, for log lines.
+    pub peer: String,
+}
+
+/// Serves one authenticated connection until the client goes away.
+pub async fn serve<C: Connection>(conn: C, ctx: Arc<SessionContext>) {
+    while let Some(incoming) = conn.accept().await {
+        match incoming {
+            Incoming::Channel(pending) => match pending.kind() {
+                ChannelKind::Session => {
+                    let channel = pending.accept();
+                    tokio::spawn(run_session(channel, ctx.clone()));
+                }
+                other => {
+                    let name = other.wire_name();
+                    tracing::info!("{}: refused {name} channel", ctx.peer);
+                    pending.reject(OpenFailure {
+                        reason: OpenFailureReason::AdministrativelyProhibited,
+                        message: format!("{name} channels are not offered by this server"),
+                    });
+                }
+            },
+            Incoming::GlobalRequest(request) => {
+                tracing::debug!("{}: refused global request {:?}", ctx.peer, request.request);
+                // Dropping the reply sender answers failure.
+            }
+        }
+    }
+}
+
+/// One `session` channel: collect pty-req and env, start the program on
+/// shell/exec/subsystem, then pump bytes and report how it ended.
+async fn run_session<Ch: Channel>(channel: Ch, ctx: Arc<SessionContext>) {
+    let ChannelParts {
+        mut data_in,
+        ext_in,
+        mut data_out,
+        mut ext_out,
+        control,
+        mut requests,
+    } = channel.split();
+    drop(ext_in);
+    let mut pty: Option<sshq_core::channel::PtyRequest> = None;
+    let mut env: Vec<(String, String)> = Vec::new();
+
+    let mut session = loop {
+        let Some(incoming) = requests.next().await else {
+            return; // closed before anything ran
+        };
+        let program = match incoming.request {
+            ChannelRequest::Pty(request) => {
+                let ok = pty.is_none();
+                if ok {
+                    pty = Some(request);
+                }
+                incoming.reply.send(ok);
+                continue;
+            }
+            ChannelRequest::Env { name, value } => {
+                let ok = ctx.accept_env.iter().any(|p| sshq_core::pattern::matches(p, &name));
+                if ok {
+                    env.push((name, value));
+                } else {
+                    tracing::debug!("{}: env {name} not in AcceptEnv", ctx.peer);
+                }
+                incoming.reply.send(ok);
+                continue;
+            }
+            ChannelRequest::WindowChange(size) => {
+                if let Some(pty) = &mut pty {
+                    pty.size = size;
+                }
+                continue;
+            }
+            ChannelRequest::Shell => Program::Shell,
+            ChannelRequest::Exec(command) => Program::Command(command),
+            ChannelRequest::Subsystem(name) => {
+                match ctx.subsystems.iter().find(|(n, _)| *n == name) {
+                    Some((_, command)) => Program::Subsystem(command.clone()),
+                    None => {
+                        tracing::info!("{}: subsystem request for {name} refused: not configured", ctx.peer);
+                        incoming.reply.send(false);
+                        continue;
+                    }
+                }
+            }
+            other => {
+                tracing::debug!("{}: refused channel request {}", ctx.peer, other.wire_name());
+                incoming.reply.send(false);
+                continue;
+            }
+        };
+        let request = SpawnRequest {
+            user: ctx.user.clone(),
+            program,
+            pty: pty.clone(),
+            env: env.clone(),
+            ssh_connection: ctx.ssh_connection.clone(),
+            auth_sock: None,
+        };
+        match process::spawn(request) {
+            Ok(session) => {
+                incoming.reply.send(true);
+                break session;
+            }
+            Err(e) => {
+                tracing::error!("{}: cannot start session: {e}", ctx.peer);
+                incoming.reply.send(false);
+            }
+        }
+    };
+
+    let stdin = session.take_stdin();
+    let stdout = session.take_stdout();
+    let stderr = session.take_stderr();
+    let input = tokio::spawn(async move {
+        if let Some(mut stdin) = stdin {
+            let _ = crate::io::copy_large(&mut data_in, &mut stdin).await;
+            let _ = stdin.shutdown().await;
+        }
+    });
+    let output = async {
+        let out = pump(stdout, &mut data_out);
+        let err = pump(stderr, &mut ext_out);
+        tokio::join!(out, err);
+    };
+    let exit = session.wait();
+    // Requests keep flowing while the program runs; if the client closes the
+    // channel first, everything is dropped and the process with it.
+    let status = tokio::select! {
+        (_, status) = async { tokio::join!(output, exit) } => Some(status),
+        () = handle_running_requests(&mut requests, &session, &ctx) => None,
+    };
+    input.abort();
+    match status {
+        Some(Ok(status)) => {
+            let request = match status {
+                ExitStatus::Code(code) => ChannelRequest::ExitStatus(code),
+                ExitStatus::Signal { name, core_dumped } => ChannelRequest::ExitSignal(ExitSignal {
+                    signal: name,
+                    core_dumped,
+                    message: String::new(),
+                }),
+            };
+            let _ = data_out.shutdown().await;
+            let _ = control.request(request, false).await;
+        }
+        Some(Err(e)) => tracing::error!("{}: lost track of the session process: {e}", ctx.peer),
+        None => {} // the client closed the channel: dropping the process ends it
+    }
+    control.close().await;
+    drop(session);
+}
+
+/// Copies a program's output to the channel until the program closes it.
+async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(from: Option<R>, to: &mut W) {
+    if let Some(from) = from {
+        let _ = crate::io::copy_large(from, to).await;
+    }
+}
+
+/// window-change and signal while the program runs; returns when the
+/// client closes the channel.
+async fn handle_running_requests<R: RequestStream>(
+    requests: &mut R,
+    session: &SessionProcess,
+    ctx: &SessionContext,
+) {
+    while let Some(incoming) = requests.next().await {
+        let ok = match &incoming.request {
+            ChannelRequest::WindowChange(size) => session
+                .resize(size.cols, size.rows, size.pix_width, size.pix_height)
+                .is_ok(),
+            ChannelRequest::Signal(name) => match session.signal(name) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::info!("{}: signal {name}: {e}", ctx.peer);
+                    false
+                }
+            },
+            other => {
+                tracing::debug!("{}: refused channel request {} on a running session", ctx.peer, other.wire_name());
+                false
+            }
+        };
+        incoming.reply.send(ok);
+    }
+}

@@ -1,0 +1,485 @@
+//! A small lab for the integration tests: keys made by the real ssh-keygen,
+//! a real OpenSSH sshd and a real sshqd on free loopback ports, each with
+//! its own configuration in a temporary directory, stopped when dropped.
+
+#![allow(dead_code)] // each test binary uses its own part of the lab
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub const SSHQ: &str = env!("CARGO_BIN_EXE_sshq");
+pub const SSHQD: &str = env!("CARGO_BIN_EXE_sshqd");
+
+/// How long any one client or tool may run before the test gives up on it
+/// (so that a hung client fails the test instead of hanging it).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running server, killed on drop.
+pub struct Server {
+    pub port: u16,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Keys and files of one test.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    /// The user the servers log in (whoever runs the tests).
+    pub user: String,
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        let dir = tempfile::Builder::new().prefix("sshq-test.").tempdir().expect("temp dir");
+        let lab = Lab {
+            dir,
+            user: current_user(),
+        };
+        for (name, comment) in [
+            ("host_ed25519", "host"),
+            ("other_host_ed25519", "other-host"),
+            ("user", "user"),
+            ("stranger", "stranger"),
+        ] {
+            lab.keygen(name, "ed25519", comment);
+        }
+        std::fs::copy(lab.path("user.pub"), lab.path("authorized_keys")).expect("authorized_keys");
+        lab
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn keygen(&self, name: &str, kind: &str, comment: &str) {
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-N", "", "-C", comment, "-f"])
+            .arg(self.path(name))
+            .status()
+            .expect("ssh-keygen must be installed (openssh-client)");
+        assert!(status.success(), "ssh-keygen failed");
+    }
+
+    /// Client options shared by sshq and ssh: our key, our known_hosts, no prompts.
+    pub fn client_opts(&self, key: &str) -> Vec<String> {
+        self.client_opts_strict(key, "accept-new")
+    }
+
+    /// [`Lab::client_opts`] with another StrictHostKeyChecking value.
+    pub fn client_opts_strict(&self, key: &str, strict: &str) -> Vec<String> {
+        vec![
+            "-i".into(),
+            self.path(key).display().to_string(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", self.path("known_hosts").display()),
+            "-o".into(),
+            format!("StrictHostKeyChecking={strict}"),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+        ]
+    }
+
+    pub fn target(&self) -> String {
+        format!("{}@127.0.0.1", self.user)
+    }
+
+    /// Starts OpenSSH's sshd on a free port.
+    pub fn start_sshd(&self) -> Server {
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let port = free_port();
+        let config = self.path(&format!("sshd_config.{port}"));
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {ak}\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 StrictModes no\nUsePAM no\nPidFile none\nSubsystem sftp /usr/lib/openssh/sftp-server\n\
+                 AllowAgentForwarding yes\nAllowTcpForwarding yes\nAcceptEnv LANG LC_* SSHQ_TEST_*\n",
+                host = self.path("host_ed25519").display(),
+                ak = self.path("authorized_keys").display(),
+            ),
+        )
+        .expect("sshd_config");
+        let log = self.path(&format!("sshd.{port}.log"));
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("OpenSSH sshd must be installed (openssh-server)");
+        let server = Server { port, child, log };
+        wait_tcp(port);
+        server
+    }
+
+    /// Starts sshqd on a free port with the lab's keys and `extra` config lines.
+    pub fn start_sshqd(&self, extra: &str) -> Server {
+        let port = free_port();
+        let config = self.write_sshqd_config(port, &[self.path("host_ed25519")], extra);
+        let log = self.path(&format!("sshqd.{port}.log"));
+        let child = Command::new(SSHQD)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("sshqd");
+        let server = Server { port, child, log };
+        wait_tcp(port);
+        server
+    }
+
+    /// Writes an sshqd configuration for `port` with these host keys, the
+    /// lab's authorized_keys, sftp and AcceptEnv, then `extra` lines.
+    pub fn write_sshqd_config(&self, port: u16, host_keys: &[PathBuf], extra: &str) -> PathBuf {
+        let config = self.path(&format!("sshqd_config.{port}"));
+        let mut text = format!("Port {port}\nListenAddress 127.0.0.1\n");
+        for key in host_keys {
+            text.push_str(&format!("HostKey {}\n", key.display()));
+        }
+        text.push_str(&format!(
+            "AuthorizedKeysFile {ak}\nSubsystem sftp /usr/lib/openssh/sftp-server\n\
+             AcceptEnv LANG LC_* SSHQ_TEST_*\n{extra}\n",
+            ak = self.path("authorized_keys").display(),
+        ));
+        std::fs::write(&config, text).expect("sshqd_config");
+        config
+    }
+
+    /// Runs `sshqd -D -e -f config` expecting it to refuse to start; fails
+    /// the test if it is still running after a few seconds.
+    pub fn sshqd_refusing(&self, config: &Path) -> Output {
+        let mut cmd = Command::new(SSHQD);
+        cmd.args(["-D", "-e", "-f"]).arg(config);
+        run_with_timeout(&mut cmd, b"", Duration::from_secs(10))
+    }
+
+    /// Makes known_hosts hold exactly `key_name.pub` for `[127.0.0.1]:port`.
+    pub fn write_known_hosts(&self, port: u16, key_name: &str) {
+        let public = std::fs::read_to_string(self.path(&format!("{key_name}.pub"))).expect("public key");
+        let fields: Vec<&str> = public.split_whitespace().take(2).collect();
+        std::fs::write(
+            self.path("known_hosts"),
+            format!("[127.0.0.1]:{port} {}\n", fields.join(" ")),
+        )
+        .expect("known_hosts");
+    }
+
+    /// The base64 part of `key_name.pub`.
+    pub fn public_key_blob(&self, key_name: &str) -> String {
+        let public = std::fs::read_to_string(self.path(&format!("{key_name}.pub"))).expect("public key");
+        public.split_whitespace().nth(1).unwrap_or_default().to_string()
+    }
+
+    /// Runs `program args...` with `input` on stdin; returns its output.
+    pub fn run(&self, program: &str, args: &[String], input: &[u8]) -> Output {
+        run_with_input(Command::new(program).args(args), input)
+    }
+
+    /// `sshq <opts> -p port user@127.0.0.1 command`.
+    pub fn sshq(&self, port: u16, extra: &[&str], command: &[&str], input: &[u8]) -> Output {
+        self.client(SSHQ, "user", port, extra, command, input)
+    }
+
+    /// `ssh <opts> -p port user@127.0.0.1 command` with OpenSSH.
+    pub fn ssh(&self, port: u16, extra: &[&str], command: &[&str], input: &[u8]) -> Output {
+        self.client("ssh", "user", port, extra, command, input)
+    }
+
+    pub fn client(
+        &self,
+        program: &str,
+        key: &str,
+        port: u16,
+        extra: &[&str],
+        command: &[&str],
+        input: &[u8],
+    ) -> Output {
+        let args = self.client_args(key, "accept-new", port, extra, command);
+        self.run(program, &args, input)
+    }
+
+    /// The whole argument list of a client run: options (with this
+    /// StrictHostKeyChecking), `-p port`, `extra`, the target, the command.
+    pub fn client_args(&self, key: &str, strict: &str, port: u16, extra: &[&str], command: &[&str]) -> Vec<String> {
+        let mut args = self.client_opts_strict(key, strict);
+        args.push("-p".into());
+        args.push(port.to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(self.target());
+        args.extend(command.iter().map(|s| s.to_string()));
+        args
+    }
+}
+
+/// Runs a command with `input` on stdin, collecting stdout and stderr;
+/// fails the test if it runs longer than [`CLIENT_TIMEOUT`].
+pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
+    run_with_timeout(cmd, input, CLIENT_TIMEOUT)
+}
+
+/// [`run_with_input`] with its own limit: past it the process is killed and
+/// the test fails, showing what the process wrote so far.
+pub fn run_with_timeout(cmd: &mut Command, input: &[u8], limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    // Feed stdin from a thread so a large input cannot deadlock on a full stdout pipe.
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let stdout = Collector::start(child.stdout.take().expect("stdout"));
+    let stderr = Collector::start(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + limit;
+    let status = wait_child(&mut child, deadline);
+    // The pipes close when the process (and anything it left holding them) is gone.
+    let done = wait_until(deadline.saturating_duration_since(Instant::now()), || {
+        stdout.finished() && stderr.finished()
+    });
+    match status {
+        Some(status) if done => Output {
+            status,
+            stdout: stdout.take(),
+            stderr: stderr.take(),
+        },
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} not finished after {limit:?} (exit status: {status:?}; its output stays open \
+                 while anything holds it); killed it.\nstdout so far: {}\nstderr so far: {}",
+                clip(&stdout.take()),
+                clip(&stderr.take())
+            );
+        }
+    }
+}
+
+/// Waits for `child` to exit until `deadline`; `None` if it is still running.
+fn wait_child(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads a pipe (or pty) to its end in a thread, keeping what came so far.
+struct Collector {
+    data: Arc<Mutex<Vec<u8>>>,
+    thread: JoinHandle<()>,
+}
+
+impl Collector {
+    fn start(mut from: impl Read + Send + 'static) -> Collector {
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let sink = data.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 64 * 1024];
+            // A pty master reports EIO once the last slave is closed: an end too.
+            while let Ok(n @ 1..) = from.read(&mut buf) {
+                sink.lock().expect("collector").extend_from_slice(&buf[..n]);
+            }
+        });
+        Collector { data, thread }
+    }
+
+    fn finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    fn take(&self) -> Vec<u8> {
+        self.data.lock().expect("collector").clone()
+    }
+}
+
+/// Polls `condition` every 50 ms for up to `limit`; whether it became true.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A client running on a real pseudo-terminal of a chosen size, as the
+/// session leader with that terminal as its controlling tty (so a resize
+/// of the terminal sends it SIGWINCH, as in a terminal emulator).
+pub struct PtyClient {
+    child: Child,
+    pty: pty_process::blocking::Pty,
+    output: Collector,
+    what: String,
+}
+
+impl PtyClient {
+    pub fn spawn(program: &str, args: &[String], rows: u16, cols: u16, env: &[(&str, &str)]) -> PtyClient {
+        let (pty, pts) = pty_process::blocking::open().expect("open a pty");
+        pty.resize(pty_process::Size::new(rows, cols)).expect("set the pty size");
+        let reader = std::fs::File::from(std::os::fd::AsFd::as_fd(&pty).try_clone_to_owned().expect("dup pty"));
+        let mut cmd = pty_process::blocking::Command::new(program).args(args);
+        for (name, value) in env {
+            cmd = cmd.env(name, value);
+        }
+        let child = cmd.spawn(pts).unwrap_or_else(|e| panic!("cannot start {program} on a pty: {e}"));
+        PtyClient {
+            child,
+            pty,
+            output: Collector::start(reader),
+            what: format!("{program} {}", args.join(" ")),
+        }
+    }
+
+    /// Everything the client wrote to its terminal so far, without CRs.
+    pub fn output(&self) -> String {
+        text(&self.output.take()).replace('\r', "")
+    }
+
+    /// Waits until the terminal shows `needle`; whether it did within `limit`.
+    pub fn wait_for(&self, needle: &str, limit: Duration) -> bool {
+        wait_until(limit, || self.output().contains(needle))
+    }
+
+    /// Resizes the terminal: the kernel sends SIGWINCH to the client.
+    pub fn resize(&self, rows: u16, cols: u16) {
+        self.pty.resize(pty_process::Size::new(rows, cols)).expect("resize the pty");
+    }
+
+    /// Waits for the client to exit (failing the test after [`CLIENT_TIMEOUT`])
+    /// and returns its status and all it wrote to the terminal.
+    pub fn finish(mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + CLIENT_TIMEOUT;
+        let Some(status) = wait_child(&mut self.child, deadline) else {
+            panic!("{} still running after {CLIENT_TIMEOUT:?}; terminal so far:\n{}", self.what, self.output());
+        };
+        wait_until(Duration::from_secs(5), || self.output.finished());
+        (status, self.output())
+    }
+}
+
+impl Drop for PtyClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status, stdout and stderr of a run, for assertion messages (long output clipped).
+pub fn show(out: &Output) -> String {
+    format!(
+        "status: {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        clip(&out.stdout),
+        clip(&out.stderr)
+    )
+}
+
+fn clip(bytes: &[u8]) -> String {
+    const MAX: usize = 4000;
+    if bytes.len() <= MAX {
+        return format!("{:?}", text(bytes));
+    }
+    format!("{:?}... ({} bytes in all)", text(&bytes[..MAX]), bytes.len())
+}
+
+/// Pids of processes whose command line contains `pattern` (`pgrep -f`).
+pub fn pgrep(pattern: &str) -> Vec<u32> {
+    let out = Command::new("pgrep").args(["-f", "--", pattern]).output().expect("pgrep (procps)");
+    text(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+pub fn current_user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A port free for both TCP and UDP on 127.0.0.1.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Waits until something listens on TCP `port`.
+pub fn wait_tcp(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on port {port}");
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    child.stdin.take().expect("stdin").write_all(data).expect("write");
+    let out = child.wait_with_output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string()
+}
+
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    let mut file = std::fs::File::open("/dev/urandom").expect("urandom");
+    file.read_exact(&mut data).expect("random");
+    data
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

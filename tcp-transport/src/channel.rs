@@ -1,0 +1,400 @@
+//! A russh channel seen through the core's channel trait.
+//!
+//! russh hands each channel one queue of messages (data, stderr, EOF,
+//! requests, replies). A small task per channel ("the demultiplexer") sorts
+//! that queue into the independent halves the trait promises: a byte pipe for
+//! data, one for stderr, a queue of requests, and the replies to our own
+//! requests. Over TCP every channel still shares one ordered byte stream; the
+//! halves only keep one slow reader from blocking the other halves of the
+//! same channel beyond what TCP itself imposes.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use russh::{ChannelMsg, ChannelWriteHalf, Sig};
+use sshq_core::channel::{ChannelKind, ChannelRequest, ExitSignal, PtyRequest, WindowSize};
+use sshq_core::error::TransportError;
+use sshq_core::transport::{
+    Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle, RequestStream,
+};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, SimplexStream, WriteHalf};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+/// How much of the peer's data is buffered per channel half before the
+/// demultiplexer waits for the reader (and so, over TCP, the whole session).
+const PIPE_BUFFER: usize = 1 << 20;
+
+/// Which side of the connection a channel belongs to: servers answer
+/// requests through their handler (see `server.rs`), clients never get
+/// requests that want a reply.
+pub(crate) enum Side {
+    Client,
+    /// Server side: requests are fed in by the server handler, which must
+    /// answer them before russh reads the next packet.
+    Server {
+        requests: mpsc::UnboundedReceiver<IncomingRequest>,
+        /// exit-signal can only be sent through the server's session handle.
+        handle: russh::server::Handle,
+    },
+}
+
+/// A boxed russh channel writer (russh's writer types cannot be named).
+pub type BoxWriter = Pin<Box<dyn AsyncWrite + Send + 'static>>;
+
+/// An SSH channel carried by russh.
+pub struct TcpChannel<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> {
+    kind: ChannelKind,
+    inner: russh::Channel<S>,
+    side: Side,
+}
+
+impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> TcpChannel<S> {
+    pub(crate) fn new(kind: ChannelKind, inner: russh::Channel<S>, side: Side) -> Self {
+        TcpChannel { kind, inner, side }
+    }
+}
+
+impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel for TcpChannel<S> {
+    type Reader = PipeReader;
+    type Writer = ChannelWriter;
+    type Control = TcpControl<S>;
+    type Requests = TcpRequests;
+
+    fn kind(&self) -> &ChannelKind {
+        &self.kind
+    }
+
+    fn split(self) -> ChannelParts<Self> {
+        let (read_half, write_half) = self.inner.split();
+        let (data_rx, data_tx) = pipe();
+        let (ext_rx, ext_tx) = pipe();
+        let pending: Arc<std::sync::Mutex<VecDeque<oneshot::Sender<bool>>>> = Arc::default();
+        let id = read_half_id(&write_half);
+        let (requests, demux_requests, server) = match self.side {
+            Side::Client => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (rx, Some(tx), None)
+            }
+            Side::Server { requests, handle } => (requests, None, Some((handle, id))),
+        };
+        tokio::spawn(demultiplex(
+            read_half,
+            data_tx,
+            ext_tx,
+            demux_requests,
+            pending.clone(),
+        ));
+        let data_out = ChannelWriter {
+            inner: Box::pin(write_half.make_writer()),
+            eof_on_shutdown: true,
+        };
+        let ext_out = ChannelWriter {
+            inner: Box::pin(write_half.make_writer_ext(Some(1))),
+            eof_on_shutdown: false,
+        };
+        ChannelParts {
+            data_in: data_rx,
+            ext_in: ext_rx,
+            data_out,
+            ext_out,
+            control: TcpControl {
+                write: Mutex::new(write_half),
+                pending,
+                server,
+            },
+            requests: TcpRequests { rx: requests },
+        }
+    }
+}
+
+fn read_half_id<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static>(
+    write: &ChannelWriteHalf<S>,
+) -> russh::ChannelId {
+    write.id()
+}
+
+fn pipe() -> (PipeReader, WriteHalf<SimplexStream>) {
+    let (rx, tx) = tokio::io::simplex(PIPE_BUFFER);
+    (PipeReader { inner: rx }, tx)
+}
+
+/// Sorts russh's per-channel message queue into the channel's halves.
+async fn demultiplex(
+    mut read_half: russh::ChannelReadHalf,
+    mut data: WriteHalf<SimplexStream>,
+    mut ext: WriteHalf<SimplexStream>,
+    requests: Option<mpsc::UnboundedSender<IncomingRequest>>,
+    pending: Arc<std::sync::Mutex<VecDeque<oneshot::Sender<bool>>>>,
+) {
+    // A reader that went away just means nobody wants the rest of that half:
+    // keep draining so the other halves and replies still flow.
+    let mut data_open = true;
+    let mut ext_open = true;
+    while let Some(msg) = read_half.wait().await {
+        match msg {
+            ChannelMsg::Data { data: bytes } => {
+                if data_open && data.write_all(&bytes).await.is_err() {
+                    data_open = false;
+                }
+            }
+            ChannelMsg::ExtendedData { data: bytes, ext: 1 } => {
+                if ext_open && ext.write_all(&bytes).await.is_err() {
+                    ext_open = false;
+                }
+            }
+            ChannelMsg::Eof => {
+                let _ = data.shutdown().await;
+                let _ = ext.shutdown().await;
+            }
+            ChannelMsg::Close => break,
+            ChannelMsg::Success | ChannelMsg::Failure => {
+                let ok = matches!(msg, ChannelMsg::Success);
+                let waiter = pending.lock().ok().and_then(|mut queue| queue.pop_front());
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(ok);
+                }
+            }
+            other => {
+                if let (Some(requests), Some(request)) = (&requests, request_from_peer(other)) {
+                    let _ = requests.send(IncomingRequest {
+                        request,
+                        reply: ReplyHandle::none(),
+                    });
+                }
+            }
+        }
+    }
+    let _ = data.shutdown().await;
+    let _ = ext.shutdown().await;
+    // Anyone still waiting for a reply gets "failure" as their sender drops.
+    if let Ok(mut queue) = pending.lock() {
+        queue.clear();
+    }
+}
+
+/// Requests a server sends to a client on a channel.
+fn request_from_peer(msg: ChannelMsg) -> Option<ChannelRequest> {
+    match msg {
+        ChannelMsg::ExitStatus { exit_status } => Some(ChannelRequest::ExitStatus(exit_status)),
+        ChannelMsg::ExitSignal {
+            signal_name,
+            core_dumped,
+            error_message,
+            ..
+        } => Some(ChannelRequest::ExitSignal(ExitSignal {
+            signal: signal_name_of(&signal_name),
+            core_dumped,
+            message: error_message,
+        })),
+        _ => None,
+    }
+}
+
+/// russh's signal enum as the SSH name (no "SIG" prefix).
+pub(crate) fn signal_name_of(sig: &Sig) -> String {
+    match sig {
+        Sig::ABRT => "ABRT",
+        Sig::ALRM => "ALRM",
+        Sig::FPE => "FPE",
+        Sig::HUP => "HUP",
+        Sig::ILL => "ILL",
+        Sig::INT => "INT",
+        Sig::KILL => "KILL",
+        Sig::PIPE => "PIPE",
+        Sig::QUIT => "QUIT",
+        Sig::SEGV => "SEGV",
+        Sig::TERM => "TERM",
+        Sig::USR1 => "USR1",
+        Sig::Custom(name) => name.as_str(),
+    }
+    .to_string()
+}
+
+/// The SSH signal name as russh's enum.
+pub(crate) fn sig_of(name: &str) -> Sig {
+    match name {
+        "ABRT" => Sig::ABRT,
+        "ALRM" => Sig::ALRM,
+        "FPE" => Sig::FPE,
+        "HUP" => Sig::HUP,
+        "ILL" => Sig::ILL,
+        "INT" => Sig::INT,
+        "KILL" => Sig::KILL,
+        "PIPE" => Sig::PIPE,
+        "QUIT" => Sig::QUIT,
+        "SEGV" => Sig::SEGV,
+        "TERM" => Sig::TERM,
+        "USR1" => Sig::USR1,
+        other => Sig::Custom(other.to_string()),
+    }
+}
+
+/// Terminal modes as russh's typed opcodes; opcodes russh does not know are
+/// dropped (the server would ignore them too, RFC 4254 §8).
+pub(crate) fn russh_modes(modes: &[(u8, u32)]) -> Vec<(russh::Pty, u32)> {
+    modes
+        .iter()
+        .filter_map(|&(op, value)| russh::Pty::from_u8(op).map(|pty| (pty, value)))
+        .collect()
+}
+
+/// russh's typed terminal modes back as RFC 4254 opcodes.
+pub(crate) fn core_modes(modes: &[(russh::Pty, u32)]) -> Vec<(u8, u32)> {
+    modes.iter().map(|&(pty, value)| (pty as u8, value)).collect()
+}
+
+/// The peer's data or stderr for one channel.
+pub struct PipeReader {
+    inner: tokio::io::ReadHalf<SimplexStream>,
+}
+
+impl AsyncRead for PipeReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+/// Our data or stderr for one channel.
+pub struct ChannelWriter {
+    inner: BoxWriter,
+    /// Only the data writer sends EOF: SSH has one EOF per channel.
+    eof_on_shutdown: bool,
+}
+
+impl AsyncWrite for ChannelWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.inner.as_mut().poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.eof_on_shutdown {
+            self.inner.as_mut().poll_shutdown(cx)
+        } else {
+            self.inner.as_mut().poll_flush(cx)
+        }
+    }
+}
+
+/// Sends requests on a russh channel and matches the replies, which SSH
+/// returns in request order.
+pub struct TcpControl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> {
+    /// Held while a request is sent, so that the order of the reply queue
+    /// is the order on the wire.
+    write: Mutex<ChannelWriteHalf<S>>,
+    pending: Arc<std::sync::Mutex<VecDeque<oneshot::Sender<bool>>>>,
+    server: Option<(russh::server::Handle, russh::ChannelId)>,
+}
+
+impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelControl
+    for TcpControl<S>
+{
+    async fn request(&self, request: ChannelRequest, want_reply: bool) -> Result<bool, TransportError> {
+        if let ChannelRequest::ExitSignal(exit) = &request {
+            let Some((handle, id)) = &self.server else {
+                return Err(TransportError::Protocol(
+                    "only a server sends exit-signal".to_string(),
+                ));
+            };
+            return handle
+                .exit_signal_request(
+                    *id,
+                    sig_of(&exit.signal),
+                    exit.core_dumped,
+                    exit.message.clone(),
+                    String::new(),
+                )
+                .await
+                .map(|()| true)
+                .map_err(|_| TransportError::ChannelClosed);
+        }
+        let write = self.write.lock().await;
+        let reply = if want_reply {
+            let (tx, rx) = oneshot::channel();
+            self.pending
+                .lock()
+                .map_err(|_| TransportError::ChannelClosed)?
+                .push_back(tx);
+            Some(rx)
+        } else {
+            None
+        };
+        send_request(&write, request, want_reply).await?;
+        drop(write);
+        match reply {
+            Some(rx) => rx.await.map_err(|_| TransportError::ChannelClosed),
+            None => Ok(true),
+        }
+    }
+
+    async fn close(&self) {
+        let _ = self.write.lock().await.close().await;
+    }
+}
+
+async fn send_request<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static>(
+    write: &ChannelWriteHalf<S>,
+    request: ChannelRequest,
+    want_reply: bool,
+) -> Result<(), TransportError> {
+    let result = match request {
+        ChannelRequest::Pty(PtyRequest { term, size, modes }) => {
+            write
+                .request_pty(
+                    want_reply,
+                    &term,
+                    size.cols,
+                    size.rows,
+                    size.pix_width,
+                    size.pix_height,
+                    &russh_modes(&modes),
+                )
+                .await
+        }
+        ChannelRequest::Env { name, value } => write.set_env(want_reply, name, value).await,
+        ChannelRequest::Shell => write.request_shell(want_reply).await,
+        ChannelRequest::Exec(command) => write.exec(want_reply, command).await,
+        ChannelRequest::Subsystem(name) => write.request_subsystem(want_reply, name).await,
+        ChannelRequest::WindowChange(WindowSize {
+            cols,
+            rows,
+            pix_width,
+            pix_height,
+        }) => write.window_change(cols, rows, pix_width, pix_height).await,
+        ChannelRequest::Signal(name) => write.signal(sig_of(&name)).await,
+        ChannelRequest::ExitStatus(status) => write.exit_status(status).await,
+        ChannelRequest::AgentForward => write.agent_forward(want_reply).await,
+        ChannelRequest::ExitSignal(_) | ChannelRequest::Other(_) => {
+            return Err(TransportError::Protocol(format!(
+                "the TCP transport cannot send a '{}' request on this side",
+                request.wire_name()
+            )))
+        }
+    };
+    result.map_err(|_| TransportError::ChannelClosed)
+}
+
+/// Requests from the peer on one channel.
+pub struct TcpRequests {
+    rx: mpsc::UnboundedReceiver<IncomingRequest>,
+}
+
+impl RequestStream for TcpRequests {
+    async fn next(&mut self) -> Option<IncomingRequest> {
+        self.rx.recv().await
+    }
+}
