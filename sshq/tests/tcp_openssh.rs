@@ -34,7 +34,11 @@ impl Setup {
             Dir::ssh_to_sshqd => (lab.start_sshqd(""), "ssh"),
             Dir::sshq_to_sshqd => (lab.start_sshqd(""), SSHQ),
         };
-        Setup { server, lab, client }
+        Setup {
+            server,
+            lab,
+            client,
+        }
     }
 
     fn port(&self) -> u16 {
@@ -42,22 +46,43 @@ impl Setup {
     }
 
     fn args(&self, strict: &str, extra: &[&str], command: &[&str]) -> Vec<String> {
-        self.lab.client_args("user", strict, self.port(), extra, command)
+        self.lab
+            .client_args("user", strict, self.port(), extra, command)
     }
 
     /// The client with the lab's user key and StrictHostKeyChecking=accept-new.
     fn run(&self, extra: &[&str], command: &[&str], input: &[u8]) -> Output {
-        self.lab.client(self.client, "user", self.port(), extra, command, input)
+        self.lab
+            .client(self.client, "user", self.port(), extra, command, input)
     }
 
     fn run_strict(&self, strict: &str, command: &[&str]) -> Output {
-        self.lab.run(self.client, &self.args(strict, &[], command), b"")
+        self.lab
+            .run(self.client, &self.args(strict, &[], command), b"")
     }
 
     /// The client on a terminal of `rows` x `cols`, with TERM=xterm-256color.
     fn on_pty(&self, extra: &[&str], command: &[&str], rows: u16, cols: u16) -> PtyClient {
         let args = self.args("accept-new", extra, command);
-        PtyClient::spawn(self.client, &args, rows, cols, &[("TERM", "xterm-256color")])
+        PtyClient::spawn(
+            self.client,
+            &args,
+            rows,
+            cols,
+            &[("TERM", "xterm-256color")],
+        )
+    }
+
+    /// A client run and the end of the server's log, for assertion messages.
+    fn show(&self, out: &Output) -> String {
+        format!("{}\n{}", show(out), self.server_log())
+    }
+
+    fn server_log(&self) -> String {
+        let log = self.server.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        format!("server log (end):\n{tail}")
     }
 }
 
@@ -98,39 +123,57 @@ fn exit_codes(dir: Dir) {
     let s = Setup::new(dir);
     for code in [0, 1, 42] {
         let out = s.run(&[], &[&format!("exit {code}")], b"");
-        assert_eq!(out.status.code(), Some(code), "`exit {code}`:\n{}", show(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "`exit {code}`:\n{}",
+            s.show(&out)
+        );
     }
 }
 
 fn stderr_apart_from_stdout(dir: Dir) {
     let s = Setup::new(dir);
     let out = s.run(&[], &["echo out; echo err >&2"], b"");
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(text(&out.stdout), "out\n", "{}", show(&out));
-    assert!(text(&out.stderr).lines().any(|l| l == "err"), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert_eq!(text(&out.stdout), "out\n", "{}", s.show(&out));
+    assert!(
+        text(&out.stderr).lines().any(|l| l == "err"),
+        "{}",
+        s.show(&out)
+    );
 }
 
 fn cat_16_mib(dir: Dir) {
     let s = Setup::new(dir);
     let data = random_bytes(16 << 20);
     let out = s.run(&[], &["cat"], &data);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(out.stdout.len(), data.len(), "bytes back through cat:\n{}", show(&out));
-    assert_eq!(sha256(&out.stdout), sha256(&data), "SHA-256 of what came back");
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert_eq!(
+        out.stdout.len(),
+        data.len(),
+        "bytes back through cat:\n{}",
+        s.show(&out)
+    );
+    assert_eq!(
+        sha256(&out.stdout),
+        sha256(&data),
+        "SHA-256 of what came back"
+    );
 }
 
 fn stdin_eof_reaches_remote(dir: Dir) {
     let s = Setup::new(dir);
     let out = s.run(&[], &["wc -c"], &random_bytes(12345));
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(text(&out.stdout).trim(), "12345", "{}", show(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert_eq!(text(&out.stdout).trim(), "12345", "{}", s.show(&out));
 }
 
 /// OpenSSH's ssh exits 255 when the remote command dies by a signal.
 fn remote_killed_by_signal(dir: Dir) {
     let s = Setup::new(dir);
     let out = s.run(&[], &["kill -TERM $$"], b"");
-    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
 }
 
 /// Whether `output` has a `/dev/pts/N` line; returns it.
@@ -152,18 +195,34 @@ fn has_size_line(output: &str) -> bool {
 fn pty_with_t_on_a_terminal(dir: Dir) {
     let s = Setup::new(dir);
     let (status, out) = s.on_pty(&["-t"], &["tty; stty size"], 37, 111).finish();
-    assert_eq!(status.code(), Some(0), "terminal:\n{out}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "terminal:\n{out}\n{}",
+        s.server_log()
+    );
     assert!(pts_line(&out).is_some(), "no /dev/pts/N line:\n{out}");
-    assert!(out.lines().any(|l| l.trim() == "37 111"), "remote size is not 37 111:\n{out}");
+    assert!(
+        out.lines().any(|l| l.trim() == "37 111"),
+        "remote size is not 37 111:\n{out}"
+    );
 }
 
 fn pty_with_tt_without_terminal(dir: Dir) {
     let s = Setup::new(dir);
     let out = s.run(&["-tt"], &["tty; stty size"], b"");
     let stdout = text(&out.stdout).replace('\r', "");
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(pts_line(&stdout).is_some(), "no /dev/pts/N line:\n{}", show(&out));
-    assert!(has_size_line(&stdout), "no `rows cols` line:\n{}", show(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert!(
+        pts_line(&stdout).is_some(),
+        "no /dev/pts/N line:\n{}",
+        s.show(&out)
+    );
+    assert!(
+        has_size_line(&stdout),
+        "no `rows cols` line:\n{}",
+        s.show(&out)
+    );
 }
 
 /// The remote polls its size (up to 10 s) until it changes from 37x111.
@@ -179,36 +238,50 @@ fn window_change(dir: Dir) {
     );
     client.resize(20, 70);
     let (status, out) = client.finish();
-    assert_eq!(status.code(), Some(0), "terminal:\n{out}");
-    assert!(out.contains("size: 20 70"), "the remote did not see the resize to 20 70:\n{out}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "terminal:\n{out}\n{}",
+        s.server_log()
+    );
+    assert!(
+        out.contains("size: 20 70"),
+        "the remote did not see the resize to 20 70:\n{out}"
+    );
 }
 
 fn stranger_key_refused(dir: Dir) {
     let s = Setup::new(dir);
-    let out = s.lab.client(s.client, "stranger", s.port(), &[], &["echo reached"], b"");
-    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
-    assert!(text(&out.stderr).contains("Permission denied"), "{}", show(&out));
-    assert!(!text(&out.stdout).contains("reached"), "{}", show(&out));
+    let out = s
+        .lab
+        .client(s.client, "stranger", s.port(), &[], &["echo reached"], b"");
+    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
+    assert!(
+        text(&out.stderr).contains("Permission denied"),
+        "{}",
+        s.show(&out)
+    );
+    assert!(!text(&out.stdout).contains("reached"), "{}", s.show(&out));
 }
 
 fn changed_host_key_refused(dir: Dir) {
     let s = Setup::new(dir);
     s.lab.write_known_hosts(s.port(), "other_host_ed25519");
     let out = s.run(&[], &["echo reached"], b"");
-    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
     assert!(
         text(&out.stderr).contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
         "{}",
-        show(&out)
+        s.show(&out)
     );
-    assert!(!text(&out.stdout).contains("reached"), "{}", show(&out));
+    assert!(!text(&out.stdout).contains("reached"), "{}", s.show(&out));
 }
 
 fn accept_new_records_host_key(dir: Dir) {
     let s = Setup::new(dir);
     let out = s.run(&[], &["echo first"], b"");
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(text(&out.stdout), "first\n", "{}", show(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert_eq!(text(&out.stdout), "first\n", "{}", s.show(&out));
     let found = s.lab.run(
         "ssh-keygen",
         &[
@@ -219,27 +292,39 @@ fn accept_new_records_host_key(dir: Dir) {
         ],
         b"",
     );
-    assert_eq!(found.status.code(), Some(0), "ssh-keygen -F finds no key:\n{}", show(&found));
+    assert_eq!(
+        found.status.code(),
+        Some(0),
+        "ssh-keygen -F finds no key:\n{}",
+        s.show(&found)
+    );
     assert!(
         text(&found.stdout).contains(&s.lab.public_key_blob("host_ed25519")),
         "the recorded key is not the server's:\n{}",
-        show(&found)
+        s.show(&found)
     );
     // Now known, the key passes strict checking.
     let out = s.run_strict("yes", &["echo again"]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(text(&out.stdout), "again\n", "{}", show(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert_eq!(text(&out.stdout), "again\n", "{}", s.show(&out));
 }
 
 fn strict_checking_refuses_unknown_host(dir: Dir) {
     let s = Setup::new(dir);
     std::fs::write(s.lab.path("known_hosts"), "").expect("known_hosts");
     let out = s.run_strict("yes", &["echo reached"]);
-    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
-    assert!(text(&out.stderr).contains("Host key verification failed."), "{}", show(&out));
-    assert!(!text(&out.stdout).contains("reached"), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
+    assert!(
+        text(&out.stderr).contains("Host key verification failed."),
+        "{}",
+        s.show(&out)
+    );
+    assert!(!text(&out.stdout).contains("reached"), "{}", s.show(&out));
     let known = std::fs::read_to_string(s.lab.path("known_hosts")).unwrap_or_default();
-    assert!(known.trim().is_empty(), "strict checking recorded a key: {known}");
+    assert!(
+        known.trim().is_empty(),
+        "strict checking recorded a key: {known}"
+    );
 }
 
 /// SetEnv reaches the remote for names in AcceptEnv (SSHQ_TEST_*), not others.
@@ -250,8 +335,8 @@ fn set_env_reaches_remote(dir: Dir) {
         &["echo \"x=$SSHQ_TEST_X y=$NOT_ACCEPTED_Y\""],
         b"",
     );
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(text(&out.stdout), "x=1 y=\n", "{}", show(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert_eq!(text(&out.stdout), "x=1 y=\n", "{}", s.show(&out));
 }
 
 /// `env` output as a map (a pty's CRs removed).
@@ -266,11 +351,18 @@ fn env_map(stdout: &[u8]) -> HashMap<String, String> {
 
 /// The passwd entry's home directory and shell of `user`.
 fn home_and_shell(user: &str) -> (String, String) {
-    let out = Command::new("getent").args(["passwd", user]).output().expect("getent");
+    let out = Command::new("getent")
+        .args(["passwd", user])
+        .output()
+        .expect("getent");
     let line = text(&out.stdout);
     let fields: Vec<&str> = line.trim().split(':').collect();
     assert!(fields.len() >= 7, "getent passwd {user}: {line}");
-    let shell = if fields[6].is_empty() { "/bin/sh" } else { fields[6] };
+    let shell = if fields[6].is_empty() {
+        "/bin/sh"
+    } else {
+        fields[6]
+    };
     (fields[5].to_string(), shell.to_string())
 }
 
@@ -301,11 +393,19 @@ fn check_login_environment(s: &Setup, env: &HashMap<String, String>, shown: &str
 fn session_environment(dir: Dir) {
     let s = Setup::new(dir);
     let out = s.run(&[], &["env"], b"");
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
     let env = env_map(&out.stdout);
-    check_login_environment(&s, &env, &show(&out));
-    assert!(!env.contains_key("SSH_TTY"), "SSH_TTY without a pty:\n{}", show(&out));
-    assert!(!env.contains_key("TERM"), "TERM without a pty:\n{}", show(&out));
+    check_login_environment(&s, &env, &s.show(&out));
+    assert!(
+        !env.contains_key("SSH_TTY"),
+        "SSH_TTY without a pty:\n{}",
+        s.show(&out)
+    );
+    assert!(
+        !env.contains_key("TERM"),
+        "TERM without a pty:\n{}",
+        s.show(&out)
+    );
 }
 
 fn session_environment_with_pty(dir: Dir) {
@@ -314,35 +414,65 @@ fn session_environment_with_pty(dir: Dir) {
     let mut cmd = Command::new(s.client);
     cmd.args(&args).env("TERM", "xterm-256color");
     let out = common::run_with_input(&mut cmd, b"");
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
     let env = env_map(&out.stdout);
-    check_login_environment(&s, &env, &show(&out));
+    check_login_environment(&s, &env, &s.show(&out));
     let stdout = text(&out.stdout).replace('\r', "");
-    let tty = pts_line(&stdout).unwrap_or_else(|| panic!("no /dev/pts/N line:\n{}", show(&out)));
-    assert_eq!(env.get("SSH_TTY").map(String::as_str), Some(tty), "{}", show(&out));
-    assert_eq!(env.get("TERM").map(String::as_str), Some("xterm-256color"), "{}", show(&out));
+    let tty = pts_line(&stdout).unwrap_or_else(|| panic!("no /dev/pts/N line:\n{}", s.show(&out)));
+    assert_eq!(
+        env.get("SSH_TTY").map(String::as_str),
+        Some(tty),
+        "{}",
+        s.show(&out)
+    );
+    assert_eq!(
+        env.get("TERM").map(String::as_str),
+        Some("xterm-256color"),
+        "{}",
+        s.show(&out)
+    );
 }
 
 fn unknown_option_refused(dir: Dir) {
     let s = Setup::new(dir);
     let out = s.run(&["-o", "Foo=bar"], &["echo reached"], b"");
-    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
-    assert!(text(&out.stderr).to_lowercase().contains("foo"), "does not name the option:\n{}", show(&out));
-    assert!(!text(&out.stdout).contains("reached"), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
+    assert!(
+        text(&out.stderr).to_lowercase().contains("foo"),
+        "does not name the option:\n{}",
+        s.show(&out)
+    );
+    assert!(!text(&out.stdout).contains("reached"), "{}", s.show(&out));
 }
 
 fn unknown_config_keyword_refused(dir: Dir) {
     let s = Setup::new(dir);
     let config = s.lab.path("client_config");
-    std::fs::write(&config, "# a test configuration\nHost *\n    FrobnicateLevel 3\n").expect("config");
+    std::fs::write(
+        &config,
+        "# a test configuration\nHost *\n    FrobnicateLevel 3\n",
+    )
+    .expect("config");
     let config = config.display().to_string();
     let out = s.run(&["-F", &config], &["echo reached"], b"");
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
-    assert!(stderr.contains(&config), "does not name the file:\n{}", show(&out));
-    assert!(stderr.contains("line 3"), "does not name the line:\n{}", show(&out));
-    assert!(stderr.to_lowercase().contains("frobnicatelevel"), "does not name the keyword:\n{}", show(&out));
-    assert!(!text(&out.stdout).contains("reached"), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
+    assert!(
+        stderr.contains(&config),
+        "does not name the file:\n{}",
+        s.show(&out)
+    );
+    assert!(
+        stderr.contains("line 3"),
+        "does not name the line:\n{}",
+        s.show(&out)
+    );
+    assert!(
+        stderr.to_lowercase().contains("frobnicatelevel"),
+        "does not name the keyword:\n{}",
+        s.show(&out)
+    );
+    assert!(!text(&out.stdout).contains("reached"), "{}", s.show(&out));
 }
 
 /// OpenSSH's sftp, in batch mode, puts and gets a 4 MiB file through sshqd's
@@ -352,7 +482,11 @@ fn sftp_put_and_get_through_sshqd() {
     let lab = Lab::new();
     let server = lab.start_sshqd("");
     let data = random_bytes(4 << 20);
-    let (local, remote, back) = (lab.path("blob"), lab.path("blob.remote"), lab.path("blob.back"));
+    let (local, remote, back) = (
+        lab.path("blob"),
+        lab.path("blob.remote"),
+        lab.path("blob.back"),
+    );
     std::fs::write(&local, &data).expect("blob");
     let batch = lab.path("sftp.batch");
     std::fs::write(
@@ -367,13 +501,35 @@ fn sftp_put_and_get_through_sshqd() {
     )
     .expect("batch");
     let mut args = lab.client_opts("user");
-    args.extend(["-b".into(), batch.display().to_string(), "-P".into(), server.port.to_string(), lab.target()]);
+    args.extend([
+        "-b".into(),
+        batch.display().to_string(),
+        "-P".into(),
+        server.port.to_string(),
+        lab.target(),
+    ]);
     let out = lab.run("sftp", &args, b"");
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\nsshqd log:\n{}",
+        show(&out),
+        server.log_text()
+    );
     let remote_data = std::fs::read(&remote).expect("sftp put wrote nothing");
-    assert!(remote_data == data, "put: {} bytes arrived, differing from the {} sent", remote_data.len(), data.len());
+    assert!(
+        remote_data == data,
+        "put: {} bytes arrived, differing from the {} sent",
+        remote_data.len(),
+        data.len()
+    );
     let back_data = std::fs::read(&back).expect("sftp get wrote nothing");
-    assert!(back_data == data, "get: {} bytes came back, differing from the {} sent", back_data.len(), data.len());
+    assert!(
+        back_data == data,
+        "get: {} bytes came back, differing from the {} sent",
+        back_data.len(),
+        data.len()
+    );
 }
 
 /// QUIC is not built yet: asking for it must fail clearly, not fall back to TCP.
@@ -382,30 +538,61 @@ fn transport_quic_refused_clearly() {
     let s = Setup::new(Dir::sshq_to_sshqd);
     let out = s.run(&["-o", "Transport=quic"], &["echo reached"], b"");
     let stderr = text(&out.stderr).to_lowercase();
-    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
-    assert!(stderr.contains("quic") && stderr.contains("not built"), "{}", show(&out));
-    assert!(!text(&out.stdout).contains("reached"), "ran over TCP anyway:\n{}", show(&out));
-    assert!(!s.server.log_text().contains("Accepted"), "logged in over TCP anyway:\n{}", s.server.log_text());
+    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
+    assert!(
+        stderr.contains("quic") && stderr.contains("not built"),
+        "{}",
+        s.show(&out)
+    );
+    assert!(
+        !text(&out.stdout).contains("reached"),
+        "ran over TCP anyway:\n{}",
+        s.show(&out)
+    );
+    assert!(
+        !s.server.log_text().contains("Accepted"),
+        "logged in over TCP anyway:\n{}",
+        s.server.log_text()
+    );
 }
 
 /// Runs sshqd with `config` and checks it refuses to start, saying all of `needles`.
 fn assert_sshqd_refuses(lab: &Lab, config: &std::path::Path, needles: &[&str]) {
     let out = lab.sshqd_refusing(config);
-    assert!(!out.status.success(), "sshqd started (or exited 0):\n{}", show(&out));
+    assert!(
+        !out.status.success(),
+        "sshqd started (or exited 0):\n{}",
+        show(&out)
+    );
     let stderr = text(&out.stderr).to_lowercase();
     for needle in needles {
-        assert!(stderr.contains(&needle.to_lowercase()), "the message lacks {needle:?}:\n{}", show(&out));
+        assert!(
+            stderr.contains(&needle.to_lowercase()),
+            "the message lacks {needle:?}:\n{}",
+            show(&out)
+        );
     }
 }
 
 #[test]
 fn sshqd_refuses_unknown_keyword() {
     let lab = Lab::new();
-    let config = lab.write_sshqd_config(common::free_port(), &[lab.path("host_ed25519")], "FrobnicateLevel 3");
+    let config = lab.write_sshqd_config(
+        common::free_port(),
+        &[lab.path("host_ed25519")],
+        "FrobnicateLevel 3",
+    );
     let written = std::fs::read_to_string(&config).expect("config");
-    let line = 1 + written.lines().position(|l| l.starts_with("FrobnicateLevel")).expect("keyword line");
+    let line = 1 + written
+        .lines()
+        .position(|l| l.starts_with("FrobnicateLevel"))
+        .expect("keyword line");
     let path = config.display().to_string();
-    assert_sshqd_refuses(&lab, &config, &[&path, &format!("line {line}"), "FrobnicateLevel"]);
+    assert_sshqd_refuses(
+        &lab,
+        &config,
+        &[&path, &format!("line {line}"), "FrobnicateLevel"],
+    );
 }
 
 #[test]

@@ -15,17 +15,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use russh::{ChannelMsg, ChannelWriteHalf, Sig};
+use crate::pipe::{pipe, PipeReader, PipeWriter};
 use sshq_core::channel::{ChannelKind, ChannelRequest, ExitSignal, PtyRequest, WindowSize};
 use sshq_core::error::TransportError;
 use sshq_core::transport::{
     Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle, RequestStream,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, SimplexStream, WriteHalf};
+use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, oneshot, Mutex};
-
-/// How much of the peer's data is buffered per channel half before the
-/// demultiplexer waits for the reader (and so, over TCP, the whole session).
-const PIPE_BUFFER: usize = 1 << 20;
 
 /// Which side of the connection a channel belongs to: servers answer
 /// requests through their handler (see `server.rs`), clients never get
@@ -116,38 +113,28 @@ fn read_half_id<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static>
     write.id()
 }
 
-fn pipe() -> (PipeReader, WriteHalf<SimplexStream>) {
-    let (rx, tx) = tokio::io::simplex(PIPE_BUFFER);
-    (PipeReader { inner: rx }, tx)
-}
-
 /// Sorts russh's per-channel message queue into the channel's halves.
 async fn demultiplex(
     mut read_half: russh::ChannelReadHalf,
-    mut data: WriteHalf<SimplexStream>,
-    mut ext: WriteHalf<SimplexStream>,
+    mut data: PipeWriter,
+    mut ext: PipeWriter,
     requests: Option<mpsc::UnboundedSender<IncomingRequest>>,
     pending: Arc<std::sync::Mutex<VecDeque<oneshot::Sender<bool>>>>,
 ) {
-    // A reader that went away just means nobody wants the rest of that half:
-    // keep draining so the other halves and replies still flow.
-    let mut data_open = true;
-    let mut ext_open = true;
+    // A reader that went away just means nobody wants the rest of that
+    // half: its sends fail and are ignored, so the other halves and the
+    // replies still flow.
     while let Some(msg) = read_half.wait().await {
         match msg {
             ChannelMsg::Data { data: bytes } => {
-                if data_open && data.write_all(&bytes).await.is_err() {
-                    data_open = false;
-                }
+                let _ = data.send(bytes).await;
             }
             ChannelMsg::ExtendedData { data: bytes, ext: 1 } => {
-                if ext_open && ext.write_all(&bytes).await.is_err() {
-                    ext_open = false;
-                }
+                let _ = ext.send(bytes).await;
             }
             ChannelMsg::Eof => {
-                let _ = data.shutdown().await;
-                let _ = ext.shutdown().await;
+                data.close();
+                ext.close();
             }
             ChannelMsg::Close => break,
             ChannelMsg::Success | ChannelMsg::Failure => {
@@ -167,8 +154,8 @@ async fn demultiplex(
             }
         }
     }
-    let _ = data.shutdown().await;
-    let _ = ext.shutdown().await;
+    data.close();
+    ext.close();
     // Anyone still waiting for a reply gets "failure" as their sender drops.
     if let Ok(mut queue) = pending.lock() {
         queue.clear();
@@ -244,21 +231,6 @@ pub(crate) fn russh_modes(modes: &[(u8, u32)]) -> Vec<(russh::Pty, u32)> {
 /// russh's typed terminal modes back as RFC 4254 opcodes.
 pub(crate) fn core_modes(modes: &[(russh::Pty, u32)]) -> Vec<(u8, u32)> {
     modes.iter().map(|&(pty, value)| (pty as u8, value)).collect()
-}
-
-/// The peer's data or stderr for one channel.
-pub struct PipeReader {
-    inner: tokio::io::ReadHalf<SimplexStream>,
-}
-
-impl AsyncRead for PipeReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
 }
 
 /// Our data or stderr for one channel.

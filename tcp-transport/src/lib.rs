@@ -8,9 +8,11 @@
 mod channel;
 pub mod client;
 mod cut;
+mod pipe;
 pub mod server;
 
 pub use channel::TcpChannel;
+pub use pipe::PipeReader;
 pub use client::{connect_stream, connect_tcp, ClientParams, TcpClientConnection};
 pub use server::{accept, HandshakeError, ServerParams, TcpServerConnection};
 

@@ -166,15 +166,9 @@ impl std::fmt::Display for LogLevel {
     }
 }
 
-/// The `StrictHostKeyChecking` word, validated; the host-key module owns the policy.
-/// `off` and `false` are spellings of `No`, `true` of `Yes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StrictHostKeyChecking {
-    Yes,
-    No,
-    AcceptNew,
-    Ask,
-}
+/// The `StrictHostKeyChecking` policy lives with the host-key check in the
+/// core; `off` and `false` are spellings of `No`, `true` of `Yes`.
+pub use sshq_core::host_key_check::StrictHostKeyChecking;
 
 /// `RequestTTY`: whether to ask the server for a pseudo-terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,6 @@ pub mod session;
 pub mod terminal;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,7 +81,11 @@ async fn run(cli: Cli) -> Result<i32, String> {
         Transport::Auto => tracing::debug!("Transport=auto: QUIC is not built yet, using TCP"),
         Transport::Tcp => tracing::debug!("Transport=tcp"),
     }
-    let conn = connect_tcp(&plan).await.map_err(|e| e.to_string())?;
+    let conn = connect_tcp(&plan).await.map_err(|e| match e {
+        // Its transcript, ending in that line, was already written.
+        ConnectError::HostKeyRejected => String::new(),
+        other => other.to_string(),
+    })?;
     tracing::debug!(
         "Authenticated to {} ([{}]:{}) using \"publickey\"; kex {}",
         plan.host,
@@ -274,19 +277,6 @@ fn environment_to_send(options: &ClientOptions) -> Vec<(String, String)> {
         env.extend(set.iter().cloned());
     }
     env
-}
-
-/// The known_hosts files to read, the first being where new keys go.
-fn known_hosts_files(options: &ClientOptions) -> Vec<PathBuf> {
-    let mut files = options.user_known_hosts_files.clone().unwrap_or_else(|| {
-        vec![
-            config::expand_tilde("~/.ssh/known_hosts"),
-            config::expand_tilde("~/.ssh/known_hosts2"),
-        ]
-    });
-    files.push(PathBuf::from("/etc/ssh/ssh_known_hosts"));
-    files.push(PathBuf::from("/etc/ssh/ssh_known_hosts2"));
-    files
 }
 
 /// How long `Transport=auto` gives QUIC before falling back to TCP.

@@ -111,11 +111,14 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
         login_grace_time: config.login_grace_time,
         allow_agent_forwarding: config.allow_agent_forwarding,
     });
-    if config.transports.quic {
+    if config.transports.quic && !config.transports.tcp {
         return Err(
             "sshqd: Transports quic: the QUIC transport is not built yet in this version; use Transports tcp"
                 .to_string(),
         );
+    }
+    if config.transports.quic {
+        tracing::warn!("the QUIC transport is not built yet in this version: serving TCP only");
     }
     let mut listeners = Vec::new();
     for addr in config.listen_addrs() {

@@ -53,7 +53,10 @@ pub struct Lab {
 
 impl Lab {
     pub fn new() -> Lab {
-        let dir = tempfile::Builder::new().prefix("sshq-test.").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("sshq-test.")
+            .tempdir()
+            .expect("temp dir");
         let lab = Lab {
             dir,
             user: current_user(),
@@ -111,50 +114,75 @@ impl Lab {
     /// Starts OpenSSH's sshd on a free port.
     pub fn start_sshd(&self) -> Server {
         let _ = std::fs::create_dir_all("/run/sshd");
-        let port = free_port();
-        let config = self.path(&format!("sshd_config.{port}"));
-        std::fs::write(
-            &config,
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {ak}\n\
-                 PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 StrictModes no\nUsePAM no\nPidFile none\nSubsystem sftp /usr/lib/openssh/sftp-server\n\
-                 AllowAgentForwarding yes\nAllowTcpForwarding yes\nAcceptEnv LANG LC_* SSHQ_TEST_*\n",
-                host = self.path("host_ed25519").display(),
-                ak = self.path("authorized_keys").display(),
-            ),
-        )
-        .expect("sshd_config");
-        let log = self.path(&format!("sshd.{port}.log"));
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("OpenSSH sshd must be installed (openssh-server)");
-        let server = Server { port, child, log };
-        wait_tcp(port);
-        server
+        self.start_server("sshd", "/usr/sbin/sshd", |port| {
+            let config = self.path(&format!("sshd_config.{port}"));
+            std::fs::write(
+                &config,
+                format!(
+                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {ak}\n\
+                     PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                     StrictModes no\nUsePAM no\nPidFile none\nSubsystem sftp /usr/lib/openssh/sftp-server\n\
+                     AllowAgentForwarding yes\nAllowTcpForwarding yes\nAcceptEnv LANG LC_* SSHQ_TEST_*\n",
+                    host = self.path("host_ed25519").display(),
+                    ak = self.path("authorized_keys").display(),
+                ),
+            )
+            .expect("sshd_config");
+            config
+        })
     }
 
     /// Starts sshqd on a free port with the lab's keys and `extra` config lines.
     pub fn start_sshqd(&self, extra: &str) -> Server {
-        let port = free_port();
-        let config = self.write_sshqd_config(port, &[self.path("host_ed25519")], extra);
-        let log = self.path(&format!("sshqd.{port}.log"));
-        let child = Command::new(SSHQD)
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("sshqd");
-        let server = Server { port, child, log };
-        wait_tcp(port);
-        server
+        self.start_server("sshqd", SSHQD, |port| {
+            self.write_sshqd_config(port, &[self.path("host_ed25519")], extra)
+        })
+    }
+
+    /// Runs `program -D -e -f config` on a free port until its log says it
+    /// listens there; if another process took the port meanwhile, tries
+    /// another. A server that dies fails the test, showing its log.
+    fn start_server(
+        &self,
+        name: &str,
+        program: &str,
+        config_for: impl Fn(u16) -> PathBuf,
+    ) -> Server {
+        for _ in 0..5 {
+            let port = free_port();
+            let config = config_for(port);
+            let log = self.path(&format!("{name}.{port}.log"));
+            let child = Command::new(program)
+                .args(["-D", "-e", "-f"])
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log"))
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+            let mut server = Server { port, child, log };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let log = server.log_text();
+                if !server.alive() {
+                    if log.contains("Address already in use") {
+                        break; // lost the port to someone else: try another
+                    }
+                    panic!("{name} exited at start; its log:\n{log}");
+                }
+                // The log line proves it is *our* server that listens.
+                if log.contains(&format!("listening on 127.0.0.1 port {port}"))
+                    && TcpStream::connect(("127.0.0.1", port)).is_ok()
+                {
+                    return server;
+                }
+                if Instant::now() >= deadline {
+                    panic!("{name} does not listen on port {port} after 10 s; its log:\n{log}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("{name}: no free port found in 5 attempts");
     }
 
     /// Writes an sshqd configuration for `port` with these host keys, the
@@ -184,7 +212,8 @@ impl Lab {
 
     /// Makes known_hosts hold exactly `key_name.pub` for `[127.0.0.1]:port`.
     pub fn write_known_hosts(&self, port: u16, key_name: &str) {
-        let public = std::fs::read_to_string(self.path(&format!("{key_name}.pub"))).expect("public key");
+        let public =
+            std::fs::read_to_string(self.path(&format!("{key_name}.pub"))).expect("public key");
         let fields: Vec<&str> = public.split_whitespace().take(2).collect();
         std::fs::write(
             self.path("known_hosts"),
@@ -195,8 +224,13 @@ impl Lab {
 
     /// The base64 part of `key_name.pub`.
     pub fn public_key_blob(&self, key_name: &str) -> String {
-        let public = std::fs::read_to_string(self.path(&format!("{key_name}.pub"))).expect("public key");
-        public.split_whitespace().nth(1).unwrap_or_default().to_string()
+        let public =
+            std::fs::read_to_string(self.path(&format!("{key_name}.pub"))).expect("public key");
+        public
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Runs `program args...` with `input` on stdin; returns its output.
@@ -229,7 +263,14 @@ impl Lab {
 
     /// The whole argument list of a client run: options (with this
     /// StrictHostKeyChecking), `-p port`, `extra`, the target, the command.
-    pub fn client_args(&self, key: &str, strict: &str, port: u16, extra: &[&str], command: &[&str]) -> Vec<String> {
+    pub fn client_args(
+        &self,
+        key: &str,
+        strict: &str,
+        port: u16,
+        extra: &[&str],
+        command: &[&str],
+    ) -> Vec<String> {
         let mut args = self.client_opts_strict(key, strict);
         args.push("-p".into());
         args.push(port.to_string());
@@ -355,15 +396,28 @@ pub struct PtyClient {
 }
 
 impl PtyClient {
-    pub fn spawn(program: &str, args: &[String], rows: u16, cols: u16, env: &[(&str, &str)]) -> PtyClient {
+    pub fn spawn(
+        program: &str,
+        args: &[String],
+        rows: u16,
+        cols: u16,
+        env: &[(&str, &str)],
+    ) -> PtyClient {
         let (pty, pts) = pty_process::blocking::open().expect("open a pty");
-        pty.resize(pty_process::Size::new(rows, cols)).expect("set the pty size");
-        let reader = std::fs::File::from(std::os::fd::AsFd::as_fd(&pty).try_clone_to_owned().expect("dup pty"));
+        pty.resize(pty_process::Size::new(rows, cols))
+            .expect("set the pty size");
+        let reader = std::fs::File::from(
+            std::os::fd::AsFd::as_fd(&pty)
+                .try_clone_to_owned()
+                .expect("dup pty"),
+        );
         let mut cmd = pty_process::blocking::Command::new(program).args(args);
         for (name, value) in env {
             cmd = cmd.env(name, value);
         }
-        let child = cmd.spawn(pts).unwrap_or_else(|e| panic!("cannot start {program} on a pty: {e}"));
+        let child = cmd
+            .spawn(pts)
+            .unwrap_or_else(|e| panic!("cannot start {program} on a pty: {e}"));
         PtyClient {
             child,
             pty,
@@ -384,7 +438,9 @@ impl PtyClient {
 
     /// Resizes the terminal: the kernel sends SIGWINCH to the client.
     pub fn resize(&self, rows: u16, cols: u16) {
-        self.pty.resize(pty_process::Size::new(rows, cols)).expect("resize the pty");
+        self.pty
+            .resize(pty_process::Size::new(rows, cols))
+            .expect("resize the pty");
     }
 
     /// Waits for the client to exit (failing the test after [`CLIENT_TIMEOUT`])
@@ -392,7 +448,11 @@ impl PtyClient {
     pub fn finish(mut self) -> (ExitStatus, String) {
         let deadline = Instant::now() + CLIENT_TIMEOUT;
         let Some(status) = wait_child(&mut self.child, deadline) else {
-            panic!("{} still running after {CLIENT_TIMEOUT:?}; terminal so far:\n{}", self.what, self.output());
+            panic!(
+                "{} still running after {CLIENT_TIMEOUT:?}; terminal so far:\n{}",
+                self.what,
+                self.output()
+            );
         };
         wait_until(Duration::from_secs(5), || self.output.finished());
         (status, self.output())
@@ -418,16 +478,29 @@ pub fn show(out: &Output) -> String {
 
 fn clip(bytes: &[u8]) -> String {
     const MAX: usize = 4000;
+    if std::str::from_utf8(bytes).is_err() {
+        return format!("<{} bytes, not text>", bytes.len());
+    }
     if bytes.len() <= MAX {
         return format!("{:?}", text(bytes));
     }
-    format!("{:?}... ({} bytes in all)", text(&bytes[..MAX]), bytes.len())
+    format!(
+        "{:?}... ({} bytes in all)",
+        text(&bytes[..MAX]),
+        bytes.len()
+    )
 }
 
 /// Pids of processes whose command line contains `pattern` (`pgrep -f`).
 pub fn pgrep(pattern: &str) -> Vec<u32> {
-    let out = Command::new("pgrep").args(["-f", "--", pattern]).output().expect("pgrep (procps)");
-    text(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+    let out = Command::new("pgrep")
+        .args(["-f", "--", pattern])
+        .output()
+        .expect("pgrep (procps)");
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 pub fn current_user() -> String {
@@ -464,9 +537,18 @@ pub fn sha256(data: &[u8]) -> String {
         .stdout(Stdio::piped())
         .spawn()
         .expect("sha256sum");
-    child.stdin.take().expect("stdin").write_all(data).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(data)
+        .expect("write");
     let out = child.wait_with_output().expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string()
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 pub fn random_bytes(len: usize) -> Vec<u8> {
