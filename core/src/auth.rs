@@ -87,10 +87,10 @@ pub fn sign_with_private_key(
     rsa_hash: Option<HashAlg>,
     name: &str,
 ) -> Result<Vec<u8>, SignError> {
-    use ssh_key::private::KeypairData;
     use signature::Signer;
-    use ssh_key::Signature;
     use ssh_key::encoding::Encode;
+    use ssh_key::private::KeypairData;
+    use ssh_key::Signature;
 
     let failed = |e: &dyn std::fmt::Display| SignError::Failed {
         key: name.to_string(),

@@ -71,7 +71,10 @@ pub struct PtyRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelRequest {
     Pty(PtyRequest),
-    Env { name: String, value: String },
+    Env {
+        name: String,
+        value: String,
+    },
     Shell,
     /// The command as bytes: SSH does not promise UTF-8.
     Exec(Vec<u8>),
@@ -180,10 +183,20 @@ impl fmt::Display for OpenFailure {
 /// A connection-wide request (RFC 4254 §4) such as remote port forwarding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GlobalRequest {
-    TcpipForward { address: String, port: u32 },
-    CancelTcpipForward { address: String, port: u32 },
-    StreamlocalForward { socket_path: String },
-    CancelStreamlocalForward { socket_path: String },
+    TcpipForward {
+        address: String,
+        port: u32,
+    },
+    CancelTcpipForward {
+        address: String,
+        port: u32,
+    },
+    StreamlocalForward {
+        socket_path: String,
+    },
+    CancelStreamlocalForward {
+        socket_path: String,
+    },
     /// `keepalive@openssh.com` and other requests this side does not act on.
     Other(String),
 }
@@ -192,6 +205,8 @@ pub enum GlobalRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GlobalReply {
     /// Accepted; for `tcpip-forward` with port 0, the port the server bound.
-    Success { bound_port: Option<u32> },
+    Success {
+        bound_port: Option<u32>,
+    },
     Failure,
 }

@@ -29,7 +29,9 @@ pub fn matches(pattern: &str, text: &str) -> bool {
             },
         }
     }
-    pattern.get(p..).is_some_and(|rest| rest.iter().all(|&c| c == '*'))
+    pattern
+        .get(p..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == '*'))
 }
 
 /// Whether `text` matches any pattern of a comma-separated list, where a
@@ -65,6 +67,10 @@ mod tests {
         assert!(!matches("a*b*c", "aXXbYY"));
         assert!(matches("LANG", "LANG"));
         assert!(!matches("LANG", "LANGUAGE"));
+        assert!(matches("[10.0.0.?]:22*", "[10.0.0.5]:2222"));
+        // A pathological pattern finishes quickly, and correctly.
+        let pattern = "*a".repeat(200);
+        assert!(!matches(&pattern, &"a".repeat(199)));
     }
 
     #[test]

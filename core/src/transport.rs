@@ -171,7 +171,11 @@ pub struct PendingChannel<C> {
 
 impl<C> PendingChannel<C> {
     /// Built by a transport: `channel` becomes usable once `decide` gets `Ok`.
-    pub fn new(kind: ChannelKind, channel: C, decide: oneshot::Sender<Result<(), OpenFailure>>) -> Self {
+    pub fn new(
+        kind: ChannelKind,
+        channel: C,
+        decide: oneshot::Sender<Result<(), OpenFailure>>,
+    ) -> Self {
         PendingChannel {
             kind,
             decide,

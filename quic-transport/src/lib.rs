@@ -1,1 +1,6 @@
+//! sshq's QUIC transport: QUIC v1 (quinn) with TLS 1.3 (rustls), a hybrid
+//! X25519+sntrup761 key exchange, the server's SSH host key as its TLS
+//! identity, and every SSH channel on its own QUIC stream.
 
+pub mod kx;
+pub mod tls;

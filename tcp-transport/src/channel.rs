@@ -14,8 +14,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use russh::{ChannelMsg, ChannelWriteHalf, Sig};
 use crate::pipe::{pipe, PipeReader, PipeWriter};
+use russh::{ChannelMsg, ChannelWriteHalf, Sig};
 use sshq_core::channel::{ChannelKind, ChannelRequest, ExitSignal, PtyRequest, WindowSize};
 use sshq_core::error::TransportError;
 use sshq_core::transport::{
@@ -129,7 +129,10 @@ async fn demultiplex(
             ChannelMsg::Data { data: bytes } => {
                 let _ = data.send(bytes).await;
             }
-            ChannelMsg::ExtendedData { data: bytes, ext: 1 } => {
+            ChannelMsg::ExtendedData {
+                data: bytes,
+                ext: 1,
+            } => {
                 let _ = ext.send(bytes).await;
             }
             ChannelMsg::Eof => {
@@ -230,7 +233,10 @@ pub(crate) fn russh_modes(modes: &[(u8, u32)]) -> Vec<(russh::Pty, u32)> {
 
 /// russh's typed terminal modes back as RFC 4254 opcodes.
 pub(crate) fn core_modes(modes: &[(russh::Pty, u32)]) -> Vec<(u8, u32)> {
-    modes.iter().map(|&(pty, value)| (pty as u8, value)).collect()
+    modes
+        .iter()
+        .map(|&(pty, value)| (pty as u8, value))
+        .collect()
 }
 
 /// Our data or stderr for one channel.
@@ -275,7 +281,11 @@ pub struct TcpControl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 's
 impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelControl
     for TcpControl<S>
 {
-    async fn request(&self, request: ChannelRequest, want_reply: bool) -> Result<bool, TransportError> {
+    async fn request(
+        &self,
+        request: ChannelRequest,
+        want_reply: bool,
+    ) -> Result<bool, TransportError> {
         if let ChannelRequest::ExitSignal(exit) = &request {
             let Some((handle, id)) = &self.server else {
                 return Err(TransportError::Protocol(

@@ -4,15 +4,13 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex as StdMutex};
 
+use russh::client::ChannelOpenHandle;
 use russh::client::{Msg, Session};
 use russh::keys::{HashAlg, PublicKeyOrCertificate};
-use russh::client::ChannelOpenHandle;
 use sshq_core::auth::{ServerKeyVerifier, UserKey};
 use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest};
 use sshq_core::error::{ConnectError, TransportError};
-use sshq_core::transport::{
-    Connection, ConnectionInfo, Incoming, PendingChannel, TransportKind,
-};
+use sshq_core::transport::{Connection, ConnectionInfo, Incoming, PendingChannel, TransportKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
@@ -54,7 +52,10 @@ pub struct TcpClientConnection {
 }
 
 /// Connects over TCP (with TCP_NODELAY), then logs in.
-pub async fn connect_tcp(addr: SocketAddr, params: ClientParams) -> Result<TcpClientConnection, ConnectError> {
+pub async fn connect_tcp(
+    addr: SocketAddr,
+    params: ClientParams,
+) -> Result<TcpClientConnection, ConnectError> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|source| ConnectError::Connect {
@@ -152,7 +153,12 @@ async fn authenticate(
     handle: &mut russh::client::Handle<ClientHandler>,
     params: &ClientParams,
 ) -> Result<(), ConnectError> {
-    let rsa_hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+    let rsa_hash = handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten();
     let mut methods = "publickey".to_string();
     for key in &params.keys {
         let mut signer = KeySigner { key: key.clone() };
@@ -240,7 +246,12 @@ impl Connection for TcpClientConnection {
                 originator_port,
             } => {
                 self.handle
-                    .channel_open_direct_tcpip(host.clone(), *port, originator.clone(), *originator_port)
+                    .channel_open_direct_tcpip(
+                        host.clone(),
+                        *port,
+                        originator.clone(),
+                        *originator_port,
+                    )
                     .await
             }
             ChannelKind::DirectStreamlocal { socket_path } => {
@@ -323,12 +334,19 @@ impl Drop for ClientHandler {
 }
 
 impl ClientHandler {
-    fn offer_channel(&self, kind: ChannelKind, channel: russh::Channel<Msg>, reply: ChannelOpenHandle) {
+    fn offer_channel(
+        &self,
+        kind: ChannelKind,
+        channel: russh::Channel<Msg>,
+        reply: ChannelOpenHandle,
+    ) {
         let (decide_tx, decide_rx) = oneshot::channel();
         let channel = TcpChannel::new(kind.clone(), channel, Side::Client);
         if self
             .incoming
-            .send(Incoming::Channel(PendingChannel::new(kind, channel, decide_tx)))
+            .send(Incoming::Channel(PendingChannel::new(
+                kind, channel, decide_tx,
+            )))
             .is_err()
         {
             return;
@@ -346,7 +364,10 @@ impl ClientHandler {
 impl russh::client::Handler for ClientHandler {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let key = match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
             PublicKeyOrCertificate::Certificate(cert) => cert.public_key().clone().into(),

@@ -12,8 +12,8 @@ mod pipe;
 pub mod server;
 
 pub use channel::TcpChannel;
-pub use pipe::PipeReader;
 pub use client::{connect_stream, connect_tcp, ClientParams, TcpClientConnection};
+pub use pipe::PipeReader;
 pub use server::{accept, HandshakeError, ServerParams, TcpServerConnection};
 
 use sshq_core::channel::{OpenFailure, OpenFailureReason};
@@ -39,7 +39,9 @@ pub(crate) fn open_error(e: russh::Error, closed: impl Fn() -> TransportError) -
                 russh::ChannelOpenFailure::AdministrativelyProhibited => {
                     OpenFailureReason::AdministrativelyProhibited
                 }
-                russh::ChannelOpenFailure::UnknownChannelType => OpenFailureReason::UnknownChannelType,
+                russh::ChannelOpenFailure::UnknownChannelType => {
+                    OpenFailureReason::UnknownChannelType
+                }
                 russh::ChannelOpenFailure::ResourceShortage => OpenFailureReason::ResourceShortage,
                 _ => OpenFailureReason::ConnectFailed,
             };

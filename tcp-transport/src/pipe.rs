@@ -62,7 +62,12 @@ impl PipeWriter {
         // A chunk is at most one SSH packet, far below the limit; clamp
         // anyway so an oversized one cannot wait forever.
         let cost = u32::try_from(data.len().min(PIPE_LIMIT)).map_err(|_| ())?;
-        let permit = self.budget.clone().acquire_many_owned(cost).await.map_err(|_| ())?;
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(cost)
+            .await
+            .map_err(|_| ())?;
         chunks.send((data, permit)).map_err(|_| ())
     }
 
@@ -73,7 +78,11 @@ impl PipeWriter {
 }
 
 impl AsyncRead for PipeReader {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             if let Some((chunk, _permit)) = self.current.front_mut() {
                 let n = chunk.len().min(buf.remaining());
@@ -128,7 +137,11 @@ mod tests {
             writer.send(chunk.clone()).await.unwrap();
         }
         // Full: the next send must wait until the reader takes something.
-        let blocked = tokio::time::timeout(std::time::Duration::from_millis(100), writer.send(chunk.clone())).await;
+        let blocked = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            writer.send(chunk.clone()),
+        )
+        .await;
         assert!(blocked.is_err(), "send past the limit must wait");
         let mut first = vec![0u8; chunk.len()];
         reader.read_exact(&mut first).await.unwrap();

@@ -207,7 +207,11 @@ impl Connection for TcpServerConnection {
     async fn close(&self, reason: &str) {
         let _ = self
             .handle
-            .disconnect(russh::Disconnect::ByApplication, reason.to_string(), String::new())
+            .disconnect(
+                russh::Disconnect::ByApplication,
+                reason.to_string(),
+                String::new(),
+            )
             .await;
     }
 
@@ -250,7 +254,13 @@ impl ServerHandler {
 
     /// Hands a channel the peer opened to the code above, and confirms or
     /// refuses it with its answer.
-    fn offer_channel(&mut self, kind: ChannelKind, channel: russh::Channel<Msg>, reply: ChannelOpenHandle, handle: russh::server::Handle) {
+    fn offer_channel(
+        &mut self,
+        kind: ChannelKind,
+        channel: russh::Channel<Msg>,
+        reply: ChannelOpenHandle,
+        handle: russh::server::Handle,
+    ) {
         let id = channel.id();
         let (requests_tx, requests_rx) = mpsc::unbounded_channel();
         self.channels.insert(id, requests_tx);
@@ -265,7 +275,9 @@ impl ServerHandler {
         );
         if self
             .incoming
-            .send(Incoming::Channel(PendingChannel::new(kind, channel, decide_tx)))
+            .send(Incoming::Channel(PendingChannel::new(
+                kind, channel, decide_tx,
+            )))
             .is_err()
         {
             return; // dropping `reply` refuses the channel
@@ -404,7 +416,11 @@ impl russh::server::Handler for ServerHandler {
         Ok(())
     }
 
-    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
         // Ends the channel's request stream.
         self.channels.remove(&channel);
         Ok(())
@@ -449,8 +465,13 @@ impl russh::server::Handler for ServerHandler {
         self.deliver(channel, request, true, session).await
     }
 
-    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
-        self.deliver(channel, ChannelRequest::Shell, true, session).await
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.deliver(channel, ChannelRequest::Shell, true, session)
+            .await
     }
 
     async fn exec_request(
@@ -501,7 +522,11 @@ impl russh::server::Handler for ServerHandler {
         self.deliver(channel, request, false, session).await
     }
 
-    async fn agent_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<bool, Self::Error> {
+    async fn agent_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
         // russh answers this one itself from the returned value.
         if !self.params.allow_agent_forwarding {
             return Ok(false);
@@ -542,7 +567,10 @@ impl russh::server::Handler for ServerHandler {
             address: address.to_string(),
             port,
         };
-        Ok(matches!(self.global(request).await, GlobalReply::Success { .. }))
+        Ok(matches!(
+            self.global(request).await,
+            GlobalReply::Success { .. }
+        ))
     }
 }
 

@@ -91,7 +91,11 @@ pub struct Cli {
     #[arg(value_name = "destination")]
     pub destination: Option<String>,
     /// The command to run, and its arguments.
-    #[arg(value_name = "command", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "command",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub command: Vec<String>,
 }
 
@@ -181,8 +185,23 @@ mod tests {
     #[test]
     fn openssh_style_flags() {
         let cli = Cli::try_parse_from([
-            "sshq", "-tt", "-p", "2222", "-i", "k1", "-i", "k2", "-o", "Transport=tcp", "-o",
-            "BatchMode yes", "-vv", "root@h", "ls", "-la", "x",
+            "sshq",
+            "-tt",
+            "-p",
+            "2222",
+            "-i",
+            "k1",
+            "-i",
+            "k2",
+            "-o",
+            "Transport=tcp",
+            "-o",
+            "BatchMode yes",
+            "-vv",
+            "root@h",
+            "ls",
+            "-la",
+            "x",
         ])
         .unwrap();
         assert_eq!(cli.tty, 2);

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use sshq_core::auth::ServerKeyVerifier;
-use sshq_core::host_key_check::{check_host_key, HostKeyCheck, HostKeyVerdict, TtyPrompt, Verbosity};
+use sshq_core::host_key_check::{
+    check_host_key, HostKeyCheck, HostKeyVerdict, TtyPrompt, Verbosity,
+};
 use sshq_core::ssh_key::PublicKey;
 
 use super::config::{ClientOptions, StrictHostKeyChecking};

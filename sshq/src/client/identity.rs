@@ -12,11 +12,8 @@ use sshq_core::auth::{sign_with_private_key, BoxFuture, FileKey, SignError, User
 use sshq_core::ssh_key::{HashAlg, PrivateKey, PublicKey};
 
 /// The identity files ssh tries when none is configured, in its order.
-pub const DEFAULT_IDENTITY_FILES: &[&str] = &[
-    "~/.ssh/id_rsa",
-    "~/.ssh/id_ecdsa",
-    "~/.ssh/id_ed25519",
-];
+pub const DEFAULT_IDENTITY_FILES: &[&str] =
+    &["~/.ssh/id_rsa", "~/.ssh/id_ecdsa", "~/.ssh/id_ed25519"];
 
 /// Where keys come from, resolved from options.
 pub struct IdentityOptions {
@@ -39,7 +36,10 @@ pub async fn collect_keys(options: &IdentityOptions) -> Vec<Arc<dyn UserKey>> {
     let files: Vec<PathBuf> = if explicit {
         options.files.clone()
     } else {
-        DEFAULT_IDENTITY_FILES.iter().map(|f| expand_tilde(f)).collect()
+        DEFAULT_IDENTITY_FILES
+            .iter()
+            .map(|f| super::config::expand_tilde(f))
+            .collect()
     };
     let mut file_keys = Vec::new();
     for path in &files {
@@ -48,7 +48,10 @@ pub async fn collect_keys(options: &IdentityOptions) -> Vec<Arc<dyn UserKey>> {
             Ok(None) => {}
             Err(message) => {
                 if explicit && !options.quiet {
-                    eprintln!("Warning: Identity file {} not accessible: {message}.", path.display());
+                    eprintln!(
+                        "Warning: Identity file {} not accessible: {message}.",
+                        path.display()
+                    );
                 }
             }
         }
@@ -56,7 +59,9 @@ pub async fn collect_keys(options: &IdentityOptions) -> Vec<Arc<dyn UserKey>> {
     let agent_keys = agent_keys().await;
     for agent_key in agent_keys {
         let wanted = !options.identities_only
-            || file_keys.iter().any(|k| k.public_key().key_data() == agent_key.public_key().key_data());
+            || file_keys
+                .iter()
+                .any(|k| k.public_key().key_data() == agent_key.public_key().key_data());
         if wanted {
             keys.push(Arc::new(agent_key));
         }
@@ -70,26 +75,6 @@ pub async fn collect_keys(options: &IdentityOptions) -> Vec<Arc<dyn UserKey>> {
         }
     }
     keys
-}
-
-/// `~/` at the start of a path means the home directory.
-pub fn expand_tilde(path: &str) -> PathBuf {
-    match path.strip_prefix("~/") {
-        Some(rest) => home_dir().join(rest),
-        None => PathBuf::from(path),
-    }
-}
-
-/// $HOME, or the password database's home for this user.
-pub fn home_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        return PathBuf::from(home);
-    }
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.dir)
-        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// Reads one key file. `Ok(None)`: the file is missing (normal for default
@@ -187,7 +172,11 @@ impl UserKey for LockedKey {
         &self.public
     }
 
-    fn sign<'a>(&'a self, data: &'a [u8], rsa_hash: Option<HashAlg>) -> BoxFuture<'a, Result<Vec<u8>, SignError>> {
+    fn sign<'a>(
+        &'a self,
+        data: &'a [u8],
+        rsa_hash: Option<HashAlg>,
+    ) -> BoxFuture<'a, Result<Vec<u8>, SignError>> {
         Box::pin(async move {
             // The prompt blocks on the terminal: keep it off async threads.
             let key = tokio::task::block_in_place(|| self.unlock())?;
@@ -215,7 +204,11 @@ impl UserKey for AgentKey {
         &self.public
     }
 
-    fn sign<'a>(&'a self, data: &'a [u8], rsa_hash: Option<HashAlg>) -> BoxFuture<'a, Result<Vec<u8>, SignError>> {
+    fn sign<'a>(
+        &'a self,
+        data: &'a [u8],
+        rsa_hash: Option<HashAlg>,
+    ) -> BoxFuture<'a, Result<Vec<u8>, SignError>> {
         Box::pin(async move {
             let refused = || SignError::AgentRefused {
                 key: self.comment.clone(),

@@ -119,7 +119,9 @@ fn resolve(cli: &Cli, destination: &Destination) -> Result<Plan, String> {
         options.proxy_jump = Some(jump.clone());
     }
     for option in &cli.options {
-        options.apply_option_str(option).map_err(|e| e.to_string())?;
+        options
+            .apply_option_str(option)
+            .map_err(|e| e.to_string())?;
     }
     let host = destination.host.clone();
     options
@@ -207,13 +209,18 @@ async fn connect_tcp(plan: &Plan) -> Result<sshq_tcp::TcpClientConnection, Conne
         };
         let attempt = sshq_tcp::connect_tcp(addr, params);
         let result = match timeout {
-            Some(limit) => tokio::time::timeout(limit, attempt).await.unwrap_or_else(|_| {
-                Err(ConnectError::Connect {
-                    host: plan.hostname.clone(),
-                    port: plan.port,
-                    source: std::io::Error::new(std::io::ErrorKind::TimedOut, "Connection timed out"),
-                })
-            }),
+            Some(limit) => tokio::time::timeout(limit, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ConnectError::Connect {
+                        host: plan.hostname.clone(),
+                        port: plan.port,
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "Connection timed out",
+                        ),
+                    })
+                }),
             None => attempt.await,
         };
         match result {

@@ -60,7 +60,10 @@ pub enum SessionError {
 }
 
 /// Runs the session to its end and returns how the remote side exited.
-pub async fn run<C: Connection>(conn: &C, options: SessionOptions) -> Result<RemoteExit, SessionError> {
+pub async fn run<C: Connection>(
+    conn: &C,
+    options: SessionOptions,
+) -> Result<RemoteExit, SessionError> {
     let channel = conn
         .open_channel(ChannelKind::Session)
         .await
@@ -104,7 +107,11 @@ pub async fn run<C: Connection>(conn: &C, options: SessionOptions) -> Result<Rem
         return Err(SessionError::RequestRefused(what));
     }
 
-    let _raw = if options.pty { terminal::RawMode::enter() } else { None };
+    let _raw = if options.pty {
+        terminal::RawMode::enter()
+    } else {
+        None
+    };
 
     let null_stdin = options.null_stdin;
     let stdin_task = tokio::spawn(async move {
@@ -119,7 +126,9 @@ pub async fn run<C: Connection>(conn: &C, options: SessionOptions) -> Result<Rem
         // Local EOF becomes the remote command's EOF.
         let _ = data_out.shutdown().await;
     });
-    let resize_task = options.pty.then(|| tokio::spawn(forward_window_changes(control)));
+    let resize_task = options
+        .pty
+        .then(|| tokio::spawn(forward_window_changes(control)));
 
     let stdout = tokio::spawn(copy_out(data_in, tokio::io::stdout()));
     let stderr = tokio::spawn(copy_out(ext_in, tokio::io::stderr()));
@@ -177,7 +186,9 @@ async fn copy_out<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(from: R, mut to: 
 
 /// Sends window-change whenever the local terminal is resized (SIGWINCH).
 async fn forward_window_changes<K: ChannelControl>(control: K) {
-    let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) else {
+    let Ok(mut winch) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+    else {
         return;
     };
     let mut last = terminal::local_window_size();
@@ -185,7 +196,11 @@ async fn forward_window_changes<K: ChannelControl>(control: K) {
         let size = terminal::local_window_size();
         if size != last {
             last = size;
-            if control.request(ChannelRequest::WindowChange(size), false).await.is_err() {
+            if control
+                .request(ChannelRequest::WindowChange(size), false)
+                .await
+                .is_err()
+            {
                 return;
             }
         }

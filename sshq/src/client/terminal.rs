@@ -5,7 +5,9 @@ use std::io::IsTerminal;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Mutex;
 
-use nix::sys::termios::{self, InputFlags, LocalFlags, OutputFlags, SetArg, SpecialCharacterIndices as Cc, Termios};
+use nix::sys::termios::{
+    self, InputFlags, LocalFlags, OutputFlags, SetArg, SpecialCharacterIndices as Cc, Termios,
+};
 use sshq_core::channel::WindowSize;
 
 /// The terminal settings to restore, kept globally so that every exit path
@@ -80,7 +82,13 @@ pub fn window_size_of(fd: BorrowedFd<'_>) -> Option<WindowSize> {
     };
     // SAFETY: TIOCGWINSZ writes one winsize into the pointed-to struct,
     // which lives for the whole call.
-    let rc = unsafe { nix::libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), nix::libc::TIOCGWINSZ, &mut ws) };
+    let rc = unsafe {
+        nix::libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            nix::libc::TIOCGWINSZ,
+            &mut ws,
+        )
+    };
     (rc == 0).then_some(WindowSize {
         cols: u32::from(ws.ws_col),
         rows: u32::from(ws.ws_row),

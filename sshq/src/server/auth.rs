@@ -51,7 +51,9 @@ impl AuthPolicy for KeyPolicy {
         // Without root we cannot become anyone else.
         let me = nix::unistd::geteuid().as_raw();
         if me != 0 && account.uid != me {
-            tracing::info!("refusing {user}: sshqd runs as uid {me} and can only log in its own user");
+            tracing::info!(
+                "refusing {user}: sshqd runs as uid {me} and can only log in its own user"
+            );
             return false;
         }
         if account.uid == 0 {
@@ -109,8 +111,10 @@ pub fn file_authorizes(file: &Path, key: &PublicKey) -> bool {
 mod tests {
     use super::*;
 
-    const ED: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE+ZuGJgMw1nw7LH+uRGHb8MKMuvM24XJpx9yNhbPsoE user";
-    const OTHER: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOrz4mXUGbXnDXa8Wsrz7RQ3B6x8JgB+kMxkv1aZUKbS other";
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE+ZuGJgMw1nw7LH+uRGHb8MKMuvM24XJpx9yNhbPsoE user";
+    const OTHER: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOrz4mXUGbXnDXa8Wsrz7RQ3B6x8JgB+kMxkv1aZUKbS other";
 
     fn key(line: &str) -> PublicKey {
         PublicKey::from_openssh(line).unwrap()

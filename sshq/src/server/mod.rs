@@ -81,7 +81,10 @@ fn load_host_keys(paths: &[PathBuf]) -> Result<Vec<PrivateKey>, String> {
             .and_then(|text| PrivateKey::from_openssh(&text).map_err(|e| e.to_string()));
         match loaded {
             Ok(key) if key.is_encrypted() => {
-                eprintln!("sshqd: host key {} is passphrase-protected; skipped", path.display())
+                eprintln!(
+                    "sshqd: host key {} is passphrase-protected; skipped",
+                    path.display()
+                )
             }
             Ok(key) => keys.push(key),
             Err(e) => eprintln!("sshqd: Unable to load host key \"{}\": {e}", path.display()),
@@ -92,7 +95,10 @@ fn load_host_keys(paths: &[PathBuf]) -> Result<Vec<PrivateKey>, String> {
     }
     // Ed25519 first: it is what clients are offered first and what QUIC uses.
     keys.sort_by_key(|k| !matches!(k.algorithm(), Algorithm::Ed25519));
-    if !matches!(keys.first().map(|k| k.algorithm()), Some(Algorithm::Ed25519)) {
+    if !matches!(
+        keys.first().map(|k| k.algorithm()),
+        Some(Algorithm::Ed25519)
+    ) {
         return Err(
             "sshqd: no Ed25519 host key -- exiting. sshqd needs one (it is also its QUIC identity); \
              create it with: ssh-keygen -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key"
@@ -122,9 +128,13 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
     }
     let mut listeners = Vec::new();
     for addr in config.listen_addrs() {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("sshqd: Bind to port {} on {} failed: {e}.", addr.port(), addr.ip()))?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            format!(
+                "sshqd: Bind to port {} on {} failed: {e}.",
+                addr.port(),
+                addr.ip()
+            )
+        })?;
         tracing::info!("Server listening on {} port {}.", addr.ip(), addr.port());
         listeners.push(listener);
     }
@@ -144,7 +154,9 @@ fn key_policy(config: &Arc<ServerConfig>) -> KeyPolicy {
     KeyPolicy {
         pubkey_authentication: config.pubkey_authentication,
         root_login: match config.permit_root_login {
-            config::PermitRootLogin::Yes | config::PermitRootLogin::ProhibitPassword => RootLogin::Allowed,
+            config::PermitRootLogin::Yes | config::PermitRootLogin::ProhibitPassword => {
+                RootLogin::Allowed
+            }
             config::PermitRootLogin::ForcedCommandsOnly => RootLogin::ForcedCommandsOnly,
             config::PermitRootLogin::No => RootLogin::No,
         },
@@ -153,7 +165,11 @@ fn key_policy(config: &Arc<ServerConfig>) -> KeyPolicy {
     }
 }
 
-async fn accept_tcp(listener: TcpListener, params: Arc<sshq_tcp::ServerParams>, config: Arc<ServerConfig>) {
+async fn accept_tcp(
+    listener: TcpListener,
+    params: Arc<sshq_tcp::ServerParams>,
+    config: Arc<ServerConfig>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -178,7 +194,12 @@ async fn accept_tcp(listener: TcpListener, params: Arc<sshq_tcp::ServerParams>, 
 }
 
 /// Serves an authenticated connection of any transport.
-async fn run_connection<C: Connection>(conn: C, local: Option<SocketAddr>, peer: SocketAddr, config: &ServerConfig) {
+async fn run_connection<C: Connection>(
+    conn: C,
+    local: Option<SocketAddr>,
+    peer: SocketAddr,
+    config: &ServerConfig,
+) {
     let info = conn.info();
     let user = match process::SessionUser::lookup(&info.user) {
         Ok(Some(user)) => user,
@@ -206,7 +227,12 @@ async fn run_connection<C: Connection>(conn: C, local: Option<SocketAddr>, peer:
         peer: format!("{}@{}:{}", info.user, peer.ip(), peer.port()),
     });
     session::serve(conn, ctx).await;
-    tracing::info!("Disconnected from user {} {} port {}", info.user, peer.ip(), peer.port());
+    tracing::info!(
+        "Disconnected from user {} {} port {}",
+        info.user,
+        peer.ip(),
+        peer.port()
+    );
 }
 
 /// Logs go to stderr (sshqd has no syslog support yet), at the level of

@@ -576,7 +576,13 @@ fn open_pty(
         }
     };
     let size = request.size;
-    pty::set_window_size(master.as_fd(), size.cols, size.rows, size.pix_width, size.pix_height)
+    pty::set_window_size(
+        master.as_fd(),
+        size.cols,
+        size.rows,
+        size.pix_width,
+        size.pix_height,
+    )
     .map_err(failed("set the window size"))?;
     pty::apply_modes(slave.as_fd(), &request.modes).map_err(failed("apply the terminal modes"))?;
     let tty_path = unistd::ttyname(slave.as_fd()).map_err(failed("find the slave's name"))?;

@@ -5,9 +5,7 @@
 
 use std::sync::Arc;
 
-use sshq_core::channel::{
-    ChannelKind, ChannelRequest, ExitSignal, OpenFailure, OpenFailureReason,
-};
+use sshq_core::channel::{ChannelKind, ChannelRequest, ExitSignal, OpenFailure, OpenFailureReason};
 use sshq_core::transport::{
     Channel, ChannelControl, ChannelParts, Connection, Incoming, RequestStream,
 };
@@ -83,7 +81,10 @@ async fn run_session<Ch: Channel>(channel: Ch, ctx: Arc<SessionContext>) {
                 continue;
             }
             ChannelRequest::Env { name, value } => {
-                let ok = ctx.accept_env.iter().any(|p| sshq_core::pattern::matches(p, &name));
+                let ok = ctx
+                    .accept_env
+                    .iter()
+                    .any(|p| sshq_core::pattern::matches(p, &name));
                 if ok {
                     env.push((name, value));
                 } else {
@@ -104,14 +105,21 @@ async fn run_session<Ch: Channel>(channel: Ch, ctx: Arc<SessionContext>) {
                 match ctx.subsystems.iter().find(|(n, _)| *n == name) {
                     Some((_, command)) => Program::Subsystem(command.clone()),
                     None => {
-                        tracing::info!("{}: subsystem request for {name} refused: not configured", ctx.peer);
+                        tracing::info!(
+                            "{}: subsystem request for {name} refused: not configured",
+                            ctx.peer
+                        );
                         incoming.reply.send(false);
                         continue;
                     }
                 }
             }
             other => {
-                tracing::debug!("{}: refused channel request {}", ctx.peer, other.wire_name());
+                tracing::debug!(
+                    "{}: refused channel request {}",
+                    ctx.peer,
+                    other.wire_name()
+                );
                 incoming.reply.send(false);
                 continue;
             }
@@ -162,14 +170,18 @@ async fn run_session<Ch: Channel>(channel: Ch, ctx: Arc<SessionContext>) {
         Some(Ok(status)) => {
             let request = match status {
                 ExitStatus::Code(code) => ChannelRequest::ExitStatus(code),
-                ExitStatus::Signal { name, core_dumped } => ChannelRequest::ExitSignal(ExitSignal {
-                    signal: name,
-                    core_dumped,
-                    message: String::new(),
-                }),
+                ExitStatus::Signal { name, core_dumped } => {
+                    ChannelRequest::ExitSignal(ExitSignal {
+                        signal: name,
+                        core_dumped,
+                        message: String::new(),
+                    })
+                }
             };
-            let _ = data_out.shutdown().await;
+            // The status goes before EOF: over QUIC, EOF is the stream's
+            // FIN, after which this side sends nothing more.
             let _ = control.request(request, false).await;
+            let _ = data_out.shutdown().await;
         }
         Some(Err(e)) => tracing::error!("{}: lost track of the session process: {e}", ctx.peer),
         None => {} // the client closed the channel: dropping the process ends it
@@ -205,7 +217,11 @@ async fn handle_running_requests<R: RequestStream>(
                 }
             },
             other => {
-                tracing::debug!("{}: refused channel request {} on a running session", ctx.peer, other.wire_name());
+                tracing::debug!(
+                    "{}: refused channel request {} on a running session",
+                    ctx.peer,
+                    other.wire_name()
+                );
                 false
             }
         };

@@ -1,0 +1,1 @@
+//! Key-exchange groups (being written).

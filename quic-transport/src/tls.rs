@@ -1,0 +1,1 @@
+//! TLS identity (being written).

@@ -1,0 +1,346 @@
+use super::*;
+
+/// Applies `text` from a temp file for `host`; errors come back as text with
+/// the file's path replaced by `F`.
+fn parse_with(o: &mut ClientOptions, text: &str, host: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    std::fs::write(&path, text).unwrap();
+    let name = path.display().to_string();
+    o.apply_file(&path, host)
+        .map_err(|e| e.to_string().replace(&name, "F"))
+}
+
+fn parse(text: &str, host: &str) -> Result<ClientOptions, String> {
+    let mut o = ClientOptions::default();
+    parse_with(&mut o, text, host).map(|()| o)
+}
+
+fn err(text: &str) -> String {
+    parse(text, "h").unwrap_err()
+}
+
+fn cli_err(option: &str) -> String {
+    let mut o = ClientOptions::default();
+    o.apply_option_str(option).unwrap_err().to_string()
+}
+
+fn pair(name: &str, value: &str) -> (String, String) {
+    (name.to_string(), value.to_string())
+}
+
+#[test]
+fn every_keyword() {
+    let home = home_dir().unwrap();
+    let text = "HostName real.example\nUser bob\nPort 2222\nIdentityFile ~/.ssh/a\nIdentityFile /k/b\n\
+        IdentityFile ~/.ssh/a\nIdentitiesOnly yes\nBatchMode true\nStrictHostKeyChecking accept-new\n\
+        UserKnownHostsFile ~/kh1 /kh2\nLogLevel debug2\nConnectTimeout 1m30s\nServerAliveInterval 15\n\
+        ServerAliveCountMax 4\nRequestTTY force\nSendEnv LANG LC_*\nSendEnv FOO\nSendEnv -LC_*\n\
+        SetEnv A=1 B=x=y A=2\nSetEnv C=3\nProxyJump jump@gw:22\nLocalForward 8080 localhost:80\n\
+        RemoteForward 9090 localhost:90\nRemoteForward 1080\nDynamicForward 1081\n\
+        ForwardAgent ~/agent.sock\nIgnoreUnknown UseKeychain\nTransport quic\nQuicPort 4433\n\
+        KexAlgorithms +curve25519-sha256\nQuicFallbackTimeout 250ms\n";
+    let agent = home.join("agent.sock").display().to_string();
+    let expected = ClientOptions {
+        host_name: Some("real.example".into()),
+        user: Some("bob".into()),
+        port: Some(2222),
+        identity_files: vec![home.join(".ssh/a"), "/k/b".into()],
+        identities_only: Some(true),
+        batch_mode: Some(true),
+        strict_host_key_checking: Some(StrictHostKeyChecking::AcceptNew),
+        user_known_hosts_files: Some(vec![home.join("kh1"), "/kh2".into()]),
+        log_level: Some(LogLevel::Debug2),
+        connect_timeout: Some(Duration::from_secs(90)),
+        server_alive_interval: Some(Duration::from_secs(15)),
+        server_alive_count_max: Some(4),
+        request_tty: Some(RequestTty::Force),
+        send_env: vec!["LANG".into(), "FOO".into()],
+        set_env: Some(vec![pair("A", "1"), pair("B", "x=y")]),
+        proxy_jump: Some("jump@gw:22".into()),
+        local_forwards: vec!["8080:localhost:80".into()],
+        remote_forwards: vec!["9090:localhost:90".into(), "1080".into()],
+        dynamic_forwards: vec!["1081".into()],
+        forward_agent: Some(ForwardAgent::Socket(agent)),
+        ignore_unknown: Some("UseKeychain".into()),
+        transport: Some(Transport::Quic),
+        quic_port: Some(4433),
+        kex_algorithms: Some("+curve25519-sha256".into()),
+        quic_fallback_timeout: Some(Duration::from_millis(250)),
+    };
+    assert_eq!(parse(text, "h"), Ok(expected));
+    let text = "ForwardAgent no\nConnectTimeout none\nUserKnownHostsFile none\nTransport AUTO\n";
+    let o = parse(text, "h").unwrap();
+    assert_eq!(o.forward_agent, Some(ForwardAgent::No));
+    assert_eq!(o.connect_timeout, Some(Duration::ZERO));
+    assert_eq!(o.user_known_hosts_files, Some(vec![]));
+    assert_eq!(o.transport, Some(Transport::Auto));
+}
+
+#[test]
+fn line_syntax() {
+    let text = "# comment\n\n  port=1\nUSER = bob # trailing comment\n\"HostName\" \"a b\"\r\n\
+        \tIdentityFile '/x y'\nProxyJump a#b\nSendEnv \"A\"B C\\ D\n";
+    let o = parse(text, "h").unwrap();
+    assert_eq!((o.port, o.user.as_deref()), (Some(1), Some("bob")));
+    assert_eq!(o.host_name.as_deref(), Some("a b"));
+    assert_eq!(o.identity_files, [PathBuf::from("/x y")]);
+    assert_eq!(o.proxy_jump.as_deref(), Some("a#b"));
+    assert_eq!(o.send_env, ["AB", "C D"]);
+    let split = split_line("Port==5").unwrap().unwrap();
+    assert_eq!(split, ("Port".to_string(), vec!["=5".to_string()]));
+    assert_eq!(split_line("   # x"), Ok(None));
+    assert_eq!(split_line("HostName \"abc"), Err("invalid quotes"));
+}
+
+#[test]
+fn first_value_wins_and_command_line_comes_first() {
+    let mut o = ClientOptions::default();
+    for option in ["Port=1", "Port 7", "IdentityFile=/cli", "SendEnv=A"] {
+        o.apply_option_str(option).unwrap();
+    }
+    let text = "Port 2\nUser x\nUser y\nIdentityFile /file\nSendEnv B\nSetEnv X=1\nSetEnv Y=2\n";
+    parse_with(&mut o, text, "h").unwrap();
+    assert_eq!((o.port, o.user.as_deref()), (Some(1), Some("x")));
+    assert_eq!(
+        o.identity_files,
+        [PathBuf::from("/cli"), PathBuf::from("/file")]
+    );
+    assert_eq!(o.send_env, ["A", "B"]);
+    assert_eq!(o.set_env, Some(vec![pair("X", "1")]));
+}
+
+#[test]
+fn host_patterns() {
+    let cases = [
+        ("*.example.com !bad.example.com", "good.example.com", true),
+        ("*.example.com !bad.example.com", "bad.example.com", false),
+        ("!bad.example.com *.example.com", "bad.example.com", false),
+        ("!foo", "bar", false),
+        ("f?o", "fxo", true),
+        ("f?o", "fo", false),
+        ("one two", "two", true),
+        ("foo,bar", "foo", false),
+        ("FOO", "foo", false),
+        ("*", "anything", true),
+    ];
+    for (patterns, host, hit) in cases {
+        let text = format!("Host {patterns}\n  Port 1\nHost *\n  Port 2\n");
+        let want = Some(if hit { 1 } else { 2 });
+        assert_eq!(
+            parse(&text, host).unwrap().port,
+            want,
+            "Host {patterns} vs {host}"
+        );
+    }
+}
+
+#[test]
+fn match_blocks() {
+    let port = |text: &str, host: &str| parse(text, host).unwrap().port;
+    assert_eq!(port("Match all\n Port 1\n", "h"), Some(1));
+    assert_eq!(port("Match !all\n Port 1\n", "h"), None);
+    assert_eq!(
+        port("HostName real\nMatch host REAL\n Port 1\n", "h"),
+        Some(1)
+    );
+    assert_eq!(port("Match host x,!y\n Port 1\n", "y"), None);
+    assert_eq!(
+        port("Match !host foo originalhost b*\n Port 1\n", "bar"),
+        Some(1)
+    );
+    assert_eq!(port("User bob\nMatch user bob\n Port 1\n", "h"), Some(1));
+    let localuser = format!("Match localuser {}\n Port 1\n", local_user());
+    assert_eq!(port(&localuser, "h"), Some(1));
+    assert_eq!(
+        port("Match canonical\n Port 1\nMatch final\n Port 2\n", "h"),
+        Some(2)
+    );
+    let exec = "F line 2: unsupported Match criterion \"exec\" (sshq supports all, canonical, \
+        final, host, originalhost, user, localuser)\nF: terminating, 1 bad configuration options";
+    assert_eq!(err("Port 1\nMatch exec \"true\"\n"), exec);
+    let all = "F line 1: 'all' cannot be combined with other Match attributes\n";
+    assert!(err("Match all host x\n").starts_with(all));
+    let missing = "F line 1: Missing Match criteria for host\n";
+    assert!(err("Match host\n").starts_with(missing));
+}
+
+#[test]
+fn unknown_keywords_report_file_and_line() {
+    let one = "F: line 4: Bad configuration option: foo\n\
+        F: terminating, 1 bad configuration options";
+    assert_eq!(err("Host foo\n  Port 2222\n\nFoo bar\n"), one);
+    let four = "F: line 1: Bad configuration option: foo\nF line 2: Bad port 'abc'.\n\
+        F: line 4: Bad configuration option: bar\nF line 5: unsupported option \"x\".\n\
+        F: terminating, 4 bad configuration options";
+    assert_eq!(
+        err("Foo bar\nPort abc\nHost other\n  Bar 1\nBatchMode x\n"),
+        four
+    );
+    let unknown = "command-line: line 0: Bad configuration option: foo";
+    assert_eq!(cli_err("Foo=bar"), unknown);
+    assert_eq!(cli_err("Port abc"), "command-line line 0: Bad port 'abc'.");
+    let host = "command-line line 0: Host directive not supported as a command-line option";
+    assert_eq!(cli_err("Host=x"), host);
+}
+
+#[test]
+fn ignore_unknown() {
+    assert!(parse("IgnoreUnknown Fo*,bar\nfoo 1\nBAR 2\n", "h").is_ok());
+    let late = "F: line 1: Bad configuration option: bar\n\
+        F: terminating, 1 bad configuration options";
+    assert_eq!(err("Bar 1\nIgnoreUnknown bar\n"), late);
+    let mut o = ClientOptions::default();
+    o.apply_option_str("IgnoreUnknown=usekeychain").unwrap();
+    assert!(parse_with(&mut o, "UseKeychain yes\n", "h").is_ok());
+}
+
+#[test]
+fn bad_values() {
+    let cases = [
+        ("Port abc", "Bad port 'abc'."),
+        ("Port 0", "Bad port '0'."),
+        ("Port 22 33", "keyword port extra arguments at end of line"),
+        ("IdentityFile", "no argument after keyword \"identityfile\""),
+        ("BatchMode maybe", "unsupported option \"maybe\"."),
+        (
+            "StrictHostKeyChecking maybe",
+            "unsupported option \"maybe\".",
+        ),
+        ("RequestTTY sometimes", "unsupported option \"sometimes\"."),
+        ("Transport udp", "unsupported option \"udp\"."),
+        ("ConnectTimeout 5x", "invalid time value."),
+        ("QuicFallbackTimeout soon", "invalid time value."),
+        ("LogLevel loud", "unsupported log level 'loud'"),
+        ("ServerAliveCountMax -1", "integer value too small."),
+        ("ServerAliveCountMax x", "integer value invalid."),
+        ("LocalForward 8080", "Missing target argument."),
+        (
+            "DynamicForward 1080 x",
+            "keyword dynamicforward extra arguments at end of line",
+        ),
+        ("SetEnv A", "Invalid SetEnv."),
+        ("SendEnv A=B", "Invalid environment name."),
+        ("HostName \"abc", "invalid quotes"),
+        (
+            "ForwardAgent sock",
+            "ForwardAgent \"sock\": expected yes, no, a path or $VARIABLE",
+        ),
+    ];
+    for (line, message) in cases {
+        // Values are checked even in blocks that do not apply, as OpenSSH does.
+        let want = format!("F line 2: {message}\nF: terminating, 1 bad configuration options");
+        assert_eq!(err(&format!("Host nomatch\n{line}\n")), want, "{line}");
+    }
+}
+
+#[test]
+fn keywords_sshq_ignores_or_refuses() {
+    let text = "HashKnownHosts yes\nGSSAPIAuthentication yes\nForwardX11 yes\nCiphers aes128-ctr\n";
+    assert_eq!(parse(text, "h"), Ok(ClientOptions::default()));
+    let refused = "F line 1: keyword proxycommand is not supported by sshq (list it in \
+        IgnoreUnknown to skip it)\nF: terminating, 1 bad configuration options";
+    assert_eq!(err("ProxyCommand ssh -W %h:%p gw\n"), refused);
+    let elsewhere = "Host other\n  ProxyCommand ssh gw\nHost *\n  ProxyCommand none\n\
+        IdentityAgent SSH_AUTH_SOCK\n";
+    assert!(parse(elsewhere, "h").is_ok());
+    assert!(parse("IgnoreUnknown ProxyCommand\nProxyCommand ssh gw\n", "h").is_ok());
+    assert!(err("IdentityAgent none\n").contains("keyword identityagent is not supported"));
+}
+
+#[test]
+fn includes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let write = |name: &str, text: &str| std::fs::write(format!("{d}/{name}"), text).unwrap();
+    std::fs::create_dir(format!("{d}/conf.d")).unwrap();
+    write("conf.d/b.conf", "User from-b\nPort 2\n");
+    write("conf.d/a.conf", "Host other\n  User from-a\n");
+    write("conf.d/.hidden.conf", "Port 9\n");
+    write("skipped", "User from-skipped-block\n");
+    let text =
+        format!("Host x\n Include {d}/skipped\nHost *\n Include {d}/conf.d/*.conf\n Port 3\n");
+    write("config", &text);
+    let main = PathBuf::from(format!("{d}/config"));
+    let load = || {
+        ClientOptions::default()
+            .apply_file(&main, "h")
+            .map_err(|e| e.to_string())
+    };
+    let mut o = ClientOptions::default();
+    o.apply_file(&main, "h").unwrap();
+    // a.conf's `Host other` does not leak: b.conf and the Port after the Include apply.
+    assert_eq!((o.user.as_deref(), o.port), (Some("from-b"), Some(2)));
+    // Errors inside an included file name that file.
+    write("conf.d/b.conf", "Bogus 1\n");
+    let b = format!("{d}/conf.d/b.conf");
+    let bogus = format!("{b}: line 1: Bad configuration option: bogus\n");
+    assert_eq!(
+        load(),
+        Err(format!(
+            "{bogus}{b}: terminating, 1 bad configuration options"
+        ))
+    );
+    // Files others may write are refused, as OpenSSH does.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(load(), Err(format!("Bad owner or permissions on {b}")));
+    // An include loop stops at the depth limit.
+    write("config", &format!("Include {d}/config\n"));
+    assert!(load()
+        .unwrap_err()
+        .contains("Too many recursive configuration includes"));
+    let missing = ClientOptions::default().apply_file(Path::new(&format!("{d}/nope")), "h");
+    let text = format!("Can't open user config file {d}/nope: No such file or directory");
+    assert_eq!(missing.unwrap_err().to_string(), text);
+}
+
+#[test]
+fn the_real_system_config_parses() {
+    let system = Path::new(SYSTEM_CONFIG_PATH);
+    if system.exists() {
+        let mut o = ClientOptions::default();
+        let mut scope = Scope::top("example.com", Origin::System);
+        o.read_file(system, &mut scope, false).unwrap();
+        assert!(ClientOptions::default()
+            .load_files(Some(system), "example.com")
+            .is_ok());
+    }
+}
+
+#[test]
+fn small_parsers() {
+    let ms = |s| parse_duration(s).map(|d| d.as_millis() as u64);
+    let good = [("0", 0), ("30", 30_000), ("30s", 30_000), ("2m", 120_000)];
+    let more = [
+        ("1h30m", 5_400_000),
+        ("1H30", 3_630_000),
+        ("1w", 604_800_000),
+        ("250ms", 250),
+    ];
+    for (text, want) in good.into_iter().chain(more) {
+        assert_eq!(ms(text), Some(want), "{text}");
+    }
+    for text in ["", "x", "5x", "m", "-1", "99999999999999999999"] {
+        assert_eq!(ms(text), None, "{text}");
+    }
+    let ports = ["22", "65535", "0", "+22", "65536", ""].map(parse_port);
+    assert_eq!(ports, [Some(22), Some(65535), None, None, None, None]);
+    let home = home_dir().unwrap();
+    assert_eq!(
+        (expand_tilde("~"), expand_tilde("~/x")),
+        (home.clone(), home.join("x"))
+    );
+    assert_eq!(expand_tilde("/a/~"), PathBuf::from("/a/~"));
+    assert_eq!(expand_tilde("~root/x"), PathBuf::from("/root/x"));
+    let o = ClientOptions {
+        host_name: Some("%h.lan%%h".into()),
+        ..Default::default()
+    };
+    assert_eq!(o.expanded_host_name("box"), "box.lan%h");
+    assert_eq!(ClientOptions::default().expanded_host_name("box"), "box");
+    assert_eq!(
+        LogLevel::parse("debug").map(LogLevel::as_str),
+        Some("DEBUG")
+    );
+}

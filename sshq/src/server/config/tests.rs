@@ -1,0 +1,258 @@
+use super::*;
+
+/// Loads `text` from a temp file with `-o` options, `-p` ports and `-h` keys;
+/// errors come back as text with the file's path replaced by `F`.
+fn load_with(
+    text: &str,
+    opts: &[&str],
+    ports: &[u16],
+    keys: &[&str],
+) -> Result<ServerConfig, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sshqd_config");
+    std::fs::write(&path, text).unwrap();
+    let opts: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
+    let name = path.display().to_string();
+    let loaded = ServerConfig::load(Some(&path), &opts, ports, &paths(keys));
+    loaded.map_err(|e| e.to_string().replace(&name, "F"))
+}
+
+fn load(text: &str) -> ServerConfig {
+    load_with(text, &[], &[], &[]).unwrap()
+}
+
+fn err(text: &str) -> String {
+    load_with(text, &[], &[], &[]).unwrap_err()
+}
+
+fn paths(list: &[&str]) -> Vec<PathBuf> {
+    list.iter().map(PathBuf::from).collect()
+}
+
+fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+    list.iter().map(|a| a.parse().unwrap()).collect()
+}
+
+fn keys_of(c: &ServerConfig) -> Vec<PathBuf> {
+    c.authorized_keys_files("bob", Path::new("/home/bob"))
+}
+
+fn sub(name: &str, command: &str) -> (String, String) {
+    (name.to_string(), command.to_string())
+}
+
+#[test]
+fn the_example_config_parses() {
+    let c = load(
+        "Port 2222\nListenAddress 127.0.0.1\nHostKey /tmp/x/host_ed25519\n\
+         AuthorizedKeysFile /tmp/x/authorized_keys\nPermitRootLogin prohibit-password\n\
+         PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\n\
+         PidFile none\nSubsystem sftp /usr/lib/openssh/sftp-server\nAllowAgentForwarding yes\n\
+         AllowTcpForwarding yes\nTransports quic,tcp\nQuicRelay 127.0.0.1:22\n",
+    );
+    assert_eq!(c.listen_addrs(), addrs(&["127.0.0.1:2222"]));
+    assert_eq!(c.host_keys, paths(&["/tmp/x/host_ed25519"]));
+    assert_eq!(keys_of(&c), paths(&["/tmp/x/authorized_keys"]));
+    assert_eq!(c.subsystems, [sub("sftp", "/usr/lib/openssh/sftp-server")]);
+    assert_eq!(
+        c.transports,
+        Transports {
+            quic: true,
+            tcp: true
+        }
+    );
+    assert_eq!(c.quic_relay.as_deref(), Some("127.0.0.1:22"));
+    assert!(!c.strict_modes && !c.password_authentication && c.pid_file.is_none());
+}
+
+#[test]
+fn defaults() {
+    let c = load("# nothing\n");
+    assert_eq!(c, ServerConfig::default());
+    assert_eq!(ServerConfig::load(None, &[], &[], &[]).unwrap(), c);
+    assert_eq!(c.listen_addrs(), addrs(&["0.0.0.0:22", "[::]:22"]));
+    let keys = [
+        "/home/bob/.ssh/authorized_keys",
+        "/home/bob/.ssh/authorized_keys2",
+    ];
+    assert_eq!(keys_of(&c), paths(&keys));
+    assert_eq!(c.host_keys.len(), 3);
+    assert_eq!(c.permit_root_login, PermitRootLogin::ProhibitPassword);
+    assert_eq!(c.max_auth_tries, 6);
+    assert_eq!(c.login_grace_time, Some(Duration::from_secs(120)));
+    assert!(c.pubkey_authentication && !c.password_authentication);
+    assert!(!c.kbd_interactive_authentication && c.transports.quic && c.transports.tcp);
+}
+
+#[test]
+fn every_keyword() {
+    let c = load(
+        "port 1\nPORT 2\nListenAddress [::1]:44\nListenAddress 10.0.0.1:55\nListenAddress ::1\n\
+         ListenAddress 127.0.0.1\nHostKey /k1\nHostKey /k2\nAuthorizedKeysFile %h/.k %u/x /%%/y\n\
+         PermitRootLogin without-password\nPubkeyAuthentication no\nPasswordAuthentication yes\n\
+         ChallengeResponseAuthentication yes\nMaxAuthTries 3\nLoginGraceTime 1h30m\n\
+         Subsystem sftp internal-sftp -l INFO\nSubsystem SFTP \"/usr/lib/a b\"\nLogLevel debug3\n\
+         AllowTcpForwarding local\nGatewayPorts clientspecified\nPermitOpen host:22 *:80 [::1]:*\n\
+         PermitListen 8080 localhost:9090\nAllowAgentForwarding no\nPidFile /run/sshqd.pid\n\
+         StrictModes yes\nAcceptEnv LANG LC_*\nAcceptEnv LANG TZ\nPrintMotd no\nUsePAM no\n\
+         Transports TCP\nKexAlgorithms -diffie-hellman*\nX11Forwarding yes\nPermitTTY yes\n",
+    );
+    let want = [
+        "[::1]:44",
+        "10.0.0.1:55",
+        "[::1]:1",
+        "[::1]:2",
+        "127.0.0.1:1",
+        "127.0.0.1:2",
+    ];
+    assert_eq!(c.listen_addrs(), addrs(&want));
+    assert_eq!(c.host_keys, paths(&["/k1", "/k2"]));
+    assert_eq!(
+        keys_of(&c),
+        paths(&["/home/bob/.k", "/home/bob/bob/x", "/%/y"])
+    );
+    assert_eq!(c.permit_root_login, PermitRootLogin::ProhibitPassword);
+    assert!(!c.pubkey_authentication && c.password_authentication);
+    assert!(c.kbd_interactive_authentication);
+    assert_eq!(c.max_auth_tries, 3);
+    assert_eq!(c.login_grace_time, Some(Duration::from_secs(5400)));
+    let subsystems = [
+        sub("sftp", "internal-sftp -l INFO"),
+        sub("SFTP", "/usr/lib/a b"),
+    ];
+    assert_eq!(c.subsystems, subsystems);
+    assert_eq!(c.log_level, LogLevel::Debug3);
+    assert_eq!(c.allow_tcp_forwarding, AllowTcpForwarding::Local);
+    assert_eq!(c.gateway_ports, GatewayPorts::ClientSpecified);
+    let open = &c.permit_open;
+    assert!(open.allows("host", 22) && open.allows("any", 80) && open.allows("::1", 7));
+    assert!(!open.allows("host", 23));
+    let listen = &c.permit_listen;
+    assert!(listen.allows("0.0.0.0", 8080) && listen.allows("LOCALHOST", 9090));
+    assert!(!listen.allows("localhost", 8081));
+    assert_eq!(c.pid_file, Some(PathBuf::from("/run/sshqd.pid")));
+    assert!(!c.allow_agent_forwarding && c.strict_modes && !c.print_motd);
+    assert_eq!(c.accept_env, ["LANG", "LC_*", "TZ"]);
+    assert_eq!(
+        c.transports,
+        Transports {
+            quic: false,
+            tcp: true
+        }
+    );
+    assert_eq!(c.kex_algorithms.as_deref(), Some("-diffie-hellman*"));
+    let text =
+        "LoginGraceTime 0\nAuthorizedKeysFile none\nPermitOpen none\nAllowTcpForwarding all\n";
+    let c = load(text);
+    assert_eq!((c.login_grace_time, keys_of(&c)), (None, vec![]));
+    assert_eq!(c.permit_open, PermitList::Nothing);
+    assert_eq!(c.allow_tcp_forwarding, AllowTcpForwarding::Yes);
+}
+
+#[test]
+fn precedence() {
+    let text = "Port 2\nPermitRootLogin no\nPermitRootLogin yes\nHostKey /file\nMaxAuthTries 9\n";
+    let opts = [
+        "Port=1",
+        "PermitRootLogin forced-commands-only",
+        "HostKey=/opt",
+    ];
+    let c = load_with(text, &opts, &[], &["/cli"]).unwrap();
+    assert_eq!(c.ports, [1, 2]);
+    assert_eq!(c.permit_root_login, PermitRootLogin::ForcedCommandsOnly);
+    assert_eq!(c.host_keys, paths(&["/cli", "/opt", "/file"]));
+    assert_eq!(c.max_auth_tries, 9);
+    // -p replaces every Port, as in sshd.
+    assert_eq!(
+        load_with("Port 2\n", &["Port=3"], &[7], &[]).unwrap().ports,
+        [7]
+    );
+}
+
+#[test]
+fn unknown_keywords_are_collected_with_sshd_wording() {
+    let want = "F: line 2: Bad configuration option: Foo\n\
+        F line 3: keyword Port extra arguments at end of line\n\
+        F line 4: no argument after keyword \"bar\"\nF: line 5: Bad configuration option: Baz\n\
+        F: terminating, 4 bad configuration options";
+    assert_eq!(err("Port 2222\nFoo bar\nPort 22 x\nbar\nBaz 1\n"), want);
+    let cli = load_with("", &["Foo=bar"], &[], &[]).unwrap_err();
+    assert_eq!(cli, "command-line: line 0: Bad configuration option: Foo");
+}
+
+#[test]
+fn bad_values_stop_at_once() {
+    let cases = [
+        ("Port abc", "Badly formatted port number."),
+        ("Port 0", "Badly formatted port number."),
+        ("LoginGraceTime 2x", "invalid time value."),
+        ("PermitRootLogin maybe", "unsupported option \"maybe\"."),
+        ("PubkeyAuthentication true", "unsupported option \"true\"."),
+        ("MaxAuthTries x", "MaxAuthTries integer value invalid."),
+        ("MaxAuthTries -1", "MaxAuthTries integer value too small."),
+        ("LogLevel loud", "unsupported log level 'loud'"),
+        (
+            "GatewayPorts sometimes",
+            "unsupported option \"sometimes\".",
+        ),
+        ("Subsystem sftp", "Missing subsystem command."),
+        ("ListenAddress [::1", "bad address:port usage"),
+        ("ListenAddress 1.2.3.4:x", "bad port number"),
+        ("PermitOpen garbage", "PermitOpen bad port number"),
+        ("AcceptEnv A=B", "Invalid environment name."),
+        (
+            "UsePAM yes",
+            "UsePAM yes is not supported: sshqd does not use PAM (set UsePAM no)",
+        ),
+        ("Match User bob", "Match is not supported by sshqd"),
+        (
+            "AuthorizedKeysFile %h/%x",
+            "AuthorizedKeysFile: unknown token %x in \"%h/%x\"",
+        ),
+        (
+            "Transports quic,udp",
+            "unsupported transport \"udp\" (expected quic and/or tcp)",
+        ),
+        (
+            "QuicRelay 127.0.0.1",
+            "QuicRelay \"127.0.0.1\": expected host:port",
+        ),
+        (
+            "ForceCommand /bin/true",
+            "ForceCommand is not supported by sshqd",
+        ),
+        ("AllowUsers none", "AllowUsers is not supported by sshqd"),
+        ("PermitTTY no", "PermitTTY is not supported by sshqd"),
+    ];
+    for (line, message) in cases {
+        let got = err(&format!("Foo 1\n{line}\nBar 2\n"));
+        assert_eq!(got, format!("F line 2: {message}"), "{line}");
+    }
+    let dup = err("Subsystem sftp a\nSubsystem sftp b\n");
+    assert_eq!(dup, "F line 2: Subsystem 'sftp' already defined.");
+    let unresolvable = err("ListenAddress no-such-host.invalid\n");
+    assert!(unresolvable.starts_with("bad addr or host: no-such-host.invalid ("));
+    let missing = ServerConfig::load(Some(Path::new("/nonexistent/x")), &[], &[], &[]);
+    assert_eq!(
+        missing.unwrap_err().to_string(),
+        "/nonexistent/x: No such file or directory"
+    );
+}
+
+#[test]
+fn includes_are_relative_to_the_including_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    write("conf.d/10-port.conf", "Port 2345\nPermitRootLogin no\n");
+    write("conf.d/20-other.conf", "PermitRootLogin yes\n");
+    write(
+        "sshqd_config",
+        "Include conf.d/*.conf\nInclude conf.d/none-*.conf\nPort 22\n",
+    );
+    let c = ServerConfig::load(Some(&dir.path().join("sshqd_config")), &[], &[], &[]).unwrap();
+    assert_eq!(
+        (c.ports, c.permit_root_login),
+        (vec![2345, 22], PermitRootLogin::No)
+    );
+}
