@@ -15,7 +15,12 @@
 //!   SSH has one EOF per channel, and it belongs to the data stream.
 //! - Requests from the peer arrive on `requests`, in order; when a request
 //!   wants a reply, its [`ReplyHandle`] must be answered (dropping it answers
-//!   "failure"), and replies go out in the order the requests came in.
+//!   "failure"), and replies go out in the order the requests came in. The
+//!   stream ends once the peer will send nothing more: over TCP when it
+//!   closed the channel, over QUIC when it finished its direction (its EOF).
+//! - `control.closed()` resolves once the peer can no longer receive
+//!   anything on the channel (it closed or abandoned it, or the connection
+//!   is gone): the signal to stop work done on its behalf.
 //! - Dropping all parts of a channel closes it.
 
 use std::future::Future;
@@ -96,6 +101,9 @@ pub trait ChannelControl: Send + Sync + 'static {
 
     /// Closes the channel in both directions.
     fn close(&self) -> impl Future<Output = ()> + Send;
+
+    /// Resolves once the peer can no longer receive on this channel.
+    fn closed(&self) -> impl Future<Output = ()> + Send;
 }
 
 /// Requests arriving on a channel from the peer.

@@ -2,5 +2,16 @@
 //! X25519+sntrup761 key exchange, the server's SSH host key as its TLS
 //! identity, and every SSH channel on its own QUIC stream.
 
+mod channel;
+mod conn;
+pub mod endpoint;
 pub mod kx;
 pub mod tls;
+mod userauth;
+pub mod wire;
+
+pub use channel::QuicChannel;
+pub use conn::{
+    accept, client_session, AuthOutcome, ClientAuth, HandshakeError, QuicConnection, ServerAuth,
+};
+pub use quinn;

@@ -1,5 +1,6 @@
 //! The sshq client and the sshqd server, written once above the transport trait.
 
 pub mod client;
+pub mod forward;
 pub mod io;
 pub mod server;

@@ -22,7 +22,7 @@ use sshq_core::transport::{
     Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle, RequestStream,
 };
 use tokio::io::AsyncWrite;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 /// Which side of the connection a channel belongs to: servers answer
 /// requests through their handler (see `server.rs`), clients never get
@@ -77,12 +77,14 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
             }
             Side::Server { requests, handle } => (requests, None, Some((handle, id))),
         };
+        let (closed_tx, closed_rx) = watch::channel(false);
         tokio::spawn(demultiplex(
             read_half,
             data_tx,
             ext_tx,
             demux_requests,
             pending.clone(),
+            closed_tx,
         ));
         let data_out = ChannelWriter {
             inner: Box::pin(write_half.make_writer()),
@@ -101,6 +103,7 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
                 write: Mutex::new(write_half),
                 pending,
                 server,
+                closed: closed_rx,
             },
             requests: TcpRequests { rx: requests },
         }
@@ -120,6 +123,7 @@ async fn demultiplex(
     mut ext: PipeWriter,
     requests: Option<mpsc::UnboundedSender<IncomingRequest>>,
     pending: Arc<std::sync::Mutex<VecDeque<oneshot::Sender<bool>>>>,
+    closed: watch::Sender<bool>,
 ) {
     // A reader that went away just means nobody wants the rest of that
     // half: its sends fail and are ignored, so the other halves and the
@@ -159,6 +163,7 @@ async fn demultiplex(
     }
     data.close();
     ext.close();
+    let _ = closed.send(true);
     // Anyone still waiting for a reply gets "failure" as their sender drops.
     if let Ok(mut queue) = pending.lock() {
         queue.clear();
@@ -276,6 +281,8 @@ pub struct TcpControl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 's
     write: Mutex<ChannelWriteHalf<S>>,
     pending: Arc<std::sync::Mutex<VecDeque<oneshot::Sender<bool>>>>,
     server: Option<(russh::server::Handle, russh::ChannelId)>,
+    /// Set by the demultiplexer when the peer closed the channel.
+    closed: watch::Receiver<bool>,
 }
 
 impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelControl
@@ -325,6 +332,11 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelCon
 
     async fn close(&self) {
         let _ = self.write.lock().await.close().await;
+    }
+
+    async fn closed(&self) {
+        let mut closed = self.closed.clone();
+        let _ = closed.wait_for(|c| *c).await;
     }
 }
 

@@ -3,21 +3,20 @@
 
 pub mod cli;
 pub mod config;
+mod connect;
 mod hostkeys;
 pub mod identity;
 pub mod session;
 pub mod terminal;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use sshq_core::error::ConnectError;
 use sshq_core::transport::Connection;
 
 use cli::{Cli, Destination};
-use config::{ClientOptions, RequestTty, Transport};
+use config::{ClientOptions, RequestTty};
 
 /// The exit status ssh uses for its own failures.
 pub const EXIT_FAILURE: i32 = 255;
@@ -69,31 +68,41 @@ async fn run(cli: Cli) -> Result<i32, String> {
     let plan = resolve(&cli, &destination)?;
     init_logging(cli.verbose, plan.quiet);
 
-    let transport = plan.options.transport.unwrap_or(Transport::Auto);
-    match transport {
-        Transport::Quic => {
-            return Err(
-                "sshq: Transport=quic: the QUIC transport is not built yet in this version; \
-                 use -o Transport=tcp (or auto)"
-                    .to_string(),
-            )
-        }
-        Transport::Auto => tracing::debug!("Transport=auto: QUIC is not built yet, using TCP"),
-        Transport::Tcp => tracing::debug!("Transport=tcp"),
-    }
-    let conn = connect_tcp(&plan).await.map_err(|e| match e {
+    let conn = connect::connect(&plan).await.map_err(|e| match e {
         // Its transcript, ending in that line, was already written.
         ConnectError::HostKeyRejected => String::new(),
         other => other.to_string(),
     })?;
+    match conn {
+        connect::AnyConnection::Tcp(conn) => {
+            log_connected(&conn, &plan);
+            run_on(Arc::new(conn), &cli, &plan).await
+        }
+        connect::AnyConnection::Quic(conn) => {
+            log_connected(&conn, &plan);
+            let conn = Arc::new(conn);
+            // Login runs alongside the session's first round trip; its
+            // failure is what the user must hear about.
+            let (auth, result) =
+                tokio::join!(conn.authenticated(), run_on(conn.clone(), &cli, &plan));
+            match auth {
+                Ok(()) => result,
+                Err(outcome) => Err(connect::quic_auth_error(&plan, outcome).to_string()),
+            }
+        }
+    }
+}
+
+fn log_connected<C: Connection>(conn: &C, plan: &Plan) {
+    let info = conn.info();
     tracing::debug!(
-        "Authenticated to {} ([{}]:{}) using \"publickey\"; kex {}",
+        "Connected to {} ([{}]:{}) over {}; key exchange {}",
         plan.host,
         plan.hostname,
         plan.port,
-        conn.info().kex.as_deref().unwrap_or("unknown")
+        info.transport,
+        info.kex.as_deref().unwrap_or("unknown")
     );
-    run_on(&conn, &cli, &plan).await
 }
 
 /// Applies the command line, then -o, then the config files, keeping the
@@ -149,7 +158,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "{level},russh={}",
+        "{level},russh={},rustls=warn,quinn=warn,quinn_proto=warn",
         if verbose >= 3 { "debug" } else { "warn" }
     ))
     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -162,79 +171,13 @@ fn init_logging(verbose: u8, quiet: bool) {
         .try_init();
 }
 
-/// Resolves the host name the way ssh reports failures.
-async fn resolve_addrs(plan: &Plan, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((plan.hostname.as_str(), port))
-        .await
-        .map_err(|e| ConnectError::Resolve {
-            host: plan.hostname.clone(),
-            message: resolve_message(&e),
-        })?
-        .collect();
-    if addrs.is_empty() {
-        return Err(ConnectError::Resolve {
-            host: plan.hostname.clone(),
-            message: "Name or service not known".to_string(),
-        });
-    }
-    Ok(addrs)
-}
-
-fn resolve_message(e: &std::io::Error) -> String {
-    // getaddrinfo's text is wrapped by std in "failed to lookup address
-    // information: ..."; ssh prints only the resolver's words.
-    let text = e.to_string();
-    text.rsplit(": ").next().unwrap_or(&text).to_string()
-}
-
-async fn connect_tcp(plan: &Plan) -> Result<sshq_tcp::TcpClientConnection, ConnectError> {
-    let addrs = resolve_addrs(plan, plan.port).await?;
-    let verifier = Arc::new(hostkeys::Verifier::new(plan));
-    let keys = identity::collect_keys(&identity::IdentityOptions {
-        files: plan.options.identity_files.clone(),
-        identities_only: plan.options.identities_only.unwrap_or(false),
-        batch_mode: plan.options.batch_mode.unwrap_or(false),
-        quiet: plan.quiet,
-    })
-    .await;
-    let timeout = plan.options.connect_timeout;
-    let mut last_error = None;
-    for addr in addrs {
-        let params = sshq_tcp::ClientParams {
-            host: plan.host.clone(),
-            user: plan.user.clone(),
-            keys: keys.clone(),
-            verifier: verifier.clone(),
-            kex: None,
-        };
-        let attempt = sshq_tcp::connect_tcp(addr, params);
-        let result = match timeout {
-            Some(limit) => tokio::time::timeout(limit, attempt)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(ConnectError::Connect {
-                        host: plan.hostname.clone(),
-                        port: plan.port,
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "Connection timed out",
-                        ),
-                    })
-                }),
-            None => attempt.await,
-        };
-        match result {
-            Ok(conn) => return Ok(conn),
-            // Only a failure to reach this address moves on to the next one.
-            Err(e @ ConnectError::Connect { .. }) => last_error = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last_error.unwrap_or(ConnectError::Other("no address to connect to".to_string())))
-}
-
 /// Runs what the command line asks for on an established connection.
-async fn run_on<C: Connection>(conn: &C, cli: &Cli, plan: &Plan) -> Result<i32, String> {
+async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i32, String> {
+    let mut specs = Vec::new();
+    for spec in cli.local_forward.iter().chain(&plan.options.local_forwards) {
+        specs.push(crate::forward::LocalForward::parse(spec).map_err(|e| e.to_string())?);
+    }
+    let _forwards = crate::forward::start_local_forwards(conn.clone(), &specs).await?;
     if cli.no_command {
         // -N: nothing to run; stay until the connection ends.
         conn.closed().await;
@@ -261,7 +204,7 @@ async fn run_on<C: Connection>(conn: &C, cli: &Cli, plan: &Plan) -> Result<i32, 
         env: environment_to_send(&plan.options),
         null_stdin: cli.null_stdin || cli.background,
     };
-    match session::run(conn, options).await {
+    match session::run(conn.as_ref(), options).await {
         Ok(exit) => {
             conn.close("disconnected by user").await;
             Ok(exit.exit_code())
@@ -285,6 +228,3 @@ fn environment_to_send(options: &ClientOptions) -> Vec<(String, String)> {
     }
     env
 }
-
-/// How long `Transport=auto` gives QUIC before falling back to TCP.
-pub const DEFAULT_QUIC_FALLBACK: Duration = Duration::from_millis(300);

@@ -117,33 +117,46 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
         login_grace_time: config.login_grace_time,
         allow_agent_forwarding: config.allow_agent_forwarding,
     });
-    if config.transports.quic && !config.transports.tcp {
-        return Err(
-            "sshqd: Transports quic: the QUIC transport is not built yet in this version; use Transports tcp"
-                .to_string(),
-        );
+    let mut tasks = tokio::task::JoinSet::new();
+    let addrs = config.listen_addrs();
+    if config.transports.tcp {
+        for &addr in &addrs {
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                format!(
+                    "sshqd: Bind to port {} on {} failed: {e}.",
+                    addr.port(),
+                    addr.ip()
+                )
+            })?;
+            tracing::info!("Server listening on {} port {}.", addr.ip(), addr.port());
+            tasks.spawn(accept_tcp(listener, tcp_params.clone(), config.clone()));
+        }
     }
     if config.transports.quic {
-        tracing::warn!("the QUIC transport is not built yet in this version: serving TCP only");
+        let quic_config = quic_server_config(&config, &tcp_params.host_keys)?;
+        let auth = Arc::new(sshq_quic::ServerAuth {
+            policy: tcp_params.policy.clone(),
+            login_grace_time: config.login_grace_time,
+        });
+        for &addr in &addrs {
+            let endpoint = sshq_quic::endpoint::server_endpoint(addr, quic_config.clone())
+                .map_err(|e| {
+                    format!(
+                        "sshqd: Bind to UDP port {} on {} failed: {e}.",
+                        addr.port(),
+                        addr.ip()
+                    )
+                })?;
+            tracing::info!(
+                "Server listening on {} port {} (QUIC).",
+                addr.ip(),
+                addr.port()
+            );
+            tasks.spawn(accept_quic(endpoint, auth.clone(), config.clone()));
+        }
     }
-    let mut listeners = Vec::new();
-    for addr in config.listen_addrs() {
-        let listener = TcpListener::bind(addr).await.map_err(|e| {
-            format!(
-                "sshqd: Bind to port {} on {} failed: {e}.",
-                addr.port(),
-                addr.ip()
-            )
-        })?;
-        tracing::info!("Server listening on {} port {}.", addr.ip(), addr.port());
-        listeners.push(listener);
-    }
-    if listeners.is_empty() {
-        return Err("sshqd: Cannot bind any address.".to_string());
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for listener in listeners {
-        tasks.spawn(accept_tcp(listener, tcp_params.clone(), config.clone()));
+    if tasks.is_empty() {
+        return Err("sshqd: no transport to serve (Transports is empty)".to_string());
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
@@ -162,6 +175,54 @@ fn key_policy(config: &Arc<ServerConfig>) -> KeyPolicy {
         },
         max_auth_tries: config.max_auth_tries,
         authorized_keys: Box::new(move |user, home| keys_config.authorized_keys_files(user, home)),
+    }
+}
+
+/// The QUIC side of the server: the Ed25519 host key as TLS identity, the
+/// configured (or default) key-exchange groups.
+fn quic_server_config(
+    config: &ServerConfig,
+    host_keys: &[PrivateKey],
+) -> Result<sshq_quic::quinn::ServerConfig, String> {
+    let key = host_keys
+        .iter()
+        .find(|k| matches!(k.algorithm(), Algorithm::Ed25519))
+        .ok_or("sshqd: QUIC needs an Ed25519 host key")?;
+    let kex = match &config.kex_algorithms {
+        Some(spec) => {
+            sshq_quic::kx::parse_kex_list(spec).map_err(|e| format!("sshqd: KexAlgorithms: {e}"))?
+        }
+        None => sshq_quic::kx::DEFAULT_KEX
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let provider =
+        sshq_quic::kx::crypto_provider(&kex).map_err(|e| format!("sshqd: KexAlgorithms: {e}"))?;
+    let tls = sshq_quic::tls::server_tls(key, provider).map_err(|e| format!("sshqd: {e}"))?;
+    sshq_quic::tls::server_config(tls).map_err(|e| format!("sshqd: {e}"))
+}
+
+async fn accept_quic(
+    endpoint: sshq_quic::quinn::Endpoint,
+    auth: Arc<sshq_quic::ServerAuth>,
+    config: Arc<ServerConfig>,
+) {
+    let local = endpoint.local_addr().ok();
+    while let Some(incoming) = endpoint.accept().await {
+        let peer = incoming.remote_address();
+        let auth = auth.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            match sshq_quic::accept(incoming, auth).await {
+                Ok(conn) => run_connection(conn, local, peer, &config).await,
+                Err(e) => tracing::info!(
+                    "Connection from {} port {} (QUIC): {e}",
+                    peer.ip(),
+                    peer.port()
+                ),
+            }
+        });
     }
 }
 
@@ -225,6 +286,11 @@ async fn run_connection<C: Connection>(
         subsystems: config.subsystems.clone(),
         accept_env: config.accept_env.clone(),
         peer: format!("{}@{}:{}", info.user, peer.ip(), peer.port()),
+        allow_local_forwarding: matches!(
+            config.allow_tcp_forwarding,
+            config::AllowTcpForwarding::Yes | config::AllowTcpForwarding::Local
+        ),
+        permit_open: config.permit_open.clone(),
     });
     session::serve(conn, ctx).await;
     tracing::info!(

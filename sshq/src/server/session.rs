@@ -24,6 +24,10 @@ pub struct SessionContext {
     pub accept_env: Vec<String>,
     /// Who is logged in, for log lines.
     pub peer: String,
+    /// AllowTcpForwarding permits direct-tcpip (yes, all or local).
+    pub allow_local_forwarding: bool,
+    /// PermitOpen: where direct-tcpip may connect.
+    pub permit_open: super::config::PermitList,
 }
 
 /// Serves one authenticated connection until the client goes away.
@@ -34,6 +38,10 @@ pub async fn serve<C: Connection>(conn: C, ctx: Arc<SessionContext>) {
                 ChannelKind::Session => {
                     let channel = pending.accept();
                     tokio::spawn(run_session(channel, ctx.clone()));
+                }
+                ChannelKind::DirectTcpip { host, port, .. } => {
+                    let (host, port) = (host.clone(), *port);
+                    tokio::spawn(direct_tcpip(pending, host, port, ctx.clone()));
                 }
                 other => {
                     let name = other.wire_name();
@@ -49,6 +57,47 @@ pub async fn serve<C: Connection>(conn: C, ctx: Arc<SessionContext>) {
                 // Dropping the reply sender answers failure.
             }
         }
+    }
+}
+
+/// A direct-tcpip channel (the client's -L or -D): connect, then splice.
+async fn direct_tcpip<Ch: Channel>(
+    pending: sshq_core::transport::PendingChannel<Ch>,
+    host: String,
+    port: u32,
+    ctx: Arc<SessionContext>,
+) {
+    let refuse = |pending: sshq_core::transport::PendingChannel<Ch>, reason, message: String| {
+        tracing::info!(
+            "{}: direct-tcpip to {host}:{port} refused: {message}",
+            ctx.peer
+        );
+        pending.reject(OpenFailure { reason, message });
+    };
+    let Ok(port16) = u16::try_from(port) else {
+        return refuse(
+            pending,
+            OpenFailureReason::ConnectFailed,
+            format!("bad port {port}"),
+        );
+    };
+    if !ctx.allow_local_forwarding || !ctx.permit_open.allows(&host, port16) {
+        return refuse(
+            pending,
+            OpenFailureReason::AdministrativelyProhibited,
+            "open failed: forwarding is not permitted by this server".to_string(),
+        );
+    }
+    match tokio::net::TcpStream::connect((host.as_str(), port16)).await {
+        Ok(stream) => {
+            let _ = stream.set_nodelay(true);
+            crate::forward::splice(pending.accept(), stream).await;
+        }
+        Err(e) => refuse(
+            pending,
+            OpenFailureReason::ConnectFailed,
+            format!("connect to {host} port {port16} failed: {e}"),
+        ),
     }
 }
 
@@ -164,6 +213,7 @@ async fn run_session<Ch: Channel>(channel: Ch, ctx: Arc<SessionContext>) {
     let status = tokio::select! {
         (_, status) = async { tokio::join!(output, exit) } => Some(status),
         () = handle_running_requests(&mut requests, &session, &ctx) => None,
+        () = control.closed() => None,
     };
     input.abort();
     match status {
@@ -197,8 +247,9 @@ async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(from: Option<R>, to: 
     }
 }
 
-/// window-change and signal while the program runs; returns when the
-/// client closes the channel.
+/// window-change and signal while the program runs. Never returns: when
+/// the client sends no more requests (over QUIC that is just its EOF), the
+/// program keeps running until it exits or the channel is closed.
 async fn handle_running_requests<R: RequestStream>(
     requests: &mut R,
     session: &SessionProcess,
@@ -227,4 +278,5 @@ async fn handle_running_requests<R: RequestStream>(
         };
         incoming.reply.send(ok);
     }
+    std::future::pending::<()>().await;
 }

@@ -1,0 +1,533 @@
+//! One SSH channel on one QUIC bidirectional stream.
+//!
+//! The stream starts with CHANNEL_OPEN from the opener and OPEN_CONFIRMATION
+//! (or OPEN_FAILURE) from the other side; then DATA, EXTENDED_DATA and
+//! requests flow both ways. A side's FIN is its EOF, after which it sends
+//! nothing more; the channel is closed once both directions are finished.
+//! QUIC's per-stream flow control replaces SSH's windows: a reader that
+//! stops reading stops only this stream.
+//!
+//! Each channel runs two small tasks: a writer that owns the send half (so
+//! frames from the data writers and the control never interleave), and a
+//! reader that owns the receive half and sorts frames into data, stderr,
+//! requests and replies.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use sshq_core::channel::{ChannelKind, ChannelRequest, OpenFailure, OpenFailureReason};
+use sshq_core::error::TransportError;
+use sshq_core::transport::{
+    Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle, RequestStream,
+};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, SimplexStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::PollSender;
+
+use crate::wire::{self, decode_frame, encode_frame, ErrorCode, Frame, MAX_DATA_PAYLOAD};
+
+/// Bytes of the peer's data buffered per channel half before the reader
+/// stops reading the stream (and QUIC flow control stops the peer).
+const PIPE_BUFFER: usize = 1 << 20;
+
+/// Frames queued for the writer task per channel.
+const WRITE_QUEUE: usize = 16;
+
+/// Where a channel we opened stands with the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OpenState {
+    Waiting,
+    Confirmed,
+    Refused(OpenFailure),
+}
+
+/// What the writer task is asked to do.
+enum Out {
+    Frame(Bytes),
+    /// A data frame's header and payload, sent without copying.
+    Data(Bytes, Bytes),
+    /// EOF: finish the send direction.
+    Finish,
+    /// Abandon the channel.
+    Reset(ErrorCode),
+}
+
+/// An SSH channel on a QUIC stream.
+pub struct QuicChannel {
+    kind: ChannelKind,
+    send: Option<quinn::SendStream>,
+    recv: Option<quinn::RecvStream>,
+    /// Bytes read past the OPEN frame (accepted channels).
+    buffered: BytesMut,
+    side: Side,
+}
+
+enum Side {
+    /// We opened it; the peer's first frame answers.
+    Opener,
+    /// The peer opened it; the first frame we write answers. Holds the
+    /// decision, so that a refused channel can say why when dropped.
+    Acceptor {
+        decision: oneshot::Receiver<Result<(), OpenFailure>>,
+    },
+}
+
+impl QuicChannel {
+    /// A channel we open: the OPEN frame is queued now, and the channel can
+    /// be used at once (requests wait for the peer's answer).
+    pub(crate) fn opened(
+        kind: ChannelKind,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) -> Self {
+        QuicChannel {
+            kind,
+            send: Some(send),
+            recv: Some(recv),
+            buffered: BytesMut::new(),
+            side: Side::Opener,
+        }
+    }
+
+    /// A channel the peer opened, after its OPEN frame was read.
+    pub(crate) fn accepted(
+        kind: ChannelKind,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        buffered: BytesMut,
+        decision: oneshot::Receiver<Result<(), OpenFailure>>,
+    ) -> Self {
+        QuicChannel {
+            kind,
+            send: Some(send),
+            recv: Some(recv),
+            buffered,
+            side: Side::Acceptor { decision },
+        }
+    }
+}
+
+impl Drop for QuicChannel {
+    fn drop(&mut self) {
+        // Dropped before split: if this was a refusal, tell the peer why.
+        let Side::Acceptor { decision } = &mut self.side else {
+            return;
+        };
+        let (Some(mut send), Ok(Err(failure))) = (self.send.take(), decision.try_recv()) else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = send
+                    .write_chunk(encode_frame(&Frame::OpenFailure(failure)))
+                    .await;
+                let _ = send.finish();
+            });
+        }
+    }
+}
+
+impl Channel for QuicChannel {
+    type Reader = PipeReader;
+    type Writer = ChannelWriter;
+    type Control = QuicControl;
+    type Requests = QuicRequests;
+
+    fn kind(&self) -> &ChannelKind {
+        &self.kind
+    }
+
+    fn split(mut self) -> ChannelParts<Self> {
+        let (out_tx, out_rx) = mpsc::channel(WRITE_QUEUE);
+        let (data_rx, data_tx) = tokio::io::simplex(PIPE_BUFFER);
+        let (ext_rx, ext_tx) = tokio::io::simplex(PIPE_BUFFER);
+        let (requests_tx, requests_rx) = mpsc::unbounded_channel();
+        let pending: Pending = Arc::default();
+        let opener = matches!(self.side, Side::Opener);
+        let (open_tx, open_rx) = watch::channel(if opener {
+            OpenState::Waiting
+        } else {
+            OpenState::Confirmed
+        });
+
+        let first = if opener {
+            encode_frame(&Frame::ChannelOpen(self.kind.clone()))
+        } else {
+            encode_frame(&Frame::OpenConfirmation)
+        };
+        let (closed_tx, closed_rx) = watch::channel(false);
+        let closed_tx = Arc::new(closed_tx);
+        if let Some(send) = self.send.take() {
+            tokio::spawn(write_loop(send, first, out_rx, closed_tx.clone()));
+        }
+        if let Some(recv) = self.recv.take() {
+            tokio::spawn(read_loop(ReadLoop {
+                recv,
+                buffered: std::mem::take(&mut self.buffered),
+                awaiting_answer: opener,
+                open: open_tx,
+                data: data_tx,
+                ext: ext_tx,
+                requests: requests_tx,
+                pending: pending.clone(),
+                out: out_tx.clone(),
+                closed: closed_tx,
+            }));
+        }
+        ChannelParts {
+            data_in: PipeReader { inner: data_rx },
+            ext_in: PipeReader { inner: ext_rx },
+            data_out: ChannelWriter::new(out_tx.clone(), None),
+            ext_out: ChannelWriter::new(out_tx.clone(), Some(1)),
+            control: QuicControl {
+                out: out_tx,
+                pending,
+                open: open_rx,
+                order: tokio::sync::Mutex::new(()),
+                closed: closed_rx,
+            },
+            requests: QuicRequests { rx: requests_rx },
+        }
+    }
+}
+
+/// Replies we wait for, in the order our requests went out.
+type Pending = Arc<Mutex<VecDeque<oneshot::Sender<bool>>>>;
+
+async fn write_loop(
+    mut send: quinn::SendStream,
+    first: Bytes,
+    mut out: mpsc::Receiver<Out>,
+    closed: Arc<watch::Sender<bool>>,
+) {
+    // The peer stopping our direction (or the connection ending) closes the
+    // channel for us even while we have nothing to send.
+    // (A plain finish that the peer acknowledges is not a close.)
+    let stopped = send.stopped();
+    tokio::spawn(async move {
+        if !matches!(stopped.await, Ok(None)) {
+            let _ = closed.send(true);
+        }
+    });
+    write_frames(&mut send, first, &mut out).await;
+}
+
+async fn write_frames(send: &mut quinn::SendStream, first: Bytes, out: &mut mpsc::Receiver<Out>) {
+    if send.write_chunk(first).await.is_err() {
+        return;
+    }
+    while let Some(item) = out.recv().await {
+        let result = match item {
+            Out::Frame(frame) => send.write_chunk(frame).await.map_err(|_| ()),
+            Out::Data(header, payload) => send
+                .write_all_chunks(&mut [header, payload])
+                .await
+                .map_err(|_| ()),
+            Out::Finish => {
+                let _ = send.finish();
+                return;
+            }
+            Out::Reset(code) => {
+                let _ = send.reset(code.code().into());
+                return;
+            }
+        };
+        if result.is_err() {
+            return;
+        }
+    }
+    // Every writer is gone without EOF: close our direction anyway.
+    let _ = send.finish();
+}
+
+struct ReadLoop {
+    recv: quinn::RecvStream,
+    buffered: BytesMut,
+    awaiting_answer: bool,
+    open: watch::Sender<OpenState>,
+    data: tokio::io::WriteHalf<SimplexStream>,
+    ext: tokio::io::WriteHalf<SimplexStream>,
+    requests: mpsc::UnboundedSender<IncomingRequest>,
+    pending: Pending,
+    out: mpsc::Sender<Out>,
+    closed: Arc<watch::Sender<bool>>,
+}
+
+async fn read_loop(mut r: ReadLoop) {
+    // Replies to the peer's requests go out in order, from one task.
+    let (reply_tx, mut reply_rx) = mpsc::unbounded_channel::<oneshot::Receiver<bool>>();
+    let reply_out = r.out.clone();
+    tokio::spawn(async move {
+        while let Some(answer) = reply_rx.recv().await {
+            let ok = answer.await.unwrap_or(false);
+            let frame = if ok {
+                Frame::ChannelSuccess
+            } else {
+                Frame::ChannelFailure
+            };
+            if reply_out
+                .send(Out::Frame(encode_frame(&frame)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let outcome = loop {
+        match decode_frame(&mut r.buffered) {
+            Ok(Some(frame)) => {
+                if let Err(code) = r.handle(frame, &reply_tx).await {
+                    break Err(code);
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!("channel stream: {e}");
+                break Err(ErrorCode::ProtocolError);
+            }
+        }
+        match r.recv.read_chunk(64 * 1024, true).await {
+            Ok(Some(chunk)) => r.buffered.extend_from_slice(&chunk.bytes),
+            Ok(None) if r.buffered.is_empty() => break Ok(()),
+            Ok(None) => break Err(ErrorCode::ProtocolError), // FIN inside a frame
+            Err(_) => {
+                // Reset by the peer, or the connection is gone.
+                let _ = r.closed.send(true);
+                break Ok(());
+            }
+        }
+    };
+    if let Err(code) = outcome {
+        let _ = r.closed.send(true);
+        let _ = r.recv.stop(code.code().into());
+        let _ = r.out.send(Out::Reset(code)).await;
+    }
+    if r.awaiting_answer {
+        let _ = r.open.send(OpenState::Refused(OpenFailure {
+            reason: OpenFailureReason::ConnectFailed,
+            message: "the channel stream ended before the peer answered".to_string(),
+        }));
+    }
+    let _ = r.data.shutdown().await;
+    let _ = r.ext.shutdown().await;
+    if let Ok(mut pending) = r.pending.lock() {
+        pending.clear();
+    }
+}
+
+impl ReadLoop {
+    async fn handle(
+        &mut self,
+        frame: Frame,
+        replies: &mpsc::UnboundedSender<oneshot::Receiver<bool>>,
+    ) -> Result<(), ErrorCode> {
+        if self.awaiting_answer {
+            self.awaiting_answer = false;
+            return match frame {
+                Frame::OpenConfirmation => {
+                    let _ = self.open.send(OpenState::Confirmed);
+                    Ok(())
+                }
+                Frame::OpenFailure(failure) => {
+                    let _ = self.open.send(OpenState::Refused(failure));
+                    // Nothing more will come; end quietly.
+                    Err(ErrorCode::NoError)
+                }
+                _ => Err(ErrorCode::ProtocolError),
+            };
+        }
+        match frame {
+            Frame::Data(bytes) => {
+                // Blocking here is the flow control: the stream stops being read.
+                let _ = self.data.write_all(&bytes).await;
+            }
+            Frame::ExtendedData { data_type: 1, data } => {
+                let _ = self.ext.write_all(&data).await;
+            }
+            Frame::ExtendedData { .. } => {} // other types are defined by no one; dropped as in SSH
+            Frame::ChannelRequest {
+                request,
+                want_reply,
+            } => {
+                let reply = if want_reply {
+                    let (tx, rx) = oneshot::channel();
+                    let _ = replies.send(rx);
+                    ReplyHandle::new(tx)
+                } else {
+                    ReplyHandle::none()
+                };
+                let _ = self.requests.send(IncomingRequest { request, reply });
+            }
+            Frame::ChannelSuccess | Frame::ChannelFailure => {
+                let ok = matches!(frame, Frame::ChannelSuccess);
+                let waiter = self.pending.lock().ok().and_then(|mut p| p.pop_front());
+                match waiter {
+                    Some(waiter) => {
+                        let _ = waiter.send(ok);
+                    }
+                    None => return Err(ErrorCode::ProtocolError), // a reply nobody asked for
+                }
+            }
+            _ => return Err(ErrorCode::ProtocolError),
+        }
+        Ok(())
+    }
+}
+
+/// The peer's data or stderr for one channel.
+pub struct PipeReader {
+    inner: tokio::io::ReadHalf<SimplexStream>,
+}
+
+impl AsyncRead for PipeReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+/// Our data (or stderr) for one channel, framed and handed to the writer.
+pub struct ChannelWriter {
+    out: PollSender<Out>,
+    data_type: Option<u32>,
+}
+
+impl ChannelWriter {
+    fn new(out: mpsc::Sender<Out>, data_type: Option<u32>) -> Self {
+        ChannelWriter {
+            out: PollSender::new(out),
+            data_type,
+        }
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the channel is closed")
+}
+
+impl AsyncWrite for ChannelWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if std::task::ready!(self.out.poll_reserve(cx)).is_err() {
+            return Poll::Ready(Err(closed()));
+        }
+        let n = buf.len().min(MAX_DATA_PAYLOAD);
+        let payload = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+        let header = wire::data_header(self.data_type, n);
+        match self.out.send_item(Out::Data(header, payload)) {
+            Ok(()) => Poll::Ready(Ok(n)),
+            Err(_) => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Frames go to the writer task as they are written.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Only the data writer's shutdown is EOF (SSH has one EOF per channel).
+        if self.data_type.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        if std::task::ready!(self.out.poll_reserve(cx)).is_err() {
+            return Poll::Ready(Ok(())); // already closed
+        }
+        let _ = self.out.send_item(Out::Finish);
+        self.out.close();
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Sends requests on a QUIC channel and matches replies, which come in order.
+pub struct QuicControl {
+    out: mpsc::Sender<Out>,
+    pending: Pending,
+    open: watch::Receiver<OpenState>,
+    /// Held while a request is queued, so the reply queue has wire order.
+    order: tokio::sync::Mutex<()>,
+    closed: watch::Receiver<bool>,
+}
+
+impl ChannelControl for QuicControl {
+    async fn request(
+        &self,
+        request: ChannelRequest,
+        want_reply: bool,
+    ) -> Result<bool, TransportError> {
+        let reply = {
+            let _order = self.order.lock().await;
+            let reply = if want_reply {
+                let (tx, rx) = oneshot::channel();
+                self.pending
+                    .lock()
+                    .map_err(|_| TransportError::ChannelClosed)?
+                    .push_back(tx);
+                Some(rx)
+            } else {
+                None
+            };
+            let frame = encode_frame(&Frame::ChannelRequest {
+                request,
+                want_reply,
+            });
+            self.out
+                .send(Out::Frame(frame))
+                .await
+                .map_err(|_| TransportError::ChannelClosed)?;
+            reply
+        };
+        let Some(reply) = reply else {
+            return Ok(true);
+        };
+        match reply.await {
+            Ok(ok) => Ok(ok),
+            Err(_) => Err(self.refusal().unwrap_or(TransportError::ChannelClosed)),
+        }
+    }
+
+    async fn close(&self) {
+        let _ = self.out.send(Out::Finish).await;
+    }
+
+    async fn closed(&self) {
+        let mut closed = self.closed.clone();
+        let _ = closed.wait_for(|c| *c).await;
+    }
+}
+
+impl QuicControl {
+    /// Why the channel is unusable, if the peer refused to open it.
+    fn refusal(&self) -> Option<TransportError> {
+        match &*self.open.borrow() {
+            OpenState::Refused(failure) => Some(TransportError::OpenRefused(failure.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// Requests the peer makes on one channel.
+pub struct QuicRequests {
+    rx: mpsc::UnboundedReceiver<IncomingRequest>,
+}
+
+impl RequestStream for QuicRequests {
+    async fn next(&mut self) -> Option<IncomingRequest> {
+        self.rx.recv().await
+    }
+}

@@ -1,0 +1,653 @@
+//! An SSH connection over QUIC: the control stream (user authentication and
+//! global requests) and the channels, one QUIC stream each.
+//!
+//! The control stream is the first bidirectional stream the client opens.
+//! Every later bidirectional stream, opened by either side, is one channel.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use sshq_core::auth::{AuthPolicy, UserKey};
+use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest, OpenFailure, OpenFailureReason};
+use sshq_core::error::TransportError;
+use sshq_core::transport::{
+    Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, PendingChannel, TransportKind,
+};
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
+
+use crate::channel::QuicChannel;
+use crate::userauth;
+use crate::wire::{
+    decode_frame, encode_frame, ErrorCode, Frame, WireError, USERAUTH_EXPORTER_LABEL,
+    USERAUTH_EXPORTER_LEN,
+};
+
+/// How long the other side may take to send a channel's OPEN frame.
+const OPEN_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Frames read from one stream, one at a time.
+pub(crate) struct FrameReader {
+    recv: quinn::RecvStream,
+    buffered: BytesMut,
+}
+
+impl FrameReader {
+    pub(crate) fn new(recv: quinn::RecvStream) -> Self {
+        FrameReader {
+            recv,
+            buffered: BytesMut::new(),
+        }
+    }
+
+    /// The next frame; `Ok(None)` at a clean end of the stream.
+    pub(crate) async fn next(&mut self) -> Result<Option<Frame>, ReadFailure> {
+        loop {
+            if let Some(frame) = decode_frame(&mut self.buffered).map_err(ReadFailure::Wire)? {
+                return Ok(Some(frame));
+            }
+            match self.recv.read_chunk(64 * 1024, true).await {
+                Ok(Some(chunk)) => self.buffered.extend_from_slice(&chunk.bytes),
+                Ok(None) if self.buffered.is_empty() => return Ok(None),
+                Ok(None) => {
+                    return Err(ReadFailure::Wire(WireError::Truncated {
+                        frame: 0,
+                        field: "frame",
+                    }))
+                }
+                Err(e) => return Err(ReadFailure::Stream(e.to_string())),
+            }
+        }
+    }
+
+    fn into_parts(self) -> (quinn::RecvStream, BytesMut) {
+        (self.recv, self.buffered)
+    }
+}
+
+/// Why a stream could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadFailure {
+    #[error("{0}")]
+    Wire(WireError),
+    #[error("stream failed: {0}")]
+    Stream(String),
+}
+
+/// The outcome of the client's authentication, while it runs.
+#[derive(Debug, Clone)]
+pub(crate) enum AuthState {
+    Pending,
+    Succeeded,
+    /// Every key was refused; the methods the server named.
+    Refused(String),
+    Failed(String),
+}
+
+/// An authenticated (or, on the client, authenticating) SSH connection over QUIC.
+pub struct QuicConnection {
+    conn: quinn::Connection,
+    control: mpsc::UnboundedSender<Bytes>,
+    incoming: Mutex<mpsc::UnboundedReceiver<Incoming<QuicChannel>>>,
+    global_pending: Arc<StdMutex<VecDeque<oneshot::Sender<GlobalReply>>>>,
+    global_order: Mutex<()>,
+    info: ConnectionInfo,
+    auth: watch::Receiver<AuthState>,
+}
+
+impl QuicConnection {
+    /// The underlying QUIC connection (for statistics and tests).
+    pub fn quic(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// Waits for the client's authentication to finish: `Ok` once logged in,
+    /// else the methods the server still offers (all keys were refused) or
+    /// what broke. Servers' connections are always authenticated.
+    pub async fn authenticated(&self) -> Result<(), AuthOutcome> {
+        let mut auth = self.auth.clone();
+        let state = auth
+            .wait_for(|s| !matches!(s, AuthState::Pending))
+            .await
+            .map(|s| s.clone())
+            .unwrap_or(AuthState::Failed("connection closed".to_string()));
+        match state {
+            AuthState::Succeeded => Ok(()),
+            AuthState::Refused(methods) => Err(AuthOutcome::Refused { methods }),
+            AuthState::Failed(why) => Err(AuthOutcome::Failed(why)),
+            AuthState::Pending => Err(AuthOutcome::Failed(
+                "authentication did not finish".to_string(),
+            )),
+        }
+    }
+}
+
+/// How a client's authentication ended, when it did not succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthOutcome {
+    #[error("permission denied ({methods})")]
+    Refused { methods: String },
+    #[error("authentication failed: {0}")]
+    Failed(String),
+}
+
+/// What a client needs to log in over QUIC.
+pub struct ClientAuth {
+    pub user: String,
+    pub keys: Vec<Arc<dyn UserKey>>,
+}
+
+/// Logs in on an established QUIC connection. Returns as soon as the first
+/// signed request is on its way: channels opened meanwhile wait, on the
+/// server, until authentication succeeds, so login, channel open and exec
+/// share the same round trip. Use [`QuicConnection::authenticated`] for
+/// the outcome.
+pub async fn client_session(
+    conn: quinn::Connection,
+    auth: ClientAuth,
+) -> Result<QuicConnection, TransportError> {
+    let lost = |e: &dyn std::fmt::Display| TransportError::ConnectionClosed(Some(e.to_string()));
+    let (mut send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+    let mut exporter = [0u8; USERAUTH_EXPORTER_LEN];
+    conn.export_keying_material(&mut exporter, USERAUTH_EXPORTER_LABEL, b"")
+        .map_err(|_| TransportError::Protocol("the TLS exporter is unavailable".to_string()))?;
+    let (auth_tx, auth_rx) = watch::channel(AuthState::Pending);
+    let mut keys = auth.keys.into_iter();
+    // Sign and send the first request before returning (see above).
+    let first = next_request(&mut keys, &auth.user, &exporter).await;
+    match &first {
+        Some(request) => {
+            send.write_chunk(encode_frame(&Frame::UserauthRequest(request.clone())))
+                .await
+                .map_err(|e| lost(&e))?;
+        }
+        None => {
+            let _ = auth_tx.send(AuthState::Refused("publickey".to_string()));
+        }
+    }
+    let shared = Shared::new();
+    let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
+    let control = spawn_control_writer(send);
+    let user = auth.user.clone();
+    {
+        let conn = conn.clone();
+        let control = control.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut reader = FrameReader::new(recv);
+            if first.is_some() {
+                let state =
+                    client_auth_loop(&mut reader, &control, &mut keys, &user, &exporter).await;
+                let succeeded = matches!(state, AuthState::Succeeded);
+                let _ = auth_tx.send(state);
+                if !succeeded {
+                    conn.close(
+                        ErrorCode::ByApplication.code().into(),
+                        b"authentication failed",
+                    );
+                    return;
+                }
+            }
+            tokio::spawn(accept_channels(conn.clone(), incoming_tx.clone()));
+            control_loop(conn, reader, control, shared, incoming_tx).await;
+        });
+    }
+    Ok(QuicConnection::new(
+        conn,
+        control,
+        incoming_rx,
+        shared,
+        auth_rx,
+        auth.user,
+        TransportKind::Quic,
+    ))
+}
+
+async fn next_request(
+    keys: &mut impl Iterator<Item = Arc<dyn UserKey>>,
+    user: &str,
+    exporter: &[u8],
+) -> Option<crate::wire::UserauthRequest> {
+    for key in keys.by_ref() {
+        match userauth::signed_request(key.as_ref(), user, exporter).await {
+            Ok(request) => return Some(request),
+            Err(e) => tracing::debug!("skipping key {}: {e}", key.description()),
+        }
+    }
+    None
+}
+
+async fn client_auth_loop(
+    reader: &mut FrameReader,
+    control: &mpsc::UnboundedSender<Bytes>,
+    keys: &mut impl Iterator<Item = Arc<dyn UserKey>>,
+    user: &str,
+    exporter: &[u8],
+) -> AuthState {
+    loop {
+        match reader.next().await {
+            Ok(Some(Frame::UserauthSuccess)) => return AuthState::Succeeded,
+            Ok(Some(Frame::UserauthFailure { methods, .. })) => {
+                match next_request(keys, user, exporter).await {
+                    Some(request) => {
+                        if control
+                            .send(encode_frame(&Frame::UserauthRequest(request)))
+                            .is_err()
+                        {
+                            return AuthState::Failed("connection closed".to_string());
+                        }
+                    }
+                    None => return AuthState::Refused(methods),
+                }
+            }
+            Ok(Some(other)) => {
+                return AuthState::Failed(format!(
+                    "unexpected frame during authentication: {other:?}"
+                ))
+            }
+            Ok(None) => {
+                return AuthState::Failed("the server closed the control stream".to_string())
+            }
+            Err(e) => return AuthState::Failed(e.to_string()),
+        }
+    }
+}
+
+/// What a server needs to authenticate clients.
+pub struct ServerAuth {
+    pub policy: Arc<dyn AuthPolicy>,
+    pub login_grace_time: Option<Duration>,
+}
+
+/// Why a client was dropped before it had a session.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("QUIC handshake failed: {0}")]
+    Quic(String),
+    #[error("timeout before authentication")]
+    LoginGraceTimeExpired,
+    #[error("too many authentication failures for {0}")]
+    TooManyFailures(String),
+    #[error("protocol error before authentication: {0}")]
+    Protocol(String),
+    #[error("connection closed before authentication")]
+    Closed,
+}
+
+/// Runs the QUIC handshake and user authentication for one incoming
+/// connection; returns it once a user has logged in.
+pub async fn accept(
+    incoming: quinn::Incoming,
+    auth: Arc<ServerAuth>,
+) -> Result<QuicConnection, HandshakeError> {
+    let deadline = auth
+        .login_grace_time
+        .map(|limit| tokio::time::Instant::now() + limit);
+    let connecting = incoming
+        .accept()
+        .map_err(|e| HandshakeError::Quic(e.to_string()))?;
+    let work = async {
+        let conn = connecting
+            .await
+            .map_err(|e| HandshakeError::Quic(e.to_string()))?;
+        let result = server_login(&conn, &auth).await;
+        Ok::<_, HandshakeError>((conn, result))
+    };
+    let outcome = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
+        None => Some(work.await),
+    };
+    let (conn, result) = match outcome {
+        Some(done) => done?,
+        None => return Err(HandshakeError::LoginGraceTimeExpired),
+    };
+    let (user, send, reader) = match result {
+        Ok(ok) => ok,
+        Err(e) => {
+            let code = match e {
+                HandshakeError::TooManyFailures(_) => ErrorCode::AuthFailed,
+                _ => ErrorCode::ProtocolError,
+            };
+            conn.close(code.code().into(), e.to_string().as_bytes());
+            return Err(e);
+        }
+    };
+    let control = spawn_control_writer(send);
+    let _ = control.send(encode_frame(&Frame::UserauthSuccess));
+    let shared = Shared::new();
+    let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
+    tokio::spawn(accept_channels(conn.clone(), incoming_tx.clone()));
+    tokio::spawn(control_loop(
+        conn.clone(),
+        reader,
+        control.clone(),
+        shared.clone(),
+        incoming_tx,
+    ));
+    let (_, auth_rx) = watch::channel(AuthState::Succeeded);
+    Ok(QuicConnection::new(
+        conn,
+        control,
+        incoming_rx,
+        shared,
+        auth_rx,
+        user,
+        TransportKind::Quic,
+    ))
+}
+
+/// Reads userauth requests until one succeeds; the control stream's halves
+/// come back with the user name.
+async fn server_login(
+    conn: &quinn::Connection,
+    auth: &ServerAuth,
+) -> Result<(String, quinn::SendStream, FrameReader), HandshakeError> {
+    let (mut send, recv) = conn.accept_bi().await.map_err(|_| HandshakeError::Closed)?;
+    let mut exporter = [0u8; USERAUTH_EXPORTER_LEN];
+    conn.export_keying_material(&mut exporter, USERAUTH_EXPORTER_LABEL, b"")
+        .map_err(|_| HandshakeError::Protocol("TLS exporter unavailable".to_string()))?;
+    let mut reader = FrameReader::new(recv);
+    let mut failures = 0u32;
+    let peer = conn.remote_address();
+    loop {
+        let request = match reader.next().await {
+            Ok(Some(Frame::UserauthRequest(request))) => request,
+            Ok(Some(other)) => {
+                return Err(HandshakeError::Protocol(format!(
+                    "expected a userauth request, got {other:?}"
+                )))
+            }
+            Ok(None) => return Err(HandshakeError::Closed),
+            Err(e) => return Err(HandshakeError::Protocol(e.to_string())),
+        };
+        let policy = auth.policy.clone();
+        let checked = {
+            let request = request.clone();
+            // The policy reads files (authorized_keys): keep it off async threads.
+            tokio::task::spawn_blocking(move || {
+                userauth::verify(&request, &exporter, policy.as_ref())
+            })
+            .await
+            .unwrap_or(Err(userauth::Refusal::WrongSignature))
+        };
+        match checked {
+            Ok(_key) => return Ok((request.user, send, reader)),
+            Err(refusal) => {
+                failures += 1;
+                tracing::info!(
+                    "Failed publickey for {} from {} over quic: {refusal}",
+                    request.user,
+                    peer
+                );
+                if failures >= auth.policy.max_auth_tries() {
+                    return Err(HandshakeError::TooManyFailures(request.user));
+                }
+                let failure = Frame::UserauthFailure {
+                    methods: "publickey".to_string(),
+                    partial: false,
+                };
+                send.write_chunk(encode_frame(&failure))
+                    .await
+                    .map_err(|_| HandshakeError::Closed)?;
+            }
+        }
+    }
+}
+
+/// State shared by a connection and its control-stream task.
+#[derive(Clone)]
+struct Shared {
+    global_pending: Arc<StdMutex<VecDeque<oneshot::Sender<GlobalReply>>>>,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Shared {
+            global_pending: Arc::default(),
+        }
+    }
+}
+
+impl QuicConnection {
+    fn new(
+        conn: quinn::Connection,
+        control: mpsc::UnboundedSender<Bytes>,
+        incoming: mpsc::UnboundedReceiver<Incoming<QuicChannel>>,
+        shared: Shared,
+        auth: watch::Receiver<AuthState>,
+        user: String,
+        transport: TransportKind,
+    ) -> Self {
+        let info = ConnectionInfo {
+            transport,
+            local_addr: None,
+            peer_addr: Some(conn.remote_address()),
+            user,
+            kex: None,
+        };
+        QuicConnection {
+            conn,
+            control,
+            incoming: Mutex::new(incoming),
+            global_pending: shared.global_pending,
+            global_order: Mutex::new(()),
+            info,
+            auth,
+        }
+    }
+
+    /// Records the negotiated key exchange for `info()`.
+    pub fn set_kex(&mut self, kex: Option<String>) {
+        self.info.kex = kex;
+    }
+
+    /// Records the local address for `info()` (quinn does not know it for
+    /// wildcard binds).
+    pub fn set_local_addr(&mut self, addr: Option<SocketAddr>) {
+        self.info.local_addr = addr;
+    }
+}
+
+fn spawn_control_writer(mut send: quinn::SendStream) -> mpsc::UnboundedSender<Bytes> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if send.write_chunk(frame).await.is_err() {
+                return;
+            }
+        }
+        let _ = send.finish();
+    });
+    tx
+}
+
+/// Global requests and their replies, after authentication.
+async fn control_loop(
+    conn: quinn::Connection,
+    mut reader: FrameReader,
+    control: mpsc::UnboundedSender<Bytes>,
+    shared: Shared,
+    incoming: mpsc::UnboundedSender<Incoming<QuicChannel>>,
+) {
+    // Our replies to the peer's requests go out in request order.
+    let (order_tx, mut order_rx) =
+        mpsc::unbounded_channel::<Option<oneshot::Receiver<GlobalReply>>>();
+    let replier = control.clone();
+    tokio::spawn(async move {
+        while let Some(waiter) = order_rx.recv().await {
+            let Some(waiter) = waiter else { continue };
+            let frame = match waiter.await.unwrap_or(GlobalReply::Failure) {
+                GlobalReply::Success { bound_port } => Frame::RequestSuccess { bound_port },
+                GlobalReply::Failure => Frame::RequestFailure,
+            };
+            if replier.send(encode_frame(&frame)).is_err() {
+                return;
+            }
+        }
+    });
+    loop {
+        let frame = match reader.next().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(ReadFailure::Stream(_)) => return,
+            Err(ReadFailure::Wire(e)) => {
+                conn.close(
+                    ErrorCode::ProtocolError.code().into(),
+                    e.to_string().as_bytes(),
+                );
+                return;
+            }
+        };
+        match frame {
+            Frame::GlobalRequest {
+                request,
+                want_reply,
+            } => {
+                let (tx, rx) = oneshot::channel();
+                let _ = order_tx.send(want_reply.then_some(rx));
+                let reply = Some(tx);
+                let _ = incoming.send(Incoming::GlobalRequest(IncomingGlobalRequest {
+                    request,
+                    reply,
+                }));
+            }
+            Frame::RequestSuccess { .. } | Frame::RequestFailure => {
+                let reply = match frame {
+                    Frame::RequestSuccess { bound_port } => GlobalReply::Success { bound_port },
+                    _ => GlobalReply::Failure,
+                };
+                let waiter = shared
+                    .global_pending
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.pop_front());
+                match waiter {
+                    Some(waiter) => {
+                        let _ = waiter.send(reply);
+                    }
+                    None => {
+                        conn.close(
+                            ErrorCode::ProtocolError.code().into(),
+                            b"unexpected global reply",
+                        );
+                        return;
+                    }
+                }
+            }
+            other => {
+                let why = format!("unexpected frame on the control stream: {other:?}");
+                conn.close(ErrorCode::ProtocolError.code().into(), why.as_bytes());
+                return;
+            }
+        }
+    }
+}
+
+/// Every further bidirectional stream is a channel the peer opens.
+async fn accept_channels(
+    conn: quinn::Connection,
+    incoming: mpsc::UnboundedSender<Incoming<QuicChannel>>,
+) {
+    while let Ok((send, recv)) = conn.accept_bi().await {
+        tokio::spawn(receive_open(send, recv, incoming.clone()));
+    }
+}
+
+/// Reads a stream's OPEN frame and offers the channel; a stream that does
+/// not start with one is reset, and only that stream suffers.
+async fn receive_open(
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    incoming: mpsc::UnboundedSender<Incoming<QuicChannel>>,
+) {
+    let mut reader = FrameReader::new(recv);
+    let first = tokio::time::timeout(OPEN_FRAME_TIMEOUT, reader.next()).await;
+    let kind = match first {
+        Ok(Ok(Some(Frame::ChannelOpen(kind)))) => kind,
+        Ok(Err(ReadFailure::Wire(WireError::UnknownChannelType(name)))) => {
+            let failure = OpenFailure {
+                reason: OpenFailureReason::UnknownChannelType,
+                message: format!("unknown channel type {name:?}"),
+            };
+            let _ = send
+                .write_chunk(encode_frame(&Frame::OpenFailure(failure)))
+                .await;
+            let _ = send.finish();
+            return;
+        }
+        _ => {
+            let (mut recv, _) = reader.into_parts();
+            let _ = recv.stop(ErrorCode::ProtocolError.code().into());
+            let _ = send.reset(ErrorCode::ProtocolError.code().into());
+            return;
+        }
+    };
+    let (recv, buffered) = reader.into_parts();
+    let (decide_tx, decide_rx) = oneshot::channel();
+    let channel = QuicChannel::accepted(kind.clone(), send, recv, buffered, decide_rx);
+    let _ = incoming.send(Incoming::Channel(PendingChannel::new(
+        kind, channel, decide_tx,
+    )));
+}
+
+impl Connection for QuicConnection {
+    type Channel = QuicChannel;
+
+    async fn open_channel(&self, kind: ChannelKind) -> Result<QuicChannel, TransportError> {
+        let (send, recv) = self
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| TransportError::ConnectionClosed(Some(e.to_string())))?;
+        Ok(QuicChannel::opened(kind, send, recv))
+    }
+
+    async fn accept(&self) -> Option<Incoming<QuicChannel>> {
+        self.incoming.lock().await.recv().await
+    }
+
+    async fn global_request(&self, request: GlobalRequest) -> Result<GlobalReply, TransportError> {
+        let rx = {
+            let _order = self.global_order.lock().await;
+            let (tx, rx) = oneshot::channel();
+            self.global_pending
+                .lock()
+                .map_err(|_| TransportError::ConnectionClosed(None))?
+                .push_back(tx);
+            self.control
+                .send(encode_frame(&Frame::GlobalRequest {
+                    request,
+                    want_reply: true,
+                }))
+                .map_err(|_| TransportError::ConnectionClosed(None))?;
+            rx
+        };
+        rx.await.map_err(|_| TransportError::ConnectionClosed(None))
+    }
+
+    fn info(&self) -> ConnectionInfo {
+        self.info.clone()
+    }
+
+    async fn close(&self, reason: &str) {
+        self.conn
+            .close(ErrorCode::ByApplication.code().into(), reason.as_bytes());
+        // Give quinn a moment to send CONNECTION_CLOSE before the process exits.
+        let _ = tokio::time::timeout(Duration::from_millis(200), self.conn.closed()).await;
+    }
+
+    async fn closed(&self) -> Option<TransportError> {
+        let error = self.conn.closed().await;
+        match error {
+            quinn::ConnectionError::LocallyClosed => None,
+            quinn::ConnectionError::ApplicationClosed(close)
+                if close.error_code.into_inner() == 0 =>
+            {
+                None
+            }
+            other => Some(TransportError::ConnectionClosed(Some(other.to_string()))),
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The client's TLS configuration: the server's raw public key is checked as
+//! an SSH host key, by the same known_hosts policy SSH over TCP uses.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
+use rustls::crypto::{
+    verify_tls13_signature_with_raw_key, CryptoProvider, WebPkiSupportedAlgorithms,
+};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::{
+    CertificateError, DigitallySignedStruct, OtherError, PeerMisbehaved, SignatureScheme,
+};
+use sshq_core::auth::ServerKeyVerifier;
+use sshq_core::ssh_key::PublicKey;
+
+use super::keys::parse_ed25519_spki;
+use super::{TlsError, ALPN};
+
+/// What happened to the server's host key in the most recent handshake seen
+/// by one [`SshHostKeyVerifier`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HostKeyVerdict {
+    /// No handshake has reached the host key yet (or the last one failed
+    /// before it, e.g. on ALPN or a network error).
+    #[default]
+    NotChecked,
+    /// The server proved it holds this key and the policy accepted it.
+    Accepted(PublicKey),
+    /// The server proved it holds this key and the policy refused it. The
+    /// policy has shown its messages; the caller reports
+    /// "Host key verification failed." and exits as ssh does.
+    Rejected(PublicKey),
+    /// The server's TLS identity was not an SSH Ed25519 raw public key (an
+    /// X.509 certificate, another key type, garbage): this is not an sshq
+    /// server, or something in the path answers in its place.
+    NotAnSshHostKey,
+    /// The server sent an Ed25519 key but could not sign with it: the key
+    /// was never shown to the policy. A man in the middle replaying the real
+    /// server's public key looks like this.
+    BadSignature,
+}
+
+/// A shared view of the [`HostKeyVerdict`] of the verifier it came from.
+///
+/// quinn reports a failed handshake as a generic TLS alert (a QUIC
+/// `CONNECTION_CLOSE` with a crypto error code), which does not say whether
+/// the user's known_hosts refused the key or something else went wrong. The
+/// caller keeps this handle and asks it after `connect` fails.
+///
+/// The verdict belongs to the verifier, not to a connection: build one client
+/// configuration per connection attempt (it is cheap) when the answer must
+/// refer to that attempt.
+#[derive(Debug, Clone, Default)]
+pub struct HostKeyOutcome(Arc<Mutex<HostKeyVerdict>>);
+
+impl HostKeyOutcome {
+    /// The verdict of the most recent handshake.
+    pub fn verdict(&self) -> HostKeyVerdict {
+        self.lock().clone()
+    }
+
+    /// Whether the last handshake failed because the host-key policy refused
+    /// the key (and only that: "Host key verification failed.").
+    pub fn host_key_rejected(&self) -> bool {
+        matches!(*self.lock(), HostKeyVerdict::Rejected(_))
+    }
+
+    fn set(&self, verdict: HostKeyVerdict) {
+        *self.lock() = verdict;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HostKeyVerdict> {
+        // The value is a plain enum, consistent even if a holder panicked.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Checks the server's raw public key as an SSH host key.
+///
+/// This is installed through rustls's `dangerous()` API because it replaces
+/// the WebPKI checks (a chain to a trusted CA, a certificate valid for the
+/// host name, expiry) entirely. That is right here: an SSH server has no CA
+/// certificate, and its identity is the host key itself, checked against
+/// known_hosts (or the user's answer to the first-connection question) by
+/// [`ServerKeyVerifier`] — the trust model of SSH, not of the web. What must
+/// not be skipped is still done: the server proves possession of the key by
+/// its TLS 1.3 CertificateVerify signature over the handshake transcript.
+///
+/// **Order.** rustls calls `verify_server_cert` and then
+/// `verify_tls13_signature` back to back, on receiving CertificateVerify. The
+/// policy is consulted in the second, after the signature has been checked,
+/// as SSH checks the exchange-hash signature before consulting known_hosts:
+/// the user is never asked about, and known_hosts never records, a key the
+/// peer has not proved it holds. Resumption is disabled ([`client_tls`]), so
+/// every handshake runs both checks and the policy is called exactly once.
+///
+/// The policy may block (a terminal prompt); rustls's verifier is
+/// synchronous, so it blocks the thread driving the connection meanwhile.
+pub struct SshHostKeyVerifier {
+    policy: Arc<dyn ServerKeyVerifier>,
+    algorithms: WebPkiSupportedAlgorithms,
+    outcome: HostKeyOutcome,
+}
+
+impl SshHostKeyVerifier {
+    /// Wraps the host-key policy; signatures are checked with `provider`'s
+    /// algorithms, which must include Ed25519.
+    pub fn new(
+        policy: Arc<dyn ServerKeyVerifier>,
+        provider: &CryptoProvider,
+    ) -> Result<Self, TlsError> {
+        let algorithms = provider.signature_verification_algorithms;
+        let has_ed25519 = algorithms
+            .mapping
+            .iter()
+            .any(|(scheme, algs)| *scheme == SignatureScheme::ED25519 && !algs.is_empty());
+        if !has_ed25519 {
+            return Err(TlsError::NoEd25519Verification);
+        }
+        Ok(SshHostKeyVerifier {
+            policy,
+            algorithms,
+            outcome: HostKeyOutcome::default(),
+        })
+    }
+
+    /// A handle on this verifier's verdicts.
+    pub fn outcome(&self) -> HostKeyOutcome {
+        self.outcome.clone()
+    }
+
+    fn not_an_ssh_host_key(&self, why: &'static str) -> rustls::Error {
+        self.outcome.set(HostKeyVerdict::NotAnSshHostKey);
+        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+            NotAnSshHostKey(why),
+        ))))
+    }
+}
+
+impl fmt::Debug for SshHostKeyVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SshHostKeyVerifier")
+            .field("outcome", &self.outcome)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerCertVerifier for SshHostKeyVerifier {
+    /// Only checks the shape: one Ed25519 SubjectPublicKeyInfo, nothing else.
+    /// The decision waits for the signature (see the type's documentation).
+    /// `server_name` is not consulted: the policy already knows which host it
+    /// was asked to check.
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.outcome.set(HostKeyVerdict::NotChecked);
+        if !intermediates.is_empty() {
+            return Err(self.not_an_ssh_host_key("it sent a certificate chain"));
+        }
+        if parse_ed25519_spki(end_entity.as_ref()).is_none() {
+            return Err(self.not_an_ssh_host_key("it is not an Ed25519 public key"));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    /// TLS 1.2 is never negotiated (the configuration is TLS 1.3 only, as
+    /// QUIC requires); refuse rather than trust an unexpected path.
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let Some(key) = parse_ed25519_spki(cert.as_ref()) else {
+            return Err(self.not_an_ssh_host_key("it is not an Ed25519 public key"));
+        };
+        if dss.scheme != SignatureScheme::ED25519 {
+            self.outcome.set(HostKeyVerdict::BadSignature);
+            return Err(PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme.into());
+        }
+        let spki = SubjectPublicKeyInfoDer::from(cert.as_ref());
+        let valid = verify_tls13_signature_with_raw_key(message, &spki, dss, &self.algorithms)
+            .inspect_err(|_| self.outcome.set(HostKeyVerdict::BadSignature))?;
+
+        let key = PublicKey::from(key);
+        if self.policy.verify(&key) {
+            self.outcome.set(HostKeyVerdict::Accepted(key));
+            Ok(valid)
+        } else {
+            self.outcome.set(HostKeyVerdict::Rejected(key));
+            // Sent to the server as an `access_denied` alert, distinct from
+            // the `certificate_unknown` of a malformed identity.
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    /// Only Ed25519, the one host key type a server can present: the server
+    /// is never asked for a signature the client cannot relate to an SSH key.
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        true
+    }
+}
+
+/// The reason inside the TLS error when the server's identity is not an SSH
+/// host key; it ends up in quinn's connection error text.
+struct NotAnSshHostKey(&'static str);
+
+/// rustls formats the error inside `CertificateError::Other` with `Debug`,
+/// and that text is what quinn reports: make it the readable message.
+impl fmt::Debug for NotAnSshHostKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for NotAnSshHostKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the server's TLS identity is not an SSH Ed25519 host key ({}); \
+             is this an sshq server?",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NotAnSshHostKey {}
+
+/// Builds the client's TLS configuration around the host-key policy.
+///
+/// TLS 1.3 only, ALPN [`ALPN`], the server's raw public key checked by
+/// [`SshHostKeyVerifier`], no client certificate (users authenticate inside,
+/// the SSH way).
+///
+/// No resumption and no 0-RTT, for now: a resumed handshake skips the server
+/// signature and the host key check (it trusts the earlier one), so a stolen
+/// or leaked ticket, or a key later removed from known_hosts, would keep
+/// working; and 0-RTT data can be replayed. The saving is one round trip per
+/// connection; revisit with tickets bound to the known_hosts entry if that
+/// round trip ever matters.
+///
+/// No SNI either: the server has one host key whatever name it is reached
+/// by, and SSH never sends the host name in the clear; sending it would tell
+/// on-path observers which host the user typed.
+///
+/// Use [`client_tls_with_outcome`] to learn afterwards whether a failure was
+/// the host key being refused.
+pub fn client_tls(
+    verifier: Arc<dyn ServerKeyVerifier>,
+    provider: Arc<CryptoProvider>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    client_tls_with_outcome(verifier, provider).map(|(config, _)| config)
+}
+
+/// [`client_tls`], also returning the handle that tells, after `connect`
+/// fails, whether the host-key policy refused the server's key.
+pub fn client_tls_with_outcome(
+    verifier: Arc<dyn ServerKeyVerifier>,
+    provider: Arc<CryptoProvider>,
+) -> Result<(rustls::ClientConfig, HostKeyOutcome), TlsError> {
+    let host_key_verifier = SshHostKeyVerifier::new(verifier, &provider)?;
+    let outcome = host_key_verifier.outcome();
+
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(TlsError::Tls13Unavailable)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(host_key_verifier))
+        .with_no_client_auth();
+
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    config.resumption = Resumption::disabled();
+    config.enable_early_data = false;
+    config.enable_sni = false;
+    Ok((config, outcome))
+}
