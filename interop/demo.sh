@@ -22,8 +22,9 @@ Port $port
 HostKey $T/host_ed25519
 AuthorizedKeysFile $T/authorized_keys
 Subsystem sftp /usr/lib/openssh/sftp-server
+Transports quic,tcp
 EOC
-echo "== sshqd: listening on 127.0.0.1:$port (config $T/sshqd_config)"
+echo "== sshqd: listening on 127.0.0.1:$port, TCP and UDP (QUIC) (config $T/sshqd_config)"
 "$SSHQD" -D -e -f "$T/sshqd_config" 2>"$T/sshqd.log" &
 PIDS+=($!)
 for _ in $(seq 50); do ss -ltn "( sport = :$port )" | grep -q LISTEN && break; sleep 0.1; done
@@ -43,6 +44,12 @@ step "sshq carries 16 MiB of random bytes through cat, byte for byte" \
   bash -c 'head -c 16M /dev/urandom >"$0/blob"; [ "$("$@" cat <"$0/blob" | sha256sum)" = "$(sha256sum <"$0/blob")" ]' "$T" "$SSHQ" "${opts[@]}" -o Transport=tcp "$user@127.0.0.1"
 step "sshq allocates a pty with -tt" \
   "$SSHQ" "${opts[@]}" -tt -o Transport=tcp "$user@127.0.0.1" 'tty; stty size'
+step "sshq runs the same over QUIC: the host key recorded over TCP is the QUIC identity too" \
+  "$SSHQ" "${opts[@]}" -o Transport=quic -o StrictHostKeyChecking=yes "$user@127.0.0.1" 'echo "over QUIC: SSH_CONNECTION=$SSH_CONNECTION"'
+step "sshq -v with Transport=auto (the default) says which transport won and the key exchange" \
+  bash -c '"$@" true 2>&1 | grep -E "Transport=auto|key exchange"' _ "$SSHQ" "${opts[@]}" -v "$user@127.0.0.1"
+step "sshq carries 16 MiB through cat over QUIC" \
+  bash -c '[ "$("$@" cat <"$0/blob" | sha256sum)" = "$(sha256sum <"$0/blob")" ]' "$T" "$SSHQ" "${opts[@]}" -o Transport=quic "$user@127.0.0.1"
 step "OpenSSH's ssh talks to sshqd" \
   ssh "${opts[@]}" "$user@127.0.0.1" 'echo "OpenSSH client -> sshqd: $SSH_CLIENT"'
 step "OpenSSH's sftp uses sshqd's sftp subsystem" \

@@ -95,9 +95,17 @@ pub struct QuicConnection {
     global_order: Mutex<()>,
     info: ConnectionInfo,
     auth: watch::Receiver<AuthState>,
+    /// The client's endpoint, kept so that closing can wait for the
+    /// CONNECTION_CLOSE to be sent before the process exits.
+    endpoint: Option<quinn::Endpoint>,
 }
 
 impl QuicConnection {
+    /// Keeps the endpoint this client connection runs on (see `close`).
+    pub fn set_endpoint(&mut self, endpoint: quinn::Endpoint) {
+        self.endpoint = Some(endpoint);
+    }
+
     /// The underlying QUIC connection (for statistics and tests).
     pub fn quic(&self) -> &quinn::Connection {
         &self.conn
@@ -435,6 +443,7 @@ impl QuicConnection {
             global_order: Mutex::new(()),
             info,
             auth,
+            endpoint: None,
         }
     }
 

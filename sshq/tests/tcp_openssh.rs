@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{random_bytes, sha256, show, text, Lab, PtyClient, Server, SSHQ};
+use common::{
+    has_size_line, pts_line, random_bytes, sha256, show, text, Lab, PtyClient, Server, SSHQ,
+};
 
 /// Which client talks to which server.
 #[allow(non_camel_case_types)]
@@ -185,22 +187,6 @@ fn sshd_cannot_give_ptys(dir: Dir) -> bool {
         println!("skipped: OpenSSH sshd gives no pty sessions unless it runs as root");
     }
     skip
-}
-
-/// Whether `output` has a `/dev/pts/N` line; returns it.
-fn pts_line(output: &str) -> Option<&str> {
-    output.lines().map(str::trim).find(|l| {
-        l.strip_prefix("/dev/pts/")
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    })
-}
-
-/// Whether `output` has a `ROWS COLS` line.
-fn has_size_line(output: &str) -> bool {
-    output.lines().any(|l| {
-        let parts: Vec<&str> = l.split_whitespace().collect();
-        parts.len() == 2 && parts.iter().all(|p| p.parse::<u32>().is_ok())
-    })
 }
 
 fn pty_with_t_on_a_terminal(dir: Dir) {
@@ -549,30 +535,6 @@ fn sftp_put_and_get_through_sshqd() {
         "get: {} bytes came back, differing from the {} sent",
         back_data.len(),
         data.len()
-    );
-}
-
-/// QUIC is not built yet: asking for it must fail clearly, not fall back to TCP.
-#[test]
-fn transport_quic_refused_clearly() {
-    let s = Setup::new(Dir::sshq_to_sshqd);
-    let out = s.run(&["-o", "Transport=quic"], &["echo reached"], b"");
-    let stderr = text(&out.stderr).to_lowercase();
-    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
-    assert!(
-        stderr.contains("quic") && stderr.contains("not built"),
-        "{}",
-        s.show(&out)
-    );
-    assert!(
-        !text(&out.stdout).contains("reached"),
-        "ran over TCP anyway:\n{}",
-        s.show(&out)
-    );
-    assert!(
-        !s.server.log_text().contains("Accepted"),
-        "logged in over TCP anyway:\n{}",
-        s.server.log_text()
     );
 }
 

@@ -256,6 +256,7 @@ async fn connect_quic_addr(
         .map_err(ConnectError::Transport)?;
     session.set_kex(observer.get().map(str::to_string));
     session.set_local_addr(local);
+    session.set_endpoint(endpoint);
     Ok(session)
 }
 

@@ -85,6 +85,15 @@ async fn run(cli: Cli) -> Result<i32, String> {
             // failure is what the user must hear about.
             let (auth, result) =
                 tokio::join!(conn.authenticated(), run_on(conn.clone(), &cli, &plan));
+            let stats = conn.quic().stats();
+            tracing::debug!(
+                "QUIC path: rtt {:?}, mtu {}, {} packets sent, {} lost, {} congestion events",
+                stats.path.rtt,
+                stats.path.current_mtu,
+                stats.path.sent_packets,
+                stats.path.lost_packets,
+                stats.path.congestion_events
+            );
             match auth {
                 Ok(()) => result,
                 Err(outcome) => Err(connect::quic_auth_error(&plan, outcome).to_string()),

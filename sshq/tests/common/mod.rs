@@ -44,6 +44,35 @@ impl Server {
     }
 }
 
+/// The listeners a server must have opened before a test uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listeners {
+    /// TCP only (OpenSSH's sshd, or sshqd's TCP side).
+    Tcp,
+    /// sshqd's QUIC endpoint only (`Transports quic`).
+    Quic,
+    /// Both, on the same port number.
+    Both,
+}
+
+impl Listeners {
+    /// Whether `log` says the server listens on what is wanted on `port`
+    /// (and, for TCP, a connection succeeds).
+    fn ready(self, log: &str, port: u16) -> bool {
+        // "Server listening on 127.0.0.1 port N." and "... port N (QUIC)."
+        let tcp = || {
+            log.contains(&format!("listening on 127.0.0.1 port {port}."))
+                && TcpStream::connect(("127.0.0.1", port)).is_ok()
+        };
+        let quic = || log.contains(&format!("listening on 127.0.0.1 port {port} (QUIC)"));
+        match self {
+            Listeners::Tcp => tcp(),
+            Listeners::Quic => quic(),
+            Listeners::Both => tcp() && quic(),
+        }
+    }
+}
+
 /// Keys and files of one test.
 pub struct Lab {
     pub dir: tempfile::TempDir,
@@ -132,21 +161,43 @@ impl Lab {
         })
     }
 
-    /// Starts sshqd on a free port with the lab's keys and `extra` config lines.
+    /// Starts sshqd on a free port with the lab's keys and `extra` config
+    /// lines; ready once it listens on TCP.
     pub fn start_sshqd(&self, extra: &str) -> Server {
-        self.start_server("sshqd", SSHQD, |port| {
-            self.write_sshqd_config(port, &[self.path("host_ed25519")], extra)
-        })
+        self.start_sshqd_on(extra, Listeners::Tcp)
     }
 
-    /// Runs `program -D -e -f config` on a free port until its log says it
-    /// listens there; if another process took the port meanwhile, tries
-    /// another. A server that dies fails the test, showing its log.
+    /// Starts sshqd like [`Lab::start_sshqd`]; ready once it listens on
+    /// every one of `listeners` (`extra` must enable them, e.g.
+    /// `Transports quic` for [`Listeners::Quic`]).
+    pub fn start_sshqd_on(&self, extra: &str, listeners: Listeners) -> Server {
+        self.start_server_when(
+            "sshqd",
+            SSHQD,
+            |port| self.write_sshqd_config(port, &[self.path("host_ed25519")], extra),
+            listeners,
+        )
+    }
+
     fn start_server(
         &self,
         name: &str,
         program: &str,
         config_for: impl Fn(u16) -> PathBuf,
+    ) -> Server {
+        self.start_server_when(name, program, config_for, Listeners::Tcp)
+    }
+
+    /// Runs `program -D -e -f config` on a free port until its log says it
+    /// listens there on `listeners`; if another process took the port
+    /// meanwhile, tries another. A server that dies fails the test, showing
+    /// its log.
+    fn start_server_when(
+        &self,
+        name: &str,
+        program: &str,
+        config_for: impl Fn(u16) -> PathBuf,
+        listeners: Listeners,
     ) -> Server {
         for _ in 0..5 {
             let port = free_port();
@@ -170,10 +221,8 @@ impl Lab {
                     }
                     panic!("{name} exited at start; its log:\n{log}");
                 }
-                // The log line proves it is *our* server that listens.
-                if log.contains(&format!("listening on 127.0.0.1 port {port}"))
-                    && TcpStream::connect(("127.0.0.1", port)).is_ok()
-                {
+                // The log lines prove it is *our* server that listens.
+                if listeners.ready(&log, port) {
                     return server;
                 }
                 if Instant::now() >= deadline {
@@ -466,6 +515,79 @@ impl Drop for PtyClient {
     }
 }
 
+/// A client left running in the background (e.g. `sshq -N -L ...`), its
+/// stderr in a file; killed on drop.
+pub struct Background {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Background {
+    pub fn spawn(program: &str, args: &[String], log: PathBuf) -> Background {
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        Background { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP server on a free loopback port running `handler` on a thread per
+/// connection, for forwarding tests; stops accepting when dropped.
+pub struct TcpService {
+    pub port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TcpService {
+    pub fn start(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> TcpService {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test service");
+        let port = listener.local_addr().expect("address").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let handler = Arc::new(handler);
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let handler = handler.clone();
+                        std::thread::spawn(move || handler(stream));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        TcpService { port, stop }
+    }
+}
+
+impl Drop for TcpService {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Status, stdout and stderr of a run, for assertion messages (long output clipped).
 pub fn show(out: &Output) -> String {
     format!(
@@ -489,6 +611,22 @@ fn clip(bytes: &[u8]) -> String {
         text(&bytes[..MAX]),
         bytes.len()
     )
+}
+
+/// Whether `output` has a `/dev/pts/N` line; returns it.
+pub fn pts_line(output: &str) -> Option<&str> {
+    output.lines().map(str::trim).find(|l| {
+        l.strip_prefix("/dev/pts/")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// Whether `output` has a `ROWS COLS` line.
+pub fn has_size_line(output: &str) -> bool {
+    output.lines().any(|l| {
+        let parts: Vec<&str> = l.split_whitespace().collect();
+        parts.len() == 2 && parts.iter().all(|p| p.parse::<u32>().is_ok())
+    })
 }
 
 /// Pids of processes whose command line contains `pattern` (`pgrep -f`).

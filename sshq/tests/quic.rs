@@ -1,0 +1,607 @@
+//! sshq and sshqd over QUIC on loopback: sessions and ptys with
+//! `-o Transport=quic`, one known_hosts line for both transports, sshqd's
+//! `Transports`, the key-exchange choice, Transport=auto (against OpenSSH's
+//! TCP-only sshd and against sshqd) and -L forwarding, where every forwarded
+//! connection is its own QUIC stream. Each test has its own lab.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::process::Output;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{
+    has_size_line, pts_line, random_bytes, sha256, show, text, wait_until, Background, Lab,
+    Listeners, PtyClient, Server, TcpService, SSHQ,
+};
+
+/// The option that makes sshq use QUIC only (no fallback).
+const QUIC: [&str; 2] = ["-o", "Transport=quic"];
+
+/// A lab with sshqd running.
+struct Setup {
+    server: Server,
+    lab: Lab,
+}
+
+impl Setup {
+    /// sshqd serving QUIC and TCP on the same port number.
+    fn new() -> Setup {
+        Setup::with("Transports quic,tcp", Listeners::Both)
+    }
+
+    /// sshqd with `config` lines, ready once `listeners` are open.
+    fn with(config: &str, listeners: Listeners) -> Setup {
+        let lab = Lab::new();
+        let server = lab.start_sshqd_on(config, listeners);
+        Setup { server, lab }
+    }
+
+    fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// sshq's whole argument list with this key and StrictHostKeyChecking;
+    /// `extra` chooses the transport.
+    fn args(&self, key: &str, strict: &str, extra: &[&str], command: &[&str]) -> Vec<String> {
+        self.lab
+            .client_args(key, strict, self.port(), extra, command)
+    }
+
+    /// sshq over QUIC with the user key and StrictHostKeyChecking=accept-new.
+    fn run(&self, extra: &[&str], command: &[&str], input: &[u8]) -> Output {
+        let extra: Vec<&str> = QUIC.iter().chain(extra).copied().collect();
+        self.lab.sshq(self.port(), &extra, command, input)
+    }
+
+    /// sshq with another key, StrictHostKeyChecking and transport options.
+    fn run_as(&self, key: &str, strict: &str, extra: &[&str], command: &[&str]) -> Output {
+        self.lab
+            .run(SSHQ, &self.args(key, strict, extra, command), b"")
+    }
+
+    /// sshq over QUIC on a terminal of `rows` x `cols`, TERM=xterm-256color.
+    fn on_pty(&self, extra: &[&str], command: &[&str], rows: u16, cols: u16) -> PtyClient {
+        let extra: Vec<&str> = QUIC.iter().chain(extra).copied().collect();
+        let args = self.args("user", "accept-new", &extra, command);
+        PtyClient::spawn(SSHQ, &args, rows, cols, &[("TERM", "xterm-256color")])
+    }
+
+    /// A client run and the end of the server's log, for assertion messages.
+    fn show(&self, out: &Output) -> String {
+        format!("{}\n{}", show(out), self.server_log())
+    }
+
+    fn server_log(&self) -> String {
+        let log = self.server.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        format!("server log (end):\n{tail}")
+    }
+
+    /// How many logins sshqd logged over `transport` ("quic" or "tcp").
+    fn logins_over(&self, transport: &str) -> usize {
+        let needle = format!(" over {transport}");
+        self.server
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("Accepted publickey") && l.ends_with(&needle))
+            .count()
+    }
+}
+
+#[test]
+fn exit_codes() {
+    let s = Setup::new();
+    for code in [0, 1, 42] {
+        let out = s.run(&[], &[&format!("exit {code}")], b"");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "`exit {code}`:\n{}",
+            s.show(&out)
+        );
+    }
+    assert_eq!(
+        (s.logins_over("quic"), s.logins_over("tcp")),
+        (3, 0),
+        "logins by transport:\n{}",
+        s.server_log()
+    );
+}
+
+#[test]
+fn stderr_apart_from_stdout() {
+    let s = Setup::new();
+    let out = s.run(&[], &["echo out; echo err >&2"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert_eq!(text(&out.stdout), "out\n", "{}", s.show(&out));
+    assert!(
+        text(&out.stderr).lines().any(|l| l == "err"),
+        "{}",
+        s.show(&out)
+    );
+}
+
+#[test]
+fn cat_16_mib() {
+    let s = Setup::new();
+    let data = random_bytes(16 << 20);
+    let out = s.run(&[], &["cat"], &data);
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert_eq!(out.stdout.len(), data.len(), "bytes back:\n{}", s.show(&out));
+    assert_eq!(sha256(&out.stdout), sha256(&data), "SHA-256 of what came back");
+}
+
+#[test]
+fn stdin_eof_reaches_remote() {
+    let s = Setup::new();
+    let out = s.run(&[], &["wc -c"], &random_bytes(12345));
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert_eq!(text(&out.stdout).trim(), "12345", "{}", s.show(&out));
+}
+
+/// As ssh: 255 when the remote command dies by a signal.
+#[test]
+fn remote_killed_by_signal() {
+    let s = Setup::new();
+    let out = s.run(&[], &["kill -TERM $$"], b"");
+    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
+}
+
+#[test]
+fn pty_with_tt_without_terminal() {
+    let s = Setup::new();
+    let out = s.run(&["-tt"], &["tty; stty size"], b"");
+    let stdout = text(&out.stdout).replace('\r', "");
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert!(pts_line(&stdout).is_some(), "no /dev/pts/N:\n{}", s.show(&out));
+    assert!(has_size_line(&stdout), "no `rows cols`:\n{}", s.show(&out));
+}
+
+#[test]
+fn pty_with_t_on_a_terminal() {
+    let s = Setup::new();
+    let (status, out) = s.on_pty(&["-t"], &["tty; stty size"], 37, 111).finish();
+    assert_eq!(status.code(), Some(0), "terminal:\n{out}\n{}", s.server_log());
+    assert!(pts_line(&out).is_some(), "no /dev/pts/N line:\n{out}");
+    assert!(
+        out.lines().any(|l| l.trim() == "37 111"),
+        "remote size is not 37 111:\n{out}"
+    );
+}
+
+/// The remote polls its size (up to 10 s) until it changes from 37x111.
+#[test]
+fn window_change() {
+    let s = Setup::new();
+    let script = "echo ready; i=0; while [ \"$(stty size)\" = '37 111' ] && [ $i -lt 100 ]; do \
+                  sleep 0.1; i=$((i+1)); done; echo \"size: $(stty size)\"";
+    let client = s.on_pty(&["-t"], &[script], 37, 111);
+    assert!(
+        client.wait_for("ready", Duration::from_secs(30)),
+        "the remote command did not start:\n{}",
+        client.output()
+    );
+    client.resize(20, 70);
+    let (status, out) = client.finish();
+    assert_eq!(status.code(), Some(0), "terminal:\n{out}\n{}", s.server_log());
+    assert!(
+        out.contains("size: 20 70"),
+        "the remote did not see the resize to 20 70:\n{out}"
+    );
+}
+
+#[test]
+fn stranger_key_refused() {
+    let s = Setup::new();
+    let out = s.run_as("stranger", "accept-new", &QUIC, &["echo reached"]);
+    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
+    assert!(
+        text(&out.stderr).contains("Permission denied"),
+        "{}",
+        s.show(&out)
+    );
+    assert!(!text(&out.stdout).contains("reached"), "{}", s.show(&out));
+}
+
+#[test]
+fn changed_host_key_refused() {
+    let s = Setup::new();
+    s.lab.write_known_hosts(s.port(), "other_host_ed25519");
+    let out = s.run(&[], &["echo reached"], b"");
+    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
+    assert!(
+        text(&out.stderr).contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{}",
+        s.show(&out)
+    );
+    assert!(!text(&out.stdout).contains("reached"), "{}", s.show(&out));
+}
+
+/// accept-new over `first` records the host key; that same known_hosts
+/// line, unchanged, then passes StrictHostKeyChecking=yes over `then`.
+fn known_hosts_line_shared(first: &str, then: &str) {
+    let s = Setup::new();
+    let known_hosts = s.lab.path("known_hosts");
+    let _ = std::fs::remove_file(&known_hosts);
+    let first_opt = format!("Transport={first}");
+    let out = s.run_as("user", "accept-new", &["-o", &first_opt], &["echo first"]);
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert_eq!(text(&out.stdout), "first\n", "{}", s.show(&out));
+    let recorded = std::fs::read_to_string(&known_hosts).unwrap_or_default();
+    let lines: Vec<&str> = recorded.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "known_hosts after accept-new:\n{recorded}");
+    let found = s.lab.run(
+        "ssh-keygen",
+        &[
+            "-F".into(),
+            format!("[127.0.0.1]:{}", s.port()),
+            "-f".into(),
+            known_hosts.display().to_string(),
+        ],
+        b"",
+    );
+    assert!(
+        text(&found.stdout).contains(&s.lab.public_key_blob("host_ed25519")),
+        "ssh-keygen -F does not find the server's key:\n{}\nknown_hosts:\n{recorded}",
+        show(&found)
+    );
+
+    let then_opt = format!("Transport={then}");
+    let out = s.run_as("user", "yes", &["-o", &then_opt], &["echo then"]);
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert_eq!(text(&out.stdout), "then\n", "{}", s.show(&out));
+    let after = std::fs::read_to_string(&known_hosts).unwrap_or_default();
+    assert_eq!(after, recorded, "known_hosts changed");
+    assert_eq!(
+        (s.logins_over(first), s.logins_over(then)),
+        (1, 1),
+        "logins by transport:\n{}",
+        s.server_log()
+    );
+}
+
+#[test]
+fn known_hosts_line_from_quic_works_over_tcp() {
+    known_hosts_line_shared("quic", "tcp");
+}
+
+#[test]
+fn known_hosts_line_from_tcp_works_over_quic() {
+    known_hosts_line_shared("tcp", "quic");
+}
+
+/// `Transports quic`: nothing listens on TCP, QUIC works.
+#[test]
+fn transports_quic_only_has_no_tcp_listener() {
+    let s = Setup::with("Transports quic", Listeners::Quic);
+    let refused = TcpStream::connect(("127.0.0.1", s.port()));
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == ErrorKind::ConnectionRefused),
+        "TCP connect to port {}: {refused:?}",
+        s.port()
+    );
+    let out = s.run_as("user", "accept-new", &["-o", "Transport=tcp"], &["echo reached"]);
+    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
+    assert!(!text(&out.stdout).contains("reached"), "{}", s.show(&out));
+    assert!(
+        text(&out.stderr).contains("Connection refused"),
+        "{}",
+        s.show(&out)
+    );
+    let out = s.run(&[], &["echo over quic"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert_eq!(text(&out.stdout), "over quic\n", "{}", s.show(&out));
+}
+
+/// The key exchange `-v` reports: "... over quic; key exchange NAME".
+fn reported_kex(out: &Output) -> Option<String> {
+    text(&out.stderr).lines().find_map(|l| {
+        let (_, rest) = l.split_once("over quic; key exchange ")?;
+        Some(rest.trim().to_string())
+    })
+}
+
+#[test]
+fn kex_algorithms_choice_is_used_and_reported() {
+    let s = Setup::new();
+    let out = s.run(&["-v", "-o", "KexAlgorithms=x25519"], &["echo ok"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert_eq!(text(&out.stdout), "ok\n", "{}", s.show(&out));
+    assert_eq!(reported_kex(&out).as_deref(), Some("x25519"), "{}", s.show(&out));
+
+    let out = s.run(&["-v"], &["echo ok"], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert_eq!(
+        reported_kex(&out).as_deref(),
+        Some("x25519-sntrup761"),
+        "{}",
+        s.show(&out)
+    );
+}
+
+#[test]
+fn kex_algorithms_mismatch_fails_naming_what_we_offered() {
+    let s = Setup::with(
+        "Transports quic,tcp\nKexAlgorithms x25519-sntrup761",
+        Listeners::Both,
+    );
+    let out = s.run(&["-o", "KexAlgorithms=x25519-mlkem768"], &["echo reached"], b"");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
+    assert!(!text(&out.stdout).contains("reached"), "{}", s.show(&out));
+    assert!(
+        stderr.contains("no key exchange algorithm in common") && stderr.contains("x25519-mlkem768"),
+        "the message does not say what we offered:\n{}",
+        s.show(&out)
+    );
+}
+
+/// OpenSSH's sshd listens on TCP only: auto gives up on QUIC and runs the
+/// command over TCP.
+#[test]
+fn auto_falls_back_to_tcp_against_openssh() {
+    let lab = Lab::new();
+    let sshd = lab.start_sshd();
+    // Nothing answers QUIC there: the UDP port is free.
+    drop(UdpSocket::bind(("127.0.0.1", sshd.port)).expect("the sshd port is in use on UDP"));
+    let out = lab.sshq(sshd.port, &["-v", "-o", "Transport=auto"], &["exit 42"], b"");
+    let stderr = text(&out.stderr);
+    let shown = format!("{}\nsshd log:\n{}", show(&out), sshd.log_text());
+    assert_eq!(out.status.code(), Some(42), "{shown}");
+    assert!(
+        stderr.contains("Transport=auto")
+            && (stderr.contains("falling back to TCP") || stderr.contains("using TCP")),
+        "-v does not say it fell back to TCP:\n{shown}"
+    );
+    assert!(stderr.contains(" over tcp"), "{shown}");
+}
+
+#[test]
+fn auto_uses_quic_against_sshqd() {
+    let s = Setup::new();
+    let out = s.run_as("user", "accept-new", &["-v", "-o", "Transport=auto"], &["exit 42"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(42), "{}", s.show(&out));
+    assert!(
+        stderr.contains("Transport=auto") && stderr.contains(" over quic"),
+        "-v does not say QUIC was used:\n{}",
+        s.show(&out)
+    );
+    assert_eq!(
+        (s.logins_over("quic"), s.logins_over("tcp")),
+        (1, 0),
+        "{}",
+        s.server_log()
+    );
+}
+
+// --- -L forwarding over QUIC -------------------------------------------
+
+/// How a test client talks to [`forward_target`]: its first byte chooses.
+const ECHO: u8 = b'E';
+const PAYLOAD: u8 = b'P';
+const FIREHOSE: u8 = b'F';
+
+/// Bytes [`PAYLOAD`] sends for each id.
+const PAYLOAD_LEN: usize = 48 * 1024;
+
+/// Limit on any one socket read or write in these tests.
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The known payload for connection `id` (xorshift, seeded by the id).
+fn payload(id: u32) -> Vec<u8> {
+    let mut x = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..PAYLOAD_LEN)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// The TCP server behind the forwards. After the first byte: ECHO echoes
+/// until EOF; PAYLOAD reads a u32 id and sends [`payload`]; FIREHOSE
+/// sends without end, counting bytes in `fired`. No first byte: nothing.
+fn forward_target(fired: Arc<AtomicU64>) -> TcpService {
+    TcpService::start(move |mut stream| {
+        let mut mode = [0u8; 1];
+        if stream.read_exact(&mut mode).is_err() {
+            return;
+        }
+        match mode[0] {
+            ECHO => {
+                let mut reader = stream.try_clone().expect("clone");
+                let _ = std::io::copy(&mut reader, &mut stream);
+                let _ = stream.shutdown(Shutdown::Write);
+            }
+            PAYLOAD => {
+                let mut id = [0u8; 4];
+                if stream.read_exact(&mut id).is_ok() {
+                    let _ = stream.write_all(&payload(u32::from_be_bytes(id)));
+                }
+            }
+            FIREHOSE => {
+                let chunk = vec![0x5a; 64 * 1024];
+                while stream.write_all(&chunk).is_ok() {
+                    fired.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+    })
+}
+
+/// `sshq -N -L local:127.0.0.1:target_port` over QUIC to the lab's sshqd;
+/// returns once the local port accepts.
+fn forward(s: &Setup, target_port: u16) -> (Background, u16) {
+    let local = common::free_port();
+    let spec = format!("{local}:127.0.0.1:{target_port}");
+    let args = s.args("user", "accept-new", &["-o", "Transport=quic", "-N", "-L", &spec], &[]);
+    let mut client = Background::spawn(SSHQ, &args, s.lab.path("sshq-forward.log"));
+    let listening = wait_until(Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", local)).is_ok()
+    });
+    assert!(
+        listening && client.alive(),
+        "sshq -N -L {spec} does not listen; its log:\n{}\n{}",
+        client.log_text(),
+        s.server_log()
+    );
+    (client, local)
+}
+
+fn connect_local(port: u16) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the forward");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    stream.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    stream
+}
+
+/// Sends `data` through an ECHO connection while reading the echo; returns
+/// what came back by EOF.
+fn echo_through(port: u16, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = connect_local(port);
+    let mut writer = stream.try_clone()?;
+    let sent = data.to_vec();
+    let writing = std::thread::spawn(move || -> std::io::Result<()> {
+        writer.write_all(&[ECHO])?;
+        writer.write_all(&sent)?;
+        writer.shutdown(Shutdown::Write)
+    });
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back)?;
+    writing.join().expect("writer thread")?;
+    Ok(back)
+}
+
+/// Runs `work(i)` for i in 0..n on n threads at once; the failures, as text.
+fn concurrently(n: u32, work: impl Fn(u32) -> Result<(), String> + Send + Sync + 'static) -> Vec<String> {
+    let work = Arc::new(work);
+    let threads: Vec<_> = (0..n)
+        .map(|i| {
+            let work = work.clone();
+            std::thread::spawn(move || work(i))
+        })
+        .collect();
+    threads
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, t)| match t.join() {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("#{i}: {e}")),
+            Err(_) => Some(format!("#{i}: panicked")),
+        })
+        .collect()
+}
+
+#[test]
+fn local_forward_50_concurrent_connections() {
+    let s = Setup::new();
+    let target = forward_target(Arc::default());
+    let (client, local) = forward(&s, target.port);
+    let failures = concurrently(50, move |i| {
+        let data = random_bytes(256 * 1024 + i as usize);
+        match echo_through(local, &data) {
+            Ok(back) if back == data => Ok(()),
+            Ok(back) => Err(format!("{} bytes back, differing from the {} sent", back.len(), data.len())),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of 50 forwarded connections failed:\n{}\nsshq log:\n{}\n{}",
+        failures.len(),
+        failures.join("\n"),
+        client.log_text(),
+        s.server_log()
+    );
+}
+
+#[test]
+fn local_forward_200_channels_on_one_connection() {
+    let s = Setup::new();
+    let target = forward_target(Arc::default());
+    let (client, local) = forward(&s, target.port);
+    let failures = concurrently(200, move |id| {
+        let mut stream = connect_local(local);
+        let mut request = vec![PAYLOAD];
+        request.extend_from_slice(&id.to_be_bytes());
+        stream.write_all(&request).map_err(|e| e.to_string())?;
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).map_err(|e| e.to_string())?;
+        if got == payload(id) {
+            Ok(())
+        } else {
+            Err(format!("{} bytes, not the {PAYLOAD_LEN}-byte payload of id {id}", got.len()))
+        }
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of 200 channels failed:\n{}\nsshq log:\n{}\n{}",
+        failures.len(),
+        failures.join("\n"),
+        client.log_text(),
+        s.server_log()
+    );
+    // One QUIC connection carried them all.
+    assert_eq!(s.logins_over("quic"), 1, "{}", s.server_log());
+}
+
+/// Connection A receives a flood it never reads, until flow control stops
+/// it; connection B, through the same sshq, still round-trips.
+#[test]
+fn stalled_forward_does_not_stall_another() {
+    let s = Setup::new();
+    let fired = Arc::new(AtomicU64::new(0));
+    let target = forward_target(fired.clone());
+    let (client, local) = forward(&s, target.port);
+
+    let mut a = connect_local(local);
+    a.write_all(&[FIREHOSE]).expect("start the flood");
+    // Stalled: the flood stops growing for a second (every buffer on the way is full).
+    let mut last = u64::MAX;
+    let stalled = wait_until(Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(950));
+        let now = fired.load(Ordering::Relaxed);
+        let same = now == last && now > 0;
+        last = now;
+        same
+    });
+    assert!(
+        stalled,
+        "the flood to unread connection A never stopped ({} bytes sent)",
+        fired.load(Ordering::Relaxed)
+    );
+    println!("A stalled after {} bytes", fired.load(Ordering::Relaxed));
+
+    let data = random_bytes(1 << 20);
+    let started = Instant::now();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let sent = data.clone();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(echo_through(local, &sent));
+    });
+    let b = done_rx.recv_timeout(Duration::from_secs(20));
+    let flooded = fired.load(Ordering::Relaxed);
+    match b {
+        Ok(Ok(back)) => assert!(back == data, "B: {} bytes back, not the {} sent", back.len(), data.len()),
+        Ok(Err(e)) => panic!("B failed after {:?}: {e}\nsshq log:\n{}", started.elapsed(), client.log_text()),
+        Err(_) => panic!(
+            "B's round trip did not complete within 20 s while A was stalled ({flooded} bytes queued for A)\n\
+             sshq log:\n{}\n{}",
+            client.log_text(),
+            s.server_log()
+        ),
+    }
+    // A was stalled, not broken: its data is still there to read.
+    let mut first = vec![0u8; 1 << 20];
+    a.read_exact(&mut first).expect("read A after B");
+    assert!(first.iter().all(|&b| b == 0x5a), "A's data is corrupted");
+}
