@@ -499,8 +499,14 @@ async fn control_loop(
     loop {
         let frame = match reader.next().await {
             Ok(Some(frame)) => frame,
-            Ok(None) => return,
-            Err(ReadFailure::Stream(_)) => return,
+            Ok(None) => {
+                tracing::debug!("{}: control stream finished", conn.remote_address());
+                return;
+            }
+            Err(ReadFailure::Stream(e)) => {
+                tracing::debug!("{}: control stream ended: {e}", conn.remote_address());
+                return;
+            }
             Err(ReadFailure::Wire(e)) => {
                 conn.close(
                     ErrorCode::ProtocolError.code().into(),
