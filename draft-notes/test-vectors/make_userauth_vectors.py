@@ -2,8 +2,8 @@
 """Writes userauth.txt and frames.txt from the draft's definitions alone.
 
 This script deliberately shares no code with sshq: it encodes the frames
-and the userauth signed data from draft-sshq-transport.md (Sections 6.3
-and 7) using only Python's standard library and `cryptography` for
+and the userauth signed data from draft-sshq-transport.md (Sections 6 to
+9) using only Python's standard library and `cryptography` for
 Ed25519. quic-transport/tests/draft_vectors.rs then recomputes every
 field with sshq's own code, so the two implementations check each other.
 
@@ -151,7 +151,7 @@ def frames() -> None:
 
 
 USERAUTH_HEADER = """\
-# sshq test vector: publickey user authentication (draft-sshq-transport, Section 7).
+# sshq test vector: publickey user authentication (draft-sshq-transport, Sections 7 and 15.2).
 # All values hex; one `name = hex` per line; `#` starts a comment line.
 # Written by make_userauth_vectors.py; checked by quic-transport/tests/draft_vectors.rs.
 #
@@ -173,7 +173,7 @@ USERAUTH_HEADER = """\
 """
 
 FRAMES_HEADER = """\
-# sshq test vector: frames (draft-sshq-transport, Sections 6 and 8).
+# sshq test vector: frames (draft-sshq-transport, Sections 6 to 9 and 15.3).
 # All values hex; one `name = hex` per line; `#` starts a comment line.
 # Each value is one complete frame: uint32 length (of type + payload) || byte type || payload.
 # Written by make_userauth_vectors.py; checked by quic-transport/tests/draft_vectors.rs.

@@ -296,20 +296,27 @@ pub async fn accept(
     let connecting = incoming
         .accept()
         .map_err(|e| HandshakeError::Quic(e.to_string()))?;
-    let work = async {
-        let conn = connecting
-            .await
-            .map_err(|e| HandshakeError::Quic(e.to_string()))?;
-        let result = server_login(&conn, &auth).await;
-        Ok::<_, HandshakeError>((conn, result))
-    };
-    let outcome = match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
-        None => Some(work.await),
-    };
-    let (conn, result) = match outcome {
-        Some(done) => done?,
-        None => return Err(HandshakeError::LoginGraceTimeExpired),
+    let conn = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, connecting).await {
+            Ok(result) => result,
+            Err(_) => return Err(HandshakeError::LoginGraceTimeExpired),
+        },
+        None => connecting.await,
+    }
+    .map_err(|e| HandshakeError::Quic(e.to_string()))?;
+    let result = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline, server_login(&conn, &auth)).await
+        {
+            Ok(result) => result,
+            Err(_) => {
+                conn.close(
+                    ErrorCode::AuthTimeout.code().into(),
+                    b"timeout before authentication",
+                );
+                return Err(HandshakeError::LoginGraceTimeExpired);
+            }
+        },
+        None => server_login(&conn, &auth).await,
     };
     let (user, send, reader) = match result {
         Ok(ok) => ok,
@@ -647,8 +654,9 @@ impl Connection for QuicConnection {
     }
 
     async fn close(&self, reason: &str) {
+        // An orderly end is NO_ERROR; ByApplication is for aborts.
         self.conn
-            .close(ErrorCode::ByApplication.code().into(), reason.as_bytes());
+            .close(ErrorCode::NoError.code().into(), reason.as_bytes());
         // Give quinn a moment to send CONNECTION_CLOSE before the process exits.
         let _ = tokio::time::timeout(Duration::from_millis(200), self.conn.closed()).await;
     }

@@ -132,8 +132,17 @@ fn cat_16_mib() {
     let data = random_bytes(16 << 20);
     let out = s.run(&[], &["cat"], &data);
     assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
-    assert_eq!(out.stdout.len(), data.len(), "bytes back:\n{}", s.show(&out));
-    assert_eq!(sha256(&out.stdout), sha256(&data), "SHA-256 of what came back");
+    assert_eq!(
+        out.stdout.len(),
+        data.len(),
+        "bytes back:\n{}",
+        s.show(&out)
+    );
+    assert_eq!(
+        sha256(&out.stdout),
+        sha256(&data),
+        "SHA-256 of what came back"
+    );
 }
 
 #[test]
@@ -158,7 +167,11 @@ fn pty_with_tt_without_terminal() {
     let out = s.run(&["-tt"], &["tty; stty size"], b"");
     let stdout = text(&out.stdout).replace('\r', "");
     assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
-    assert!(pts_line(&stdout).is_some(), "no /dev/pts/N:\n{}", s.show(&out));
+    assert!(
+        pts_line(&stdout).is_some(),
+        "no /dev/pts/N:\n{}",
+        s.show(&out)
+    );
     assert!(has_size_line(&stdout), "no `rows cols`:\n{}", s.show(&out));
 }
 
@@ -166,7 +179,12 @@ fn pty_with_tt_without_terminal() {
 fn pty_with_t_on_a_terminal() {
     let s = Setup::new();
     let (status, out) = s.on_pty(&["-t"], &["tty; stty size"], 37, 111).finish();
-    assert_eq!(status.code(), Some(0), "terminal:\n{out}\n{}", s.server_log());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "terminal:\n{out}\n{}",
+        s.server_log()
+    );
     assert!(pts_line(&out).is_some(), "no /dev/pts/N line:\n{out}");
     assert!(
         out.lines().any(|l| l.trim() == "37 111"),
@@ -188,7 +206,12 @@ fn window_change() {
     );
     client.resize(20, 70);
     let (status, out) = client.finish();
-    assert_eq!(status.code(), Some(0), "terminal:\n{out}\n{}", s.server_log());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "terminal:\n{out}\n{}",
+        s.server_log()
+    );
     assert!(
         out.contains("size: 20 70"),
         "the remote did not see the resize to 20 70:\n{out}"
@@ -285,7 +308,12 @@ fn transports_quic_only_has_no_tcp_listener() {
         "TCP connect to port {}: {refused:?}",
         s.port()
     );
-    let out = s.run_as("user", "accept-new", &["-o", "Transport=tcp"], &["echo reached"]);
+    let out = s.run_as(
+        "user",
+        "accept-new",
+        &["-o", "Transport=tcp"],
+        &["echo reached"],
+    );
     assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
     assert!(!text(&out.stdout).contains("reached"), "{}", s.show(&out));
     assert!(
@@ -312,7 +340,12 @@ fn kex_algorithms_choice_is_used_and_reported() {
     let out = s.run(&["-v", "-o", "KexAlgorithms=x25519"], &["echo ok"], b"");
     assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
     assert_eq!(text(&out.stdout), "ok\n", "{}", s.show(&out));
-    assert_eq!(reported_kex(&out).as_deref(), Some("x25519"), "{}", s.show(&out));
+    assert_eq!(
+        reported_kex(&out).as_deref(),
+        Some("x25519"),
+        "{}",
+        s.show(&out)
+    );
 
     let out = s.run(&["-v"], &["echo ok"], b"");
     assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
@@ -330,12 +363,17 @@ fn kex_algorithms_mismatch_fails_naming_what_we_offered() {
         "Transports quic,tcp\nKexAlgorithms x25519-sntrup761",
         Listeners::Both,
     );
-    let out = s.run(&["-o", "KexAlgorithms=x25519-mlkem768"], &["echo reached"], b"");
+    let out = s.run(
+        &["-o", "KexAlgorithms=x25519-mlkem768"],
+        &["echo reached"],
+        b"",
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
     assert!(!text(&out.stdout).contains("reached"), "{}", s.show(&out));
     assert!(
-        stderr.contains("no key exchange algorithm in common") && stderr.contains("x25519-mlkem768"),
+        stderr.contains("no key exchange algorithm in common")
+            && stderr.contains("x25519-mlkem768"),
         "the message does not say what we offered:\n{}",
         s.show(&out)
     );
@@ -349,7 +387,12 @@ fn auto_falls_back_to_tcp_against_openssh() {
     let sshd = lab.start_sshd();
     // Nothing answers QUIC there: the UDP port is free.
     drop(UdpSocket::bind(("127.0.0.1", sshd.port)).expect("the sshd port is in use on UDP"));
-    let out = lab.sshq(sshd.port, &["-v", "-o", "Transport=auto"], &["exit 42"], b"");
+    let out = lab.sshq(
+        sshd.port,
+        &["-v", "-o", "Transport=auto"],
+        &["exit 42"],
+        b"",
+    );
     let stderr = text(&out.stderr);
     let shown = format!("{}\nsshd log:\n{}", show(&out), sshd.log_text());
     assert_eq!(out.status.code(), Some(42), "{shown}");
@@ -364,7 +407,12 @@ fn auto_falls_back_to_tcp_against_openssh() {
 #[test]
 fn auto_uses_quic_against_sshqd() {
     let s = Setup::new();
-    let out = s.run_as("user", "accept-new", &["-v", "-o", "Transport=auto"], &["exit 42"]);
+    let out = s.run_as(
+        "user",
+        "accept-new",
+        &["-v", "-o", "Transport=auto"],
+        &["exit 42"],
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(42), "{}", s.show(&out));
     assert!(
@@ -443,7 +491,12 @@ fn forward_target(fired: Arc<AtomicU64>) -> TcpService {
 fn forward(s: &Setup, target_port: u16) -> (Background, u16) {
     let local = common::free_port();
     let spec = format!("{local}:127.0.0.1:{target_port}");
-    let args = s.args("user", "accept-new", &["-o", "Transport=quic", "-N", "-L", &spec], &[]);
+    let args = s.args(
+        "user",
+        "accept-new",
+        &["-o", "Transport=quic", "-N", "-L", &spec],
+        &[],
+    );
     let mut client = Background::spawn(SSHQ, &args, s.lab.path("sshq-forward.log"));
     let listening = wait_until(Duration::from_secs(20), || {
         TcpStream::connect(("127.0.0.1", local)).is_ok()
@@ -482,7 +535,10 @@ fn echo_through(port: u16, data: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// Runs `work(i)` for i in 0..n on n threads at once; the failures, as text.
-fn concurrently(n: u32, work: impl Fn(u32) -> Result<(), String> + Send + Sync + 'static) -> Vec<String> {
+fn concurrently(
+    n: u32,
+    work: impl Fn(u32) -> Result<(), String> + Send + Sync + 'static,
+) -> Vec<String> {
     let work = Arc::new(work);
     let threads: Vec<_> = (0..n)
         .map(|i| {
@@ -510,7 +566,11 @@ fn local_forward_50_concurrent_connections() {
         let data = random_bytes(256 * 1024 + i as usize);
         match echo_through(local, &data) {
             Ok(back) if back == data => Ok(()),
-            Ok(back) => Err(format!("{} bytes back, differing from the {} sent", back.len(), data.len())),
+            Ok(back) => Err(format!(
+                "{} bytes back, differing from the {} sent",
+                back.len(),
+                data.len()
+            )),
             Err(e) => Err(e.to_string()),
         }
     });
@@ -539,7 +599,10 @@ fn local_forward_200_channels_on_one_connection() {
         if got == payload(id) {
             Ok(())
         } else {
-            Err(format!("{} bytes, not the {PAYLOAD_LEN}-byte payload of id {id}", got.len()))
+            Err(format!(
+                "{} bytes, not the {PAYLOAD_LEN}-byte payload of id {id}",
+                got.len()
+            ))
         }
     });
     assert!(

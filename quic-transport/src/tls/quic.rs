@@ -68,15 +68,17 @@ pub fn transport_config() -> TransportConfig {
         // session yet bounds what one peer can make us track. quinn's default
         // (100) could stall a busy port forward.
         .max_concurrent_bidi_streams(VarInt::from_u32(1024))
-        // Every 10 s of silence, a PING: keeps NAT and firewall UDP mappings
+        // Every 5 s of silence, a PING: keeps NAT and firewall UDP mappings
         // (often dropped after 30 s idle) open during a quiet interactive
         // session, and notices a dead path well before the idle timeout.
-        .keep_alive_interval(Some(Duration::from_secs(10)))
-        // 60 s without hearing from the peer ends the connection: six missed
-        // keep-alives, so a few lost packets or a brief outage are survived,
-        // as OpenSSH's ServerAliveInterval 15 × ServerAliveCountMax 3 would.
+        .keep_alive_interval(Some(Duration::from_secs(5)))
+        // 20 s without hearing from the peer ends the connection: four missed
+        // keep-alives, so loss and outages of several seconds are survived.
+        // Over UDP nothing else tells a server that its client died (no RST
+        // as with TCP), so this is also how long a killed client's remote
+        // processes outlive it; 60 s was measured as too long for that.
         // The effective value is the smaller of the two sides'.
-        .max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(60_000))))
+        .max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(20_000))))
         // Initial RTT: quinn's default (333 ms, RFC 9002), deliberately not
         // lowered: it only matters until the first sample, and too low a
         // guess causes spurious retransmissions on long paths.

@@ -187,6 +187,7 @@ async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i
         specs.push(crate::forward::LocalForward::parse(spec).map_err(|e| e.to_string())?);
     }
     let _forwards = crate::forward::start_local_forwards(conn.clone(), &specs).await?;
+    let _refuser = AbortOnDrop(tokio::spawn(refuse_incoming(conn.clone())));
     if cli.no_command {
         // -N: nothing to run; stay until the connection ends.
         conn.closed().await;
@@ -219,6 +220,41 @@ async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i
             Ok(exit.exit_code())
         }
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Nothing the server starts is offered by this client yet (remote
+/// forwarding and agent forwarding are not built): refuse it at once, so the
+/// server is not left waiting.
+async fn refuse_incoming<C: Connection>(conn: Arc<C>) {
+    use sshq_core::channel::{OpenFailure, OpenFailureReason};
+    use sshq_core::transport::Incoming;
+    while let Some(incoming) = conn.accept().await {
+        match incoming {
+            Incoming::Channel(pending) => {
+                tracing::debug!(
+                    "refusing a {} channel from the server",
+                    pending.kind().wire_name()
+                );
+                pending.reject(OpenFailure {
+                    reason: OpenFailureReason::AdministrativelyProhibited,
+                    message: "not offered by this client".to_string(),
+                });
+            }
+            // Dropping the reply answers failure.
+            Incoming::GlobalRequest(request) => {
+                tracing::debug!("refusing global request {:?}", request.request)
+            }
+        }
+    }
+}
+
+/// Aborts a background task when the session that started it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
