@@ -27,24 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "interop"))
-from bench_loopback import bench_user  # noqa: E402
+from bench_loopback import bench_user, free_port  # noqa: E402
 SSHQ = ROOT / "target/release/sshq"
 SSHQD = ROOT / "target/release/sshqd"
-
-
-def free_port():
-    while True:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            u.bind(("127.0.0.1", port))
-            u.close()
-            return port
-        except OSError:
-            u.close()
 
 
 class UdpRelay(asyncio.DatagramProtocol):
