@@ -470,6 +470,10 @@ fn spawn_control_writer(mut send: quinn::SendStream) -> mpsc::UnboundedSender<By
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
     tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
+            // Frames are never empty; an empty item asks for FIN.
+            if frame.is_empty() {
+                break;
+            }
             if send.write_chunk(frame).await.is_err() {
                 return;
             }
@@ -507,7 +511,10 @@ async fn control_loop(
         let frame = match reader.next().await {
             Ok(Some(frame)) => frame,
             Ok(None) => {
+                // The peer is done with the connection (a client at the end
+                // of its session): close it, so both sides agree at once.
                 tracing::debug!("{}: control stream finished", conn.remote_address());
+                conn.close(ErrorCode::NoError.code().into(), b"session ended");
                 return;
             }
             Err(ReadFailure::Stream(e)) => {
@@ -654,11 +661,29 @@ impl Connection for QuicConnection {
     }
 
     async fn close(&self, reason: &str) {
+        // The client ends a session by finishing its control stream; the
+        // server answers by closing the connection (see `control_loop`).
+        // Closing on our own straight away is not enough: a client that is
+        // done within its first round trip may not have seen HANDSHAKE_DONE
+        // yet, and its CONNECTION_CLOSE then travels in the Handshake space,
+        // which the server has already discarded, so the server would only
+        // notice at its idle timeout.
+        let peer_closed = self.endpoint.is_some()
+            && self.control.send(Bytes::new()).is_ok()
+            && tokio::time::timeout(Duration::from_millis(500), self.conn.closed())
+                .await
+                .is_ok();
+        if peer_closed {
+            return; // nothing left to send
+        }
         // An orderly end is NO_ERROR; ByApplication is for aborts.
         self.conn
             .close(ErrorCode::NoError.code().into(), reason.as_bytes());
-        // Give quinn a moment to send CONNECTION_CLOSE before the process exits.
-        let _ = tokio::time::timeout(Duration::from_millis(200), self.conn.closed()).await;
+        // quinn sends CONNECTION_CLOSE from the endpoint's task: wait until
+        // it has, or the process may exit first.
+        if let Some(endpoint) = &self.endpoint {
+            let _ = tokio::time::timeout(Duration::from_millis(300), endpoint.wait_idle()).await;
+        }
     }
 
     async fn closed(&self) -> Option<TransportError> {

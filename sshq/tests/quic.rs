@@ -113,6 +113,25 @@ fn exit_codes() {
     );
 }
 
+/// An orderly exit must reach the server at once (not at its idle timeout),
+/// even for a session done within the client's first round trip.
+#[test]
+fn server_sees_orderly_disconnects_at_once() {
+    let s = Setup::new();
+    for _ in 0..5 {
+        let out = s.run(&[], &["true"], b"");
+        assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
+    }
+    let all_gone = wait_until(Duration::from_secs(5), || {
+        s.server_log().matches("Disconnected from user").count() == 5
+    });
+    assert!(
+        all_gone,
+        "sshqd did not log 5 disconnects within 5 s:\n{}",
+        s.server_log()
+    );
+}
+
 #[test]
 fn stderr_apart_from_stdout() {
     let s = Setup::new();
