@@ -1,4 +1,4 @@
-//! Port forwarding, written once above the transport trait: -L on the
+//! Local port forwarding: -L on the
 //! client (local listener → direct-tcpip channel) and direct-tcpip on the
 //! server (channel → outgoing TCP connection). Over QUIC each forwarded
 //! connection is its own stream, so one stalled forward stalls nothing else.
