@@ -687,3 +687,55 @@ fn stalled_forward_does_not_stall_another() {
     a.read_exact(&mut first).expect("read A after B");
     assert!(first.iter().all(|&b| b == 0x5a), "A's data is corrupted");
 }
+
+/// A host known_hosts records only by its ECDSA key: over TCP sshq asks
+/// for that key type (as ssh does) instead of calling it changed; QUIC,
+/// which only carries the Ed25519 key, is skipped by Transport=auto and
+/// refused with an explanation by Transport=quic.
+#[test]
+fn host_known_only_by_ecdsa_key() {
+    let lab = Lab::new();
+    lab.keygen("host_ecdsa", "ecdsa", "host-ecdsa");
+    let config = format!(
+        "Transports quic,tcp\nHostKey {}",
+        lab.path("host_ecdsa").display()
+    );
+    let server = lab.start_sshqd_on(&config, Listeners::Both);
+    let s = Setup { server, lab };
+    s.lab.write_known_hosts(s.port(), "host_ecdsa");
+
+    let tcp = s.run_as("user", "yes", &["-o", "Transport=tcp"], &["echo via-tcp"]);
+    assert_eq!(text(&tcp.stdout), "via-tcp\n", "{}", s.show(&tcp));
+
+    let auto = s.run_as(
+        "user",
+        "yes",
+        &["-o", "Transport=auto", "-v"],
+        &["echo via-auto"],
+    );
+    assert_eq!(text(&auto.stdout), "via-auto\n", "{}", s.show(&auto));
+    assert!(
+        text(&auto.stderr).contains("no Ed25519 key"),
+        "-v should say why QUIC was skipped:\n{}",
+        s.show(&auto)
+    );
+
+    let quic = s.run_as("user", "yes", &["-o", "Transport=quic"], &["echo via-quic"]);
+    assert_eq!(quic.status.code(), Some(255), "{}", s.show(&quic));
+    assert!(
+        text(&quic.stderr).contains("known only by its ecdsa-sha2-nistp256 host key"),
+        "{}",
+        s.show(&quic)
+    );
+    assert!(
+        !text(&quic.stderr).contains("CHANGED"),
+        "not a changed key:\n{}",
+        s.show(&quic)
+    );
+    assert_eq!(
+        (s.logins_over("tcp"), s.logins_over("quic")),
+        (2, 0),
+        "{}",
+        s.server_log()
+    );
+}

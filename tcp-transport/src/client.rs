@@ -31,6 +31,11 @@ pub struct ClientParams {
     /// Key exchange algorithms in order of preference; None: russh's default
     /// (mlkem768x25519-sha256, then curve25519-sha256, ...).
     pub kex: Option<Vec<String>>,
+    /// Host key types already recorded for this host (e.g. `ssh-ed25519`,
+    /// `ecdsa-sha2-nistp256`, `ssh-rsa`), preferred in that order, as ssh
+    /// does: a host known by its ECDSA key must not look "changed" merely
+    /// because it would rather present its Ed25519 key.
+    pub known_host_key_types: Vec<String>,
 }
 
 /// AES-GCM first: with AES instructions it is several times faster than
@@ -86,6 +91,10 @@ where
         ..Default::default()
     };
     config.preferred.cipher = std::borrow::Cow::Borrowed(FAST_CIPHERS);
+    config.preferred.key = std::borrow::Cow::Owned(host_key_order(
+        &config.preferred.key,
+        &params.known_host_key_types,
+    ));
     if let Some(kex) = &params.kex {
         config.preferred.kex = std::borrow::Cow::Owned(kex_names(kex, &params.host)?);
     }
@@ -123,6 +132,32 @@ where
         },
         closed: closed_rx,
     })
+}
+
+/// `default` with the algorithms of `known` types moved to the front, in
+/// the order of `known` (an RSA key covers all three RSA signatures).
+fn host_key_order(
+    default: &[russh::keys::Algorithm],
+    known: &[String],
+) -> Vec<russh::keys::Algorithm> {
+    let mut ordered: Vec<russh::keys::Algorithm> = Vec::new();
+    for name in known {
+        for algorithm in default {
+            let same_key_type = match algorithm {
+                russh::keys::Algorithm::Rsa { .. } => name == "ssh-rsa",
+                other => other.as_str() == name,
+            };
+            if same_key_type && !ordered.contains(algorithm) {
+                ordered.push(algorithm.clone());
+            }
+        }
+    }
+    for algorithm in default {
+        if !ordered.contains(algorithm) {
+            ordered.push(algorithm.clone());
+        }
+    }
+    ordered
 }
 
 fn kex_names(names: &[String], host: &str) -> Result<Vec<russh::kex::Name>, ConnectError> {
@@ -205,6 +240,44 @@ fn method_list(methods: &russh::MethodSet) -> String {
 /// russh's signer callback over the core's user keys.
 struct KeySigner {
     key: Arc<dyn UserKey>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::{Algorithm, EcdsaCurve, HashAlg};
+
+    #[test]
+    fn known_host_key_types_go_first() {
+        let default = [
+            Algorithm::Ed25519,
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP256,
+            },
+            Algorithm::Rsa {
+                hash: Some(HashAlg::Sha512),
+            },
+            Algorithm::Rsa { hash: None },
+        ];
+        let order = host_key_order(
+            &default,
+            &["ssh-rsa".to_string(), "ecdsa-sha2-nistp256".to_string()],
+        );
+        assert_eq!(
+            order,
+            [
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha512)
+                },
+                Algorithm::Rsa { hash: None },
+                Algorithm::Ecdsa {
+                    curve: EcdsaCurve::NistP256
+                },
+                Algorithm::Ed25519,
+            ]
+        );
+        assert_eq!(host_key_order(&default, &[]), default);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

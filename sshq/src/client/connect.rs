@@ -29,11 +29,24 @@ pub enum AnyConnection {
 struct Prepared {
     keys: Vec<Arc<dyn UserKey>>,
     verifier: Arc<SerializedVerifier>,
+    /// Host key types known_hosts records for this host.
+    known_types: Vec<String>,
+}
+
+impl Prepared {
+    /// QUIC servers identify themselves by their Ed25519 host key only: a
+    /// host recorded with other key types alone cannot be checked over QUIC.
+    fn quic_identity_unknown(&self) -> bool {
+        !self.known_types.is_empty() && !self.known_types.iter().any(|t| t == "ssh-ed25519")
+    }
 }
 
 /// Connects as the plan says; `-v` is told which transport and why.
 pub async fn connect(plan: &Plan) -> Result<AnyConnection, ConnectError> {
+    let verifier = hostkeys::Verifier::new(plan);
+    let known_types = verifier.known_key_types();
     let prepared = Prepared {
+        known_types,
         keys: identity::collect_keys(&identity::IdentityOptions {
             files: plan.options.identity_files.clone(),
             identities_only: plan.options.identities_only.unwrap_or(false),
@@ -42,7 +55,7 @@ pub async fn connect(plan: &Plan) -> Result<AnyConnection, ConnectError> {
         })
         .await,
         verifier: Arc::new(SerializedVerifier {
-            inner: hostkeys::Verifier::new(plan),
+            inner: verifier,
             lock: std::sync::Mutex::new(()),
         }),
     };
@@ -78,6 +91,13 @@ pub async fn connect(plan: &Plan) -> Result<AnyConnection, ConnectError> {
 
 /// Happy Eyeballs between QUIC and TCP.
 async fn race(plan: &Plan, prepared: &Prepared) -> Result<AnyConnection, ConnectError> {
+    if prepared.quic_identity_unknown() {
+        tracing::debug!(
+            "Transport=auto: known_hosts has no Ed25519 key for this host (only {}), which QUIC needs; using TCP",
+            prepared.known_types.join(", ")
+        );
+        return connect_tcp(plan, prepared).await.map(AnyConnection::Tcp);
+    }
     let head_start = plan
         .options
         .quic_fallback_timeout
@@ -166,6 +186,7 @@ async fn connect_tcp(
             keys: prepared.keys.clone(),
             verifier: prepared.verifier.clone(),
             kex: None,
+            known_host_key_types: prepared.known_types.clone(),
         };
         match sshq_tcp::connect_tcp(addr, params).await {
             Ok(conn) => return Ok(conn),
@@ -181,6 +202,15 @@ async fn connect_quic(
     plan: &Plan,
     prepared: &Prepared,
 ) -> Result<sshq_quic::QuicConnection, ConnectError> {
+    if prepared.quic_identity_unknown() {
+        return Err(ConnectError::Other(format!(
+            "sshq: {} is known only by its {} host key, but over QUIC servers identify themselves \
+             by their Ed25519 host key. Use -o Transport=tcp, or add the server's Ed25519 key to \
+             known_hosts after checking its fingerprint.",
+            plan.hostname,
+            prepared.known_types.join(", ")
+        )));
+    }
     let port = plan.options.quic_port.unwrap_or(plan.port);
     let kex = match &plan.options.kex_algorithms {
         Some(spec) => sshq_quic::kx::parse_kex_list(spec)

@@ -48,6 +48,18 @@ impl Verifier {
     }
 }
 
+impl Verifier {
+    /// The host key types known_hosts already records for this host, in
+    /// file order (unreadable files count as empty here; the check itself
+    /// reports them).
+    pub fn known_key_types(&self) -> Vec<String> {
+        let files: Vec<&PathBuf> = self.user_files.iter().chain(&self.global_files).collect();
+        sshq_core::known_hosts::KnownHosts::read_files(&files)
+            .map(|known| known.known_key_types(&self.host, self.port))
+            .unwrap_or_default()
+    }
+}
+
 impl ServerKeyVerifier for Verifier {
     fn verify(&self, key: &PublicKey) -> bool {
         let mut check = HostKeyCheck::new(&self.host, self.port, &self.user_files);
