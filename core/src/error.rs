@@ -22,6 +22,16 @@ pub enum TransportError {
     Io(#[from] std::io::Error),
 }
 
+/// An I/O error in the words ssh prints: the system's message without
+/// Rust's " (os error N)" suffix.
+fn io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
 fn reason_suffix(reason: &Option<String>) -> String {
     match reason {
         Some(r) if !r.is_empty() => format!(": {r}"),
@@ -33,13 +43,13 @@ fn reason_suffix(reason: &Option<String>) -> String {
 /// into OpenSSH's message and exit status 255.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("ssh: connect to host {host} port {port}: {source}")]
+    #[error("sshq: connect to host {host} port {port}: {}", io_text(source))]
     Connect {
         host: String,
         port: u16,
         source: std::io::Error,
     },
-    #[error("ssh: Could not resolve hostname {host}: {message}")]
+    #[error("sshq: Could not resolve hostname {host}: {message}")]
     Resolve { host: String, message: String },
     #[error("Connection timed out during banner exchange")]
     Timeout,

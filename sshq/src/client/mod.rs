@@ -18,6 +18,13 @@ use sshq_core::transport::Connection;
 use cli::{Cli, Destination};
 use config::{ClientOptions, RequestTty};
 
+/// The synopsis printed when no destination is given.
+const USAGE: &str = concat!(
+    "sshq [-46AaNnqTtVvx] [-D [bind_address:]port] [-F configfile] [-i identity_file]\n",
+    "            [-J destination] [-L address] [-l login_name] [-o option] [-p port]\n",
+    "            [-R address] [-W host:port] destination [command [argument ...]]",
+);
+
 /// The exit status ssh uses for its own failures.
 pub const EXIT_FAILURE: i32 = 255;
 
@@ -59,10 +66,8 @@ struct Plan {
 
 async fn run(cli: Cli) -> Result<i32, String> {
     let Some(destination) = cli.destination.as_deref() else {
-        return Err(Cli::try_parse_from(["sshq", "--help"])
-            .err()
-            .map(|e| e.render().to_string())
-            .unwrap_or_default());
+        // Like ssh: the usage on stderr, exit status 255.
+        return Err(format!("usage: {}", USAGE));
     };
     let destination = Destination::parse(destination).map_err(|e| e.to_string())?;
     let plan = resolve(&cli, &destination)?;
@@ -187,7 +192,20 @@ async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i
         specs.push(crate::forward::LocalForward::parse(spec).map_err(|e| e.to_string())?);
     }
     let _forwards = crate::forward::start_local_forwards(conn.clone(), &specs).await?;
-    let _refuser = AbortOnDrop(tokio::spawn(refuse_incoming(conn.clone())));
+    let mut remote_specs = Vec::new();
+    for spec in cli
+        .remote_forward
+        .iter()
+        .chain(&plan.options.remote_forwards)
+    {
+        remote_specs
+            .push(crate::forward::remote::RemoteForward::parse(spec).map_err(|e| e.to_string())?);
+    }
+    let remote = crate::forward::remote::RemoteForwards::new();
+    let _refuser = AbortOnDrop(tokio::spawn(refuse_incoming(conn.clone(), remote.clone())));
+    remote
+        .request_all(conn.as_ref(), &remote_specs, plan.quiet)
+        .await?;
     if cli.no_command {
         // -N: nothing to run; stay until the connection ends.
         conn.closed().await;
@@ -223,14 +241,23 @@ async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i
     }
 }
 
-/// Nothing the server starts is offered by this client yet (remote
-/// forwarding and agent forwarding are not built): refuse it at once, so the
-/// server is not left waiting.
-async fn refuse_incoming<C: Connection>(conn: Arc<C>) {
-    use sshq_core::channel::{OpenFailure, OpenFailureReason};
+/// Hands `forwarded-tcpip` channels to the remote forwards (-R); nothing
+/// else the server starts is offered by this client yet (agent forwarding
+/// is not built): refuse it at once, so the server is not left waiting.
+async fn refuse_incoming<C: Connection>(
+    conn: Arc<C>,
+    remote: Arc<crate::forward::remote::RemoteForwards>,
+) {
+    use sshq_core::channel::{ChannelKind, OpenFailure, OpenFailureReason};
     use sshq_core::transport::Incoming;
     while let Some(incoming) = conn.accept().await {
         match incoming {
+            Incoming::Channel(pending)
+                if matches!(pending.kind(), ChannelKind::ForwardedTcpip { .. }) =>
+            {
+                let remote = remote.clone();
+                tokio::spawn(async move { remote.handle(pending).await });
+            }
             Incoming::Channel(pending) => {
                 tracing::debug!(
                     "refusing a {} channel from the server",

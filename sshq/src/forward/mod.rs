@@ -4,7 +4,11 @@
 //!
 //! - [`local`]: -L on the client, direct-tcpip on the server, and the
 //!   splice between a channel and a TCP connection that every kind uses.
+//! - [`remote`]: -R on the client (tcpip-forward requests, forwarded-tcpip
+//!   channels connected to their targets); the server side is in
+//!   `server::forwarding`.
 
 pub mod local;
+pub mod remote;
 
 pub use local::{splice, start_local_forwards, LocalForward};

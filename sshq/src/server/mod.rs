@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod forwarding;
 pub mod process;
 pub mod session;
 
@@ -291,8 +292,14 @@ async fn run_connection<C: Connection>(
             config::AllowTcpForwarding::Yes | config::AllowTcpForwarding::Local
         ),
         permit_open: config.permit_open.clone(),
+        allow_remote_forwarding: matches!(
+            config.allow_tcp_forwarding,
+            config::AllowTcpForwarding::Yes | config::AllowTcpForwarding::Remote
+        ),
+        permit_listen: config.permit_listen.clone(),
+        gateway_ports: config.gateway_ports,
     });
-    session::serve(conn, ctx).await;
+    session::serve(Arc::new(conn), ctx).await;
     tracing::info!(
         "Disconnected from user {} {} port {}",
         info.user,

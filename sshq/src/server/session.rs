@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use sshq_core::channel::{ChannelKind, ChannelRequest, ExitSignal, OpenFailure, OpenFailureReason};
+use sshq_core::channel::{
+    ChannelKind, ChannelRequest, ExitSignal, GlobalReply, GlobalRequest, OpenFailure,
+    OpenFailureReason,
+};
 use sshq_core::transport::{
     Channel, ChannelControl, ChannelParts, Connection, Incoming, RequestStream,
 };
@@ -28,10 +31,18 @@ pub struct SessionContext {
     pub allow_local_forwarding: bool,
     /// PermitOpen: where direct-tcpip may connect.
     pub permit_open: super::config::PermitList,
+    /// AllowTcpForwarding permits tcpip-forward (yes, all or remote).
+    pub allow_remote_forwarding: bool,
+    /// PermitListen: where tcpip-forward may listen.
+    pub permit_listen: super::config::PermitList,
+    /// GatewayPorts: whether remote forwards may listen beyond loopback.
+    pub gateway_ports: super::config::GatewayPorts,
 }
 
 /// Serves one authenticated connection until the client goes away.
-pub async fn serve<C: Connection>(conn: C, ctx: Arc<SessionContext>) {
+pub async fn serve<C: Connection>(conn: Arc<C>, ctx: Arc<SessionContext>) {
+    // The client's -R listeners; dropped (and stopped) when the client goes.
+    let remote_listeners = super::forwarding::RemoteListeners::default();
     while let Some(incoming) = conn.accept().await {
         match incoming {
             Incoming::Channel(pending) => match pending.kind() {
@@ -53,8 +64,21 @@ pub async fn serve<C: Connection>(conn: C, ctx: Arc<SessionContext>) {
                 }
             },
             Incoming::GlobalRequest(request) => {
-                tracing::debug!("{}: refused global request {:?}", ctx.peer, request.request);
-                // Dropping the reply sender answers failure.
+                let reply = match request.request {
+                    GlobalRequest::TcpipForward { address, port } => {
+                        remote_listeners.forward(&conn, &ctx, address, port).await
+                    }
+                    GlobalRequest::CancelTcpipForward { address, port } => {
+                        remote_listeners.cancel(&ctx, &address, port)
+                    }
+                    other => {
+                        tracing::debug!("{}: refused global request {other:?}", ctx.peer);
+                        GlobalReply::Failure
+                    }
+                };
+                if let Some(sender) = request.reply {
+                    let _ = sender.send(reply);
+                }
             }
         }
     }
