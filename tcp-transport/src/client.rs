@@ -10,12 +10,11 @@ use russh::keys::{HashAlg, PublicKeyOrCertificate};
 use sshq_core::auth::{ServerKeyVerifier, UserKey};
 use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest};
 use sshq_core::error::{ConnectError, TransportError};
-use sshq_core::transport::{Connection, ConnectionInfo, Incoming, PendingChannel, TransportKind};
+use sshq_core::transport::{Connection, ConnectionInfo, Incoming, TransportKind};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::channel::{Side, TcpChannel};
-use crate::open_failure_to_russh;
 
 /// A client-side channel over TCP.
 pub type ClientChannel = TcpChannel<Msg>;
@@ -413,24 +412,8 @@ impl ClientHandler {
         channel: russh::Channel<Msg>,
         reply: ChannelOpenHandle,
     ) {
-        let (decide_tx, decide_rx) = oneshot::channel();
         let channel = TcpChannel::new(kind.clone(), channel, Side::Client);
-        if self
-            .incoming
-            .send(Incoming::Channel(PendingChannel::new(
-                kind, channel, decide_tx,
-            )))
-            .is_err()
-        {
-            return;
-        }
-        tokio::spawn(async move {
-            match decide_rx.await {
-                Ok(Ok(())) => reply.accept().await,
-                Ok(Err(failure)) => reply.reject(open_failure_to_russh(&failure)).await,
-                Err(_) => {}
-            }
-        });
+        crate::offer_channel(&self.incoming, kind, channel, reply);
     }
 }
 

@@ -19,6 +19,33 @@ pub use server::{accept, HandshakeError, ServerParams, TcpServerConnection};
 use sshq_core::channel::{OpenFailure, OpenFailureReason};
 use sshq_core::error::TransportError;
 
+/// Hands a channel the peer opened to the code above the trait, and
+/// confirms or refuses it with russh once that code has decided.
+pub(crate) fn offer_channel<M>(
+    incoming: &tokio::sync::mpsc::UnboundedSender<sshq_core::transport::Incoming<TcpChannel<M>>>,
+    kind: sshq_core::channel::ChannelKind,
+    channel: TcpChannel<M>,
+    reply: russh::ChannelOpenHandleInner<M>,
+) where
+    M: From<(russh::ChannelId, russh::ChannelMsg)> + Send + Sync + 'static,
+{
+    let (decide_tx, decide_rx) = tokio::sync::oneshot::channel();
+    let pending = sshq_core::transport::PendingChannel::new(kind, channel, decide_tx);
+    if incoming
+        .send(sshq_core::transport::Incoming::Channel(pending))
+        .is_err()
+    {
+        return; // dropping `reply` refuses the channel
+    }
+    tokio::spawn(async move {
+        match decide_rx.await {
+            Ok(Ok(())) => reply.accept().await,
+            Ok(Err(failure)) => reply.reject(open_failure_to_russh(&failure)).await,
+            Err(_) => {}
+        }
+    });
+}
+
 /// The core's refusal reason as russh's.
 pub(crate) fn open_failure_to_russh(failure: &OpenFailure) -> russh::ChannelOpenFailure {
     match failure.reason {

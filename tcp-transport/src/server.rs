@@ -15,14 +15,13 @@ use sshq_core::channel::{
 };
 use sshq_core::error::TransportError;
 use sshq_core::transport::{
-    Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, IncomingRequest, PendingChannel,
-    ReplyHandle, TransportKind,
+    Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, IncomingRequest, ReplyHandle,
+    TransportKind,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use crate::channel::{core_modes, signal_name_of, Side, TcpChannel};
-use crate::open_failure_to_russh;
 
 /// A server-side channel over TCP.
 pub type ServerChannel = TcpChannel<Msg>;
@@ -264,7 +263,6 @@ impl ServerHandler {
         let id = channel.id();
         let (requests_tx, requests_rx) = mpsc::unbounded_channel();
         self.channels.insert(id, requests_tx);
-        let (decide_tx, decide_rx) = oneshot::channel();
         let channel = TcpChannel::new(
             kind.clone(),
             channel,
@@ -273,22 +271,7 @@ impl ServerHandler {
                 handle,
             },
         );
-        if self
-            .incoming
-            .send(Incoming::Channel(PendingChannel::new(
-                kind, channel, decide_tx,
-            )))
-            .is_err()
-        {
-            return; // dropping `reply` refuses the channel
-        }
-        tokio::spawn(async move {
-            match decide_rx.await {
-                Ok(Ok(())) => reply.accept().await,
-                Ok(Err(failure)) => reply.reject(open_failure_to_russh(&failure)).await,
-                Err(_) => {}
-            }
-        });
+        crate::offer_channel(&self.incoming, kind, channel, reply);
     }
 
     /// Passes a request to the channel's owner. When the client may want a
