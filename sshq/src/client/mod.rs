@@ -192,6 +192,16 @@ async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i
         specs.push(crate::forward::LocalForward::parse(spec).map_err(|e| e.to_string())?);
     }
     let _forwards = crate::forward::start_local_forwards(conn.clone(), &specs).await?;
+    let mut dynamic_specs = Vec::new();
+    for spec in cli
+        .dynamic_forward
+        .iter()
+        .chain(&plan.options.dynamic_forwards)
+    {
+        dynamic_specs.push(crate::forward::DynamicForward::parse(spec).map_err(|e| e.to_string())?);
+    }
+    let _dynamic =
+        crate::forward::socks::start_dynamic_forwards(conn.clone(), &dynamic_specs).await?;
     let mut remote_specs = Vec::new();
     for spec in cli
         .remote_forward

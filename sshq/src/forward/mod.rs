@@ -7,8 +7,12 @@
 //! - [`remote`]: -R on the client (tcpip-forward requests, forwarded-tcpip
 //!   channels connected to their targets); the server side is in
 //!   `server::forwarding`.
+//! - [`socks`]: -D on the client, a SOCKS4/4a/5 proxy whose connections
+//!   become direct-tcpip channels.
 
 pub mod local;
 pub mod remote;
+pub mod socks;
 
 pub use local::{splice, start_local_forwards, LocalForward};
+pub use socks::{start_dynamic_forwards, DynamicForward};
