@@ -72,6 +72,7 @@ async fn run(cli: Cli) -> Result<i32, String> {
     let destination = Destination::parse(destination).map_err(|e| e.to_string())?;
     let plan = resolve(&cli, &destination)?;
     init_logging(cli.verbose, plan.quiet);
+    refuse_unbuilt_features(&cli, &plan)?;
 
     let conn = connect::connect(&plan).await.map_err(|e| match e {
         // Its transcript, ending in that line, was already written.
@@ -117,6 +118,39 @@ fn log_connected<C: Connection>(conn: &C, plan: &Plan) {
         info.transport,
         info.kex.as_deref().unwrap_or("unknown")
     );
+}
+
+/// Options that would change where sshq connects or what it runs must not
+/// be ignored silently: until they are built, they are refused. Agent
+/// forwarding only gets a warning, as ssh gives when a server refuses it.
+fn refuse_unbuilt_features(cli: &Cli, plan: &Plan) -> Result<(), String> {
+    let not_yet = |what: &str| {
+        Err(format!(
+            "sshq: {what} is not supported yet; nothing was run."
+        ))
+    };
+    if plan
+        .options
+        .proxy_jump
+        .as_deref()
+        .is_some_and(|jump| jump != "none")
+    {
+        return not_yet("ProxyJump (-J)");
+    }
+    if cli.stdio_forward.is_some() {
+        return not_yet("stdio forwarding (-W)");
+    }
+    if cli.background {
+        return not_yet("going to the background (-f)");
+    }
+    if matches!(
+        plan.options.forward_agent,
+        Some(config::ForwardAgent::Yes | config::ForwardAgent::Socket(_))
+    ) && !plan.quiet
+    {
+        eprintln!("Warning: agent forwarding (-A, ForwardAgent) is not supported yet; the agent is not forwarded.");
+    }
+    Ok(())
 }
 
 /// Applies the command line, then -o, then the config files, keeping the
