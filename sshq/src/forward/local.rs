@@ -51,15 +51,10 @@ impl LocalForward {
         })
     }
 
-    /// Where to listen: loopback unless an address is given (GatewayPorts
-    /// off, as ssh's default).
+    /// Where to listen (see `forward::listen_address`).
+    #[cfg(test)]
     fn listen_on(&self) -> String {
-        match self.bind_address.as_deref() {
-            None | Some("localhost") => format!("127.0.0.1:{}", self.bind_port),
-            Some("") | Some("*") => format!("0.0.0.0:{}", self.bind_port),
-            Some(addr) if addr.contains(':') => format!("[{addr}]:{}", self.bind_port),
-            Some(addr) => format!("{addr}:{}", self.bind_port),
-        }
+        super::listen_address(self.bind_address.as_deref(), self.bind_port)
     }
 }
 
@@ -91,13 +86,9 @@ pub async fn start_local_forwards<C: Connection>(
 ) -> Result<tokio::task::JoinSet<()>, String> {
     let mut tasks = tokio::task::JoinSet::new();
     for forward in forwards {
-        let listener = TcpListener::bind(forward.listen_on()).await.map_err(|e| {
-            format!(
-                "bind [{}]:{}: {e}\nCould not request local forwarding.",
-                forward.bind_address.as_deref().unwrap_or("127.0.0.1"),
-                forward.bind_port
-            )
-        })?;
+        let listener =
+            super::bind_listener(forward.bind_address.as_deref(), forward.bind_port, "local")
+                .await?;
         tasks.spawn(serve_local_forward(conn.clone(), listener, forward.clone()));
     }
     Ok(tasks)
@@ -109,14 +100,7 @@ async fn serve_local_forward<C: Connection>(
     forward: LocalForward,
 ) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!("local forward accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = super::accept(&listener, "local forward").await;
         let conn = conn.clone();
         let forward = forward.clone();
         tokio::spawn(async move {

@@ -63,15 +63,10 @@ impl DynamicForward {
         })
     }
 
-    /// Where to listen: loopback unless an address is given (GatewayPorts
-    /// off, as ssh's default).
+    /// Where to listen (see `forward::listen_address`).
+    #[cfg(test)]
     fn listen_on(&self) -> String {
-        match self.bind_address.as_deref() {
-            None | Some("localhost") => format!("127.0.0.1:{}", self.bind_port),
-            Some("") | Some("*") => format!("0.0.0.0:{}", self.bind_port),
-            Some(addr) if addr.contains(':') => format!("[{addr}]:{}", self.bind_port),
-            Some(addr) => format!("{addr}:{}", self.bind_port),
-        }
+        super::listen_address(self.bind_address.as_deref(), self.bind_port)
     }
 }
 
@@ -83,13 +78,12 @@ pub async fn start_dynamic_forwards<C: Connection>(
 ) -> Result<tokio::task::JoinSet<()>, String> {
     let mut tasks = tokio::task::JoinSet::new();
     for forward in forwards {
-        let listener = TcpListener::bind(forward.listen_on()).await.map_err(|e| {
-            format!(
-                "bind [{}]:{}: {e}\nCould not request dynamic forwarding.",
-                forward.bind_address.as_deref().unwrap_or("127.0.0.1"),
-                forward.bind_port
-            )
-        })?;
+        let listener = super::bind_listener(
+            forward.bind_address.as_deref(),
+            forward.bind_port,
+            "dynamic",
+        )
+        .await?;
         tasks.spawn(serve_dynamic_forward(conn.clone(), listener));
     }
     Ok(tasks)
@@ -100,14 +94,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn serve_dynamic_forward<C: Connection>(conn: Arc<C>, listener: TcpListener) {
     loop {
-        let (mut stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!("dynamic forward accept: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (mut stream, peer) = super::accept(&listener, "dynamic forward").await;
         let conn = conn.clone();
         tokio::spawn(async move {
             let request =
