@@ -1,6 +1,7 @@
 //! The `sshq` client: OpenSSH's command line and behaviour, over TCP today
 //! and QUIC as the transport trait's second implementation.
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 mod connect;
@@ -121,8 +122,7 @@ fn log_connected<C: Connection>(conn: &C, plan: &Plan) {
 }
 
 /// Options that would change where sshq connects or what it runs must not
-/// be ignored silently: until they are built, they are refused. Agent
-/// forwarding only gets a warning, as ssh gives when a server refuses it.
+/// be ignored silently: until they are built, they are refused.
 fn refuse_unbuilt_features(cli: &Cli, plan: &Plan) -> Result<(), String> {
     let not_yet = |what: &str| {
         Err(format!(
@@ -142,13 +142,6 @@ fn refuse_unbuilt_features(cli: &Cli, plan: &Plan) -> Result<(), String> {
     }
     if cli.background {
         return not_yet("going to the background (-f)");
-    }
-    if matches!(
-        plan.options.forward_agent,
-        Some(config::ForwardAgent::Yes | config::ForwardAgent::Socket(_))
-    ) && !plan.quiet
-    {
-        eprintln!("Warning: agent forwarding (-A, ForwardAgent) is not supported yet; the agent is not forwarded.");
     }
     Ok(())
 }
@@ -246,7 +239,12 @@ async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i
             .push(crate::forward::remote::RemoteForward::parse(spec).map_err(|e| e.to_string())?);
     }
     let remote = crate::forward::remote::RemoteForwards::new();
-    let _refuser = AbortOnDrop(tokio::spawn(refuse_incoming(conn.clone(), remote.clone())));
+    let agent_socket = agent::socket_to_forward(plan.options.forward_agent.as_ref());
+    let _refuser = AbortOnDrop(tokio::spawn(refuse_incoming(
+        conn.clone(),
+        remote.clone(),
+        agent_socket.clone(),
+    )));
     remote
         .request_all(conn.as_ref(), &remote_specs, plan.quiet)
         .await?;
@@ -275,6 +273,7 @@ async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i
         term: std::env::var("TERM").unwrap_or_else(|_| "dumb".to_string()),
         env: environment_to_send(&plan.options),
         null_stdin: cli.null_stdin || cli.background,
+        agent_forward: agent_socket.is_some(),
     };
     match session::run(conn.as_ref(), options).await {
         Ok(exit) => {
@@ -285,12 +284,14 @@ async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i
     }
 }
 
-/// Hands `forwarded-tcpip` channels to the remote forwards (-R); nothing
-/// else the server starts is offered by this client yet (agent forwarding
-/// is not built): refuse it at once, so the server is not left waiting.
+/// Hands `forwarded-tcpip` channels to the remote forwards (-R) and agent
+/// channels to the forwarded agent (-A, refused when `agent_socket` is
+/// `None`); anything else the server starts is refused at once, so the
+/// server is not left waiting.
 async fn refuse_incoming<C: Connection>(
     conn: Arc<C>,
     remote: Arc<crate::forward::remote::RemoteForwards>,
+    agent_socket: Option<std::path::PathBuf>,
 ) {
     use sshq_core::channel::{ChannelKind, OpenFailure, OpenFailureReason};
     use sshq_core::transport::Incoming;
@@ -301,6 +302,9 @@ async fn refuse_incoming<C: Connection>(
             {
                 let remote = remote.clone();
                 tokio::spawn(async move { remote.handle(pending).await });
+            }
+            Incoming::Channel(pending) if matches!(pending.kind(), ChannelKind::Agent) => {
+                tokio::spawn(agent::handle(pending, agent_socket.clone()));
             }
             Incoming::Channel(pending) => {
                 tracing::debug!(

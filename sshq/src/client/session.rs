@@ -25,6 +25,8 @@ pub struct SessionOptions {
     pub env: Vec<(String, String)>,
     /// Read nothing from stdin (-n, -f).
     pub null_stdin: bool,
+    /// Ask the server to forward our agent (-A, with an agent to forward).
+    pub agent_forward: bool,
 }
 
 /// How the remote side ended, turned into ssh's exit status.
@@ -94,6 +96,10 @@ pub async fn run<C: Connection>(
             value: value.clone(),
         };
         control.request(env, false).await?;
+    }
+    if options.agent_forward {
+        // Like ssh: no reply wanted; a refusal only means no agent remotely.
+        control.request(ChannelRequest::AgentForward, false).await?;
     }
     let (start, what) = match (&options.command, options.subsystem) {
         (Some(name), true) => (

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use sshq_core::channel::ChannelKind;
 use sshq_core::transport::{Channel, ChannelParts, Connection};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// A parsed `-L [bind_address:]port:host:hostport`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,9 +121,14 @@ async fn serve_local_forward<C: Connection>(
     }
 }
 
-/// Copies between a channel and a TCP connection until both directions
-/// end, passing each side's EOF on as the other's half-close.
-pub async fn splice<Ch: Channel>(channel: Ch, stream: TcpStream) {
+/// Copies between a channel and a byte stream (a TCP connection, a Unix
+/// socket) until both directions end, passing each side's EOF on as the
+/// other's half-close.
+pub async fn splice<Ch, S>(channel: Ch, stream: S)
+where
+    Ch: Channel,
+    S: AsyncRead + AsyncWrite,
+{
     let ChannelParts {
         data_in,
         ext_in,
@@ -133,14 +138,14 @@ pub async fn splice<Ch: Channel>(channel: Ch, stream: TcpStream) {
         requests,
     } = channel.split();
     drop((ext_in, ext_out, requests));
-    let (mut tcp_read, mut tcp_write) = stream.into_split();
+    let (mut stream_read, mut stream_write) = tokio::io::split(stream);
     let upstream = async {
-        let _ = crate::io::copy_large(&mut tcp_read, &mut data_out).await;
+        let _ = crate::io::copy_large(&mut stream_read, &mut data_out).await;
         let _ = data_out.shutdown().await;
     };
     let downstream = async {
-        let _ = crate::io::copy_large(data_in, &mut tcp_write).await;
-        let _ = tcp_write.shutdown().await;
+        let _ = crate::io::copy_large(data_in, &mut stream_write).await;
+        let _ = stream_write.shutdown().await;
     };
     tokio::join!(upstream, downstream);
     drop(control);

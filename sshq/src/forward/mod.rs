@@ -3,7 +3,8 @@
 //! nothing else.
 //!
 //! - [`local`]: -L on the client, direct-tcpip on the server, and the
-//!   splice between a channel and a TCP connection that every kind uses.
+//!   splice between a channel and a byte stream that every kind uses
+//!   (agent forwarding too).
 //! - [`remote`]: -R on the client (tcpip-forward requests, forwarded-tcpip
 //!   channels connected to their targets); the server side is in
 //!   `server::forwarding`.

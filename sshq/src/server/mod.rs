@@ -1,6 +1,7 @@
 //! The `sshqd` server: sshd's command line and configuration, serving every
 //! transport with the same session code.
 
+pub mod agent;
 pub mod auth;
 pub mod config;
 pub mod forwarding;
@@ -298,6 +299,7 @@ async fn run_connection<C: Connection>(
         ),
         permit_listen: config.permit_listen.clone(),
         gateway_ports: config.gateway_ports,
+        allow_agent_forwarding: config.allow_agent_forwarding,
     });
     session::serve(Arc::new(conn), ctx).await;
     tracing::info!(

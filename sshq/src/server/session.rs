@@ -37,6 +37,8 @@ pub struct SessionContext {
     pub permit_listen: super::config::PermitList,
     /// GatewayPorts: whether remote forwards may listen beyond loopback.
     pub gateway_ports: super::config::GatewayPorts,
+    /// AllowAgentForwarding: whether auth-agent-req@openssh.com is honoured.
+    pub allow_agent_forwarding: bool,
 }
 
 /// Serves one authenticated connection until the client goes away.
@@ -48,7 +50,7 @@ pub async fn serve<C: Connection>(conn: Arc<C>, ctx: Arc<SessionContext>) {
             Incoming::Channel(pending) => match pending.kind() {
                 ChannelKind::Session => {
                     let channel = pending.accept();
-                    tokio::spawn(run_session(channel, ctx.clone()));
+                    tokio::spawn(run_session(conn.clone(), channel, ctx.clone()));
                 }
                 ChannelKind::DirectTcpip { host, port, .. } => {
                     let (host, port) = (host.clone(), *port);
@@ -125,9 +127,10 @@ async fn direct_tcpip<Ch: Channel>(
     }
 }
 
-/// One `session` channel: collect pty-req and env, start the program on
-/// shell/exec/subsystem, then pump bytes and report how it ended.
-async fn run_session<Ch: Channel>(channel: Ch, ctx: Arc<SessionContext>) {
+/// One `session` channel: collect pty-req, env and agent forwarding, start
+/// the program on shell/exec/subsystem, then pump bytes and report how it
+/// ended. A forwarded agent's socket goes away with the session.
+async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<SessionContext>) {
     let ChannelParts {
         mut data_in,
         ext_in,
@@ -139,6 +142,7 @@ async fn run_session<Ch: Channel>(channel: Ch, ctx: Arc<SessionContext>) {
     drop(ext_in);
     let mut pty: Option<sshq_core::channel::PtyRequest> = None;
     let mut env: Vec<(String, String)> = Vec::new();
+    let mut agent: Option<super::agent::AgentSocket> = None;
 
     let mut session = loop {
         let Some(incoming) = requests.next().await else {
@@ -172,6 +176,27 @@ async fn run_session<Ch: Channel>(channel: Ch, ctx: Arc<SessionContext>) {
                 }
                 continue;
             }
+            ChannelRequest::AgentForward => {
+                let ok = if !ctx.allow_agent_forwarding {
+                    tracing::info!("{}: agent forwarding refused by configuration", ctx.peer);
+                    false
+                } else if agent.is_some() {
+                    true
+                } else {
+                    match super::agent::AgentSocket::start(conn.clone(), &ctx.user, &ctx.peer) {
+                        Ok(socket) => {
+                            agent = Some(socket);
+                            true
+                        }
+                        Err(e) => {
+                            tracing::error!("{}: cannot set up agent forwarding: {e}", ctx.peer);
+                            false
+                        }
+                    }
+                };
+                incoming.reply.send(ok);
+                continue;
+            }
             ChannelRequest::Shell => Program::Shell,
             ChannelRequest::Exec(command) => Program::Command(command),
             ChannelRequest::Subsystem(name) => {
@@ -203,7 +228,7 @@ async fn run_session<Ch: Channel>(channel: Ch, ctx: Arc<SessionContext>) {
             pty: pty.clone(),
             env: env.clone(),
             ssh_connection: ctx.ssh_connection.clone(),
-            auth_sock: None,
+            auth_sock: agent.as_ref().map(|socket| socket.path().to_path_buf()),
         };
         match process::spawn(request) {
             Ok(session) => {
@@ -262,6 +287,7 @@ async fn run_session<Ch: Channel>(channel: Ch, ctx: Arc<SessionContext>) {
     }
     control.close().await;
     drop(session);
+    drop(agent);
 }
 
 /// Copies a program's output to the channel until the program closes it.
