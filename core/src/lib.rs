@@ -12,6 +12,7 @@ pub mod error;
 pub mod host_key_check;
 pub mod known_hosts;
 pub mod pattern;
+pub mod pipe;
 pub mod transport;
 
 pub use ssh_key;

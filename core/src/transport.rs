@@ -26,7 +26,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncBufRead, AsyncWrite};
 use tokio::sync::oneshot;
 
 use crate::channel::{ChannelKind, ChannelRequest, GlobalReply, GlobalRequest, OpenFailure};
@@ -65,7 +65,8 @@ pub trait Connection: Send + Sync + 'static {
 
 /// One SSH channel, before it is split into halves.
 pub trait Channel: Send + 'static {
-    type Reader: AsyncRead + Send + Unpin + 'static;
+    /// Buffered, so the peer's bytes can be copied on without another copy.
+    type Reader: AsyncBufRead + Send + Unpin + 'static;
     type Writer: AsyncWrite + Send + Unpin + 'static;
     type Control: ChannelControl;
     type Requests: RequestStream;

@@ -21,10 +21,11 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use sshq_core::channel::{ChannelKind, ChannelRequest, OpenFailure, OpenFailureReason};
 use sshq_core::error::TransportError;
+use sshq_core::pipe::{pipe, PipeReader, PipeWriter};
 use sshq_core::transport::{
     Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle, RequestStream,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, SimplexStream};
+use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::PollSender;
 
@@ -143,8 +144,8 @@ impl Channel for QuicChannel {
 
     fn split(mut self) -> ChannelParts<Self> {
         let (out_tx, out_rx) = mpsc::channel(WRITE_QUEUE);
-        let (data_rx, data_tx) = tokio::io::simplex(PIPE_BUFFER);
-        let (ext_rx, ext_tx) = tokio::io::simplex(PIPE_BUFFER);
+        let (data_rx, data_tx) = pipe(PIPE_BUFFER);
+        let (ext_rx, ext_tx) = pipe(PIPE_BUFFER);
         let (requests_tx, requests_rx) = mpsc::unbounded_channel();
         let pending: Pending = Arc::default();
         let opener = matches!(self.side, Side::Opener);
@@ -179,8 +180,8 @@ impl Channel for QuicChannel {
             }));
         }
         ChannelParts {
-            data_in: PipeReader { inner: data_rx },
-            ext_in: PipeReader { inner: ext_rx },
+            data_in: data_rx,
+            ext_in: ext_rx,
             data_out: ChannelWriter::new(out_tx.clone(), None),
             ext_out: ChannelWriter::new(out_tx.clone(), Some(1)),
             control: QuicControl {
@@ -249,8 +250,8 @@ struct ReadLoop {
     buffered: BytesMut,
     awaiting_answer: bool,
     open: watch::Sender<OpenState>,
-    data: tokio::io::WriteHalf<SimplexStream>,
-    ext: tokio::io::WriteHalf<SimplexStream>,
+    data: PipeWriter,
+    ext: PipeWriter,
     requests: mpsc::UnboundedSender<IncomingRequest>,
     pending: Pending,
     out: mpsc::Sender<Out>,
@@ -314,8 +315,8 @@ async fn read_loop(mut r: ReadLoop) {
             message: "the channel stream ended before the peer answered".to_string(),
         }));
     }
-    let _ = r.data.shutdown().await;
-    let _ = r.ext.shutdown().await;
+    r.data.close();
+    r.ext.close();
     if let Ok(mut pending) = r.pending.lock() {
         pending.clear();
     }
@@ -345,10 +346,10 @@ impl ReadLoop {
         match frame {
             Frame::Data(bytes) => {
                 // Blocking here is the flow control: the stream stops being read.
-                let _ = self.data.write_all(&bytes).await;
+                let _ = self.data.send(bytes).await;
             }
             Frame::ExtendedData { data_type: 1, data } => {
-                let _ = self.ext.write_all(&data).await;
+                let _ = self.ext.send(data).await;
             }
             Frame::ExtendedData { .. } => {} // other types are defined by no one; dropped as in SSH
             Frame::ChannelRequest {
@@ -377,21 +378,6 @@ impl ReadLoop {
             _ => return Err(ErrorCode::ProtocolError),
         }
         Ok(())
-    }
-}
-
-/// The peer's data or stderr for one channel.
-pub struct PipeReader {
-    inner: tokio::io::ReadHalf<SimplexStream>,
-}
-
-impl AsyncRead for PipeReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 

@@ -14,15 +14,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::pipe::{pipe, PipeReader, PipeWriter};
 use russh::{ChannelMsg, ChannelWriteHalf, Sig};
 use sshq_core::channel::{ChannelKind, ChannelRequest, ExitSignal, PtyRequest, WindowSize};
 use sshq_core::error::TransportError;
+use sshq_core::pipe::{pipe, PipeReader, PipeWriter};
 use sshq_core::transport::{
     Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle, RequestStream,
 };
 use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
+
+/// Unread bytes one channel half may hold before russh's session task
+/// waits (see `sshq_core::pipe` for why it must be large here).
+const HANDOVER_LIMIT: usize = 64 * 1024 * 1024;
 
 /// Which side of the connection a channel belongs to: servers answer
 /// requests through their handler (see `server.rs`), clients never get
@@ -66,8 +70,8 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
 
     fn split(self) -> ChannelParts<Self> {
         let (read_half, write_half) = self.inner.split();
-        let (data_rx, data_tx) = pipe();
-        let (ext_rx, ext_tx) = pipe();
+        let (data_rx, data_tx) = pipe(HANDOVER_LIMIT);
+        let (ext_rx, ext_tx) = pipe(HANDOVER_LIMIT);
         let pending: Arc<std::sync::Mutex<VecDeque<oneshot::Sender<bool>>>> = Arc::default();
         let id = read_half_id(&write_half);
         let (requests, demux_requests, server) = match self.side {

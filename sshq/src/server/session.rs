@@ -247,7 +247,7 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
     let stderr = session.take_stderr();
     let input = tokio::spawn(async move {
         if let Some(mut stdin) = stdin {
-            let _ = crate::io::copy_large(&mut data_in, &mut stdin).await;
+            let _ = crate::io::copy_buffered(&mut data_in, &mut stdin).await;
             let _ = stdin.shutdown().await;
         }
     });

@@ -1,12 +1,15 @@
-//! A byte pipe that lets russh hand over a channel's data without waiting,
-//! up to a large bound.
+//! A byte pipe between a transport and a channel's reader: the transport
+//! hands over whole chunks (`Bytes`, no copy) and waits only once `limit`
+//! bytes are unread; the reader reads them through `AsyncRead`, or without
+//! another copy through `AsyncBufRead`.
 //!
-//! russh's session task both reads and writes the connection, and it opens
-//! the peer's window as soon as data *arrives*, not when it is consumed. If
-//! handing data to a channel could block that task, a channel whose reader
-//! waits on its own output (a remote `cat`) would stop the task that sends
-//! that output: a deadlock. So the hand-over only blocks once a channel has
-//! [`PIPE_LIMIT`] bytes unread; below that the task moves on at once.
+//! The TCP transport needs a large limit: russh's session task both reads
+//! and writes the connection and opens the peer's window when data
+//! *arrives*, so if handing data to a channel blocked that task, a channel
+//! whose reader waits on its own output (a remote `cat`) would stop the
+//! task that sends that output: a deadlock. The QUIC transport uses a small
+//! limit, since there blocking stops just that stream and QUIC's flow
+//! control tells the peer.
 
 use std::collections::VecDeque;
 use std::io;
@@ -15,16 +18,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-/// Unread bytes one channel half may hold before the hand-over waits.
-pub(crate) const PIPE_LIMIT: usize = 64 * 1024 * 1024;
-
-/// The sending end, driven by the channel's demultiplexer.
-pub(crate) struct PipeWriter {
+/// The sending end, driven by the transport.
+pub struct PipeWriter {
     chunks: Option<mpsc::UnboundedSender<(Bytes, OwnedSemaphorePermit)>>,
     budget: Arc<Semaphore>,
+    limit: usize,
 }
 
 /// The receiving end: the channel's `data_in` or `ext_in`.
@@ -35,7 +36,8 @@ pub struct PipeReader {
     current: VecDeque<(Bytes, OwnedSemaphorePermit)>,
 }
 
-pub(crate) fn pipe() -> (PipeReader, PipeWriter) {
+/// A pipe whose writer waits once `limit` bytes are unread.
+pub fn pipe(limit: usize) -> (PipeReader, PipeWriter) {
     let (tx, rx) = mpsc::unbounded_channel();
     (
         PipeReader {
@@ -44,15 +46,16 @@ pub(crate) fn pipe() -> (PipeReader, PipeWriter) {
         },
         PipeWriter {
             chunks: Some(tx),
-            budget: Arc::new(Semaphore::new(PIPE_LIMIT)),
+            budget: Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS))),
+            limit,
         },
     )
 }
 
 impl PipeWriter {
-    /// Queues `data`; waits only while the reader is [`PIPE_LIMIT`] behind.
+    /// Queues `data`; waits only while the reader is `limit` bytes behind.
     /// Fails once the reader is gone or after [`PipeWriter::close`].
-    pub(crate) async fn send(&mut self, data: Bytes) -> Result<(), ()> {
+    pub async fn send(&mut self, data: Bytes) -> Result<(), ()> {
         if data.is_empty() {
             return Ok(());
         }
@@ -61,7 +64,7 @@ impl PipeWriter {
         };
         // A chunk is at most one SSH packet, far below the limit; clamp
         // anyway so an oversized one cannot wait forever.
-        let cost = u32::try_from(data.len().min(PIPE_LIMIT)).map_err(|_| ())?;
+        let cost = u32::try_from(data.len().min(self.limit)).map_err(|_| ())?;
         let permit = self
             .budget
             .clone()
@@ -72,7 +75,7 @@ impl PipeWriter {
     }
 
     /// End of data: the reader sees EOF once it has read what is queued.
-    pub(crate) fn close(&mut self) {
+    pub fn close(&mut self) {
         self.chunks = None;
     }
 }
@@ -102,14 +105,60 @@ impl AsyncRead for PipeReader {
     }
 }
 
+impl AsyncBufRead for PipeReader {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        while this.current.is_empty() {
+            match this.chunks.poll_recv(cx) {
+                Poll::Ready(Some(next)) if next.0.is_empty() => {}
+                Poll::Ready(Some(next)) => this.current.push_back(next),
+                Poll::Ready(None) => return Poll::Ready(Ok(&[])),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(this
+            .current
+            .front()
+            .map(|(chunk, _)| &chunk[..])
+            .unwrap_or_default()))
+    }
+
+    fn consume(mut self: Pin<&mut Self>, amount: usize) {
+        if let Some((chunk, _permit)) = self.current.front_mut() {
+            let n = amount.min(chunk.len());
+            let _ = chunk.split_to(n);
+            if chunk.is_empty() {
+                self.current.pop_front();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+
+    const LIMIT: usize = 64 * 1024 * 1024;
+
+    #[tokio::test]
+    async fn buffered_reads_see_whole_chunks() {
+        let (mut reader, mut writer) = pipe(LIMIT);
+        writer.send(Bytes::from_static(b"abc")).await.unwrap();
+        writer.send(Bytes::from_static(b"def")).await.unwrap();
+        writer.close();
+        assert_eq!(reader.fill_buf().await.unwrap(), b"abc");
+        reader.consume(2);
+        assert_eq!(reader.fill_buf().await.unwrap(), b"c");
+        reader.consume(1);
+        assert_eq!(reader.fill_buf().await.unwrap(), b"def");
+        reader.consume(3);
+        assert!(reader.fill_buf().await.unwrap().is_empty());
+    }
 
     #[tokio::test]
     async fn bytes_arrive_in_order_then_eof() {
-        let (mut reader, mut writer) = pipe();
+        let (mut reader, mut writer) = pipe(LIMIT);
         writer.send(Bytes::from_static(b"hello ")).await.unwrap();
         writer.send(Bytes::from_static(b"world")).await.unwrap();
         writer.close();
@@ -120,7 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn small_reads_split_chunks() {
-        let (mut reader, mut writer) = pipe();
+        let (mut reader, mut writer) = pipe(LIMIT);
         writer.send(Bytes::from_static(b"abcdef")).await.unwrap();
         let mut two = [0u8; 2];
         reader.read_exact(&mut two).await.unwrap();
@@ -131,9 +180,9 @@ mod tests {
 
     #[tokio::test]
     async fn writer_waits_only_past_the_limit() {
-        let (mut reader, mut writer) = pipe();
+        let (mut reader, mut writer) = pipe(LIMIT);
         let chunk = Bytes::from(vec![7u8; 1024 * 1024]);
-        for _ in 0..(PIPE_LIMIT / chunk.len()) {
+        for _ in 0..(LIMIT / chunk.len()) {
             writer.send(chunk.clone()).await.unwrap();
         }
         // Full: the next send must wait until the reader takes something.
@@ -150,7 +199,7 @@ mod tests {
 
     #[tokio::test]
     async fn send_fails_after_reader_is_gone() {
-        let (reader, mut writer) = pipe();
+        let (reader, mut writer) = pipe(LIMIT);
         drop(reader);
         assert!(writer.send(Bytes::from_static(b"x")).await.is_err());
     }
