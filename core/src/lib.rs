@@ -13,6 +13,7 @@ pub mod host_key_check;
 pub mod known_hosts;
 pub mod pattern;
 pub mod pipe;
+pub mod replies;
 pub mod transport;
 
 pub use ssh_key;

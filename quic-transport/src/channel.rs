@@ -12,19 +12,17 @@
 //! reader that owns the receive half and sorts frames into data, stderr,
 //! requests and replies.
 
-use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use sshq_core::channel::{ChannelKind, ChannelRequest, OpenFailure, OpenFailureReason};
 use sshq_core::error::TransportError;
 use sshq_core::pipe::{pipe, PipeReader, PipeWriter};
-use sshq_core::transport::{
-    Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle, RequestStream,
-};
+use sshq_core::replies::{QueuedRequests, ReplyQueue};
+use sshq_core::transport::{Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle};
 use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::PollSender;
@@ -136,7 +134,7 @@ impl Channel for QuicChannel {
     type Reader = PipeReader;
     type Writer = ChannelWriter;
     type Control = QuicControl;
-    type Requests = QuicRequests;
+    type Requests = QueuedRequests;
 
     fn kind(&self) -> &ChannelKind {
         &self.kind
@@ -147,7 +145,7 @@ impl Channel for QuicChannel {
         let (data_rx, data_tx) = pipe(PIPE_BUFFER);
         let (ext_rx, ext_tx) = pipe(PIPE_BUFFER);
         let (requests_tx, requests_rx) = mpsc::unbounded_channel();
-        let pending: Pending = Arc::default();
+        let pending = ReplyQueue::default();
         let opener = matches!(self.side, Side::Opener);
         let (open_tx, open_rx) = watch::channel(if opener {
             OpenState::Waiting
@@ -191,13 +189,10 @@ impl Channel for QuicChannel {
                 order: tokio::sync::Mutex::new(()),
                 closed: closed_rx,
             },
-            requests: QuicRequests { rx: requests_rx },
+            requests: QueuedRequests::new(requests_rx),
         }
     }
 }
-
-/// Replies we wait for, in the order our requests went out.
-type Pending = Arc<Mutex<VecDeque<oneshot::Sender<bool>>>>;
 
 async fn write_loop(
     mut send: quinn::SendStream,
@@ -253,7 +248,7 @@ struct ReadLoop {
     data: PipeWriter,
     ext: PipeWriter,
     requests: mpsc::UnboundedSender<IncomingRequest>,
-    pending: Pending,
+    pending: ReplyQueue<bool>,
     out: mpsc::Sender<Out>,
     closed: Arc<watch::Sender<bool>>,
 }
@@ -317,9 +312,7 @@ async fn read_loop(mut r: ReadLoop) {
     }
     r.data.close();
     r.ext.close();
-    if let Ok(mut pending) = r.pending.lock() {
-        pending.clear();
-    }
+    r.pending.clear();
 }
 
 impl ReadLoop {
@@ -366,13 +359,8 @@ impl ReadLoop {
                 let _ = self.requests.send(IncomingRequest { request, reply });
             }
             Frame::ChannelSuccess | Frame::ChannelFailure => {
-                let ok = matches!(frame, Frame::ChannelSuccess);
-                let waiter = self.pending.lock().ok().and_then(|mut p| p.pop_front());
-                match waiter {
-                    Some(waiter) => {
-                        let _ = waiter.send(ok);
-                    }
-                    None => return Err(ErrorCode::ProtocolError), // a reply nobody asked for
+                if !self.pending.resolve(matches!(frame, Frame::ChannelSuccess)) {
+                    return Err(ErrorCode::ProtocolError); // a reply nobody asked for
                 }
             }
             _ => return Err(ErrorCode::ProtocolError),
@@ -443,7 +431,7 @@ impl AsyncWrite for ChannelWriter {
 /// Sends requests on a QUIC channel and matches replies, which come in order.
 pub struct QuicControl {
     out: mpsc::Sender<Out>,
-    pending: Pending,
+    pending: ReplyQueue<bool>,
     open: watch::Receiver<OpenState>,
     /// Held while a request is queued, so the reply queue has wire order.
     order: tokio::sync::Mutex<()>,
@@ -458,15 +446,9 @@ impl ChannelControl for QuicControl {
     ) -> Result<bool, TransportError> {
         let reply = {
             let _order = self.order.lock().await;
-            let reply = if want_reply {
-                let (tx, rx) = oneshot::channel();
-                self.pending
-                    .lock()
-                    .map_err(|_| TransportError::ChannelClosed)?
-                    .push_back(tx);
-                Some(rx)
-            } else {
-                None
+            let reply = match want_reply {
+                true => Some(self.pending.expect().ok_or(TransportError::ChannelClosed)?),
+                false => None,
             };
             let frame = encode_frame(&Frame::ChannelRequest {
                 request,
@@ -504,16 +486,5 @@ impl QuicControl {
             OpenState::Refused(failure) => Some(TransportError::OpenRefused(failure.clone())),
             _ => None,
         }
-    }
-}
-
-/// Requests the peer makes on one channel.
-pub struct QuicRequests {
-    rx: mpsc::UnboundedReceiver<IncomingRequest>,
-}
-
-impl RequestStream for QuicRequests {
-    async fn next(&mut self) -> Option<IncomingRequest> {
-        self.rx.recv().await
     }
 }

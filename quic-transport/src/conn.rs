@@ -4,15 +4,15 @@
 //! The control stream is the first bidirectional stream the client opens.
 //! Every later bidirectional stream, opened by either side, is one channel.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use sshq_core::auth::{AuthPolicy, UserKey};
 use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest, OpenFailure, OpenFailureReason};
 use sshq_core::error::TransportError;
+use sshq_core::replies::ReplyQueue;
 use sshq_core::transport::{
     Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, PendingChannel, TransportKind,
 };
@@ -91,7 +91,7 @@ pub struct QuicConnection {
     conn: quinn::Connection,
     control: mpsc::UnboundedSender<Bytes>,
     incoming: Mutex<mpsc::UnboundedReceiver<Incoming<QuicChannel>>>,
-    global_pending: Arc<StdMutex<VecDeque<oneshot::Sender<GlobalReply>>>>,
+    global_pending: ReplyQueue<GlobalReply>,
     global_order: Mutex<()>,
     info: ConnectionInfo,
     auth: watch::Receiver<AuthState>,
@@ -414,13 +414,13 @@ async fn server_login(
 /// State shared by a connection and its control-stream task.
 #[derive(Clone)]
 struct Shared {
-    global_pending: Arc<StdMutex<VecDeque<oneshot::Sender<GlobalReply>>>>,
+    global_pending: ReplyQueue<GlobalReply>,
 }
 
 impl Shared {
     fn new() -> Self {
         Shared {
-            global_pending: Arc::default(),
+            global_pending: ReplyQueue::default(),
         }
     }
 }
@@ -547,22 +547,12 @@ async fn control_loop(
                     Frame::RequestSuccess { bound_port } => GlobalReply::Success { bound_port },
                     _ => GlobalReply::Failure,
                 };
-                let waiter = shared
-                    .global_pending
-                    .lock()
-                    .ok()
-                    .and_then(|mut p| p.pop_front());
-                match waiter {
-                    Some(waiter) => {
-                        let _ = waiter.send(reply);
-                    }
-                    None => {
-                        conn.close(
-                            ErrorCode::ProtocolError.code().into(),
-                            b"unexpected global reply",
-                        );
-                        return;
-                    }
+                if !shared.global_pending.resolve(reply) {
+                    conn.close(
+                        ErrorCode::ProtocolError.code().into(),
+                        b"unexpected global reply",
+                    );
+                    return;
                 }
             }
             other => {
@@ -640,11 +630,10 @@ impl Connection for QuicConnection {
     async fn global_request(&self, request: GlobalRequest) -> Result<GlobalReply, TransportError> {
         let rx = {
             let _order = self.global_order.lock().await;
-            let (tx, rx) = oneshot::channel();
-            self.global_pending
-                .lock()
-                .map_err(|_| TransportError::ConnectionClosed(None))?
-                .push_back(tx);
+            let rx = self
+                .global_pending
+                .expect()
+                .ok_or(TransportError::ConnectionClosed(None))?;
             self.control
                 .send(encode_frame(&Frame::GlobalRequest {
                     request,

@@ -8,21 +8,18 @@
 //! halves only keep one slow reader from blocking the other halves of the
 //! same channel beyond what TCP itself imposes.
 
-use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use russh::{ChannelMsg, ChannelWriteHalf, Sig};
 use sshq_core::channel::{ChannelKind, ChannelRequest, ExitSignal, PtyRequest, WindowSize};
 use sshq_core::error::TransportError;
 use sshq_core::pipe::{pipe, PipeReader, PipeWriter};
-use sshq_core::transport::{
-    Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle, RequestStream,
-};
+use sshq_core::replies::{QueuedRequests, ReplyQueue};
+use sshq_core::transport::{Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle};
 use tokio::io::AsyncWrite;
-use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::sync::{mpsc, watch, Mutex};
 
 /// Unread bytes one channel half may hold before russh's session task
 /// waits (see `sshq_core::pipe` for why it must be large here).
@@ -62,7 +59,7 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
     type Reader = PipeReader;
     type Writer = ChannelWriter;
     type Control = TcpControl<S>;
-    type Requests = TcpRequests;
+    type Requests = QueuedRequests;
 
     fn kind(&self) -> &ChannelKind {
         &self.kind
@@ -72,8 +69,8 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
         let (read_half, write_half) = self.inner.split();
         let (data_rx, data_tx) = pipe(HANDOVER_LIMIT);
         let (ext_rx, ext_tx) = pipe(HANDOVER_LIMIT);
-        let pending: Arc<std::sync::Mutex<VecDeque<oneshot::Sender<bool>>>> = Arc::default();
-        let id = read_half_id(&write_half);
+        let pending = ReplyQueue::default();
+        let id = write_half.id();
         let (requests, demux_requests, server) = match self.side {
             Side::Client => {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -109,15 +106,9 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
                 server,
                 closed: closed_rx,
             },
-            requests: TcpRequests { rx: requests },
+            requests: QueuedRequests::new(requests),
         }
     }
-}
-
-fn read_half_id<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static>(
-    write: &ChannelWriteHalf<S>,
-) -> russh::ChannelId {
-    write.id()
 }
 
 /// Sorts russh's per-channel message queue into the channel's halves.
@@ -126,7 +117,7 @@ async fn demultiplex(
     mut data: PipeWriter,
     mut ext: PipeWriter,
     requests: Option<mpsc::UnboundedSender<IncomingRequest>>,
-    pending: Arc<std::sync::Mutex<VecDeque<oneshot::Sender<bool>>>>,
+    pending: ReplyQueue<bool>,
     closed: watch::Sender<bool>,
 ) {
     // A reader that went away just means nobody wants the rest of that
@@ -149,11 +140,9 @@ async fn demultiplex(
             }
             ChannelMsg::Close => break,
             ChannelMsg::Success | ChannelMsg::Failure => {
-                let ok = matches!(msg, ChannelMsg::Success);
-                let waiter = pending.lock().ok().and_then(|mut queue| queue.pop_front());
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(ok);
-                }
+                // A reply nobody asked for is ignored: russh owns this
+                // session's protocol checks.
+                let _ = pending.resolve(matches!(msg, ChannelMsg::Success));
             }
             other => {
                 if let (Some(requests), Some(request)) = (&requests, request_from_peer(other)) {
@@ -168,10 +157,8 @@ async fn demultiplex(
     data.close();
     ext.close();
     let _ = closed.send(true);
-    // Anyone still waiting for a reply gets "failure" as their sender drops.
-    if let Ok(mut queue) = pending.lock() {
-        queue.clear();
-    }
+    // Anyone still waiting for a reply learns the channel is closed.
+    pending.clear();
 }
 
 /// Requests a server sends to a client on a channel.
@@ -283,7 +270,7 @@ pub struct TcpControl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 's
     /// Held while a request is sent, so that the order of the reply queue
     /// is the order on the wire.
     write: Mutex<ChannelWriteHalf<S>>,
-    pending: Arc<std::sync::Mutex<VecDeque<oneshot::Sender<bool>>>>,
+    pending: ReplyQueue<bool>,
     server: Option<(russh::server::Handle, russh::ChannelId)>,
     /// Set by the demultiplexer when the peer closed the channel.
     closed: watch::Receiver<bool>,
@@ -316,15 +303,9 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelCon
                 .map_err(|_| TransportError::ChannelClosed);
         }
         let write = self.write.lock().await;
-        let reply = if want_reply {
-            let (tx, rx) = oneshot::channel();
-            self.pending
-                .lock()
-                .map_err(|_| TransportError::ChannelClosed)?
-                .push_back(tx);
-            Some(rx)
-        } else {
-            None
+        let reply = match want_reply {
+            true => Some(self.pending.expect().ok_or(TransportError::ChannelClosed)?),
+            false => None,
         };
         send_request(&write, request, want_reply).await?;
         drop(write);
@@ -384,15 +365,4 @@ async fn send_request<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 's
         }
     };
     result.map_err(|_| TransportError::ChannelClosed)
-}
-
-/// Requests from the peer on one channel.
-pub struct TcpRequests {
-    rx: mpsc::UnboundedReceiver<IncomingRequest>,
-}
-
-impl RequestStream for TcpRequests {
-    async fn next(&mut self) -> Option<IncomingRequest> {
-        self.rx.recv().await
-    }
 }

@@ -1,0 +1,106 @@
+//! Waiting for replies that arrive in request order, as SSH's channel and
+//! global request replies do. Every transport needs this; it lives here so
+//! each does not keep its own queue of senders.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::transport::{IncomingRequest, RequestStream};
+
+/// Replies owed to us, oldest first. Clones share the queue.
+#[derive(Debug)]
+pub struct ReplyQueue<T> {
+    waiting: Arc<Mutex<VecDeque<oneshot::Sender<T>>>>,
+}
+
+impl<T> Clone for ReplyQueue<T> {
+    fn clone(&self) -> Self {
+        ReplyQueue {
+            waiting: self.waiting.clone(),
+        }
+    }
+}
+
+impl<T> Default for ReplyQueue<T> {
+    fn default() -> Self {
+        ReplyQueue {
+            waiting: Arc::default(),
+        }
+    }
+}
+
+impl<T> ReplyQueue<T> {
+    /// Registers a request about to be sent; the receiver gets its reply,
+    /// or an error if the queue is cleared first. Callers must send the
+    /// request in the same order they register it.
+    pub fn expect(&self) -> Option<oneshot::Receiver<T>> {
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().ok()?.push_back(tx);
+        Some(rx)
+    }
+
+    /// Delivers the next reply; `false` when nobody was waiting for one
+    /// (the peer answered a request we did not make).
+    pub fn resolve(&self, reply: T) -> bool {
+        let waiter = self.waiting.lock().ok().and_then(|mut w| w.pop_front());
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.send(reply);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fails every outstanding wait: the channel or connection is gone.
+    pub fn clear(&self) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.clear();
+        }
+    }
+}
+
+/// The requests a transport's reader task queues for one channel.
+#[derive(Debug)]
+pub struct QueuedRequests {
+    rx: mpsc::UnboundedReceiver<IncomingRequest>,
+}
+
+impl QueuedRequests {
+    pub fn new(rx: mpsc::UnboundedReceiver<IncomingRequest>) -> Self {
+        QueuedRequests { rx }
+    }
+}
+
+impl RequestStream for QueuedRequests {
+    async fn next(&mut self) -> Option<IncomingRequest> {
+        self.rx.recv().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn replies_go_to_waiters_in_order() {
+        let queue = ReplyQueue::default();
+        let first = queue.expect().unwrap();
+        let second = queue.clone().expect().unwrap();
+        assert!(queue.resolve(true));
+        assert!(queue.resolve(false));
+        assert!(first.await.unwrap());
+        assert!(!second.await.unwrap());
+        assert!(!queue.resolve(true), "a reply nobody asked for");
+    }
+
+    #[tokio::test]
+    async fn clearing_fails_the_waiters() {
+        let queue = ReplyQueue::<bool>::default();
+        let waiter = queue.expect().unwrap();
+        queue.clear();
+        assert!(waiter.await.is_err());
+    }
+}
