@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SSHQ = ROOT / "target/release/sshq"
-SSHQD = ROOT / "target/release/sshqd"
-BENCH_USER = "sshqbench"
+sys.path.insert(0, str(ROOT / "interop"))
+from lab import SSHQ, SSHQD, bench_user, keygen  # noqa: E402  (shared with the lossy-link experiments)
 
 
 def free_port():
@@ -56,18 +55,28 @@ def wait_tcp(port, timeout=10):
     raise SystemExit(f"bench: nothing listens on port {port}")
 
 
-def bench_user():
-    """A user with /bin/sh and no rc files, when we can make one."""
-    if os.geteuid() != 0:
-        return subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
-    if subprocess.run(["id", BENCH_USER], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "-m", "-s", "/bin/sh", BENCH_USER], check=True)
-    subprocess.run(["usermod", "-p", "*", BENCH_USER], check=True)  # key login only
-    return BENCH_USER
-
-
-def keygen(path):
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+def start_loopback_servers(tmp, procs, sshd_extra=""):
+    """Keys under `tmp`, then OpenSSH's sshd and sshqd (QUIC and TCP) on free
+    loopback ports, each with its own config; appends them to `procs` (the
+    caller stops them) and returns (sshd_port, sshqd_port) once both listen."""
+    keygen(tmp / "host")
+    keygen(tmp / "user")
+    shutil.copy(tmp / "user.pub", tmp / "authorized_keys")
+    os.chmod(tmp / "authorized_keys", 0o644)
+    sshd_port, sshqd_port = free_port(), free_port()
+    common = f"ListenAddress 127.0.0.1\nHostKey {tmp}/host\nAuthorizedKeysFile {tmp}/authorized_keys\n"
+    (tmp / "sshd_config").write_text(
+        f"Port {sshd_port}\n{common}StrictModes no\nUsePAM no\nPidFile none\n"
+        f"PasswordAuthentication no\nKbdInteractiveAuthentication no\n{sshd_extra}")
+    (tmp / "sshqd_config").write_text(f"Port {sshqd_port}\n{common}Transports quic,tcp\n")
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", exist_ok=True)
+    log = open(tmp / "servers.log", "w")
+    procs.append(subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(tmp / "sshd_config")], stderr=log))
+    procs.append(subprocess.Popen([str(SSHQD), "-D", "-e", "-f", str(tmp / "sshqd_config")], stderr=log))
+    wait_tcp(sshd_port)
+    wait_tcp(sshqd_port)
+    return sshd_port, sshqd_port
 
 
 def main():
@@ -86,22 +95,7 @@ def main():
     os.chmod(tmp, 0o755)
     procs = []
     try:
-        keygen(tmp / "host")
-        keygen(tmp / "user")
-        shutil.copy(tmp / "user.pub", tmp / "authorized_keys")
-        os.chmod(tmp / "authorized_keys", 0o644)
-        sshd_port, sshqd_port = free_port(), free_port()
-        common = f"ListenAddress 127.0.0.1\nHostKey {tmp}/host\nAuthorizedKeysFile {tmp}/authorized_keys\n"
-        (tmp / "sshd_config").write_text(
-            f"Port {sshd_port}\n{common}StrictModes no\nUsePAM no\nPidFile none\n"
-            "PasswordAuthentication no\nKbdInteractiveAuthentication no\n")
-        (tmp / "sshqd_config").write_text(f"Port {sshqd_port}\n{common}Transports quic,tcp\n")
-        os.makedirs("/run/sshd", exist_ok=True) if os.geteuid() == 0 else None
-        log = open(tmp / "servers.log", "w")
-        procs.append(subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(tmp / "sshd_config")], stderr=log))
-        procs.append(subprocess.Popen([str(SSHQD), "-D", "-e", "-f", str(tmp / "sshqd_config")], stderr=log))
-        wait_tcp(sshd_port)
-        wait_tcp(sshqd_port)
+        sshd_port, sshqd_port = start_loopback_servers(tmp, procs)
 
         opts = ["-i", str(tmp / "user"), "-o", f"UserKnownHostsFile={tmp}/known_hosts",
                 "-o", "StrictHostKeyChecking=accept-new", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"]

@@ -14,6 +14,7 @@ pub mod known_hosts;
 pub mod pattern;
 pub mod pipe;
 pub mod replies;
+pub mod stream;
 pub mod transport;
 
 pub use ssh_key;

@@ -90,6 +90,15 @@ pub struct ChannelParts<C: Channel> {
     pub requests: C::Requests,
 }
 
+impl<C: Channel> ChannelParts<C> {
+    /// Just the data halves and the control, for a channel used as a plain
+    /// byte stream (forwarded connections, -W, ProxyJump hops): extended
+    /// data and the peer's requests are dropped, and so ignored.
+    pub fn into_data_halves(self) -> (C::Reader, C::Writer, C::Control) {
+        (self.data_in, self.data_out, self.control)
+    }
+}
+
 /// Sending requests on a channel.
 pub trait ChannelControl: Send + Sync + 'static {
     /// Sends `request`; with `want_reply`, waits and returns whether the peer
@@ -99,6 +108,13 @@ pub trait ChannelControl: Send + Sync + 'static {
         request: ChannelRequest,
         want_reply: bool,
     ) -> impl Future<Output = Result<bool, TransportError>> + Send;
+
+    /// Resolves once the peer has confirmed a channel we opened, or fails
+    /// with why it refused. Transports that wait for the confirmation in
+    /// `open_channel` resolve at once; sshq/1 pipelines the open, so this is
+    /// where a refusal surfaces on a channel that sends no request first
+    /// (a -W or ProxyJump stream, which must not look like an empty one).
+    fn opened(&self) -> impl Future<Output = Result<(), TransportError>> + Send;
 
     /// Closes the channel in both directions.
     fn close(&self) -> impl Future<Output = ()> + Send;

@@ -293,17 +293,38 @@ pub async fn accept(
     let deadline = auth
         .login_grace_time
         .map(|limit| tokio::time::Instant::now() + limit);
+    let conn = handshake(incoming, deadline).await?;
+    login(conn, auth, deadline).await
+}
+
+/// Runs the QUIC handshake of one incoming connection, until `deadline`.
+/// The caller then looks at the negotiated ALPN (`crate::tunnel`) and
+/// goes on with [`login`] for `sshq/1`.
+pub async fn handshake(
+    incoming: quinn::Incoming,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<quinn::Connection, HandshakeError> {
     let connecting = incoming
         .accept()
         .map_err(|e| HandshakeError::Quic(e.to_string()))?;
-    let conn = match deadline {
+    match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, connecting).await {
             Ok(result) => result,
             Err(_) => return Err(HandshakeError::LoginGraceTimeExpired),
         },
         None => connecting.await,
     }
-    .map_err(|e| HandshakeError::Quic(e.to_string()))?;
+    .map_err(|e| HandshakeError::Quic(e.to_string()))
+}
+
+/// User authentication on a connection from [`handshake`], until
+/// `deadline` (LoginGraceTime, counted from before the handshake);
+/// returns the connection once a user has logged in.
+pub async fn login(
+    conn: quinn::Connection,
+    auth: Arc<ServerAuth>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<QuicConnection, HandshakeError> {
     let result = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, server_login(&conn, &auth)).await
         {

@@ -6,12 +6,15 @@ mod channel;
 mod conn;
 pub mod endpoint;
 pub mod kx;
+pub mod stream_socket;
 pub mod tls;
+pub mod tunnel;
 mod userauth;
 pub mod wire;
 
 pub use channel::QuicChannel;
 pub use conn::{
-    accept, client_session, AuthOutcome, ClientAuth, HandshakeError, QuicConnection, ServerAuth,
+    accept, client_session, handshake, login, AuthOutcome, ClientAuth, HandshakeError,
+    QuicConnection, ServerAuth,
 };
 pub use quinn;

@@ -30,7 +30,8 @@ pub use client::{
 };
 pub use keys::{ed25519_spki, parse_ed25519_spki, ED25519_SPKI_LEN, ED25519_SPKI_PREFIX};
 pub use quic::{
-    bind_endpoint_socket, client_config, server_config, transport_config, SOCKET_BUFFER_BYTES,
+    bind_endpoint_socket, client_config, server_config, transport_config, transport_config_with,
+    CongestionControl, SOCKET_BUFFER_BYTES,
 };
 pub use server::server_tls;
 

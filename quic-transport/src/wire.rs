@@ -48,6 +48,19 @@ pub enum ErrorCode {
     InternalError = 0x05,
     /// The user or application ended the connection.
     ByApplication = 0x06,
+    /// `sshq-tunnel/1` only (see `crate::tunnel`): the relay could not
+    /// connect to the SSH server it relays to (CONNECTION_CLOSE).
+    RelayTargetUnreachable = 0x07,
+    /// `sshq-tunnel/1` only: the relay already carries as many tunnels as
+    /// it allows (CONNECTION_CLOSE).
+    RelayBusy = 0x08,
+    /// `sshq-tunnel/1` only: the byte stream broke on the far side of the
+    /// relay or proxy (a TCP reset, a read or write error), so the tunnel
+    /// stream is abandoned rather than ended (RESET_STREAM, STOP_SENDING).
+    TunnelAborted = 0x09,
+    /// `sshq-tunnel/1` only: a stream other than the tunnel's one stream
+    /// (RESET_STREAM, STOP_SENDING).
+    StreamRefused = 0x0a,
 }
 
 impl ErrorCode {
@@ -64,6 +77,10 @@ impl ErrorCode {
             0x04 => ErrorCode::ChannelClosed,
             0x05 => ErrorCode::InternalError,
             0x06 => ErrorCode::ByApplication,
+            0x07 => ErrorCode::RelayTargetUnreachable,
+            0x08 => ErrorCode::RelayBusy,
+            0x09 => ErrorCode::TunnelAborted,
+            0x0a => ErrorCode::StreamRefused,
             _ => return None,
         })
     }

@@ -239,3 +239,46 @@ fn frame_vectors() {
         Some(&msg::CHANNEL_OPEN)
     );
 }
+
+#[tokio::test]
+async fn udp_relay_vectors() {
+    let v = Vectors::load("udp-relay.txt");
+    let request = Frame::ChannelRequest {
+        request: ChannelRequest::Subsystem("direct-udp@sshq".to_string()),
+        want_reply: true,
+    };
+    v.check("subsystem_request_over_sshq", &encode_frame(&request));
+    let mut datagram = Vec::new();
+    sshq_quic::stream_socket::write_datagram(&mut datagram, b"hello")
+        .await
+        .expect("encode");
+    v.check("datagram_hello", &datagram);
+    let mut input = v.get("datagram_hello");
+    let decoded = sshq_quic::stream_socket::read_datagram(&mut input)
+        .await
+        .expect("decode");
+    assert_eq!(decoded.as_deref(), Some(&b"hello"[..]));
+    // The target is checked by the client's own tests (sshq::client::jump).
+    assert!(v.fields.contains_key("target_h_example_443"));
+}
+
+#[test]
+fn tunnel_vectors() {
+    use sshq_quic::wire::ErrorCode;
+    let v = Vectors::load("tunnel.txt");
+    v.check("alpn", sshq_quic::tunnel::TUNNEL_ALPN);
+    for (name, code) in [
+        (
+            "relay_target_unreachable",
+            ErrorCode::RelayTargetUnreachable,
+        ),
+        ("relay_busy", ErrorCode::RelayBusy),
+        ("tunnel_aborted", ErrorCode::TunnelAborted),
+        ("stream_refused", ErrorCode::StreamRefused),
+    ] {
+        // Codes below 64 are one-octet varints: the octet is the code.
+        let octet = u8::try_from(code.code()).expect("a one-octet code");
+        v.check(name, &[octet]);
+        assert_eq!(ErrorCode::from_code(u64::from(octet)), Some(code));
+    }
+}

@@ -6,13 +6,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{random_bytes, wait_until, Background, Lab, Listeners, Server, TcpService, SSHQ};
-
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
+use common::{
+    echo_service, echo_works_within, random_bytes, wait_until, Background, Endpoint, Lab,
+    Listeners, Server, SSHQ,
+};
 
 struct Setup {
     server: Server,
@@ -36,40 +36,9 @@ impl Setup {
     }
 }
 
-/// Echoes every byte until EOF, then half-closes.
-fn echo_service() -> TcpService {
-    TcpService::start(|mut stream| {
-        let mut reader = stream.try_clone().expect("clone");
-        let _ = std::io::copy(&mut reader, &mut stream);
-        let _ = stream.shutdown(Shutdown::Write);
-    })
-}
-
-/// Sends `data` to `port` while reading the echo; what came back by EOF.
-fn echo_through(port: u16, data: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut writer = stream.try_clone()?;
-    let sent = data.to_vec();
-    let writing = std::thread::spawn(move || -> std::io::Result<()> {
-        writer.write_all(&sent)?;
-        writer.shutdown(Shutdown::Write)
-    });
-    let mut back = Vec::new();
-    stream.read_to_end(&mut back)?;
-    writing.join().expect("writer thread")?;
-    Ok(back)
-}
-
-/// Whether a round trip through `port` comes back intact.
-fn echo_works(port: u16) -> bool {
-    matches!(echo_through(port, b"ping"), Ok(back) if back == b"ping")
-}
-
 /// Waits until the forward on `port` carries an echo; fails with the logs.
 fn wait_forward(client: &mut Background, s: &Setup, port: u16) {
-    let up = wait_until(Duration::from_secs(20), || echo_works(port));
+    let up = echo_works_within(&Endpoint::Port(port), Duration::from_secs(20));
     assert!(
         up && client.alive(),
         "the remote forward on port {port} does not work; client log:\n{}\nserver log:\n{}",
@@ -78,16 +47,9 @@ fn wait_forward(client: &mut Background, s: &Setup, port: u16) {
     );
 }
 
+/// `data` through the echo service behind `port` and back, unchanged.
 fn check_echo(port: u16, data: &[u8]) -> Result<(), String> {
-    match echo_through(port, data) {
-        Ok(back) if back == data => Ok(()),
-        Ok(back) => Err(format!(
-            "{} bytes back, differing from the {} sent",
-            back.len(),
-            data.len()
-        )),
-        Err(e) => Err(e.to_string()),
-    }
+    common::check_echo(&Endpoint::Port(port), data)
 }
 
 /// `sshq -N -R P:127.0.0.1:echo`: 16 MiB through once, then 20 at once.

@@ -8,13 +8,12 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Command, Output};
+use std::net::{TcpListener, TcpStream};
+use std::process::Output;
 use std::time::Duration;
 
 use common::{
-    free_port, run_with_input, show, text, wait_until, Background, Lab, Listeners, Server,
-    TcpService, SSHQ,
+    free_port, http_service, show, text, wait_until, Background, Lab, Listeners, Server, SSHQ,
 };
 
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
@@ -43,63 +42,18 @@ impl Setup {
     }
 }
 
-/// The payload the HTTP responder serves: large enough to take many
-/// channel windows, and recognisable.
-fn payload() -> Vec<u8> {
-    (0..300_000u32).map(|i| (i % 251) as u8).collect()
-}
-
-/// A minimal HTTP/1.0 responder: reads the request head, answers with
-/// [`payload`], closes.
-fn http_service() -> TcpService {
-    TcpService::start(|mut stream| {
-        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
-            match stream.read(&mut byte) {
-                Ok(1) => head.push(byte[0]),
-                _ => return,
-            }
-        }
-        let body = payload();
-        let reply = format!(
-            "HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        let _ = stream.write_all(reply.as_bytes());
-        let _ = stream.write_all(&body);
-        let _ = stream.shutdown(Shutdown::Write);
-    })
-}
-
 /// A loopback port nothing listens on.
 fn closed_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
 }
 
-/// `curl <proxy_option> 127.0.0.1:socks url`, with no proxy settings from
-/// the environment.
+fn payload() -> Vec<u8> {
+    common::http_payload()
+}
+
 fn curl(proxy_option: &str, socks: u16, url: &str) -> Output {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "30", proxy_option])
-        .arg(format!("127.0.0.1:{socks}"))
-        .arg(url);
-    for var in [
-        "http_proxy",
-        "HTTP_PROXY",
-        "https_proxy",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "no_proxy",
-        "NO_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
-    run_with_input(&mut cmd, b"")
+    common::curl_through(proxy_option, socks, url)
 }
 
 /// Asserts a fetch through the proxy returns the whole payload.
@@ -233,22 +187,38 @@ fn dynamic_forward_from_config() {
     assert_fetch("--socks5-hostname", socks, &url, &client);
 }
 
-/// A -D port already in use is reported like ssh does, before anything runs.
+/// A -D port already in use is reported as ssh reports it; the command
+/// still runs, unless ExitOnForwardFailure is set (then status 255).
 #[test]
 fn dynamic_forward_bind_error() {
     let s = Setup::new();
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
-    let out = s
-        .lab
-        .sshq(s.server.port, &["-D", &port], &["echo", "ran"], b"");
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success(), "{}", show(&out));
-    assert!(
-        stderr.contains(&format!("bind [127.0.0.1]:{port}"))
-            && stderr.contains("Could not request dynamic forwarding."),
-        "{}",
-        show(&out)
-    );
-    assert!(!text(&out.stdout).contains("ran"), "{}", show(&out));
+    for exit_on_failure in ["no", "yes"] {
+        let option = format!("ExitOnForwardFailure={exit_on_failure}");
+        let out = s.lab.sshq(
+            s.server.port,
+            &["-o", &option, "-D", &port],
+            &["echo", "ran"],
+            b"",
+        );
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("bind [127.0.0.1]:{port}: Address already in use"))
+                && stderr.contains("Could not request local forwarding."),
+            "{option}: {}",
+            show(&out)
+        );
+        let (code, ran) = match exit_on_failure {
+            "yes" => (Some(255), false),
+            _ => (Some(0), true),
+        };
+        assert_eq!(out.status.code(), code, "{option}: {}", show(&out));
+        assert_eq!(
+            text(&out.stdout).contains("ran"),
+            ran,
+            "{option}: {}",
+            show(&out)
+        );
+    }
 }

@@ -597,28 +597,3 @@ fn sshqd_refuses_ecdsa_host_key_only() {
     let config = lab.write_sshqd_config(common::free_port(), &[lab.path("host_ecdsa")], "");
     assert_sshqd_refuses(&lab, &config, &["Ed25519"]);
 }
-
-/// Options not built yet must not be ignored silently (-J would connect
-/// straight to the target, -W would run a shell instead).
-#[test]
-fn unbuilt_options_are_refused_before_connecting() {
-    for (flag, value, words) in [
-        (
-            "-J",
-            "nobody@127.0.0.1:1",
-            "ProxyJump (-J) is not supported yet",
-        ),
-        (
-            "-W",
-            "127.0.0.1:1",
-            "stdio forwarding (-W) is not supported yet",
-        ),
-    ] {
-        let out = common::run_with_input(
-            std::process::Command::new(SSHQ).args([flag, value, "-p", "1", "127.0.0.1", "true"]),
-            b"",
-        );
-        assert_eq!(out.status.code(), Some(255), "{flag}: {}", show(&out));
-        assert!(text(&out.stderr).contains(words), "{flag}: {}", show(&out));
-    }
-}

@@ -47,13 +47,46 @@ pub struct TcpChannel<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 's
     kind: ChannelKind,
     inner: russh::Channel<S>,
     side: Side,
+    /// For a channel the peer opened: becomes true once our confirmation
+    /// has been queued. Nothing may be sent on the channel before that, or
+    /// the peer would drop it as data for a channel it does not know yet
+    /// (a forwarded SSH server's banner was lost this way).
+    confirmed: Option<watch::Receiver<bool>>,
 }
 
 impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> TcpChannel<S> {
     pub(crate) fn new(kind: ChannelKind, inner: russh::Channel<S>, side: Side) -> Self {
-        TcpChannel { kind, inner, side }
+        TcpChannel {
+            kind,
+            inner,
+            side,
+            confirmed: None,
+        }
+    }
+
+    /// Holds everything we send until `confirmed` becomes true.
+    pub(crate) fn sending_after(mut self, confirmed: watch::Receiver<bool>) -> Self {
+        self.confirmed = Some(confirmed);
+        self
     }
 }
+
+/// Resolves once the channel may carry what we send.
+async fn until_confirmed(confirmed: Option<watch::Receiver<bool>>) {
+    if let Some(mut confirmed) = confirmed {
+        // An error means the open was refused or abandoned: the writes
+        // that follow then fail on their own.
+        let _ = confirmed.wait_for(|c| *c).await;
+    }
+}
+
+fn gate(confirmed: &Option<watch::Receiver<bool>>) -> Option<Gate> {
+    confirmed
+        .clone()
+        .map(|c| Box::pin(until_confirmed(Some(c))) as Gate)
+}
+
+type Gate = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel for TcpChannel<S> {
     type Reader = PipeReader;
@@ -90,10 +123,12 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
         let data_out = ChannelWriter {
             inner: Box::pin(write_half.make_writer()),
             eof_on_shutdown: true,
+            gate: gate(&self.confirmed),
         };
         let ext_out = ChannelWriter {
             inner: Box::pin(write_half.make_writer_ext(Some(1))),
             eof_on_shutdown: false,
+            gate: gate(&self.confirmed),
         };
         ChannelParts {
             data_in: data_rx,
@@ -105,6 +140,7 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
                 pending,
                 server,
                 closed: closed_rx,
+                confirmed: self.confirmed,
             },
             requests: QueuedRequests::new(requests),
         }
@@ -240,6 +276,18 @@ pub struct ChannelWriter {
     inner: BoxWriter,
     /// Only the data writer sends EOF: SSH has one EOF per channel.
     eof_on_shutdown: bool,
+    /// Until the channel is confirmed (see `TcpChannel::confirmed`).
+    gate: Option<Gate>,
+}
+
+impl ChannelWriter {
+    fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(gate) = &mut self.gate {
+            std::task::ready!(gate.as_mut().poll(cx));
+            self.gate = None;
+        }
+        Poll::Ready(())
+    }
 }
 
 impl AsyncWrite for ChannelWriter {
@@ -248,14 +296,17 @@ impl AsyncWrite for ChannelWriter {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_gate(cx));
         self.inner.as_mut().poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_gate(cx));
         self.inner.as_mut().poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_gate(cx));
         if self.eof_on_shutdown {
             self.inner.as_mut().poll_shutdown(cx)
         } else {
@@ -274,6 +325,8 @@ pub struct TcpControl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 's
     server: Option<(russh::server::Handle, russh::ChannelId)>,
     /// Set by the demultiplexer when the peer closed the channel.
     closed: watch::Receiver<bool>,
+    /// See `TcpChannel::confirmed`.
+    confirmed: Option<watch::Receiver<bool>>,
 }
 
 impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelControl
@@ -284,6 +337,7 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelCon
         request: ChannelRequest,
         want_reply: bool,
     ) -> Result<bool, TransportError> {
+        until_confirmed(self.confirmed.clone()).await;
         if let ChannelRequest::ExitSignal(exit) = &request {
             let Some((handle, id)) = &self.server else {
                 return Err(TransportError::Protocol(
@@ -315,7 +369,13 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelCon
         }
     }
 
+    async fn opened(&self) -> Result<(), TransportError> {
+        // open_channel returned only once the peer had confirmed.
+        Ok(())
+    }
+
     async fn close(&self) {
+        until_confirmed(self.confirmed.clone()).await;
         let _ = self.write.lock().await.close().await;
     }
 

@@ -84,7 +84,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut config = russh::client::Config {
-        window_size: 8 * 1024 * 1024,
+        window_size: crate::CHANNEL_WINDOW,
         maximum_packet_size: 65535,
         nodelay: true,
         ..Default::default()
@@ -367,6 +367,27 @@ impl Connection for TcpClientConnection {
                     Err(e) => Err(closed(e)),
                 }
             }
+            GlobalRequest::StreamlocalForward { socket_path } => {
+                match self.handle.streamlocal_forward(socket_path).await {
+                    Ok(()) => Ok(GlobalReply::Success { bound_port: None }),
+                    Err(russh::Error::RequestDenied) => Ok(GlobalReply::Failure),
+                    Err(e) => Err(closed(e)),
+                }
+            }
+            GlobalRequest::CancelStreamlocalForward { socket_path } => {
+                match self.handle.cancel_streamlocal_forward(socket_path).await {
+                    Ok(()) => Ok(GlobalReply::Success { bound_port: None }),
+                    Err(russh::Error::RequestDenied) => Ok(GlobalReply::Failure),
+                    Err(e) => Err(closed(e)),
+                }
+            }
+            GlobalRequest::Other(name) if name == "keepalive@openssh.com" => {
+                // russh sends keepalive@openssh.com with want-reply and
+                // reports only that an answer came, not which: servers
+                // answer it with failure, so that is what we report.
+                self.handle.send_ping().await.map_err(closed)?;
+                Ok(GlobalReply::Failure)
+            }
             other => Err(TransportError::Protocol(format!(
                 "the TCP transport does not send {other:?}"
             ))),
@@ -468,6 +489,20 @@ impl russh::client::Handler for ClientHandler {
             connected_port,
             originator: originator_address.to_string(),
             originator_port,
+        };
+        self.offer_channel(kind, channel, reply);
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_streamlocal(
+        &mut self,
+        channel: russh::Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let kind = ChannelKind::ForwardedStreamlocal {
+            socket_path: socket_path.to_string(),
         };
         self.offer_channel(kind, channel, reply);
         Ok(())

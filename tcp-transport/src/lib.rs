@@ -20,6 +20,13 @@ use sshq_core::error::TransportError;
 
 /// Hands a channel the peer opened to the code above the trait, and
 /// confirms or refuses it with russh once that code has decided.
+/// Each channel's window, both directions: OpenSSH's 2 MiB. Over one TCP
+/// connection every byte of window a bulk channel holds can sit in the
+/// send queue ahead of a keystroke's echo on another channel; with 8 MiB a
+/// forward on a 1%-loss link held echoes back for over 10 s (interop/run
+/// hol), and on loopback 2 MiB is still far more than the path holds.
+pub(crate) const CHANNEL_WINDOW: u32 = 2 * 1024 * 1024;
+
 pub(crate) fn offer_channel<M>(
     incoming: &tokio::sync::mpsc::UnboundedSender<sshq_core::transport::Incoming<TcpChannel<M>>>,
     kind: sshq_core::channel::ChannelKind,
@@ -29,6 +36,8 @@ pub(crate) fn offer_channel<M>(
     M: From<(russh::ChannelId, russh::ChannelMsg)> + Send + Sync + 'static,
 {
     let (decide_tx, decide_rx) = tokio::sync::oneshot::channel();
+    let (confirmed_tx, confirmed_rx) = tokio::sync::watch::channel(false);
+    let channel = channel.sending_after(confirmed_rx);
     let pending = sshq_core::transport::PendingChannel::new(kind, channel, decide_tx);
     if incoming
         .send(sshq_core::transport::Incoming::Channel(pending))
@@ -38,7 +47,10 @@ pub(crate) fn offer_channel<M>(
     }
     tokio::spawn(async move {
         match decide_rx.await {
-            Ok(Ok(())) => reply.accept().await,
+            Ok(Ok(())) => {
+                reply.accept().await;
+                let _ = confirmed_tx.send(true);
+            }
             Ok(Err(failure)) => reply.reject(open_failure_to_russh(&failure)).await,
             Err(_) => {}
         }

@@ -132,9 +132,9 @@ fn russh_config(params: &ServerParams) -> russh::server::Config {
         auth_rejection_time: Duration::from_millis(0),
         auth_rejection_time_initial: Some(Duration::from_millis(0)),
         nodelay: true,
-        // Bigger windows and packets than russh's defaults keep bulk
-        // transfers from waiting on window adjustments.
-        window_size: 8 * 1024 * 1024,
+        // Larger packets than russh's default keep bulk transfers cheap;
+        // the window is OpenSSH's (see CHANNEL_WINDOW).
+        window_size: crate::CHANNEL_WINDOW,
         maximum_packet_size: 65535,
         ..Default::default()
     }
@@ -549,6 +549,34 @@ impl russh::server::Handler for ServerHandler {
         let request = GlobalRequest::CancelTcpipForward {
             address: address.to_string(),
             port,
+        };
+        Ok(matches!(
+            self.global(request).await,
+            GlobalReply::Success { .. }
+        ))
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let request = GlobalRequest::StreamlocalForward {
+            socket_path: socket_path.to_string(),
+        };
+        Ok(matches!(
+            self.global(request).await,
+            GlobalReply::Success { .. }
+        ))
+    }
+
+    async fn cancel_streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let request = GlobalRequest::CancelStreamlocalForward {
+            socket_path: socket_path.to_string(),
         };
         Ok(matches!(
             self.global(request).await,

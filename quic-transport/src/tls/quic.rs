@@ -94,6 +94,57 @@ pub fn transport_config() -> TransportConfig {
     config
 }
 
+/// A QUIC congestion controller, chosen with `CongestionControl` in sshq's
+/// and sshqd's configuration (quinn's default, CUBIC, when not set).
+///
+/// It is a knob for experiments and unusual paths: comparing QUIC with TCP
+/// fairly needs the same controller on both (the lossy-link experiments
+/// run TCP with CUBIC or BBR), and BBR keeps far more throughput than
+/// CUBIC under random loss. quinn's BBR is marked experimental by quinn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CongestionControl {
+    #[default]
+    Cubic,
+    Bbr,
+    NewReno,
+}
+
+impl CongestionControl {
+    /// The configuration values, as written in config files.
+    pub const NAMES: &'static [(&'static str, CongestionControl)] = &[
+        ("cubic", CongestionControl::Cubic),
+        ("bbr", CongestionControl::Bbr),
+        ("newreno", CongestionControl::NewReno),
+    ];
+
+    /// The value that names `self` in a config file (and in logs).
+    pub fn name(self) -> &'static str {
+        match self {
+            CongestionControl::Cubic => "cubic",
+            CongestionControl::Bbr => "bbr",
+            CongestionControl::NewReno => "newreno",
+        }
+    }
+}
+
+/// [`transport_config`] with congestion controller `controller`.
+pub fn transport_config_with(controller: CongestionControl) -> TransportConfig {
+    use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
+    let mut config = transport_config();
+    match controller {
+        CongestionControl::Cubic => {
+            config.congestion_controller_factory(Arc::new(CubicConfig::default()))
+        }
+        CongestionControl::Bbr => {
+            config.congestion_controller_factory(Arc::new(BbrConfig::default()))
+        }
+        CongestionControl::NewReno => {
+            config.congestion_controller_factory(Arc::new(NewRenoConfig::default()))
+        }
+    };
+    config
+}
+
 /// Binds the UDP socket for a quinn endpoint (client or server), with
 /// [`SOCKET_BUFFER_BYTES`] of receive and send buffer.
 ///

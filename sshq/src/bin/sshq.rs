@@ -12,7 +12,14 @@ fn main() {
             std::process::exit(sshq::client::EXIT_FAILURE);
         }
     };
-    let code = runtime.block_on(sshq::client::main(std::env::args().collect()));
+    let args: Vec<String> = std::env::args().collect();
+    // `sshq proxy ...` is OpenSSH's ProxyCommand over QUIC; a host named
+    // "proxy" is still reached as `sshq -- proxy` or `sshq ssh://proxy`.
+    let code = if args.get(1).map(String::as_str) == Some("proxy") {
+        runtime.block_on(sshq::client::proxy::main(args))
+    } else {
+        runtime.block_on(sshq::client::main(args))
+    };
     // Exit without waiting for the runtime: a blocking read of stdin may
     // still be pending and must not hold the exit.
     std::process::exit(code);

@@ -117,31 +117,8 @@ impl Destination {
         let bad = || BadDestination(text.to_string());
         if let Some(rest) = text.strip_prefix("ssh://") {
             let (user, hostport) = split_user(rest);
-            let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-                let (host, after) = v6.split_once(']').ok_or_else(bad)?;
-                match after.strip_prefix(':') {
-                    Some(port) => (host, Some(port)),
-                    None if after.is_empty() => (host, None),
-                    None => return Err(bad()),
-                }
-            } else {
-                match hostport.rsplit_once(':') {
-                    Some((host, port)) => (host, Some(port)),
-                    None => (hostport, None),
-                }
-            };
-            let port = match port {
-                Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?),
-                None => None,
-            };
-            if host.is_empty() {
-                return Err(bad());
-            }
-            return Ok(Destination {
-                user,
-                host: host.to_string(),
-                port,
-            });
+            let (host, port) = split_host_port(hostport).ok_or_else(bad)?;
+            return Ok(Destination { user, host, port });
         }
         let (user, host) = split_user(text);
         if host.is_empty() {
@@ -153,6 +130,50 @@ impl Destination {
             port: None,
         })
     }
+}
+
+impl Destination {
+    /// One ProxyJump hop: `[user@]host[:port]` (IPv6 in brackets when a port
+    /// follows) or an `ssh://` URI, as ssh reads -J.
+    pub fn parse_jump(text: &str) -> Result<Destination, BadDestination> {
+        if text.starts_with("ssh://") {
+            return Destination::parse(text);
+        }
+        let (user, hostport) = split_user(text);
+        let (host, port) =
+            split_host_port(hostport).ok_or_else(|| BadDestination(text.to_string()))?;
+        Ok(Destination { user, host, port })
+    }
+
+    /// A whole -J / ProxyJump value: hops separated by commas, in order.
+    pub fn parse_jump_list(text: &str) -> Result<Vec<Destination>, BadDestination> {
+        text.split(',').map(Destination::parse_jump).collect()
+    }
+}
+
+/// `host`, `host:port` or `[host]:port` (an IPv6 address with a port is in
+/// brackets; one with more than one ':' and no brackets has no port).
+/// Ports are 1 to 65535.
+pub(crate) fn split_host_port(text: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, after) = bracketed.split_once(']')?;
+            match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None if after.is_empty() => (host, None),
+                None => return None,
+            }
+        }
+        None => match text.split_once(':') {
+            Some((host, port)) if !port.contains(':') => (host, Some(port)),
+            _ => (text, None),
+        },
+    };
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p != 0)?),
+        None => None,
+    };
+    (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
 /// Splits at the *last* '@', as ssh does, so user names may contain '@'.
@@ -180,6 +201,28 @@ mod tests {
         assert_eq!(d.port, Some(2222));
         assert!(Destination::parse("ssh://host:0").is_err());
         assert!(Destination::parse("user@").is_err());
+    }
+
+    #[test]
+    fn jump_hosts() {
+        let hops = Destination::parse_jump_list("a@j1:2200,j2,[::1]:22,::1,ssh://u@j3:7").unwrap();
+        let view: Vec<_> = hops
+            .iter()
+            .map(|d| (d.user.as_deref(), d.host.as_str(), d.port))
+            .collect();
+        assert_eq!(
+            view,
+            [
+                (Some("a"), "j1", Some(2200)),
+                (None, "j2", None),
+                (None, "::1", Some(22)),
+                (None, "::1", None),
+                (Some("u"), "j3", Some(7)),
+            ]
+        );
+        for bad in ["", "j1,", "j:0", "j:x", "[::1", "[::1]x", "u@"] {
+            assert!(Destination::parse_jump_list(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

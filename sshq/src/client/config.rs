@@ -33,8 +33,8 @@ const IGNORED: &[&str] = &[
     "casignaturealgorithms", "challengeresponseauthentication", "checkhostip", "cipher",
     "ciphers", "compression", "compressionlevel", "connectionattempts", "controlmaster",
     "controlpath", "controlpersist", "enableescapecommandline", "enablesshkeysign",
-    "escapechar", "exitonforwardfailure", "fingerprinthash", "forwardx11", "forwardx11timeout",
-    "forwardx11trusted", "gatewayports", "globalknownhostsfile", "gssapiauthentication",
+    "escapechar", "fingerprinthash", "forwardx11", "forwardx11timeout",
+    "forwardx11trusted", "gatewayports", "gssapiauthentication",
     "gssapiclientidentity", "gssapidelegatecredentials", "gssapikeyexchange",
     "gssapikexalgorithms", "gssapirenewalforcesrekey", "gssapiserveridentity", "gssapitrustdns",
     "hashknownhosts", "hostbasedacceptedalgorithms", "hostbasedauthentication",
@@ -43,7 +43,7 @@ const IGNORED: &[&str] = &[
     "nohostauthenticationforlocalhost", "numberofpasswordprompts", "passwordauthentication",
     "permitlocalcommand", "preferredauthentications", "protocol", "pubkeyacceptedalgorithms",
     "pubkeyacceptedkeytypes", "pubkeyauthentication", "rekeylimit", "requiredrsasize",
-    "rhostsrsaauthentication", "rsaauthentication", "streamlocalbindmask", "syslogfacility",
+    "rhostsrsaauthentication", "rsaauthentication", "syslogfacility",
     "tcpkeepalive", "tunnel", "tunneldevice", "updatehostkeys", "useprivilegedport",
     "useroaming", "verifyhostkeydns", "visualhostkey", "xauthlocation",
 ];
@@ -56,12 +56,11 @@ const IGNORED: &[&str] = &[
 #[rustfmt::skip]
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("bindaddress", ""), ("bindinterface", ""), ("certificatefile", "none"),
-    ("clearallforwardings", "no"), ("forkafterauthentication", "no"), ("hostkeyalias", ""),
+    ("forkafterauthentication", "no"), ("hostkeyalias", ""),
     ("identityagent", "SSH_AUTH_SOCK"), ("knownhostscommand", "none"),
-    ("permitremoteopen", "any"), ("pkcs11provider", "none"), ("proxycommand", "none"),
-    ("proxyusefdpass", "no"), ("remotecommand", "none"), ("revokedhostkeys", "none"),
+    ("permitremoteopen", "any"), ("pkcs11provider", "none"), ("proxyusefdpass", "no"), ("remotecommand", "none"), ("revokedhostkeys", "none"),
     ("securitykeyprovider", "internal"), ("sessiontype", "default"), ("smartcarddevice", ""),
-    ("stdinnull", "no"), ("streamlocalbindunlink", "no"),
+    ("stdinnull", "no"),
 ];
 
 /// Everything that can be wrong with client configuration. `Display` gives the
@@ -227,9 +226,14 @@ pub struct ClientOptions {
     pub identity_files: Vec<PathBuf>,
     pub identities_only: Option<bool>,
     pub batch_mode: Option<bool>,
+    /// `ClearAllForwardings`: drop every -L/-R/-D and their config
+    /// equivalents (scp and sftp pass `yes` to the ssh they run).
+    pub clear_all_forwardings: Option<bool>,
     pub strict_host_key_checking: Option<StrictHostKeyChecking>,
     /// `UserKnownHostsFile`, `~` expanded; `Some(empty)` is `none`.
     pub user_known_hosts_files: Option<Vec<PathBuf>>,
+    /// `GlobalKnownHostsFile`, read but never written; `Some(empty)` is `none`.
+    pub global_known_hosts_files: Option<Vec<PathBuf>>,
     pub log_level: Option<LogLevel>,
     /// `ConnectTimeout`; zero (also written `none`) means no timeout, as in OpenSSH.
     pub connect_timeout: Option<Duration>,
@@ -243,6 +247,8 @@ pub struct ClientOptions {
     pub set_env: Option<Vec<(String, String)>>,
     /// `ProxyJump`, raw (`none` included, meaning connect directly).
     pub proxy_jump: Option<String>,
+    /// `ProxyCommand`, the shell command as written (`none`: connect directly).
+    pub proxy_command: Option<String>,
     /// `LocalForward`s in `ssh -L` syntax (the two config arguments joined by `:`),
     /// so one parser serves both; accumulates.
     pub local_forwards: Vec<String>,
@@ -251,6 +257,12 @@ pub struct ClientOptions {
     /// `DynamicForward`s in `ssh -D` syntax; accumulates.
     pub dynamic_forwards: Vec<String>,
     pub forward_agent: Option<ForwardAgent>,
+    /// `ExitOnForwardFailure`: a forward that cannot be set up ends sshq.
+    pub exit_on_forward_failure: Option<bool>,
+    /// `StreamLocalBindUnlink`: replace a stale socket file for -L.
+    pub stream_local_bind_unlink: Option<bool>,
+    /// `StreamLocalBindMask`: the umask -L socket files are made with.
+    pub stream_local_bind_mask: Option<u32>,
     /// `IgnoreUnknown`: comma-separated keyword patterns.
     pub ignore_unknown: Option<String>,
     /// sshq's own `Transport` (tcp|quic|auto).
@@ -262,6 +274,8 @@ pub struct ClientOptions {
     /// sshq's own `QuicFallbackTimeout`: how long `auto` waits for QUIC before TCP.
     /// Written like other times (`2s`, `1m`), plus `ms` for sub-second values.
     pub quic_fallback_timeout: Option<Duration>,
+    /// sshq's own `CongestionControl` for QUIC (cubic, bbr, newreno).
+    pub congestion_control: Option<sshq_quic::tls::CongestionControl>,
 }
 
 /// Where a file came from: it decides where relative `Include` paths live
@@ -334,6 +348,14 @@ impl At<'_> {
     fn port(&self, v: &str) -> Res<u16> {
         parse_port(v).ok_or_else(|| self.bad(format!("Bad port '{v}'.")))
     }
+}
+
+/// A `StreamLocalBindMask`: an octal umask from 0 to 0777 (client and server).
+pub(crate) fn parse_bind_mask(v: &str) -> Option<u32> {
+    if v.is_empty() || !v.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(v, 8).ok().filter(|mask| *mask <= 0o777)
 }
 
 /// Stores a value unless one was obtained before: OpenSSH's "first value wins".
@@ -448,11 +470,40 @@ impl ClientOptions {
             "quicport" => first(&mut self.quic_port, on, at.port(one()?)?),
             "identitiesonly" => first(&mut self.identities_only, on, at.pick(one()?, FLAG)?),
             "batchmode" => first(&mut self.batch_mode, on, at.pick(one()?, FLAG)?),
+            "clearallforwardings" => {
+                let v = at.pick(one()?, FLAG)?;
+                first(&mut self.clear_all_forwardings, on, v)
+            }
+            "exitonforwardfailure" => {
+                let v = at.pick(one()?, FLAG)?;
+                first(&mut self.exit_on_forward_failure, on, v);
+            }
+            "streamlocalbindunlink" => {
+                let v = at.pick(one()?, FLAG)?;
+                first(&mut self.stream_local_bind_unlink, on, v);
+            }
+            "streamlocalbindmask" => {
+                let v = parse_bind_mask(one()?)
+                    .ok_or_else(|| at.bad("Invalid StreamLocalBindMask."))?;
+                first(&mut self.stream_local_bind_mask, on, v);
+            }
             "requesttty" => first(&mut self.request_tty, on, at.pick(one()?, TTY)?),
             "transport" => first(&mut self.transport, on, at.pick(one()?, TRANSPORTS)?),
-            "proxyjump" => first(&mut self.proxy_jump, on, one()?.to_string()),
+            // Whichever of ProxyJump and ProxyCommand comes first wins, as in ssh.
+            "proxyjump" => {
+                let v = one()?.to_string();
+                first(&mut self.proxy_jump, on && self.proxy_command.is_none(), v)
+            }
+            "proxycommand" => {
+                let v = one()?.to_string();
+                first(&mut self.proxy_command, on && self.proxy_jump.is_none(), v)
+            }
             "ignoreunknown" => first(&mut self.ignore_unknown, on, one()?.to_string()),
             "kexalgorithms" => first(&mut self.kex_algorithms, on, one()?.to_string()),
+            "congestioncontrol" => {
+                let v = at.pick(one()?, sshq_quic::tls::CongestionControl::NAMES)?;
+                first(&mut self.congestion_control, on, v);
+            }
             "stricthostkeychecking" => {
                 let v = at.pick(one()?, STRICT)?;
                 first(&mut self.strict_host_key_checking, on, v);
@@ -499,6 +550,13 @@ impl ClientOptions {
                     _ => args.iter().map(|a| expand_tilde(a)).collect(),
                 };
                 first(&mut self.user_known_hosts_files, on, files);
+            }
+            "globalknownhostsfile" => {
+                let files = match args {
+                    [one] if one == "none" => Vec::new(),
+                    _ => args.iter().map(|a| expand_tilde(a)).collect(),
+                };
+                first(&mut self.global_known_hosts_files, on, files);
             }
             "sendenv" => {
                 if args
@@ -749,6 +807,17 @@ pub(crate) fn split_line(line: &str) -> Result<Option<(String, Vec<String>)>, &'
     }
     skip_space(&mut chars);
     chars.next_if_eq(&'=');
+    if keyword.eq_ignore_ascii_case("proxycommand") {
+        // A shell command: ssh takes the rest of the line as it stands.
+        let command: String = chars.collect();
+        let command = command.trim();
+        let args = if command.is_empty() {
+            vec![]
+        } else {
+            vec![command.to_string()]
+        };
+        return Ok(Some((keyword, args)));
+    }
     let mut args = Vec::new();
     loop {
         skip_space(&mut chars);

@@ -19,6 +19,16 @@ use super::{hostkeys, identity, Plan};
 /// How long Transport=auto gives QUIC before starting TCP as well.
 pub const DEFAULT_QUIC_FALLBACK: Duration = Duration::from_millis(300);
 
+/// How to reach the server: straight over the network, or through the
+/// connection to a ProxyJump host.
+#[derive(Clone, Copy)]
+pub enum Route<'a> {
+    Direct,
+    Via(&'a AnyConnection),
+    /// ProxyCommand, expanded: SSH over the command's stdin and stdout.
+    Command(&'a str),
+}
+
 /// A connection over whichever transport won.
 pub enum AnyConnection {
     Tcp(sshq_tcp::TcpClientConnection),
@@ -42,7 +52,17 @@ impl Prepared {
 }
 
 /// Connects as the plan says; `-v` is told which transport and why.
-pub async fn connect(plan: &Plan) -> Result<AnyConnection, ConnectError> {
+pub async fn connect(plan: &Plan, route: Route<'_>) -> Result<AnyConnection, ConnectError> {
+    let proxy_command = match (route, plan.options.proxy_command.as_deref()) {
+        (Route::Direct, Some(command)) if command != "none" => {
+            Some(super::proxy_command::expand(command, plan))
+        }
+        _ => None,
+    };
+    let route = match &proxy_command {
+        Some(command) => Route::Command(command),
+        None => route,
+    };
     let verifier = hostkeys::Verifier::new(plan);
     let known_types = verifier.known_key_types();
     let prepared = Prepared {
@@ -63,13 +83,17 @@ pub async fn connect(plan: &Plan) -> Result<AnyConnection, ConnectError> {
         match plan.options.transport.unwrap_or(Transport::Auto) {
             Transport::Tcp => {
                 tracing::debug!("Transport=tcp: connecting over TCP");
-                connect_tcp(plan, &prepared).await.map(AnyConnection::Tcp)
+                connect_tcp(plan, &prepared, route)
+                    .await
+                    .map(AnyConnection::Tcp)
             }
             Transport::Quic => {
                 tracing::debug!("Transport=quic: connecting over QUIC");
-                connect_quic(plan, &prepared).await.map(AnyConnection::Quic)
+                connect_quic(plan, &prepared, route)
+                    .await
+                    .map(AnyConnection::Quic)
             }
-            Transport::Auto => race(plan, &prepared).await,
+            Transport::Auto => race(plan, &prepared, route).await,
         }
     };
     match plan.options.connect_timeout {
@@ -90,19 +114,31 @@ pub async fn connect(plan: &Plan) -> Result<AnyConnection, ConnectError> {
 }
 
 /// Happy Eyeballs between QUIC and TCP.
-async fn race(plan: &Plan, prepared: &Prepared) -> Result<AnyConnection, ConnectError> {
+async fn race(
+    plan: &Plan,
+    prepared: &Prepared,
+    route: Route<'_>,
+) -> Result<AnyConnection, ConnectError> {
     if prepared.quic_identity_unknown() {
         tracing::debug!(
             "Transport=auto: known_hosts has no Ed25519 key for this host (only {}), which QUIC needs; using TCP",
             prepared.known_types.join(", ")
         );
-        return connect_tcp(plan, prepared).await.map(AnyConnection::Tcp);
+        return connect_tcp(plan, prepared, route)
+            .await
+            .map(AnyConnection::Tcp);
+    }
+    if let Route::Command(_) = route {
+        tracing::debug!("Transport=auto: ProxyCommand carries one byte stream; using TCP's SSH");
+        return connect_tcp(plan, prepared, route)
+            .await
+            .map(AnyConnection::Tcp);
     }
     let head_start = plan
         .options
         .quic_fallback_timeout
         .unwrap_or(DEFAULT_QUIC_FALLBACK);
-    let quic = connect_quic(plan, prepared);
+    let quic = connect_quic(plan, prepared, route);
     tokio::pin!(quic);
     // QUIC alone during its head start.
     let quic_error = tokio::select! {
@@ -124,7 +160,7 @@ async fn race(plan: &Plan, prepared: &Prepared) -> Result<AnyConnection, Connect
             head_start.as_millis()
         ),
     }
-    let tcp = connect_tcp(plan, prepared);
+    let tcp = connect_tcp(plan, prepared, route);
     tokio::pin!(tcp);
     if quic_error.is_some() {
         return tcp.await.map(AnyConnection::Tcp);
@@ -151,7 +187,7 @@ async fn race(plan: &Plan, prepared: &Prepared) -> Result<AnyConnection, Connect
 }
 
 /// Resolves the host name the way ssh reports failures.
-async fn resolve(plan: &Plan, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
+pub(super) async fn resolve(plan: &Plan, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((plan.hostname.as_str(), port))
         .await
         .map_err(|e| ConnectError::Resolve {
@@ -177,18 +213,36 @@ fn resolve_message(e: &std::io::Error) -> String {
 async fn connect_tcp(
     plan: &Plan,
     prepared: &Prepared,
+    route: Route<'_>,
 ) -> Result<sshq_tcp::TcpClientConnection, ConnectError> {
+    let params = || sshq_tcp::ClientParams {
+        host: plan.host.clone(),
+        user: plan.user.clone(),
+        keys: prepared.keys.clone(),
+        verifier: prepared.verifier.clone(),
+        kex: None,
+        known_host_key_types: prepared.known_types.clone(),
+    };
+    match route {
+        Route::Via(hop) => {
+            // The jump host resolves the name and connects; we speak SSH
+            // through it, end to end.
+            let stream = super::jump::open_tcp(hop, &plan.hostname, plan.port)
+                .await
+                .map_err(|e| jump_failed(plan, plan.port, &e))?;
+            return sshq_tcp::connect_stream(stream, None, None, params()).await;
+        }
+        Route::Command(command) => {
+            let stream = super::proxy_command::spawn(command).map_err(|e| {
+                ConnectError::Other(format!("sshq: cannot run ProxyCommand '{command}': {e}"))
+            })?;
+            return sshq_tcp::connect_stream(stream, None, None, params()).await;
+        }
+        Route::Direct => {}
+    }
     let mut last_error = None;
     for addr in resolve(plan, plan.port).await? {
-        let params = sshq_tcp::ClientParams {
-            host: plan.host.clone(),
-            user: plan.user.clone(),
-            keys: prepared.keys.clone(),
-            verifier: prepared.verifier.clone(),
-            kex: None,
-            known_host_key_types: prepared.known_types.clone(),
-        };
-        match sshq_tcp::connect_tcp(addr, params).await {
+        match sshq_tcp::connect_tcp(addr, params()).await {
             Ok(conn) => return Ok(conn),
             // Only a failure to reach this address moves on to the next one.
             Err(e @ ConnectError::Connect { .. }) => last_error = Some(e),
@@ -201,6 +255,7 @@ async fn connect_tcp(
 async fn connect_quic(
     plan: &Plan,
     prepared: &Prepared,
+    route: Route<'_>,
 ) -> Result<sshq_quic::QuicConnection, ConnectError> {
     if prepared.quic_identity_unknown() {
         return Err(ConnectError::Other(format!(
@@ -212,17 +267,33 @@ async fn connect_quic(
         )));
     }
     let port = plan.options.quic_port.unwrap_or(plan.port);
-    let kex = match &plan.options.kex_algorithms {
-        Some(spec) => sshq_quic::kx::parse_kex_list(spec)
-            .map_err(|e| ConnectError::Other(format!("sshq: {e}")))?,
-        None => sshq_quic::kx::DEFAULT_KEX
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    };
+    let kex = quic_kex(plan)?;
+    if let Route::Command(_) = route {
+        return Err(ConnectError::Other(
+            "sshq: ProxyCommand carries one byte stream, which SSH over QUIC cannot use; \
+             use -o Transport=tcp (or auto) with ProxyCommand, or `sshq proxy` on the far side"
+                .to_string(),
+        ));
+    }
+    if let Route::Via(hop) = route {
+        let stream = super::jump::open_udp_relay(hop, &plan.hostname, port)
+            .await
+            .map_err(|e| jump_failed(plan, port, &e))?;
+        // The jump host resolves the name; quinn needs an address only as
+        // a label for its one path.
+        let label = plan
+            .hostname
+            .parse::<std::net::IpAddr>()
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        let label = SocketAddr::new(label, port);
+        let endpoint = sshq_quic::stream_socket::client_endpoint_over_stream(stream, label)
+            .map_err(|e| ConnectError::Other(format!("sshq: {e}")))?;
+        return connect_quic_on(plan, prepared, endpoint, label, &kex).await;
+    }
     let mut last_error = None;
     for addr in resolve(plan, port).await? {
-        match connect_quic_addr(plan, prepared, addr, &kex).await {
+        let endpoint = endpoint_for(plan, addr)?;
+        match connect_quic_on(plan, prepared, endpoint, addr, &kex).await {
             Ok(conn) => return Ok(conn),
             Err(e @ ConnectError::Connect { .. }) => last_error = Some(e),
             Err(e) => return Err(e),
@@ -231,12 +302,74 @@ async fn connect_quic(
     Err(last_error.unwrap_or(ConnectError::Other("no address to connect to".to_string())))
 }
 
-async fn connect_quic_addr(
+/// A client UDP endpoint to reach `addr` from (any local address of its family).
+pub(super) fn endpoint_for(
+    plan: &Plan,
+    addr: SocketAddr,
+) -> Result<sshq_quic::quinn::Endpoint, ConnectError> {
+    let any: std::net::IpAddr = if addr.is_ipv6() {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    };
+    sshq_quic::endpoint::client_endpoint(SocketAddr::new(any, 0)).map_err(|source| {
+        ConnectError::Connect {
+            host: plan.hostname.clone(),
+            port: addr.port(),
+            source,
+        }
+    })
+}
+
+/// One QUIC handshake and login on `endpoint`, to `addr`.
+async fn connect_quic_on(
     plan: &Plan,
     prepared: &Prepared,
+    endpoint: sshq_quic::quinn::Endpoint,
     addr: SocketAddr,
     kex: &[String],
 ) -> Result<sshq_quic::QuicConnection, ConnectError> {
+    let verifier: Arc<dyn ServerKeyVerifier> = prepared.verifier.clone();
+    let (conn, negotiated) =
+        quic_handshake(plan, verifier, &endpoint, addr, kex, sshq_quic::tls::ALPN).await?;
+    let local = endpoint.local_addr().ok();
+    let auth = sshq_quic::ClientAuth {
+        user: plan.user.clone(),
+        keys: prepared.keys.clone(),
+    };
+    let mut session = sshq_quic::client_session(conn, auth)
+        .await
+        .map_err(ConnectError::Transport)?;
+    session.set_kex(negotiated);
+    session.set_local_addr(local);
+    session.set_endpoint(endpoint);
+    Ok(session)
+}
+
+/// The QUIC key-exchange groups to offer: KexAlgorithms, or the default.
+pub(super) fn quic_kex(plan: &Plan) -> Result<Vec<String>, ConnectError> {
+    match &plan.options.kex_algorithms {
+        Some(spec) => sshq_quic::kx::parse_kex_list(spec)
+            .map_err(|e| ConnectError::Other(format!("sshq: {e}"))),
+        None => Ok(sshq_quic::kx::DEFAULT_KEX
+            .iter()
+            .map(|s| s.to_string())
+            .collect()),
+    }
+}
+
+/// A QUIC handshake to `addr` on `endpoint` asking for `alpn`, the
+/// server's host key checked by `verifier`: `sshq/1` sessions and
+/// `sshq proxy` tunnels (`sshq-tunnel/1`) both start here. Returns the
+/// connection and the name of the key-exchange group it used.
+pub(super) async fn quic_handshake(
+    plan: &Plan,
+    verifier: Arc<dyn ServerKeyVerifier>,
+    endpoint: &sshq_quic::quinn::Endpoint,
+    addr: SocketAddr,
+    kex: &[String],
+    alpn: &[u8],
+) -> Result<(sshq_quic::quinn::Connection, Option<String>), ConnectError> {
     let other = |e: &dyn std::fmt::Display| ConnectError::Other(format!("sshq: {e}"));
     let unreachable = |source: std::io::Error| ConnectError::Connect {
         host: plan.hostname.clone(),
@@ -246,23 +379,19 @@ async fn connect_quic_addr(
     let observer = sshq_quic::kx::NegotiatedGroup::new();
     let provider =
         sshq_quic::kx::crypto_provider_observed(kex, observer.clone()).map_err(|e| other(&e))?;
-    let verifier: Arc<dyn ServerKeyVerifier> = prepared.verifier.clone();
-    let (tls, outcome) =
+    let (mut tls, outcome) =
         sshq_quic::tls::client_tls_with_outcome(verifier, provider).map_err(|e| other(&e))?;
-    let config = sshq_quic::tls::client_config(tls).map_err(|e| other(&e))?;
-    let bind: SocketAddr = if addr.is_ipv6() {
-        "[::]:0"
-    } else {
-        "0.0.0.0:0"
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let mut config = sshq_quic::tls::client_config(tls).map_err(|e| other(&e))?;
+    if let Some(controller) = plan.options.congestion_control {
+        let transport = sshq_quic::tls::transport_config_with(controller);
+        config.transport_config(std::sync::Arc::new(transport));
     }
-    .parse()
-    .map_err(|e| other(&e))?;
-    let endpoint = sshq_quic::endpoint::client_endpoint(bind).map_err(unreachable)?;
     let connecting = endpoint
         .connect_with(config, addr, "sshq")
         .map_err(|e| other(&e))?;
-    let conn = match connecting.await {
-        Ok(conn) => conn,
+    match connecting.await {
+        Ok(conn) => Ok((conn, observer.get().map(str::to_string))),
         Err(e) => {
             if outcome.host_key_rejected() {
                 return Err(ConnectError::HostKeyRejected);
@@ -273,21 +402,57 @@ async fn connect_quic_addr(
                     message: kex_error.to_string(),
                 });
             }
-            return Err(unreachable(quic_io_error(&e)));
+            if sshq_quic::tunnel::alpn_refused(&e) {
+                return Err(ConnectError::Other(alpn_refused_message(
+                    plan,
+                    addr.port(),
+                    alpn,
+                )));
+            }
+            Err(unreachable(quic_io_error(&e)))
         }
-    };
-    let local = endpoint.local_addr().ok();
-    let auth = sshq_quic::ClientAuth {
-        user: plan.user.clone(),
-        keys: prepared.keys.clone(),
-    };
-    let mut session = sshq_quic::client_session(conn, auth)
-        .await
-        .map_err(ConnectError::Transport)?;
-    session.set_kex(observer.get().map(str::to_string));
-    session.set_local_addr(local);
-    session.set_endpoint(endpoint);
-    Ok(session)
+    }
+}
+
+/// The server answered QUIC but not the protocol asked for.
+fn alpn_refused_message(plan: &Plan, port: u16, alpn: &[u8]) -> String {
+    if alpn == sshq_quic::tunnel::TUNNEL_ALPN {
+        format!(
+            "sshq proxy: {} port {port} does not relay SSH connections: its sshqd has no \
+             QuicRelay (it refused ALPN sshq-tunnel/1). Connect with sshq instead, or set \
+             QuicRelay in that server's sshqd_config.",
+            plan.hostname
+        )
+    } else {
+        format!(
+            "sshq: {} port {port} answers QUIC but refused ALPN {}: it is not an sshq server; \
+             try -o Transport=tcp",
+            plan.hostname,
+            String::from_utf8_lossy(alpn)
+        )
+    }
+}
+
+/// A jump host could not take us on to `plan`'s host: ssh's words for a
+/// failed connection, naming the jump host's reason.
+fn jump_failed(plan: &Plan, port: u16, why: &dyn std::fmt::Display) -> ConnectError {
+    ConnectError::Connect {
+        host: plan.hostname.clone(),
+        port,
+        source: std::io::Error::other(format!("through the jump host: {why}")),
+    }
+}
+
+/// Waits for a QUIC connection's login, which runs pipelined with its first
+/// requests; a TCP connection is logged in once connected.
+pub async fn logged_in(conn: AnyConnection, plan: &Plan) -> Result<AnyConnection, ConnectError> {
+    match conn {
+        AnyConnection::Quic(quic) => match quic.authenticated().await {
+            Ok(()) => Ok(AnyConnection::Quic(quic)),
+            Err(outcome) => Err(quic_auth_error(plan, outcome)),
+        },
+        tcp => Ok(tcp),
+    }
 }
 
 /// A QUIC connection failure in the words ssh uses for TCP ones.

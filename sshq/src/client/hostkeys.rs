@@ -31,10 +31,12 @@ impl Verifier {
             port: plan.port,
             policy: options.strict_host_key_checking.unwrap_or_default(),
             user_files: user_known_hosts_files(options),
-            global_files: vec![
-                PathBuf::from("/etc/ssh/ssh_known_hosts"),
-                PathBuf::from("/etc/ssh/ssh_known_hosts2"),
-            ],
+            global_files: options.global_known_hosts_files.clone().unwrap_or_else(|| {
+                vec![
+                    PathBuf::from("/etc/ssh/ssh_known_hosts"),
+                    PathBuf::from("/etc/ssh/ssh_known_hosts2"),
+                ]
+            }),
             batch_mode: options.batch_mode.unwrap_or(false),
             verbosity: if plan.quiet {
                 Verbosity::Quiet

@@ -2,12 +2,18 @@
 //! and QUIC as the transport trait's second implementation.
 
 pub mod agent;
+mod background;
 pub mod cli;
 pub mod config;
 mod connect;
 mod hostkeys;
 pub mod identity;
+mod jump;
+mod keepalive;
+pub mod proxy;
+mod proxy_command;
 pub mod session;
+mod stdio;
 pub mod terminal;
 
 use std::sync::Arc;
@@ -73,17 +79,33 @@ async fn run(cli: Cli) -> Result<i32, String> {
     let destination = Destination::parse(destination).map_err(|e| e.to_string())?;
     let plan = resolve(&cli, &destination)?;
     init_logging(cli.verbose, plan.quiet);
-    refuse_unbuilt_features(&cli, &plan)?;
-
-    let conn = connect::connect(&plan).await.map_err(|e| match e {
-        // Its transcript, ending in that line, was already written.
-        ConnectError::HostKeyRejected => String::new(),
-        other => other.to_string(),
-    })?;
+    if cli.background && cli.command.is_empty() && !cli.no_command && cli.stdio_forward.is_none() {
+        return Err("Cannot fork into background without a command to execute.".to_string());
+    }
+    if cli.background && !background::is_child() {
+        // -f: a copy of sshq does the work and this one returns once it is
+        // logged in, as ssh returns after forking.
+        return background::start().await;
+    }
+    let hops = jump::hop_plans(&cli, &plan)?;
+    let chain = jump::connect_hops(&hops)
+        .await
+        .map_err(connect_error_text)?;
+    let conn = connect::connect(&plan, chain.route())
+        .await
+        .map_err(connect_error_text)?;
+    let conn = if background::is_child() {
+        // Going to the background is for after login, so wait for it here.
+        connect::logged_in(conn, &plan)
+            .await
+            .map_err(connect_error_text)?
+    } else {
+        conn
+    };
     match conn {
         connect::AnyConnection::Tcp(conn) => {
             log_connected(&conn, &plan);
-            run_on(Arc::new(conn), &cli, &plan).await
+            run_watched(Arc::new(conn), &cli, &plan).await
         }
         connect::AnyConnection::Quic(conn) => {
             log_connected(&conn, &plan);
@@ -91,7 +113,7 @@ async fn run(cli: Cli) -> Result<i32, String> {
             // Login runs alongside the session's first round trip; its
             // failure is what the user must hear about.
             let (auth, result) =
-                tokio::join!(conn.authenticated(), run_on(conn.clone(), &cli, &plan));
+                tokio::join!(conn.authenticated(), run_watched(conn.clone(), &cli, &plan));
             let stats = conn.quic().stats();
             tracing::debug!(
                 "QUIC path: rtt {:?}, mtu {}, {} packets sent, {} lost, {} congestion events",
@@ -109,6 +131,14 @@ async fn run(cli: Cli) -> Result<i32, String> {
     }
 }
 
+fn connect_error_text(e: ConnectError) -> String {
+    match e {
+        // Its transcript, ending in that line, was already written.
+        ConnectError::HostKeyRejected => String::new(),
+        other => other.to_string(),
+    }
+}
+
 fn log_connected<C: Connection>(conn: &C, plan: &Plan) {
     let info = conn.info();
     tracing::debug!(
@@ -119,31 +149,6 @@ fn log_connected<C: Connection>(conn: &C, plan: &Plan) {
         info.transport,
         info.kex.as_deref().unwrap_or("unknown")
     );
-}
-
-/// Options that would change where sshq connects or what it runs must not
-/// be ignored silently: until they are built, they are refused.
-fn refuse_unbuilt_features(cli: &Cli, plan: &Plan) -> Result<(), String> {
-    let not_yet = |what: &str| {
-        Err(format!(
-            "sshq: {what} is not supported yet; nothing was run."
-        ))
-    };
-    if plan
-        .options
-        .proxy_jump
-        .as_deref()
-        .is_some_and(|jump| jump != "none")
-    {
-        return not_yet("ProxyJump (-J)");
-    }
-    if cli.stdio_forward.is_some() {
-        return not_yet("stdio forwarding (-W)");
-    }
-    if cli.background {
-        return not_yet("going to the background (-f)");
-    }
-    Ok(())
 }
 
 /// Applies the command line, then -o, then the config files, keeping the
@@ -177,6 +182,11 @@ fn resolve(cli: &Cli, destination: &Destination) -> Result<Plan, String> {
     options
         .load_files(cli.config_file.as_deref().map(std::path::Path::new), &host)
         .map_err(|e| e.to_string())?;
+    if options.clear_all_forwardings == Some(true) {
+        options.local_forwards.clear();
+        options.remote_forwards.clear();
+        options.dynamic_forwards.clear();
+    }
     let hostname = options.expanded_host_name(&host);
     let port = options.port.unwrap_or(22);
     let user = options.user.clone().unwrap_or_else(config::local_user);
@@ -188,6 +198,31 @@ fn resolve(cli: &Cli, destination: &Destination) -> Result<Plan, String> {
         user,
         options,
         quiet,
+    })
+}
+
+/// A ProxyJump hop's plan: its own user and port from the -J text, then
+/// ssh_config (the same -F file), but none of the command line's options,
+/// which belong to the destination.
+fn resolve_hop(cli: &Cli, hop: &Destination, quiet: bool) -> Result<Plan, String> {
+    let mut options = ClientOptions {
+        port: hop.port,
+        user: hop.user.clone(),
+        ..ClientOptions::default()
+    };
+    options
+        .load_files(
+            cli.config_file.as_deref().map(std::path::Path::new),
+            &hop.host,
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(Plan {
+        hostname: options.expanded_host_name(&hop.host),
+        port: options.port.unwrap_or(22),
+        user: options.user.clone().unwrap_or_else(config::local_user),
+        host: hop.host.clone(),
+        quiet: quiet || options.log_level == Some(config::LogLevel::Quiet),
+        options,
     })
 }
 
@@ -212,32 +247,33 @@ fn init_logging(verbose: u8, quiet: bool) {
         .try_init();
 }
 
+/// [`run_on`], ended early if the server stops answering keepalives.
+async fn run_watched<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i32, String> {
+    tokio::select! {
+        result = run_on(conn.clone(), cli, plan) => result,
+        timeout = keepalive::watchdog(conn.as_ref(), plan) => Err(timeout),
+    }
+}
+
 /// Runs what the command line asks for on an established connection.
 async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i32, String> {
-    let mut specs = Vec::new();
-    for spec in cli.local_forward.iter().chain(&plan.options.local_forwards) {
-        specs.push(crate::forward::LocalForward::parse(spec).map_err(|e| e.to_string())?);
+    if let Some(target) = &cli.stdio_forward {
+        // -W implies -N and ClearAllForwardings, as in ssh.
+        background::ready();
+        return stdio::forward(conn.as_ref(), target).await;
     }
-    let _forwards = crate::forward::start_local_forwards(conn.clone(), &specs).await?;
-    let mut dynamic_specs = Vec::new();
-    for spec in cli
-        .dynamic_forward
-        .iter()
-        .chain(&plan.options.dynamic_forwards)
-    {
-        dynamic_specs.push(crate::forward::DynamicForward::parse(spec).map_err(|e| e.to_string())?);
-    }
-    let _dynamic =
-        crate::forward::socks::start_dynamic_forwards(conn.clone(), &dynamic_specs).await?;
-    let mut remote_specs = Vec::new();
-    for spec in cli
-        .remote_forward
-        .iter()
-        .chain(&plan.options.remote_forwards)
-    {
-        remote_specs
-            .push(crate::forward::remote::RemoteForward::parse(spec).map_err(|e| e.to_string())?);
-    }
+    // ClearAllForwardings (which scp and sftp pass): none from anywhere;
+    // resolve() already dropped the config file's.
+    let cleared = plan.options.clear_all_forwardings == Some(true);
+    let none: &[String] = &[];
+    let forwards = crate::forward::client::ClientForwards::parse(
+        if cleared { none } else { &cli.local_forward },
+        if cleared { none } else { &cli.remote_forward },
+        if cleared { none } else { &cli.dynamic_forward },
+        &plan.options,
+        plan.quiet,
+    )?;
+    let _listeners = forwards.start_listeners(conn.clone()).await?;
     let remote = crate::forward::remote::RemoteForwards::new();
     let agent_socket = agent::socket_to_forward(plan.options.forward_agent.as_ref());
     let _refuser = AbortOnDrop(tokio::spawn(refuse_incoming(
@@ -245,9 +281,8 @@ async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i
         remote.clone(),
         agent_socket.clone(),
     )));
-    remote
-        .request_all(conn.as_ref(), &remote_specs, plan.quiet)
-        .await?;
+    forwards.request_remote(conn.as_ref(), &remote).await?;
+    background::ready();
     if cli.no_command {
         // -N: nothing to run; stay until the connection ends.
         conn.closed().await;
@@ -284,7 +319,7 @@ async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i
     }
 }
 
-/// Hands `forwarded-tcpip` channels to the remote forwards (-R) and agent
+/// Hands forwarded-tcpip and -streamlocal channels to the remote forwards (-R), agent
 /// channels to the forwarded agent (-A, refused when `agent_socket` is
 /// `None`); anything else the server starts is refused at once, so the
 /// server is not left waiting.
@@ -298,7 +333,10 @@ async fn refuse_incoming<C: Connection>(
     while let Some(incoming) = conn.accept().await {
         match incoming {
             Incoming::Channel(pending)
-                if matches!(pending.kind(), ChannelKind::ForwardedTcpip { .. }) =>
+                if matches!(
+                    pending.kind(),
+                    ChannelKind::ForwardedTcpip { .. } | ChannelKind::ForwardedStreamlocal { .. }
+                ) =>
             {
                 let remote = remote.clone();
                 tokio::spawn(async move { remote.handle(pending).await });

@@ -163,7 +163,7 @@ pub async fn run<C: Connection>(
 const STDIN_CHUNK: usize = 256 * 1024;
 
 /// Reads stdin on a thread of its own, in large chunks, until EOF or error.
-fn read_stdin_in_chunks() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+pub(crate) fn read_stdin_in_chunks() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     std::thread::spawn(move || {
         use std::io::Read;

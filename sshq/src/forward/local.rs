@@ -1,130 +1,125 @@
-//! Local port forwarding: -L on the
-//! client (local listener → direct-tcpip channel) and direct-tcpip on the
-//! server (channel → outgoing TCP connection). Over QUIC each forwarded
-//! connection is its own stream, so one stalled forward stalls nothing else.
+//! Local forwarding (-L) on the client: a local listener (a TCP port or a
+//! Unix socket) whose every connection becomes a channel to the server:
+//! `direct-tcpip` to a host and port, or `direct-streamlocal@openssh.com`
+//! to a socket on the server. Over QUIC each forwarded connection is its
+//! own stream, so one stalled forward stalls nothing else.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sshq_core::channel::ChannelKind;
-use sshq_core::transport::{Channel, ChannelParts, Connection};
+use sshq_core::error::TransportError;
+use sshq_core::transport::{Channel, ChannelControl, ChannelParts, Connection, TransportKind};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
 
-/// A parsed `-L [bind_address:]port:host:hostport`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalForward {
-    pub bind_address: Option<String>,
-    pub bind_port: u16,
-    pub host: String,
-    pub host_port: u16,
+use super::spec::{Forward, Listen, Target};
+use super::unix_socket::{self, BindOptions, Identity, SocketFile};
+use super::ByteStream;
+
+/// A bound -L listener.
+pub enum LocalListener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
 }
 
-/// Why a forwarding spec could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("Bad local forwarding specification '{0}'")]
-pub struct BadForward(pub String);
-
-impl LocalForward {
-    /// Parses ssh's `-L` syntax (IPv6 addresses in brackets; `*` or an empty
-    /// bind address means all interfaces).
-    pub fn parse(spec: &str) -> Result<LocalForward, BadForward> {
-        let bad = || BadForward(spec.to_string());
-        let fields = split_fields(spec).ok_or_else(bad)?;
-        let (bind_address, rest) = match fields.len() {
-            3 => (None, &fields[..]),
-            4 => (Some(fields[0].clone()), &fields[1..]),
-            _ => return Err(bad()),
-        };
-        let [port, host, host_port] = rest else {
-            return Err(bad());
-        };
-        let bind_port = port.parse::<u16>().map_err(|_| bad())?;
-        let host_port = host_port.parse::<u16>().map_err(|_| bad())?;
-        if host.is_empty() {
-            return Err(bad());
+/// Binds the listener of one -L (with the socket file to remove when the
+/// forward ends); on failure, ssh's message lines (without the closing
+/// "Could not request local forwarding.").
+pub async fn bind(
+    forward: &Forward,
+    options: BindOptions,
+) -> Result<(LocalListener, Option<SocketFile>), String> {
+    match &forward.listen {
+        Listen::Port { bind_address, port } => {
+            let listener = super::bind_listener(bind_address.as_deref(), *port).await?;
+            Ok((LocalListener::Tcp(listener), None))
         }
-        Ok(LocalForward {
-            bind_address,
-            bind_port,
-            host: host.clone(),
-            host_port,
-        })
-    }
-
-    /// Where to listen (see `forward::listen_address`).
-    #[cfg(test)]
-    fn listen_on(&self) -> String {
-        super::listen_address(self.bind_address.as_deref(), self.bind_port)
+        Listen::Path(path) => match unix_socket::bind(path, &Identity::Process, options).await {
+            Ok((listener, file)) => Ok((LocalListener::Unix(listener), Some(file))),
+            Err(e) => Err(format!(
+                "unix_listener: cannot bind to path {path}: {}",
+                crate::client::config::io_reason(&e)
+            )),
+        },
     }
 }
 
-/// Splits on ':' outside of brackets, dropping the brackets.
-fn split_fields(spec: &str) -> Option<Vec<String>> {
-    let mut fields = Vec::new();
-    let mut current = String::new();
-    let mut in_brackets = false;
-    for c in spec.chars() {
-        match c {
-            '[' if !in_brackets => in_brackets = true,
-            ']' if in_brackets => in_brackets = false,
-            ':' if !in_brackets => fields.push(std::mem::take(&mut current)),
-            other => current.push(other),
-        }
-    }
-    if in_brackets {
-        return None;
-    }
-    fields.push(current);
-    Some(fields)
-}
-
-/// Binds every -L listener now (so failures are reported before the session
-/// starts, as ssh does), and returns the task serving them.
-pub async fn start_local_forwards<C: Connection>(
-    conn: Arc<C>,
-    forwards: &[LocalForward],
-) -> Result<tokio::task::JoinSet<()>, String> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for forward in forwards {
-        let listener =
-            super::bind_listener(forward.bind_address.as_deref(), forward.bind_port, "local")
-                .await?;
-        tasks.spawn(serve_local_forward(conn.clone(), listener, forward.clone()));
-    }
-    Ok(tasks)
-}
-
-async fn serve_local_forward<C: Connection>(
-    conn: Arc<C>,
-    listener: TcpListener,
-    forward: LocalForward,
-) {
+/// Accepts connections until the task is dropped, opening a channel to
+/// the forward's target for each.
+pub async fn serve<C: Connection>(conn: Arc<C>, listener: LocalListener, target: Target) {
     loop {
-        let (stream, peer) = super::accept(&listener, "local forward").await;
-        let conn = conn.clone();
-        let forward = forward.clone();
-        tokio::spawn(async move {
-            let kind = ChannelKind::DirectTcpip {
-                host: forward.host.clone(),
-                port: u32::from(forward.host_port),
-                originator: peer.ip().to_string(),
-                originator_port: u32::from(peer.port()),
+        let (stream, originator, originator_port): (Box<dyn ByteStream>, String, u32) =
+            match &listener {
+                LocalListener::Tcp(listener) => {
+                    let (stream, peer) = super::accept(listener, "local forward").await;
+                    let _ = stream.set_nodelay(true);
+                    let port = u32::from(peer.port());
+                    (Box::new(stream), peer.ip().to_string(), port)
+                }
+                LocalListener::Unix(listener) => {
+                    let stream = super::accept_unix(listener, "local forward").await;
+                    // A Unix peer has no address to report: loopback stands in.
+                    (Box::new(stream), "127.0.0.1".to_string(), 0)
+                }
             };
+        let kind = match &target {
+            Target::Port { host, port } => ChannelKind::DirectTcpip {
+                host: host.clone(),
+                port: u32::from(*port),
+                originator,
+                originator_port,
+            },
+            Target::Path(path) => ChannelKind::DirectStreamlocal {
+                socket_path: path.clone(),
+            },
+        };
+        let conn = conn.clone();
+        let target = target.clone();
+        tokio::spawn(async move {
+            let what = format!("forwarding to {target}");
             match conn.open_channel(kind).await {
+                // Over QUIC the channel is usable before the server answers
+                // the open (data goes out at once); a refusal shows up later.
+                Ok(channel) if conn.info().transport == TransportKind::Quic => {
+                    splice_reporting_refusal(channel, stream, what).await
+                }
                 Ok(channel) => splice(channel, stream).await,
-                Err(e) => eprintln!(
-                    "channel: open failed: {e} (forwarding to {}:{})",
-                    forward.host, forward.host_port
-                ),
+                Err(TransportError::OpenRefused(failure)) => {
+                    eprintln!("channel: open failed: {failure} ({what})")
+                }
+                Err(e) => eprintln!("channel: open failed: {e} ({what})"),
             }
         });
     }
 }
 
+/// How long to wait for the server's answer to a QUIC channel open once
+/// the forwarded connection is over; it is normally one round trip away.
+const OPEN_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Copies between a channel and a byte stream (a TCP connection, a Unix
 /// socket) until both directions end, passing each side's EOF on as the
 /// other's half-close.
 pub async fn splice<Ch, S>(channel: Ch, stream: S)
+where
+    Ch: Channel,
+    S: AsyncRead + AsyncWrite,
+{
+    splice_inner(channel, stream, None).await
+}
+
+/// [`splice`] for a channel whose open the server has not answered yet
+/// (over QUIC the open is pipelined with the data): if it refuses, says so
+/// as ssh does ("channel: open failed: reason").
+pub async fn splice_reporting_refusal<Ch, S>(channel: Ch, stream: S, what: String)
+where
+    Ch: Channel,
+    S: AsyncRead + AsyncWrite,
+{
+    splice_inner(channel, stream, Some(what)).await
+}
+
+async fn splice_inner<Ch, S>(channel: Ch, stream: S, report_refusal: Option<String>)
 where
     Ch: Channel,
     S: AsyncRead + AsyncWrite,
@@ -147,29 +142,13 @@ where
         let _ = crate::io::copy_buffered(data_in, &mut stream_write).await;
         let _ = stream_write.shutdown().await;
     };
-    tokio::join!(upstream, downstream);
+    let refusal = async {
+        let Some(what) = report_refusal else { return };
+        let answer = tokio::time::timeout(OPEN_ANSWER_TIMEOUT, control.opened());
+        if let Ok(Err(TransportError::OpenRefused(failure))) = answer.await {
+            eprintln!("channel: open failed: {failure} ({what})");
+        }
+    };
+    tokio::join!(upstream, downstream, refusal);
     drop(control);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_forward_specs() {
-        let f = LocalForward::parse("8080:example.com:80").unwrap();
-        assert_eq!(
-            (f.bind_address, f.bind_port, f.host.as_str(), f.host_port),
-            (None, 8080, "example.com", 80)
-        );
-        let f = LocalForward::parse("127.0.0.1:8080:[::1]:22").unwrap();
-        assert_eq!(f.bind_address.as_deref(), Some("127.0.0.1"));
-        assert_eq!(f.host, "::1");
-        let f = LocalForward::parse("[::1]:8080:h:1").unwrap();
-        assert_eq!(f.listen_on(), "[::1]:8080");
-        assert!(LocalForward::parse("8080:h").is_err());
-        assert!(LocalForward::parse("x:h:1").is_err());
-        assert!(LocalForward::parse("1:h:99999").is_err());
-        assert!(LocalForward::parse("[::1:1:h:1").is_err());
-    }
 }

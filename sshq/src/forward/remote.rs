@@ -1,65 +1,53 @@
-//! Remote port forwarding on the client: `-R [bind_address:]port:host:hostport`
-//! (and ssh_config `RemoteForward`). Each forward is a `tcpip-forward` global
-//! request; the server then opens a `forwarded-tcpip` channel for every
-//! connection to its listener, which this side connects to host:hostport and
-//! splices.
+//! Remote forwarding on the client: `-R [bind_address:]port:host:hostport`
+//! and its Unix-socket forms (and ssh_config `RemoteForward`). Each forward
+//! is a `tcpip-forward` (port) or `streamlocal-forward@openssh.com` (socket
+//! path) global request; the server then opens a `forwarded-tcpip` or
+//! `forwarded-streamlocal@openssh.com` channel for every connection to its
+//! listener, which this side connects to the forward's target and splices.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest, OpenFailure, OpenFailureReason};
 use sshq_core::transport::{Connection, PendingChannel};
-use tokio::net::TcpStream;
 
-use super::local::LocalForward;
+use super::spec::{Forward, Listen};
+use super::unix_socket::Identity;
 
-/// A parsed `-R [bind_address:]port:host:hostport`.
+/// What the server listens on for a forward, as named on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteForward {
-    /// Where the server should listen; `None` means its loopback.
-    pub bind_address: Option<String>,
-    /// The server-side port; 0 lets the server choose.
-    pub bind_port: u16,
-    /// Where this side connects for each forwarded connection.
-    pub host: String,
-    pub host_port: u16,
+enum ServerListen {
+    /// The address as sent in `tcpip-forward`, and the port the server
+    /// listens on (the allocated one for port 0).
+    Port {
+        address: String,
+        port: u32,
+    },
+    Path(String),
 }
 
-/// Why a remote forwarding spec could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("Bad remote forwarding specification '{0}'")]
-pub struct BadRemoteForward(pub String);
-
-impl RemoteForward {
-    /// Parses ssh's `-R` syntax: the same fields as `-L` (IPv6 addresses in
-    /// brackets), read with the same parser.
-    pub fn parse(spec: &str) -> Result<RemoteForward, BadRemoteForward> {
-        let local = LocalForward::parse(spec).map_err(|_| BadRemoteForward(spec.to_string()))?;
-        Ok(RemoteForward {
-            bind_address: local.bind_address,
-            bind_port: local.bind_port,
-            host: local.host,
-            host_port: local.host_port,
-        })
-    }
-
-    /// The address sent in `tcpip-forward`, as ssh sends it: "localhost"
-    /// when none is given, "" for all interfaces.
-    pub fn request_address(&self) -> String {
-        match self.bind_address.as_deref() {
-            None => "localhost".to_string(),
-            Some("*") | Some("") => String::new(),
-            Some(address) => address.to_string(),
-        }
+/// The address sent in `tcpip-forward`, as ssh sends it: "localhost" when
+/// none is given, "" for all interfaces.
+fn request_address(bind_address: Option<&str>) -> String {
+    match bind_address {
+        None => "localhost".to_string(),
+        Some("*") | Some("") => String::new(),
+        Some(address) => address.to_string(),
     }
 }
 
 /// A forward the server accepted: what it listens on, where we connect.
 #[derive(Debug, Clone)]
 struct Active {
-    address: String,
-    /// The port the server listens on (the allocated one for port 0).
-    port: u32,
-    forward: RemoteForward,
+    listen: ServerListen,
+    forward: Forward,
+}
+
+/// How a refused request is reported: ssh's "Warning:" and the session
+/// carries on, or with ExitOnForwardFailure its "Error:" and sshq exits.
+#[derive(Debug, Clone, Copy)]
+pub struct OnRefusal {
+    pub exit: bool,
+    pub quiet: bool,
 }
 
 /// The remote forwards of one connection, shared between the code that
@@ -74,159 +62,190 @@ impl RemoteForwards {
         Arc::new(RemoteForwards::default())
     }
 
+    fn active(&self) -> MutexGuard<'_, Vec<Active>> {
+        // The list stays consistent even if a holder panicked: use it as is.
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Asks the server for every forward, in order. A refused one is
-    /// reported with ssh's warning and the session carries on; a lost
-    /// connection is an error.
+    /// reported as ssh reports it; it ends the session (`Err`, already
+    /// reported) only with ExitOnForwardFailure. A lost connection is an
+    /// error.
     pub async fn request_all<C: Connection>(
         &self,
         conn: &C,
-        forwards: &[RemoteForward],
-        quiet: bool,
+        forwards: &[Forward],
+        on_refusal: OnRefusal,
     ) -> Result<(), String> {
         for forward in forwards {
-            let address = forward.request_address();
-            let request = GlobalRequest::TcpipForward {
-                address: address.clone(),
-                port: u32::from(forward.bind_port),
+            let (request, provisional, what) = match &forward.listen {
+                Listen::Port { bind_address, port } => {
+                    let address = request_address(bind_address.as_deref());
+                    let request = GlobalRequest::TcpipForward {
+                        address: address.clone(),
+                        port: u32::from(*port),
+                    };
+                    // Port 0: the real port is only known from the reply.
+                    let provisional = (*port != 0).then_some(ServerListen::Port {
+                        address,
+                        port: u32::from(*port),
+                    });
+                    (request, provisional, format!("listen port {port}"))
+                }
+                Listen::Path(path) => (
+                    GlobalRequest::StreamlocalForward {
+                        socket_path: path.clone(),
+                    },
+                    Some(ServerListen::Path(path.clone())),
+                    format!("listen path {path}"),
+                ),
             };
             // Registered before asking, so a connection arriving before the
-            // reply is read is still recognised (not for port 0: its port is
-            // only known from the reply).
-            let provisional = forward.bind_port != 0;
-            if provisional {
-                self.push(Active {
-                    address: address.clone(),
-                    port: u32::from(forward.bind_port),
+            // reply is read is still recognised.
+            if let Some(listen) = &provisional {
+                self.active().push(Active {
+                    listen: listen.clone(),
                     forward: forward.clone(),
                 });
             }
             let reply = conn
                 .global_request(request)
                 .await
-                .map_err(|e| e.to_string());
-            match reply {
-                Ok(GlobalReply::Success { bound_port }) => {
-                    tracing::debug!(
-                        "remote forward success for: listen {}:{}, connect {}:{}",
-                        address,
-                        forward.bind_port,
-                        forward.host,
-                        forward.host_port
-                    );
-                    if forward.bind_port == 0 {
-                        let Some(port) = bound_port else {
-                            if !quiet {
-                                eprintln!(
-                                    "Warning: remote port forwarding failed for listen port 0 \
-                                     (the server reported no allocated port)"
-                                );
-                            }
-                            continue;
-                        };
-                        if !quiet {
-                            eprintln!(
-                                "Allocated port {port} for remote forward to {}:{}",
-                                forward.host, forward.host_port
-                            );
-                        }
-                        self.push(Active {
-                            address,
-                            port,
-                            forward: forward.clone(),
-                        });
-                    }
+                .map_err(|e| format!("remote port forwarding: {e}"))?;
+            // As with ssh, -q silences even the fatal form.
+            let refused = |detail: &str| {
+                let (level, outcome) = match on_refusal.exit {
+                    true => ("Error", Err(String::new())),
+                    false => ("Warning", Ok(())),
+                };
+                if !on_refusal.quiet {
+                    eprintln!("{level}: remote port forwarding failed for {what}{detail}");
                 }
-                Ok(GlobalReply::Failure) => {
-                    if provisional {
-                        self.remove(&address, u32::from(forward.bind_port));
-                    }
-                    if !quiet {
+                outcome
+            };
+            match (reply, &forward.listen) {
+                (
+                    GlobalReply::Success { bound_port },
+                    Listen::Port {
+                        port: 0,
+                        bind_address,
+                    },
+                ) => {
+                    let Some(bound) = bound_port else {
+                        refused(" (the server reported no allocated port)")?;
+                        continue;
+                    };
+                    if !on_refusal.quiet {
                         eprintln!(
-                            "Warning: remote port forwarding failed for listen port {}",
-                            forward.bind_port
+                            "Allocated port {bound} for remote forward to {}",
+                            forward.target
                         );
                     }
+                    self.active().push(Active {
+                        listen: ServerListen::Port {
+                            address: request_address(bind_address.as_deref()),
+                            port: bound,
+                        },
+                        forward: forward.clone(),
+                    });
                 }
-                Err(e) => return Err(format!("remote port forwarding: {e}")),
+                (GlobalReply::Success { .. }, _) => {
+                    tracing::debug!(
+                        "remote forward success for: {}, connect {}",
+                        forward.listen,
+                        forward.target
+                    );
+                }
+                (GlobalReply::Failure, _) => {
+                    if let Some(listen) = &provisional {
+                        self.remove(listen);
+                    }
+                    refused("")?;
+                }
             }
         }
         Ok(())
     }
 
-    fn push(&self, active: Active) {
-        self.active.lock().expect("remote forwards").push(active);
-    }
-
-    fn remove(&self, address: &str, port: u32) {
-        let mut active = self.active.lock().expect("remote forwards");
-        if let Some(i) = active
-            .iter()
-            .position(|a| a.address == address && a.port == port)
-        {
+    fn remove(&self, listen: &ServerListen) {
+        let mut active = self.active();
+        if let Some(i) = active.iter().position(|a| a.listen == *listen) {
             active.remove(i);
         }
     }
 
-    /// The forward an incoming `forwarded-tcpip` channel belongs to: the
-    /// one on its port, preferring the one whose address matches too.
-    fn find(&self, address: &str, port: u32) -> Option<RemoteForward> {
-        let active = self.active.lock().expect("remote forwards");
-        let on_port = || active.iter().filter(|a| a.port == port);
-        on_port()
-            .find(|a| a.address == address)
-            .or_else(|| on_port().next())
-            .map(|a| a.forward.clone())
+    /// The forward an incoming channel belongs to: for a port, the one on
+    /// its port, preferring the one whose address matches too; for a
+    /// socket, the one on that path.
+    fn find(&self, kind: &ChannelKind) -> Option<Forward> {
+        let active = self.active();
+        match kind {
+            ChannelKind::ForwardedTcpip {
+                connected_address,
+                connected_port,
+                ..
+            } => {
+                let on_port = || {
+                    active.iter().filter(|a| {
+                        matches!(&a.listen, ServerListen::Port { port, .. } if port == connected_port)
+                    })
+                };
+                on_port()
+                    .find(|a| {
+                        matches!(&a.listen, ServerListen::Port { address, .. } if address == connected_address)
+                    })
+                    .or_else(|| on_port().next())
+                    .map(|a| a.forward.clone())
+            }
+            ChannelKind::ForwardedStreamlocal { socket_path } => active
+                .iter()
+                .find(|a| matches!(&a.listen, ServerListen::Path(p) if p == socket_path))
+                .map(|a| a.forward.clone()),
+            _ => None,
+        }
     }
 
-    /// Serves one `forwarded-tcpip` channel from the server: refused unless
-    /// it belongs to a forward we asked for; otherwise connect, then splice.
+    /// Serves one forwarded channel from the server: refused unless it
+    /// belongs to a forward we asked for; otherwise connect, then splice.
     pub async fn handle<Ch: sshq_core::transport::Channel>(&self, pending: PendingChannel<Ch>) {
-        let ChannelKind::ForwardedTcpip {
-            connected_address,
-            connected_port,
-            originator,
-            originator_port,
-        } = pending.kind().clone()
-        else {
-            return refuse(
-                pending,
-                OpenFailureReason::UnknownChannelType,
-                "not a forwarded-tcpip channel".to_string(),
-            );
-        };
-        let Some(forward) = self.find(&connected_address, connected_port) else {
-            tracing::warn!(
-                "WARNING: Server requests forwarding for unknown listen_port {connected_port}"
-            );
+        let kind = pending.kind().clone();
+        let Some(forward) = self.find(&kind) else {
+            let what = match &kind {
+                ChannelKind::ForwardedTcpip { connected_port, .. } => {
+                    format!("listen_port {connected_port}")
+                }
+                ChannelKind::ForwardedStreamlocal { socket_path } => {
+                    format!("listen path {socket_path}")
+                }
+                other => format!("{} channel", other.wire_name()),
+            };
+            tracing::warn!("WARNING: Server requests forwarding for unknown {what}");
             return refuse(
                 pending,
                 OpenFailureReason::AdministrativelyProhibited,
-                format!("no remote forward for {connected_address}:{connected_port}"),
+                format!("no remote forward for {what}"),
             );
         };
-        tracing::debug!(
-            "forwarded-tcpip from {originator}:{originator_port} on \
-             {connected_address}:{connected_port} to {}:{}",
-            forward.host,
-            forward.host_port
-        );
-        match TcpStream::connect((forward.host.as_str(), forward.host_port)).await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                super::splice(pending.accept(), stream).await;
-            }
+        if let ChannelKind::ForwardedTcpip {
+            originator,
+            originator_port,
+            ..
+        } = &kind
+        {
+            tracing::debug!(
+                "forwarded-tcpip from {originator}:{originator_port} on {} to {}",
+                forward.listen,
+                forward.target
+            );
+        }
+        match super::connect_target(&forward.target, &Identity::Process).await {
+            Ok(stream) => super::splice(pending.accept(), stream).await,
             Err(e) => {
-                eprintln!(
-                    "connect_to {} port {}: failed: {e}",
-                    forward.host, forward.host_port
-                );
+                eprintln!("connect_to {}: failed: {e}", forward.target);
                 refuse(
                     pending,
                     OpenFailureReason::ConnectFailed,
-                    format!(
-                        "connect to {} port {} failed: {e}",
-                        forward.host, forward.host_port
-                    ),
+                    format!("connect to {} failed: {e}", forward.target),
                 );
             }
         }
@@ -234,7 +253,7 @@ impl RemoteForwards {
 }
 
 fn refuse<Ch>(pending: PendingChannel<Ch>, reason: OpenFailureReason, message: String) {
-    tracing::debug!("refusing forwarded-tcpip channel: {message}");
+    tracing::debug!("refusing a forwarded channel: {message}");
     pending.reject(OpenFailure { reason, message });
 }
 
@@ -242,73 +261,59 @@ fn refuse<Ch>(pending: PendingChannel<Ch>, reason: OpenFailureReason, message: S
 mod tests {
     use super::*;
 
-    #[test]
-    fn remote_forward_specs() {
-        let f = RemoteForward::parse("8080:127.0.0.1:80").unwrap();
-        assert_eq!(
-            (
-                f.bind_address.as_deref(),
-                f.bind_port,
-                f.host.as_str(),
-                f.host_port
-            ),
-            (None, 8080, "127.0.0.1", 80)
-        );
-        assert_eq!(f.request_address(), "localhost");
-        let f = RemoteForward::parse("0:localhost:22").unwrap();
-        assert_eq!((f.bind_port, f.host.as_str()), (0, "localhost"));
-        let f = RemoteForward::parse("*:2222:[::1]:22").unwrap();
-        assert_eq!(f.bind_address.as_deref(), Some("*"));
-        assert_eq!(f.request_address(), "");
-        assert_eq!(f.host, "::1");
-        let f = RemoteForward::parse(":2222:h:22").unwrap();
-        assert_eq!(f.request_address(), "");
-        let f = RemoteForward::parse("[::1]:2222:h:22").unwrap();
-        assert_eq!(f.request_address(), "::1");
-        let f = RemoteForward::parse("10.0.0.1:2222:h:22").unwrap();
-        assert_eq!(f.request_address(), "10.0.0.1");
-        for bad in [
-            "2222",
-            "2222:h",
-            "x:h:1",
-            "1:h:65536",
-            "1::22",
-            "a:b:c:d:e",
-            "[::1:1:h:2",
-        ] {
-            let e = RemoteForward::parse(bad).unwrap_err();
-            assert_eq!(
-                e.to_string(),
-                format!("Bad remote forwarding specification '{bad}'")
-            );
+    fn tcpip(address: &str, port: u32) -> ChannelKind {
+        ChannelKind::ForwardedTcpip {
+            connected_address: address.into(),
+            connected_port: port,
+            originator: "127.0.0.1".into(),
+            originator_port: 1,
         }
+    }
+
+    fn target_host(forward: Option<Forward>) -> Option<String> {
+        forward.map(|f| f.target.to_string())
+    }
+
+    #[test]
+    fn request_addresses_follow_ssh() {
+        assert_eq!(request_address(None), "localhost");
+        assert_eq!(request_address(Some("*")), "");
+        assert_eq!(request_address(Some("")), "");
+        assert_eq!(request_address(Some("::1")), "::1");
+        assert_eq!(request_address(Some("10.0.0.1")), "10.0.0.1");
     }
 
     #[test]
     fn incoming_channels_match_their_forward() {
         let forwards = RemoteForwards::default();
-        let spec = |s: &str| RemoteForward::parse(s).unwrap();
-        forwards.push(Active {
-            address: "localhost".into(),
-            port: 2000,
-            forward: spec("2000:a:1"),
-        });
-        forwards.push(Active {
-            address: "".into(),
-            port: 3000,
-            forward: spec(":3000:b:2"),
-        });
-        forwards.push(Active {
-            address: "10.0.0.1".into(),
-            port: 3000,
-            forward: spec("10.0.0.1:3000:c:3"),
-        });
-        assert_eq!(forwards.find("localhost", 2000).unwrap().host, "a");
-        assert_eq!(forwards.find("127.0.0.1", 2000).unwrap().host, "a");
-        assert_eq!(forwards.find("10.0.0.1", 3000).unwrap().host, "c");
-        assert_eq!(forwards.find("", 3000).unwrap().host, "b");
-        assert!(forwards.find("localhost", 4000).is_none());
-        forwards.remove("localhost", 2000);
-        assert!(forwards.find("localhost", 2000).is_none());
+        let spec = |s: &str| Forward::parse_remote(s).unwrap();
+        let port = |address: &str, port: u32| ServerListen::Port {
+            address: address.into(),
+            port,
+        };
+        for (listen, forward) in [
+            (port("localhost", 2000), spec("2000:a:1")),
+            (port("", 3000), spec(":3000:b:2")),
+            (port("10.0.0.1", 3000), spec("10.0.0.1:3000:c:3")),
+            (
+                ServerListen::Path("/tmp/r.sock".into()),
+                spec("/tmp/r.sock:/tmp/l.sock"),
+            ),
+        ] {
+            forwards.active().push(Active { listen, forward });
+        }
+        let find = |kind: ChannelKind| target_host(forwards.find(&kind));
+        assert_eq!(find(tcpip("localhost", 2000)).as_deref(), Some("a:1"));
+        assert_eq!(find(tcpip("127.0.0.1", 2000)).as_deref(), Some("a:1"));
+        assert_eq!(find(tcpip("10.0.0.1", 3000)).as_deref(), Some("c:3"));
+        assert_eq!(find(tcpip("", 3000)).as_deref(), Some("b:2"));
+        assert_eq!(find(tcpip("localhost", 4000)), None);
+        let socket = |path: &str| ChannelKind::ForwardedStreamlocal {
+            socket_path: path.into(),
+        };
+        assert_eq!(find(socket("/tmp/r.sock")).as_deref(), Some("/tmp/l.sock"));
+        assert_eq!(find(socket("/tmp/other.sock")), None);
+        forwards.remove(&port("localhost", 2000));
+        assert_eq!(find(tcpip("localhost", 2000)), None);
     }
 }

@@ -15,9 +15,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sshq_core::channel::{ChannelKind, ChannelRequest, OpenFailureReason};
+use sshq_core::channel::{ChannelKind, OpenFailureReason};
 use sshq_core::error::TransportError;
-use sshq_core::transport::{Channel, ChannelControl, ChannelParts, Connection, TransportKind};
+use sshq_core::transport::{Channel, ChannelControl, ChannelParts, Connection};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -70,29 +70,17 @@ impl DynamicForward {
     }
 }
 
-/// Binds every -D listener now (so failures are reported before the
-/// session starts, as ssh does), and returns the tasks serving them.
-pub async fn start_dynamic_forwards<C: Connection>(
-    conn: Arc<C>,
-    forwards: &[DynamicForward],
-) -> Result<tokio::task::JoinSet<()>, String> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for forward in forwards {
-        let listener = super::bind_listener(
-            forward.bind_address.as_deref(),
-            forward.bind_port,
-            "dynamic",
-        )
-        .await?;
-        tasks.spawn(serve_dynamic_forward(conn.clone(), listener));
-    }
-    Ok(tasks)
+/// Binds the listener of one -D; on failure, ssh's message lines (without
+/// the closing "Could not request local forwarding.").
+pub async fn bind(forward: &DynamicForward) -> Result<TcpListener, String> {
+    super::bind_listener(forward.bind_address.as_deref(), forward.bind_port).await
 }
 
 /// How long a client may take to send its whole request.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn serve_dynamic_forward<C: Connection>(conn: Arc<C>, listener: TcpListener) {
+/// Accepts SOCKS clients until the task is dropped.
+pub async fn serve<C: Connection>(conn: Arc<C>, listener: TcpListener) {
     loop {
         let (mut stream, peer) = super::accept(&listener, "dynamic forward").await;
         let conn = conn.clone();
@@ -115,9 +103,8 @@ async fn serve_dynamic_forward<C: Connection>(conn: Arc<C>, listener: TcpListene
                 originator: peer.ip().to_string(),
                 originator_port: u32::from(peer.port()),
             };
-            let transport = conn.info().transport;
             let opened = match conn.open_channel(kind).await {
-                Ok(channel) => confirmed(channel, transport).await,
+                Ok(channel) => confirmed(channel).await,
                 Err(e) => Err(e),
             };
             match opened {
@@ -127,8 +114,12 @@ async fn serve_dynamic_forward<C: Connection>(conn: Arc<C>, listener: TcpListene
                     }
                 }
                 Err(e) => {
+                    let reason = match &e {
+                        TransportError::OpenRefused(failure) => failure.to_string(),
+                        other => other.to_string(),
+                    };
                     eprintln!(
-                        "channel: open failed: {e} (dynamic forwarding to {}:{})",
+                        "channel: open failed: {reason} (dynamic forwarding to {}:{})",
                         request.host, request.port
                     );
                     let _ = stream.write_all(&request.version.failure(&e)).await;
@@ -142,28 +133,19 @@ async fn serve_dynamic_forward<C: Connection>(conn: Arc<C>, listener: TcpListene
 /// Waits until the server has accepted `channel`, so that a refused target
 /// gets a SOCKS failure rather than a success followed by a closed
 /// connection. Over TCP `open_channel` already waited for the answer; over
-/// QUIC a channel is usable at once and a refusal only shows later, so a
-/// `keepalive@openssh.com` request (which any server answers, with a
-/// failure) is sent with want-reply: its answer comes after the open's,
-/// and a refusal fails it with the refusal's reason.
-async fn confirmed<Ch: Channel>(
-    channel: Ch,
-    transport: TransportKind,
-) -> Result<Split<Ch>, TransportError> {
+/// QUIC a channel is usable at once and a refusal only shows later.
+async fn confirmed<Ch: Channel>(channel: Ch) -> Result<Split<Ch>, TransportError> {
     let kind = channel.kind().clone();
     let parts = channel.split();
-    if transport == TransportKind::Quic {
-        let probe = ChannelRequest::Other("keepalive@openssh.com".to_string());
-        if let Err(e @ TransportError::OpenRefused(_)) = parts.control.request(probe, true).await {
-            return Err(e);
-        }
-        // Anything else (even a channel the target already closed) is an
-        // accepted open: its data may still be waiting to be read.
+    if let Err(e @ TransportError::OpenRefused(_)) = parts.control.opened().await {
+        return Err(e);
     }
+    // Anything else (even a channel the target already closed) is an
+    // accepted open: its data may still be waiting to be read.
     Ok(Split { kind, parts })
 }
 
-/// A channel already split (to probe it), handed on to
+/// A channel already split (to wait for its open), handed on to
 /// [`crate::forward::local::splice`] as a channel again.
 struct Split<Ch: Channel> {
     kind: ChannelKind,

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::client::config::{
-    departs_from_default, glob_paths, io_reason, lines_of, parse_duration, parse_port, split_line,
-    LogLevel,
+    departs_from_default, glob_paths, io_reason, lines_of, parse_bind_mask, parse_duration,
+    parse_port, split_line, LogLevel,
 };
 
 /// sshd's file name for `-o` options (with line 0).
@@ -50,7 +50,7 @@ const IGNORED: &[&str] = &[
 /// nothing and is accepted, anything else is an error ("" = no such value).
 #[rustfmt::skip]
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("allowgroups", ""), ("allowstreamlocalforwarding", "yes"), ("allowusers", ""),
+    ("allowgroups", ""), ("allowusers", ""),
     ("authenticationmethods", "any"), ("authorizedkeyscommand", "none"),
     ("authorizedkeyscommanduser", ""), ("authorizedprincipalscommand", "none"),
     ("authorizedprincipalscommanduser", ""), ("authorizedprincipalsfile", "none"),
@@ -120,6 +120,10 @@ pub enum AllowTcpForwarding {
     Local,
     Remote,
 }
+
+/// `AllowStreamLocalForwarding` takes the same words as AllowTcpForwarding
+/// (yes or all, no, local, remote), for Unix-domain socket forwarding.
+pub type AllowStreamLocalForwarding = AllowTcpForwarding;
 
 /// `GatewayPorts`: may remote forwardings listen on other than loopback?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +198,11 @@ pub struct ServerConfig {
     pub permit_open: PermitList,
     pub permit_listen: PermitList,
     pub allow_agent_forwarding: bool,
+    pub allow_stream_local_forwarding: AllowStreamLocalForwarding,
+    /// `StreamLocalBindUnlink`: replace a stale socket file for -R.
+    pub stream_local_bind_unlink: bool,
+    /// `StreamLocalBindMask`: the umask -R socket files are made with.
+    pub stream_local_bind_mask: u32,
     /// `PidFile`; `None` (the default, and `none`) writes no pid file.
     pub pid_file: Option<PathBuf>,
     pub strict_modes: bool,
@@ -206,6 +215,9 @@ pub struct ServerConfig {
     pub quic_relay: Option<String>,
     /// `KexAlgorithms`, raw (may start with `+`, `-` or `^` as in OpenSSH).
     pub kex_algorithms: Option<String>,
+    /// sshqd's own `CongestionControl` for QUIC (cubic, bbr, newreno);
+    /// `None` keeps quinn's default (cubic).
+    pub congestion_control: Option<sshq_quic::tls::CongestionControl>,
 }
 
 impl Default for ServerConfig {
@@ -231,6 +243,9 @@ impl Default for ServerConfig {
             permit_open: PermitList::Any,
             permit_listen: PermitList::Any,
             allow_agent_forwarding: true,
+            allow_stream_local_forwarding: AllowTcpForwarding::Yes,
+            stream_local_bind_unlink: false,
+            stream_local_bind_mask: 0o177,
             pid_file: None,
             strict_modes: true,
             accept_env: Vec::new(),
@@ -241,6 +256,7 @@ impl Default for ServerConfig {
             },
             quic_relay: None,
             kex_algorithms: None,
+            congestion_control: None,
         }
     }
 }
@@ -571,6 +587,16 @@ impl Parser {
                 set(fresh, &mut c.allow_tcp_forwarding, at.pick(one()?, TCPFWD)?)
             }
             "gatewayports" => set(fresh, &mut c.gateway_ports, at.pick(one()?, GATEWAY)?),
+            "allowstreamlocalforwarding" => {
+                let v = at.pick(one()?, TCPFWD)?;
+                set(fresh, &mut c.allow_stream_local_forwarding, v)
+            }
+            "streamlocalbindunlink" => set(fresh, &mut c.stream_local_bind_unlink, flag()?),
+            "streamlocalbindmask" => {
+                let mask = parse_bind_mask(one()?)
+                    .ok_or_else(|| at.bad("Invalid StreamLocalBindMask."))?;
+                set(fresh, &mut c.stream_local_bind_mask, mask)
+            }
             "maxauthtries" => {
                 let n: i64 = one()?
                     .parse()
@@ -671,6 +697,10 @@ impl Parser {
                 }
             }
             "kexalgorithms" => set(fresh, &mut c.kex_algorithms, Some(one()?.to_string())),
+            "congestioncontrol" => {
+                let v = at.pick(one()?, sshq_quic::tls::CongestionControl::NAMES)?;
+                set(fresh, &mut c.congestion_control, Some(v))
+            }
             "include" => {
                 let Some(dir) = dir else {
                     return Err(at.bad("Include directive not supported as a command-line option"));

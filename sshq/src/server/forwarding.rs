@@ -1,7 +1,12 @@
 //! Remote port forwarding on the server: `tcpip-forward` binds a listener
 //! for the client (the other end of its -R), every connection to it becomes
 //! a `forwarded-tcpip` channel to the client, and `cancel-tcpip-forward`
-//! stops it. Listeners belong to their connection and end with it.
+//! stops it. Listeners belong to their connection and end with it. The
+//! Unix-socket forms (both directions) are in [`streamlocal`].
+
+pub mod streamlocal;
+
+pub use streamlocal::StreamlocalPolicy;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -16,10 +21,13 @@ use super::config::GatewayPorts;
 use super::session::SessionContext;
 
 /// The listeners of one connection, keyed by the address the client asked
-/// for and the port actually bound; all stop when this is dropped.
+/// for and the port actually bound (and the socket listeners, by path); all
+/// stop when this is dropped.
 #[derive(Default)]
 pub struct RemoteListeners {
     listeners: Mutex<HashMap<(String, u32), AbortHandle>>,
+    /// `streamlocal-forward@openssh.com` listeners.
+    pub sockets: streamlocal::SocketListeners,
 }
 
 impl Drop for RemoteListeners {

@@ -6,7 +6,9 @@ pub mod auth;
 pub mod config;
 pub mod forwarding;
 pub mod process;
+pub mod relay;
 pub mod session;
+pub mod udp_relay;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -134,12 +136,26 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
             tasks.spawn(accept_tcp(listener, tcp_params.clone(), config.clone()));
         }
     }
+    if config.quic_relay.is_some() && !config.transports.quic {
+        tracing::warn!("QuicRelay is set but Transports has no quic: there is nothing to relay");
+    }
     if config.transports.quic {
         let quic_config = quic_server_config(&config, &tcp_params.host_keys)?;
         let auth = Arc::new(sshq_quic::ServerAuth {
             policy: tcp_params.policy.clone(),
             login_grace_time: config.login_grace_time,
         });
+        // QuicRelay: tunnels (ALPN sshq-tunnel/1) go to this SSH server.
+        let relay = config
+            .quic_relay
+            .clone()
+            .map(|target| Arc::new(relay::Relay::new(target, config.login_grace_time)));
+        if let Some(relay) = &relay {
+            tracing::info!(
+                "Relaying QUIC tunnels (sshq-tunnel/1) to the SSH server at {}.",
+                relay.target()
+            );
+        }
         for &addr in &addrs {
             let endpoint = sshq_quic::endpoint::server_endpoint(addr, quic_config.clone())
                 .map_err(|e| {
@@ -154,7 +170,12 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
                 addr.ip(),
                 addr.port()
             );
-            tasks.spawn(accept_quic(endpoint, auth.clone(), config.clone()));
+            tasks.spawn(accept_quic(
+                endpoint,
+                auth.clone(),
+                relay.clone(),
+                config.clone(),
+            ));
         }
     }
     if tasks.is_empty() {
@@ -201,22 +222,49 @@ fn quic_server_config(
     };
     let provider =
         sshq_quic::kx::crypto_provider(&kex).map_err(|e| format!("sshqd: KexAlgorithms: {e}"))?;
-    let tls = sshq_quic::tls::server_tls(key, provider).map_err(|e| format!("sshqd: {e}"))?;
-    sshq_quic::tls::server_config(tls).map_err(|e| format!("sshqd: {e}"))
+    let mut tls = sshq_quic::tls::server_tls(key, provider).map_err(|e| format!("sshqd: {e}"))?;
+    // Only a relaying server accepts tunnels; others refuse them in the
+    // handshake (no_application_protocol), which the client explains.
+    if config.quic_relay.is_some() {
+        sshq_quic::tunnel::offer_tunnel(&mut tls);
+    }
+    let mut quic = sshq_quic::tls::server_config(tls).map_err(|e| format!("sshqd: {e}"))?;
+    if let Some(controller) = config.congestion_control {
+        let transport = sshq_quic::tls::transport_config_with(controller);
+        quic.transport_config(std::sync::Arc::new(transport));
+    }
+    Ok(quic)
 }
 
 async fn accept_quic(
     endpoint: sshq_quic::quinn::Endpoint,
     auth: Arc<sshq_quic::ServerAuth>,
+    relay: Option<Arc<relay::Relay>>,
     config: Arc<ServerConfig>,
 ) {
     let local = endpoint.local_addr().ok();
     while let Some(incoming) = endpoint.accept().await {
         let peer = incoming.remote_address();
         let auth = auth.clone();
+        let relay = relay.clone();
         let config = config.clone();
         tokio::spawn(async move {
-            match sshq_quic::accept(incoming, auth).await {
+            // LoginGraceTime counts from before the handshake.
+            let deadline = auth
+                .login_grace_time
+                .map(|limit| tokio::time::Instant::now() + limit);
+            // The ALPN says what the client wants: a tunnel to relay (only
+            // offered with QuicRelay), or an sshq/1 session to log in to.
+            let accepted = match sshq_quic::handshake(incoming, deadline).await {
+                Ok(conn) => match &relay {
+                    Some(relay) if sshq_quic::tunnel::is_tunnel(&conn) => {
+                        return relay.serve(conn, peer).await;
+                    }
+                    _ => sshq_quic::login(conn, auth, deadline).await,
+                },
+                Err(e) => Err(e),
+            };
+            match accepted {
                 Ok(conn) => run_connection(conn, local, peer, &config).await,
                 Err(e) => tracing::info!(
                     "Connection from {} port {} (QUIC): {e}",
@@ -300,6 +348,7 @@ async fn run_connection<C: Connection>(
         permit_listen: config.permit_listen.clone(),
         gateway_ports: config.gateway_ports,
         allow_agent_forwarding: config.allow_agent_forwarding,
+        streamlocal: forwarding::StreamlocalPolicy::from_config(config),
     });
     session::serve(Arc::new(conn), ctx).await;
     tracing::info!(

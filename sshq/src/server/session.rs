@@ -39,6 +39,8 @@ pub struct SessionContext {
     pub gateway_ports: super::config::GatewayPorts,
     /// AllowAgentForwarding: whether auth-agent-req@openssh.com is honoured.
     pub allow_agent_forwarding: bool,
+    /// AllowStreamLocalForwarding and the StreamLocalBind options.
+    pub streamlocal: super::forwarding::StreamlocalPolicy,
 }
 
 /// Serves one authenticated connection until the client goes away.
@@ -56,6 +58,10 @@ pub async fn serve<C: Connection>(conn: Arc<C>, ctx: Arc<SessionContext>) {
                     let (host, port) = (host.clone(), *port);
                     tokio::spawn(direct_tcpip(pending, host, port, ctx.clone()));
                 }
+                ChannelKind::DirectStreamlocal { .. } => {
+                    let serve = super::forwarding::streamlocal::direct(pending, ctx.clone());
+                    tokio::spawn(serve);
+                }
                 other => {
                     let name = other.wire_name();
                     tracing::info!("{}: refused {name} channel", ctx.peer);
@@ -72,6 +78,13 @@ pub async fn serve<C: Connection>(conn: Arc<C>, ctx: Arc<SessionContext>) {
                     }
                     GlobalRequest::CancelTcpipForward { address, port } => {
                         remote_listeners.cancel(&ctx, &address, port)
+                    }
+                    GlobalRequest::StreamlocalForward { socket_path } => {
+                        let sockets = &remote_listeners.sockets;
+                        sockets.forward(&conn, &ctx, socket_path).await
+                    }
+                    GlobalRequest::CancelStreamlocalForward { socket_path } => {
+                        remote_listeners.sockets.cancel(&ctx, &socket_path)
                     }
                     other => {
                         tracing::debug!("{}: refused global request {other:?}", ctx.peer);
@@ -116,6 +129,7 @@ async fn direct_tcpip<Ch: Channel>(
     }
     match tokio::net::TcpStream::connect((host.as_str(), port16)).await {
         Ok(stream) => {
+            tracing::info!("{}: direct-tcpip to {host} port {port16}", ctx.peer);
             let _ = stream.set_nodelay(true);
             crate::forward::splice(pending.accept(), stream).await;
         }
@@ -199,6 +213,16 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
             }
             ChannelRequest::Shell => Program::Shell,
             ChannelRequest::Exec(command) => Program::Command(command),
+            ChannelRequest::Subsystem(name) if name == super::udp_relay::SUBSYSTEM => {
+                let offered = super::udp_relay::offered(&ctx);
+                incoming.reply.send(offered);
+                if !offered {
+                    tracing::info!("{}: {name} refused by AllowTcpForwarding", ctx.peer);
+                    continue;
+                }
+                super::udp_relay::serve(data_in, data_out, ext_out, control, &ctx).await;
+                return;
+            }
             ChannelRequest::Subsystem(name) => {
                 match ctx.subsystems.iter().find(|(n, _)| *n == name) {
                     Some((_, command)) => Program::Subsystem(command.clone()),

@@ -34,6 +34,11 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// The server process, e.g. to stop it (SIGSTOP) and play a dead peer.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -142,13 +147,19 @@ impl Lab {
 
     /// Starts OpenSSH's sshd on a free port.
     pub fn start_sshd(&self) -> Server {
+        self.start_sshd_with("")
+    }
+
+    /// Starts OpenSSH's sshd like [`Lab::start_sshd`] with `extra` lines
+    /// first (sshd keeps the first value of a keyword, so they win).
+    pub fn start_sshd_with(&self, extra: &str) -> Server {
         let _ = std::fs::create_dir_all("/run/sshd");
         self.start_server("sshd", "/usr/sbin/sshd", |port| {
             let config = self.path(&format!("sshd_config.{port}"));
             std::fs::write(
                 &config,
                 format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {ak}\n\
+                    "{extra}\nPort {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {ak}\n\
                      PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
                      StrictModes no\nUsePAM no\nPidFile none\nSubsystem sftp /usr/lib/openssh/sftp-server\n\
                      AllowAgentForwarding yes\nAllowTcpForwarding yes\nAcceptEnv LANG LC_* SSHQ_TEST_*\n",
@@ -703,3 +714,10 @@ pub fn text(bytes: &[u8]) -> String {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+/// Helpers for the forwarding tests: echo services on ports and sockets,
+/// echo checks, an HTTP responder and curl through a SOCKS proxy.
+mod forwarding;
+// Not every test binary uses them (as with the rest of the lab).
+#[allow(unused_imports)]
+pub use forwarding::*;

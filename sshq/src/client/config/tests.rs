@@ -34,12 +34,13 @@ fn every_keyword() {
     let home = home_dir().unwrap();
     let text = "HostName real.example\nUser bob\nPort 2222\nIdentityFile ~/.ssh/a\nIdentityFile /k/b\n\
         IdentityFile ~/.ssh/a\nIdentitiesOnly yes\nBatchMode true\nStrictHostKeyChecking accept-new\n\
-        UserKnownHostsFile ~/kh1 /kh2\nLogLevel debug2\nConnectTimeout 1m30s\nServerAliveInterval 15\n\
+        UserKnownHostsFile ~/kh1 /kh2\nGlobalKnownHostsFile /g1\nLogLevel debug2\nConnectTimeout 1m30s\nServerAliveInterval 15\n\
         ServerAliveCountMax 4\nRequestTTY force\nSendEnv LANG LC_*\nSendEnv FOO\nSendEnv -LC_*\n\
         SetEnv A=1 B=x=y A=2\nSetEnv C=3\nProxyJump jump@gw:22\nLocalForward 8080 localhost:80\n\
         RemoteForward 9090 localhost:90\nRemoteForward 1080\nDynamicForward 1081\n\
-        ForwardAgent ~/agent.sock\nIgnoreUnknown UseKeychain\nTransport quic\nQuicPort 4433\n\
-        KexAlgorithms +curve25519-sha256\nQuicFallbackTimeout 250ms\n";
+        ForwardAgent ~/agent.sock\nExitOnForwardFailure yes\nStreamLocalBindUnlink yes\n\
+        StreamLocalBindMask 0117\nClearAllForwardings no\nIgnoreUnknown UseKeychain\nTransport quic\nQuicPort 4433\n\
+        KexAlgorithms +curve25519-sha256\nQuicFallbackTimeout 250ms\nCongestionControl BBR\n";
     let agent = home.join("agent.sock").display().to_string();
     let expected = ClientOptions {
         host_name: Some("real.example".into()),
@@ -48,8 +49,10 @@ fn every_keyword() {
         identity_files: vec![home.join(".ssh/a"), "/k/b".into()],
         identities_only: Some(true),
         batch_mode: Some(true),
+        clear_all_forwardings: Some(false),
         strict_host_key_checking: Some(StrictHostKeyChecking::AcceptNew),
         user_known_hosts_files: Some(vec![home.join("kh1"), "/kh2".into()]),
+        global_known_hosts_files: Some(vec!["/g1".into()]),
         log_level: Some(LogLevel::Debug2),
         connect_timeout: Some(Duration::from_secs(90)),
         server_alive_interval: Some(Duration::from_secs(15)),
@@ -58,15 +61,20 @@ fn every_keyword() {
         send_env: vec!["LANG".into(), "FOO".into()],
         set_env: Some(vec![pair("A", "1"), pair("B", "x=y")]),
         proxy_jump: Some("jump@gw:22".into()),
+        proxy_command: None,
         local_forwards: vec!["8080:localhost:80".into()],
         remote_forwards: vec!["9090:localhost:90".into(), "1080".into()],
         dynamic_forwards: vec!["1081".into()],
         forward_agent: Some(ForwardAgent::Socket(agent)),
+        exit_on_forward_failure: Some(true),
+        stream_local_bind_unlink: Some(true),
+        stream_local_bind_mask: Some(0o117),
         ignore_unknown: Some("UseKeychain".into()),
         transport: Some(Transport::Quic),
         quic_port: Some(4433),
         kex_algorithms: Some("+curve25519-sha256".into()),
         quic_fallback_timeout: Some(Duration::from_millis(250)),
+        congestion_control: Some(sshq_quic::tls::CongestionControl::Bbr),
     };
     assert_eq!(parse(text, "h"), Ok(expected));
     let text = "ForwardAgent no\nConnectTimeout none\nUserKnownHostsFile none\nTransport AUTO\n";
@@ -209,12 +217,19 @@ fn bad_values() {
         ),
         ("RequestTTY sometimes", "unsupported option \"sometimes\"."),
         ("Transport udp", "unsupported option \"udp\"."),
+        ("CongestionControl vegas", "unsupported option \"vegas\"."),
         ("ConnectTimeout 5x", "invalid time value."),
         ("QuicFallbackTimeout soon", "invalid time value."),
         ("LogLevel loud", "unsupported log level 'loud'"),
         ("ServerAliveCountMax -1", "integer value too small."),
         ("ServerAliveCountMax x", "integer value invalid."),
         ("LocalForward 8080", "Missing target argument."),
+        ("StreamLocalBindMask 0800", "Invalid StreamLocalBindMask."),
+        ("StreamLocalBindMask 8", "Invalid StreamLocalBindMask."),
+        (
+            "ExitOnForwardFailure maybe",
+            "unsupported option \"maybe\".",
+        ),
         (
             "DynamicForward 1080 x",
             "keyword dynamicforward extra arguments at end of line",
@@ -238,13 +253,13 @@ fn bad_values() {
 fn keywords_sshq_ignores_or_refuses() {
     let text = "HashKnownHosts yes\nGSSAPIAuthentication yes\nForwardX11 yes\nCiphers aes128-ctr\n";
     assert_eq!(parse(text, "h"), Ok(ClientOptions::default()));
-    let refused = "F line 1: keyword proxycommand is not supported by sshq (list it in \
+    let refused = "F line 1: keyword remotecommand is not supported by sshq (list it in \
         IgnoreUnknown to skip it)\nF: terminating, 1 bad configuration options";
-    assert_eq!(err("ProxyCommand ssh -W %h:%p gw\n"), refused);
-    let elsewhere = "Host other\n  ProxyCommand ssh gw\nHost *\n  ProxyCommand none\n\
+    assert_eq!(err("RemoteCommand uptime\n"), refused);
+    let elsewhere = "Host other\n  RemoteCommand uptime\nHost *\n  RemoteCommand none\n\
         IdentityAgent SSH_AUTH_SOCK\n";
     assert!(parse(elsewhere, "h").is_ok());
-    assert!(parse("IgnoreUnknown ProxyCommand\nProxyCommand ssh gw\n", "h").is_ok());
+    assert!(parse("IgnoreUnknown RemoteCommand\nRemoteCommand uptime\n", "h").is_ok());
     assert!(err("IdentityAgent none\n").contains("keyword identityagent is not supported"));
 }
 
@@ -343,4 +358,34 @@ fn small_parsers() {
         LogLevel::parse("debug").map(LogLevel::as_str),
         Some("DEBUG")
     );
+}
+
+#[test]
+fn proxy_command_takes_the_rest_of_the_line_and_competes_with_proxy_jump() {
+    let o = parse(
+        "ProxyCommand sh -c \"nc %h %p\" # not a comment\nProxyJump j\n",
+        "h",
+    )
+    .unwrap();
+    assert_eq!(
+        o.proxy_command.as_deref(),
+        Some("sh -c \"nc %h %p\" # not a comment")
+    );
+    assert_eq!(o.proxy_jump, None, "the first of the two wins");
+    let o = parse("ProxyJump j\nProxyCommand nc %h %p\n", "h").unwrap();
+    assert_eq!(
+        (o.proxy_jump.as_deref(), o.proxy_command),
+        (Some("j"), None)
+    );
+    let mut o = ClientOptions::default();
+    o.apply_option_str("ProxyCommand=ssh -W %h:%p gw").unwrap();
+    assert_eq!(o.proxy_command.as_deref(), Some("ssh -W %h:%p gw"));
+    assert!(err("ProxyCommand\n").contains("no argument after keyword \"proxycommand\""));
+}
+
+#[test]
+fn clear_all_forwardings() {
+    let o = parse("ClearAllForwardings yes\n", "h").unwrap();
+    assert_eq!(o.clear_all_forwardings, Some(true));
+    assert!(err("ClearAllForwardings maybe\n").contains("maybe"));
 }

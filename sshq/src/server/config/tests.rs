@@ -95,7 +95,8 @@ fn every_keyword() {
          AllowTcpForwarding local\nGatewayPorts clientspecified\nPermitOpen host:22 *:80 [::1]:*\n\
          PermitListen 8080 localhost:9090\nAllowAgentForwarding no\nPidFile /run/sshqd.pid\n\
          StrictModes yes\nAcceptEnv LANG LC_*\nAcceptEnv LANG TZ\nPrintMotd no\nUsePAM no\n\
-         Transports TCP\nKexAlgorithms -diffie-hellman*\nX11Forwarding yes\nPermitTTY yes\n",
+         Transports TCP\nKexAlgorithms -diffie-hellman*\nX11Forwarding yes\nPermitTTY yes\n\
+         AllowStreamLocalForwarding remote\nStreamLocalBindUnlink yes\nStreamLocalBindMask 0077\n",
     );
     let want = [
         "[::1]:44",
@@ -124,6 +125,9 @@ fn every_keyword() {
     assert_eq!(c.log_level, LogLevel::Debug3);
     assert_eq!(c.allow_tcp_forwarding, AllowTcpForwarding::Local);
     assert_eq!(c.gateway_ports, GatewayPorts::ClientSpecified);
+    assert_eq!(c.allow_stream_local_forwarding, AllowTcpForwarding::Remote);
+    assert!(c.stream_local_bind_unlink);
+    assert_eq!(c.stream_local_bind_mask, 0o077);
     let open = &c.permit_open;
     assert!(open.allows("host", 22) && open.allows("any", 80) && open.allows("::1", 7));
     assert!(!open.allows("host", 23));
@@ -141,6 +145,12 @@ fn every_keyword() {
         }
     );
     assert_eq!(c.kex_algorithms.as_deref(), Some("-diffie-hellman*"));
+    assert_eq!(c.congestion_control, None);
+    let c = load("CongestionControl newreno\n");
+    assert_eq!(
+        c.congestion_control,
+        Some(sshq_quic::tls::CongestionControl::NewReno)
+    );
     let text =
         "LoginGraceTime 0\nAuthorizedKeysFile none\nPermitOpen none\nAllowTcpForwarding all\n";
     let c = load(text);
@@ -187,6 +197,7 @@ fn bad_values_stop_at_once() {
         ("Port 0", "Badly formatted port number."),
         ("LoginGraceTime 2x", "invalid time value."),
         ("PermitRootLogin maybe", "unsupported option \"maybe\"."),
+        ("CongestionControl vegas", "unsupported option \"vegas\"."),
         ("PubkeyAuthentication true", "unsupported option \"true\"."),
         ("MaxAuthTries x", "MaxAuthTries integer value invalid."),
         ("MaxAuthTries -1", "MaxAuthTries integer value too small."),
@@ -196,6 +207,11 @@ fn bad_values_stop_at_once() {
             "unsupported option \"sometimes\".",
         ),
         ("Subsystem sftp", "Missing subsystem command."),
+        ("StreamLocalBindMask 1000", "Invalid StreamLocalBindMask."),
+        (
+            "AllowStreamLocalForwarding sometimes",
+            "unsupported option \"sometimes\".",
+        ),
         ("ListenAddress [::1", "bad address:port usage"),
         ("ListenAddress 1.2.3.4:x", "bad port number"),
         ("PermitOpen garbage", "PermitOpen bad port number"),

@@ -1,0 +1,205 @@
+"""Interop matrix: clients x servers x transports x cases, with real peers.
+
+Clients {sshq, OpenSSH 9.2 ssh, OpenSSH 10.0 ssh, Dropbear dbclient} against
+servers {sshqd, OpenSSH 9.2 sshd, OpenSSH 10.0 sshd, Dropbear} over
+{tcp, quic, quic-tunnel}. Writes interop/results/matrix/{matrix.md,matrix.json}
+and logs/<cell>.log for each failing cell; exits 1 when any cell failed.
+
+Run through `interop/run matrix [--quick]` (which builds sshq first).
+"""
+
+import argparse
+import os
+import pwd
+import re
+import signal
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import socketserver
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import peers
+import report
+from cases import CASES, RUNNERS, Cell, case_not_applicable, sha256
+from clients import CLIENTS, SERVERS, TRANSPORTS, transport_not_applicable
+
+# The CI subset: every client, server and transport, and the cases that
+# matter most for interoperability (including the negotiated key exchange).
+QUICK_CASES = ["exec", "blob-16MiB", "hostkey-changed", "userkey-wrong", "kex"]
+
+
+class EchoHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.settimeout(30)
+        try:
+            while data := self.request.recv(65536):
+                self.request.sendall(data)
+        except OSError:
+            pass
+
+
+class EchoServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def plan(quick, servers, relays):
+    """Every cell of the run: (client, server, transport, case, port, reason it cannot run or None)."""
+    cells = []
+    for transport in TRANSPORTS:
+        for client in CLIENTS:
+            for server in SERVERS:
+                for case in (QUICK_CASES if quick else CASES):
+                    why = transport_not_applicable(client, server, transport) or \
+                        case_not_applicable(client, server, case)
+                    endpoint = relays[server] if transport == "quic-tunnel" else servers[server]
+                    cells.append((client, server, transport, case, endpoint, why))
+    return cells
+
+
+def run_cell(spec, rundir, ctx, logs, keep_logs):
+    client, server, transport, case, endpoint, why = spec
+    record = {"client": client, "server": server, "transport": transport, "case": case}
+    if why:
+        return dict(record, result="n/a", detail=why, seconds=0)
+    cell = Cell(client, server, transport, case, endpoint.port, rundir, ctx)
+    started = time.time()
+    if endpoint.error:
+        ok, detail = False, endpoint.error
+    else:
+        try:
+            ok, detail = RUNNERS[case](cell)
+        except Exception as e:  # a harness fault in one cell must not hide the others
+            ok, detail = False, f"harness error: {type(e).__name__}: {e}"
+    if not ok and cell.first_error:
+        detail += f" ({cell.first_error[:160]})"
+    record.update(result="pass" if ok else "fail", detail=detail, seconds=round(time.time() - started, 2))
+    log = logs / f"{cell.name}.log"
+    if ok and not keep_logs:
+        log.unlink(missing_ok=True)
+    else:
+        # The servers' own view of the failure: the relay's (quic-tunnel) and the server's.
+        involved = [endpoint] + ([ctx["servers"][server]] if endpoint is not ctx["servers"][server] else [])
+        tails = [f"--- {s.log.name} (last lines) ---\n{s.log_tail(25).replace(' | ', chr(10))}" for s in involved]
+        log.write_text(f"{cell.name}: {detail}\n\n" + "\n".join(cell.log) + "\n\n" + "\n".join(tails) + "\n")
+    shutil.rmtree(cell.dir, ignore_errors=True)
+    return record
+
+
+def git_commit():
+    head = subprocess.run(["git", "-C", str(peers.ROOT), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "-C", str(peers.ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return head + (" with uncommitted changes" if dirty else "")
+
+
+def start_agent(rundir):
+    sock = rundir / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    for _ in range(100):
+        if sock.exists():
+            break
+        time.sleep(0.05)
+    env = dict(os.environ, SSH_AUTH_SOCK=str(sock))
+    added = subprocess.run(["ssh-add", str(peers.KEYS / "user")], env=env, capture_output=True, text=True, timeout=30)
+    if added.returncode != 0:
+        raise peers.SetupError(f"ssh-add could not load the matrix user key: {added.stderr.strip()}")
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", str(peers.KEYS / "user.pub")],
+                                 capture_output=True, text=True).stdout.split()[1]
+    return agent, str(sock), fingerprint
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="interop/run matrix", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"only the cases {', '.join(QUICK_CASES)} (CI)")
+    ap.add_argument("--workers", type=int, default=3, help="cells run in parallel (default 3)")
+    ap.add_argument("--only", metavar="REGEX", help="only cells whose name <client>-<server>-<transport>-<case> "
+                    "matches (e.g. 'openssh-10.0-.*-kex'); the report then covers only those")
+    ap.add_argument("--keep-logs", action="store_true", help="keep the logs of passing cells too")
+    ap.add_argument("--out", default=str(peers.ROOT / "interop/results/matrix"),
+                    help="where matrix.md, matrix.json and logs/ go (default interop/results/matrix)")
+    args = ap.parse_args()
+    if not 1 <= args.workers <= 16:
+        ap.error("--workers must be between 1 and 16")
+    if args.only:
+        try:
+            re.compile(args.only)
+        except re.error as e:
+            ap.error(f"--only: not a regular expression: {e}")
+    for binary in (peers.SSHQ, peers.SSHQD):
+        if not binary.exists():
+            sys.exit(f"matrix: {binary} is missing; run cargo build --release (interop/run matrix does it)")
+    try:
+        peers.require_root()
+        peers.ensure_debian_packages()
+        peers.ensure_openssh10()
+        peers.ensure_keys()
+        peers.ensure_user()
+    except (peers.SetupError, subprocess.TimeoutExpired) as e:
+        sys.exit(f"matrix: {e}")
+
+    # A TERM (e.g. from timeout(1)) must still stop the servers, which run in
+    # sessions of their own: turn it into an exit that runs the cleanup below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    out = Path(args.out)
+    logs = out / "logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    rundir = Path(tempfile.mkdtemp(prefix="sshq-matrix."))
+    os.chmod(rundir, 0o755)
+    started = time.time()
+    servers, relays, agent, echo = {}, {}, None, None
+    try:
+        blob, small = rundir / "blob", rundir / "small"
+        blob.write_bytes(os.urandom(16 << 20))
+        small.write_bytes(os.urandom(1 << 20))
+        echo = EchoServer(("127.0.0.1", 0), EchoHandler)
+        threading.Thread(target=echo.serve_forever, daemon=True).start()
+        agent, agent_sock, fingerprint = start_agent(rundir)
+        servers, relays = peers.start_servers(rundir)
+        home = Path(pwd.getpwnam(peers.MATRIX_USER).pw_dir)
+        ctx = {"blob": blob, "blob_sha256": sha256(blob), "small": str(small), "small_sha256": sha256(small),
+               "echo_port": echo.server_address[1], "agent_sock": agent_sock, "user_fingerprint": fingerprint,
+               "user_home": home, "leftovers": [], "servers": servers}
+        cells = plan(args.quick, servers, relays)
+        if args.only:
+            cells = [c for c in cells if re.search(args.only, "-".join(c[:4]))]
+        print(f"matrix: {len(cells)} cells ({'quick' if args.quick else 'full'}), {args.workers} workers", flush=True)
+        with ThreadPoolExecutor(max_workers=args.workers) as pool:
+            records = list(pool.map(lambda spec: run_cell(spec, rundir, ctx, logs, args.keep_logs), cells))
+        for name in ctx["leftovers"]:
+            (home / name).unlink(missing_ok=True)
+    except peers.SetupError as e:
+        sys.exit(f"matrix: {e}")
+    finally:
+        for server in list(servers.values()) + list(relays.values()):
+            server.stop()
+        if agent:
+            agent.kill()
+            agent.wait()
+        if echo:
+            echo.shutdown()
+        shutil.rmtree(rundir, ignore_errors=True)
+
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "commit": git_commit(),
+            "quick": args.quick, "workers": args.workers, "seconds": round(time.time() - started, 1),
+            "versions": peers.versions()}
+    report.write(out, meta, records)
+    failed = [r for r in records if r["result"] == "fail"]
+    for r in failed:
+        print(f"matrix: FAILED {r['client']} -> {r['server']} over {r['transport']}, {r['case']}: {r['detail']}")
+    print(f"matrix: report in {out / 'matrix.md'}; {sum(r['result'] == 'n/a' for r in records)} cells "
+          "cannot apply (n/a), each with its reason there")
+    print(f"matrix: {sum(r['result'] == 'pass' for r in records)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

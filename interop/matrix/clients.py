@@ -1,0 +1,115 @@
+"""How each client of the matrix is driven: its command line for a cell.
+
+Every client logs in as the matrix user with the matrix user key, trusts
+the servers' host key through a known_hosts file of the cell's own, never
+prompts (BatchMode, no controlling terminal), and sees no ssh-agent unless
+the case asks for one.
+"""
+
+import os
+from pathlib import Path
+
+from peers import KEYS, MATRIX_USER, OPENSSH10, SSHQ
+
+CLIENTS = ["sshq", "openssh-9.2", "openssh-10.0", "dropbear"]
+SERVERS = ["sshqd", "openssh-9.2", "openssh-10.0", "dropbear"]
+TRANSPORTS = ["tcp", "quic", "quic-tunnel"]
+
+# OpenSSH's sftp and scp drive an ssh program given with -S; for each client
+# these are the sftp/scp binaries of the same suite (OpenSSH's own for sshq
+# and dbclient, which ship none).
+SFTP = {"sshq": "/usr/bin/sftp", "openssh-9.2": "/usr/bin/sftp",
+        "openssh-10.0": str(OPENSSH10 / "usr/bin/sftp"), "dropbear": "/usr/bin/sftp"}
+SCP = {"sshq": "/usr/bin/scp", "openssh-9.2": "/usr/bin/scp",
+       "openssh-10.0": str(OPENSSH10 / "usr/bin/scp"), "dropbear": "/usr/bin/scp"}
+PROGRAM = {"sshq": str(SSHQ), "openssh-9.2": "/usr/bin/ssh",
+           "openssh-10.0": str(OPENSSH10 / "usr/bin/ssh"), "dropbear": "/usr/bin/dbclient"}
+
+
+def transport_not_applicable(client, server, transport):
+    """Why a client/server pair cannot meet over this transport, or None."""
+    if transport == "quic":
+        if client != "sshq":
+            return ("OpenSSH's ssh and dbclient speak no QUIC: "
+                    "they reach servers over QUIC through sshq proxy (quic-tunnel)")
+        if server != "sshqd":
+            return ("only sshqd serves QUIC: "
+                    "other servers are reached over QUIC through an sshqd QuicRelay (quic-tunnel)")
+    return None
+
+
+class Invocation:
+    """The pieces of one client command line for one cell."""
+
+    def __init__(self, cell, key="user", verbose=False):
+        self.cell, self.key, self.verbose = cell, key, verbose
+        self.client = cell.client
+        self.env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+        if self.client == "dropbear":
+            # dbclient reads ~/.ssh/known_hosts from $HOME, keyed by host alone.
+            home = cell.dir / "home"
+            (home / ".ssh").mkdir(parents=True, exist_ok=True)
+            self.env["HOME"] = str(home)
+
+    def quic_hop(self, host_port_placeholders):
+        """The `sshq proxy` command that carries the SSH stream over QUIC to the relay."""
+        verbose = " -v" if self.verbose else ""
+        return (f"{SSHQ} proxy{verbose} -o UserKnownHostsFile={self.cell.dir}/known_hosts.quic "
+                f"-o StrictHostKeyChecking=accept-new {host_port_placeholders}")
+
+    def openssh_options(self):
+        """ssh_config options (as -o pairs) shared by OpenSSH clients, sshq, and OpenSSH's sftp/scp."""
+        opts = ["-F", "/dev/null", "-i", str(KEYS / self.key),
+                "-o", f"UserKnownHostsFile={self.cell.dir}/known_hosts",
+                "-o", "StrictHostKeyChecking=accept-new", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"]
+        if self.client == "sshq":
+            # Through the tunnel sshq speaks SSH over TCP's byte stream, as ssh does.
+            transport = "tcp" if self.cell.transport == "quic-tunnel" else self.cell.transport
+            opts += ["-o", f"Transport={transport}"]
+        if self.cell.transport == "quic-tunnel":
+            opts += ["-o", f"ProxyCommand={self.quic_hop('%h %p')}"]
+        return opts
+
+    def dropbear_options(self):
+        opts = ["-i", str(KEYS / f"{self.key}.dropbear")]
+        if self.cell.transport == "quic-tunnel":
+            # dbclient's -J runs a program in place of the TCP connection (no %h/%p).
+            opts += ["-J", self.quic_hop(f"127.0.0.1 {self.cell.port}")]
+        return opts
+
+    def ssh(self, command, flags=()):
+        """argv of the client running `command` (None: no command) with extra flags."""
+        if self.client == "dropbear":
+            argv = [PROGRAM["dropbear"], *self.dropbear_options(), *flags, "-p", str(self.cell.port)]
+        else:
+            argv = [PROGRAM[self.client], *self.openssh_options(), *flags, "-p", str(self.cell.port)]
+            if self.verbose:
+                argv.append("-v")
+        argv.append(f"{MATRIX_USER}@127.0.0.1")
+        if command is not None:
+            argv.append(command)
+        return argv
+
+    def file_tool(self, tool, args):
+        """argv of OpenSSH's sftp or scp using this client as its ssh program (-S)."""
+        binary = (SFTP if tool == "sftp" else SCP)[self.client]
+        argv = [binary, "-S", PROGRAM[self.client], "-P", str(self.cell.port)]
+        if self.client == "dropbear":
+            # sftp/scp pass their options on; dbclient ignores those it does not know.
+            argv += ["-i", str(KEYS / f"{self.key}.dropbear")]
+            if self.cell.transport == "quic-tunnel":
+                argv += ["-J", self.quic_hop(f"127.0.0.1 {self.cell.port}")]
+        else:
+            argv += self.openssh_options()
+        return argv + list(args)
+
+
+def write_known_hosts(cell, host_pub: Path):
+    """Trust `host_pub` for the cell's server (for dbclient, which cannot accept-new)."""
+    key = " ".join(host_pub.read_text().split()[:2])
+    if cell.client == "dropbear":
+        path = cell.dir / "home/.ssh/known_hosts"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"127.0.0.1 {key}\n")
+    else:
+        (cell.dir / "known_hosts").write_text(f"[127.0.0.1]:{cell.port} {key}\n")

@@ -1,0 +1,252 @@
+//! A QUIC endpoint whose UDP datagrams travel over a byte stream.
+//!
+//! This is how a QUIC connection reaches its server through a ProxyJump
+//! host: the jump host relays the datagrams between an SSH channel and a
+//! UDP socket (the `direct-udp@sshq` subsystem in the draft). QUIC still
+//! runs end to end, so the jump host sees only ciphertext.
+//!
+//! On the stream each datagram is `uint16 length || payload`, in both
+//! directions. The stream is reliable and ordered, so inner QUIC sees no
+//! loss from it; when the stream's own queue is full a datagram is dropped,
+//! as a congested UDP path would drop it, and QUIC recovers as it always does.
+
+use std::fmt;
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::{AsyncUdpSocket, UdpPoller};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::mpsc;
+
+/// Datagrams queued in each direction before new ones are dropped. A few
+/// hundred full-size datagrams cover the bandwidth-delay product of the
+/// links this is used on without hiding congestion from QUIC for long.
+const QUEUED_DATAGRAMS: usize = 512;
+
+/// Writes one datagram in the stream framing.
+pub async fn write_datagram<W: AsyncWrite + Unpin>(out: &mut W, datagram: &[u8]) -> io::Result<()> {
+    let length = u16::try_from(datagram.len()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("datagram of {} bytes is too large to relay", datagram.len()),
+        )
+    })?;
+    out.write_all(&length.to_be_bytes()).await?;
+    out.write_all(datagram).await
+}
+
+/// Reads one datagram in the stream framing; `None` at a clean end of
+/// stream (between datagrams). An end in the middle of one is an error.
+pub async fn read_datagram<R: AsyncRead + Unpin>(input: &mut R) -> io::Result<Option<Bytes>> {
+    let mut length = [0u8; 2];
+    match input.read(&mut length[..1]).await? {
+        0 => return Ok(None),
+        _ => input.read_exact(&mut length[1..]).await?,
+    };
+    let mut datagram = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    input.read_exact(&mut datagram).await?;
+    Ok(Some(Bytes::from(datagram)))
+}
+
+/// A client endpoint whose only peer, `peer`, is reached through `stream`.
+/// `peer` is the address the far end relays to; QUIC uses it only as a label.
+pub fn client_endpoint_over_stream<S>(stream: S, peer: SocketAddr) -> io::Result<quinn::Endpoint>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let socket = StreamSocket::start(stream, peer);
+    quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        None,
+        Arc::new(socket),
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
+/// The datagram socket quinn sees.
+struct StreamSocket {
+    peer: SocketAddr,
+    outgoing: mpsc::Sender<Bytes>,
+    /// quinn polls from its one endpoint driver, so this lock never waits.
+    incoming: Mutex<mpsc::Receiver<Bytes>>,
+}
+
+impl fmt::Debug for StreamSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamSocket(peer {})", self.peer)
+    }
+}
+
+impl StreamSocket {
+    fn start<S>(stream: S, peer: SocketAddr) -> StreamSocket
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read_half, write_half) = tokio::io::split(stream);
+        let (outgoing, to_stream) = mpsc::channel(QUEUED_DATAGRAMS);
+        let (from_stream, incoming) = mpsc::channel(QUEUED_DATAGRAMS);
+        tokio::spawn(pump_to_stream(to_stream, write_half));
+        tokio::spawn(pump_from_stream(read_half, from_stream));
+        StreamSocket {
+            peer,
+            outgoing,
+            incoming: Mutex::new(incoming),
+        }
+    }
+}
+
+/// Writes queued datagrams, flushing whenever the queue runs dry so a lone
+/// packet is never held back. Ends (and half-closes the stream) once the
+/// endpoint is gone.
+async fn pump_to_stream<W: AsyncWrite + Unpin>(mut queue: mpsc::Receiver<Bytes>, stream: W) {
+    let mut out = BufWriter::new(stream);
+    while let Some(datagram) = queue.recv().await {
+        if write_datagram(&mut out, &datagram).await.is_err() {
+            return;
+        }
+        if queue.is_empty() && out.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = out.shutdown().await;
+}
+
+/// Queues datagrams read from the stream, dropping them when quinn falls
+/// behind, until the stream ends.
+async fn pump_from_stream<R: AsyncRead + Unpin>(stream: R, queue: mpsc::Sender<Bytes>) {
+    let mut input = BufReader::new(stream);
+    while let Ok(Some(datagram)) = read_datagram(&mut input).await {
+        match queue.try_send(datagram) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+impl AsyncUdpSocket for StreamSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        Box::pin(AlwaysWritable)
+    }
+
+    fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
+        let size = transmit
+            .segment_size
+            .unwrap_or(transmit.contents.len())
+            .max(1);
+        for datagram in transmit.contents.chunks(size) {
+            match self.outgoing.try_send(Bytes::copy_from_slice(datagram)) {
+                // A full queue drops the datagram, as a congested path would.
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(relay_gone()),
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        let Ok(mut incoming) = self.incoming.lock() else {
+            return Poll::Ready(Err(relay_gone()));
+        };
+        let mut filled = 0;
+        while filled < bufs.len().min(meta.len()) {
+            let next = if filled == 0 {
+                match incoming.poll_recv(cx) {
+                    Poll::Ready(next) => next,
+                    Poll::Pending => return Poll::Pending,
+                }
+            } else {
+                incoming.try_recv().ok()
+            };
+            let Some(datagram) = next else {
+                if filled == 0 {
+                    return Poll::Ready(Err(relay_gone()));
+                }
+                break;
+            };
+            let Some(buf) = bufs.get_mut(filled) else {
+                break;
+            };
+            // quinn sizes its buffers for the largest datagram it accepts;
+            // anything larger is not QUIC and is dropped.
+            let Some(target) = buf.get_mut(..datagram.len()) else {
+                continue;
+            };
+            target.copy_from_slice(&datagram);
+            if let Some(slot) = meta.get_mut(filled) {
+                *slot = RecvMeta {
+                    addr: self.peer,
+                    len: datagram.len(),
+                    stride: datagram.len(),
+                    ecn: None,
+                    dst_ip: None,
+                };
+            }
+            filled += 1;
+        }
+        Poll::Ready(Ok(filled))
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        let unspecified = match self.peer.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        Ok(SocketAddr::new(unspecified, 0))
+    }
+
+    fn may_fragment(&self) -> bool {
+        false
+    }
+}
+
+fn relay_gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the jump host stopped relaying this QUIC connection's datagrams",
+    )
+}
+
+/// Sending never waits: a full queue drops instead (see `try_send`).
+#[derive(Debug)]
+struct AlwaysWritable;
+
+impl UdpPoller for AlwaysWritable {
+    fn poll_writable(self: Pin<&mut Self>, _cx: &mut Context) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn framing_round_trips_and_rejects_truncation() {
+        let mut encoded = Vec::new();
+        write_datagram(&mut encoded, b"hello").await.unwrap();
+        write_datagram(&mut encoded, b"").await.unwrap();
+        assert_eq!(encoded, b"\x00\x05hello\x00\x00");
+        let mut input = &encoded[..];
+        assert_eq!(
+            read_datagram(&mut input).await.unwrap().unwrap(),
+            &b"hello"[..]
+        );
+        assert_eq!(read_datagram(&mut input).await.unwrap().unwrap(), &b""[..]);
+        assert!(read_datagram(&mut input).await.unwrap().is_none());
+        // Cut inside the length, and inside the payload.
+        assert!(read_datagram(&mut &b"\x00"[..]).await.is_err());
+        assert!(read_datagram(&mut &b"\x00\x05hel"[..]).await.is_err());
+        let too_big = vec![0u8; 65536];
+        assert!(write_datagram(&mut Vec::new(), &too_big).await.is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! Unix-domain sockets for streamlocal forwarding, created and reached with
+//! the right identity.
+//!
+//! sshqd runs as root, but a socket a user forwards must be made and reached
+//! with that user's rights, as OpenSSH's sshd does from its unprivileged
+//! child: otherwise `-R /etc/x.sock:...` could create files anywhere and
+//! `-L 1234:/root/private.sock` could reach sockets the user may not. Here
+//! each such operation runs on a short-lived thread of its own that first
+//! takes the user's filesystem identity (fsuid, fsgid and groups) and its
+//! own umask. On Linux those are per-thread kernel attributes (glibc's
+//! `setgroups` would change every thread, so the system call is made
+//! directly), and they vanish with the thread; the sockets it opens are
+//! process-wide file descriptors handed back to the async side.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use nix::libc;
+use nix::unistd::{Gid, Uid};
+use tokio::net::{UnixListener, UnixStream};
+
+/// Whose rights a socket operation uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// This process's own (the client, or sshqd when not run as root).
+    Process,
+    /// A logged-in user's, on the server.
+    User { name: String, uid: u32, gid: u32 },
+}
+
+/// How a listening socket is created (StreamLocalBindUnlink and
+/// StreamLocalBindMask, on either side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindOptions {
+    /// Remove a socket already at the path first (only a socket: any other
+    /// kind of file stays, and the bind fails).
+    pub unlink_first: bool,
+    /// The umask the socket is created with (default 0177: mode 0600).
+    pub mask: u32,
+}
+
+impl Default for BindOptions {
+    fn default() -> Self {
+        BindOptions {
+            unlink_first: false,
+            mask: 0o177,
+        }
+    }
+}
+
+/// The file of a listening socket we made; dropping this removes it (with
+/// the identity that made it), unless the path names another file by then.
+/// It is kept apart from the listener so that removal happens when its
+/// owner says, not whenever a cancelled task is finally dropped.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    identity: Identity,
+    /// Device and inode of the socket file we created.
+    file_id: (u64, u64),
+}
+
+impl SocketFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn remove(path: &Path, file_id: (u64, u64)) -> io::Result<()> {
+        let meta = std::fs::symlink_metadata(path)?;
+        if meta.file_type().is_socket() && (meta.dev(), meta.ino()) == file_id {
+            std::fs::remove_file(path)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let (path, file_id) = (self.path.clone(), self.file_id);
+        let identity = self.identity.clone();
+        let remove = move || {
+            let removed = assume(&identity, None).and_then(|()| SocketFile::remove(&path, file_id));
+            if let Err(e) = removed {
+                tracing::debug!("cannot remove {}: {e}", path.display());
+            }
+        };
+        if self.identity == Identity::Process {
+            // Our own file: at once, so it is gone before the process exits.
+            remove();
+        } else {
+            // Another identity needs a thread of its own; nobody waits for it.
+            let _ = std::thread::Builder::new()
+                .name("sshq-socket-rm".into())
+                .spawn(remove);
+        }
+    }
+}
+
+/// Creates a listening socket at `path` as `identity`.
+pub async fn bind(
+    path: &str,
+    identity: &Identity,
+    options: BindOptions,
+) -> io::Result<(UnixListener, SocketFile)> {
+    let path = PathBuf::from(path);
+    let (listener, file_id) = {
+        let path = path.clone();
+        as_identity(identity, Some(options.mask), move || {
+            if options.unlink_first {
+                match std::fs::symlink_metadata(&path) {
+                    Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(&path)?,
+                    _ => {}
+                }
+            }
+            let listener = std::os::unix::net::UnixListener::bind(&path)?;
+            let meta = std::fs::symlink_metadata(&path)?;
+            Ok((listener, (meta.dev(), meta.ino())))
+        })
+        .await?
+    };
+    let file = SocketFile {
+        path,
+        identity: identity.clone(),
+        file_id,
+    };
+    listener.set_nonblocking(true)?;
+    Ok((UnixListener::from_std(listener)?, file))
+}
+
+/// Connects to the socket at `path` as `identity`.
+pub async fn connect(path: &str, identity: &Identity) -> io::Result<UnixStream> {
+    if *identity == Identity::Process {
+        return UnixStream::connect(path).await;
+    }
+    let path = PathBuf::from(path);
+    // A blocking connect on a Unix socket does not wait for the peer to
+    // accept (only for room in its backlog), so the thread ends quickly.
+    let stream = as_identity(identity, None, move || {
+        std::os::unix::net::UnixStream::connect(&path)
+    })
+    .await?;
+    stream.set_nonblocking(true)?;
+    UnixStream::from_std(stream)
+}
+
+/// Runs `op` on a thread of its own that has taken `identity` and, if
+/// given, `mask` as its umask.
+async fn as_identity<T: Send + 'static>(
+    identity: &Identity,
+    mask: Option<u32>,
+    op: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let identity = identity.clone();
+    std::thread::Builder::new()
+        .name("sshq-as-user".into())
+        .spawn(move || {
+            let _ = done.send(assume(&identity, mask).and_then(|()| op()));
+        })?;
+    result
+        .await
+        .map_err(|_| io::Error::other("the socket thread ended without an answer"))?
+}
+
+/// Gives the calling thread its own umask (`mask`) and, for a user when we
+/// are root, that user's filesystem identity. Only for threads that end
+/// right after their one operation.
+fn assume(identity: &Identity, mask: Option<u32>) -> io::Result<()> {
+    let switch_user = match identity {
+        Identity::User { .. } => nix::unistd::geteuid().is_root(),
+        Identity::Process => false,
+    };
+    if mask.is_none() && !switch_user {
+        return Ok(());
+    }
+    // Threads share the umask (and cwd) unless one unshares them: with its
+    // own copy, changing it cannot affect a file another thread creates.
+    // SAFETY: unshare(CLONE_FS) only copies this thread's fs attributes.
+    if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if let Some(mask) = mask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask & 0o777));
+    }
+    if let (true, Identity::User { name, uid, gid }) = (switch_user, identity) {
+        let name = CString::new(name.as_bytes()).map_err(io::Error::other)?;
+        let groups: Vec<libc::gid_t> = nix::unistd::getgrouplist(&name, Gid::from_raw(*gid))
+            .map_err(io::Error::from)?
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        // SAFETY: the pointer and length describe `groups`, alive for the call.
+        // The raw system call changes this thread only (glibc's wrapper would
+        // change every thread of the process).
+        let set = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+        if set != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // setfsgid/setfsuid report failure only by not changing: set, then check.
+        nix::unistd::setfsgid(Gid::from_raw(*gid));
+        nix::unistd::setfsuid(Uid::from_raw(*uid));
+        let gid_now = nix::unistd::setfsgid(Gid::from_raw(*gid));
+        let uid_now = nix::unistd::setfsuid(Uid::from_raw(*uid));
+        if gid_now.as_raw() != *gid || uid_now.as_raw() != *uid {
+            return Err(io::Error::other(format!(
+                "cannot take the identity of {}",
+                name.to_string_lossy()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn sockets_get_the_mask_and_go_away() {
+        let dir = tempfile_dir();
+        let path = dir.join("s.sock");
+        let path_str = path.to_str().unwrap();
+        let first = bind(path_str, &Identity::Process, BindOptions::default())
+            .await
+            .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Taken without StreamLocalBindUnlink; replaced with it.
+        assert!(bind(path_str, &Identity::Process, BindOptions::default())
+            .await
+            .is_err());
+        let unlink = BindOptions {
+            unlink_first: true,
+            mask: 0o111,
+        };
+        let again = bind(path_str, &Identity::Process, unlink).await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666);
+        let _client = connect(path_str, &Identity::Process).await.unwrap();
+        // The first socket's file is gone already: dropping it leaves the
+        // second one's alone.
+        drop(first);
+        assert!(path.exists());
+        drop(again);
+        assert!(!path.exists(), "{} was not removed", path.display());
+        // Not a socket: never unlinked.
+        std::fs::write(&path, b"keep").unwrap();
+        assert!(bind(path_str, &Identity::Process, unlink).await.is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        nix::unistd::mkdtemp("/tmp/sshq-unit-XXXXXX").unwrap()
+    }
+}

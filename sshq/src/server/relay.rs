@@ -1,0 +1,224 @@
+//! sshqd's `QuicRelay`: tunnels (`sshq-tunnel/1`, see
+//! `sshq_quic::tunnel`) relayed to a TCP SSH server.
+//!
+//! A tunnel carries a whole SSH connection as bytes, so sshqd does no SSH
+//! user authentication here: the SSH server at the other end authenticates
+//! the user, exactly as if the client had connected to it over TCP. That is
+//! only safe because the target comes from sshqd's configuration and never
+//! from the client: a tunnel can reach that one SSH server and nothing else,
+//! so sshqd is not an open proxy. What an unauthenticated peer can hold is
+//! bounded: at most [`MAX_RELAYS`] tunnels at once, LoginGraceTime to open
+//! its stream, one stream per connection, and QUIC's flow-control windows.
+//!
+//! Each relay is logged when it ends, as sshd logs connections: the peer,
+//! the target, the bytes each way, how long, and how each direction ended.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sshq_quic::quinn;
+use sshq_quic::tunnel::{self, End, Half};
+use sshq_quic::wire::ErrorCode;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+/// How many tunnels sshqd relays at once; the next connection is closed
+/// with RELAY_BUSY. Each tunnel is a whole SSH session held by a peer that
+/// sshqd has not authenticated, so there must be a bound; 64 is well above
+/// what one relay port serves in practice (OpenSSH's MaxStartups starts
+/// refusing at 10 *unauthenticated* connections, and sshqd cannot tell when
+/// the relayed session has authenticated).
+pub const MAX_RELAYS: usize = 64;
+
+/// How long connecting to the SSH server may take. Nothing useful happens
+/// meanwhile, and a target that does not answer within this is as good as
+/// down for an interactive user.
+const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long, once both directions have ended, sshqd waits for the client to
+/// acknowledge the last bytes, then to close the connection itself.
+const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The relay of one sshqd: where tunnels go, and the bound on how many.
+pub struct Relay {
+    /// `host:port` as configured (QuicRelay), resolved per tunnel so a
+    /// changed DNS entry is followed as ssh would follow it.
+    target: String,
+    slots: Arc<Semaphore>,
+    /// LoginGraceTime: how long a connection may go without opening its
+    /// stream (`None`: no limit, as LoginGraceTime 0 means for sshd).
+    stream_wait: Option<Duration>,
+}
+
+impl Relay {
+    pub fn new(target: String, stream_wait: Option<Duration>) -> Relay {
+        Relay {
+            target,
+            slots: Arc::new(Semaphore::new(MAX_RELAYS)),
+            stream_wait,
+        }
+    }
+
+    /// The configured target, `host:port`.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Serves one connection that negotiated `sshq-tunnel/1`, from its
+    /// handshake to its end; logs how it went.
+    pub async fn serve(&self, conn: quinn::Connection, peer: SocketAddr) {
+        let from = format!("{} port {} (QUIC)", peer.ip(), peer.port());
+        let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "Relay from {from} refused: already relaying {MAX_RELAYS} tunnels, the most sshqd allows"
+            );
+            close(
+                &conn,
+                ErrorCode::RelayBusy,
+                &format!("the relay already carries {MAX_RELAYS} tunnels; try again later"),
+            );
+            return;
+        };
+        let tcp = match tokio::time::timeout(
+            TARGET_CONNECT_TIMEOUT,
+            TcpStream::connect(self.target.as_str()),
+        )
+        .await
+        {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return self.unreachable(&conn, &from, &e.to_string()),
+            Err(_) => return self.unreachable(&conn, &from, "Connection timed out"),
+        };
+        // SSH is interactive; sshd sets it too.
+        let _ = tcp.set_nodelay(true);
+
+        let stream = match self.stream_wait {
+            Some(limit) => tokio::time::timeout(limit, conn.accept_bi()).await,
+            None => Ok(conn.accept_bi().await),
+        };
+        let (send, recv) = match stream {
+            Ok(Ok(halves)) => halves,
+            Ok(Err(e)) => {
+                tracing::info!("Relay from {from}: connection ended before its stream: {e}");
+                return;
+            }
+            Err(_elapsed) => {
+                tracing::info!("Relay from {from}: no stream within LoginGraceTime; closed");
+                close(
+                    &conn,
+                    ErrorCode::AuthTimeout,
+                    "no tunnel stream within LoginGraceTime",
+                );
+                return;
+            }
+        };
+        tracing::info!("Relay from {from} to {} started", self.target);
+        tokio::spawn(tunnel::refuse_other_streams(conn.clone()));
+
+        let started = Instant::now();
+        let (up, down) = relay_both_ways(&conn, tcp, send, recv).await;
+        tracing::info!(
+            "Relay from {from} to {} closed after {:.1} s: {} bytes from the client ({}), \
+             {} bytes to the client (SSH server's side {})",
+            self.target,
+            started.elapsed().as_secs_f64(),
+            up.bytes,
+            describe_client_end(&up.end),
+            down.bytes,
+            down.end,
+        );
+    }
+
+    fn unreachable(&self, conn: &quinn::Connection, from: &str, why: &str) {
+        tracing::error!(
+            "Relay from {from}: cannot reach SSH server {}: {why}",
+            self.target
+        );
+        close(
+            conn,
+            ErrorCode::RelayTargetUnreachable,
+            &format!("{}: {why}", self.target),
+        );
+    }
+}
+
+/// Moves bytes both ways until both directions have ended, or one is
+/// aborted (then the whole tunnel is: the TCP connection is reset and the
+/// QUIC connection closed). Returns (client to server, server to client).
+async fn relay_both_ways(
+    conn: &quinn::Connection,
+    tcp: TcpStream,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) -> (Half, Half) {
+    let (tcp_read, mut tcp_write) = tcp.into_split();
+    let (up_done, down_done) = {
+        let up = tunnel::receive_into(recv, &mut tcp_write);
+        let down = tunnel::send_from(tcp_read, send);
+        tokio::pin!(up, down);
+        let mut up_done: Option<Half> = None;
+        let mut down_done: Option<(Half, quinn::SendStream)> = None;
+        // Each branch runs once; the loop ends when both have, or one aborts.
+        while up_done.is_none() || down_done.is_none() {
+            tokio::select! {
+                half = &mut up, if up_done.is_none() => {
+                    let aborted = !half.end.is_finished();
+                    up_done = Some(half);
+                    if aborted { break; }
+                }
+                result = &mut down, if down_done.is_none() => {
+                    let aborted = !result.0.end.is_finished();
+                    down_done = Some(result);
+                    if aborted { break; }
+                }
+            }
+        }
+        (up_done, down_done)
+    };
+    let not_run = || Half {
+        bytes: 0,
+        end: End::LocalFailed(std::io::Error::other(
+            "abandoned when the other direction failed",
+        )),
+    };
+    match (up_done, down_done) {
+        (Some(up), Some((down, mut send))) if up.end.is_finished() && down.end.is_finished() => {
+            // The client closes once it has read everything (closing here
+            // could discard bytes it has received but not yet read); we
+            // close only if it does not, after the last bytes are acknowledged.
+            tunnel::wait_acknowledged(&mut send, FINAL_ACK_TIMEOUT).await;
+            let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, conn.closed()).await;
+            close(conn, ErrorCode::NoError, "relay finished");
+            (up, down)
+        }
+        (up, down) => {
+            // A broken byte stream on one side becomes a broken one on the
+            // other: TCP gets a reset (SO_LINGER 0, then close), QUIC a
+            // TUNNEL_ABORTED close.
+            let _ = tcp_write.as_ref().set_zero_linger();
+            close(
+                conn,
+                ErrorCode::TunnelAborted,
+                "the relayed byte stream broke",
+            );
+            (
+                up.unwrap_or_else(not_run),
+                down.map(|(half, _)| half).unwrap_or_else(not_run),
+            )
+        }
+    }
+}
+
+/// How the client's direction ended, in the words of the log.
+fn describe_client_end(end: &End) -> String {
+    match end {
+        End::Finished => "ended".to_string(),
+        End::LocalFailed(e) => format!("the SSH server stopped reading: {e}"),
+        other => other.to_string(),
+    }
+}
+
+fn close(conn: &quinn::Connection, code: ErrorCode, reason: &str) {
+    conn.close(tunnel::varint(code), reason.as_bytes());
+}
