@@ -98,12 +98,11 @@ fn one_jump_host_in_every_mix_of_transports() {
     for hop in ["j0", "j0q"] {
         for last in ["tcp", "quic"] {
             let out = jumps.sshq(hop, last, destination, &["-v"], &["echo through; exit 3"]);
-            assert_eq!(
-                (out.status.code(), text(&out.stdout).as_str()),
-                (Some(3), "through\n"),
-                "-J {hop}, Transport={last}: {}\n{}",
-                show(&out),
-                jumps.logs()
+            assert_ran(
+                &out,
+                3,
+                "through\n",
+                &format!("-J {hop}, Transport={last}\n{}", jumps.logs()),
             );
             let stderr = text(&out.stderr);
             assert!(
@@ -160,12 +159,7 @@ fn two_jump_hosts_carry_data_intact() {
     // A bad hop name fails before anything is connected.
     args[3] = "j0,".into();
     let out = jumps.lab.run(SSHQ, &args, b"");
-    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
-    assert!(
-        text(&out.stderr).contains("invalid destination"),
-        "{}",
-        show(&out)
-    );
+    assert_failed(&out, "invalid destination", &jumps.logs());
 }
 
 /// A jump host whose key changed stops the connection at that hop, with
@@ -197,20 +191,10 @@ fn openssh_sshd_as_the_jump_host() {
     let destination = jumps.servers[0].port;
     for transport in ["tcp", "auto"] {
         let out = jumps.sshq(&hop, transport, destination, &[], &["echo through"]);
-        assert_eq!(
-            (out.status.code(), text(&out.stdout).as_str()),
-            (Some(0), "through\n"),
-            "Transport={transport}: {}",
-            show(&out)
-        );
+        assert_ran(&out, 0, "through\n", &format!("Transport={transport}"));
     }
     let out = jumps.sshq(&hop, "quic", destination, &[], &["echo through"]);
-    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
-    assert!(
-        text(&out.stderr).contains("does not relay UDP"),
-        "{}",
-        show(&out)
-    );
+    assert_failed(&out, "does not relay UDP", &jumps.logs());
 }
 
 /// OpenSSH's sshd as the destination, through an sshqd jump host over QUIC.
@@ -219,12 +203,7 @@ fn openssh_sshd_as_the_destination() {
     let jumps = Jumps::new(1, "");
     let sshd = jumps.lab.start_sshd();
     let out = jumps.sshq("j0q", "tcp", sshd.port, &[], &["echo through"]);
-    assert_eq!(
-        (out.status.code(), text(&out.stdout).as_str()),
-        (Some(0), "through\n"),
-        "{}",
-        show(&out)
-    );
+    assert_ran(&out, 0, "through\n", &jumps.logs());
 }
 
 /// OpenSSH's ssh -J with sshqd as its jump host.
@@ -252,12 +231,26 @@ fn openssh_ssh_jumps_through_sshqd() {
     )
     .expect("config");
     let out = jumps.lab.run("ssh", &args, b"");
+    assert_ran(&out, 0, "through\n", &jumps.logs());
+}
+
+/// Asserts that a run exited with `code` having printed exactly `stdout`.
+fn assert_ran(out: &std::process::Output, code: i32, stdout: &str, context: &str) {
     assert_eq!(
         (out.status.code(), text(&out.stdout).as_str()),
-        (Some(0), "through\n"),
-        "{}\n{}",
-        show(&out),
-        jumps.logs()
+        (Some(code), stdout),
+        "{context}: {}",
+        show(out)
+    );
+}
+
+/// Asserts that a run failed with 255, its stderr saying `words`.
+fn assert_failed(out: &std::process::Output, words: &str, context: &str) {
+    assert_eq!(out.status.code(), Some(255), "{context}: {}", show(out));
+    assert!(
+        text(&out.stderr).contains(words),
+        "{context}: {}",
+        show(out)
     );
 }
 
@@ -335,13 +328,7 @@ fn sshq_w_as_openssh_proxycommand() {
         &["echo through; exit 4"],
         b"",
     );
-    assert_eq!(
-        (out.status.code(), text(&out.stdout).as_str()),
-        (Some(4), "through\n"),
-        "{}\n{}",
-        show(&out),
-        jumps.logs()
-    );
+    assert_ran(&out, 4, "through\n", &jumps.logs());
 }
 
 /// -f: the command returns once logged in, with the forward working in the
@@ -410,11 +397,10 @@ fn background_after_login() {
         ],
         b"",
     );
-    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
-    assert!(
-        text(&out.stderr).contains("Cannot fork into background without a command to execute."),
-        "{}",
-        show(&out)
+    assert_failed(
+        &out,
+        "Cannot fork into background without a command to execute.",
+        &jumps.logs(),
     );
     let mut cmd = Command::new(SSHQ);
     cmd.args([
@@ -427,12 +413,7 @@ fn background_after_login() {
         "true",
     ]);
     let out = run_with_timeout(&mut cmd, b"", Duration::from_secs(30));
-    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
-    assert!(
-        text(&out.stderr).contains("Permission denied"),
-        "{}",
-        show(&out)
-    );
+    assert_failed(&out, "Permission denied", &jumps.logs());
 }
 
 /// sshq's own ProxyCommand (ssh's tokens expanded, run under /bin/sh),
@@ -447,13 +428,7 @@ fn sshq_proxycommand() {
     );
     let destination = jumps.servers[1].port;
     let out = jumps.sshq("", "auto", destination, &["-o", &proxy], &["echo through"]);
-    assert_eq!(
-        (out.status.code(), text(&out.stdout).as_str()),
-        (Some(0), "through\n"),
-        "{}\n{}",
-        show(&out),
-        jumps.logs()
-    );
+    assert_ran(&out, 0, "through\n", &jumps.logs());
     assert!(
         jumps.servers[0]
             .log_text()
@@ -462,10 +437,5 @@ fn sshq_proxycommand() {
         jumps.logs()
     );
     let out = jumps.sshq("", "quic", destination, &["-o", &proxy], &["echo through"]);
-    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
-    assert!(
-        text(&out.stderr).contains("ProxyCommand carries one byte stream"),
-        "{}",
-        show(&out)
-    );
+    assert_failed(&out, "ProxyCommand carries one byte stream", &jumps.logs());
 }

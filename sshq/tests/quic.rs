@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    has_size_line, pts_line, random_bytes, sha256, show, text, wait_until, Background, Lab,
-    Listeners, PtyClient, Server, TcpService, SSHQ,
+    concurrently, has_size_line, pts_line, random_bytes, sha256, show, text, wait_until,
+    Background, Lab, Listeners, PtyClient, Server, TcpService, SSHQ,
 };
 
 /// The option that makes sshq use QUIC only (no fallback).
@@ -551,29 +551,6 @@ fn echo_through(port: u16, data: &[u8]) -> std::io::Result<Vec<u8>> {
     stream.read_to_end(&mut back)?;
     writing.join().expect("writer thread")?;
     Ok(back)
-}
-
-/// Runs `work(i)` for i in 0..n on n threads at once; the failures, as text.
-fn concurrently(
-    n: u32,
-    work: impl Fn(u32) -> Result<(), String> + Send + Sync + 'static,
-) -> Vec<String> {
-    let work = Arc::new(work);
-    let threads: Vec<_> = (0..n)
-        .map(|i| {
-            let work = work.clone();
-            std::thread::spawn(move || work(i))
-        })
-        .collect();
-    threads
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, t)| match t.join() {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("#{i}: {e}")),
-            Err(_) => Some(format!("#{i}: panicked")),
-        })
-        .collect()
 }
 
 #[test]
