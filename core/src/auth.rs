@@ -108,7 +108,12 @@ pub fn sign_with_private_key(
 pub trait AuthPolicy: Send + Sync + 'static {
     /// May `user` log in with `key`? Asked when the client offers a key and
     /// again before a valid signature is accepted.
-    fn publickey_allowed(&self, user: &str, key: &PublicKey) -> bool;
+    ///
+    /// Transports await this on their async tasks. Answering usually needs
+    /// the user database and the user's files, which can block (NSS, a FIFO,
+    /// a hung NFS home): implementations do that work off the async
+    /// workers, with a time limit, so that one login never stalls another.
+    fn publickey_allowed<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool>;
 
     /// The most authentication attempts one connection may make.
     fn max_auth_tries(&self) -> u32;

@@ -398,16 +398,9 @@ async fn server_login(
             Ok(None) => return Err(HandshakeError::Closed),
             Err(e) => return Err(HandshakeError::Protocol(e.to_string())),
         };
-        let policy = auth.policy.clone();
-        let checked = {
-            let request = request.clone();
-            // The policy reads files (authorized_keys): keep it off async threads.
-            tokio::task::spawn_blocking(move || {
-                userauth::verify(&request, &exporter, policy.as_ref())
-            })
-            .await
-            .unwrap_or(Err(userauth::Refusal::WrongSignature))
-        };
+        // The policy keeps its blocking work (files, user database) off
+        // the async workers itself.
+        let checked = userauth::verify(&request, &exporter, auth.policy.as_ref()).await;
         match checked {
             Ok(_key) => return Ok((request.user, send, reader)),
             Err(refusal) => {

@@ -60,7 +60,7 @@ pub enum Refusal {
 
 /// Checks a request: the signature over this connection's exporter value,
 /// then the policy. Returns the key that logged in.
-pub fn verify(
+pub async fn verify(
     request: &UserauthRequest,
     exporter: &[u8],
     policy: &dyn AuthPolicy,
@@ -95,7 +95,7 @@ pub fn verify(
         &request.public_key,
     );
     Verifier::verify(key.key_data(), &data, &signature).map_err(|_| Refusal::WrongSignature)?;
-    if !policy.publickey_allowed(&request.user, &key) {
+    if !policy.publickey_allowed(&request.user, &key).await {
         return Err(Refusal::NotAuthorized(request.user.clone()));
     }
     Ok(key)

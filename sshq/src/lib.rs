@@ -2,5 +2,6 @@
 
 pub mod client;
 pub mod forward;
+pub mod fs_identity;
 pub mod io;
 pub mod server;

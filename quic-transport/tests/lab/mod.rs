@@ -33,8 +33,13 @@ struct TestPolicy {
 }
 
 impl AuthPolicy for TestPolicy {
-    fn publickey_allowed(&self, user: &str, key: &PublicKey) -> bool {
-        user == USER && key.key_data() == self.key.key_data()
+    fn publickey_allowed<'a>(
+        &'a self,
+        user: &'a str,
+        key: &'a PublicKey,
+    ) -> sshq_core::auth::BoxFuture<'a, bool> {
+        let allowed = user == USER && key.key_data() == self.key.key_data();
+        Box::pin(async move { allowed })
     }
 
     fn max_auth_tries(&self) -> u32 {

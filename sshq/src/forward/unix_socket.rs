@@ -4,31 +4,18 @@
 //! sshqd runs as root, but a socket a user forwards must be made and reached
 //! with that user's rights, as OpenSSH's sshd does from its unprivileged
 //! child: otherwise `-R /etc/x.sock:...` could create files anywhere and
-//! `-L 1234:/root/private.sock` could reach sockets the user may not. Here
-//! each such operation runs on a short-lived thread of its own that first
-//! takes the user's filesystem identity (fsuid, fsgid and groups) and its
-//! own umask. On Linux those are per-thread kernel attributes (glibc's
-//! `setgroups` would change every thread, so the system call is made
-//! directly), and they vanish with the thread; the sockets it opens are
-//! process-wide file descriptors handed back to the async side.
+//! `-L 1234:/root/private.sock` could reach sockets the user may not. Each
+//! such operation runs with the user's filesystem identity (see
+//! `crate::fs_identity`).
 
-use std::ffi::CString;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use nix::libc;
-use nix::unistd::{Gid, Uid};
 use tokio::net::{UnixListener, UnixStream};
 
-/// Whose rights a socket operation uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
-    /// This process's own (the client, or sshqd when not run as root).
-    Process,
-    /// A logged-in user's, on the server.
-    User { name: String, uid: u32, gid: u32 },
-}
+pub use crate::fs_identity::Identity;
+use crate::fs_identity::{as_identity, as_identity_detached};
 
 /// How a listening socket is created (StreamLocalBindUnlink and
 /// StreamLocalBindMask, on either side).
@@ -79,21 +66,14 @@ impl SocketFile {
 impl Drop for SocketFile {
     fn drop(&mut self) {
         let (path, file_id) = (self.path.clone(), self.file_id);
-        let identity = self.identity.clone();
-        let remove = move || {
-            let removed = assume(&identity, None).and_then(|()| SocketFile::remove(&path, file_id));
-            if let Err(e) = removed {
-                tracing::debug!("cannot remove {}: {e}", path.display());
-            }
-        };
         if self.identity == Identity::Process {
             // Our own file: at once, so it is gone before the process exits.
-            remove();
+            if let Err(e) = SocketFile::remove(&path, file_id) {
+                tracing::debug!("cannot remove {}: {e}", path.display());
+            }
         } else {
             // Another identity needs a thread of its own; nobody waits for it.
-            let _ = std::thread::Builder::new()
-                .name("sshq-socket-rm".into())
-                .spawn(remove);
+            as_identity_detached(&self.identity, move || SocketFile::remove(&path, file_id));
         }
     }
 }
@@ -143,74 +123,6 @@ pub async fn connect(path: &str, identity: &Identity) -> io::Result<UnixStream> 
     .await?;
     stream.set_nonblocking(true)?;
     UnixStream::from_std(stream)
-}
-
-/// Runs `op` on a thread of its own that has taken `identity` and, if
-/// given, `mask` as its umask.
-async fn as_identity<T: Send + 'static>(
-    identity: &Identity,
-    mask: Option<u32>,
-    op: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    let (done, result) = tokio::sync::oneshot::channel();
-    let identity = identity.clone();
-    std::thread::Builder::new()
-        .name("sshq-as-user".into())
-        .spawn(move || {
-            let _ = done.send(assume(&identity, mask).and_then(|()| op()));
-        })?;
-    result
-        .await
-        .map_err(|_| io::Error::other("the socket thread ended without an answer"))?
-}
-
-/// Gives the calling thread its own umask (`mask`) and, for a user when we
-/// are root, that user's filesystem identity. Only for threads that end
-/// right after their one operation.
-fn assume(identity: &Identity, mask: Option<u32>) -> io::Result<()> {
-    let switch_user = match identity {
-        Identity::User { .. } => nix::unistd::geteuid().is_root(),
-        Identity::Process => false,
-    };
-    if mask.is_none() && !switch_user {
-        return Ok(());
-    }
-    // Threads share the umask (and cwd) unless one unshares them: with its
-    // own copy, changing it cannot affect a file another thread creates.
-    // SAFETY: unshare(CLONE_FS) only copies this thread's fs attributes.
-    if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if let Some(mask) = mask {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask & 0o777));
-    }
-    if let (true, Identity::User { name, uid, gid }) = (switch_user, identity) {
-        let name = CString::new(name.as_bytes()).map_err(io::Error::other)?;
-        let groups: Vec<libc::gid_t> = nix::unistd::getgrouplist(&name, Gid::from_raw(*gid))
-            .map_err(io::Error::from)?
-            .into_iter()
-            .map(|g| g.as_raw())
-            .collect();
-        // SAFETY: the pointer and length describe `groups`, alive for the call.
-        // The raw system call changes this thread only (glibc's wrapper would
-        // change every thread of the process).
-        let set = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
-        if set != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // setfsgid/setfsuid report failure only by not changing: set, then check.
-        nix::unistd::setfsgid(Gid::from_raw(*gid));
-        nix::unistd::setfsuid(Uid::from_raw(*uid));
-        let gid_now = nix::unistd::setfsgid(Gid::from_raw(*gid));
-        let uid_now = nix::unistd::setfsuid(Uid::from_raw(*uid));
-        if gid_now.as_raw() != *gid || uid_now.as_raw() != *uid {
-            return Err(io::Error::other(format!(
-                "cannot take the identity of {}",
-                name.to_string_lossy()
-            )));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -5,51 +5,70 @@
 //! Like sshd, the socket lives in a fresh directory under /tmp: the
 //! directory is 0700 and the socket 0600, both owned by the session's user,
 //! and both are removed when the session ends, however it ends.
+//!
+//! Both are made and removed with the user's own filesystem rights (see
+//! `crate::fs_identity`), never as root: the user owns the directory, so
+//! anything root did there by path (chown, chmod, unlink) could be
+//! redirected through a symlink the user swapped in. Made as the user, the
+//! files simply belong to the user and no chown is needed.
 
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sshq_core::channel::ChannelKind;
 use sshq_core::transport::Connection;
 use tokio::net::UnixListener;
 
 use super::process::SessionUser;
+use crate::fs_identity::{as_identity_detached, as_identity_within, Identity};
 
 /// Where the private directories are made; the X's become random.
 const DIR_TEMPLATE: &str = "/tmp/sshq-XXXXXXXXXX";
+
+/// The umask the directory is made with: mkdtemp asks for 0700 already.
+const DIR_MASK: u32 = 0o077;
+/// The umask the socket is bound with: 0600, as sshd's.
+const SOCKET_MASK: u32 = 0o177;
+
+/// How long making the directory and socket may take (a hung /tmp must
+/// not hold the session forever).
+const SETUP_LIMIT: Duration = Duration::from_secs(10);
 
 /// A forwarded agent's socket and the task serving it. Dropping it stops
 /// the task and removes the socket and its directory.
 pub struct AgentSocket {
     dir: PathBuf,
     path: PathBuf,
+    identity: Identity,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl AgentSocket {
-    /// Makes the directory and the socket for `user`, and starts relaying
+    /// Makes the directory and the socket as `user`, and starts relaying
     /// every connection to it over `conn`.
-    pub fn start<C: Connection>(
+    pub async fn start<C: Connection>(
         conn: Arc<C>,
         user: &SessionUser,
         peer: &str,
-    ) -> std::io::Result<AgentSocket> {
-        // mkdtemp creates the directory with mode 0700.
-        let dir = nix::unistd::mkdtemp(DIR_TEMPLATE)?;
+    ) -> io::Result<AgentSocket> {
+        let identity = Identity::User {
+            name: user.name.clone(),
+            uid: user.uid,
+            gid: user.gid,
+        };
+        let (dir, path, listener) =
+            as_identity_within(&identity, Some(DIR_MASK), SETUP_LIMIT, make_socket).await?;
         let mut socket = AgentSocket {
-            path: dir.join(format!("agent.{}", std::process::id())),
             dir,
+            path,
+            identity,
             task: None,
         };
-        let listener = UnixListener::bind(&socket.path)?;
-        std::fs::set_permissions(&socket.path, std::fs::Permissions::from_mode(0o600))?;
-        if nix::unistd::geteuid().is_root() {
-            let owner = Some(nix::unistd::Uid::from_raw(user.uid));
-            let group = Some(nix::unistd::Gid::from_raw(user.gid));
-            nix::unistd::chown(&socket.dir, owner, group)?;
-            nix::unistd::chown(&socket.path, owner, group)?;
-        }
+        // From here on, dropping `socket` removes both files.
+        listener.set_nonblocking(true)?;
+        let listener = UnixListener::from_std(listener)?;
         tracing::debug!("{peer}: agent socket {}", socket.path.display());
         socket.task = Some(tokio::spawn(relay(conn, listener, peer.to_string())));
         Ok(socket)
@@ -61,15 +80,40 @@ impl AgentSocket {
     }
 }
 
+/// Runs as the user: the private directory, then the socket in it.
+fn make_socket() -> io::Result<(PathBuf, PathBuf, std::os::unix::net::UnixListener)> {
+    let dir = nix::unistd::mkdtemp(DIR_TEMPLATE)?;
+    let path = dir.join(format!("agent.{}", std::process::id()));
+    // This thread has a umask of its own (fs_identity::assume unshared it).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(SOCKET_MASK));
+    match std::os::unix::net::UnixListener::bind(&path) {
+        Ok(listener) => Ok((dir, path, listener)),
+        Err(e) => {
+            let _ = std::fs::remove_dir(&dir);
+            Err(e)
+        }
+    }
+}
+
 impl Drop for AgentSocket {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-        let _ = std::fs::remove_file(&self.path);
-        if let Err(e) = std::fs::remove_dir(&self.dir) {
-            tracing::warn!("cannot remove {}: {e}", self.dir.display());
-        }
+        // As the user: whatever the user put at these paths meanwhile, the
+        // removal can only touch what the user could remove anyway.
+        let (dir, path) = (self.dir.clone(), self.path.clone());
+        as_identity_detached(&self.identity, move || {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::debug!("cannot remove {}: {e}", path.display()),
+            }
+            std::fs::remove_dir(&dir).map_err(|e| {
+                tracing::warn!("cannot remove {}: {e}", dir.display());
+                e
+            })
+        });
     }
 }
 

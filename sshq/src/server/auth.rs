@@ -1,14 +1,28 @@
 //! sshqd's decision on who may log in with which key: the user must exist,
-//! PermitRootLogin must allow it, and the key must be in one of the user's
-//! authorized_keys files. Used by every transport through the core's
-//! `AuthPolicy` trait.
+//! the account must be usable (not locked or expired), PermitRootLogin must
+//! allow it, and the key must be in one of the user's authorized_keys
+//! files, read with the user's rights and checked by StrictModes. Used by
+//! every transport through the core's `AuthPolicy` trait.
+//!
+//! Nothing here blocks an async worker: the user database is read on
+//! tokio's blocking pool and the files on a thread that has taken the
+//! user's identity, each within [`LOOKUP_LIMIT`].
+
+mod account;
+mod keys_file;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use sshq_core::auth::AuthPolicy;
+use sshq_core::auth::{AuthPolicy, BoxFuture};
 use sshq_core::ssh_key::PublicKey;
 
-use super::process::SessionUser;
+use crate::fs_identity::{as_identity_within, Identity};
+pub use keys_file::MAX_KEYS_FILE;
+
+/// How long a user lookup, or reading a user's key files, may take before
+/// the key is refused (a hung LDAP server or NFS home must not hold logins).
+pub const LOOKUP_LIMIT: Duration = Duration::from_secs(10);
 
 /// PermitRootLogin, as far as public keys are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,24 +44,60 @@ pub struct KeyPolicy {
     pub max_auth_tries: u32,
     /// AuthorizedKeysFile patterns, expanded per user by `authorized_keys_files`.
     pub authorized_keys: AuthorizedKeysFiles,
+    /// StrictModes: refuse key files others could have written.
+    pub strict_modes: bool,
 }
 
 impl AuthPolicy for KeyPolicy {
-    fn publickey_allowed(&self, user: &str, key: &PublicKey) -> bool {
+    fn publickey_allowed<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool> {
+        Box::pin(self.allowed(user, key))
+    }
+
+    fn max_auth_tries(&self) -> u32 {
+        self.max_auth_tries
+    }
+}
+
+impl KeyPolicy {
+    async fn allowed(&self, user: &str, key: &PublicKey) -> bool {
         if !self.pubkey_authentication {
             return false;
         }
-        let account = match SessionUser::lookup(user) {
-            Ok(Some(account)) => account,
-            Ok(None) => {
+        let name = user.to_owned();
+        let looked_up = tokio::time::timeout(
+            LOOKUP_LIMIT,
+            tokio::task::spawn_blocking(move || account::lookup(&name)),
+        )
+        .await;
+        let account = match looked_up {
+            Ok(Ok(Ok(Some(account)))) => account,
+            Ok(Ok(Ok(None))) => {
                 tracing::info!("Invalid user {user}");
                 return false;
             }
-            Err(e) => {
+            Ok(Ok(Err(e))) => {
+                tracing::error!("{e}");
+                return false;
+            }
+            Ok(Err(e)) => {
                 tracing::error!("cannot look up user {user}: {e}");
                 return false;
             }
+            Err(_) => {
+                tracing::error!(
+                    "cannot look up user {user}: no answer within {} s",
+                    LOOKUP_LIMIT.as_secs()
+                );
+                return false;
+            }
         };
+        if let Some(lines) = &account.refusal {
+            for line in lines {
+                tracing::info!("{line}");
+            }
+            return false;
+        }
+        let account = account.user;
         // Without root we cannot become anyone else.
         let me = nix::unistd::geteuid().as_raw();
         if me != 0 && account.uid != me {
@@ -65,24 +115,39 @@ impl AuthPolicy for KeyPolicy {
                 }
             }
         }
-        (self.authorized_keys)(user, &account.home)
-            .iter()
-            .any(|file| file_authorizes(file, key))
-    }
-
-    fn max_auth_tries(&self) -> u32 {
-        self.max_auth_tries
+        let files = (self.authorized_keys)(user, &account.home);
+        let owner = keys_file::Owner {
+            name: account.name.clone(),
+            uid: account.uid,
+            home: account.home.clone(),
+        };
+        let identity = Identity::User {
+            name: account.name,
+            uid: account.uid,
+            gid: account.gid,
+        };
+        let strict_modes = self.strict_modes;
+        let key = key.clone();
+        let read = as_identity_within(&identity, None, LOOKUP_LIMIT, move || {
+            Ok(files.iter().any(|file| {
+                keys_file::read_keys_file(file, &owner, strict_modes)
+                    .is_some_and(|text| text_authorizes(&text, file, &key))
+            }))
+        })
+        .await;
+        read.unwrap_or_else(|e| {
+            tracing::error!("cannot read the authorized keys of {user}: {e}");
+            false
+        })
     }
 }
 
-/// Whether `file` lists `key`. Unreadable files authorize nothing; lines we
-/// cannot parse are skipped. A matching line with key options (command=,
-/// from=, restrict, ...) is *not* honoured: sshqd does not enforce options
-/// yet, and ignoring a restriction would grant more than the owner meant.
-pub fn file_authorizes(file: &Path, key: &PublicKey) -> bool {
-    let Ok(text) = std::fs::read_to_string(file) else {
-        return false;
-    };
+/// Whether the authorized_keys text `text` (of `file`) lists `key`. Lines
+/// we cannot parse are skipped. A matching line with key options
+/// (command=, from=, restrict, ...) is *not* honoured: sshqd does not
+/// enforce options yet, and ignoring a restriction would grant more than
+/// the owner meant.
+pub fn text_authorizes(text: &str, file: &Path, key: &PublicKey) -> bool {
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -122,15 +187,12 @@ mod tests {
 
     #[test]
     fn authorized_keys_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("authorized_keys");
-        std::fs::write(&file, format!("# comment\n\ngarbage line\n{OTHER}\n{ED}\n")).unwrap();
-        assert!(file_authorizes(&file, &key(ED)));
-        std::fs::write(&file, format!("{OTHER}\n")).unwrap();
-        assert!(!file_authorizes(&file, &key(ED)));
+        let file = Path::new("authorized_keys");
+        let text = format!("# comment\n\ngarbage line\n{OTHER}\n{ED}\n");
+        assert!(text_authorizes(&text, file, &key(ED)));
+        assert!(!text_authorizes(&format!("{OTHER}\n"), file, &key(ED)));
         // Options are not enforced, so such a line must not let the key in.
-        std::fs::write(&file, format!("command=\"/bin/true\" {ED}\n")).unwrap();
-        assert!(!file_authorizes(&file, &key(ED)));
-        assert!(!file_authorizes(&dir.path().join("missing"), &key(ED)));
+        let text = format!("command=\"/bin/true\" {ED}\n");
+        assert!(!text_authorizes(&text, file, &key(ED)));
     }
 }

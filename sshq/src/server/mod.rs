@@ -198,6 +198,7 @@ fn key_policy(config: &Arc<ServerConfig>) -> KeyPolicy {
         },
         max_auth_tries: config.max_auth_tries,
         authorized_keys: Box::new(move |user, home| keys_config.authorized_keys_files(user, home)),
+        strict_modes: config.strict_modes,
     }
 }
 

@@ -422,7 +422,17 @@ pub fn spawn(req: SpawnRequest) -> Result<SessionProcess, SpawnError> {
     };
     let mut cmd = shell_command(&shell, &req.program)?;
     let identity = child::Identity::for_user(&req.user)?;
-    let (setup, report) = child::ChildSetup::new(req.pty.is_none(), identity, &req.user.home)?;
+    // sshd's do_nologin (with UsePAM no): root is never kept out.
+    let nologin = req.user.uid != 0 && Path::new(child::NOLOGIN).exists();
+    if nologin {
+        tracing::info!(
+            "User {} not allowed because {} exists",
+            req.user.name,
+            child::NOLOGIN
+        );
+    }
+    let (setup, report) =
+        child::ChildSetup::new(req.pty.is_none(), nologin, identity, &req.user.home)?;
 
     let mut vars = session_env(&req, &shell);
     let pty = match &req.pty {
@@ -568,7 +578,7 @@ fn open_pty(
     switches_user: bool,
     vars: &mut EnvVars,
 ) -> Result<OpenPty, SpawnError> {
-    let (master, slave) = pty_process::open().map_err(|e| SpawnError::PtyOpen(pty_io_error(e)))?;
+    let (master, slave) = pty::open_pair().map_err(SpawnError::PtyOpen)?;
     let failed = |what: &'static str| {
         move |e: Errno| SpawnError::PtySetup {
             what,

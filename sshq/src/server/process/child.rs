@@ -5,7 +5,7 @@
 //! only async-signal-safe calls are allowed, so [`ChildSetup::run`] makes
 //! plain system calls and never allocates.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -17,6 +17,12 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 use nix::unistd::{self, Gid, Uid};
 
 use super::{SessionUser, SpawnError};
+
+/// sshd's `_PATH_NOLOGIN`: while it exists, only root may start sessions.
+pub(super) const NOLOGIN: &str = "/etc/nologin";
+const NOLOGIN_C: &CStr = c"/etc/nologin";
+/// The exit status of a session refused by /etc/nologin (sshd's).
+const NOLOGIN_STATUS: i32 = 254;
 
 /// Who the child becomes.
 pub(super) struct Identity {
@@ -118,6 +124,9 @@ impl SetupReport {
 pub(super) struct ChildSetup {
     /// Without a pty; with one, pty-process has already called setsid.
     new_session: bool,
+    /// /etc/nologin applies: show it on stderr and exit 254 instead of
+    /// running anything, as sshd's `do_nologin` does in its child.
+    nologin: bool,
     identity: Option<Identity>,
     home: CString,
     /// "Could not chdir to home directory HOME: ", what sshd prints.
@@ -128,6 +137,7 @@ pub(super) struct ChildSetup {
 impl ChildSetup {
     pub(super) fn new(
         new_session: bool,
+        nologin: bool,
         identity: Option<Identity>,
         home: &Path,
     ) -> Result<(ChildSetup, SetupReport), SpawnError> {
@@ -144,6 +154,7 @@ impl ChildSetup {
             unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(SpawnError::StatusPipe)?;
         let setup = ChildSetup {
             new_session,
+            nologin,
             identity,
             home: home_c,
             chdir_failure,
@@ -172,6 +183,12 @@ impl ChildSetup {
         if self.new_session {
             unistd::setsid().map_err(|e| self.fail(Step::NewSession, e))?;
         }
+        if self.nologin {
+            show_nologin();
+            // SAFETY: _exit is async-signal-safe and ends the child here,
+            // without running the parent's atexit handlers or destructors.
+            unsafe { nix::libc::_exit(NOLOGIN_STATUS) };
+        }
         if let Some(id) = &self.identity {
             // Groups and gid first: changing them needs the privileges that
             // setuid gives up.
@@ -196,5 +213,19 @@ impl ChildSetup {
     fn fail(&self, step: Step, errno: Errno) -> io::Error {
         let _ = unistd::write(&self.report, &[step as u8]);
         io::Error::from(errno)
+    }
+}
+
+/// Copies /etc/nologin to the child's stderr, as sshd does. Runs between
+/// fork and exec: plain system calls and a buffer on the stack.
+fn show_nologin() {
+    let Ok(file) = nix::fcntl::open(NOLOGIN_C, OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) else {
+        return;
+    };
+    // SAFETY: fd 2 is the child's stderr, set up by std before this hook.
+    let stderr = unsafe { BorrowedFd::borrow_raw(2) };
+    let mut buf = [0u8; 1024];
+    while let Ok(n @ 1..) = unistd::read(&file, &mut buf) {
+        let _ = unistd::write(stderr, buf.get(..n).unwrap_or_default());
     }
 }

@@ -1,16 +1,21 @@
 //! Pty details for session processes: RFC 4254 terminal modes, the window
 //! size, and who owns the slave device.
 //!
-//! The pty itself comes from `pty-process`, which covers what we need from
-//! it: an async master, and a `pre_exec` hook that runs after it has made
-//! the child a session leader with the slave as its controlling terminal, so
-//! that the switch to the user happens after that (as in sshd). What it does
-//! not cover (modes, resizing through a second descriptor, ownership) lives
-//! here and works on plain descriptors.
+//! The pty is allocated here ([`open_pair`]) and then handed to
+//! `pty-process`, which covers the rest of what we need: an async master,
+//! and a `pre_exec` hook that runs after it has made the child a session
+//! leader with the slave as its controlling terminal, so that the switch to
+//! the user happens after that (as in sshd). What it does not cover
+//! (atomic close-on-exec, modes, resizing through a second descriptor,
+//! ownership) lives here and works on plain descriptors.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 
+use nix::fcntl::OFlag;
 use nix::libc;
+use nix::pty::{grantpt, ptsname_r, unlockpt, PtyMaster};
 use nix::sys::stat::{fchmod, Mode};
 use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
 use nix::unistd::{fchown, Gid, Group, Uid};
@@ -22,6 +27,35 @@ nix::ioctl_write_ptr_bad!(
     libc::TIOCSWINSZ,
     libc::winsize
 );
+
+/// Allocates a pty: the master (non-blocking, registered with tokio) and
+/// the slave, both close-on-exec from the moment they exist.
+///
+/// `pty_process::open` sets FD_CLOEXEC on the master only after opening
+/// it; a session of another user forking in between would inherit this
+/// terminal's master and could read and type into it. Opening with
+/// O_CLOEXEC closes that window.
+pub(super) fn open_pair() -> io::Result<(pty_process::Pty, pty_process::Pts)> {
+    let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let master = nix::fcntl::open("/dev/ptmx", flags, Mode::empty())?;
+    // SAFETY: `master` was just opened from /dev/ptmx: a pty master.
+    let master = unsafe { PtyMaster::from_owned_fd(master) };
+    grantpt(&master)?;
+    unlockpt(&master)?;
+    let slave_path = ptsname_r(&master)?;
+    // std opens every file with O_CLOEXEC.
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&slave_path)?;
+    // SAFETY: an open pty master in non-blocking mode, as `from_fd` asks.
+    let master = unsafe { pty_process::Pty::from_fd(OwnedFd::from(master)) }
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    // SAFETY: the slave end of that pty, open.
+    let slave = unsafe { pty_process::Pts::from_fd(OwnedFd::from(slave)) };
+    Ok((master, slave))
+}
 
 /// Sets the window size of the terminal behind `fd` (master or slave).
 ///
