@@ -313,8 +313,15 @@ async fn run_connection<C: Connection>(
     config: &ServerConfig,
 ) {
     let info = conn.info();
-    let user = match process::SessionUser::lookup(&info.user) {
-        Ok(Some(user)) => user,
+    // getpwnam may block (NSS): on the blocking pool, within a time limit.
+    let name = info.user.clone();
+    let looked_up = tokio::time::timeout(
+        auth::LOOKUP_LIMIT,
+        tokio::task::spawn_blocking(move || process::SessionUser::lookup(&name)),
+    )
+    .await;
+    let user = match looked_up {
+        Ok(Ok(Ok(Some(user)))) => user,
         _ => {
             tracing::error!("user {} vanished after authentication", info.user);
             conn.close("user lookup failed").await;

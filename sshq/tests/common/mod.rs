@@ -190,6 +190,26 @@ impl Lab {
         )
     }
 
+    /// Starts sshqd with a configuration of the test's own making:
+    /// `config_for(port)` is the whole text (for tests whose keywords must
+    /// not meet the lab's defaults, e.g. the default AuthorizedKeysFile).
+    pub fn start_sshqd_config(
+        &self,
+        config_for: impl Fn(u16) -> String,
+        listeners: Listeners,
+    ) -> Server {
+        self.start_server_when(
+            "sshqd",
+            SSHQD,
+            |port| {
+                let config = self.path(&format!("sshqd_config.{port}"));
+                std::fs::write(&config, config_for(port)).expect("sshqd_config");
+                config
+            },
+            listeners,
+        )
+    }
+
     fn start_server(
         &self,
         name: &str,
