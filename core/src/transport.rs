@@ -121,6 +121,14 @@ pub trait ChannelControl: Send + Sync + 'static {
 
     /// Resolves once the peer can no longer receive on this channel.
     fn closed(&self) -> impl Future<Output = ()> + Send;
+
+    /// Gives the channel up before its orderly end, e.g. when nobody reads
+    /// its output any more: the peer must stop the work done for it (as
+    /// OpenSSH's sshd does when the reader of `ssh host yes | head -1`
+    /// goes away). Where the transport has a close message, that is it.
+    fn abandon(&self) -> impl Future<Output = ()> + Send {
+        self.close()
+    }
 }
 
 /// Requests arriving on a channel from the peer.

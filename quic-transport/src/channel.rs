@@ -516,6 +516,13 @@ impl ChannelControl for QuicControl {
         let mut closed = self.closed.clone();
         let _ = closed.wait_for(|c| *c).await;
     }
+
+    /// A FIN would only be EOF here: abandoning resets our direction with
+    /// CHANNEL_CLOSED, which the peer takes as the channel closed (draft
+    /// §8.8, "Abort"). What the peer still sends is read and discarded.
+    async fn abandon(&self) {
+        let _ = self.out.send(Out::Reset(ErrorCode::ChannelClosed)).await;
+    }
 }
 
 impl QuicControl {

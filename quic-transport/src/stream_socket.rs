@@ -17,10 +17,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 
 /// Datagrams queued in each direction before new ones are dropped. A few
@@ -42,6 +42,10 @@ pub async fn write_datagram<W: AsyncWrite + Unpin>(out: &mut W, datagram: &[u8])
 
 /// Reads one datagram in the stream framing; `None` at a clean end of
 /// stream (between datagrams). An end in the middle of one is an error.
+///
+/// Not cancel-safe: a datagram half read when the future is dropped is
+/// lost, and the framing with it. Anything that races reads against other
+/// work (a `select!`) must use a [`DatagramReader`] instead.
 pub async fn read_datagram<R: AsyncRead + Unpin>(input: &mut R) -> io::Result<Option<Bytes>> {
     let mut length = [0u8; 2];
     match input.read(&mut length[..1]).await? {
@@ -51,6 +55,60 @@ pub async fn read_datagram<R: AsyncRead + Unpin>(input: &mut R) -> io::Result<Op
     let mut datagram = vec![0u8; usize::from(u16::from_be_bytes(length))];
     input.read_exact(&mut datagram).await?;
     Ok(Some(Bytes::from(datagram)))
+}
+
+/// Reads datagrams in the stream framing, keeping a partly received one
+/// across calls, so that [`DatagramReader::next`] is cancel-safe: dropping
+/// its future (another `select!` branch won) loses no byte, and the next
+/// call carries on where the last one stopped.
+#[derive(Debug, Default)]
+pub struct DatagramReader {
+    /// Bytes read from the stream and not yet returned as a datagram.
+    pending: BytesMut,
+}
+
+/// How much one read from the stream may take: a few full datagrams, so a
+/// busy relay does not pay a system call or a wake-up per datagram.
+const READ_AHEAD: usize = 4 * (2 + u16::MAX as usize);
+
+impl DatagramReader {
+    pub fn new() -> DatagramReader {
+        DatagramReader::default()
+    }
+
+    /// The next datagram; `None` at a clean end of stream (between
+    /// datagrams). An end in the middle of one is an error.
+    ///
+    /// Cancel-safe: the only await is a `read_buf` into our own buffer,
+    /// which tokio guarantees reads nothing when it is dropped unfinished.
+    pub async fn next<R: AsyncRead + Unpin>(&mut self, input: &mut R) -> io::Result<Option<Bytes>> {
+        loop {
+            if let Some(datagram) = self.take_complete() {
+                return Ok(Some(datagram));
+            }
+            self.pending.reserve(READ_AHEAD);
+            if input.read_buf(&mut self.pending).await? == 0 {
+                return match self.pending.is_empty() {
+                    true => Ok(None),
+                    false => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the stream ended inside a datagram",
+                    )),
+                };
+            }
+        }
+    }
+
+    /// Splits off the first datagram if all of it has arrived.
+    fn take_complete(&mut self) -> Option<Bytes> {
+        let header = self.pending.get(..2)?;
+        let length = usize::from(u16::from_be_bytes([*header.first()?, *header.get(1)?]));
+        if self.pending.len() < 2 + length {
+            return None;
+        }
+        let mut frame = self.pending.split_to(2 + length);
+        Some(frame.split_off(2).freeze())
+    }
 }
 
 /// A client endpoint whose only peer, `peer`, is reached through `stream`.
@@ -118,9 +176,9 @@ async fn pump_to_stream<W: AsyncWrite + Unpin>(mut queue: mpsc::Receiver<Bytes>,
 
 /// Queues datagrams read from the stream, dropping them when quinn falls
 /// behind, until the stream ends.
-async fn pump_from_stream<R: AsyncRead + Unpin>(stream: R, queue: mpsc::Sender<Bytes>) {
-    let mut input = BufReader::new(stream);
-    while let Ok(Some(datagram)) = read_datagram(&mut input).await {
+async fn pump_from_stream<R: AsyncRead + Unpin>(mut stream: R, queue: mpsc::Sender<Bytes>) {
+    let mut reader = DatagramReader::new();
+    while let Ok(Some(datagram)) = reader.next(&mut stream).await {
         match queue.try_send(datagram) {
             Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
             Err(mpsc::error::TrySendError::Closed(_)) => return,

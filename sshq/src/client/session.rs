@@ -132,11 +132,21 @@ pub async fn run<C: Connection>(
         // Local EOF becomes the remote command's EOF.
         let _ = data_out.shutdown().await;
     });
+    let control = std::sync::Arc::new(control);
     let resize_task = options
         .pty
-        .then(|| tokio::spawn(forward_window_changes(control)));
+        .then(|| tokio::spawn(forward_window_changes(control.clone())));
 
-    let stdout = tokio::spawn(copy_out(data_in, tokio::io::stdout()));
+    // Once our stdout is gone (the reader of `sshq host yes | head -1`
+    // exited), the remote output has nowhere to go: give the channel up so
+    // the server ends the command, as ssh's eow@openssh.com makes sshd do.
+    let stdout_control = control.clone();
+    let stdout = tokio::spawn(async move {
+        if let Err(e) = copy_out(data_in, tokio::io::stdout()).await {
+            tracing::debug!("channel 0: cannot write to stdout ({e}); closing the channel");
+            stdout_control.abandon().await;
+        }
+    });
     let stderr = tokio::spawn(copy_out(ext_in, tokio::io::stderr()));
     let mut exit = RemoteExit::Unknown;
     while let Some(incoming) = requests.next().await {
@@ -189,12 +199,15 @@ pub(crate) fn read_stdin_in_chunks() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
     rx
 }
 
-async fn copy_out<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(from: R, mut to: W) {
-    let _ = crate::io::copy_buffered(from, &mut to).await;
+async fn copy_out<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
+    from: R,
+    mut to: W,
+) -> std::io::Result<()> {
+    crate::io::copy_buffered(from, &mut to).await.map(|_| ())
 }
 
 /// Sends window-change whenever the local terminal is resized (SIGWINCH).
-async fn forward_window_changes<K: ChannelControl>(control: K) {
+async fn forward_window_changes<K: ChannelControl>(control: std::sync::Arc<K>) {
     let Ok(mut winch) =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
     else {

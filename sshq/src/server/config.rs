@@ -213,6 +213,8 @@ pub struct ServerConfig {
     pub transports: Transports,
     /// sshqd's own `QuicRelay`: `host:port` of an SSH server that QUIC sessions are relayed to.
     pub quic_relay: Option<String>,
+    /// sshqd's own `AllowUdpRelay`: where direct-udp@sshq may send datagrams.
+    pub allow_udp_relay: super::udp_relay::AllowUdpRelay,
     /// `KexAlgorithms`, raw (may start with `+`, `-` or `^` as in OpenSSH).
     pub kex_algorithms: Option<String>,
     /// sshqd's own `CongestionControl` for QUIC (cubic, bbr, newreno);
@@ -255,6 +257,7 @@ impl Default for ServerConfig {
                 tcp: true,
             },
             quic_relay: None,
+            allow_udp_relay: super::udp_relay::AllowUdpRelay::Quic,
             kex_algorithms: None,
             congestion_control: None,
         }
@@ -695,6 +698,10 @@ impl Parser {
                     }
                     _ => return Err(at.bad(format!("QuicRelay \"{v}\": expected host:port"))),
                 }
+            }
+            "allowudprelay" => {
+                let v = at.pick(one()?, super::udp_relay::ALLOW_UDP_RELAY)?;
+                set(fresh, &mut c.allow_udp_relay, v)
             }
             "kexalgorithms" => set(fresh, &mut c.kex_algorithms, Some(one()?.to_string())),
             "congestioncontrol" => {

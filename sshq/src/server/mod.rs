@@ -357,6 +357,13 @@ async fn run_connection<C: Connection>(
         gateway_ports: config.gateway_ports,
         allow_agent_forwarding: config.allow_agent_forwarding,
         streamlocal: forwarding::StreamlocalPolicy::from_config(config),
+        udp_relay: udp_relay::UdpRelayPolicy {
+            allow: config.allow_udp_relay,
+            // Where this server listens, ListenAddress host:port included.
+            own_ports: (config.ports.iter().copied())
+                .chain(config.listen_addresses.iter().filter_map(|la| la.port))
+                .collect(),
+        },
     });
     session::serve(Arc::new(conn), ctx).await;
     tracing::info!(

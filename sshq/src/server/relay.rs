@@ -8,7 +8,12 @@
 //! from the client: a tunnel can reach that one SSH server and nothing else,
 //! so sshqd is not an open proxy. What an unauthenticated peer can hold is
 //! bounded: at most [`MAX_RELAYS`] tunnels at once, LoginGraceTime to open
-//! its stream, one stream per connection, and QUIC's flow-control windows.
+//! its stream and send its first bytes, one stream per connection, and
+//! QUIC's flow-control windows. sshqd connects to the SSH server only once
+//! those first bytes have arrived, so silent tunnels cost that server
+//! nothing. The SSH server sees the connection as coming from sshqd (a
+//! loopback address when it runs on the same host), not from the client:
+//! its per-source limits and logs see the relay (draft §11.2).
 //!
 //! Each relay is logged when it ends, as sshd logs connections: the peer,
 //! the target, the bytes each way, how long, and how each direction ended.
@@ -20,6 +25,7 @@ use std::time::{Duration, Instant};
 use sshq_quic::quinn;
 use sshq_quic::tunnel::{self, End, Half};
 use sshq_quic::wire::ErrorCode;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
@@ -80,7 +86,53 @@ impl Relay {
             );
             return;
         };
-        let tcp = match tokio::time::timeout(
+        // Nothing is asked of the SSH server until the client has sent its
+        // first bytes: a tunnel that stays silent (or never opens its
+        // stream) costs the SSH server nothing, so it cannot fill that
+        // server's own MaxStartups. SSH clients send their identification
+        // string at once, so a real client waits for nothing.
+        let opening = async {
+            let (send, mut recv) = conn.accept_bi().await.map_err(Opening::Lost)?;
+            match recv.read_chunk(usize::MAX, true).await {
+                Ok(Some(chunk)) => Ok((send, recv, chunk.bytes)),
+                Ok(None) => Err(Opening::Empty(send)),
+                Err(e) => Err(Opening::Read(e)),
+            }
+        };
+        let opened = match self.stream_wait {
+            Some(limit) => tokio::time::timeout(limit, opening).await,
+            None => Ok(opening.await),
+        };
+        let (send, recv, first_bytes) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(Opening::Lost(e))) => {
+                tracing::info!("Relay from {from}: connection ended before its stream: {e}");
+                return;
+            }
+            Ok(Err(Opening::Read(e))) => {
+                tracing::info!("Relay from {from}: stream ended before its first byte: {e}");
+                return;
+            }
+            Ok(Err(Opening::Empty(mut send))) => {
+                tracing::info!("Relay from {from}: the client ended its stream without a byte");
+                let _ = send.finish();
+                tunnel::wait_acknowledged(&mut send, FINAL_ACK_TIMEOUT).await;
+                close(&conn, ErrorCode::NoError, "nothing to relay");
+                return;
+            }
+            Err(_elapsed) => {
+                tracing::info!(
+                    "Relay from {from}: no stream and data within LoginGraceTime; closed"
+                );
+                close(
+                    &conn,
+                    ErrorCode::AuthTimeout,
+                    "no tunnel stream within LoginGraceTime",
+                );
+                return;
+            }
+        };
+        let mut tcp = match tokio::time::timeout(
             TARGET_CONNECT_TIMEOUT,
             TcpStream::connect(self.target.as_str()),
         )
@@ -92,32 +144,15 @@ impl Relay {
         };
         // SSH is interactive; sshd sets it too.
         let _ = tcp.set_nodelay(true);
-
-        let stream = match self.stream_wait {
-            Some(limit) => tokio::time::timeout(limit, conn.accept_bi()).await,
-            None => Ok(conn.accept_bi().await),
-        };
-        let (send, recv) = match stream {
-            Ok(Ok(halves)) => halves,
-            Ok(Err(e)) => {
-                tracing::info!("Relay from {from}: connection ended before its stream: {e}");
-                return;
-            }
-            Err(_elapsed) => {
-                tracing::info!("Relay from {from}: no stream within LoginGraceTime; closed");
-                close(
-                    &conn,
-                    ErrorCode::AuthTimeout,
-                    "no tunnel stream within LoginGraceTime",
-                );
-                return;
-            }
-        };
+        if let Err(e) = tcp.write_all(&first_bytes).await {
+            return self.unreachable(&conn, &from, &e.to_string());
+        }
         tracing::info!("Relay from {from} to {} started", self.target);
         tokio::spawn(tunnel::refuse_other_streams(conn.clone()));
 
         let started = Instant::now();
-        let (up, down) = relay_both_ways(&conn, tcp, send, recv).await;
+        let (mut up, down) = relay_both_ways(&conn, tcp, send, recv).await;
+        up.bytes += first_bytes.len() as u64;
         tracing::info!(
             "Relay from {from} to {} closed after {:.1} s: {} bytes from the client ({}), \
              {} bytes to the client (SSH server's side {})",
@@ -208,6 +243,16 @@ async fn relay_both_ways(
             )
         }
     }
+}
+
+/// Why a tunnel never got as far as its first byte.
+enum Opening {
+    /// The connection ended before the client opened its stream.
+    Lost(quinn::ConnectionError),
+    /// The stream was reset, or the connection lost, before any data.
+    Read(quinn::ReadError),
+    /// The client finished its stream without sending anything.
+    Empty(quinn::SendStream),
 }
 
 /// How the client's direction ended, in the words of the log.

@@ -41,6 +41,8 @@ pub struct SessionContext {
     pub allow_agent_forwarding: bool,
     /// AllowStreamLocalForwarding and the StreamLocalBind options.
     pub streamlocal: super::forwarding::StreamlocalPolicy,
+    /// AllowUdpRelay and the ports it counts as SSH's.
+    pub udp_relay: super::udp_relay::UdpRelayPolicy,
 }
 
 /// Serves one authenticated connection until the client goes away.
@@ -217,7 +219,10 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
                 let offered = super::udp_relay::offered(&ctx);
                 incoming.reply.send(offered);
                 if !offered {
-                    tracing::info!("{}: {name} refused by AllowTcpForwarding", ctx.peer);
+                    tracing::info!(
+                        "{}: {name} refused by AllowTcpForwarding or AllowUdpRelay",
+                        ctx.peer
+                    );
                     continue;
                 }
                 super::udp_relay::serve(data_in, data_out, ext_out, control, &ctx).await;
