@@ -3,6 +3,7 @@
 //! authorized_keys files. Used by every transport through the core's
 //! `AuthPolicy` trait.
 
+use sshq_core::log_escape;
 use std::path::{Path, PathBuf};
 
 use sshq_core::auth::AuthPolicy;
@@ -40,11 +41,14 @@ impl AuthPolicy for KeyPolicy {
         let account = match SessionUser::lookup(user) {
             Ok(Some(account)) => account,
             Ok(None) => {
-                tracing::info!("Invalid user {user}");
+                tracing::info!("Invalid user {}", log_escape::peer_text(&user.to_string()));
                 return false;
             }
             Err(e) => {
-                tracing::error!("cannot look up user {user}: {e}");
+                tracing::error!(
+                    "cannot look up user {}: {e}",
+                    log_escape::peer_text(&user.to_string())
+                );
                 return false;
             }
         };
@@ -52,7 +56,8 @@ impl AuthPolicy for KeyPolicy {
         let me = nix::unistd::geteuid().as_raw();
         if me != 0 && account.uid != me {
             tracing::info!(
-                "refusing {user}: sshqd runs as uid {me} and can only log in its own user"
+                "refusing {}: sshqd runs as uid {me} and can only log in its own user",
+                log_escape::peer_text(&user.to_string())
             );
             return false;
         }
@@ -60,7 +65,10 @@ impl AuthPolicy for KeyPolicy {
             match self.root_login {
                 RootLogin::Allowed => {}
                 RootLogin::ForcedCommandsOnly | RootLogin::No => {
-                    tracing::info!("ROOT LOGIN REFUSED for {user}: PermitRootLogin");
+                    tracing::info!(
+                        "ROOT LOGIN REFUSED for {}: PermitRootLogin",
+                        log_escape::peer_text(&user.to_string())
+                    );
                     return false;
                 }
             }

@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use sshq_core::channel::ChannelRequest;
+use sshq_core::log_escape;
 use sshq_core::transport::ChannelControl;
 use sshq_quic::stream_socket::{read_datagram, write_datagram};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -51,7 +52,11 @@ pub async fn serve<R, W, E, K>(
     let status = match relay(&mut input, &mut output, ctx).await {
         Ok(()) => 0,
         Err(why) => {
-            tracing::info!("{}: direct-udp relay: {why}", ctx.peer);
+            tracing::info!(
+                "{}: direct-udp relay: {}",
+                ctx.peer,
+                log_escape::peer_text(&why.to_string())
+            );
             let _ = errors
                 .write_all(format!("sshqd: {why}\r\n").as_bytes())
                 .await;
@@ -96,8 +101,9 @@ where
         .await
         .map_err(|e| format!("cannot reach {target}: {e}"))?;
     tracing::info!(
-        "{}: relaying UDP to {host} port {port} ({target})",
-        ctx.peer
+        "{}: relaying UDP to {} port {port} ({target})",
+        ctx.peer,
+        log_escape::peer_text(&host.to_string())
     );
     let mut datagram = vec![0u8; usize::from(u16::MAX)];
     let (mut sent, mut received) = (0u64, 0u64);
@@ -125,8 +131,9 @@ where
         }
     }
     tracing::info!(
-        "{}: UDP relay to {host} port {port} ended: {sent} datagrams sent, {received} received",
-        ctx.peer
+        "{}: UDP relay to {} port {port} ended: {sent} datagrams sent, {received} received",
+        ctx.peer,
+        log_escape::peer_text(&host.to_string())
     );
     Ok(())
 }
