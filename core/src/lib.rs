@@ -11,6 +11,7 @@ pub mod channel;
 pub mod error;
 pub mod host_key_check;
 pub mod known_hosts;
+pub mod log_escape;
 pub mod pattern;
 pub mod pipe;
 pub mod replies;

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use sshq_core::auth::{AuthPolicy, UserKey};
 use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest, OpenFailure, OpenFailureReason};
 use sshq_core::error::TransportError;
+use sshq_core::log_escape;
 use sshq_core::replies::ReplyQueue;
 use sshq_core::transport::{
     Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, PendingChannel, TransportKind,
@@ -19,11 +20,11 @@ use sshq_core::transport::{
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use crate::channel::QuicChannel;
-use crate::userauth;
 use crate::wire::{
     decode_frame, encode_frame, ErrorCode, Frame, WireError, USERAUTH_EXPORTER_LABEL,
     USERAUTH_EXPORTER_LEN,
 };
+use crate::{keepalive, userauth};
 
 /// How long the other side may take to send a channel's OPEN frame.
 const OPEN_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
@@ -92,7 +93,9 @@ pub struct QuicConnection {
     control: mpsc::UnboundedSender<Bytes>,
     incoming: Mutex<mpsc::UnboundedReceiver<Incoming<QuicChannel>>>,
     global_pending: ReplyQueue<GlobalReply>,
-    global_order: Mutex<()>,
+    /// Held while a global request is registered and sent, so that
+    /// requests go out in the order their replies are expected.
+    global_order: Arc<Mutex<()>>,
     info: ConnectionInfo,
     auth: watch::Receiver<AuthState>,
     /// The client's endpoint, kept so that closing can wait for the
@@ -267,6 +270,10 @@ async fn client_auth_loop(
 pub struct ServerAuth {
     pub policy: Arc<dyn AuthPolicy>,
     pub login_grace_time: Option<Duration>,
+    /// ClientAliveInterval (None or zero: off, sshd's default).
+    pub client_alive_interval: Option<Duration>,
+    /// ClientAliveCountMax (0: ask, but never give up, as in sshd).
+    pub client_alive_count_max: u32,
 }
 
 /// Why a client was dropped before it had a session.
@@ -276,7 +283,8 @@ pub enum HandshakeError {
     Quic(String),
     #[error("timeout before authentication")]
     LoginGraceTimeExpired,
-    #[error("too many authentication failures for {0}")]
+    /// sshd's disconnect reason; the user name (escaped) is for the log.
+    #[error("Too many authentication failures for {0}")]
     TooManyFailures(String),
     #[error("protocol error before authentication: {0}")]
     Protocol(String),
@@ -353,6 +361,20 @@ pub async fn login(
     let control = spawn_control_writer(send);
     let _ = control.send(encode_frame(&Frame::UserauthSuccess));
     let shared = Shared::new();
+    if let Some(interval) = auth.client_alive_interval.filter(|i| !i.is_zero()) {
+        let alive = keepalive::ClientAlive {
+            interval,
+            count_max: auth.client_alive_count_max,
+        };
+        tokio::spawn(keepalive::watch_client(
+            conn.clone(),
+            control.clone(),
+            shared.global_pending.clone(),
+            shared.global_order.clone(),
+            alive,
+            user.clone(),
+        ));
+    }
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
     tokio::spawn(accept_channels(conn.clone(), incoming_tx.clone()));
     tokio::spawn(control_loop(
@@ -390,28 +412,41 @@ async fn server_login(
     loop {
         let request = match reader.next().await {
             Ok(Some(Frame::UserauthRequest(request))) => request,
+            // Only the frame's kind: its body is the peer's, up to 1 MiB.
             Ok(Some(other)) => {
                 return Err(HandshakeError::Protocol(format!(
-                    "expected a userauth request, got {other:?}"
+                    "expected a userauth request, got {}",
+                    frame_kind(&other)
                 )))
             }
             Ok(None) => return Err(HandshakeError::Closed),
-            Err(e) => return Err(HandshakeError::Protocol(e.to_string())),
+            Err(e) => {
+                return Err(HandshakeError::Protocol(log_escape::peer_text(
+                    &e.to_string(),
+                )))
+            }
         };
+        // As sshd (auth2.c): once MaxAuthTries requests have failed, the
+        // next is not looked at; so MaxAuthTries 0 lets nobody in.
+        if failures >= auth.policy.max_auth_tries() {
+            return Err(too_many_failures(&request.user, peer));
+        }
         // The policy keeps its blocking work (files, user database) off
         // the async workers itself.
         let checked = userauth::verify(&request, &exporter, auth.policy.as_ref()).await;
         match checked {
             Ok(_key) => return Ok((request.user, send, reader)),
             Err(refusal) => {
-                failures += 1;
+                failures = failures.saturating_add(1);
                 tracing::info!(
-                    "Failed publickey for {} from {} over quic: {refusal}",
-                    request.user,
-                    peer
+                    "Failed publickey for {} from {} port {} over quic: {}",
+                    log_escape::peer_text(&request.user),
+                    peer.ip(),
+                    peer.port(),
+                    log_escape::peer_text(&refusal.to_string())
                 );
                 if failures >= auth.policy.max_auth_tries() {
-                    return Err(HandshakeError::TooManyFailures(request.user));
+                    return Err(too_many_failures(&request.user, peer));
                 }
                 let failure = Frame::UserauthFailure {
                     methods: "publickey".to_string(),
@@ -425,16 +460,50 @@ async fn server_login(
     }
 }
 
+/// sshd's auth_maxtries_exceeded: its log line, and the error that closes
+/// the connection with "Too many authentication failures".
+fn too_many_failures(user: &str, peer: SocketAddr) -> HandshakeError {
+    let user = log_escape::peer_text(user);
+    tracing::error!(
+        "maximum authentication attempts exceeded for {user} from {} port {} ssh2",
+        peer.ip(),
+        peer.port()
+    );
+    HandshakeError::TooManyFailures(user)
+}
+
+/// A frame's kind, for messages: never its peer-supplied contents.
+fn frame_kind(frame: &Frame) -> &'static str {
+    match frame {
+        Frame::UserauthRequest(_) => "USERAUTH_REQUEST",
+        Frame::UserauthFailure { .. } => "USERAUTH_FAILURE",
+        Frame::UserauthSuccess => "USERAUTH_SUCCESS",
+        Frame::GlobalRequest { .. } => "GLOBAL_REQUEST",
+        Frame::RequestSuccess { .. } => "REQUEST_SUCCESS",
+        Frame::RequestFailure => "REQUEST_FAILURE",
+        Frame::ChannelOpen(_) => "CHANNEL_OPEN",
+        Frame::OpenConfirmation => "CHANNEL_OPEN_CONFIRMATION",
+        Frame::OpenFailure(_) => "CHANNEL_OPEN_FAILURE",
+        Frame::Data(_) => "CHANNEL_DATA",
+        Frame::ExtendedData { .. } => "CHANNEL_EXTENDED_DATA",
+        Frame::ChannelRequest { .. } => "CHANNEL_REQUEST",
+        Frame::ChannelSuccess => "CHANNEL_SUCCESS",
+        Frame::ChannelFailure => "CHANNEL_FAILURE",
+    }
+}
+
 /// State shared by a connection and its control-stream task.
 #[derive(Clone)]
 struct Shared {
     global_pending: ReplyQueue<GlobalReply>,
+    global_order: Arc<Mutex<()>>,
 }
 
 impl Shared {
     fn new() -> Self {
         Shared {
             global_pending: ReplyQueue::default(),
+            global_order: Arc::default(),
         }
     }
 }
@@ -461,7 +530,7 @@ impl QuicConnection {
             control,
             incoming: Mutex::new(incoming),
             global_pending: shared.global_pending,
-            global_order: Mutex::new(()),
+            global_order: shared.global_order,
             info,
             auth,
             endpoint: None,
@@ -570,7 +639,10 @@ async fn control_loop(
                 }
             }
             other => {
-                let why = format!("unexpected frame on the control stream: {other:?}");
+                let why = format!(
+                    "unexpected frame on the control stream: {}",
+                    frame_kind(&other)
+                );
                 conn.close(ErrorCode::ProtocolError.code().into(), why.as_bytes());
                 return;
             }

@@ -5,6 +5,7 @@
 mod channel;
 mod conn;
 pub mod endpoint;
+mod keepalive;
 pub mod kx;
 pub mod stream_socket;
 pub mod tls;

@@ -54,6 +54,9 @@ pub enum Refusal {
     BadSignature(String),
     #[error("the signature does not verify")]
     WrongSignature,
+    /// sshd's wording for a security key signature made without a touch.
+    #[error("user presence (authenticator touch) requirement not met")]
+    NoUserPresence,
     #[error("key not authorized for {0}")]
     NotAuthorized(String),
 }
@@ -95,10 +98,34 @@ pub async fn verify(
         &request.public_key,
     );
     Verifier::verify(key.key_data(), &data, &signature).map_err(|_| Refusal::WrongSignature)?;
+    // Authorized_keys options (no-touch-required among them) are not
+    // supported yet, so every security key signature needs the touch.
+    if security_key_flags(&signature).is_some_and(|flags| flags & SK_USER_PRESENCE == 0) {
+        return Err(Refusal::NoUserPresence);
+    }
     if !policy.publickey_allowed(&request.user, &key).await {
         return Err(Refusal::NotAuthorized(request.user.clone()));
     }
     Ok(key)
+}
+
+/// The user-presence bit of a security key signature's flags (PROTOCOL.u2f).
+const SK_USER_PRESENCE: u8 = 0x01;
+
+/// The flags byte of a FIDO (sk-*) signature; None for other signatures.
+/// ssh-key keeps an sk signature as `signature || flags || counter(4)`.
+fn security_key_flags(signature: &Signature) -> Option<u8> {
+    match signature.algorithm() {
+        Algorithm::SkEd25519 | Algorithm::SkEcdsaSha2NistP256 => {
+            let bytes = signature.as_bytes();
+            bytes
+                .len()
+                .checked_sub(5)
+                .and_then(|at| bytes.get(at))
+                .copied()
+        }
+        _ => None,
+    }
 }
 
 /// Whether a request's algorithm name may be used with the key; RSA must use
@@ -107,5 +134,94 @@ fn algorithm_fits(name: &str, key: &Algorithm) -> bool {
     match key {
         Algorithm::Rsa { .. } => name == "rsa-sha2-256" || name == "rsa-sha2-512",
         other => name == other.as_str(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+    use signature::Signer;
+    use ssh_key::encoding::Encode;
+    use ssh_key::private::Ed25519Keypair;
+    use ssh_key::public::{KeyData, SkEd25519};
+
+    struct AllowAll;
+
+    impl AuthPolicy for AllowAll {
+        fn publickey_allowed(&self, _user: &str, _key: &PublicKey) -> bool {
+            true
+        }
+        fn max_auth_tries(&self) -> u32 {
+            6
+        }
+    }
+
+    const EXPORTER: &[u8] = &[7u8; 32];
+    const APPLICATION: &str = "ssh:";
+
+    /// A request signed the way a FIDO authenticator signs (PROTOCOL.u2f):
+    /// an Ed25519 signature over sha256(application) || flags || counter ||
+    /// sha256(message), sent as string(sig) || byte flags || uint32 counter.
+    /// An ordinary Ed25519 key stands in for the authenticator's.
+    fn security_key_request(flags: u8) -> UserauthRequest {
+        let keypair = Ed25519Keypair::from_seed(&[42u8; 32]);
+        let public = PublicKey::from(KeyData::SkEd25519(SkEd25519::new(
+            keypair.public,
+            APPLICATION,
+        )));
+        let blob = public.to_bytes().expect("sk public key blob");
+        let algorithm = Algorithm::SkEd25519.as_str().to_string();
+        let message = userauth_signed_data(EXPORTER, "alice", SERVICE, &algorithm, &blob);
+        let counter = 1u32.to_be_bytes();
+        let mut signed = Sha256::digest(APPLICATION).to_vec();
+        signed.push(flags);
+        signed.extend_from_slice(&counter);
+        signed.extend_from_slice(&Sha256::digest(&message));
+        let raw: Signature = keypair.try_sign(&signed).expect("ed25519 signature");
+        let mut sk_bytes = raw.as_bytes().to_vec();
+        sk_bytes.push(flags);
+        sk_bytes.extend_from_slice(&counter);
+        let signature = Signature::new(Algorithm::SkEd25519, sk_bytes).expect("sk signature");
+        UserauthRequest {
+            user: "alice".to_string(),
+            service: SERVICE.to_string(),
+            algorithm,
+            public_key: blob,
+            signature: signature.encode_vec().expect("signature blob"),
+        }
+    }
+
+    #[test]
+    fn security_key_signature_with_user_presence_is_accepted() {
+        let request = security_key_request(SK_USER_PRESENCE);
+        assert!(verify(&request, EXPORTER, &AllowAll).is_ok());
+    }
+
+    #[test]
+    fn security_key_signature_without_user_presence_is_refused() {
+        let request = security_key_request(0);
+        assert!(matches!(
+            verify(&request, EXPORTER, &AllowAll),
+            Err(Refusal::NoUserPresence)
+        ));
+        // User verification (0x04) alone is no touch either.
+        let request = security_key_request(0x04);
+        assert!(matches!(
+            verify(&request, EXPORTER, &AllowAll),
+            Err(Refusal::NoUserPresence)
+        ));
+    }
+
+    #[test]
+    fn security_key_signature_is_still_checked() {
+        // Claiming the touch after signing without it breaks the signature.
+        let mut request = security_key_request(0);
+        let flags_at = request.signature.len() - 5;
+        request.signature[flags_at] = SK_USER_PRESENCE;
+        assert!(matches!(
+            verify(&request, EXPORTER, &AllowAll),
+            Err(Refusal::WrongSignature)
+        ));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use russh::keys::PrivateKey;
@@ -14,6 +14,7 @@ use sshq_core::channel::{
     ChannelKind, ChannelRequest, GlobalReply, GlobalRequest, PtyRequest, WindowSize,
 };
 use sshq_core::error::TransportError;
+use sshq_core::log_escape;
 use sshq_core::transport::{
     Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, IncomingRequest, ReplyHandle,
     TransportKind,
@@ -36,6 +37,12 @@ pub struct ServerParams {
     pub login_grace_time: Option<Duration>,
     /// Whether `auth-agent-req@openssh.com` is accepted.
     pub allow_agent_forwarding: bool,
+    /// ClientAliveInterval: after this long without a packet from the
+    /// client, ask it for an answer (None: never, sshd's default).
+    pub client_alive_interval: Option<Duration>,
+    /// ClientAliveCountMax: unanswered requests after which the client is
+    /// dropped (0: never drop, as in sshd).
+    pub client_alive_count_max: u32,
 }
 
 /// Why a client was dropped before it had a session.
@@ -70,13 +77,17 @@ where
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
     let (auth_tx, auth_rx) = oneshot::channel();
     let (closed_tx, closed_rx) = watch::channel(None);
+    let session_handle = Arc::new(OnceLock::new());
+    let logged_in_as = Arc::new(OnceLock::new());
     let handler = ServerHandler {
         params: params.clone(),
         incoming: incoming_tx,
         channels: HashMap::new(),
         authenticated: Some(auth_tx),
         user: None,
-        attempts: 0,
+        failures: AuthFailures::new(params.policy.max_auth_tries(), peer_addr),
+        session_handle: session_handle.clone(),
+        logged_in_as: logged_in_as.clone(),
         _closed: ClosedSignal(closed_tx),
     };
     // The grace time covers the whole handshake; when it runs out the
@@ -91,9 +102,19 @@ where
             .await
             .map_err(|e| HandshakeError::Closed(Some(e.to_string())))?;
         let handle = running.handle();
+        // The handler disconnects with it when MaxAuthTries is reached.
+        let _ = session_handle.set(handle.clone());
         tokio::spawn(async move {
-            if let Err(e) = running.await {
-                tracing::debug!("session ended: {e}");
+            match running.await {
+                Err(russh::Error::KeepaliveTimeout) => {
+                    let user = logged_in_as.get().map(String::as_str).unwrap_or("");
+                    tracing::info!(
+                        "Timeout, client not responding from {}",
+                        connection_id(user, peer_addr)
+                    );
+                }
+                Err(e) => tracing::debug!("session ended: {e}"),
+                Ok(()) => {}
             }
         });
         let user = auth_rx.await.map_err(|_| HandshakeError::Closed(None))?;
@@ -120,13 +141,35 @@ where
     })
 }
 
-fn russh_config(params: &ServerParams) -> russh::server::Config {
+/// sshd's way of naming a connection in logs ("user NAME ADDR port PORT").
+fn connection_id(user: &str, peer: Option<SocketAddr>) -> String {
+    let preamble = if user.is_empty() {
+        String::new()
+    } else {
+        format!("user {} ", log_escape::peer_text(user))
+    };
+    match peer {
+        Some(peer) => format!("{preamble}{} port {}", peer.ip(), peer.port()),
+        None => format!("{preamble}UNKNOWN port 65535"),
+    }
+}
+
+pub(crate) fn russh_config(params: &ServerParams) -> russh::server::Config {
     let mut methods = MethodSet::empty();
     methods.push(MethodKind::PublicKey);
     russh::server::Config {
         keys: params.host_keys.clone(),
         methods,
-        max_auth_attempts: params.policy.max_auth_tries() as usize,
+        // MaxAuthTries is counted by the handler, the way sshd counts it
+        // (russh takes 0 as "no limit"). russh's own limit, one higher as
+        // it also counts the first "none", stops the refusals the handler
+        // never hears of (see AuthFailures).
+        max_auth_attempts: (params.policy.max_auth_tries() as usize).saturating_add(1),
+        // An idle session lives until the client goes away, as with sshd;
+        // ClientAliveInterval is how an administrator bounds silence.
+        inactivity_timeout: None,
+        keepalive_interval: params.client_alive_interval.filter(|i| !i.is_zero()),
+        keepalive_max: params.client_alive_count_max as usize,
         // Failed attempts are answered at once: OpenSSH adds no delay to
         // publickey failures either, and the attempt limit bounds guessing.
         auth_rejection_time: Duration::from_millis(0),
@@ -237,11 +280,98 @@ struct ServerHandler {
     channels: HashMap<ChannelId, mpsc::UnboundedSender<IncomingRequest>>,
     authenticated: Option<oneshot::Sender<String>>,
     user: Option<String>,
-    attempts: u32,
+    failures: AuthFailures,
+    /// The session's handle, set as soon as russh has started it.
+    session_handle: Arc<OnceLock<russh::server::Handle>>,
+    /// The user, once logged in (for the ClientAlive timeout's log line).
+    logged_in_as: Arc<OnceLock<String>>,
     _closed: ClosedSignal,
 }
 
+/// MaxAuthTries, counted as sshd counts it (auth2.c): every refused
+/// request is a failure, except a first "none" request and a publickey
+/// query for a key that would be accepted (answered with PK_OK); a request
+/// that arrives once `failures >= MaxAuthTries` is not even looked at, and
+/// reaching the limit ends the connection with "Too many authentication
+/// failures". So MaxAuthTries 0 allows no login at all, as in sshd.
+///
+/// russh does not tell the handler about requests it refuses by itself (a
+/// signature that does not verify, an unknown algorithm); its own limit,
+/// one above ours because it also counts the free "none", stops those.
+struct AuthFailures {
+    max: u32,
+    failures: u32,
+    requests: u32,
+    peer: Option<SocketAddr>,
+}
+
+impl AuthFailures {
+    fn new(max: u32, peer: Option<SocketAddr>) -> Self {
+        AuthFailures {
+            max,
+            failures: 0,
+            requests: 0,
+            peer,
+        }
+    }
+
+    /// Counts a request; true when the limit was reached before it.
+    fn exhausted(&mut self) -> bool {
+        self.requests = self.requests.saturating_add(1);
+        self.failures >= self.max
+    }
+
+    /// Whether the limit is already reached, for a signed request whose
+    /// key russh accepted from an earlier query (counted there).
+    fn failed_before_signature(&self) -> bool {
+        self.failures >= self.max
+    }
+
+    /// Counts a refusal; true when it reaches the limit.
+    fn failed(&mut self) -> bool {
+        self.failures = self.failures.saturating_add(1);
+        self.failures >= self.max
+    }
+}
+
 impl ServerHandler {
+    /// sshd's auth_maxtries_exceeded: log, then disconnect with its reason
+    /// (the failure for this request goes out first, which only tells the
+    /// client what the disconnect will tell it anyway).
+    fn too_many_failures(&self, user: &str) -> Auth {
+        tracing::error!(
+            "maximum authentication attempts exceeded for {} from {} port {} ssh2",
+            log_escape::peer_text(user),
+            self.failures
+                .peer
+                .map(|p| p.ip().to_string())
+                .unwrap_or_else(|| "UNKNOWN".to_string()),
+            self.failures.peer.map(|p| p.port()).unwrap_or(65535),
+        );
+        if let Some(handle) = self.session_handle.get().cloned() {
+            tokio::spawn(async move {
+                let _ = handle
+                    .disconnect(
+                        russh::Disconnect::ProtocolError,
+                        "Too many authentication failures".to_string(),
+                        String::new(),
+                    )
+                    .await;
+            });
+        }
+        Self::reject()
+    }
+
+    /// Counts a refused request: a plain refusal, or the end when it was
+    /// the last one allowed.
+    fn refused(&mut self, user: &str) -> Auth {
+        if self.failures.failed() {
+            self.too_many_failures(user)
+        } else {
+            Self::reject()
+        }
+    }
+
     fn reject() -> Auth {
         let mut methods = MethodSet::empty();
         methods.push(MethodKind::PublicKey);
@@ -317,8 +447,18 @@ impl ServerHandler {
 impl russh::server::Handler for ServerHandler {
     type Error = russh::Error;
 
-    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
-        Ok(Self::reject())
+    async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
+        let first = self.failures.requests == 0;
+        if self.failures.exhausted() {
+            return Ok(self.too_many_failures(user));
+        }
+        // sshd lets a client start with "none" (to learn the methods)
+        // without a failure; any later "none" counts.
+        if first {
+            Ok(Self::reject())
+        } else {
+            Ok(self.refused(user))
+        }
     }
 
     async fn auth_publickey_offered(
@@ -326,12 +466,28 @@ impl russh::server::Handler for ServerHandler {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        if self.failures.exhausted() {
+            return Ok(self.too_many_failures(user));
+        }
+        if is_security_key(offer.public_key) {
+            // russh checks sk-* signatures but hides their flags, so the
+            // user-presence bit sshd requires cannot be checked here.
+            tracing::info!(
+                "publickey {} refused for {}: security keys are accepted over QUIC only \
+                 (their user-presence flag cannot be checked over TCP)",
+                offer.public_key.algorithm().as_str(),
+                log_escape::peer_text(user)
+            );
+            return Ok(self.refused(user));
+        }
         if self.params.policy.publickey_allowed(user, offer.public_key).await {
             Ok(Auth::Accept)
         } else {
-            self.attempts += 1;
-            tracing::info!("publickey offer refused for {user}");
-            Ok(Self::reject())
+            tracing::info!(
+                "publickey offer refused for {}",
+                log_escape::peer_text(user)
+            );
+            Ok(self.refused(user))
         }
     }
 
@@ -340,11 +496,19 @@ impl russh::server::Handler for ServerHandler {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        if self.params.policy.publickey_allowed(user, key.public_key).await {
+        // A key accepted by an earlier query reaches here without a new
+        // offer: the limit must hold for it too.
+        if self.failures.failed_before_signature() {
+            return Ok(self.too_many_failures(user));
+        }
+        if !is_security_key(key.public_key)
+            && self.params.policy.publickey_allowed(user, key.public_key).await
+        {
             self.user = Some(user.to_string());
+            let _ = self.logged_in_as.set(user.to_string());
             Ok(Auth::Accept)
         } else {
-            Ok(Self::reject())
+            Ok(self.refused(user))
         }
     }
 
@@ -596,5 +760,76 @@ impl ServerHandler {
             return GlobalReply::Failure;
         }
         rx.await.unwrap_or(GlobalReply::Failure)
+    }
+}
+
+/// FIDO security keys (sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com).
+fn is_security_key(key: &russh::keys::PublicKey) -> bool {
+    matches!(
+        key.algorithm(),
+        russh::keys::Algorithm::SkEd25519 | russh::keys::Algorithm::SkEcdsaSha2NistP256
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sshq_core::ssh_key::PublicKey;
+
+    struct NoOne;
+
+    impl AuthPolicy for NoOne {
+        fn publickey_allowed(&self, _user: &str, _key: &PublicKey) -> bool {
+            false
+        }
+        fn max_auth_tries(&self) -> u32 {
+            6
+        }
+    }
+
+    fn params(interval: Option<Duration>, count_max: u32) -> ServerParams {
+        ServerParams {
+            host_keys: Vec::new(),
+            policy: Arc::new(NoOne),
+            login_grace_time: None,
+            allow_agent_forwarding: false,
+            client_alive_interval: interval,
+            client_alive_count_max: count_max,
+        }
+    }
+
+    #[test]
+    fn idle_sessions_have_no_inactivity_timeout() {
+        // russh's default would end an idle shell after 600 s.
+        let config = russh_config(&params(None, 3));
+        assert_eq!(config.inactivity_timeout, None);
+        assert_eq!(config.keepalive_interval, None);
+    }
+
+    #[test]
+    fn client_alive_settings_reach_russh() {
+        let config = russh_config(&params(Some(Duration::from_secs(15)), 2));
+        assert_eq!(config.inactivity_timeout, None);
+        assert_eq!(config.keepalive_interval, Some(Duration::from_secs(15)));
+        assert_eq!(config.keepalive_max, 2);
+        // ClientAliveInterval 0 is off, as in sshd.
+        let config = russh_config(&params(Some(Duration::ZERO), 3));
+        assert_eq!(config.keepalive_interval, None);
+    }
+
+    #[test]
+    fn auth_failures_count_as_sshd_counts_them() {
+        let mut none = AuthFailures::new(0, None);
+        assert!(none.exhausted(), "MaxAuthTries 0 admits no request at all");
+        let mut one = AuthFailures::new(1, None);
+        assert!(!one.exhausted());
+        assert!(one.failed(), "the first failure reaches MaxAuthTries 1");
+        assert!(one.exhausted());
+        let mut six = AuthFailures::new(6, None);
+        for _ in 0..5 {
+            assert!(!six.exhausted());
+            assert!(!six.failed());
+        }
+        assert!(six.failed());
     }
 }

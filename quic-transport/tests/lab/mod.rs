@@ -75,6 +75,8 @@ impl TestServer {
         let auth = Arc::new(ServerAuth {
             policy: Arc::new(policy),
             login_grace_time: grace,
+            client_alive_interval: None,
+            client_alive_count_max: 3,
         });
         let events = Arc::new(Mutex::new(Events::default()));
         tokio::spawn(accept_loop(endpoint.clone(), auth, events.clone()));

@@ -11,6 +11,7 @@
 mod account;
 mod keys_file;
 
+use sshq_core::log_escape;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -72,7 +73,7 @@ impl KeyPolicy {
         let account = match looked_up {
             Ok(Ok(Ok(Some(account)))) => account,
             Ok(Ok(Ok(None))) => {
-                tracing::info!("Invalid user {user}");
+                tracing::info!("Invalid user {}", log_escape::peer_text(user));
                 return false;
             }
             Ok(Ok(Err(e))) => {
@@ -80,12 +81,13 @@ impl KeyPolicy {
                 return false;
             }
             Ok(Err(e)) => {
-                tracing::error!("cannot look up user {user}: {e}");
+                tracing::error!("cannot look up user {}: {e}", log_escape::peer_text(user));
                 return false;
             }
             Err(_) => {
                 tracing::error!(
-                    "cannot look up user {user}: no answer within {} s",
+                    "cannot look up user {}: no answer within {} s",
+                    log_escape::peer_text(user),
                     LOOKUP_LIMIT.as_secs()
                 );
                 return false;
@@ -102,7 +104,8 @@ impl KeyPolicy {
         let me = nix::unistd::geteuid().as_raw();
         if me != 0 && account.uid != me {
             tracing::info!(
-                "refusing {user}: sshqd runs as uid {me} and can only log in its own user"
+                "refusing {}: sshqd runs as uid {me} and can only log in its own user",
+                log_escape::peer_text(&user.to_string())
             );
             return false;
         }
@@ -110,7 +113,10 @@ impl KeyPolicy {
             match self.root_login {
                 RootLogin::Allowed => {}
                 RootLogin::ForcedCommandsOnly | RootLogin::No => {
-                    tracing::info!("ROOT LOGIN REFUSED for {user}: PermitRootLogin");
+                    tracing::info!(
+                        "ROOT LOGIN REFUSED for {}: PermitRootLogin",
+                        log_escape::peer_text(&user.to_string())
+                    );
                     return false;
                 }
             }

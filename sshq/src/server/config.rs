@@ -36,11 +36,11 @@ const DEFAULT_HOST_KEYS: [&str; 3] = [
 /// or liveness and logging details, so ignoring them never grants more access.
 #[rustfmt::skip]
 const IGNORED: &[&str] = &[
-    "clientalivecountmax", "clientaliveinterval", "compression", "debianbanner",
+    "compression", "debianbanner",
     "gssapiauthentication", "gssapicleanupcredentials", "gssapikeyexchange",
     "gssapistrictacceptorcheck", "hostbasedauthentication", "ignorerhosts", "ipqos",
     "ignoreuserknownhosts", "kerberosauthentication", "kerberosorlocalpasswd",
-    "kerberosticketcleanup", "printlastlog", "syslogfacility", "tcpkeepalive", "usedns",
+    "kerberosticketcleanup", "printlastlog", "tcpkeepalive", "usedns",
     "x11displayoffset", "x11forwarding", "x11uselocalhost", "xauthlocation",
 ];
 
@@ -193,6 +193,12 @@ pub struct ServerConfig {
     /// `Subsystem`s as (name, command line); names are case-sensitive, as in sshd.
     pub subsystems: Vec<(String, String)>,
     pub log_level: LogLevel,
+    /// `SyslogFacility` (AUTH by default), used unless logging to stderr.
+    pub syslog_facility: super::logging::SyslogFacility,
+    /// `ClientAliveInterval`; `None` for 0 (the default: never ask).
+    pub client_alive_interval: Option<Duration>,
+    /// `ClientAliveCountMax` (default 3).
+    pub client_alive_count_max: u32,
     pub allow_tcp_forwarding: AllowTcpForwarding,
     pub gateway_ports: GatewayPorts,
     pub permit_open: PermitList,
@@ -240,6 +246,9 @@ impl Default for ServerConfig {
             login_grace_time: Some(Duration::from_secs(120)),
             subsystems: Vec::new(),
             log_level: LogLevel::Info,
+            syslog_facility: super::logging::SyslogFacility::Auth,
+            client_alive_interval: None,
+            client_alive_count_max: 3,
             allow_tcp_forwarding: AllowTcpForwarding::Yes,
             gateway_ports: GatewayPorts::No,
             permit_open: PermitList::Any,
@@ -617,6 +626,28 @@ impl Parser {
                 let level = LogLevel::parse(v)
                     .ok_or_else(|| at.bad(format!("unsupported log level '{v}'")))?;
                 set(fresh, &mut c.log_level, level);
+            }
+            "syslogfacility" => {
+                let v = one()?;
+                let facility = super::logging::SyslogFacility::parse(v)
+                    .ok_or_else(|| at.bad(format!("unsupported log facility '{v}'")))?;
+                set(fresh, &mut c.syslog_facility, facility);
+            }
+            "clientaliveinterval" => {
+                let d = parse_duration(one()?).ok_or_else(|| at.bad("invalid time value."))?;
+                set(
+                    fresh,
+                    &mut c.client_alive_interval,
+                    (!d.is_zero()).then_some(d),
+                );
+            }
+            "clientalivecountmax" => {
+                let n: i64 = one()?
+                    .parse()
+                    .map_err(|_| at.bad("ClientAliveCountMax integer value invalid."))?;
+                let n = u32::try_from(n)
+                    .map_err(|_| at.bad("ClientAliveCountMax integer value too small."))?;
+                set(fresh, &mut c.client_alive_count_max, n);
             }
             "subsystem" => {
                 let (name, command) = match args.split_first() {

@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use sshq_core::channel::{ChannelKind, GlobalReply};
+use sshq_core::log_escape;
 use sshq_core::transport::Connection;
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
@@ -117,8 +118,10 @@ impl RemoteListeners {
             Ok(listener) => listener,
             Err(refusal) => {
                 tracing::info!(
-                    "{}: tcpip-forward for {address}:{port} refused: {refusal}",
-                    ctx.peer
+                    "{}: tcpip-forward for {}:{port} refused: {}",
+                    ctx.peer,
+                    log_escape::peer_text(&address.to_string()),
+                    log_escape::peer_text(&refusal.to_string())
                 );
                 return GlobalReply::Failure;
             }
@@ -127,8 +130,9 @@ impl RemoteListeners {
             Ok(local) => u32::from(local.port()),
             Err(e) => {
                 tracing::info!(
-                    "{}: tcpip-forward for {address}:{port} refused: {e}",
-                    ctx.peer
+                    "{}: tcpip-forward for {}:{port} refused: {e}",
+                    ctx.peer,
+                    log_escape::peer_text(&address.to_string())
                 );
                 return GlobalReply::Failure;
             }
@@ -175,8 +179,9 @@ impl RemoteListeners {
             }
             None => {
                 tracing::info!(
-                    "{}: cancel-tcpip-forward for {address}:{port} refused: no such forward",
-                    ctx.peer
+                    "{}: cancel-tcpip-forward for {}:{port} refused: no such forward",
+                    ctx.peer,
+                    log_escape::peer_text(&address.to_string())
                 );
                 GlobalReply::Failure
             }

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod auth;
 pub mod config;
 pub mod forwarding;
+pub mod logging;
 pub mod process;
 pub mod relay;
 pub mod session;
@@ -15,12 +16,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{ArgAction, Parser};
+use sshq_core::log_escape;
 use sshq_core::ssh_key::{Algorithm, PrivateKey};
 use sshq_core::transport::Connection;
 use tokio::net::TcpListener;
 
 use auth::{KeyPolicy, RootLogin};
 use config::ServerConfig;
+pub use logging::init_logging;
 
 /// sshqd: the sshq server. Flags follow OpenSSH's sshd(8).
 #[derive(Debug, Parser)]
@@ -120,6 +123,8 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
         policy: Arc::new(key_policy(&config)),
         login_grace_time: config.login_grace_time,
         allow_agent_forwarding: config.allow_agent_forwarding,
+        client_alive_interval: config.client_alive_interval,
+        client_alive_count_max: config.client_alive_count_max,
     });
     let mut tasks = tokio::task::JoinSet::new();
     let addrs = config.listen_addrs();
@@ -144,6 +149,8 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
         let auth = Arc::new(sshq_quic::ServerAuth {
             policy: tcp_params.policy.clone(),
             login_grace_time: config.login_grace_time,
+            client_alive_interval: config.client_alive_interval,
+            client_alive_count_max: config.client_alive_count_max,
         });
         // QuicRelay: tunnels (ALPN sshq-tunnel/1) go to this SSH server.
         let relay = config
@@ -268,9 +275,10 @@ async fn accept_quic(
             match accepted {
                 Ok(conn) => run_connection(conn, local, peer, &config).await,
                 Err(e) => tracing::info!(
-                    "Connection from {} port {} (QUIC): {e}",
+                    "Connection from {} port {} (QUIC): {}",
                     peer.ip(),
-                    peer.port()
+                    peer.port(),
+                    log_escape::peer_text(&e.to_string())
                 ),
             }
         });
@@ -299,7 +307,12 @@ async fn accept_tcp(
         tokio::spawn(async move {
             match sshq_tcp::accept(stream, local, Some(peer), params).await {
                 Ok(conn) => run_connection(conn, local, peer, &config).await,
-                Err(e) => tracing::info!("Connection from {} port {}: {e}", peer.ip(), peer.port()),
+                Err(e) => tracing::info!(
+                    "Connection from {} port {}: {}",
+                    peer.ip(),
+                    peer.port(),
+                    log_escape::peer_text(&e.to_string())
+                ),
             }
         });
     }
@@ -323,14 +336,17 @@ async fn run_connection<C: Connection>(
     let user = match looked_up {
         Ok(Ok(Ok(Some(user)))) => user,
         _ => {
-            tracing::error!("user {} vanished after authentication", info.user);
+            tracing::error!(
+                "user {} vanished after authentication",
+                log_escape::peer_text(&info.user)
+            );
             conn.close("user lookup failed").await;
             return;
         }
     };
     tracing::info!(
         "Accepted publickey for {} from {} port {} over {}",
-        info.user,
+        log_escape::peer_text(&info.user),
         peer.ip(),
         peer.port(),
         info.transport
@@ -343,7 +359,14 @@ async fn run_connection<C: Connection>(
         ssh_connection: format!("{} {} {} {}", peer.ip(), peer.port(), local_ip, local_port),
         subsystems: config.subsystems.clone(),
         accept_env: config.accept_env.clone(),
-        peer: format!("{}@{}:{}", info.user, peer.ip(), peer.port()),
+        // Every log line about the session starts with this: the user
+        // name in it is escaped once, here.
+        peer: format!(
+            "{}@{}:{}",
+            log_escape::peer_text(&info.user),
+            peer.ip(),
+            peer.port()
+        ),
         allow_local_forwarding: matches!(
             config.allow_tcp_forwarding,
             config::AllowTcpForwarding::Yes | config::AllowTcpForwarding::Local
@@ -368,26 +391,8 @@ async fn run_connection<C: Connection>(
     session::serve(Arc::new(conn), ctx).await;
     tracing::info!(
         "Disconnected from user {} {} port {}",
-        info.user,
+        log_escape::peer_text(&info.user),
         peer.ip(),
         peer.port()
     );
-}
-
-/// Logs go to stderr (sshqd has no syslog support yet), at the level of
-/// LogLevel, or debug with -d.
-pub fn init_logging(cli: &Cli, config: &ServerConfig) {
-    let level = match cli.debug {
-        0 => config.log_level.tracing_filter(),
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},russh=warn"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .try_init();
 }

@@ -9,6 +9,7 @@ use sshq_core::channel::{
     ChannelKind, ChannelRequest, ExitSignal, GlobalReply, GlobalRequest, OpenFailure,
     OpenFailureReason,
 };
+use sshq_core::log_escape;
 use sshq_core::transport::{
     Channel, ChannelControl, ChannelParts, Connection, Incoming, RequestStream,
 };
@@ -89,7 +90,11 @@ pub async fn serve<C: Connection>(conn: Arc<C>, ctx: Arc<SessionContext>) {
                         remote_listeners.sockets.cancel(&ctx, &socket_path)
                     }
                     other => {
-                        tracing::debug!("{}: refused global request {other:?}", ctx.peer);
+                        tracing::debug!(
+                            "{}: refused global request {}",
+                            ctx.peer,
+                            log_escape::peer_text(&format!("{other:?}"))
+                        );
                         GlobalReply::Failure
                     }
                 };
@@ -110,8 +115,10 @@ async fn direct_tcpip<Ch: Channel>(
 ) {
     let refuse = |pending: sshq_core::transport::PendingChannel<Ch>, reason, message: String| {
         tracing::info!(
-            "{}: direct-tcpip to {host}:{port} refused: {message}",
-            ctx.peer
+            "{}: direct-tcpip to {}:{port} refused: {}",
+            ctx.peer,
+            log_escape::peer_text(&host),
+            log_escape::peer_text(&message)
         );
         pending.reject(OpenFailure { reason, message });
     };
@@ -131,7 +138,11 @@ async fn direct_tcpip<Ch: Channel>(
     }
     match tokio::net::TcpStream::connect((host.as_str(), port16)).await {
         Ok(stream) => {
-            tracing::info!("{}: direct-tcpip to {host} port {port16}", ctx.peer);
+            tracing::info!(
+                "{}: direct-tcpip to {} port {port16}",
+                ctx.peer,
+                log_escape::peer_text(&host)
+            );
             let _ = stream.set_nodelay(true);
             crate::forward::splice(pending.accept(), stream).await;
         }
@@ -181,7 +192,11 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
                 if ok {
                     env.push((name, value));
                 } else {
-                    tracing::debug!("{}: env {name} not in AcceptEnv", ctx.peer);
+                    tracing::debug!(
+                        "{}: env {} not in AcceptEnv",
+                        ctx.peer,
+                        log_escape::peer_text(&name)
+                    );
                 }
                 incoming.reply.send(ok);
                 continue;
@@ -233,8 +248,9 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
                     Some((_, command)) => Program::Subsystem(command.clone()),
                     None => {
                         tracing::info!(
-                            "{}: subsystem request for {name} refused: not configured",
-                            ctx.peer
+                            "{}: subsystem request for {} refused: not configured",
+                            ctx.peer,
+                            log_escape::peer_text(&name)
                         );
                         incoming.reply.send(false);
                         continue;
@@ -342,7 +358,12 @@ async fn handle_running_requests<R: RequestStream>(
             ChannelRequest::Signal(name) => match session.signal(name) {
                 Ok(()) => true,
                 Err(e) => {
-                    tracing::info!("{}: signal {name}: {e}", ctx.peer);
+                    tracing::info!(
+                        "{}: signal {}: {}",
+                        ctx.peer,
+                        log_escape::peer_text(name),
+                        log_escape::peer_text(&e.to_string())
+                    );
                     false
                 }
             },

@@ -22,6 +22,7 @@ mod quic_gate;
 use std::time::Duration;
 
 use sshq_core::channel::ChannelRequest;
+use sshq_core::log_escape;
 use sshq_core::transport::ChannelControl;
 use sshq_quic::stream_socket::{write_datagram, DatagramReader};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -108,7 +109,11 @@ pub async fn serve<R, W, E, K>(
     let status = match relay(&mut input, &mut output, ctx).await {
         Ok(()) => 0,
         Err(why) => {
-            tracing::info!("{}: direct-udp relay: {why}", ctx.peer);
+            tracing::info!(
+                "{}: direct-udp relay: {}",
+                ctx.peer,
+                log_escape::peer_text(&why.to_string())
+            );
             let _ = errors
                 .write_all(format!("sshqd: {why}\r\n").as_bytes())
                 .await;
@@ -161,8 +166,9 @@ where
         .await
         .map_err(|e| format!("cannot reach {target}: {e}"))?;
     tracing::info!(
-        "{}: relaying UDP to {host} port {port} ({target})",
-        ctx.peer
+        "{}: relaying UDP to {} port {port} ({target})",
+        ctx.peer,
+        log_escape::peer_text(&host.to_string())
     );
     let counts = shuttle(input, output, &socket, ctx.udp_relay.gate())
         .await

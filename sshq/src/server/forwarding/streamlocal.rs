@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sshq_core::channel::{ChannelKind, GlobalReply, OpenFailure, OpenFailureReason};
+use sshq_core::log_escape;
 use sshq_core::transport::{Channel, Connection, PendingChannel};
 use tokio::task::AbortHandle;
 
@@ -84,8 +85,10 @@ pub async fn direct<Ch: Channel>(pending: PendingChannel<Ch>, ctx: Arc<SessionCo
     };
     let refuse = |pending: PendingChannel<Ch>, reason, message: String| {
         tracing::info!(
-            "{}: direct-streamlocal to {socket_path} refused: {message}",
-            ctx.peer
+            "{}: direct-streamlocal to {} refused: {}",
+            ctx.peer,
+            log_escape::peer_text(&socket_path.to_string()),
+            log_escape::peer_text(&message.to_string())
         );
         pending.reject(OpenFailure { reason, message });
     };
@@ -99,7 +102,11 @@ pub async fn direct<Ch: Channel>(pending: PendingChannel<Ch>, ctx: Arc<SessionCo
     let path = user_path(&ctx, &socket_path);
     match unix_socket::connect(&path, &identity(&ctx)).await {
         Ok(stream) => {
-            tracing::info!("{}: direct-streamlocal to {path}", ctx.peer);
+            tracing::info!(
+                "{}: direct-streamlocal to {}",
+                ctx.peer,
+                log_escape::peer_text(&path.to_string())
+            );
             crate::forward::splice(pending.accept(), stream).await;
         }
         Err(e) => refuse(
@@ -141,8 +148,10 @@ impl SocketListeners {
     ) -> GlobalReply {
         let refused = |why: &str| {
             tracing::info!(
-                "{}: streamlocal-forward for {socket_path} refused: {why}",
-                ctx.peer
+                "{}: streamlocal-forward for {} refused: {}",
+                ctx.peer,
+                log_escape::peer_text(&socket_path.to_string()),
+                log_escape::peer_text(&why.to_string())
             );
             GlobalReply::Failure
         };
@@ -158,7 +167,11 @@ impl SocketListeners {
                 Ok(bound) => bound,
                 Err(e) => return refused(&format!("cannot bind {path}: {e}")),
             };
-        tracing::info!("{}: remote forward listening on {path}", ctx.peer);
+        tracing::info!(
+            "{}: remote forward listening on {}",
+            ctx.peer,
+            log_escape::peer_text(&path.to_string())
+        );
         let task = tokio::spawn(serve_listener(
             conn.clone(),
             ctx.clone(),
@@ -175,13 +188,18 @@ impl SocketListeners {
         match self.lock().remove(socket_path) {
             Some((task, _file)) => {
                 task.abort();
-                tracing::info!("{}: remote forward on {socket_path} cancelled", ctx.peer);
+                tracing::info!(
+                    "{}: remote forward on {} cancelled",
+                    ctx.peer,
+                    log_escape::peer_text(&socket_path.to_string())
+                );
                 GlobalReply::Success { bound_port: None }
             }
             None => {
                 tracing::info!(
-                    "{}: cancel-streamlocal-forward for {socket_path} refused: no such forward",
-                    ctx.peer
+                    "{}: cancel-streamlocal-forward for {} refused: no such forward",
+                    ctx.peer,
+                    log_escape::peer_text(&socket_path.to_string())
                 );
                 GlobalReply::Failure
             }
@@ -210,8 +228,9 @@ async fn serve_listener<C: Connection>(
                 match conn.open_channel(kind).await {
                     Ok(channel) => crate::forward::splice(channel, stream).await,
                     Err(e) => tracing::info!(
-                        "{}: forwarded-streamlocal for {socket_path} failed: {e}",
-                        ctx.peer
+                        "{}: forwarded-streamlocal for {} failed: {e}",
+                        ctx.peer,
+                        log_escape::peer_text(&socket_path.to_string())
                     ),
                 }
             });
