@@ -6,6 +6,7 @@ mod channel;
 mod conn;
 pub mod endpoint;
 pub mod kx;
+pub mod preauth;
 pub mod stream_socket;
 pub mod tls;
 pub mod tunnel;
