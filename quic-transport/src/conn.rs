@@ -267,6 +267,7 @@ async fn client_auth_loop(
 }
 
 /// What a server needs to authenticate clients.
+#[derive(Clone)]
 pub struct ServerAuth {
     pub policy: Arc<dyn AuthPolicy>,
     pub login_grace_time: Option<Duration>,
@@ -358,6 +359,8 @@ pub async fn login(
             return Err(e);
         }
     };
+    // Logged in: the normal stream and flow-control limits apply now.
+    crate::preauth::lift(&conn);
     let control = spawn_control_writer(send);
     let _ = control.send(encode_frame(&Frame::UserauthSuccess));
     let shared = Shared::new();

@@ -7,6 +7,7 @@ mod conn;
 pub mod endpoint;
 mod keepalive;
 pub mod kx;
+pub mod preauth;
 pub mod stream_socket;
 pub mod tls;
 pub mod tunnel;

@@ -28,6 +28,7 @@ use crate::channel::{core_modes, signal_name_of, Side, TcpChannel};
 pub type ServerChannel = TcpChannel<Msg>;
 
 /// What the server needs to run SSH over a byte stream.
+#[derive(Clone)]
 pub struct ServerParams {
     /// Host keys, in the order to offer them; at least one.
     pub host_keys: Vec<PrivateKey>,

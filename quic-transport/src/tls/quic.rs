@@ -23,12 +23,21 @@ const MIB: u32 = 1024 * 1024;
 /// removes the loss.
 pub const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
+/// The connection-level receive window of [`transport_config`].
+pub const RECEIVE_WINDOW: u32 = 64 * MIB;
+
+/// The concurrent bidirectional streams of [`transport_config`].
+pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 1024;
+
 /// Wraps a server TLS configuration (from [`super::server_tls`]) for quinn,
-/// with [`transport_config`].
+/// with [`transport_config`] under the pre-authentication limits
+/// ([`crate::preauth`]).
 pub fn server_config(tls: rustls::ServerConfig) -> Result<quinn::ServerConfig, TlsError> {
     let crypto = QuicServerConfig::try_from(tls).map_err(TlsError::NoInitialCipherSuite)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(Arc::new(transport_config()));
+    let mut transport = transport_config();
+    crate::preauth::restrict(&mut transport);
+    config.transport_config(Arc::new(transport));
     Ok(config)
 }
 
@@ -59,7 +68,7 @@ pub fn transport_config() -> TransportConfig {
         // Twice the stream window, so two bulk channels (or one bulk and many
         // interactive ones) run at full speed side by side, while a peer that
         // stops reading can pin at most 64 MiB of our memory.
-        .receive_window(VarInt::from_u32(64 * MIB))
+        .receive_window(VarInt::from_u32(RECEIVE_WINDOW))
         // Matching the peer's receive window: data we may send but have not
         // had acknowledged is buffered here.
         .send_window(u64::from(64 * MIB))
@@ -67,7 +76,7 @@ pub fn transport_config() -> TransportConfig {
         // a bidirectional stream; 1024 at once is far beyond an ordinary
         // session yet bounds what one peer can make us track. quinn's default
         // (100) could stall a busy port forward.
-        .max_concurrent_bidi_streams(VarInt::from_u32(1024))
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS))
         // Every 5 s of silence, a PING: keeps NAT and firewall UDP mappings
         // (often dropped after 30 s idle) open during a quiet interactive
         // session, and notices a dead path well before the idle timeout.

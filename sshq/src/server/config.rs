@@ -15,6 +15,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::admission::keywords::PreauthLimits;
 use crate::client::config::{
     departs_from_default, glob_paths, io_reason, lines_of, parse_bind_mask, parse_duration,
     parse_port, split_line, LogLevel,
@@ -58,9 +59,9 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("ciphers", ""), ("denygroups", ""), ("denyusers", ""), ("disableforwarding", "no"),
     ("exposeauthinfo", "no"), ("forcecommand", "none"), ("hostbasedacceptedalgorithms", ""),
     ("hostcertificate", ""), ("hostkeyalgorithms", ""), ("macs", ""), ("maxsessions", ""),
-    ("maxstartups", ""), ("permitemptypasswords", "no"), ("permittty", "yes"),
+    ("permitemptypasswords", "no"), ("permittty", "yes"),
     ("permittunnel", "no"), ("permituserenvironment", "no"), ("permituserrc", "yes"),
-    ("persourcemaxstartups", "none"), ("pubkeyacceptedalgorithms", ""), ("rdomain", "none"),
+    ("pubkeyacceptedalgorithms", ""), ("rdomain", "none"),
     ("revokedkeys", "none"), ("setenv", ""), ("trustedusercakeys", "none"),
 ];
 
@@ -226,6 +227,9 @@ pub struct ServerConfig {
     /// sshqd's own `CongestionControl` for QUIC (cubic, bbr, newreno);
     /// `None` keeps quinn's default (cubic).
     pub congestion_control: Option<sshq_quic::tls::CongestionControl>,
+    /// MaxStartups, PerSourceMaxStartups, PerSourceNetBlockSize,
+    /// PerSourcePenalties, PerSourcePenaltyExemptList.
+    pub preauth: PreauthLimits,
 }
 
 impl Default for ServerConfig {
@@ -269,6 +273,7 @@ impl Default for ServerConfig {
             allow_udp_relay: super::udp_relay::AllowUdpRelay::Quic,
             kex_algorithms: None,
             congestion_control: None,
+            preauth: PreauthLimits::new(),
         }
     }
 }
@@ -750,6 +755,15 @@ impl Parser {
                 for file in args.iter().flat_map(|arg| glob_paths(&dir.join(arg))) {
                     self.read_file(&file, depth + 1)?;
                 }
+            }
+            "maxstartups"
+            | "persourcemaxstartups"
+            | "persourcenetblocksize"
+            | "persourcepenalties"
+            | "persourcepenaltyexemptlist" => {
+                c.preauth
+                    .apply(&kw, &keyword, &args, fresh)
+                    .map_err(|m| at.bad(m))?;
             }
             "match" => return Err(at.bad("Match is not supported by sshqd")),
             k if IGNORED.contains(&k) => {}

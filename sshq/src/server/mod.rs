@@ -1,6 +1,7 @@
 //! The `sshqd` server: sshd's command line and configuration, serving every
 //! transport with the same session code.
 
+pub mod admission;
 pub mod agent;
 pub mod auth;
 pub mod config;
@@ -21,6 +22,8 @@ use sshq_core::ssh_key::{Algorithm, PrivateKey};
 use sshq_core::transport::Connection;
 use tokio::net::TcpListener;
 
+use admission::gate::{Gate, REFUSAL_BANNER};
+use admission::Ending;
 use auth::{KeyPolicy, RootLogin};
 use config::ServerConfig;
 pub use logging::init_logging;
@@ -126,6 +129,8 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
         client_alive_interval: config.client_alive_interval,
         client_alive_count_max: config.client_alive_count_max,
     });
+    // One pre-authentication accounting for every listener of both transports.
+    let gate = Gate::new(config.preauth.clone());
     let mut tasks = tokio::task::JoinSet::new();
     let addrs = config.listen_addrs();
     if config.transports.tcp {
@@ -138,7 +143,12 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
                 )
             })?;
             tracing::info!("Server listening on {} port {}.", addr.ip(), addr.port());
-            tasks.spawn(accept_tcp(listener, tcp_params.clone(), config.clone()));
+            tasks.spawn(accept_tcp(
+                listener,
+                tcp_params.clone(),
+                config.clone(),
+                gate.clone(),
+            ));
         }
     }
     if config.quic_relay.is_some() && !config.transports.quic {
@@ -182,6 +192,7 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
                 auth.clone(),
                 relay.clone(),
                 config.clone(),
+                gate.clone(),
             ));
         }
     }
@@ -238,7 +249,8 @@ fn quic_server_config(
     }
     let mut quic = sshq_quic::tls::server_config(tls).map_err(|e| format!("sshqd: {e}"))?;
     if let Some(controller) = config.congestion_control {
-        let transport = sshq_quic::tls::transport_config_with(controller);
+        let mut transport = sshq_quic::tls::transport_config_with(controller);
+        sshq_quic::preauth::restrict(&mut transport);
         quic.transport_config(std::sync::Arc::new(transport));
     }
     Ok(quic)
@@ -249,11 +261,28 @@ async fn accept_quic(
     auth: Arc<sshq_quic::ServerAuth>,
     relay: Option<Arc<relay::Relay>>,
     config: Arc<ServerConfig>,
+    gate: Arc<Gate>,
 ) {
     let local = endpoint.local_addr().ok();
     while let Some(incoming) = endpoint.accept().await {
         let peer = incoming.remote_address();
-        let auth = auth.clone();
+        // Under load, a client must first prove it receives at its address
+        // (Retry, one round trip, no key-exchange work for us), so spoofed
+        // sources take no slot and earn no penalty for someone else.
+        if gate.wants_address_validation()
+            && !incoming.remote_address_validated()
+            && incoming.may_retry()
+        {
+            let _ = incoming.retry();
+            continue;
+        }
+        let Some(mut permit) = gate.admit(peer, local) else {
+            incoming.refuse();
+            continue;
+        };
+        let mut auth = (*auth).clone();
+        auth.policy = permit.counting(auth.policy);
+        let auth = Arc::new(auth);
         let relay = relay.clone();
         let config = config.clone();
         tokio::spawn(async move {
@@ -266,6 +295,10 @@ async fn accept_quic(
             let accepted = match sshq_quic::handshake(incoming, deadline).await {
                 Ok(conn) => match &relay {
                     Some(relay) if sshq_quic::tunnel::is_tunnel(&conn) => {
+                        // The relay's target authenticates the user.
+                        permit.ended(Ending::HandedOff);
+                        drop(permit);
+                        sshq_quic::preauth::lift(&conn);
                         return relay.serve(conn, peer).await;
                     }
                     _ => sshq_quic::login(conn, auth, deadline).await,
@@ -273,15 +306,31 @@ async fn accept_quic(
                 Err(e) => Err(e),
             };
             match accepted {
-                Ok(conn) => run_connection(conn, local, peer, &config).await,
-                Err(e) => tracing::info!(
-                    "Connection from {} port {} (QUIC): {}",
-                    peer.ip(),
-                    peer.port(),
-                    log_escape::peer_text(&e.to_string())
-                ),
+                Ok(conn) => {
+                    permit.authenticated();
+                    run_connection(conn, local, peer, &config).await
+                }
+                Err(e) => {
+                    permit.ended(quic_ending(&e));
+                    tracing::info!(
+                        "Connection from {} port {} (QUIC): {}",
+                        peer.ip(),
+                        peer.port(),
+                        log_escape::peer_text(&e.to_string())
+                    )
+                }
             }
         });
+    }
+}
+
+/// How a QUIC login that failed ended, for PerSourcePenalties (refused
+/// keys are counted by the permit's policy).
+fn quic_ending(error: &sshq_quic::HandshakeError) -> Ending {
+    match error {
+        sshq_quic::HandshakeError::LoginGraceTimeExpired => Ending::GraceExceeded,
+        sshq_quic::HandshakeError::TooManyFailures(_) => Ending::AuthFailed,
+        _ => Ending::NoAuth,
     }
 }
 
@@ -289,6 +338,7 @@ async fn accept_tcp(
     listener: TcpListener,
     params: Arc<sshq_tcp::ServerParams>,
     config: Arc<ServerConfig>,
+    gate: Arc<Gate>,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -302,17 +352,32 @@ async fn accept_tcp(
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().ok();
-        let params = params.clone();
+        let Some(mut permit) = gate.admit(peer, local) else {
+            // sshd's notice, best effort: never wait on a refused peer.
+            let _ = stream.try_write(REFUSAL_BANNER);
+            continue;
+        };
+        let mut params = (*params).clone();
+        params.policy = permit.counting(params.policy);
+        let params = Arc::new(params);
         let config = config.clone();
         tokio::spawn(async move {
             match sshq_tcp::accept(stream, local, Some(peer), params).await {
-                Ok(conn) => run_connection(conn, local, peer, &config).await,
-                Err(e) => tracing::info!(
-                    "Connection from {} port {}: {}",
-                    peer.ip(),
-                    peer.port(),
-                    log_escape::peer_text(&e.to_string())
-                ),
+                Ok(conn) => {
+                    permit.authenticated();
+                    run_connection(conn, local, peer, &config).await
+                }
+                Err(e) => {
+                    if matches!(e, sshq_tcp::HandshakeError::LoginGraceTimeExpired) {
+                        permit.ended(Ending::GraceExceeded);
+                    }
+                    tracing::info!(
+                        "Connection from {} port {}: {}",
+                        peer.ip(),
+                        peer.port(),
+                        log_escape::peer_text(&e.to_string())
+                    )
+                }
             }
         });
     }
