@@ -3,8 +3,10 @@
 
 pub mod agent;
 pub mod auth;
+pub mod blocking;
 pub mod config;
 pub mod forwarding;
+pub mod limits;
 pub mod process;
 pub mod relay;
 pub mod session;
@@ -312,10 +314,18 @@ async fn run_connection<C: Connection>(
     config: &ServerConfig,
 ) {
     let info = conn.info();
-    let user = match process::SessionUser::lookup(&info.user) {
-        Ok(Some(user)) => user,
-        _ => {
+    let name = info.user.clone();
+    let lookup = move || process::SessionUser::lookup(&name);
+    let user = match blocking::off_worker("user lookup", blocking::USER_LOOKUP_LIMIT, lookup).await
+    {
+        Ok(Ok(Some(user))) => user,
+        Ok(Ok(None)) | Ok(Err(_)) => {
             tracing::error!("user {} vanished after authentication", info.user);
+            conn.close("user lookup failed").await;
+            return;
+        }
+        Err(e) => {
+            tracing::error!("user {}: {e}", info.user);
             conn.close("user lookup failed").await;
             return;
         }
@@ -349,6 +359,7 @@ async fn run_connection<C: Connection>(
         gateway_ports: config.gateway_ports,
         allow_agent_forwarding: config.allow_agent_forwarding,
         streamlocal: forwarding::StreamlocalPolicy::from_config(config),
+        limits: limits::ConnectionLimits::new(config.max_sessions),
     });
     session::serve(Arc::new(conn), ctx).await;
     tracing::info!(
