@@ -10,6 +10,12 @@
 //! task that sends that output: a deadlock. The QUIC transport uses a small
 //! limit, since there blocking stops just that stream and QUIC's flow
 //! control tells the peer.
+//!
+//! What is counted against the limit is memory, not payload: every chunk
+//! costs its length plus [`CHUNK_OVERHEAD`], so a peer sending one-byte
+//! packets fills the budget as fast, in memory, as one sending large ones.
+//! A [`PipeBudget`] shared by all the pipes of one connection bounds their
+//! sum, so many channels cannot multiply the per-pipe limit.
 
 use std::collections::VecDeque;
 use std::io;
@@ -21,24 +27,64 @@ use bytes::Bytes;
 use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+/// What one queued chunk costs beyond its payload: the `Bytes` handle and
+/// its shared header, the queue slot, the permits and the allocator's own
+/// bookkeeping, rounded up (about 150 bytes were counted on x86-64).
+pub const CHUNK_OVERHEAD: usize = 256;
+
+/// Memory that all the pipes of one connection may hold together. Clones
+/// share it.
+#[derive(Debug, Clone)]
+pub struct PipeBudget {
+    bytes: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl PipeBudget {
+    /// A budget of `limit` bytes (as counted by the pipes: payload plus
+    /// [`CHUNK_OVERHEAD`] per chunk).
+    pub fn new(limit: usize) -> Self {
+        let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
+        PipeBudget {
+            bytes: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// How much of the budget is free now (for tests and logs).
+    pub fn available(&self) -> usize {
+        self.bytes.available_permits()
+    }
+}
+
+/// What a queued chunk holds from the pipe's and the connection's budgets;
+/// dropping it (once the chunk is read) gives both back.
+#[derive(Debug)]
+struct Charge {
+    _pipe: OwnedSemaphorePermit,
+    _connection: Option<OwnedSemaphorePermit>,
+}
+
 /// The sending end, driven by the transport.
 pub struct PipeWriter {
-    chunks: Option<mpsc::UnboundedSender<(Bytes, OwnedSemaphorePermit)>>,
+    chunks: Option<mpsc::UnboundedSender<(Bytes, Charge)>>,
     budget: Arc<Semaphore>,
     limit: usize,
+    connection: Option<PipeBudget>,
 }
 
 /// The receiving end: the channel's `data_in` or `ext_in`.
 pub struct PipeReader {
-    chunks: mpsc::UnboundedReceiver<(Bytes, OwnedSemaphorePermit)>,
-    /// What is left of the chunk being read; its permit is released (and
-    /// the budget refilled) once it is read in full.
-    current: VecDeque<(Bytes, OwnedSemaphorePermit)>,
+    chunks: mpsc::UnboundedReceiver<(Bytes, Charge)>,
+    /// What is left of the chunk being read; its charge is released (and
+    /// the budgets refilled) once it is read in full.
+    current: VecDeque<(Bytes, Charge)>,
 }
 
 /// A pipe whose writer waits once `limit` bytes are unread.
 pub fn pipe(limit: usize) -> (PipeReader, PipeWriter) {
     let (tx, rx) = mpsc::unbounded_channel();
+    let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
     (
         PipeReader {
             chunks: rx,
@@ -46,14 +92,30 @@ pub fn pipe(limit: usize) -> (PipeReader, PipeWriter) {
         },
         PipeWriter {
             chunks: Some(tx),
-            budget: Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS))),
+            budget: Arc::new(Semaphore::new(limit)),
             limit,
+            connection: None,
         },
     )
 }
 
+/// A pipe whose writer waits once `limit` bytes are unread in it, or once
+/// the pipes sharing `connection` hold all of that budget.
+pub fn pipe_within(limit: usize, connection: &PipeBudget) -> (PipeReader, PipeWriter) {
+    let (reader, mut writer) = pipe(limit);
+    writer.connection = Some(connection.clone());
+    (reader, writer)
+}
+
+/// What `len` payload bytes cost against a budget of `limit`: clamped, so
+/// that an oversized chunk waits for the whole budget instead of forever.
+fn cost(len: usize, limit: usize) -> Result<u32, ()> {
+    u32::try_from(len.saturating_add(CHUNK_OVERHEAD).min(limit)).map_err(|_| ())
+}
+
 impl PipeWriter {
-    /// Queues `data`; waits only while the reader is `limit` bytes behind.
+    /// Queues `data`; waits only while the reader is `limit` bytes behind
+    /// (or the connection's budget is spent).
     /// Fails once the reader is gone or after [`PipeWriter::close`].
     pub async fn send(&mut self, data: Bytes) -> Result<(), ()> {
         if data.is_empty() {
@@ -62,16 +124,30 @@ impl PipeWriter {
         let Some(chunks) = &self.chunks else {
             return Err(());
         };
-        // A chunk is at most one SSH packet, far below the limit; clamp
-        // anyway so an oversized one cannot wait forever.
-        let cost = u32::try_from(data.len().min(self.limit)).map_err(|_| ())?;
-        let permit = self
+        let pipe = self
             .budget
             .clone()
-            .acquire_many_owned(cost)
+            .acquire_many_owned(cost(data.len(), self.limit)?)
             .await
             .map_err(|_| ())?;
-        chunks.send((data, permit)).map_err(|_| ())
+        // The pipe's own permit is taken first: a stalled reader then holds
+        // at most one waiting chunk's worth of the connection's budget.
+        let connection = match &self.connection {
+            Some(shared) => Some(
+                shared
+                    .bytes
+                    .clone()
+                    .acquire_many_owned(cost(data.len(), shared.limit)?)
+                    .await
+                    .map_err(|_| ())?,
+            ),
+            None => None,
+        };
+        let charge = Charge {
+            _pipe: pipe,
+            _connection: connection,
+        };
+        chunks.send((data, charge)).map_err(|_| ())
     }
 
     /// End of data: the reader sees EOF once it has read what is queued.
@@ -87,7 +163,7 @@ impl AsyncRead for PipeReader {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
-            if let Some((chunk, _permit)) = self.current.front_mut() {
+            if let Some((chunk, _charge)) = self.current.front_mut() {
                 let n = chunk.len().min(buf.remaining());
                 buf.put_slice(&chunk.split_to(n));
                 if chunk.is_empty() {
@@ -124,7 +200,7 @@ impl AsyncBufRead for PipeReader {
     }
 
     fn consume(mut self: Pin<&mut Self>, amount: usize) {
-        if let Some((chunk, _permit)) = self.current.front_mut() {
+        if let Some((chunk, _charge)) = self.current.front_mut() {
             let n = amount.min(chunk.len());
             let _ = chunk.split_to(n);
             if chunk.is_empty() {
@@ -182,7 +258,7 @@ mod tests {
     async fn writer_waits_only_past_the_limit() {
         let (mut reader, mut writer) = pipe(LIMIT);
         let chunk = Bytes::from(vec![7u8; 1024 * 1024]);
-        for _ in 0..(LIMIT / chunk.len()) {
+        for _ in 0..(LIMIT / (chunk.len() + CHUNK_OVERHEAD)) {
             writer.send(chunk.clone()).await.unwrap();
         }
         // Full: the next send must wait until the reader takes something.
@@ -202,5 +278,46 @@ mod tests {
         let (reader, mut writer) = pipe(LIMIT);
         drop(reader);
         assert!(writer.send(Bytes::from_static(b"x")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn tiny_chunks_are_charged_their_overhead() {
+        // 100 one-byte chunks must not fit where 100 payload bytes would.
+        let limit = 10 * (1 + CHUNK_OVERHEAD);
+        let (_reader, mut writer) = pipe(limit);
+        let mut queued = 0;
+        for _ in 0..100 {
+            let send = writer.send(Bytes::from_static(b"x"));
+            match tokio::time::timeout(std::time::Duration::from_millis(50), send).await {
+                Ok(result) => {
+                    result.unwrap();
+                    queued += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        assert_eq!(queued, 10, "one-byte chunks queued before the writer waits");
+    }
+
+    #[tokio::test]
+    async fn pipes_of_one_connection_share_its_budget() {
+        let budget = PipeBudget::new(4 * (1024 + CHUNK_OVERHEAD));
+        let (_a_reader, mut a) = pipe_within(LIMIT, &budget);
+        let (mut b_reader, mut b) = pipe_within(LIMIT, &budget);
+        let chunk = Bytes::from(vec![1u8; 1024]);
+        for _ in 0..2 {
+            a.send(chunk.clone()).await.unwrap();
+            b.send(chunk.clone()).await.unwrap();
+        }
+        assert_eq!(budget.available(), 0);
+        // Both pipes are far below their own limit, yet the next chunk waits.
+        let blocked =
+            tokio::time::timeout(std::time::Duration::from_millis(100), a.send(chunk.clone()))
+                .await;
+        assert!(blocked.is_err(), "the connection's budget must bound all pipes");
+        // Reading from one pipe frees budget for the other.
+        let mut first = vec![0u8; 1024];
+        b_reader.read_exact(&mut first).await.unwrap();
+        a.send(chunk).await.unwrap();
     }
 }

@@ -62,16 +62,27 @@ impl<T> ReplyQueue<T> {
     }
 }
 
+/// Requests from the peer that may wait, per channel, for the code that
+/// handles them. Once that many are queued the transport stops reading the
+/// peer (over QUIC just that channel's stream; over TCP the connection,
+/// whose other channels the peer is then holding up itself): a flood of
+/// requests, or of requests whose replies the peer never reads, is slowed
+/// to the pace at which they are handled instead of growing a queue.
+pub const REQUEST_QUEUE: usize = 32;
+
+/// Where a transport's reader task queues the peer's requests for a channel.
+pub type RequestSender = mpsc::Sender<IncomingRequest>;
+
+/// A bounded queue of [`REQUEST_QUEUE`] requests for one channel.
+pub fn request_queue() -> (RequestSender, QueuedRequests) {
+    let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+    (tx, QueuedRequests { rx })
+}
+
 /// The requests a transport's reader task queues for one channel.
 #[derive(Debug)]
 pub struct QueuedRequests {
-    rx: mpsc::UnboundedReceiver<IncomingRequest>,
-}
-
-impl QueuedRequests {
-    pub fn new(rx: mpsc::UnboundedReceiver<IncomingRequest>) -> Self {
-        QueuedRequests { rx }
-    }
+    rx: mpsc::Receiver<IncomingRequest>,
 }
 
 impl RequestStream for QueuedRequests {
@@ -102,5 +113,20 @@ mod tests {
         let waiter = queue.expect().unwrap();
         queue.clear();
         assert!(waiter.await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_request_queue_is_bounded() {
+        let (tx, mut requests) = request_queue();
+        let request = || IncomingRequest {
+            request: crate::channel::ChannelRequest::Shell,
+            reply: crate::transport::ReplyHandle::none(),
+        };
+        for _ in 0..REQUEST_QUEUE {
+            tx.try_send(request()).unwrap();
+        }
+        assert!(tx.try_send(request()).is_err(), "a full queue takes no more");
+        assert!(requests.next().await.is_some());
+        tx.try_send(request()).unwrap();
     }
 }

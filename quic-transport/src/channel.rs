@@ -20,8 +20,8 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use sshq_core::channel::{ChannelKind, ChannelRequest, OpenFailure, OpenFailureReason};
 use sshq_core::error::TransportError;
-use sshq_core::pipe::{pipe, PipeReader, PipeWriter};
-use sshq_core::replies::{QueuedRequests, ReplyQueue};
+use sshq_core::pipe::{pipe, pipe_within, PipeBudget, PipeReader, PipeWriter};
+use sshq_core::replies::{request_queue, QueuedRequests, ReplyQueue, RequestSender, REQUEST_QUEUE};
 use sshq_core::transport::{Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle};
 use tokio::io::AsyncWrite;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -35,6 +35,17 @@ const PIPE_BUFFER: usize = 1 << 20;
 
 /// Frames queued for the writer task per channel.
 const WRITE_QUEUE: usize = 16;
+
+/// The peer's unread data over all the channels of one connection, counted
+/// as memory (see `sshq_core::pipe`): the connection's receive window, so
+/// that what QUIC lets the peer send and what we hold once it is read from
+/// QUIC stay of one size whatever the number of streams.
+pub(crate) const CONNECTION_PIPE_BUDGET: usize = 64 << 20;
+
+/// DATA payloads shorter than this are copied out of the stream's read
+/// buffer: a few stalled bytes must not keep a whole 64 KiB buffer (and
+/// every frame decoded from it) alive. Larger ones are handed on as they are.
+const COPY_BELOW: usize = 16 * 1024;
 
 /// Where a channel we opened stands with the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +74,8 @@ pub struct QuicChannel {
     /// Bytes read past the OPEN frame (accepted channels).
     buffered: BytesMut,
     side: Side,
+    /// The connection's budget for unread data, when it has one.
+    budget: Option<PipeBudget>,
 }
 
 enum Side {
@@ -113,7 +126,15 @@ impl QuicChannel {
             recv: Some(recv),
             buffered: BytesMut::new(),
             side: Side::Opener,
+            budget: None,
         }
+    }
+
+    /// Counts the peer's unread data on this channel against `budget`, the
+    /// connection's.
+    pub(crate) fn within_budget(mut self, budget: &PipeBudget) -> Self {
+        self.budget = Some(budget.clone());
+        self
     }
 
     /// A channel the peer opened, after its OPEN frame was read.
@@ -131,6 +152,7 @@ impl QuicChannel {
             recv: Some(recv),
             buffered,
             side: Side::Acceptor { decision },
+            budget: None,
         }
     }
 }
@@ -167,9 +189,13 @@ impl Channel for QuicChannel {
 
     fn split(mut self) -> ChannelParts<Self> {
         let (out_tx, out_rx) = mpsc::channel(WRITE_QUEUE);
-        let (data_rx, data_tx) = pipe(PIPE_BUFFER);
-        let (ext_rx, ext_tx) = pipe(PIPE_BUFFER);
-        let (requests_tx, requests_rx) = mpsc::unbounded_channel();
+        let new_pipe = || match &self.budget {
+            Some(budget) => pipe_within(PIPE_BUFFER, budget),
+            None => pipe(PIPE_BUFFER),
+        };
+        let (data_rx, data_tx) = new_pipe();
+        let (ext_rx, ext_tx) = new_pipe();
+        let (requests_tx, requests_rx) = request_queue();
         let pending = ReplyQueue::default();
         let opener = matches!(self.side, Side::Opener);
         let (open_tx, open_rx) = watch::channel(if opener {
@@ -214,7 +240,7 @@ impl Channel for QuicChannel {
                 order: tokio::sync::Mutex::new(()),
                 closed: closed_rx,
             },
-            requests: QueuedRequests::new(requests_rx),
+            requests: requests_rx,
         }
     }
 }
@@ -272,15 +298,17 @@ struct ReadLoop {
     open: watch::Sender<OpenState>,
     data: PipeWriter,
     ext: PipeWriter,
-    requests: mpsc::UnboundedSender<IncomingRequest>,
+    requests: RequestSender,
     pending: ReplyQueue<bool>,
     out: mpsc::Sender<Out>,
     closed: Arc<watch::Sender<bool>>,
 }
 
 async fn read_loop(mut r: ReadLoop) {
-    // Replies to the peer's requests go out in order, from one task.
-    let (reply_tx, mut reply_rx) = mpsc::unbounded_channel::<oneshot::Receiver<bool>>();
+    // Replies to the peer's requests go out in order, from one task. Both
+    // this queue and the requests' are bounded: a peer that floods requests
+    // and never reads the replies soon finds this stream no longer read.
+    let (reply_tx, mut reply_rx) = mpsc::channel::<oneshot::Receiver<bool>>(REQUEST_QUEUE);
     let reply_out = r.out.clone();
     tokio::spawn(async move {
         while let Some(answer) = reply_rx.recv().await {
@@ -344,7 +372,7 @@ impl ReadLoop {
     async fn handle(
         &mut self,
         frame: Frame,
-        replies: &mpsc::UnboundedSender<oneshot::Receiver<bool>>,
+        replies: &mpsc::Sender<oneshot::Receiver<bool>>,
     ) -> Result<(), ErrorCode> {
         if self.awaiting_answer {
             self.awaiting_answer = false;
@@ -364,10 +392,10 @@ impl ReadLoop {
         match frame {
             Frame::Data(bytes) => {
                 // Blocking here is the flow control: the stream stops being read.
-                let _ = self.data.send(bytes).await;
+                let _ = self.data.send(compact(bytes)).await;
             }
             Frame::ExtendedData { data_type: 1, data } => {
-                let _ = self.ext.send(data).await;
+                let _ = self.ext.send(compact(data)).await;
             }
             Frame::ExtendedData { .. } => {} // other types are defined by no one; dropped as in SSH
             Frame::ChannelRequest {
@@ -376,12 +404,12 @@ impl ReadLoop {
             } => {
                 let reply = if want_reply {
                     let (tx, rx) = oneshot::channel();
-                    let _ = replies.send(rx);
+                    let _ = replies.send(rx).await;
                     ReplyHandle::new(tx)
                 } else {
                     ReplyHandle::none()
                 };
-                let _ = self.requests.send(IncomingRequest { request, reply });
+                let _ = self.requests.send(IncomingRequest { request, reply }).await;
             }
             Frame::ChannelSuccess | Frame::ChannelFailure => {
                 if !self.pending.resolve(matches!(frame, Frame::ChannelSuccess)) {
@@ -391,6 +419,16 @@ impl ReadLoop {
             _ => return Err(ErrorCode::ProtocolError),
         }
         Ok(())
+    }
+}
+
+/// A DATA payload as it should be queued: small ones copied out of the
+/// buffer they were decoded from (see [`COPY_BELOW`]).
+fn compact(payload: Bytes) -> Bytes {
+    if payload.len() < COPY_BELOW {
+        Bytes::copy_from_slice(&payload)
+    } else {
+        payload
     }
 }
 

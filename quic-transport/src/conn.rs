@@ -13,13 +13,15 @@ use sshq_core::auth::{AuthPolicy, UserKey};
 use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest, OpenFailure, OpenFailureReason};
 use sshq_core::error::TransportError;
 use sshq_core::log_escape;
-use sshq_core::replies::ReplyQueue;
+use sshq_core::pipe::PipeBudget;
+use sshq_core::replies::{ReplyQueue, REQUEST_QUEUE};
 use sshq_core::transport::{
     Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, PendingChannel, TransportKind,
 };
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
-use crate::channel::QuicChannel;
+use crate::channel::{QuicChannel, CONNECTION_PIPE_BUDGET};
+use crate::userauth;
 use crate::wire::{
     decode_frame, encode_frame, ErrorCode, Frame, WireError, USERAUTH_EXPORTER_LABEL,
     USERAUTH_EXPORTER_LEN,
@@ -90,12 +92,14 @@ pub(crate) enum AuthState {
 /// An authenticated (or, on the client, authenticating) SSH connection over QUIC.
 pub struct QuicConnection {
     conn: quinn::Connection,
-    control: mpsc::UnboundedSender<Bytes>,
+    control: ControlSender,
     incoming: Mutex<mpsc::UnboundedReceiver<Incoming<QuicChannel>>>,
     global_pending: ReplyQueue<GlobalReply>,
     /// Held while a global request is registered and sent, so that
     /// requests go out in the order their replies are expected.
     global_order: Arc<Mutex<()>>,
+    /// Bounds the peer's unread data over all channels.
+    budget: PipeBudget,
     info: ConnectionInfo,
     auth: watch::Receiver<AuthState>,
     /// The client's endpoint, kept so that closing can wait for the
@@ -201,7 +205,11 @@ pub async fn client_session(
                     return;
                 }
             }
-            tokio::spawn(accept_channels(conn.clone(), incoming_tx.clone()));
+            tokio::spawn(accept_channels(
+                conn.clone(),
+                incoming_tx.clone(),
+                shared.budget.clone(),
+            ));
             control_loop(conn, reader, control, shared, incoming_tx).await;
         });
     }
@@ -232,7 +240,7 @@ async fn next_request(
 
 async fn client_auth_loop(
     reader: &mut FrameReader,
-    control: &mpsc::UnboundedSender<Bytes>,
+    control: &ControlSender,
     keys: &mut impl Iterator<Item = Arc<dyn UserKey>>,
     user: &str,
     exporter: &[u8],
@@ -245,6 +253,7 @@ async fn client_auth_loop(
                     Some(request) => {
                         if control
                             .send(encode_frame(&Frame::UserauthRequest(request)))
+                            .await
                             .is_err()
                         {
                             return AuthState::Failed("connection closed".to_string());
@@ -362,7 +371,7 @@ pub async fn login(
     // Logged in: the normal stream and flow-control limits apply now.
     crate::preauth::lift(&conn);
     let control = spawn_control_writer(send);
-    let _ = control.send(encode_frame(&Frame::UserauthSuccess));
+    let _ = control.send(encode_frame(&Frame::UserauthSuccess)).await;
     let shared = Shared::new();
     if let Some(interval) = auth.client_alive_interval.filter(|i| !i.is_zero()) {
         let alive = keepalive::ClientAlive {
@@ -379,7 +388,11 @@ pub async fn login(
         ));
     }
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
-    tokio::spawn(accept_channels(conn.clone(), incoming_tx.clone()));
+    tokio::spawn(accept_channels(
+        conn.clone(),
+        incoming_tx.clone(),
+        shared.budget.clone(),
+    ));
     tokio::spawn(control_loop(
         conn.clone(),
         reader,
@@ -500,6 +513,7 @@ fn frame_kind(frame: &Frame) -> &'static str {
 struct Shared {
     global_pending: ReplyQueue<GlobalReply>,
     global_order: Arc<Mutex<()>>,
+    budget: PipeBudget,
 }
 
 impl Shared {
@@ -507,6 +521,7 @@ impl Shared {
         Shared {
             global_pending: ReplyQueue::default(),
             global_order: Arc::default(),
+            budget: PipeBudget::new(CONNECTION_PIPE_BUDGET),
         }
     }
 }
@@ -514,7 +529,7 @@ impl Shared {
 impl QuicConnection {
     fn new(
         conn: quinn::Connection,
-        control: mpsc::UnboundedSender<Bytes>,
+        control: ControlSender,
         incoming: mpsc::UnboundedReceiver<Incoming<QuicChannel>>,
         shared: Shared,
         auth: watch::Receiver<AuthState>,
@@ -534,6 +549,7 @@ impl QuicConnection {
             incoming: Mutex::new(incoming),
             global_pending: shared.global_pending,
             global_order: shared.global_order,
+            budget: shared.budget,
             info,
             auth,
             endpoint: None,
@@ -552,8 +568,16 @@ impl QuicConnection {
     }
 }
 
-fn spawn_control_writer(mut send: quinn::SendStream) -> mpsc::UnboundedSender<Bytes> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+/// Frames waiting for the control stream's writer. Bounded, so that a peer
+/// that stops reading the control stream stops our replies (and, through
+/// them, our reading of its requests) instead of queueing them.
+type ControlSender = mpsc::Sender<Bytes>;
+
+/// Frames queued for the control stream's writer.
+const CONTROL_QUEUE: usize = 64;
+
+fn spawn_control_writer(mut send: quinn::SendStream) -> ControlSender {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(CONTROL_QUEUE);
     tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
             // Frames are never empty; an empty item asks for FIN.
@@ -573,22 +597,28 @@ fn spawn_control_writer(mut send: quinn::SendStream) -> mpsc::UnboundedSender<By
 async fn control_loop(
     conn: quinn::Connection,
     mut reader: FrameReader,
-    control: mpsc::UnboundedSender<Bytes>,
+    control: ControlSender,
     shared: Shared,
     incoming: mpsc::UnboundedSender<Incoming<QuicChannel>>,
 ) {
-    // Our replies to the peer's requests go out in request order.
+    // Our replies to the peer's requests go out in request order. The
+    // peer's requests wait in a bounded queue until handled and their reply
+    // written, so a peer that floods requests, or never reads the replies,
+    // finds the control stream no longer read (see `replies::REQUEST_QUEUE`).
     let (order_tx, mut order_rx) =
-        mpsc::unbounded_channel::<Option<oneshot::Receiver<GlobalReply>>>();
+        mpsc::channel::<(oneshot::Receiver<GlobalReply>, bool)>(REQUEST_QUEUE);
     let replier = control.clone();
     tokio::spawn(async move {
-        while let Some(waiter) = order_rx.recv().await {
-            let Some(waiter) = waiter else { continue };
-            let frame = match waiter.await.unwrap_or(GlobalReply::Failure) {
+        while let Some((waiter, want_reply)) = order_rx.recv().await {
+            let reply = waiter.await.unwrap_or(GlobalReply::Failure);
+            if !want_reply {
+                continue;
+            }
+            let frame = match reply {
                 GlobalReply::Success { bound_port } => Frame::RequestSuccess { bound_port },
                 GlobalReply::Failure => Frame::RequestFailure,
             };
-            if replier.send(encode_frame(&frame)).is_err() {
+            if replier.send(encode_frame(&frame)).await.is_err() {
                 return;
             }
         }
@@ -621,7 +651,9 @@ async fn control_loop(
                 want_reply,
             } => {
                 let (tx, rx) = oneshot::channel();
-                let _ = order_tx.send(want_reply.then_some(rx));
+                if order_tx.send((rx, want_reply)).await.is_err() {
+                    return;
+                }
                 let reply = Some(tx);
                 let _ = incoming.send(Incoming::GlobalRequest(IncomingGlobalRequest {
                     request,
@@ -657,9 +689,10 @@ async fn control_loop(
 async fn accept_channels(
     conn: quinn::Connection,
     incoming: mpsc::UnboundedSender<Incoming<QuicChannel>>,
+    budget: PipeBudget,
 ) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(receive_open(send, recv, incoming.clone()));
+        tokio::spawn(receive_open(send, recv, incoming.clone(), budget.clone()));
     }
 }
 
@@ -669,6 +702,7 @@ async fn receive_open(
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
     incoming: mpsc::UnboundedSender<Incoming<QuicChannel>>,
+    budget: PipeBudget,
 ) {
     let mut reader = FrameReader::new(recv);
     let first = tokio::time::timeout(OPEN_FRAME_TIMEOUT, reader.next()).await;
@@ -694,7 +728,8 @@ async fn receive_open(
     };
     let (recv, buffered) = reader.into_parts();
     let (decide_tx, decide_rx) = oneshot::channel();
-    let channel = QuicChannel::accepted(kind.clone(), send, recv, buffered, decide_rx);
+    let channel = QuicChannel::accepted(kind.clone(), send, recv, buffered, decide_rx)
+        .within_budget(&budget);
     let _ = incoming.send(Incoming::Channel(PendingChannel::new(
         kind, channel, decide_tx,
     )));
@@ -709,7 +744,7 @@ impl Connection for QuicConnection {
             .open_bi()
             .await
             .map_err(|e| TransportError::ConnectionClosed(Some(e.to_string())))?;
-        Ok(QuicChannel::opened(kind, send, recv))
+        Ok(QuicChannel::opened(kind, send, recv).within_budget(&self.budget))
     }
 
     async fn accept(&self) -> Option<Incoming<QuicChannel>> {
@@ -728,6 +763,7 @@ impl Connection for QuicConnection {
                     request,
                     want_reply: true,
                 }))
+                .await
                 .map_err(|_| TransportError::ConnectionClosed(None))?;
             rx
         };
@@ -747,7 +783,13 @@ impl Connection for QuicConnection {
         // which the server has already discarded, so the server would only
         // notice at its idle timeout.
         let peer_closed = self.endpoint.is_some()
-            && self.control.send(Bytes::new()).is_ok()
+            // Bounded, like the wait below: a peer that reads nothing must
+            // not hold up our close.
+            && matches!(
+                tokio::time::timeout(Duration::from_millis(500), self.control.send(Bytes::new()))
+                    .await,
+                Ok(Ok(()))
+            )
             && tokio::time::timeout(Duration::from_millis(500), self.conn.closed())
                 .await
                 .is_ok();

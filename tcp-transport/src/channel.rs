@@ -15,15 +15,23 @@ use std::task::{Context, Poll};
 use russh::{ChannelMsg, ChannelWriteHalf, Sig};
 use sshq_core::channel::{ChannelKind, ChannelRequest, ExitSignal, PtyRequest, WindowSize};
 use sshq_core::error::TransportError;
-use sshq_core::pipe::{pipe, PipeReader, PipeWriter};
-use sshq_core::replies::{QueuedRequests, ReplyQueue};
+use sshq_core::pipe::{pipe, pipe_within, PipeBudget, PipeReader, PipeWriter};
+use sshq_core::replies::{request_queue, QueuedRequests, ReplyQueue, RequestSender};
 use sshq_core::transport::{Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle};
 use tokio::io::AsyncWrite;
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{watch, Mutex};
 
 /// Unread bytes one channel half may hold before russh's session task
-/// waits (see `sshq_core::pipe` for why it must be large here).
+/// waits (see `sshq_core::pipe` for why it must be large here), counted
+/// as the memory they take (payload plus a per-chunk overhead).
 const HANDOVER_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The same for all the channels of one server-side connection together:
+/// russh opens windows as data arrives and passes on data beyond the
+/// window too, so without this a client could make sshqd hold 64 MiB per
+/// channel half times every channel it opens. Four halves' worth: bulk
+/// transfers on a few channels still never wait for each other.
+pub(crate) const CONNECTION_HANDOVER_LIMIT: usize = 4 * HANDOVER_LIMIT;
 
 /// Which side of the connection a channel belongs to: servers answer
 /// requests through their handler (see `server.rs`), clients never get
@@ -33,7 +41,7 @@ pub(crate) enum Side {
     /// Server side: requests are fed in by the server handler, which must
     /// answer them before russh reads the next packet.
     Server {
-        requests: mpsc::UnboundedReceiver<IncomingRequest>,
+        requests: QueuedRequests,
         /// exit-signal can only be sent through the server's session handle.
         handle: russh::server::Handle,
     },
@@ -52,6 +60,8 @@ pub struct TcpChannel<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 's
     /// the peer would drop it as data for a channel it does not know yet
     /// (a forwarded SSH server's banner was lost this way).
     confirmed: Option<watch::Receiver<bool>>,
+    /// The connection's budget for the peer's unread data, if it has one.
+    budget: Option<PipeBudget>,
 }
 
 impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> TcpChannel<S> {
@@ -61,7 +71,15 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> TcpChannel
             inner,
             side,
             confirmed: None,
+            budget: None,
         }
+    }
+
+    /// Counts the peer's unread data on this channel against `budget`, the
+    /// connection's (see `sshq_core::pipe`).
+    pub(crate) fn within_budget(mut self, budget: &PipeBudget) -> Self {
+        self.budget = Some(budget.clone());
+        self
     }
 
     /// Holds everything we send until `confirmed` becomes true.
@@ -100,13 +118,17 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
 
     fn split(self) -> ChannelParts<Self> {
         let (read_half, write_half) = self.inner.split();
-        let (data_rx, data_tx) = pipe(HANDOVER_LIMIT);
-        let (ext_rx, ext_tx) = pipe(HANDOVER_LIMIT);
+        let new_pipe = || match &self.budget {
+            Some(budget) => pipe_within(HANDOVER_LIMIT, budget),
+            None => pipe(HANDOVER_LIMIT),
+        };
+        let (data_rx, data_tx) = new_pipe();
+        let (ext_rx, ext_tx) = new_pipe();
         let pending = ReplyQueue::default();
         let id = write_half.id();
         let (requests, demux_requests, server) = match self.side {
             Side::Client => {
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = request_queue();
                 (rx, Some(tx), None)
             }
             Side::Server { requests, handle } => (requests, None, Some((handle, id))),
@@ -142,7 +164,7 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
                 closed: closed_rx,
                 confirmed: self.confirmed,
             },
-            requests: QueuedRequests::new(requests),
+            requests,
         }
     }
 }
@@ -152,7 +174,7 @@ async fn demultiplex(
     mut read_half: russh::ChannelReadHalf,
     mut data: PipeWriter,
     mut ext: PipeWriter,
-    requests: Option<mpsc::UnboundedSender<IncomingRequest>>,
+    requests: Option<RequestSender>,
     pending: ReplyQueue<bool>,
     closed: watch::Sender<bool>,
 ) {
@@ -182,10 +204,12 @@ async fn demultiplex(
             }
             other => {
                 if let (Some(requests), Some(request)) = (&requests, request_from_peer(other)) {
-                    let _ = requests.send(IncomingRequest {
-                        request,
-                        reply: ReplyHandle::none(),
-                    });
+                    let _ = requests
+                        .send(IncomingRequest {
+                            request,
+                            reply: ReplyHandle::none(),
+                        })
+                        .await;
                 }
             }
         }

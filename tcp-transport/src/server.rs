@@ -15,6 +15,8 @@ use sshq_core::channel::{
 };
 use sshq_core::error::TransportError;
 use sshq_core::log_escape;
+use sshq_core::pipe::PipeBudget;
+use sshq_core::replies::{request_queue, RequestSender};
 use sshq_core::transport::{
     Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, IncomingRequest, ReplyHandle,
     TransportKind,
@@ -22,7 +24,7 @@ use sshq_core::transport::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
-use crate::channel::{core_modes, signal_name_of, Side, TcpChannel};
+use crate::channel::{core_modes, signal_name_of, Side, TcpChannel, CONNECTION_HANDOVER_LIMIT};
 
 /// A server-side channel over TCP.
 pub type ServerChannel = TcpChannel<Msg>;
@@ -58,6 +60,8 @@ pub enum HandshakeError {
 /// An authenticated server-side SSH connection over a byte stream.
 pub struct TcpServerConnection {
     handle: russh::server::Handle,
+    /// Bounds the client's unread data over all channels (see `channel.rs`).
+    budget: PipeBudget,
     incoming: Mutex<mpsc::UnboundedReceiver<Incoming<ServerChannel>>>,
     info: ConnectionInfo,
     closed: watch::Receiver<Option<String>>,
@@ -80,7 +84,9 @@ where
     let (closed_tx, closed_rx) = watch::channel(None);
     let session_handle = Arc::new(OnceLock::new());
     let logged_in_as = Arc::new(OnceLock::new());
+    let budget = PipeBudget::new(CONNECTION_HANDOVER_LIMIT);
     let handler = ServerHandler {
+        budget: budget.clone(),
         params: params.clone(),
         incoming: incoming_tx,
         channels: HashMap::new(),
@@ -130,6 +136,7 @@ where
     };
     Ok(TcpServerConnection {
         handle,
+        budget,
         incoming: Mutex::new(incoming_rx),
         info: ConnectionInfo {
             transport: TransportKind::Tcp,
@@ -222,7 +229,7 @@ impl Connection for TcpServerConnection {
         .map_err(|e| crate::open_error(e, closed))?;
         // Requests on channels the server opened are not expected; the
         // stream ends when the channel does.
-        let (_tx, requests) = mpsc::unbounded_channel();
+        let (_tx, requests) = request_queue();
         Ok(TcpChannel::new(
             kind,
             channel,
@@ -230,7 +237,8 @@ impl Connection for TcpServerConnection {
                 requests,
                 handle: self.handle.clone(),
             },
-        ))
+        )
+        .within_budget(&self.budget))
     }
 
     async fn accept(&self) -> Option<Incoming<ServerChannel>> {
@@ -276,9 +284,11 @@ impl Drop for ClosedSignal {
 
 struct ServerHandler {
     params: Arc<ServerParams>,
+    /// The connection's budget for unread channel data.
+    budget: PipeBudget,
     incoming: mpsc::UnboundedSender<Incoming<ServerChannel>>,
     /// Where each open channel's requests go.
-    channels: HashMap<ChannelId, mpsc::UnboundedSender<IncomingRequest>>,
+    channels: HashMap<ChannelId, RequestSender>,
     authenticated: Option<oneshot::Sender<String>>,
     user: Option<String>,
     failures: AuthFailures,
@@ -392,7 +402,7 @@ impl ServerHandler {
         handle: russh::server::Handle,
     ) {
         let id = channel.id();
-        let (requests_tx, requests_rx) = mpsc::unbounded_channel();
+        let (requests_tx, requests_rx) = request_queue();
         self.channels.insert(id, requests_tx);
         let channel = TcpChannel::new(
             kind.clone(),
@@ -401,7 +411,8 @@ impl ServerHandler {
                 requests: requests_rx,
                 handle,
             },
-        );
+        )
+        .within_budget(&self.budget);
         crate::offer_channel(&self.incoming, kind, channel, reply);
     }
 
@@ -423,11 +434,15 @@ impl ServerHandler {
                 Ok(())
             };
         };
+        // A full queue (REQUEST_QUEUE) makes russh wait here before it
+        // reads the client's next packet: backpressure, not a growing queue.
         if !answer {
-            let _ = requests.send(IncomingRequest {
-                request,
-                reply: ReplyHandle::none(),
-            });
+            let _ = requests
+                .send(IncomingRequest {
+                    request,
+                    reply: ReplyHandle::none(),
+                })
+                .await;
             return Ok(());
         }
         let (tx, rx) = oneshot::channel();
@@ -436,6 +451,7 @@ impl ServerHandler {
                 request,
                 reply: ReplyHandle::new(tx),
             })
+            .await
             .is_ok();
         if sent && rx.await.unwrap_or(false) {
             session.channel_success(channel)

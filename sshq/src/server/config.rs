@@ -58,7 +58,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("banner", "none"), ("casignaturealgorithms", ""), ("chrootdirectory", "none"),
     ("ciphers", ""), ("denygroups", ""), ("denyusers", ""), ("disableforwarding", "no"),
     ("exposeauthinfo", "no"), ("forcecommand", "none"), ("hostbasedacceptedalgorithms", ""),
-    ("hostcertificate", ""), ("hostkeyalgorithms", ""), ("macs", ""), ("maxsessions", ""),
+    ("hostcertificate", ""), ("hostkeyalgorithms", ""), ("macs", ""),
     ("permitemptypasswords", "no"), ("permittty", "yes"),
     ("permittunnel", "no"), ("permituserenvironment", "no"), ("permituserrc", "yes"),
     ("pubkeyacceptedalgorithms", ""), ("rdomain", "none"),
@@ -189,6 +189,8 @@ pub struct ServerConfig {
     pub password_authentication: bool,
     pub kbd_interactive_authentication: bool,
     pub max_auth_tries: u32,
+    /// `MaxSessions`: open session channels per connection (0: none).
+    pub max_sessions: u32,
     /// `LoginGraceTime`; `None` for 0, meaning no limit.
     pub login_grace_time: Option<Duration>,
     /// `Subsystem`s as (name, command line); names are case-sensitive, as in sshd.
@@ -247,6 +249,7 @@ impl Default for ServerConfig {
             password_authentication: false,
             kbd_interactive_authentication: false,
             max_auth_tries: 6,
+            max_sessions: super::limits::DEFAULT_MAX_SESSIONS,
             login_grace_time: Some(Duration::from_secs(120)),
             subsystems: Vec::new(),
             log_level: LogLevel::Info,
@@ -621,6 +624,14 @@ impl Parser {
                 let n = u32::try_from(n)
                     .map_err(|_| at.bad("MaxAuthTries integer value too small."))?;
                 set(fresh, &mut c.max_auth_tries, n);
+            }
+            "maxsessions" => {
+                let n: i64 = one()?
+                    .parse()
+                    .map_err(|_| at.bad("MaxSessions integer value invalid."))?;
+                let n = u32::try_from(n)
+                    .map_err(|_| at.bad("MaxSessions integer value too small."))?;
+                set(fresh, &mut c.max_sessions, n);
             }
             "logingracetime" => {
                 let d = parse_duration(one()?).ok_or_else(|| at.bad("invalid time value."))?;

@@ -100,6 +100,12 @@ pub fn listen_ip(address: &str, gateway_ports: GatewayPorts) -> IpAddr {
 }
 
 impl RemoteListeners {
+    /// How many remote forwards (TCP and Unix socket) are listening.
+    pub fn count(&self) -> usize {
+        let tcp = self.listeners.lock().map(|l| l.len()).unwrap_or(0);
+        tcp + self.sockets.count()
+    }
+
     /// Serves a `tcpip-forward`: checks it, binds, and starts forwarding.
     pub async fn forward<C: Connection>(
         &self,

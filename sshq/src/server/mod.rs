@@ -4,8 +4,10 @@
 pub mod admission;
 pub mod agent;
 pub mod auth;
+pub mod blocking;
 pub mod config;
 pub mod forwarding;
+pub mod limits;
 pub mod logging;
 pub mod process;
 pub mod relay;
@@ -391,20 +393,21 @@ async fn run_connection<C: Connection>(
     config: &ServerConfig,
 ) {
     let info = conn.info();
-    // getpwnam may block (NSS): on the blocking pool, within a time limit.
     let name = info.user.clone();
-    let looked_up = tokio::time::timeout(
-        auth::LOOKUP_LIMIT,
-        tokio::task::spawn_blocking(move || process::SessionUser::lookup(&name)),
-    )
-    .await;
-    let user = match looked_up {
-        Ok(Ok(Ok(Some(user)))) => user,
-        _ => {
+    let lookup = move || process::SessionUser::lookup(&name);
+    let user = match blocking::off_worker("user lookup", blocking::USER_LOOKUP_LIMIT, lookup).await
+    {
+        Ok(Ok(Some(user))) => user,
+        Ok(Ok(None)) | Ok(Err(_)) => {
             tracing::error!(
                 "user {} vanished after authentication",
                 log_escape::peer_text(&info.user)
             );
+            conn.close("user lookup failed").await;
+            return;
+        }
+        Err(e) => {
+            tracing::error!("user {}: {e}", log_escape::peer_text(&info.user));
             conn.close("user lookup failed").await;
             return;
         }
@@ -452,6 +455,7 @@ async fn run_connection<C: Connection>(
                 .chain(config.listen_addresses.iter().filter_map(|la| la.port))
                 .collect(),
         },
+        limits: limits::ConnectionLimits::new(config.max_sessions),
     });
     session::serve(Arc::new(conn), ctx).await;
     tracing::info!(

@@ -15,6 +15,7 @@ use sshq_core::transport::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use super::blocking::SPAWN_LIMIT;
 use super::process::{self, ExitStatus, Program, SessionProcess, SessionUser, SpawnRequest};
 
 /// What a connection's sessions need to know.
@@ -44,6 +45,8 @@ pub struct SessionContext {
     pub streamlocal: super::forwarding::StreamlocalPolicy,
     /// AllowUdpRelay and the ports it counts as SSH's.
     pub udp_relay: super::udp_relay::UdpRelayPolicy,
+    /// MaxSessions and the other per-connection ceilings.
+    pub limits: super::limits::ConnectionLimits,
 }
 
 /// Serves one authenticated connection until the client goes away.
@@ -53,17 +56,23 @@ pub async fn serve<C: Connection>(conn: Arc<C>, ctx: Arc<SessionContext>) {
     while let Some(incoming) = conn.accept().await {
         match incoming {
             Incoming::Channel(pending) => match pending.kind() {
-                ChannelKind::Session => {
-                    let channel = pending.accept();
-                    tokio::spawn(run_session(conn.clone(), channel, ctx.clone()));
-                }
-                ChannelKind::DirectTcpip { host, port, .. } => {
-                    let (host, port) = (host.clone(), *port);
-                    tokio::spawn(direct_tcpip(pending, host, port, ctx.clone()));
-                }
-                ChannelKind::DirectStreamlocal { .. } => {
-                    let serve = super::forwarding::streamlocal::direct(pending, ctx.clone());
-                    tokio::spawn(serve);
+                // Each channel keeps its slot in the connection's limits
+                // until the task serving it ends.
+                kind @ (ChannelKind::Session
+                | ChannelKind::DirectTcpip { .. }
+                | ChannelKind::DirectStreamlocal { .. }) => {
+                    let slot = match ctx.limits.admit(kind, &ctx.peer) {
+                        Ok(slot) => slot,
+                        Err(failure) => {
+                            pending.reject(failure);
+                            continue;
+                        }
+                    };
+                    let serve = serve_channel(conn.clone(), pending, ctx.clone());
+                    tokio::spawn(async move {
+                        serve.await;
+                        drop(slot);
+                    });
                 }
                 other => {
                     let name = other.wire_name();
@@ -75,7 +84,21 @@ pub async fn serve<C: Connection>(conn: Arc<C>, ctx: Arc<SessionContext>) {
                 }
             },
             Incoming::GlobalRequest(request) => {
+                let adds_listener = match &request.request {
+                    GlobalRequest::TcpipForward { .. } => Some("tcpip-forward"),
+                    GlobalRequest::StreamlocalForward { .. } => {
+                        Some("streamlocal-forward@openssh.com")
+                    }
+                    _ => None,
+                };
+                let listening = remote_listeners.count();
                 let reply = match request.request {
+                    _ if adds_listener.is_some_and(|what| {
+                        !super::limits::remote_forward_allowed(listening, what, &ctx.peer)
+                    }) =>
+                    {
+                        GlobalReply::Failure
+                    }
                     GlobalRequest::TcpipForward { address, port } => {
                         remote_listeners.forward(&conn, &ctx, address, port).await
                     }
@@ -103,6 +126,21 @@ pub async fn serve<C: Connection>(conn: Arc<C>, ctx: Arc<SessionContext>) {
                 }
             }
         }
+    }
+}
+
+/// Serves a channel the client opened, once the limits admitted it.
+async fn serve_channel<C: Connection>(
+    conn: Arc<C>,
+    pending: sshq_core::transport::PendingChannel<C::Channel>,
+    ctx: Arc<SessionContext>,
+) {
+    match pending.kind().clone() {
+        ChannelKind::Session => run_session(conn, pending.accept(), ctx).await,
+        ChannelKind::DirectTcpip { host, port, .. } => {
+            direct_tcpip(pending, host, port, ctx).await
+        }
+        _ => super::forwarding::streamlocal::direct(pending, ctx).await,
     }
 }
 
@@ -185,10 +223,11 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
                 continue;
             }
             ChannelRequest::Env { name, value } => {
-                let ok = ctx
-                    .accept_env
-                    .iter()
-                    .any(|p| sshq_core::pattern::matches(p, &name));
+                let ok = super::limits::env_allowed(env.len(), &name, &ctx.peer)
+                    && ctx
+                        .accept_env
+                        .iter()
+                        .any(|p| sshq_core::pattern::matches(p, &name));
                 if ok {
                     env.push((name, value));
                 } else {
@@ -240,6 +279,9 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
                     );
                     continue;
                 }
+                // Nothing reads requests while the relay runs: dropping the
+                // stream refuses them, instead of filling its queue.
+                drop(requests);
                 super::udp_relay::serve(data_in, data_out, ext_out, control, &ctx).await;
                 return;
             }
@@ -275,10 +317,19 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
             ssh_connection: ctx.ssh_connection.clone(),
             auth_sock: agent.as_ref().map(|socket| socket.path().to_path_buf()),
         };
-        match process::spawn(request) {
-            Ok(session) => {
+        // fork/exec and NSS group lookups block: not on an async worker.
+        let started = super::blocking::off_worker("starting the session", SPAWN_LIMIT, move || {
+            process::spawn(request)
+        })
+        .await;
+        match started {
+            Ok(Ok(session)) => {
                 incoming.reply.send(true);
                 break session;
+            }
+            Ok(Err(e)) => {
+                tracing::error!("{}: cannot start session: {e}", ctx.peer);
+                incoming.reply.send(false);
             }
             Err(e) => {
                 tracing::error!("{}: cannot start session: {e}", ctx.peer);

@@ -272,3 +272,12 @@ fn includes_are_relative_to_the_including_file() {
         (vec![2345, 22], PermitRootLogin::No)
     );
 }
+
+#[test]
+fn max_sessions() {
+    assert_eq!(load("").max_sessions, 10, "sshd's default");
+    assert_eq!(load("MaxSessions 3\nMaxSessions 5\n").max_sessions, 3);
+    assert_eq!(load("MaxSessions 0\n").max_sessions, 0);
+    assert!(err("MaxSessions x\n").contains("MaxSessions integer value invalid."));
+    assert!(err("MaxSessions -1\n").contains("MaxSessions integer value too small."));
+}

@@ -138,6 +138,11 @@ impl SocketListeners {
         self.listeners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many socket forwards are listening.
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
     /// Serves a `streamlocal-forward@openssh.com`: checks it, makes the
     /// socket as the user, and starts forwarding.
     pub async fn forward<C: Connection>(
