@@ -412,10 +412,13 @@ async fn server_login(
             Ok(_key) => return Ok((request.user, send, reader)),
             Err(refusal) => {
                 failures += 1;
+                // OpenSSH's wording ("from ADDR port N"), which log
+                // watchers such as fail2ban match.
                 tracing::info!(
-                    "Failed publickey for {} from {} over quic: {refusal}",
+                    "Failed publickey for {} from {} port {} over quic: {refusal}",
                     request.user,
-                    peer
+                    peer.ip(),
+                    peer.port()
                 );
                 if failures >= auth.policy.max_auth_tries() {
                     return Err(HandshakeError::TooManyFailures(request.user));
