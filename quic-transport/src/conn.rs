@@ -454,6 +454,8 @@ async fn server_login(
             Ok(_key) => return Ok((request.user, send, reader)),
             Err(refusal) => {
                 failures = failures.saturating_add(1);
+                // OpenSSH's wording ("from ADDR port N"), which log
+                // watchers such as fail2ban match.
                 tracing::info!(
                     "Failed publickey for {} from {} port {} over quic: {}",
                     log_escape::peer_text(&request.user),

@@ -741,3 +741,10 @@ mod forwarding;
 // Not every test binary uses them (as with the rest of the lab).
 #[allow(unused_imports)]
 pub use forwarding::*;
+
+/// Helpers of the hostile-input suites: raw sockets, and the checks every
+/// case makes afterwards (refusal logged, server alive, others unaffected).
+pub mod hostile;
+
+/// A client that speaks sshq/1 frame by frame to a real sshqd.
+pub mod raw_quic;
