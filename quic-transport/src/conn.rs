@@ -21,7 +21,6 @@ use sshq_core::transport::{
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use crate::channel::{QuicChannel, CONNECTION_PIPE_BUDGET};
-use crate::userauth;
 use crate::wire::{
     decode_frame, encode_frame, ErrorCode, Frame, WireError, USERAUTH_EXPORTER_LABEL,
     USERAUTH_EXPORTER_LEN,

@@ -35,7 +35,7 @@ pub(crate) struct ClientAlive {
 /// stops answering; then closes it.
 pub(crate) async fn watch_client(
     conn: quinn::Connection,
-    control: mpsc::UnboundedSender<Bytes>,
+    control: mpsc::Sender<Bytes>,
     pending: sshq_core::replies::ReplyQueue<GlobalReply>,
     order: std::sync::Arc<tokio::sync::Mutex<()>>,
     alive: ClientAlive,
@@ -78,7 +78,7 @@ pub(crate) async fn watch_client(
         let Some(_reply) = pending.expect() else {
             return;
         };
-        if control.send(encode_frame(&request)).is_err() {
+        if control.send(encode_frame(&request)).await.is_err() {
             return;
         }
     }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use sshq_core::auth::AuthPolicy;
+use sshq_core::auth::{AuthPolicy, BoxFuture};
 use sshq_core::ssh_key::PublicKey;
 
 use super::keywords::PreauthLimits;
@@ -216,12 +216,14 @@ struct CountingPolicy {
 }
 
 impl AuthPolicy for CountingPolicy {
-    fn publickey_allowed(&self, user: &str, key: &PublicKey) -> bool {
-        let allowed = self.inner.publickey_allowed(user, key);
-        if !allowed {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        allowed
+    fn publickey_allowed<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let allowed = self.inner.publickey_allowed(user, key).await;
+            if !allowed {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+            allowed
+        })
     }
 
     fn max_auth_tries(&self) -> u32 {
