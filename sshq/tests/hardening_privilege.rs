@@ -218,7 +218,7 @@ fn agent_socket_races_touch_no_root_file() {
     // symlink to the victim, as fast as it can, for a bounded time.
     let racer_script = format!(
         "while [ $SECONDS -lt 40 ]; do \
-           for s in /tmp/sshq-*/agent.*; do [ -S \"$s\" ] && rm -f \"$s\" && ln -s {victim} \"$s\"; done; \
+           for s in /tmp/sshq-*/agent.[0-9]*; do [ -S \"$s\" ] && rm -f \"$s\" && ln -s {victim} \"$s\"; done; \
          done",
         victim = victim.display()
     );
@@ -231,6 +231,7 @@ fn agent_socket_races_touch_no_root_file() {
             "-c",
             &racer_script,
         ])
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("setpriv (util-linux)");
 

@@ -8,6 +8,7 @@ pub mod forwarding;
 pub mod process;
 pub mod relay;
 pub mod session;
+pub mod startup;
 pub mod udp_relay;
 
 use std::net::SocketAddr;
