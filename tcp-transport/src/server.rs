@@ -326,7 +326,12 @@ impl russh::server::Handler for ServerHandler {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        if self.params.policy.publickey_allowed(user, offer.public_key).await {
+        if self
+            .params
+            .policy
+            .publickey_allowed(user, offer.public_key)
+            .await
+        {
             Ok(Auth::Accept)
         } else {
             self.attempts += 1;
@@ -340,7 +345,12 @@ impl russh::server::Handler for ServerHandler {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        if self.params.policy.publickey_allowed(user, key.public_key).await {
+        if self
+            .params
+            .policy
+            .publickey_allowed(user, key.public_key)
+            .await
+        {
             self.user = Some(user.to_string());
             Ok(Auth::Accept)
         } else {
