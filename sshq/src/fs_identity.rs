@@ -71,7 +71,10 @@ pub async fn as_identity_within<T: Send + 'static>(
 
 /// Runs `op` as `identity` on a detached thread and returns at once: for
 /// clean-ups in `Drop`, where nobody can wait. Failures are logged by `op`.
-pub fn as_identity_detached(identity: &Identity, op: impl FnOnce() -> io::Result<()> + Send + 'static) {
+pub fn as_identity_detached(
+    identity: &Identity,
+    op: impl FnOnce() -> io::Result<()> + Send + 'static,
+) {
     let identity = identity.clone();
     let spawned = std::thread::Builder::new()
         .name("sshq-user-rm".into())
@@ -133,4 +136,3 @@ pub fn assume(identity: &Identity, mask: Option<u32>) -> io::Result<()> {
     }
     Ok(())
 }
-

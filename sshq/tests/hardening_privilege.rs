@@ -76,7 +76,14 @@ impl TestUser {
         let ssh = test_user.home.join(".ssh");
         std::fs::create_dir_all(&ssh).expect("~/.ssh");
         std::fs::copy(lab.path("user.pub"), ssh.join("authorized_keys")).expect("authorized_keys");
-        run_ok("chown", &["-R", &format!("{0}:", test_user.name), &ssh.display().to_string()]);
+        run_ok(
+            "chown",
+            &[
+                "-R",
+                &format!("{0}:", test_user.name),
+                &ssh.display().to_string(),
+            ],
+        );
         set_mode(&test_user.home, 0o755);
         set_mode(&ssh, 0o700);
         set_mode(&ssh.join("authorized_keys"), 0o600);
@@ -108,14 +115,19 @@ impl Drop for TestUser {
         // Its processes first (userdel refuses a user still running any),
         // each by pid.
         if let Ok(out) = Command::new("pgrep").args(["-u", &self.name]).output() {
-            for pid in text(&out.stdout).lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            for pid in text(&out.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse::<i32>().ok())
+            {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
         }
-        let _ = Command::new("userdel").args(["-r", "-f", &self.name]).output();
+        let _ = Command::new("userdel")
+            .args(["-r", "-f", &self.name])
+            .output();
     }
 }
 
@@ -160,7 +172,11 @@ fn login(lab: &Lab, server: &Server, user: &str, transport: &str, command: &str)
     };
     args.push(format!("{user}@127.0.0.1"));
     args.push(command.to_string());
-    run_with_timeout(Command::new(program).args(&args), b"", Duration::from_secs(30))
+    run_with_timeout(
+        Command::new(program).args(&args),
+        b"",
+        Duration::from_secs(30),
+    )
 }
 
 fn logs_in(lab: &Lab, server: &Server, user: &str, transport: &str) -> bool {
@@ -211,14 +227,17 @@ fn agent_socket_races_touch_no_root_file() {
         &["-D".into(), "-a".into(), agent.display().to_string()],
         lab.path("ssh-agent.log"),
     );
-    assert!(wait_until(Duration::from_secs(10), || agent.exists()), "ssh-agent did not start");
+    assert!(
+        wait_until(Duration::from_secs(10), || agent.exists()),
+        "ssh-agent did not start"
+    );
     assert!(ssh_agent.alive());
 
     // The racer: as the user, swap every agent socket it can see for a
     // symlink to the victim, as fast as it can, for a bounded time.
     let racer_script = format!(
         "while [ $SECONDS -lt 40 ]; do \
-           for s in /tmp/sshq-*/agent.*; do [ -S \"$s\" ] && rm -f \"$s\" && ln -s {victim} \"$s\"; done; \
+           for s in /tmp/sshq-*/agent.[0-9]*; do [ -S \"$s\" ] && rm -f \"$s\" && ln -s {victim} \"$s\"; done; \
          done",
         victim = victim.display()
     );
@@ -231,6 +250,7 @@ fn agent_socket_races_touch_no_root_file() {
             "-c",
             &racer_script,
         ])
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("setpriv (util-linux)");
 
@@ -246,7 +266,11 @@ fn agent_socket_races_touch_no_root_file() {
         }
         let transport = if round % 2 == 0 { "tcp" } else { "quic" };
         // Half the sessions also swap their own directory before ending.
-        let command = if round % 3 == 0 { relink.as_str() } else { "true" };
+        let command = if round % 3 == 0 {
+            relink.as_str()
+        } else {
+            "true"
+        };
         let mut args = lab.client_opts("user");
         args.extend([
             "-A".to_string(),
@@ -280,7 +304,8 @@ fn agent_socket_races_touch_no_root_file() {
     let _ = std::fs::remove_dir_all(&victim_dir);
     assert!(sessions >= 6, "only {sessions} sessions ran");
     assert_eq!(
-        before, after,
+        before,
+        after,
         "a root-owned file changed owner or mode (victim, victim dir, file in it) \
          after {sessions} sessions; sshqd log:\n{}",
         server.log_text()
@@ -306,7 +331,8 @@ fn hostile_keys_files_refuse_without_stalling_others() {
     let keys = fifo_user.keys_file();
     std::fs::remove_file(&keys).expect("rm authorized_keys");
     nix::unistd::mkfifo(&keys, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
-    nix::unistd::chown(&keys, Some(nix::unistd::Uid::from_raw(fifo_user.uid)), None).expect("chown");
+    nix::unistd::chown(&keys, Some(nix::unistd::Uid::from_raw(fifo_user.uid)), None)
+        .expect("chown");
     // More blocked logins than the server has worker threads (2 cores).
     let stalled: Vec<_> = (0..6)
         .map(|i| {
@@ -341,7 +367,10 @@ fn hostile_keys_files_refuse_without_stalling_others() {
     }
     for handle in stalled {
         let out = handle.join().expect("client thread");
-        assert!(!out.status.success(), "logged in with a FIFO as authorized_keys");
+        assert!(
+            !out.status.success(),
+            "logged in with a FIFO as authorized_keys"
+        );
     }
     // /dev/zero: refused at once, sshqd stays small and alive.
     std::fs::remove_file(&keys).expect("rm fifo");
@@ -354,7 +383,10 @@ fn hostile_keys_files_refuse_without_stalling_others() {
         log.contains("is not a regular file"),
         "no refusal logged for the FIFO or /dev/zero:\n{log}"
     );
-    assert!(logs_in(&lab, &server, &good.name, "quic"), "sshqd did not survive");
+    assert!(
+        logs_in(&lab, &server, &good.name, "quic"),
+        "sshqd did not survive"
+    );
 }
 
 /// StrictModes, item 3, over both transports: a key file, ~/.ssh or home
@@ -382,14 +414,24 @@ fn strict_modes_refuse_writable_paths() {
             set_mode(&path, bad);
             let refused = !logs_in(&lab, &server, &user.name, transport);
             set_mode(&path, good);
-            assert!(refused, "{} with mode {bad:o} let a login in over {transport}", path.display());
+            assert!(
+                refused,
+                "{} with mode {bad:o} let a login in over {transport}",
+                path.display()
+            );
         }
     }
     let log = server.log_text();
     let keys = user.keys_file();
     for line in [
-        format!("Authentication refused: bad ownership or modes for file {}", keys.display()),
-        format!("Authentication refused: bad ownership or modes for directory {}", ssh.display()),
+        format!(
+            "Authentication refused: bad ownership or modes for file {}",
+            keys.display()
+        ),
+        format!(
+            "Authentication refused: bad ownership or modes for directory {}",
+            ssh.display()
+        ),
     ] {
         assert!(log.contains(&line), "sshqd did not log {line:?}:\n{log}");
     }
@@ -413,7 +455,10 @@ fn locked_and_expired_accounts_are_refused() {
     let user = TestUser::create("ac", &lab);
     let server = start_sshqd(&lab, "");
     for transport in ["tcp", "quic"] {
-        assert!(logs_in(&lab, &server, &user.name, transport), "positive control");
+        assert!(
+            logs_in(&lab, &server, &user.name, transport),
+            "positive control"
+        );
         run_ok("usermod", &["-L", &user.name]);
         let locked = logs_in(&lab, &server, &user.name, transport);
         run_ok("usermod", &["-U", &user.name]);
@@ -422,7 +467,10 @@ fn locked_and_expired_accounts_are_refused() {
         let expired = logs_in(&lab, &server, &user.name, transport);
         run_ok("chage", &["-E", "-1", &user.name]);
         assert!(!expired, "an expired account logged in over {transport}");
-        assert!(logs_in(&lab, &server, &user.name, transport), "after unlocking");
+        assert!(
+            logs_in(&lab, &server, &user.name, transport),
+            "after unlocking"
+        );
     }
     let log = server.log_text();
     for line in [
@@ -455,7 +503,10 @@ fn etc_nologin_keeps_users_out() {
     let lab = Lab::new();
     let user = TestUser::create("nl", &lab);
     let server = start_sshqd(&lab, "");
-    assert!(logs_in(&lab, &server, &user.name, "tcp"), "positive control");
+    assert!(
+        logs_in(&lab, &server, &user.name, "tcp"),
+        "positive control"
+    );
     let outs = {
         let _guard = NologinGuard;
         std::fs::write("/etc/nologin", "sshq test: down for maintenance\n").expect("/etc/nologin");
@@ -463,13 +514,20 @@ fn etc_nologin_keeps_users_out() {
     };
     for out in outs {
         assert_eq!(out.status.code(), Some(254), "{}", show(&out));
-        assert!(text(&out.stderr).contains("down for maintenance"), "{}", show(&out));
+        assert!(
+            text(&out.stderr).contains("down for maintenance"),
+            "{}",
+            show(&out)
+        );
         assert!(!text(&out.stdout).contains("ok"), "{}", show(&out));
     }
     let log = server.log_text();
     let line = format!("User {} not allowed because /etc/nologin exists", user.name);
     assert!(log.contains(&line), "sshqd did not log {line:?}:\n{log}");
-    assert!(logs_in(&lab, &server, &user.name, "quic"), "after /etc/nologin went away");
+    assert!(
+        logs_in(&lab, &server, &user.name, "quic"),
+        "after /etc/nologin went away"
+    );
 }
 
 /// Descriptors, item 5: a process of one session sees no pty master, socket
@@ -495,7 +553,9 @@ fn sessions_inherit_no_descriptors() {
                 format!("{}@127.0.0.1", user.name),
                 "for i in 1 2 3 4 5 6 7 8; do sleep 0.2; done".to_string(),
             ]);
-            std::thread::spawn(move || run_with_timeout(Command::new(SSHQ).args(&args), b"", Duration::from_secs(30)))
+            std::thread::spawn(move || {
+                run_with_timeout(Command::new(SSHQ).args(&args), b"", Duration::from_secs(30))
+            })
         })
         .collect();
     for round in 0..8 {
@@ -503,11 +563,12 @@ fn sessions_inherit_no_descriptors() {
         // What `ls` itself holds: 0-2 and the directory it reads.
         let out = login(&lab, &server, &user.name, transport, "ls -l /proc/self/fd/");
         let listing = text(&out.stdout);
-        let fds: Vec<&str> = listing
-            .lines()
-            .filter(|l| l.contains(" -> "))
-            .collect();
-        assert!(!fds.is_empty(), "no listing over {transport}: {}", show(&out));
+        let fds: Vec<&str> = listing.lines().filter(|l| l.contains(" -> ")).collect();
+        assert!(
+            !fds.is_empty(),
+            "no listing over {transport}: {}",
+            show(&out)
+        );
         for line in &fds {
             let fd = line
                 .split(" -> ")

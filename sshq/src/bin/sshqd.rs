@@ -1,9 +1,8 @@
 //! `sshqd`: the server. See `sshq::server`.
 
 fn main() {
-    // Whatever umask started us, files sshqd makes (pid file, logs, sockets
-    // made without a mask of their own) are never group or world writable.
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    // umask 022, and nothing inherited leaks into sessions.
+    sshq::server::startup::harden_process();
     let (cli, config, host_keys) = match sshq::server::prepare(std::env::args().collect()) {
         Ok(prepared) => prepared,
         Err((message, code)) => {

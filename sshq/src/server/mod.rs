@@ -12,6 +12,7 @@ pub mod logging;
 pub mod process;
 pub mod relay;
 pub mod session;
+pub mod startup;
 pub mod udp_relay;
 
 use std::net::SocketAddr;

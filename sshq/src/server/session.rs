@@ -253,7 +253,8 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
                 } else if agent.is_some() {
                     true
                 } else {
-                    match super::agent::AgentSocket::start(conn.clone(), &ctx.user, &ctx.peer).await {
+                    match super::agent::AgentSocket::start(conn.clone(), &ctx.user, &ctx.peer).await
+                    {
                         Ok(socket) => {
                             agent = Some(socket);
                             true

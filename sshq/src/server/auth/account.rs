@@ -60,7 +60,12 @@ pub fn lookup(name: &str) -> Result<Option<Account>, UserLookupError> {
 
 /// sshd's `platform_locked_account`: expired (with its "has expired" line
 /// first), or a locked password.
-fn refusal(name: &str, passwd_field: &str, shadow: Option<&Shadow>, today: i64) -> Option<Vec<String>> {
+fn refusal(
+    name: &str,
+    passwd_field: &str,
+    shadow: Option<&Shadow>,
+    today: i64,
+) -> Option<Vec<String>> {
     let locked = format!("User {name} not allowed because account is locked");
     if let Some(shadow) = shadow {
         if shadow.expire != -1 && shadow.expire < today {
@@ -94,7 +99,13 @@ fn shadow_entry(name: &str) -> Result<Option<Shadow>, Errno> {
         // SAFETY: every pointer is valid for the call; `buf` is `size` long
         // and outlives every use of the strings `entry` points into.
         let rc = unsafe {
-            libc::getspnam_r(name.as_ptr(), &mut entry, buf.as_mut_ptr(), size, &mut found)
+            libc::getspnam_r(
+                name.as_ptr(),
+                &mut entry,
+                buf.as_mut_ptr(),
+                size,
+                &mut found,
+            )
         };
         match rc {
             0 if found.is_null() => return Ok(None),
@@ -109,6 +120,8 @@ fn shadow_entry(name: &str) -> Result<Option<Shadow>, Errno> {
                 };
                 return Ok(Some(Shadow {
                     password,
+                    // c_long: i64 here, i32 on 32-bit targets.
+                    #[allow(clippy::useless_conversion)]
                     expire: i64::from(entry.sp_expire),
                 }));
             }

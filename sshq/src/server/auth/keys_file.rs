@@ -83,7 +83,11 @@ pub fn read_keys_file(path: &Path, owner: &Owner, strict_modes: bool) -> Option<
     // The file may grow after fstat: never read more than the cap.
     let mut bytes = Vec::new();
     if let Err(e) = file.take(MAX_KEYS_FILE + 1).read_to_end(&mut bytes) {
-        tracing::info!("Could not read user '{}' authorized keys '{}': {e}", owner.name, path.display());
+        tracing::info!(
+            "Could not read user '{}' authorized keys '{}': {e}",
+            owner.name,
+            path.display()
+        );
         return None;
     }
     if bytes.len() as u64 > MAX_KEYS_FILE {
@@ -117,7 +121,10 @@ pub fn secure_path(path: &Path, meta: &Metadata, owner: &Owner) -> Result<(), St
         return Err(format!("{} is not a regular file", real.display()));
     }
     if !owned_safely(meta.uid(), owner.uid) || meta.permissions().mode() & 0o022 != 0 {
-        return Err(format!("bad ownership or modes for file {}", real.display()));
+        return Err(format!(
+            "bad ownership or modes for file {}",
+            real.display()
+        ));
     }
     let mut dir = real.as_path();
     while let Some(parent) = dir.parent() {

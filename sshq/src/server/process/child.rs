@@ -219,7 +219,11 @@ impl ChildSetup {
 /// Copies /etc/nologin to the child's stderr, as sshd does. Runs between
 /// fork and exec: plain system calls and a buffer on the stack.
 fn show_nologin() {
-    let Ok(file) = nix::fcntl::open(NOLOGIN_C, OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()) else {
+    let Ok(file) = nix::fcntl::open(
+        NOLOGIN_C,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) else {
         return;
     };
     // SAFETY: fd 2 is the child's stderr, set up by std before this hook.
