@@ -272,3 +272,25 @@ fn includes_are_relative_to_the_including_file() {
         (vec![2345, 22], PermitRootLogin::No)
     );
 }
+
+#[test]
+fn client_alive_and_syslog_facility() {
+    let c = load("");
+    assert_eq!(c.client_alive_interval, None);
+    assert_eq!(c.client_alive_count_max, 3);
+    assert_eq!(
+        c.syslog_facility,
+        crate::server::logging::SyslogFacility::Auth
+    );
+    let c = load("ClientAliveInterval 1m\nClientAliveCountMax 0\nSyslogFacility local5\n");
+    assert_eq!(c.client_alive_interval, Some(Duration::from_secs(60)));
+    assert_eq!(c.client_alive_count_max, 0);
+    assert_eq!(
+        c.syslog_facility,
+        crate::server::logging::SyslogFacility::Local(5)
+    );
+    // 0 turns the requests off, as in sshd.
+    assert_eq!(load("ClientAliveInterval 0\n").client_alive_interval, None);
+    assert!(err("ClientAliveInterval x\n").ends_with("invalid time value."));
+    assert!(err("SyslogFacility KERN\n").ends_with("unsupported log facility 'KERN'"));
+}
