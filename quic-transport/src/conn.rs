@@ -263,7 +263,8 @@ async fn client_auth_loop(
             }
             Ok(Some(other)) => {
                 return AuthState::Failed(format!(
-                    "unexpected frame during authentication: {other:?}"
+                    "unexpected frame during authentication: {}",
+                    frame_kind(&other)
                 ))
             }
             Ok(None) => {
@@ -292,8 +293,8 @@ pub enum HandshakeError {
     Quic(String),
     #[error("timeout before authentication")]
     LoginGraceTimeExpired,
-    /// sshd's disconnect reason; the user name (escaped) is for the log.
-    #[error("Too many authentication failures for {0}")]
+    /// The user name in it is escaped (it is logged).
+    #[error("too many authentication failures for {0}")]
     TooManyFailures(String),
     #[error("protocol error before authentication: {0}")]
     Protocol(String),
@@ -712,7 +713,7 @@ async fn receive_open(
         Ok(Err(ReadFailure::Wire(WireError::UnknownChannelType(name)))) => {
             let failure = OpenFailure {
                 reason: OpenFailureReason::UnknownChannelType,
-                message: format!("unknown channel type {name:?}"),
+                message: format!("unknown channel type \"{}\"", log_escape::peer_text(&name)),
             };
             let _ = send
                 .write_chunk(encode_frame(&Frame::OpenFailure(failure)))

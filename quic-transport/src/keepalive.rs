@@ -5,19 +5,21 @@
 //! unanswered in a row, it logs sshd's "Timeout, client not responding"
 //! and closes the connection.
 //!
-//! "Anything from the client" is any QUIC packet, as russh counts any SSH
-//! packet over TCP: the reply to our request, channel data, or the client's
-//! QUIC keep-alive PINGs, which a live client sends while idle (so that an
-//! idle session outlives QUIC's idle timeout). A client that is stopped or
-//! gone sends nothing, and the requests go unanswered.
+//! "Anything from the client" is any QUIC packet: channel data, or the
+//! client's QUIC keep-alive PINGs and acknowledgements, which a live client
+//! sends while idle (so that an idle session outlives QUIC's idle
+//! timeout). As in sshd, only an answer to a request resets the count of
+//! silent intervals; a client that is stopped or gone sends nothing, and
+//! the requests go unanswered.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use sshq_core::channel::{GlobalReply, GlobalRequest};
 use sshq_core::log_escape;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::wire::{encode_frame, ErrorCode, Frame};
 
@@ -31,6 +33,10 @@ pub(crate) struct ClientAlive {
     pub count_max: u32,
 }
 
+/// Unanswered requests kept track of at most (ClientAliveCountMax 0 never
+/// gives up, but must not make the list grow for ever).
+const MAX_OUTSTANDING: usize = 16;
+
 /// Watches a server-side connection until it closes, or until the client
 /// stops answering; then closes it.
 pub(crate) async fn watch_client(
@@ -42,7 +48,9 @@ pub(crate) async fn watch_client(
     user: String,
 ) {
     let mut heard = conn.stats().udp_rx.bytes;
-    let mut unanswered = 0u32;
+    // sshd's alive_timeouts: silent intervals since the last answer.
+    let mut silent = 0u32;
+    let mut outstanding: VecDeque<oneshot::Receiver<GlobalReply>> = VecDeque::new();
     let mut ticks =
         tokio::time::interval_at(tokio::time::Instant::now() + alive.interval, alive.interval);
     loop {
@@ -50,15 +58,27 @@ pub(crate) async fn watch_client(
             _ = conn.closed() => return,
             _ = ticks.tick() => {}
         }
+        // Any answer, success or failure, proves the client alive (sshd's
+        // server_input_keep_alive).
+        while let Some(front) = outstanding.front_mut() {
+            match front.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => break,
+                Ok(_) | Err(oneshot::error::TryRecvError::Closed) => {
+                    outstanding.pop_front();
+                    silent = 0;
+                }
+            }
+        }
+        // As in sshd, an interval in which the client sent something
+        // needs no question.
         let now_heard = conn.stats().udp_rx.bytes;
         if now_heard != heard {
             heard = now_heard;
-            unanswered = 0;
             continue;
         }
         // As sshd: a count of 0 never gives up, but still asks.
-        unanswered = unanswered.saturating_add(1);
-        if alive.count_max > 0 && unanswered > alive.count_max {
+        silent = silent.saturating_add(1);
+        if alive.count_max > 0 && silent > alive.count_max {
             tracing::info!(
                 "Timeout, client not responding from {}",
                 connection_id(&user, conn.remote_address())
@@ -69,18 +89,21 @@ pub(crate) async fn watch_client(
             );
             return;
         }
+        if outstanding.len() >= MAX_OUTSTANDING {
+            continue;
+        }
         let request = Frame::GlobalRequest {
             request: GlobalRequest::Other(KEEPALIVE_REQUEST.to_string()),
             want_reply: true,
         };
-        // The reply is awaited by nobody: its packet is what counts.
         let _order = order.lock().await;
-        let Some(_reply) = pending.expect() else {
+        let Some(reply) = pending.expect() else {
             return;
         };
         if control.send(encode_frame(&request)).await.is_err() {
             return;
         }
+        outstanding.push_back(reply);
     }
 }
 

@@ -139,6 +139,27 @@ fn client_alive_keeps_a_live_idle_sshq_client_over_quic() {
 }
 
 #[test]
+fn an_idle_quic_session_outlives_the_quic_idle_timeout() {
+    // No ClientAliveInterval: only QUIC's own keep-alives flow, and 25 s of
+    // silence is past QUIC's 20 s idle timeout.
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on("Transports quic", Listeners::Quic);
+    let out = lab.sshq(
+        server.port,
+        &["-o", "Transport=quic"],
+        &["sleep 25; echo still here"],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        show(&out),
+        server.log_text()
+    );
+    assert_eq!(text(&out.stdout), "still here\n");
+}
+
+#[test]
 fn client_alive_keywords_are_checked_as_sshd_checks_them() {
     let lab = Lab::new();
     let port = common::free_port();

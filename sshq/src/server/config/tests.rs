@@ -281,3 +281,25 @@ fn max_sessions() {
     assert!(err("MaxSessions x\n").contains("MaxSessions integer value invalid."));
     assert!(err("MaxSessions -1\n").contains("MaxSessions integer value too small."));
 }
+
+#[test]
+fn client_alive_and_syslog_facility() {
+    let c = load("");
+    assert_eq!(c.client_alive_interval, None);
+    assert_eq!(c.client_alive_count_max, 3);
+    assert_eq!(
+        c.syslog_facility,
+        crate::server::logging::SyslogFacility::Auth
+    );
+    let c = load("ClientAliveInterval 1m\nClientAliveCountMax 0\nSyslogFacility local5\n");
+    assert_eq!(c.client_alive_interval, Some(Duration::from_secs(60)));
+    assert_eq!(c.client_alive_count_max, 0);
+    assert_eq!(
+        c.syslog_facility,
+        crate::server::logging::SyslogFacility::Local(5)
+    );
+    // 0 turns the requests off, as in sshd.
+    assert_eq!(load("ClientAliveInterval 0\n").client_alive_interval, None);
+    assert!(err("ClientAliveInterval x\n").ends_with("invalid time value."));
+    assert!(err("SyslogFacility KERN\n").ends_with("unsupported log facility 'KERN'"));
+}
