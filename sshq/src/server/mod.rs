@@ -305,7 +305,7 @@ async fn accept_quic(
                 Err(e) => {
                     permit.ended(quic_ending(&e));
                     tracing::info!(
-                    "Connection from {} port {} (QUIC): {e}",
+                        "Connection from {} port {} (QUIC): {e}",
                         peer.ip(),
                         peer.port()
                     )

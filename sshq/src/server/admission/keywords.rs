@@ -182,8 +182,8 @@ impl PreauthLimits {
         };
         match kw {
             "maxstartups" => {
-                let spec = parse_max_startups(one()?)
-                    .ok_or_else(|| format!("Invalid {keyword} spec."))?;
+                let spec =
+                    parse_max_startups(one()?).ok_or_else(|| format!("Invalid {keyword} spec."))?;
                 if fresh {
                     self.max_startups = spec;
                 }
