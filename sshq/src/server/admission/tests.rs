@@ -361,3 +361,70 @@ fn retry_starts_at_half_of_start() {
     }
     assert!(!a.wants_address_validation());
 }
+
+/// A policy that refuses every key.
+struct RefuseAll;
+
+impl sshq_core::auth::AuthPolicy for RefuseAll {
+    fn publickey_allowed(&self, _user: &str, _key: &sshq_core::ssh_key::PublicKey) -> bool {
+        false
+    }
+    fn max_auth_tries(&self) -> u32 {
+        6
+    }
+}
+
+fn some_key() -> sshq_core::ssh_key::PublicKey {
+    sshq_core::ssh_key::PublicKey::from_openssh(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG0ddHVz4KTc2ifH0SSzykZqrSp9w/QpGQRMlde6maVr test",
+    )
+    .expect("test key")
+}
+
+#[test]
+fn permits_return_their_slot_and_penalise_by_how_the_connection_ended() {
+    use super::gate::Gate;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    let gate = Gate::new(limits(&[
+        "PerSourcePenalties authfail:60s grace-exceeded:60s min:1s",
+    ]));
+    let from = |last: u8| SocketAddr::from(([192, 0, 2, last], 40000));
+    let local = Some(SocketAddr::from(([192, 0, 2, 254], 22)));
+
+    let permit = gate.admit(from(1), local).expect("admitted");
+    assert_eq!(gate.unauthenticated(), 1);
+    permit.authenticated();
+    assert_eq!(gate.unauthenticated(), 0, "slot back at login");
+    assert!(
+        gate.admit(from(1), local).is_some(),
+        "no penalty after a login"
+    );
+
+    // A refused key, then the client goes away: authfail.
+    let permit = gate.admit(from(2), local).expect("admitted");
+    let policy = permit.counting(Arc::new(RefuseAll));
+    assert!(!policy.publickey_allowed("someone", &some_key()));
+    drop(permit);
+    assert_eq!(gate.unauthenticated(), 0);
+    assert!(
+        gate.admit(from(2), local).is_none(),
+        "penalised for authfail"
+    );
+
+    // LoginGraceTime: grace-exceeded.
+    let mut permit = gate.admit(from(3), local).expect("admitted");
+    permit.ended(Ending::GraceExceeded);
+    drop(permit);
+    assert!(gate.admit(from(3), local).is_none(), "penalised for grace");
+
+    // Gone without a word: noauth (1 s, below min 1 s: deferred, not refused).
+    let permit = gate.admit(from(4), local).expect("admitted");
+    drop(permit);
+    assert!(
+        gate.admit(from(4), local).is_some(),
+        "a deferred penalty does not refuse"
+    );
+    assert_eq!(gate.unauthenticated(), 0, "every slot came back");
+}
