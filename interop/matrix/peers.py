@@ -267,7 +267,11 @@ def start_servers(rundir):
     servers["sshqd"] = Server("sshqd", port, [SSHQD, "-D", "-e", "-f", rundir / "sshqd.conf"],
                               f"Port {port}\nListenAddress 127.0.0.1\nHostKey {KEYS / 'host'}\n"
                               "Subsystem sftp /usr/lib/openssh/sftp-server\nAllowTcpForwarding yes\n"
-                              f"AllowAgentForwarding yes\nAcceptEnv {ENV_NAME}\nTransports quic,tcp\n",
+                              f"AllowAgentForwarding yes\nAcceptEnv {ENV_NAME}\nTransports quic,tcp\n"
+                              # As for OpenSSH below: every cell comes from 127.0.0.1, so the
+                              # per-source limit and PerSourcePenalties (after the wrong-key
+                              # cells) would refuse later cells.
+                              "MaxStartups 64\nPerSourceMaxStartups none\nPerSourcePenalties no\n",
                               rundir, udp=True)
     port = free_port()
     servers["openssh-9.2"] = Server("openssh-9.2", port, ["/usr/sbin/sshd", "-D", "-e", "-f",

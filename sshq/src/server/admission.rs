@@ -221,8 +221,8 @@ impl Admission {
             return true;
         }
         let span = u64::from(ms.full - ms.start).max(1);
-        let percent = u64::from(ms.rate)
-            + u64::from(100 - ms.rate) * u64::from(startups - ms.start) / span;
+        let percent =
+            u64::from(ms.rate) + u64::from(100 - ms.rate) * u64::from(startups - ms.start) / span;
         u64::from(roll % 100) < percent
     }
 

@@ -15,6 +15,13 @@ use std::time::{Duration, Instant};
 pub const SSHQ: &str = env!("CARGO_BIN_EXE_sshq");
 pub const SSHQD: &str = env!("CARGO_BIN_EXE_sshqd");
 
+/// Pre-authentication limits for lab servers: every test client comes from
+/// 127.0.0.1, so sshqd's defaults (at most 5 unauthenticated connections
+/// per source, PerSourcePenalties after failed or abandoned logins) would
+/// make tests that run many clients, or refused ones, refuse each other.
+/// Tests of those limits set them in `extra` (tests/hardening_preauth.rs).
+pub const LAB_PREAUTH_LIMITS: &str = "PerSourceMaxStartups none\nPerSourcePenalties no\n";
+
 /// How long any one client or tool may run before the test gives up on it
 /// (so that a hung client fails the test instead of hanging it).
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -266,7 +273,9 @@ impl Lab {
     }
 
     /// Writes an sshqd configuration for `port` with these host keys, the
-    /// lab's authorized_keys, sftp and AcceptEnv, then `extra` lines.
+    /// lab's authorized_keys, sftp and AcceptEnv, then `extra` lines, then
+    /// [`LAB_PREAUTH_LIMITS`] unless `extra` sets a pre-authentication limit
+    /// itself.
     pub fn write_sshqd_config(&self, port: u16, host_keys: &[PathBuf], extra: &str) -> PathBuf {
         let config = self.path(&format!("sshqd_config.{port}"));
         let mut text = format!("Port {port}\nListenAddress 127.0.0.1\n");
@@ -278,6 +287,10 @@ impl Lab {
              AcceptEnv LANG LC_* SSHQ_TEST_*\n{extra}\n",
             ak = self.path("authorized_keys").display(),
         ));
+        let lower = extra.to_ascii_lowercase();
+        if !lower.contains("maxstartups") && !lower.contains("persource") {
+            text.push_str(LAB_PREAUTH_LIMITS);
+        }
         std::fs::write(&config, text).expect("sshqd_config");
         config
     }

@@ -38,6 +38,9 @@ struct DropLog {
     period_start: Option<Instant>,
     logged: u32,
     suppressed: u32,
+    /// "Maxstartups" or "PerSourcePenalties", sshd's names for the limits
+    /// in its rate-limit summary; the last suppressed drop's.
+    suppressed_category: &'static str,
 }
 
 impl Gate {
@@ -125,7 +128,8 @@ impl Gate {
         if new_period {
             if log.suppressed > 0 {
                 tracing::info!(
-                    "{category} logging rate-limited: additional {} connections dropped",
+                    "{} logging rate-limited: additional {} connections dropped",
+                    log.suppressed_category,
                     log.suppressed
                 );
             }
@@ -136,6 +140,7 @@ impl Gate {
         }
         if log.logged >= DROP_LOG_BURST {
             log.suppressed += 1;
+            log.suppressed_category = category;
             return;
         }
         log.logged += 1;
@@ -193,18 +198,13 @@ impl Drop for Permit {
         let Some(ticket) = self.ticket.take() else {
             return;
         };
-        let ending = self.ending.unwrap_or_else(|| {
-            if std::thread::panicking() {
-                Ending::Crash
-            } else if self.failures.load(Ordering::Relaxed) > 0 {
-                Ending::AuthFailed
-            } else {
-                Ending::NoAuth
-            }
-        });
-        let ending = match ending {
-            Ending::NoAuth if self.failures.load(Ordering::Relaxed) > 0 => Ending::AuthFailed,
-            other => other,
+        let refused_keys = self.failures.load(Ordering::Relaxed) > 0;
+        let ending = match self.ending {
+            // A panic unwinding through the connection's task.
+            None if std::thread::panicking() => Ending::Crash,
+            None | Some(Ending::NoAuth) if refused_keys => Ending::AuthFailed,
+            None => Ending::NoAuth,
+            Some(ending) => ending,
         };
         self.gate.finish(ticket, ending);
     }

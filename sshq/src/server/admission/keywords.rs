@@ -182,8 +182,8 @@ impl PreauthLimits {
         };
         match kw {
             "maxstartups" => {
-                let spec = parse_max_startups(one()?)
-                    .ok_or_else(|| format!("Invalid {keyword} spec."))?;
+                let spec =
+                    parse_max_startups(one()?).ok_or_else(|| format!("Invalid {keyword} spec."))?;
                 if fresh {
                     self.max_startups = spec;
                 }
@@ -234,9 +234,9 @@ fn parse_max_startups(spec: &str) -> Option<MaxStartups> {
         .split(':')
         .map(|n| n.parse().ok())
         .collect::<Option<_>>()?;
-    let parsed = match numbers.as_slice() {
-        &[start, rate, full] => MaxStartups { start, rate, full },
-        &[n] => MaxStartups {
+    let parsed = match *numbers.as_slice() {
+        [start, rate, full] => MaxStartups { start, rate, full },
+        [n] => MaxStartups {
             start: n,
             rate: 30,
             full: n,

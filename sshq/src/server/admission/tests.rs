@@ -32,7 +32,11 @@ fn secs(n: u64) -> Duration {
 fn defaults_are_sshds_with_a_per_source_limit_below_start() {
     let l = PreauthLimits::new();
     assert_eq!(
-        (l.max_startups.start, l.max_startups.rate, l.max_startups.full),
+        (
+            l.max_startups.start,
+            l.max_startups.rate,
+            l.max_startups.full
+        ),
         (10, 30, 100)
     );
     assert_eq!((l.net_block_v4, l.net_block_v6), (32, 128));
@@ -40,7 +44,14 @@ fn defaults_are_sshds_with_a_per_source_limit_below_start() {
     let p = l.penalties.resolve();
     assert!(p.enabled);
     assert_eq!(
-        (p.authfail, p.noauth, p.grace_exceeded, p.crash, p.min, p.max),
+        (
+            p.authfail,
+            p.noauth,
+            p.grace_exceeded,
+            p.crash,
+            p.min,
+            p.max
+        ),
         (secs(5), secs(1), secs(10), secs(90), secs(15), secs(600))
     );
     assert_eq!((p.max_sources4, p.max_sources6), (65536, 65536));
@@ -66,7 +77,10 @@ fn keywords_parse_and_bad_values_get_sshds_errors() {
     assert!(!l.exempt(ip("192.0.2.1")));
 
     let single = limits(&["MaxStartups 7"]);
-    assert_eq!((single.max_startups.start, single.max_startups.full), (7, 7));
+    assert_eq!(
+        (single.max_startups.start, single.max_startups.full),
+        (7, 7)
+    );
 
     let mut l = PreauthLimits::new();
     let err = |l: &mut PreauthLimits, kw: &str, arg: &str| {
@@ -127,10 +141,7 @@ fn penalties_no_disables_them_and_first_values_win() {
 
 #[test]
 fn below_start_nothing_is_dropped_and_at_full_everything_is() {
-    let mut a = Admission::new(limits(&[
-        "MaxStartups 2:30:4",
-        "PerSourceMaxStartups none",
-    ]));
+    let mut a = Admission::new(limits(&["MaxStartups 2:30:4", "PerSourceMaxStartups none"]));
     let now = Instant::now();
     // The worst roll (0 always drops when dropping is possible).
     let t1 = a.admit(ip("192.0.2.1"), now, 0).expect("below start");
@@ -190,7 +201,9 @@ fn net_block_groups_neighbours_into_one_source() {
     );
     assert!(a.admit(ip("198.51.101.7"), now, 99).is_ok(), "another /24");
     let _c = a.admit(ip("2001:db8:1:2::1"), now, 99).expect("v6");
-    let _d = a.admit(ip("2001:db8:1:ffff::2"), now, 99).expect("v6, same /48");
+    let _d = a
+        .admit(ip("2001:db8:1:ffff::2"), now, 99)
+        .expect("v6, same /48");
     assert!(a.admit(ip("2001:db8:1::3"), now, 99).is_err());
     // An IPv4-mapped IPv6 peer (dual-stack listener) is its IPv4 address.
     assert!(a.admit(ip("::ffff:198.51.100.9"), now, 99).is_err());
@@ -228,16 +241,25 @@ fn short_penalties_accumulate_until_they_pass_min() {
     let now = Instant::now();
     let peer = ip("192.0.2.50");
     for n in 0..3 {
-        let t = a.admit(peer, now, 99).expect("deferred penalties do not refuse");
+        let t = a
+            .admit(peer, now, 99)
+            .expect("deferred penalties do not refuse");
         let line = a.finish(t, Ending::AuthFailed, now);
         if n == 0 {
             assert!(line.is_some_and(|l| l.contains("deferred")));
         }
     }
     // 15 s accumulated is not more than min; the fourth failure activates.
-    let t = a.admit(peer, now, 99).expect("still deferred at exactly min");
-    let line = a.finish(t, Ending::AuthFailed, now).expect("activation logged");
-    assert!(line.contains("activating ipv4 penalty of 20.000 seconds"), "{line}");
+    let t = a
+        .admit(peer, now, 99)
+        .expect("still deferred at exactly min");
+    let line = a
+        .finish(t, Ending::AuthFailed, now)
+        .expect("activation logged");
+    assert!(
+        line.contains("activating ipv4 penalty of 20.000 seconds"),
+        "{line}"
+    );
     assert!(a.admit(peer, now + secs(19), 99).is_err());
     assert!(a.admit(peer, now + secs(20), 99).is_ok());
 }
@@ -328,11 +350,81 @@ fn retry_starts_at_half_of_start() {
     let mut held = Vec::new();
     for n in 0..3u8 {
         assert!(!a.wants_address_validation(), "at {n}");
-        held.push(a.admit(IpAddr::from([192, 0, 2, n]), now, 99).expect("admit"));
+        held.push(
+            a.admit(IpAddr::from([192, 0, 2, n]), now, 99)
+                .expect("admit"),
+        );
     }
     assert!(a.wants_address_validation());
     for t in held {
         a.finish(t, Ending::Authenticated, now);
     }
     assert!(!a.wants_address_validation());
+}
+
+/// A policy that refuses every key.
+struct RefuseAll;
+
+impl sshq_core::auth::AuthPolicy for RefuseAll {
+    fn publickey_allowed(&self, _user: &str, _key: &sshq_core::ssh_key::PublicKey) -> bool {
+        false
+    }
+    fn max_auth_tries(&self) -> u32 {
+        6
+    }
+}
+
+fn some_key() -> sshq_core::ssh_key::PublicKey {
+    sshq_core::ssh_key::PublicKey::from_openssh(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG0ddHVz4KTc2ifH0SSzykZqrSp9w/QpGQRMlde6maVr test",
+    )
+    .expect("test key")
+}
+
+#[test]
+fn permits_return_their_slot_and_penalise_by_how_the_connection_ended() {
+    use super::gate::Gate;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    let gate = Gate::new(limits(&[
+        "PerSourcePenalties authfail:60s grace-exceeded:60s min:1s",
+    ]));
+    let from = |last: u8| SocketAddr::from(([192, 0, 2, last], 40000));
+    let local = Some(SocketAddr::from(([192, 0, 2, 254], 22)));
+
+    let permit = gate.admit(from(1), local).expect("admitted");
+    assert_eq!(gate.unauthenticated(), 1);
+    permit.authenticated();
+    assert_eq!(gate.unauthenticated(), 0, "slot back at login");
+    assert!(
+        gate.admit(from(1), local).is_some(),
+        "no penalty after a login"
+    );
+
+    // A refused key, then the client goes away: authfail.
+    let permit = gate.admit(from(2), local).expect("admitted");
+    let policy = permit.counting(Arc::new(RefuseAll));
+    assert!(!policy.publickey_allowed("someone", &some_key()));
+    drop(permit);
+    assert_eq!(gate.unauthenticated(), 0);
+    assert!(
+        gate.admit(from(2), local).is_none(),
+        "penalised for authfail"
+    );
+
+    // LoginGraceTime: grace-exceeded.
+    let mut permit = gate.admit(from(3), local).expect("admitted");
+    permit.ended(Ending::GraceExceeded);
+    drop(permit);
+    assert!(gate.admit(from(3), local).is_none(), "penalised for grace");
+
+    // Gone without a word: noauth (1 s, below min 1 s: deferred, not refused).
+    let permit = gate.admit(from(4), local).expect("admitted");
+    drop(permit);
+    assert!(
+        gate.admit(from(4), local).is_some(),
+        "a deferred penalty does not refuse"
+    );
+    assert_eq!(gate.unauthenticated(), 0, "every slot came back");
 }
