@@ -53,7 +53,7 @@ fn host_key(lab: &Lab) -> Arc<dyn ServerKeyVerifier> {
 }
 
 fn user_keys(lab: &Lab) -> Vec<Arc<dyn UserKey>> {
-    let key = PrivateKey::read_openssh_file(&lab.path("user")).expect("user key");
+    let key = PrivateKey::read_openssh_file(lab.path("user")).expect("user key");
     vec![Arc::new(FileKey::new(key, "user")) as Arc<dyn UserKey>]
 }
 
@@ -70,9 +70,12 @@ async fn tcp_client(lab: &Lab, server: &Server) -> sshq_tcp::TcpClientConnection
         kex: None,
         known_host_key_types: Vec::new(),
     };
-    step("TCP login", sshq_tcp::connect_tcp(server_addr(server), params))
-        .await
-        .expect("TCP login")
+    step(
+        "TCP login",
+        sshq_tcp::connect_tcp(server_addr(server), params),
+    )
+    .await
+    .expect("TCP login")
 }
 
 /// A logged-in QUIC connection and the endpoint it runs on.
@@ -142,10 +145,18 @@ async fn others_unaffected(lab: &Lab, server: &Server) {
     let tcp = tcp_client(lab, server).await;
     assert_eq!(exec_output(&tcp, "echo ok").await, b"ok\n", "a TCP client");
     let (_endpoint, quic) = quic_client(lab, server).await;
-    assert_eq!(exec_output(&quic, "echo ok").await, b"ok\n", "a QUIC client");
+    assert_eq!(
+        exec_output(&quic, "echo ok").await,
+        b"ok\n",
+        "a QUIC client"
+    );
 }
 
-fn assert_refused(result: Result<impl Sized, TransportError>, reason: OpenFailureReason, what: &str) {
+fn assert_refused(
+    result: Result<impl Sized, TransportError>,
+    reason: OpenFailureReason,
+    what: &str,
+) {
     match result {
         Err(TransportError::OpenRefused(failure)) => {
             assert_eq!(failure.reason, reason, "{what}: {failure}")
@@ -288,7 +299,10 @@ async fn remote_forward_case<C: Connection>(conn: &C, what: &str) {
         port,
     };
     let cancelled = step("cancel", conn.global_request(cancel)).await;
-    assert!(matches!(cancelled, Ok(GlobalReply::Success { .. })), "{what}");
+    assert!(
+        matches!(cancelled, Ok(GlobalReply::Success { .. })),
+        "{what}"
+    );
     let again = step("tcpip-forward again", conn.global_request(forward())).await;
     assert!(
         matches!(again, Ok(GlobalReply::Success { .. })),
@@ -384,7 +398,13 @@ async fn one_byte_flood<C: Connection>(conn: &C, count: usize) -> usize {
 
 /// Floods with one-byte packets and checks sshqd's memory grew by less
 /// than `bound_mib`.
-async fn flood_case<C: Connection>(conn: &C, server: &Server, count: usize, bound_mib: u64, what: &str) {
+async fn flood_case<C: Connection>(
+    conn: &C,
+    server: &Server,
+    count: usize,
+    bound_mib: u64,
+    what: &str,
+) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(server.pid());
     let started = Instant::now();
@@ -442,7 +462,12 @@ async fn request_flood(conn: &quinn::Connection, count: usize) -> usize {
         },
         want_reply: true,
     });
-    let batch: Vec<u8> = request.iter().copied().cycle().take(request.len() * 1000).collect();
+    let batch: Vec<u8> = request
+        .iter()
+        .copied()
+        .cycle()
+        .take(request.len() * 1000)
+        .collect();
     let mut sent = 0;
     while sent < count {
         match tokio::time::timeout(Duration::from_secs(3), send.write_all(&batch)).await {
