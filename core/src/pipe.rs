@@ -314,7 +314,10 @@ mod tests {
         let blocked =
             tokio::time::timeout(std::time::Duration::from_millis(100), a.send(chunk.clone()))
                 .await;
-        assert!(blocked.is_err(), "the connection's budget must bound all pipes");
+        assert!(
+            blocked.is_err(),
+            "the connection's budget must bound all pipes"
+        );
         // Reading from one pipe frees budget for the other.
         let mut first = vec![0u8; 1024];
         b_reader.read_exact(&mut first).await.unwrap();

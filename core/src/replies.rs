@@ -125,7 +125,10 @@ mod tests {
         for _ in 0..REQUEST_QUEUE {
             tx.try_send(request()).unwrap();
         }
-        assert!(tx.try_send(request()).is_err(), "a full queue takes no more");
+        assert!(
+            tx.try_send(request()).is_err(),
+            "a full queue takes no more"
+        );
         assert!(requests.next().await.is_some());
         tx.try_send(request()).unwrap();
     }

@@ -730,8 +730,8 @@ async fn receive_open(
     };
     let (recv, buffered) = reader.into_parts();
     let (decide_tx, decide_rx) = oneshot::channel();
-    let channel = QuicChannel::accepted(kind.clone(), send, recv, buffered, decide_rx)
-        .within_budget(&budget);
+    let channel =
+        QuicChannel::accepted(kind.clone(), send, recv, buffered, decide_rx).within_budget(&budget);
     let _ = incoming.send(Incoming::Channel(PendingChannel::new(
         kind, channel, decide_tx,
     )));

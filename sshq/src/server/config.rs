@@ -629,8 +629,8 @@ impl Parser {
                 let n: i64 = one()?
                     .parse()
                     .map_err(|_| at.bad("MaxSessions integer value invalid."))?;
-                let n = u32::try_from(n)
-                    .map_err(|_| at.bad("MaxSessions integer value too small."))?;
+                let n =
+                    u32::try_from(n).map_err(|_| at.bad("MaxSessions integer value too small."))?;
                 set(fresh, &mut c.max_sessions, n);
             }
             "logingracetime" => {

@@ -137,9 +137,7 @@ async fn serve_channel<C: Connection>(
 ) {
     match pending.kind().clone() {
         ChannelKind::Session => run_session(conn, pending.accept(), ctx).await,
-        ChannelKind::DirectTcpip { host, port, .. } => {
-            direct_tcpip(pending, host, port, ctx).await
-        }
+        ChannelKind::DirectTcpip { host, port, .. } => direct_tcpip(pending, host, port, ctx).await,
         _ => super::forwarding::streamlocal::direct(pending, ctx).await,
     }
 }
