@@ -7,7 +7,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -26,8 +26,9 @@ pub const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// Wraps a server TLS configuration (from [`super::server_tls`]) for quinn,
 /// with [`transport_config`].
 pub fn server_config(tls: rustls::ServerConfig) -> Result<quinn::ServerConfig, TlsError> {
-    let crypto = QuicServerConfig::try_from(tls).map_err(TlsError::NoInitialCipherSuite)?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    // A hybrid group whenever the client offers one (draft §4.4.4).
+    let crypto = crate::kx::server_crypto(tls).map_err(TlsError::NoInitialCipherSuite)?;
+    let mut config = quinn::ServerConfig::with_crypto(crypto);
     config.transport_config(Arc::new(transport_config()));
     Ok(config)
 }
