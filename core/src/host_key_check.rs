@@ -14,8 +14,9 @@
 //! With `StrictHostKeyChecking=no` and a *changed* key, OpenSSH connects but
 //! turns off password and keyboard-interactive authentication and all
 //! forwarding, since a man in the middle could abuse them. `sshq` does the
-//! same: [`check_host_key`] returns [`HostKeyVerdict::Untrusted`] and the
-//! caller must disable those features, printing [`UntrustedFeature::notice`].
+//! same: [`check_host_key`] returns [`HostKeyVerdict::Untrusted`], the
+//! caller prints OpenSSH's notices with [`turn_off_untrusted`] (which also
+//! applies ExitOnForwardFailure) and must then leave those features off.
 //!
 //! Not implemented: CheckHostIP (off by default since OpenSSH 8.5), host
 //! certificates (`@cert-authority` lines are ignored), VisualHostKey,

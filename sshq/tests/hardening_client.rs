@@ -471,7 +471,7 @@ fn auto_stops_at_a_quic_server_that_cannot_sign_for_its_key() {
         "the reason must be given: {}",
         show(&out)
     );
-    assert!(stderr.contains("not trying TCP"), "{}", show(&out));
+    assert!(stderr.contains("not falling back to TCP"), "{}", show(&out));
 }
 
 #[test]

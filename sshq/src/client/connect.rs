@@ -85,7 +85,7 @@ pub async fn connect(plan: &Plan, route: Route<'_>) -> Result<AnyConnection, Con
         .await,
         verifier: Arc::new(SerializedVerifier {
             inner: verifier,
-            lock: std::sync::Mutex::new(()),
+            judged: std::sync::Mutex::new(None),
         }),
     };
     let attempt = async {
@@ -489,8 +489,7 @@ async fn attempt_quic_handshake(
         HandshakeFailure::Unreachable(why) => connect_error(std::io::Error::other(why.clone())),
         HandshakeFailure::AuthenticityFailed(why) => ConnectError::Other(format!(
             "sshq: {} port {port}: the QUIC server failed authentication: {why}. \
-             It may not be the server you meant (possible man-in-the-middle attack); \
-             not trying TCP instead.",
+             It may not be the server you meant (possible man-in-the-middle attack).",
             plan.hostname
         )),
         HandshakeFailure::PeerRejected(why) => ConnectError::Other(format!(
@@ -547,17 +546,30 @@ pub async fn logged_in(conn: AnyConnection, plan: &Plan) -> Result<AnyConnection
 }
 
 /// Host-key checks one at a time: when Transport=auto races both
-/// transports, the second check then sees what the first recorded, and
-/// the user is never asked twice.
+/// transports, the second check of the same key gets the first one's
+/// answer without a second transcript, so the user is never asked twice
+/// nor shown a changed-key warning twice.
 struct SerializedVerifier {
     inner: hostkeys::Verifier,
-    lock: std::sync::Mutex<()>,
+    /// The last key judged, and the answer.
+    judged: std::sync::Mutex<Option<(PublicKey, bool)>>,
 }
 
 impl ServerKeyVerifier for SerializedVerifier {
     fn verify(&self, key: &PublicKey) -> bool {
-        let _one_at_a_time = self.lock.lock();
-        self.inner.verify(key)
+        // The value is a plain cache, consistent even if a holder panicked.
+        let mut judged = self
+            .judged
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((seen, answer)) = judged.as_ref() {
+            if seen.key_data() == key.key_data() {
+                return *answer;
+            }
+        }
+        let answer = self.inner.verify(key);
+        *judged = Some((key.clone(), answer));
+        answer
     }
 }
 
