@@ -14,8 +14,9 @@
 //! With `StrictHostKeyChecking=no` and a *changed* key, OpenSSH connects but
 //! turns off password and keyboard-interactive authentication and all
 //! forwarding, since a man in the middle could abuse them. `sshq` does the
-//! same: [`check_host_key`] returns [`HostKeyVerdict::Untrusted`] and the
-//! caller must disable those features, printing [`UntrustedFeature::notice`].
+//! same: [`check_host_key`] returns [`HostKeyVerdict::Untrusted`], the
+//! caller prints OpenSSH's notices with [`turn_off_untrusted`] (which also
+//! applies ExitOnForwardFailure) and must then leave those features off.
 //!
 //! Not implemented: CheckHostIP (off by default since OpenSSH 8.5), host
 //! certificates (`@cert-authority` lines are ignored), VisualHostKey,
@@ -191,6 +192,54 @@ impl UntrustedFeature {
     }
 }
 
+impl UntrustedFeature {
+    /// Every feature, in the order OpenSSH's `check_host_key()` turns them
+    /// off (and prints their notices).
+    pub const ALL: [UntrustedFeature; 6] = [
+        Self::Password,
+        Self::KeyboardInteractive,
+        Self::Agent,
+        Self::X11,
+        Self::PortForwarding,
+        Self::Tunnel,
+    ];
+}
+
+/// OpenSSH's fatal message when ExitOnForwardFailure is set and an untrusted
+/// host key turned something off.
+pub const FORWARDING_CANCELLED: &str = "Error: forwarding disabled due to host key check failure";
+
+/// What follows a [`HostKeyVerdict::Untrusted`] verdict, as OpenSSH's
+/// `continue_unsafe` (sshconnect.c): for each feature of `enabled`, in
+/// OpenSSH's order, its notice ("... is disabled to avoid man-in-the-middle
+/// attacks."); the caller must then really leave those features off. With
+/// `exit_on_forward_failure`, turning anything off ends the connection with
+/// OpenSSH's fatal line instead ([`HostKeyError::ForwardingCancelled`]),
+/// since the user asked for forwarding that cannot be given.
+pub fn turn_off_untrusted(
+    enabled: &[UntrustedFeature],
+    exit_on_forward_failure: bool,
+    verbosity: Verbosity,
+    out: &mut dyn Write,
+) -> Result<(), HostKeyError> {
+    let mut log = Log {
+        out,
+        level: verbosity,
+    };
+    let mut cancelled = false;
+    for feature in UntrustedFeature::ALL {
+        if enabled.contains(&feature) {
+            log.error(feature.notice());
+            cancelled = true;
+        }
+    }
+    if exit_on_forward_failure && cancelled {
+        log.fatal(FORWARDING_CANCELLED);
+        return Err(HostKeyError::ForwardingCancelled);
+    }
+    Ok(())
+}
+
 /// The key the server sent, as the messages and errors describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerKey {
@@ -270,6 +319,14 @@ pub enum HostKeyError {
         /// The `@revoked` line.
         revoked: Location,
     },
+    /// `StrictHostKeyChecking=no` let a changed key through, but features the
+    /// user asked for had to be turned off and `ExitOnForwardFailure` is set
+    /// (see [`turn_off_untrusted`]).
+    #[error(
+        "{FORWARDING_CANCELLED}: the host key has changed, so forwarding was turned off, \
+         and ExitOnForwardFailure is set"
+    )]
+    ForwardingCancelled,
     /// A known_hosts file could not be read. Nothing was written to the sink.
     #[error("host key verification failed: {0}")]
     KnownHosts(#[from] KnownHostsError),
@@ -684,5 +741,32 @@ mod tests {
         assert_eq!(sanitize("plain"), "plain");
         assert_eq!(trunc("héllo", 2), "h");
         assert_eq!(trunc("abc", 200), "abc");
+    }
+
+    #[test]
+    fn untrusted_features_are_announced_in_openssh_order() {
+        let mut out = Vec::new();
+        let enabled = [UntrustedFeature::PortForwarding, UntrustedFeature::Agent];
+        let result = turn_off_untrusted(&enabled, false, Verbosity::Info, &mut out);
+        assert!(result.is_ok());
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "Agent forwarding is disabled to avoid man-in-the-middle attacks.\r\n\
+             Port forwarding is disabled to avoid man-in-the-middle attacks.\r\n"
+        );
+    }
+
+    #[test]
+    fn exit_on_forward_failure_ends_the_connection_only_when_something_was_turned_off() {
+        let mut out = Vec::new();
+        let result = turn_off_untrusted(&[], true, Verbosity::Info, &mut out);
+        assert!(result.is_ok() && out.is_empty());
+        let result = turn_off_untrusted(&[UntrustedFeature::Agent], true, Verbosity::Info, &mut out);
+        assert!(matches!(result, Err(HostKeyError::ForwardingCancelled)));
+        assert!(String::from_utf8_lossy(&out)
+            .ends_with("Error: forwarding disabled due to host key check failure\r\n"));
+        let mut quiet = Vec::new();
+        let result = turn_off_untrusted(&[UntrustedFeature::Agent], true, Verbosity::Quiet, &mut quiet);
+        assert!(result.is_err() && quiet.is_empty());
     }
 }

@@ -26,7 +26,8 @@ mod server;
 mod tests;
 
 pub use client::{
-    client_tls, client_tls_with_outcome, HostKeyOutcome, HostKeyVerdict, SshHostKeyVerifier,
+    client_tls, client_tls_with_outcome, HandshakeFailure, HostKeyOutcome, HostKeyVerdict,
+    SshHostKeyVerifier,
 };
 pub use keys::{ed25519_spki, parse_ed25519_spki, ED25519_SPKI_LEN, ED25519_SPKI_PREFIX};
 pub use quic::{

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{ConnectionError, Endpoint};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{
@@ -99,7 +99,8 @@ fn server_config(provider: Arc<CryptoProvider>) -> quinn::ServerConfig {
         .with_cert_resolver(Arc::new(AlwaysResolvesServerRawPublicKeys::new(Arc::new(
             CertifiedKey::new(vec![spki], key),
         ))));
-    quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls).unwrap()))
+    // The server's crypto as sshqd builds it (`tls::server_config`).
+    quinn::ServerConfig::with_crypto(server_crypto(tls).unwrap())
 }
 
 fn client_config(provider: Arc<CryptoProvider>) -> quinn::ClientConfig {
@@ -249,6 +250,54 @@ async fn server_preference_does_not_override_client_order() {
         "x25519-mlkem768",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_client_listing_x25519_first_with_only_its_share_is_retried_onto_the_hybrid() {
+    // supported_groups = x25519, x25519-sntrup761; key_share = x25519 only.
+    // rustls alone would follow the client's order and settle on X25519;
+    // the draft (§4.4.4) wants the hybrid, through a HelloRetryRequest.
+    let client_seen = NegotiatedGroup::new();
+    let base = crypto_provider_observed(&["x25519-sntrup761"], client_seen.clone()).unwrap();
+    let mut client = (*base).clone();
+    client.kx_groups.insert(0, &COUNTING_X25519_FIRST);
+    let before = COUNTING_X25519_FIRST.0.load(Ordering::SeqCst);
+    let server_seen = NegotiatedGroup::new();
+    let server = crypto_provider_observed(DEFAULT_KEX, server_seen.clone()).unwrap();
+    let o = handshake(Arc::new(client), server).await;
+    o.client.expect("client handshake");
+    o.server.expect("server handshake");
+    assert_eq!(client_seen.get(), Some("x25519-sntrup761"), "client side");
+    assert_eq!(server_seen.get(), Some("x25519-sntrup761"), "server side");
+    assert_eq!(
+        COUNTING_X25519_FIRST.0.load(Ordering::SeqCst) - before,
+        1,
+        "the client's first (and only) share was X25519"
+    );
+}
+
+/// Plain X25519 for the test above, counted apart from [`COUNTING_X25519`]
+/// so that tests running in parallel do not disturb each other's counts.
+static COUNTING_X25519_FIRST: CountingX25519 = CountingX25519(AtomicUsize::new(0));
+
+#[tokio::test]
+async fn a_client_sending_both_shares_gets_the_hybrid() {
+    // The default client sends the sntrup761 hybrid share and its X25519
+    // half; the server must not take the classical one. A client listing
+    // x25519 before ML-KEM gets ML-KEM too (through a HelloRetryRequest).
+    assert_negotiates(DEFAULT_KEX, DEFAULT_KEX, "x25519-sntrup761").await;
+    assert_negotiates(
+        &["x25519", "x25519-mlkem768"],
+        DEFAULT_KEX,
+        "x25519-mlkem768",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_classical_only_client_still_connects() {
+    assert_negotiates(&["x25519"], DEFAULT_KEX, "x25519").await;
+    assert_negotiates(&["x25519", "x25519-mlkem768"], &["x25519"], "x25519").await;
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@
 //! key schedule unhashed, as in draft-ietf-tls-ecdhe-mlkem.
 
 mod half;
+mod hybrid_first;
 mod mlkem;
 mod observe;
 mod pool;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
 use rustls::{CipherSuite, NamedGroup};
 
+pub use hybrid_first::server_crypto;
 pub use mlkem::{X25519MlKem768, X25519_MLKEM768};
 pub use observe::NegotiatedGroup;
 pub use pool::prewarm as prewarm_sntrup761;
@@ -120,7 +122,9 @@ fn group_by_name(name: &str) -> Option<&'static dyn SupportedKxGroup> {
     match name {
         X25519_SNTRUP761_NAME => Some(X25519_SNTRUP761),
         X25519_MLKEM768_NAME => Some(X25519_MLKEM768),
-        X25519_NAME => Some(rustls::crypto::ring::kx_group::X25519),
+        // Plain X25519, except on a server answering a client that also
+        // offered a hybrid (see `hybrid_first`).
+        X25519_NAME => Some(&hybrid_first::X25519_UNLESS_HYBRID_OFFERED),
         _ => None,
     }
 }

@@ -301,3 +301,188 @@ pub fn client_tls_with_outcome(
     config.enable_sni = false;
     Ok((config, outcome))
 }
+
+/// Why a client's QUIC handshake failed, sorted by what may follow it.
+///
+/// Only a failure that says nothing about the server's identity lets
+/// `Transport=auto` try TCP ([`Self::allows_fallback`]): no answer, a
+/// refusal before any TLS, or a server that does not speak the protocol
+/// asked for. Those are also what anyone on the path can cause anyway, by
+/// dropping or forging unprotected Initial packets. Every other failure
+/// means a peer answered TLS and either failed to authenticate as an sshq
+/// server or was refused by us: trying TCP after it would hide a
+/// possible attack (or a policy decision) behind a quieter transport.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeFailure {
+    /// Nothing answered before the idle timeout (packets lost, UDP
+    /// filtered, or the port closed: ICMP errors do not reach quinn).
+    #[error("no QUIC answer (timed out)")]
+    TimedOut,
+    /// QUIC did not get through to a TLS handshake: no QUIC version in
+    /// common, or the server refused new connections (CONNECTION_REFUSED).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The server answered QUIC but refused the ALPN asked for: it is not
+    /// an sshq server (or not one offering that service).
+    #[error("the server answered QUIC but refused the application protocol (it does not speak sshq over QUIC)")]
+    ProtocolRefused,
+    /// The host-key policy refused the key the server proved it holds; the
+    /// policy has shown its messages.
+    #[error("Host key verification failed.")]
+    HostKeyRejected,
+    /// The two sides share no key-exchange group.
+    #[error("{0}")]
+    NoCommonGroup(crate::kx::KexError),
+    /// The peer did not authenticate as an SSH server: its TLS identity is
+    /// not an SSH Ed25519 host key, it could not sign for the key it showed
+    /// (bad CertificateVerify), or TLS failed with a cryptographic alert.
+    #[error("the QUIC server failed authentication: {0}")]
+    AuthenticityFailed(String),
+    /// The handshake ended otherwise after the peer answered (a transport
+    /// error, an application close, a reset).
+    #[error("the QUIC handshake failed: {0}")]
+    PeerRejected(String),
+}
+
+impl HandshakeFailure {
+    /// Sorts a failed `connect`: `outcome` is the handle of the verifier
+    /// used for that connection, `kex` the groups offered.
+    pub fn classify<S: AsRef<str>>(
+        error: &quinn::ConnectionError,
+        outcome: &HostKeyOutcome,
+        kex: &[S],
+    ) -> Self {
+        use quinn::{ConnectionError, TransportErrorCode};
+        match outcome.verdict() {
+            HostKeyVerdict::Rejected(_) => return Self::HostKeyRejected,
+            HostKeyVerdict::NotAnSshHostKey => {
+                return Self::AuthenticityFailed(format!(
+                    "its TLS identity is not an SSH Ed25519 host key ({error})"
+                ))
+            }
+            HostKeyVerdict::BadSignature => {
+                return Self::AuthenticityFailed(
+                    "it could not prove it holds the host key it showed \
+                     (invalid TLS CertificateVerify signature)"
+                        .to_string(),
+                )
+            }
+            HostKeyVerdict::NotChecked | HostKeyVerdict::Accepted(_) => {}
+        }
+        if let Some(kex_error) = crate::kx::explain_handshake_failure(error, kex) {
+            return Self::NoCommonGroup(kex_error);
+        }
+        if crate::tunnel::alpn_refused(error) {
+            return Self::ProtocolRefused;
+        }
+        let is_crypto = |code: TransportErrorCode| (0x100..0x200).contains(&u64::from(code));
+        match error {
+            ConnectionError::TimedOut => Self::TimedOut,
+            ConnectionError::VersionMismatch => {
+                Self::Unreachable("the server speaks no QUIC version in common".to_string())
+            }
+            ConnectionError::ConnectionClosed(close)
+                if close.error_code == TransportErrorCode::CONNECTION_REFUSED =>
+            {
+                Self::Unreachable("the server refused the QUIC connection".to_string())
+            }
+            ConnectionError::ConnectionClosed(close) if is_crypto(close.error_code) => {
+                Self::AuthenticityFailed(format!("the server ended TLS: {close}"))
+            }
+            ConnectionError::TransportError(e) if is_crypto(e.code) => {
+                Self::AuthenticityFailed(format!("TLS failed: {e}"))
+            }
+            other => Self::PeerRejected(other.to_string()),
+        }
+    }
+
+    /// Whether another transport may be tried after this failure: only
+    /// when nothing was learnt about the server's identity.
+    pub fn allows_fallback(&self) -> bool {
+        match self {
+            Self::TimedOut | Self::Unreachable(_) | Self::ProtocolRefused => true,
+            Self::HostKeyRejected
+            | Self::NoCommonGroup(_)
+            | Self::AuthenticityFailed(_)
+            | Self::PeerRejected(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod classification_tests {
+    use super::*;
+    use quinn::{ConnectionClose, ConnectionError, TransportErrorCode};
+
+    const OFFERED: &[&str] = &["x25519-sntrup761", "x25519"];
+
+    fn closed(code: TransportErrorCode) -> ConnectionError {
+        ConnectionError::ConnectionClosed(ConnectionClose {
+            error_code: code,
+            frame_type: None,
+            reason: bytes::Bytes::new(),
+        })
+    }
+
+    fn classify(error: &ConnectionError, verdict: HostKeyVerdict) -> HandshakeFailure {
+        let outcome = HostKeyOutcome::default();
+        outcome.set(verdict);
+        HandshakeFailure::classify(error, &outcome, OFFERED)
+    }
+
+    #[test]
+    fn only_failures_to_get_through_allow_another_transport() {
+        let fallback = [
+            classify(&ConnectionError::TimedOut, HostKeyVerdict::NotChecked),
+            classify(&ConnectionError::VersionMismatch, HostKeyVerdict::NotChecked),
+            classify(
+                &closed(TransportErrorCode::CONNECTION_REFUSED),
+                HostKeyVerdict::NotChecked,
+            ),
+            // no_application_protocol: not an sshq server.
+            classify(&closed(TransportErrorCode::crypto(120)), HostKeyVerdict::NotChecked),
+        ];
+        for failure in &fallback {
+            assert!(failure.allows_fallback(), "{failure:?}");
+        }
+        assert_eq!(fallback[0], HandshakeFailure::TimedOut);
+        assert_eq!(fallback[3], HandshakeFailure::ProtocolRefused);
+    }
+
+    #[test]
+    fn a_peer_that_answered_tls_and_failed_ends_the_attempt() {
+        // A forged or real CONNECTION_CLOSE with a TLS alert (bad_certificate).
+        let alert = classify(&closed(TransportErrorCode::crypto(42)), HostKeyVerdict::NotChecked);
+        assert!(matches!(alert, HandshakeFailure::AuthenticityFailed(_)), "{alert:?}");
+        // Our verifier's verdicts win over whatever quinn reports.
+        let local = ConnectionError::TransportError(quinn_proto::TransportError {
+            code: TransportErrorCode::crypto(51),
+            frame: None,
+            reason: "invalid peer certificate".into(),
+        });
+        let bad_signature = classify(&local, HostKeyVerdict::BadSignature);
+        assert!(
+            matches!(&bad_signature, HandshakeFailure::AuthenticityFailed(why) if why.contains("CertificateVerify")),
+            "{bad_signature:?}"
+        );
+        let not_ssh = classify(&local, HostKeyVerdict::NotAnSshHostKey);
+        assert!(matches!(not_ssh, HandshakeFailure::AuthenticityFailed(_)));
+        // Even a timeout after the host key was judged is final.
+        let key = sshq_core::ssh_key::PublicKey::from(
+            sshq_core::ssh_key::public::Ed25519PublicKey([7; 32]),
+        );
+        let rejected = classify(&ConnectionError::TimedOut, HostKeyVerdict::Rejected(key));
+        assert_eq!(rejected, HandshakeFailure::HostKeyRejected);
+        // handshake_failure from the server: no group in common, final.
+        let no_group = classify(&closed(TransportErrorCode::crypto(40)), HostKeyVerdict::NotChecked);
+        assert!(matches!(no_group, HandshakeFailure::NoCommonGroup(_)));
+        let transport = classify(
+            &closed(TransportErrorCode::PROTOCOL_VIOLATION),
+            HostKeyVerdict::NotChecked,
+        );
+        assert!(matches!(transport, HandshakeFailure::PeerRejected(_)));
+        for failure in [alert, bad_signature, not_ssh, rejected, no_group, transport] {
+            assert!(!failure.allows_fallback(), "{failure:?}");
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -33,8 +33,9 @@ pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 1024;
 /// with [`transport_config`] under the pre-authentication limits
 /// ([`crate::preauth`]).
 pub fn server_config(tls: rustls::ServerConfig) -> Result<quinn::ServerConfig, TlsError> {
-    let crypto = QuicServerConfig::try_from(tls).map_err(TlsError::NoInitialCipherSuite)?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    // A hybrid group whenever the client offers one (draft §4.4.4).
+    let crypto = crate::kx::server_crypto(tls).map_err(TlsError::NoInitialCipherSuite)?;
+    let mut config = quinn::ServerConfig::with_crypto(crypto);
     let mut transport = transport_config();
     crate::preauth::restrict(&mut transport);
     config.transport_config(Arc::new(transport));

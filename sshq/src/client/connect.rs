@@ -1,9 +1,16 @@
 //! Reaching the server: over TCP, over QUIC, or both raced (Transport=auto).
 //!
 //! Auto starts QUIC first; if no QUIC handshake has completed after
-//! QuicFallbackTimeout (or UDP fails at once), TCP starts too, and the first
-//! transport to finish its handshake wins, in the manner of Happy Eyeballs
-//! (RFC 8305). The other attempt is dropped.
+//! QuicFallbackTimeout (or QUIC cannot get through at once), TCP starts too,
+//! and the first transport to finish its handshake wins, in the manner of
+//! Happy Eyeballs (RFC 8305). The other attempt is dropped.
+//!
+//! Auto is not a downgrade path: TCP is only used when QUIC did not get
+//! through (no answer, refused before TLS, a server that does not speak
+//! sshq over QUIC), never after a QUIC peer answered and failed
+//! authentication or was refused by us (see
+//! [`sshq_quic::tls::HandshakeFailure::allows_fallback`]); that ends the
+//! attempt with the reason, whatever TCP is doing meanwhile.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +19,8 @@ use std::time::Duration;
 use sshq_core::auth::{ServerKeyVerifier, UserKey};
 use sshq_core::error::{ConnectError, TransportError};
 use sshq_core::ssh_key::PublicKey;
+
+use sshq_quic::tls::HandshakeFailure;
 
 use super::config::Transport;
 use super::{hostkeys, identity, Plan};
@@ -76,7 +85,7 @@ pub async fn connect(plan: &Plan, route: Route<'_>) -> Result<AnyConnection, Con
         .await,
         verifier: Arc::new(SerializedVerifier {
             inner: verifier,
-            lock: std::sync::Mutex::new(()),
+            judged: std::sync::Mutex::new(None),
         }),
     };
     let attempt = async {
@@ -92,6 +101,7 @@ pub async fn connect(plan: &Plan, route: Route<'_>) -> Result<AnyConnection, Con
                 connect_quic(plan, &prepared, route)
                     .await
                     .map(AnyConnection::Quic)
+                    .map_err(QuicFailure::into_error)
             }
             Transport::Auto => race(plan, &prepared, route).await,
         }
@@ -141,29 +151,27 @@ async fn race(
     let quic = connect_quic(plan, prepared, route);
     tokio::pin!(quic);
     // QUIC alone during its head start.
-    let quic_error = tokio::select! {
+    let quic_failure = tokio::select! {
         result = &mut quic => match result {
             Ok(conn) => {
                 tracing::debug!("Transport=auto: QUIC handshake completed first; using QUIC");
                 return Ok(AnyConnection::Quic(conn));
             }
-            // Decisions about the server itself are final on any transport.
-            Err(e @ (ConnectError::HostKeyRejected | ConnectError::PermissionDenied { .. })) => return Err(e),
-            Err(e) => Some(e),
+            Err(failure) => Some(failure.fallback_reason()?),
         },
         () = tokio::time::sleep(head_start) => None,
     };
-    match &quic_error {
-        Some(e) => tracing::debug!("Transport=auto: QUIC failed ({e}); falling back to TCP"),
-        None => tracing::debug!(
-            "Transport=auto: no QUIC handshake within {} ms; trying TCP as well",
-            head_start.as_millis()
-        ),
-    }
     let tcp = connect_tcp(plan, prepared, route);
     tokio::pin!(tcp);
-    if quic_error.is_some() {
-        return tcp.await.map(AnyConnection::Tcp);
+    match quic_failure {
+        Some(why) => {
+            tracing::debug!("Transport=auto: QUIC did not get through ({why}); using TCP");
+            return tcp.await.map(AnyConnection::Tcp);
+        }
+        None => tracing::debug!(
+            "Transport=auto: no QUIC handshake within {} ms (QuicFallbackTimeout); trying TCP as well",
+            head_start.as_millis()
+        ),
     }
     tokio::select! {
         result = &mut quic => match result {
@@ -171,18 +179,56 @@ async fn race(
                 tracing::debug!("Transport=auto: QUIC won the race");
                 Ok(AnyConnection::Quic(conn))
             }
-            Err(e @ (ConnectError::HostKeyRejected | ConnectError::PermissionDenied { .. })) => Err(e),
-            Err(e) => {
-                tracing::debug!("Transport=auto: QUIC failed ({e}); waiting for TCP");
+            Err(failure) => {
+                let why = failure.fallback_reason()?;
+                tracing::debug!("Transport=auto: QUIC did not get through ({why}); waiting for TCP");
                 tcp.await.map(AnyConnection::Tcp)
             }
         },
         result = &mut tcp => {
             if result.is_ok() {
-                tracing::debug!("Transport=auto: TCP won the race; using TCP");
+                tracing::debug!(
+                    "Transport=auto: TCP won the race (QUIC had not answered); using TCP"
+                );
             }
             result.map(AnyConnection::Tcp)
         }
+    }
+}
+
+/// A failed QUIC attempt, and whether Transport=auto may use TCP after it.
+#[derive(Debug)]
+enum QuicFailure {
+    /// QUIC did not get through to a server that could prove or disprove
+    /// anything (`why`, for -v): TCP may be tried.
+    NotThrough { why: String, error: ConnectError },
+    /// A QUIC server answered and failed, or a decision about it was made
+    /// (host key, login, key exchange): final on every transport.
+    Final(ConnectError),
+}
+
+impl QuicFailure {
+    /// Why TCP may be tried, or the error that ends the attempt.
+    fn fallback_reason(self) -> Result<String, ConnectError> {
+        match self {
+            QuicFailure::NotThrough { why, .. } => Ok(why),
+            QuicFailure::Final(error) => {
+                tracing::debug!("Transport=auto: not falling back to TCP after this QUIC failure");
+                Err(error)
+            }
+        }
+    }
+
+    fn into_error(self) -> ConnectError {
+        match self {
+            QuicFailure::NotThrough { error, .. } | QuicFailure::Final(error) => error,
+        }
+    }
+}
+
+impl From<ConnectError> for QuicFailure {
+    fn from(error: ConnectError) -> Self {
+        QuicFailure::Final(error)
     }
 }
 
@@ -256,29 +302,34 @@ async fn connect_quic(
     plan: &Plan,
     prepared: &Prepared,
     route: Route<'_>,
-) -> Result<sshq_quic::QuicConnection, ConnectError> {
+) -> Result<sshq_quic::QuicConnection, QuicFailure> {
     if prepared.quic_identity_unknown() {
-        return Err(ConnectError::Other(format!(
+        return Err(QuicFailure::Final(ConnectError::Other(format!(
             "sshq: {} is known only by its {} host key, but over QUIC servers identify themselves \
              by their Ed25519 host key. Use -o Transport=tcp, or add the server's Ed25519 key to \
              known_hosts after checking its fingerprint.",
             plan.hostname,
             prepared.known_types.join(", ")
-        )));
+        ))));
     }
     let port = plan.options.quic_port.unwrap_or(plan.port);
     let kex = quic_kex(plan)?;
     if let Route::Command(_) = route {
-        return Err(ConnectError::Other(
+        return Err(QuicFailure::Final(ConnectError::Other(
             "sshq: ProxyCommand carries one byte stream, which SSH over QUIC cannot use; \
              use -o Transport=tcp (or auto) with ProxyCommand, or `sshq proxy` on the far side"
                 .to_string(),
-        ));
+        )));
     }
     if let Route::Via(hop) = route {
+        // A jump host that will not relay UDP (not sshqd, or not allowed)
+        // says nothing about the destination: TCP through it may be tried.
         let stream = super::jump::open_udp_relay(hop, &plan.hostname, port)
             .await
-            .map_err(|e| jump_failed(plan, port, &e))?;
+            .map_err(|e| QuicFailure::NotThrough {
+                why: format!("the jump host did not relay UDP: {e}"),
+                error: jump_failed(plan, port, &e),
+            })?;
         // The jump host resolves the name; quinn needs an address only as
         // a label for its one path.
         let label = plan
@@ -290,16 +341,26 @@ async fn connect_quic(
             .map_err(|e| ConnectError::Other(format!("sshq: {e}")))?;
         return connect_quic_on(plan, prepared, endpoint, label, &kex).await;
     }
-    let mut last_error = None;
+    let mut last_failure = None;
     for addr in resolve(plan, port).await? {
-        let endpoint = endpoint_for(plan, addr)?;
+        let endpoint = match endpoint_for(plan, addr) {
+            Ok(endpoint) => endpoint,
+            Err(error) => {
+                let why = format!("no UDP socket for {addr}: {error}");
+                last_failure = Some(QuicFailure::NotThrough { why, error });
+                continue;
+            }
+        };
         match connect_quic_on(plan, prepared, endpoint, addr, &kex).await {
             Ok(conn) => return Ok(conn),
-            Err(e @ ConnectError::Connect { .. }) => last_error = Some(e),
-            Err(e) => return Err(e),
+            // Only a failure to get through moves on to the next address.
+            Err(failure @ QuicFailure::NotThrough { .. }) => last_failure = Some(failure),
+            Err(failure) => return Err(failure),
         }
     }
-    Err(last_error.unwrap_or(ConnectError::Other("no address to connect to".to_string())))
+    Err(last_failure.unwrap_or(QuicFailure::Final(ConnectError::Other(
+        "no address to connect to".to_string(),
+    ))))
 }
 
 /// A client UDP endpoint to reach `addr` from (any local address of its family).
@@ -328,10 +389,11 @@ async fn connect_quic_on(
     endpoint: sshq_quic::quinn::Endpoint,
     addr: SocketAddr,
     kex: &[String],
-) -> Result<sshq_quic::QuicConnection, ConnectError> {
+) -> Result<sshq_quic::QuicConnection, QuicFailure> {
     let verifier: Arc<dyn ServerKeyVerifier> = prepared.verifier.clone();
     let (conn, negotiated) =
-        quic_handshake(plan, verifier, &endpoint, addr, kex, sshq_quic::tls::ALPN).await?;
+        attempt_quic_handshake(plan, verifier, &endpoint, addr, kex, sshq_quic::tls::ALPN)
+            .await?;
     let local = endpoint.local_addr().ok();
     let auth = sshq_quic::ClientAuth {
         user: plan.user.clone(),
@@ -370,12 +432,21 @@ pub(super) async fn quic_handshake(
     kex: &[String],
     alpn: &[u8],
 ) -> Result<(sshq_quic::quinn::Connection, Option<String>), ConnectError> {
+    attempt_quic_handshake(plan, verifier, endpoint, addr, kex, alpn)
+        .await
+        .map_err(QuicFailure::into_error)
+}
+
+/// [`quic_handshake`], its failure sorted for Transport=auto.
+async fn attempt_quic_handshake(
+    plan: &Plan,
+    verifier: Arc<dyn ServerKeyVerifier>,
+    endpoint: &sshq_quic::quinn::Endpoint,
+    addr: SocketAddr,
+    kex: &[String],
+    alpn: &[u8],
+) -> Result<(sshq_quic::quinn::Connection, Option<String>), QuicFailure> {
     let other = |e: &dyn std::fmt::Display| ConnectError::Other(format!("sshq: {e}"));
-    let unreachable = |source: std::io::Error| ConnectError::Connect {
-        host: plan.hostname.clone(),
-        port: addr.port(),
-        source,
-    };
     let observer = sshq_quic::kx::NegotiatedGroup::new();
     let provider =
         sshq_quic::kx::crypto_provider_observed(kex, observer.clone()).map_err(|e| other(&e))?;
@@ -390,27 +461,46 @@ pub(super) async fn quic_handshake(
     let connecting = endpoint
         .connect_with(config, addr, "sshq")
         .map_err(|e| other(&e))?;
-    match connecting.await {
-        Ok(conn) => Ok((conn, observer.get().map(str::to_string))),
-        Err(e) => {
-            if outcome.host_key_rejected() {
-                return Err(ConnectError::HostKeyRejected);
-            }
-            if let Some(kex_error) = sshq_quic::kx::explain_handshake_failure(&e, kex) {
-                return Err(ConnectError::Negotiation {
-                    host: plan.hostname.clone(),
-                    message: kex_error.to_string(),
-                });
-            }
-            if sshq_quic::tunnel::alpn_refused(&e) {
-                return Err(ConnectError::Other(alpn_refused_message(
-                    plan,
-                    addr.port(),
-                    alpn,
-                )));
-            }
-            Err(unreachable(quic_io_error(&e)))
+    let error = match connecting.await {
+        Ok(conn) => return Ok((conn, observer.get().map(str::to_string))),
+        Err(error) => error,
+    };
+    let failure = HandshakeFailure::classify(&error, &outcome, kex);
+    let reason = failure.to_string();
+    let port = addr.port();
+    let connect_error = |source: std::io::Error| ConnectError::Connect {
+        host: plan.hostname.clone(),
+        port,
+        source,
+    };
+    let error = match &failure {
+        HandshakeFailure::HostKeyRejected => ConnectError::HostKeyRejected,
+        HandshakeFailure::NoCommonGroup(kex_error) => ConnectError::Negotiation {
+            host: plan.hostname.clone(),
+            message: kex_error.to_string(),
+        },
+        HandshakeFailure::ProtocolRefused => {
+            ConnectError::Other(alpn_refused_message(plan, port, alpn))
         }
+        HandshakeFailure::TimedOut => connect_error(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "Connection timed out (no QUIC answer)",
+        )),
+        HandshakeFailure::Unreachable(why) => connect_error(std::io::Error::other(why.clone())),
+        HandshakeFailure::AuthenticityFailed(why) => ConnectError::Other(format!(
+            "sshq: {} port {port}: the QUIC server failed authentication: {why}. \
+             It may not be the server you meant (possible man-in-the-middle attack).",
+            plan.hostname
+        )),
+        HandshakeFailure::PeerRejected(why) => ConnectError::Other(format!(
+            "sshq: {} port {port}: the QUIC handshake failed: {why}",
+            plan.hostname
+        )),
+    };
+    if failure.allows_fallback() {
+        Err(QuicFailure::NotThrough { why: reason, error })
+    } else {
+        Err(QuicFailure::Final(error))
     }
 }
 
@@ -455,29 +545,31 @@ pub async fn logged_in(conn: AnyConnection, plan: &Plan) -> Result<AnyConnection
     }
 }
 
-/// A QUIC connection failure in the words ssh uses for TCP ones.
-fn quic_io_error(e: &sshq_quic::quinn::ConnectionError) -> std::io::Error {
-    use std::io::{Error, ErrorKind};
-    match e {
-        sshq_quic::quinn::ConnectionError::TimedOut => {
-            Error::new(ErrorKind::TimedOut, "Connection timed out (no QUIC answer)")
-        }
-        other => Error::other(other.to_string()),
-    }
-}
-
 /// Host-key checks one at a time: when Transport=auto races both
-/// transports, the second check then sees what the first recorded, and
-/// the user is never asked twice.
+/// transports, the second check of the same key gets the first one's
+/// answer without a second transcript, so the user is never asked twice
+/// nor shown a changed-key warning twice.
 struct SerializedVerifier {
     inner: hostkeys::Verifier,
-    lock: std::sync::Mutex<()>,
+    /// The last key judged, and the answer.
+    judged: std::sync::Mutex<Option<(PublicKey, bool)>>,
 }
 
 impl ServerKeyVerifier for SerializedVerifier {
     fn verify(&self, key: &PublicKey) -> bool {
-        let _one_at_a_time = self.lock.lock();
-        self.inner.verify(key)
+        // The value is a plain cache, consistent even if a holder panicked.
+        let mut judged = self
+            .judged
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((seen, answer)) = judged.as_ref() {
+            if seen.key_data() == key.key_data() {
+                return *answer;
+            }
+        }
+        let answer = self.inner.verify(key);
+        *judged = Some((key.clone(), answer));
+        answer
     }
 }
 

@@ -2,15 +2,64 @@
 //! StrictHostKeyChecking, through the core's OpenSSH-compatible check.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use sshq_core::auth::ServerKeyVerifier;
 use sshq_core::host_key_check::{
-    check_host_key, HostKeyCheck, HostKeyVerdict, TtyPrompt, Verbosity,
+    check_host_key, turn_off_untrusted, HostKeyCheck, HostKeyVerdict, TtyPrompt,
+    UntrustedFeature, Verbosity,
 };
 use sshq_core::ssh_key::PublicKey;
 
 use super::config::{ClientOptions, StrictHostKeyChecking};
 use super::Plan;
+
+/// What a connection would hand to whoever holds the server's end, which
+/// OpenSSH turns off when a changed host key is let through
+/// (StrictHostKeyChecking=no). sshq has no password, keyboard-interactive,
+/// X11 or tunnel forwarding, so only these two apply.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Exposure {
+    /// ForwardAgent (-A) is on.
+    pub agent_forwarding: bool,
+    /// Some -L, -R or -D forward (command line or ssh_config) is asked for.
+    pub port_forwarding: bool,
+    /// ExitOnForwardFailure: turning forwarding off ends the connection.
+    pub exit_on_forward_failure: bool,
+}
+
+impl Exposure {
+    fn features(&self) -> Vec<UntrustedFeature> {
+        let mut features = Vec::new();
+        if self.agent_forwarding {
+            features.push(UntrustedFeature::Agent);
+        }
+        if self.port_forwarding {
+            features.push(UntrustedFeature::PortForwarding);
+        }
+        features
+    }
+}
+
+/// Whether a host key was let through untrusted; shared between the
+/// verifier, which runs inside a transport's handshake, and the code that
+/// sets up forwarding once connected, which must then set up none.
+#[derive(Debug, Default)]
+pub struct HostKeyTrust {
+    untrusted: AtomicBool,
+}
+
+impl HostKeyTrust {
+    /// Whether agent and port forwarding must stay off on this connection.
+    pub fn is_untrusted(&self) -> bool {
+        self.untrusted.load(Ordering::SeqCst)
+    }
+
+    fn mark_untrusted(&self) {
+        self.untrusted.store(true, Ordering::SeqCst);
+    }
+}
 
 /// Checks a server's host key as ssh would, writing OpenSSH's messages to stderr.
 pub struct Verifier {
@@ -21,6 +70,8 @@ pub struct Verifier {
     global_files: Vec<PathBuf>,
     batch_mode: bool,
     verbosity: Verbosity,
+    exposure: Exposure,
+    trust: Arc<HostKeyTrust>,
 }
 
 impl Verifier {
@@ -46,6 +97,8 @@ impl Verifier {
                     .and_then(|level| Verbosity::from_log_level(level.as_str()))
                     .unwrap_or_default()
             },
+            exposure: plan.exposure,
+            trust: plan.host_key_trust.clone(),
         }
     }
 }
@@ -72,11 +125,19 @@ impl ServerKeyVerifier for Verifier {
         let mut prompt = TtyPrompt::new();
         let mut stderr = std::io::stderr();
         match check_host_key(&check, key, &mut prompt, &mut stderr) {
-            // Untrusted: StrictHostKeyChecking=no let a changed key through.
-            // sshq offers no password authentication and no forwarding yet,
-            // which is what OpenSSH turns off in that case.
-            Ok(HostKeyVerdict::Untrusted) => true,
-            Ok(_) => true,
+            // StrictHostKeyChecking=no let a changed key through: go on, but
+            // with nothing a man in the middle could use (OpenSSH's
+            // continue_unsafe). The flag is set before the handshake ends, so
+            // no forward is ever set up on this connection.
+            Ok(HostKeyVerdict::Untrusted) => {
+                self.trust.mark_untrusted();
+                let features = self.exposure.features();
+                let exit = self.exposure.exit_on_forward_failure;
+                turn_off_untrusted(&features, exit, self.verbosity, &mut stderr).is_ok()
+            }
+            Ok(HostKeyVerdict::Known | HostKeyVerdict::Confirmed | HostKeyVerdict::AddedNew) => {
+                true
+            }
             Err(e) => {
                 if !e.already_reported() {
                     eprintln!("{e}");

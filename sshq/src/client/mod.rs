@@ -69,6 +69,10 @@ struct Plan {
     user: String,
     options: ClientOptions,
     quiet: bool,
+    /// What an untrusted (changed) host key must turn off.
+    exposure: hostkeys::Exposure,
+    /// Set by the host-key check when the key was let through untrusted.
+    host_key_trust: Arc<hostkeys::HostKeyTrust>,
 }
 
 async fn run(cli: Cli) -> Result<i32, String> {
@@ -191,6 +195,7 @@ fn resolve(cli: &Cli, destination: &Destination) -> Result<Plan, String> {
     let port = options.port.unwrap_or(22);
     let user = options.user.clone().unwrap_or_else(config::local_user);
     let quiet = cli.quiet || options.log_level == Some(config::LogLevel::Quiet);
+    let exposure = destination_exposure(cli, &options);
     Ok(Plan {
         host,
         hostname,
@@ -198,6 +203,8 @@ fn resolve(cli: &Cli, destination: &Destination) -> Result<Plan, String> {
         user,
         options,
         quiet,
+        exposure,
+        host_key_trust: Arc::default(),
     })
 }
 
@@ -223,7 +230,40 @@ fn resolve_hop(cli: &Cli, hop: &Destination, quiet: bool) -> Result<Plan, String
         host: hop.host.clone(),
         quiet: quiet || options.log_level == Some(config::LogLevel::Quiet),
         options,
+        // A hop's connection only carries the next hop's encrypted bytes:
+        // sshq opens no session, agent channel or forward on it, as
+        // OpenSSH's hop (`ssh -W`, which clears all forwardings) forwards
+        // no ports. A changed key at a hop therefore turns nothing off
+        // there, and the destination's forwarding depends on the
+        // destination's own key check, which runs end to end through the hop.
+        exposure: hostkeys::Exposure::default(),
+        host_key_trust: Arc::default(),
     })
+}
+
+/// What the destination's connection would forward, for the host-key check:
+/// ForwardAgent, and any -L/-R/-D (command line or ssh_config) unless
+/// ClearAllForwardings or -W clears them, as in OpenSSH.
+fn destination_exposure(cli: &Cli, options: &ClientOptions) -> hostkeys::Exposure {
+    let cleared = options.clear_all_forwardings == Some(true) || cli.stdio_forward.is_some();
+    let any_forward = [
+        &cli.local_forward,
+        &cli.remote_forward,
+        &cli.dynamic_forward,
+        &options.local_forwards,
+        &options.remote_forwards,
+        &options.dynamic_forwards,
+    ]
+    .iter()
+    .any(|forwards| !forwards.is_empty());
+    hostkeys::Exposure {
+        agent_forwarding: matches!(
+            options.forward_agent,
+            Some(config::ForwardAgent::Yes | config::ForwardAgent::Socket(_))
+        ),
+        port_forwarding: any_forward && !cleared,
+        exit_on_forward_failure: options.exit_on_forward_failure.unwrap_or(false),
+    }
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -264,18 +304,37 @@ async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i
     }
     // ClearAllForwardings (which scp and sftp pass): none from anywhere;
     // resolve() already dropped the config file's.
-    let cleared = plan.options.clear_all_forwardings == Some(true);
+    // An untrusted host key (see hostkeys::Exposure): none either, the
+    // notices are already printed.
+    let untrusted = plan.host_key_trust.is_untrusted();
+    let cleared = plan.options.clear_all_forwardings == Some(true) || untrusted;
     let none: &[String] = &[];
+    let options_without_forwards;
+    let forward_options = if untrusted {
+        options_without_forwards = ClientOptions {
+            local_forwards: Vec::new(),
+            remote_forwards: Vec::new(),
+            dynamic_forwards: Vec::new(),
+            ..plan.options.clone()
+        };
+        &options_without_forwards
+    } else {
+        &plan.options
+    };
     let forwards = crate::forward::client::ClientForwards::parse(
         if cleared { none } else { &cli.local_forward },
         if cleared { none } else { &cli.remote_forward },
         if cleared { none } else { &cli.dynamic_forward },
-        &plan.options,
+        forward_options,
         plan.quiet,
     )?;
     let _listeners = forwards.start_listeners(conn.clone()).await?;
     let remote = crate::forward::remote::RemoteForwards::new();
-    let agent_socket = agent::socket_to_forward(plan.options.forward_agent.as_ref());
+    let agent_socket = if untrusted {
+        None
+    } else {
+        agent::socket_to_forward(plan.options.forward_agent.as_ref())
+    };
     let _refuser = AbortOnDrop(tokio::spawn(refuse_incoming(
         conn.clone(),
         remote.clone(),

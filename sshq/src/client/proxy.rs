@@ -163,6 +163,10 @@ fn resolve(cli: &ProxyCli) -> Result<Plan, String> {
         user: options.user.clone().unwrap_or_else(config::local_user),
         options,
         quiet,
+        // A tunnel forwards nothing of sshq's own: OpenSSH, inside it,
+        // checks its server's key and decides about its own forwarding.
+        exposure: hostkeys::Exposure::default(),
+        host_key_trust: Default::default(),
     })
 }
 

@@ -1,0 +1,508 @@
+//! The client never trusts a peer it should not (issue 10, items 6 and 12).
+//!
+//! - A changed host key let through by StrictHostKeyChecking=no turns off
+//!   agent and port forwarding (-A, -L, -R, -D) with OpenSSH's messages,
+//!   over QUIC and TCP, against sshqd and OpenSSH's sshd, and through
+//!   ProxyJump; ExitOnForwardFailure then ends the connection as ssh does.
+//! - Transport=auto falls back to TCP only when QUIC does not get through
+//!   (a closed or silent UDP port), never after a QUIC server failed
+//!   authentication: each hostile QUIC server here shares its port number
+//!   with a real sshqd on TCP, so a fallback would show as a session.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{
+    run_with_input, show, text, wait_until, Background, Lab, Listeners, Server, SSHQ, SSHQD,
+};
+use sshq_quic::quinn;
+use sshq_quic::quinn::rustls;
+
+const AGENT_NOTICE: &str = "Agent forwarding is disabled to avoid man-in-the-middle attacks.";
+const PORT_NOTICE: &str = "Port forwarding is disabled to avoid man-in-the-middle attacks.";
+const CHANGED_WARNING: &str = "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!";
+
+/// A real `ssh-agent -D` holding the lab's user key, killed on drop.
+struct Agent {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Agent {
+    fn start(lab: &Lab) -> Agent {
+        let socket = lab.path("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent must be installed (openssh-client)");
+        let agent = Agent { child, socket };
+        assert!(
+            wait_until(Duration::from_secs(10), || agent.socket.exists()),
+            "ssh-agent did not start"
+        );
+        let added = run_with_input(
+            Command::new("ssh-add")
+                .arg(lab.path("user"))
+                .env("SSH_AUTH_SOCK", &agent.socket),
+            b"",
+        );
+        assert!(added.status.success(), "ssh-add: {}", show(&added));
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Free loopback TCP ports for the -L, -R and -D listeners of one run.
+struct ForwardPorts {
+    local: u16,
+    remote: u16,
+    dynamic: u16,
+}
+
+impl ForwardPorts {
+    fn new() -> ForwardPorts {
+        ForwardPorts {
+            local: common::free_port(),
+            remote: common::free_port(),
+            dynamic: common::free_port(),
+        }
+    }
+
+    /// `-A -L ... -R ... -D ...`, each forward aimed at `target` (any open
+    /// TCP port: only whether the listeners exist is looked at).
+    fn flags(&self, target: u16) -> Vec<String> {
+        vec![
+            "-A".into(),
+            "-L".into(),
+            format!("127.0.0.1:{}:127.0.0.1:{target}", self.local),
+            "-R".into(),
+            format!("127.0.0.1:{}:127.0.0.1:{target}", self.remote),
+            "-D".into(),
+            format!("127.0.0.1:{}", self.dynamic),
+        ]
+    }
+
+    /// What the remote side runs: the agent socket it was given, and
+    /// whether each forward's listener exists (client and server are both
+    /// on this machine, so the remote shell can try the client's -L and -D).
+    fn probe(&self) -> String {
+        let open = |name: &str, port: u16| {
+            format!(
+                "if (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; \
+                 then echo {name}=open; else echo {name}=closed; fi"
+            )
+        };
+        format!(
+            "echo AUTH=${{SSH_AUTH_SOCK:-none}}; {}; {}; {}",
+            open("L", self.local),
+            open("R", self.remote),
+            open("D", self.dynamic)
+        )
+    }
+}
+
+/// Runs `program` with the lab's options (StrictHostKeyChecking=`strict`),
+/// `extra`, the forwards of `ports` and their probe, with the agent's socket.
+fn run_forwarding(
+    lab: &Lab,
+    program: &str,
+    strict: &str,
+    port: u16,
+    extra: &[String],
+    ports: &ForwardPorts,
+    agent: &Agent,
+) -> Output {
+    let mut flags: Vec<String> = extra.to_vec();
+    flags.extend(ports.flags(port));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let probe = ports.probe();
+    let args = lab.client_args("user", strict, port, &flags, &[probe.as_str()]);
+    run_with_input(
+        Command::new(program)
+            .args(&args)
+            .env("SSH_AUTH_SOCK", &agent.socket),
+        b"",
+    )
+}
+
+/// Everything forwarded: the positive control.
+fn assert_all_forwarded(out: &Output) {
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", show(out));
+    assert!(
+        stdout.contains("AUTH=/") && stdout.contains("L=open"),
+        "forwarding did not work with the right key: {}",
+        show(out)
+    );
+    assert!(stdout.contains("R=open") && stdout.contains("D=open"), "{}", show(out));
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains(AGENT_NOTICE), "{}", show(out));
+}
+
+/// Nothing forwarded, the session itself ran, OpenSSH's lines printed.
+fn assert_nothing_forwarded(out: &Output) {
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{}", show(out));
+    assert!(stderr.contains(CHANGED_WARNING), "{}", show(out));
+    assert!(
+        stderr.contains(AGENT_NOTICE) && stderr.contains(PORT_NOTICE),
+        "OpenSSH's notices missing: {}",
+        show(out)
+    );
+    for line in ["AUTH=none", "L=closed", "R=closed", "D=closed"] {
+        assert!(stdout.contains(line), "{line} expected: {}", show(out));
+    }
+}
+
+fn transport(name: &str) -> Vec<String> {
+    vec!["-o".into(), format!("Transport={name}")]
+}
+
+#[test]
+fn a_changed_key_let_through_turns_off_agent_and_port_forwarding_on_both_transports() {
+    let lab = Lab::new();
+    let agent = Agent::start(&lab);
+    let server = lab.start_sshqd_on("Transports quic,tcp", Listeners::Both);
+    for name in ["quic", "tcp"] {
+        lab.write_known_hosts(server.port, "host_ed25519");
+        let ports = ForwardPorts::new();
+        let out = run_forwarding(&lab, SSHQ, "no", server.port, &transport(name), &ports, &agent);
+        assert_all_forwarded(&out);
+
+        lab.write_known_hosts(server.port, "other_host_ed25519");
+        let ports = ForwardPorts::new();
+        let out = run_forwarding(&lab, SSHQ, "no", server.port, &transport(name), &ports, &agent);
+        assert_nothing_forwarded(&out);
+        assert!(
+            text(&out.stderr).matches(AGENT_NOTICE).count() == 1,
+            "one notice over {name}: {}",
+            show(&out)
+        );
+    }
+}
+
+#[test]
+fn exit_on_forward_failure_ends_the_connection_like_ssh() {
+    let lab = Lab::new();
+    let agent = Agent::start(&lab);
+    let server = lab.start_sshqd_on("Transports quic,tcp", Listeners::Both);
+    lab.write_known_hosts(server.port, "other_host_ed25519");
+    for name in ["quic", "tcp"] {
+        let mut extra = transport(name);
+        extra.extend(["-o".to_string(), "ExitOnForwardFailure=yes".to_string()]);
+        let out = run_forwarding(&lab, SSHQ, "no", server.port, &extra, &ForwardPorts::new(), &agent);
+        assert_eq!(out.status.code(), Some(255), "{}", show(&out));
+        assert!(
+            text(&out.stderr).contains("Error: forwarding disabled due to host key check failure"),
+            "{}",
+            show(&out)
+        );
+        assert!(!text(&out.stdout).contains("AUTH="), "{}", show(&out));
+    }
+    // Without forwarding, nothing is turned off and the session runs.
+    let args = lab.client_args(
+        "user",
+        "no",
+        server.port,
+        &["-o", "ExitOnForwardFailure=yes"],
+        &["echo", "ran"],
+    );
+    let out = lab.run(SSHQ, &args, b"");
+    assert_eq!(text(&out.stdout).trim(), "ran", "{}", show(&out));
+    assert!(!text(&out.stderr).contains(AGENT_NOTICE), "{}", show(&out));
+}
+
+#[test]
+fn against_openssh_sshd_the_same_lines_as_openssh_ssh() {
+    let lab = Lab::new();
+    let agent = Agent::start(&lab);
+    let sshd = lab.start_sshd();
+    lab.write_known_hosts(sshd.port, "other_host_ed25519");
+    let out = run_forwarding(
+        &lab,
+        SSHQ,
+        "no",
+        sshd.port,
+        &transport("tcp"),
+        &ForwardPorts::new(),
+        &agent,
+    );
+    assert_nothing_forwarded(&out);
+    // OpenSSH's own ssh, same setup: the lines sshq prints are its lines.
+    let ssh = run_forwarding(&lab, "ssh", "no", sshd.port, &[], &ForwardPorts::new(), &agent);
+    assert_nothing_forwarded(&ssh);
+    let notices = |out: &Output| -> Vec<String> {
+        text(&out.stderr)
+            .lines()
+            .filter(|line| line.contains("forwarding is disabled"))
+            .map(|line| line.trim_end().to_string())
+            .collect()
+    };
+    assert_eq!(notices(&out), notices(&ssh), "sshq: {}\nssh: {}", show(&out), show(&ssh));
+}
+
+/// Two sshqd (QUIC and TCP) and a config naming the first `hop`; `Host *`
+/// sets the lab's key, known_hosts and StrictHostKeyChecking=no, which (as
+/// ssh_config) applies to the hop as well as the destination.
+struct JumpLab {
+    lab: Lab,
+    hop: Server,
+    destination: Server,
+    config: PathBuf,
+}
+
+impl JumpLab {
+    fn new() -> JumpLab {
+        let lab = Lab::new();
+        let hop = lab.start_sshqd_on("Transports quic,tcp", Listeners::Both);
+        let destination = lab.start_sshqd_on("Transports quic,tcp", Listeners::Both);
+        let config = lab.path("jump_config");
+        let settings = format!(
+            "Host hop\n  HostName 127.0.0.1\n  Port {}\n  User {user}\n\
+             Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n  BatchMode yes\n  \
+             UserKnownHostsFile {kh}\n  StrictHostKeyChecking no\n",
+            hop.port,
+            user = lab.user,
+            key = lab.path("user").display(),
+            kh = lab.path("known_hosts").display(),
+        );
+        std::fs::write(&config, settings).expect("config");
+        JumpLab {
+            lab,
+            hop,
+            destination,
+            config,
+        }
+    }
+
+    /// known_hosts with `hop_key` for the hop and `destination_key` for the destination.
+    fn known_hosts(&self, hop_key: &str, destination_key: &str) {
+        let line = |port: u16, key: &str| {
+            format!("[127.0.0.1]:{port} ssh-ed25519 {}\n", self.lab.public_key_blob(key))
+        };
+        let text = line(self.hop.port, hop_key) + &line(self.destination.port, destination_key);
+        std::fs::write(self.lab.path("known_hosts"), text).expect("known_hosts");
+    }
+
+    fn run(&self, transport_name: &str, ports: &ForwardPorts, agent: &Agent) -> Output {
+        let mut args: Vec<String> = vec![
+            "-F".into(),
+            self.config.display().to_string(),
+            "-J".into(),
+            "hop".into(),
+            "-o".into(),
+            format!("Transport={transport_name}"),
+            "-p".into(),
+            self.destination.port.to_string(),
+        ];
+        args.extend(ports.flags(self.destination.port));
+        args.push(self.lab.target());
+        args.push(ports.probe());
+        run_with_input(
+            Command::new(SSHQ)
+                .args(&args)
+                .env("SSH_AUTH_SOCK", &agent.socket),
+            b"",
+        )
+    }
+}
+
+#[test]
+fn through_a_jump_host_the_destination_key_decides_the_destination_forwarding() {
+    let jumps = JumpLab::new();
+    let agent = Agent::start(&jumps.lab);
+    for name in ["quic", "tcp"] {
+        // The destination's key changed: its forwarding is off.
+        jumps.known_hosts("host_ed25519", "other_host_ed25519");
+        let out = jumps.run(name, &ForwardPorts::new(), &agent);
+        assert_nothing_forwarded(&out);
+
+        // Only the hop's key changed: the hop carries no forwarding of its
+        // own (as OpenSSH's `ssh -W` hop), and the destination's session
+        // runs end to end through it with its own, matching key.
+        jumps.known_hosts("other_host_ed25519", "host_ed25519");
+        let out = jumps.run(name, &ForwardPorts::new(), &agent);
+        assert!(text(&out.stderr).contains(CHANGED_WARNING), "{}", show(&out));
+        assert_all_forwarded(&out);
+    }
+}
+
+/// sshqd serving TCP only, with the lab's host key (known_hosts has it):
+/// what a fallback from a hostile QUIC server on the same port would reach.
+fn tcp_only_sshqd(lab: &Lab) -> Server {
+    let server = lab.start_sshqd_on("Transports tcp", Listeners::Tcp);
+    lab.write_known_hosts(server.port, "host_ed25519");
+    server
+}
+
+fn auto(lab: &Lab, port: u16, extra: &[&str]) -> (Output, Duration) {
+    let mut flags = vec!["-v", "-o", "Transport=auto"];
+    flags.extend_from_slice(extra);
+    let args = lab.client_args("user", "accept-new", port, &flags, &["echo", "session-ran"]);
+    let started = Instant::now();
+    let out = lab.run(SSHQ, &args, b"");
+    (out, started.elapsed())
+}
+
+fn assert_no_session(out: &Output, tcp: &Server) {
+    assert_eq!(out.status.code(), Some(255), "{}", show(out));
+    assert!(!text(&out.stdout).contains("session-ran"), "{}", show(out));
+    assert!(
+        !tcp.log_text().contains("Accepted publickey"),
+        "a TCP session happened: {}",
+        tcp.log_text()
+    );
+}
+
+#[test]
+fn auto_stops_at_a_quic_server_showing_a_changed_key() {
+    let lab = Lab::new();
+    let tcp = tcp_only_sshqd(&lab);
+    // On the same port number, over UDP: sshqd with another host key.
+    let config = lab.write_sshqd_config(
+        tcp.port,
+        &[lab.path("other_host_ed25519")],
+        "Transports quic",
+    );
+    let mut impostor = Background::spawn(
+        SSHQD,
+        &["-D".into(), "-e".into(), "-f".into(), config.display().to_string()],
+        lab.path("impostor.log"),
+    );
+    let listening = format!("port {} (QUIC)", tcp.port);
+    assert!(
+        wait_until(Duration::from_secs(10), || impostor.log_text().contains(&listening)),
+        "impostor did not start: {}",
+        impostor.log_text()
+    );
+    assert!(impostor.alive());
+    let (out, _) = auto(&lab, tcp.port, &[]);
+    assert_no_session(&out, &tcp);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(CHANGED_WARNING), "{}", show(&out));
+    assert!(stderr.contains("Host key verification failed."), "{}", show(&out));
+}
+
+/// The Ed25519 key pair of the lab's `name` key: public key and PKCS#8 v1.
+fn ed25519_parts(lab: &Lab, name: &str) -> ([u8; 32], Vec<u8>) {
+    let key = sshq_core::ssh_key::PrivateKey::read_openssh_file(&lab.path(name)).expect("key");
+    let pair = key.key_data().ed25519().expect("an Ed25519 key");
+    // PKCS#8 v1: SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }.
+    let mut pkcs8 = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    pkcs8.extend_from_slice(&pair.private.to_bytes());
+    (pair.public.0, pkcs8)
+}
+
+/// A QUIC server on UDP `port` speaking sshq/1 that shows `shown`'s public
+/// key as its identity but signs its handshakes with `signer`: what a man
+/// in the middle replaying the real server's key looks like.
+fn impostor_quic_server(
+    runtime: &tokio::runtime::Runtime,
+    lab: &Lab,
+    port: u16,
+    shown: &str,
+    signer: &str,
+) -> quinn::Endpoint {
+    use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+    let (shown_public, _) = ed25519_parts(lab, shown);
+    let (_, signer_pkcs8) = ed25519_parts(lab, signer);
+    let spki = sshq_quic::tls::ed25519_spki(&sshq_core::ssh_key::public::Ed25519PublicKey(
+        shown_public,
+    ));
+    let signing_key =
+        rustls::crypto::ring::sign::any_eddsa_type(&PrivatePkcs8KeyDer::from(signer_pkcs8))
+            .expect("signing key");
+    let certified = rustls::sign::CertifiedKey::new(vec![CertificateDer::from(spki)], signing_key);
+    let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("tls13")
+    .with_no_client_auth()
+    .with_cert_resolver(Arc::new(
+        rustls::server::AlwaysResolvesServerRawPublicKeys::new(Arc::new(certified)),
+    ));
+    tls.alpn_protocols = vec![sshq_quic::tls::ALPN.to_vec()];
+    let config = sshq_quic::tls::server_config(tls).expect("quic config");
+    let _entered = runtime.enter();
+    let endpoint =
+        quinn::Endpoint::server(config, ([127, 0, 0, 1], port).into()).expect("udp port");
+    let accepting = endpoint.clone();
+    runtime.spawn(async move {
+        while let Some(incoming) = accepting.accept().await {
+            tokio::spawn(async move { drop(incoming.await) });
+        }
+    });
+    endpoint
+}
+
+#[test]
+fn auto_stops_at_a_quic_server_that_cannot_sign_for_its_key() {
+    let lab = Lab::new();
+    let tcp = tcp_only_sshqd(&lab);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _impostor =
+        impostor_quic_server(&runtime, &lab, tcp.port, "host_ed25519", "other_host_ed25519");
+    let (out, _) = auto(&lab, tcp.port, &[]);
+    assert_no_session(&out, &tcp);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("failed authentication") && stderr.contains("CertificateVerify"),
+        "the reason must be given: {}",
+        show(&out)
+    );
+    assert!(stderr.contains("not falling back to TCP"), "{}", show(&out));
+}
+
+#[test]
+fn auto_uses_tcp_when_the_udp_port_is_closed_and_says_why() {
+    let lab = Lab::new();
+    let tcp = tcp_only_sshqd(&lab);
+    let (out, _) = auto(&lab, tcp.port, &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(text(&out.stdout).trim(), "session-ran");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no QUIC handshake within 300 ms") && stderr.contains("using TCP"),
+        "-v must say why TCP: {}",
+        show(&out)
+    );
+}
+
+#[test]
+fn auto_uses_tcp_after_quic_fallback_timeout_when_udp_is_a_black_hole() {
+    let lab = Lab::new();
+    let tcp = tcp_only_sshqd(&lab);
+    // Bound and never read: every QUIC packet disappears.
+    let _black_hole = UdpSocket::bind(("127.0.0.1", tcp.port)).expect("udp port");
+    let (out, elapsed) = auto(&lab, tcp.port, &["-o", "QuicFallbackTimeout=1500ms"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(text(&out.stdout).trim(), "session-ran");
+    assert!(elapsed >= Duration::from_millis(1500), "TCP started early: {elapsed:?}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no QUIC handshake within 1500 ms") && stderr.contains("TCP won the race"),
+        "-v must say why TCP: {}",
+        show(&out)
+    );
+}
