@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use crate::channel::{core_modes, signal_name_of, Side, TcpChannel};
+pub use crate::kex::KexList;
 
 /// A server-side channel over TCP.
 pub type ServerChannel = TcpChannel<Msg>;
@@ -36,6 +37,9 @@ pub struct ServerParams {
     pub login_grace_time: Option<Duration>,
     /// Whether `auth-agent-req@openssh.com` is accepted.
     pub allow_agent_forwarding: bool,
+    /// Key exchange algorithms in order of preference
+    /// ([`KexList::server_default`] leaves out the large Diffie-Hellman groups).
+    pub kex: KexList,
 }
 
 /// Why a client was dropped before it had a session.
@@ -123,7 +127,7 @@ where
 fn russh_config(params: &ServerParams) -> russh::server::Config {
     let mut methods = MethodSet::empty();
     methods.push(MethodKind::PublicKey);
-    russh::server::Config {
+    let mut config = russh::server::Config {
         keys: params.host_keys.clone(),
         methods,
         max_auth_attempts: params.policy.max_auth_tries() as usize,
@@ -137,7 +141,9 @@ fn russh_config(params: &ServerParams) -> russh::server::Config {
         window_size: crate::CHANNEL_WINDOW,
         maximum_packet_size: 65535,
         ..Default::default()
-    }
+    };
+    config.preferred.kex = std::borrow::Cow::Owned(params.kex.russh_names());
+    config
 }
 
 impl Connection for TcpServerConnection {

@@ -69,7 +69,10 @@ impl std::fmt::Debug for Sntrup761X25519Kex {
 }
 
 /// K, wiped when dropped.
-fn combined_secret(sntrup_key: &[u8], x25519_secret: &[u8; 32]) -> Zeroizing<[u8; COMBINED_SECRET_SIZE]> {
+fn combined_secret(
+    sntrup_key: &[u8],
+    x25519_secret: &[u8; 32],
+) -> Zeroizing<[u8; COMBINED_SECRET_SIZE]> {
     Zeroizing::new(combine_secrets(sntrup_key, x25519_secret))
 }
 
@@ -291,9 +294,11 @@ mod tests {
         let mut exchange = Exchange::default();
         assert!(server.server_dh(&mut exchange, &[]).is_err());
         assert!(server.server_dh(&mut exchange, &[30, 0, 0]).is_err());
-        assert!(server
-            .server_dh(&mut exchange, &[30, 0, 0, 0xff, 0xff, 1, 2])
-            .is_err());
+        assert!(
+            server
+                .server_dh(&mut exchange, &[30, 0, 0, 0xff, 0xff, 1, 2])
+                .is_err()
+        );
         let mut short = vec![30];
         vec![0u8; 100].as_slice().encode(&mut short).unwrap();
         assert!(server.server_dh(&mut exchange, &short).is_err());
