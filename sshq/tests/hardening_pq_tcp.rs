@@ -227,6 +227,36 @@ fn an_openssh_style_list_restricts_quic_too() {
 }
 
 #[test]
+fn transport_auto_keeps_the_policy_over_tcp() {
+    let lab = Lab::new();
+    // No QUIC listener, and only classical key exchange over TCP: a
+    // post-quantum-only client (in QUIC's words) must not end up classical.
+    let classical = lab.start_sshqd("Transports tcp\nKexAlgorithms curve25519-sha256");
+    let out = lab.sshq(
+        classical.port,
+        &[
+            "-o",
+            "KexAlgorithms=x25519-sntrup761,x25519-mlkem768",
+            "-o",
+            "QuicFallbackTimeout=100ms",
+        ],
+        &["echo pq-ok"],
+        b"",
+    );
+    assert_refused_no_matching_kex(&out, &classical);
+
+    // A list QUIC can do nothing with: auto uses TCP, which can.
+    let both = lab.start_sshqd_on("Transports quic,tcp", Listeners::Both);
+    let out = lab.sshq(
+        both.port,
+        &["-v", "-o", "KexAlgorithms=diffie-hellman-group14-sha256"],
+        &["echo pq-ok"],
+        b"",
+    );
+    assert_ran_with_kex(&out, &both, &["diffie-hellman-group14-sha256"]);
+}
+
+#[test]
 fn bad_kex_lists_are_refused_at_configuration_time() {
     let lab = Lab::new();
     let config = lab.write_sshqd_config(

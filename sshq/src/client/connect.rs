@@ -128,6 +128,15 @@ async fn race(
             .await
             .map(AnyConnection::Tcp);
     }
+    // A KexAlgorithms list with nothing QUIC can do (e.g. only
+    // diffie-hellman-*) is a configuration, not a failure to fall back from:
+    // TCP applies the same list.
+    if let Err(e) = quic_kex(plan) {
+        tracing::debug!("Transport=auto: {e}; using TCP");
+        return connect_tcp(plan, prepared, route)
+            .await
+            .map(AnyConnection::Tcp);
+    }
     if let Route::Command(_) = route {
         tracing::debug!("Transport=auto: ProxyCommand carries one byte stream; using TCP's SSH");
         return connect_tcp(plan, prepared, route)
