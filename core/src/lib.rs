@@ -10,6 +10,7 @@ pub mod auth;
 pub mod channel;
 pub mod error;
 pub mod host_key_check;
+pub mod kex;
 pub mod known_hosts;
 pub mod log_escape;
 pub mod pattern;

@@ -288,13 +288,21 @@ def case_userkey_wrong(cell):
     return refused(cell, cell.invocation(key="stranger"), REFUSED_USERKEY)
 
 
+# Who speaks which post-quantum SSH key exchange (sshq and sshqd through
+# the patched russh, third_party/russh/PATCHES.md). Every one of these puts
+# ML-KEM first when it has it, so a pair where both have ML-KEM uses it and
+# any other pair of them uses sntrup761.
+MLKEM_PEERS = {"sshq", "sshqd", "openssh-10.0"}
+SNTRUP_PEERS = MLKEM_PEERS | {"openssh-9.2"}
+
+
 def expected_kex(cell):
     """The key exchange a pair must negotiate, where both ends' preferences are known."""
     if cell.transport == "quic":
         return "x25519-sntrup761"  # sshq's default hybrid TLS group
-    if cell.server == "openssh-10.0" and cell.client in ("openssh-10.0", "sshq"):
+    if {cell.client, cell.server} <= MLKEM_PEERS:
         return "mlkem768x25519-sha256"
-    if {cell.client, cell.server} <= {"openssh-9.2", "openssh-10.0"}:
+    if {cell.client, cell.server} <= SNTRUP_PEERS:
         return "sntrup761x25519-sha512"
     return None
 

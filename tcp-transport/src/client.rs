@@ -27,8 +27,9 @@ pub struct ClientParams {
     /// Keys to try, in order.
     pub keys: Vec<Arc<dyn UserKey>>,
     pub verifier: Arc<dyn ServerKeyVerifier>,
-    /// Key exchange algorithms in order of preference; None: russh's default
-    /// (mlkem768x25519-sha256, then curve25519-sha256, ...).
+    /// Key exchange algorithms in order of preference (OpenSSH names, as
+    /// `sshq_core::kex::resolve` gives them); None: sshq's client default,
+    /// post-quantum first (`sshq_core::kex::TCP_CLIENT_DEFAULT`).
     pub kex: Option<Vec<String>>,
     /// Host key types already recorded for this host (e.g. `ssh-ed25519`,
     /// `ecdsa-sha2-nistp256`, `ssh-rsa`), preferred in that order, as ssh
@@ -94,9 +95,7 @@ where
         &config.preferred.key,
         &params.known_host_key_types,
     ));
-    if let Some(kex) = &params.kex {
-        config.preferred.kex = std::borrow::Cow::Owned(kex_names(kex, &params.host)?);
-    }
+    config.preferred.kex = std::borrow::Cow::Owned(kex_names(params.kex.as_deref(), &params.host)?);
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
     let (closed_tx, closed_rx) = watch::channel(false);
     let kex_name = Arc::new(StdMutex::new(None));
@@ -159,23 +158,35 @@ fn host_key_order(
     ordered
 }
 
-fn kex_names(names: &[String], host: &str) -> Result<Vec<russh::kex::Name>, ConnectError> {
-    names
-        .iter()
-        .map(|name| {
-            russh::kex::Name::try_from(name.as_str()).map_err(|_| ConnectError::Negotiation {
-                host: host.to_string(),
-                message: format!("key exchange algorithm '{name}' is not supported over TCP"),
-            })
+fn kex_names(names: Option<&[String]>, host: &str) -> Result<Vec<russh::kex::Name>, ConnectError> {
+    let listed = match names {
+        Some(names) => crate::kex::KexList::new(names),
+        None => Ok(crate::kex::KexList::client_default()),
+    };
+    listed
+        .map(|list| list.russh_names())
+        .map_err(|e| ConnectError::Negotiation {
+            host: host.to_string(),
+            message: e.to_string(),
         })
-        .collect()
 }
 
 fn map_handshake_error(e: russh::Error, host: &str) -> ConnectError {
     match e {
-        russh::Error::NoCommonAlgo { .. } => ConnectError::Negotiation {
+        // OpenSSH's words: "no matching key exchange method found. Their offer: ..."
+        russh::Error::NoCommonAlgo { kind, theirs, .. } => ConnectError::Negotiation {
             host: host.to_string(),
-            message: e.to_string(),
+            message: format!(
+                "no matching {} found. Their offer: {}",
+                match kind {
+                    russh::AlgorithmKind::Kex => "key exchange method",
+                    russh::AlgorithmKind::Key => "host key type",
+                    russh::AlgorithmKind::Cipher => "cipher",
+                    russh::AlgorithmKind::Mac => "MAC",
+                    russh::AlgorithmKind::Compression => "compression method",
+                },
+                theirs.join(",")
+            ),
         },
         russh::Error::UnknownKey => ConnectError::HostKeyRejected,
         other => ConnectError::Transport(TransportError::ConnectionClosed(Some(other.to_string()))),
@@ -468,6 +479,8 @@ impl russh::client::Handler for ClientHandler {
         names: &russh::Names,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        // ssh -v's line, so a post-quantum policy can be checked the same way.
+        tracing::debug!("kex: algorithm: {}", names.kex.as_ref());
         if let Ok(mut kex) = self.kex.lock() {
             *kex = Some(names.kex.as_ref().to_string());
         }

@@ -8,10 +8,12 @@
 mod channel;
 pub mod client;
 mod cut;
+mod kex;
 pub mod server;
 
 pub use channel::TcpChannel;
 pub use client::{connect_stream, connect_tcp, ClientParams, TcpClientConnection};
+pub use kex::KexList;
 pub use server::{accept, HandshakeError, ServerParams, TcpServerConnection};
 pub use sshq_core::pipe::PipeReader;
 

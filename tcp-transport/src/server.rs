@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use crate::channel::{core_modes, signal_name_of, Side, TcpChannel, CONNECTION_HANDOVER_LIMIT};
+pub use crate::kex::KexList;
 
 /// A server-side channel over TCP.
 pub type ServerChannel = TcpChannel<Msg>;
@@ -46,6 +47,9 @@ pub struct ServerParams {
     /// ClientAliveCountMax: unanswered requests after which the client is
     /// dropped (0: never drop, as in sshd).
     pub client_alive_count_max: u32,
+    /// Key exchange algorithms in order of preference
+    /// ([`KexList::server_default`] leaves out the large Diffie-Hellman groups).
+    pub kex: KexList,
 }
 
 /// Why a client was dropped before it had a session.
@@ -165,7 +169,7 @@ fn connection_id(user: &str, peer: Option<SocketAddr>) -> String {
 pub(crate) fn russh_config(params: &ServerParams) -> russh::server::Config {
     let mut methods = MethodSet::empty();
     methods.push(MethodKind::PublicKey);
-    russh::server::Config {
+    let mut config = russh::server::Config {
         keys: params.host_keys.clone(),
         methods,
         // MaxAuthTries is counted by the handler, the way sshd counts it
@@ -188,7 +192,9 @@ pub(crate) fn russh_config(params: &ServerParams) -> russh::server::Config {
         window_size: crate::CHANNEL_WINDOW,
         maximum_packet_size: 65535,
         ..Default::default()
-    }
+    };
+    config.preferred.kex = std::borrow::Cow::Owned(params.kex.russh_names());
+    config
 }
 
 impl Connection for TcpServerConnection {

@@ -68,7 +68,7 @@ pub const X25519_NAME: &str = "x25519";
 pub const SUPPORTED_KEX: &[&str] = &[X25519_SNTRUP761_NAME, X25519_MLKEM768_NAME, X25519_NAME];
 
 /// What is offered (client) or accepted (server) when nothing is configured.
-pub const DEFAULT_KEX: &[&str] = SUPPORTED_KEX;
+pub const DEFAULT_KEX: &[&str] = sshq_core::kex::QUIC_DEFAULT;
 
 /// Errors of key-exchange selection and negotiation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,9 +79,12 @@ pub enum KexError {
         /// The offending name.
         name: String,
     },
-    /// The list ended up empty (e.g. `-x25519,...` removed everything).
+    /// The list ended up empty.
     #[error("no key exchange algorithm left to use (supported: {supported})", supported = SUPPORTED_KEX.join(","))]
     Empty,
+    /// A `KexAlgorithms` value that is wrong, or leaves QUIC nothing.
+    #[error("{0}")]
+    List(#[from] sshq_core::kex::KexListError),
     /// The handshake failed because the two sides share no group.
     #[error("TLS handshake failed: no key exchange algorithm in common with the {peer} (we offered: {ours}){hint}")]
     NoCommonGroup {
@@ -129,64 +132,17 @@ fn group_by_name(name: &str) -> Option<&'static dyn SupportedKxGroup> {
     }
 }
 
-fn known(name: &str) -> Result<&'static str, KexError> {
-    SUPPORTED_KEX
-        .iter()
-        .copied()
-        .find(|&n| n == name)
-        .ok_or_else(|| KexError::Unknown {
-            name: name.to_owned(),
-        })
-}
-
-/// Parses an OpenSSH-style `KexAlgorithms` value into the list to use.
-///
-/// - `a,b`: exactly these, in this order;
-/// - `+a,b`: the default list, then these (if not already in it);
-/// - `-a,b`: the default list without these;
-/// - `^a,b`: these, then the rest of the default list.
-///
-/// Unlike OpenSSH, `-` does not take wildcards, and unknown names are an
-/// error everywhere (a typo in a removal should not pass silently).
-/// Duplicates keep their first position.
+/// The QUIC groups an OpenSSH-style `KexAlgorithms` value selects, in
+/// order. The value may name TCP's algorithms too: OpenSSH's names for the
+/// same hybrids select the matching groups, others are ignored here (see
+/// [`sshq_core::kex`], which both transports share).
 pub fn parse_kex_list(spec: &str) -> Result<Vec<String>, KexError> {
-    let spec = spec.trim();
-    let (op, body) = match spec.chars().next() {
-        Some(c @ ('+' | '-' | '^')) => (Some(c), spec.get(1..).unwrap_or("")),
-        _ => (None, spec),
-    };
-    let listed = body
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(known)
-        .collect::<Result<Vec<_>, _>>()?;
-
-    let mut out: Vec<&'static str> = Vec::new();
-    let push = |name: &'static str, out: &mut Vec<&'static str>| {
-        if !out.contains(&name) {
-            out.push(name);
-        }
-    };
-    match op {
-        None => listed.iter().for_each(|n| push(n, &mut out)),
-        Some('+') => DEFAULT_KEX
-            .iter()
-            .chain(&listed)
-            .for_each(|n| push(n, &mut out)),
-        Some('^') => listed
-            .iter()
-            .chain(DEFAULT_KEX)
-            .for_each(|n| push(n, &mut out)),
-        Some(_) => DEFAULT_KEX
-            .iter()
-            .filter(|n| !listed.contains(n))
-            .for_each(|n| push(n, &mut out)),
-    }
-    if out.is_empty() {
-        return Err(KexError::Empty);
-    }
-    Ok(out.into_iter().map(str::to_owned).collect())
+    let names = sshq_core::kex::resolve(
+        Some(spec),
+        sshq_core::transport::TransportKind::Quic,
+        sshq_core::kex::Role::Client,
+    )?;
+    Ok(names.into_iter().map(str::to_owned).collect())
 }
 
 /// A rustls provider (ring) whose key exchange groups are `names`, in that
@@ -321,31 +277,40 @@ mod tests {
 
     #[test]
     fn parse_errors_name_the_culprit_and_the_choices() {
-        let err = parse_kex_list("x25519,curve25519-sha256").unwrap_err();
+        // OpenSSH's names for the same exchanges select QUIC's groups.
         assert_eq!(
-            err,
-            KexError::Unknown {
-                name: "curve25519-sha256".into()
-            }
+            parse_kex_list("x25519,curve25519-sha256").unwrap(),
+            v(&["x25519"])
         );
+        assert_eq!(
+            parse_kex_list("sntrup761x25519-sha512@openssh.com").unwrap(),
+            v(&["x25519-sntrup761"])
+        );
+        let err = parse_kex_list("x25519,bogus").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("`curve25519-sha256`"), "{msg}");
+        assert!(msg.contains("'bogus'"), "{msg}");
+        assert!(msg.contains("x25519-sntrup761"), "{msg}");
+
+        assert!(matches!(
+            parse_kex_list("-nope").unwrap_err(),
+            KexError::List(sshq_core::kex::KexListError::Unknown { .. })
+        ));
+        assert!(matches!(
+            parse_kex_list("").unwrap_err(),
+            KexError::List(sshq_core::kex::KexListError::NothingLeft { .. })
+        ));
+        assert_eq!(parse_kex_list("+").unwrap(), v(DEFAULT_KEX));
+        let msg = parse_kex_list("-x25519-sntrup761,x25519-mlkem768,x25519")
+            .unwrap_err()
+            .to_string();
         assert!(
-            msg.contains("x25519-sntrup761,x25519-mlkem768,x25519"),
+            msg.starts_with("no matching key exchange method found"),
             "{msg}"
         );
-
+        // Algorithms QUIC cannot do are ignored by it.
         assert_eq!(
-            parse_kex_list("-nope").unwrap_err(),
-            KexError::Unknown {
-                name: "nope".into()
-            }
-        );
-        assert_eq!(parse_kex_list("").unwrap_err(), KexError::Empty);
-        assert_eq!(parse_kex_list("+").unwrap(), v(DEFAULT_KEX));
-        assert_eq!(
-            parse_kex_list("-x25519-sntrup761,x25519-mlkem768,x25519").unwrap_err(),
-            KexError::Empty
+            parse_kex_list("diffie-hellman-group14-sha256,x25519-mlkem768").unwrap(),
+            v(&["x25519-mlkem768"])
         );
     }
 

@@ -499,7 +499,13 @@ impl ClientOptions {
                 first(&mut self.proxy_command, on && self.proxy_jump.is_none(), v)
             }
             "ignoreunknown" => first(&mut self.ignore_unknown, on, one()?.to_string()),
-            "kexalgorithms" => first(&mut self.kex_algorithms, on, one()?.to_string()),
+            "kexalgorithms" => {
+                // One list for both transports (sshq_core::kex); a bad name
+                // fails here, as in ssh, not at the first connection.
+                let v = one()?;
+                sshq_core::kex::validate(v).map_err(|e| at.bad(e.to_string()))?;
+                first(&mut self.kex_algorithms, on, v.to_string());
+            }
             "congestioncontrol" => {
                 let v = at.pick(one()?, sshq_quic::tls::CongestionControl::NAMES)?;
                 first(&mut self.congestion_control, on, v);

@@ -138,6 +138,15 @@ async fn race(
             .await
             .map(AnyConnection::Tcp);
     }
+    // A KexAlgorithms list with nothing QUIC can do (e.g. only
+    // diffie-hellman-*) is a configuration, not a failure to fall back from:
+    // TCP applies the same list.
+    if let Err(e) = quic_kex(plan) {
+        tracing::debug!("Transport=auto: {e}; using TCP");
+        return connect_tcp(plan, prepared, route)
+            .await
+            .map(AnyConnection::Tcp);
+    }
     if let Route::Command(_) = route {
         tracing::debug!("Transport=auto: ProxyCommand carries one byte stream; using TCP's SSH");
         return connect_tcp(plan, prepared, route)
@@ -261,12 +270,13 @@ async fn connect_tcp(
     prepared: &Prepared,
     route: Route<'_>,
 ) -> Result<sshq_tcp::TcpClientConnection, ConnectError> {
+    let kex = tcp_kex(plan)?;
     let params = || sshq_tcp::ClientParams {
         host: plan.host.clone(),
         user: plan.user.clone(),
         keys: prepared.keys.clone(),
         verifier: prepared.verifier.clone(),
-        kex: None,
+        kex: kex.clone(),
         known_host_key_types: prepared.known_types.clone(),
     };
     match route {
@@ -406,6 +416,21 @@ async fn connect_quic_on(
     session.set_local_addr(local);
     session.set_endpoint(endpoint);
     Ok(session)
+}
+
+/// The TCP key exchanges to offer: KexAlgorithms (one list for both
+/// transports, see sshq_core::kex), or None for the default.
+fn tcp_kex(plan: &Plan) -> Result<Option<Vec<String>>, ConnectError> {
+    let Some(spec) = &plan.options.kex_algorithms else {
+        return Ok(None);
+    };
+    let names = sshq_core::kex::resolve(
+        Some(spec),
+        sshq_core::transport::TransportKind::Tcp,
+        sshq_core::kex::Role::Client,
+    )
+    .map_err(|e| ConnectError::Other(format!("sshq: {e}")))?;
+    Ok(Some(names.into_iter().map(str::to_owned).collect()))
 }
 
 /// The QUIC key-exchange groups to offer: KexAlgorithms, or the default.

@@ -750,7 +750,13 @@ impl Parser {
                 let v = at.pick(one()?, super::udp_relay::ALLOW_UDP_RELAY)?;
                 set(fresh, &mut c.allow_udp_relay, v)
             }
-            "kexalgorithms" => set(fresh, &mut c.kex_algorithms, Some(one()?.to_string())),
+            "kexalgorithms" => {
+                // One list for TCP and QUIC (sshq_core::kex), checked here so
+                // `sshqd -t` catches a bad name.
+                let v = one()?;
+                sshq_core::kex::validate(v).map_err(|e| at.bad(e.to_string()))?;
+                set(fresh, &mut c.kex_algorithms, Some(v.to_string()))
+            }
             "congestioncontrol" => {
                 let v = at.pick(one()?, sshq_quic::tls::CongestionControl::NAMES)?;
                 set(fresh, &mut c.congestion_control, Some(v))

@@ -131,6 +131,7 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
         allow_agent_forwarding: config.allow_agent_forwarding,
         client_alive_interval: config.client_alive_interval,
         client_alive_count_max: config.client_alive_count_max,
+        kex: tcp_kex(&config)?,
     });
     // One pre-authentication accounting for every listener of both transports.
     let gate = Gate::new(config.preauth.clone());
@@ -223,6 +224,30 @@ fn key_policy(config: &Arc<ServerConfig>) -> KeyPolicy {
     }
 }
 
+/// The TCP key exchanges: KexAlgorithms (one list for both transports, see
+/// sshq_core::kex) or the server default. Checked even when TCP is not
+/// served, so a policy is never half applied; a list leaving TCP nothing
+/// is an error when TCP is served.
+fn tcp_kex(config: &ServerConfig) -> Result<sshq_tcp::KexList, String> {
+    let Some(spec) = &config.kex_algorithms else {
+        return Ok(sshq_tcp::KexList::server_default());
+    };
+    use sshq_core::kex::{resolve, KexListError, Role};
+    use sshq_core::transport::TransportKind;
+    match resolve(Some(spec), TransportKind::Tcp, Role::Server) {
+        Ok(names) => {
+            sshq_tcp::KexList::new(&names).map_err(|e| format!("sshqd: KexAlgorithms: {e}"))
+        }
+        // Not serving TCP: nothing to offer there is fine.
+        Err(KexListError::NothingLeft { .. }) if !config.transports.tcp => {
+            Ok(sshq_tcp::KexList::server_default())
+        }
+        Err(e) => Err(format!(
+            "sshqd: KexAlgorithms: {e}; use Transports quic to serve only QUIC"
+        )),
+    }
+}
+
 /// The QUIC side of the server: the Ed25519 host key as TLS identity, the
 /// configured (or default) key-exchange groups.
 fn quic_server_config(
@@ -234,9 +259,9 @@ fn quic_server_config(
         .find(|k| matches!(k.algorithm(), Algorithm::Ed25519))
         .ok_or("sshqd: QUIC needs an Ed25519 host key")?;
     let kex = match &config.kex_algorithms {
-        Some(spec) => {
-            sshq_quic::kx::parse_kex_list(spec).map_err(|e| format!("sshqd: KexAlgorithms: {e}"))?
-        }
+        Some(spec) => sshq_quic::kx::parse_kex_list(spec).map_err(|e| {
+            format!("sshqd: KexAlgorithms: {e}; use Transports tcp to serve only TCP")
+        })?,
         None => sshq_quic::kx::DEFAULT_KEX
             .iter()
             .map(|s| s.to_string())
