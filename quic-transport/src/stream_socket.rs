@@ -315,7 +315,31 @@ mod tests {
         }
         assert!(reader.next(&mut rx).await.unwrap().is_none());
         // A stream that ends inside a datagram is an error, not an end.
-        assert!(DatagramReader::new().next(&mut &b"\x00\x05hel"[..]).await.is_err());
+        assert!(DatagramReader::new()
+            .next(&mut &b"\x00\x05hel"[..])
+            .await
+            .is_err());
+
+        // The same race breaks `read_datagram`, which is what sshqd's relay
+        // used in its `select!`: the harness above does catch the bug.
+        let (mut tx, mut rx) = tokio::io::duplex(7);
+        tokio::spawn(async move {
+            for n in 0..300 {
+                write_datagram(&mut tx, &payload(n)).await.unwrap();
+            }
+        });
+        let mut intact = 0u32;
+        loop {
+            tokio::select! {
+                biased;
+                next = read_datagram(&mut rx) => match next {
+                    Ok(Some(datagram)) if datagram[..] == payload(intact)[..] => intact += 1,
+                    _ => break,
+                },
+                () = tokio::task::yield_now() => {}
+            }
+        }
+        assert!(intact < 300, "a plain read_datagram survived cancellation");
     }
 
     #[tokio::test]
