@@ -24,7 +24,7 @@ use sshq_core::pipe::{pipe, pipe_within, PipeBudget, PipeReader, PipeWriter};
 use sshq_core::replies::{request_queue, QueuedRequests, ReplyQueue, RequestSender, REQUEST_QUEUE};
 use sshq_core::transport::{Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle};
 use tokio::io::AsyncWrite;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::PollSender;
 
 use crate::wire::{self, decode_frame, encode_frame, ErrorCode, Frame, MAX_DATA_PAYLOAD};
@@ -211,6 +211,7 @@ impl Channel for QuicChannel {
         };
         let (closed_tx, closed_rx) = watch::channel(false);
         let closed_tx = Arc::new(closed_tx);
+        let abandoned = Arc::new(Notify::new());
         if let Some(send) = self.send.take() {
             tokio::spawn(write_loop(send, first, out_rx, closed_tx.clone()));
         }
@@ -226,6 +227,7 @@ impl Channel for QuicChannel {
                 pending: pending.clone(),
                 out: out_tx.clone(),
                 closed: closed_tx,
+                abandoned: abandoned.clone(),
             }));
         }
         ChannelParts {
@@ -239,6 +241,7 @@ impl Channel for QuicChannel {
                 open: open_rx,
                 order: tokio::sync::Mutex::new(()),
                 closed: closed_rx,
+                abandoned,
             },
             requests: requests_rx,
         }
@@ -302,6 +305,8 @@ struct ReadLoop {
     pending: ReplyQueue<bool>,
     out: mpsc::Sender<Out>,
     closed: Arc<watch::Sender<bool>>,
+    /// Set when our side gives the channel up (`QuicControl::abandon`).
+    abandoned: Arc<Notify>,
 }
 
 async fn read_loop(mut r: ReadLoop) {
@@ -341,7 +346,17 @@ async fn read_loop(mut r: ReadLoop) {
                 break Err(ErrorCode::ProtocolError);
             }
         }
-        match r.recv.read_chunk(64 * 1024, true).await {
+        let read = tokio::select! {
+            read = r.recv.read_chunk(64 * 1024, true) => read,
+            () = r.abandoned.notified() => {
+                // STOP_SENDING is what tells the peer, even after its FIN
+                // or ours (a RESET_STREAM after an acknowledged FIN is not).
+                let _ = r.recv.stop(ErrorCode::ChannelClosed.code().into());
+                let _ = r.closed.send(true);
+                break Ok(());
+            }
+        };
+        match read {
             Ok(Some(chunk)) => r.buffered.extend_from_slice(&chunk.bytes),
             Ok(None) if r.buffered.is_empty() => break Ok(()),
             Ok(None) => break Err(ErrorCode::ProtocolError), // FIN inside a frame
@@ -499,6 +514,7 @@ pub struct QuicControl {
     /// Held while a request is queued, so the reply queue has wire order.
     order: tokio::sync::Mutex<()>,
     closed: watch::Receiver<bool>,
+    abandoned: Arc<Notify>,
 }
 
 impl ChannelControl for QuicControl {
@@ -555,10 +571,11 @@ impl ChannelControl for QuicControl {
         let _ = closed.wait_for(|c| *c).await;
     }
 
-    /// A FIN would only be EOF here: abandoning resets our direction with
-    /// CHANNEL_CLOSED, which the peer takes as the channel closed (draft
-    /// §8.8, "Abort"). What the peer still sends is read and discarded.
+    /// A FIN would only be EOF here: abandoning stops the peer's direction
+    /// and resets ours with CHANNEL_CLOSED, which the peer takes as the
+    /// channel closed (draft §8.8, "Abort").
     async fn abandon(&self) {
+        self.abandoned.notify_one();
         let _ = self.out.send(Out::Reset(ErrorCode::ChannelClosed)).await;
     }
 }

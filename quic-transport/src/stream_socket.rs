@@ -288,6 +288,60 @@ impl UdpPoller for AlwaysWritable {
 mod tests {
     use super::*;
 
+    /// Reads raced against another branch that keeps winning (as in a
+    /// relay's `select!`) lose nothing: every datagram arrives whole, in
+    /// order, though the stream delivers a few bytes at a time.
+    #[tokio::test]
+    async fn a_datagram_reader_survives_cancelled_reads() {
+        let payload = |n: u32| -> Vec<u8> { (0..(n * 13) % 700).map(|i| (i ^ n) as u8).collect() };
+        let (mut tx, mut rx) = tokio::io::duplex(7);
+        tokio::spawn(async move {
+            for n in 0..300 {
+                write_datagram(&mut tx, &payload(n)).await.unwrap();
+            }
+        });
+        let mut reader = DatagramReader::new();
+        let (mut got, mut cancelled) = (Vec::new(), 0);
+        while got.len() < 300 {
+            tokio::select! {
+                biased;
+                next = reader.next(&mut rx) => got.push(next.unwrap().unwrap()),
+                () = tokio::task::yield_now() => cancelled += 1,
+            }
+        }
+        assert!(cancelled > 100, "the reads were hardly ever cancelled");
+        for (n, datagram) in (0..).zip(&got) {
+            assert_eq!(&datagram[..], &payload(n)[..], "datagram {n}");
+        }
+        assert!(reader.next(&mut rx).await.unwrap().is_none());
+        // A stream that ends inside a datagram is an error, not an end.
+        assert!(DatagramReader::new()
+            .next(&mut &b"\x00\x05hel"[..])
+            .await
+            .is_err());
+
+        // The same race breaks `read_datagram`, which is what sshqd's relay
+        // used in its `select!`: the harness above does catch the bug.
+        let (mut tx, mut rx) = tokio::io::duplex(7);
+        tokio::spawn(async move {
+            for n in 0..300 {
+                write_datagram(&mut tx, &payload(n)).await.unwrap();
+            }
+        });
+        let mut intact = 0u32;
+        loop {
+            tokio::select! {
+                biased;
+                next = read_datagram(&mut rx) => match next {
+                    Ok(Some(datagram)) if datagram[..] == payload(intact)[..] => intact += 1,
+                    _ => break,
+                },
+                () = tokio::task::yield_now() => {}
+            }
+        }
+        assert!(intact < 300, "a plain read_datagram survived cancellation");
+    }
+
     #[tokio::test]
     async fn framing_round_trips_and_rejects_truncation() {
         let mut encoded = Vec::new();

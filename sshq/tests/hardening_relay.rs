@@ -230,8 +230,10 @@ fn proxy_jump_over_quic_passes_the_default_policy() {
     assert_eq!(text(&out.stdout), "through\n");
     assert!(text(&out.stderr).contains("over quic"), "{}", show(&out));
     assert!(
-        hop.log_text()
-            .contains(&format!("relaying UDP to 127.0.0.1 port {}", destination.port)),
+        hop.log_text().contains(&format!(
+            "relaying UDP to 127.0.0.1 port {}",
+            destination.port
+        )),
         "{}",
         hop.log_text()
     );
@@ -396,7 +398,13 @@ fn a_lost_connection_ends_its_sessions_processes() {
     for transport in TRANSPORTS {
         let sleeper = format!("sleep 4{}.{}", std::process::id() % 1000, transport.len());
         let option = format!("Transport={transport}");
-        let args = lab.client_args("user", "accept-new", server.port, &["-o", &option], &[&sleeper]);
+        let args = lab.client_args(
+            "user",
+            "accept-new",
+            server.port,
+            &["-o", &option],
+            &[&sleeper],
+        );
         let client = Background::spawn(SSHQ, &args, lab.path(&format!("lost.{transport}.log")));
         let remote = format!("^{sleeper}");
         assert!(

@@ -10,6 +10,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use russh::{ChannelMsg, ChannelWriteHalf, Sig};
@@ -19,7 +20,7 @@ use sshq_core::pipe::{pipe, pipe_within, PipeBudget, PipeReader, PipeWriter};
 use sshq_core::replies::{request_queue, QueuedRequests, ReplyQueue, RequestSender};
 use sshq_core::transport::{Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle};
 use tokio::io::AsyncWrite;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{watch, Mutex, Notify};
 
 /// Unread bytes one channel half may hold before russh's session task
 /// waits (see `sshq_core::pipe` for why it must be large here), counted
@@ -134,6 +135,7 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
             Side::Server { requests, handle } => (requests, None, Some((handle, id))),
         };
         let (closed_tx, closed_rx) = watch::channel(false);
+        let closed_here = Arc::new(Notify::new());
         tokio::spawn(demultiplex(
             read_half,
             data_tx,
@@ -141,6 +143,7 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
             demux_requests,
             pending.clone(),
             closed_tx,
+            closed_here.clone(),
         ));
         let data_out = ChannelWriter {
             inner: Box::pin(write_half.make_writer()),
@@ -162,6 +165,7 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
                 pending,
                 server,
                 closed: closed_rx,
+                closed_here,
                 confirmed: self.confirmed,
             },
             requests,
@@ -177,11 +181,20 @@ async fn demultiplex(
     requests: Option<RequestSender>,
     pending: ReplyQueue<bool>,
     closed: watch::Sender<bool>,
+    closed_here: Arc<Notify>,
 ) {
     // A reader that went away just means nobody wants the rest of that
     // half: its sends fail and are ignored, so the other halves and the
     // replies still flow.
-    while let Some(msg) = read_half.wait().await {
+    loop {
+        // Once we have sent CHANNEL_CLOSE, russh forgets the channel and
+        // drops the peer's answering CLOSE without passing it on, so the
+        // queue would never end: our own close ends it.
+        let msg = tokio::select! {
+            msg = read_half.wait() => msg,
+            () = closed_here.notified() => None,
+        };
+        let Some(msg) = msg else { break };
         match msg {
             ChannelMsg::Data { data: bytes } => {
                 let _ = data.send(bytes).await;
@@ -349,6 +362,8 @@ pub struct TcpControl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 's
     server: Option<(russh::server::Handle, russh::ChannelId)>,
     /// Set by the demultiplexer when the peer closed the channel.
     closed: watch::Receiver<bool>,
+    /// Tells the demultiplexer that we closed the channel.
+    closed_here: Arc<Notify>,
     /// See `TcpChannel::confirmed`.
     confirmed: Option<watch::Receiver<bool>>,
 }
@@ -401,6 +416,7 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelCon
     async fn close(&self) {
         until_confirmed(self.confirmed.clone()).await;
         let _ = self.write.lock().await.close().await;
+        self.closed_here.notify_one();
     }
 
     async fn closed(&self) {

@@ -339,7 +339,11 @@ mod tests {
         let counts = counts.expect("the relay saw bad framing");
         drop(relay_out);
         let good = checker.await.unwrap();
-        assert_eq!(counts.sent, u64::from(COUNT), "datagrams lost from the stream");
+        assert_eq!(
+            counts.sent,
+            u64::from(COUNT),
+            "datagrams lost from the stream"
+        );
         // Loopback UDP may drop a few under load; most must come back.
         assert!(good > COUNT / 2, "only {good} of {COUNT} echoes came back");
     }
@@ -354,8 +358,14 @@ mod tests {
         let allow = |options: &[&str]| load(options).map(|c| c.allow_udp_relay).ok();
         assert_eq!(allow(&[]), Some(AllowUdpRelay::Quic));
         assert_eq!(allow(&["AllowUdpRelay no"]), Some(AllowUdpRelay::No));
-        assert_eq!(allow(&["allowudprelay SSH-PORT"]), Some(AllowUdpRelay::SshPort));
-        assert_eq!(allow(&["AllowUdpRelay yes", "AllowUdpRelay no"]), Some(AllowUdpRelay::Yes));
+        assert_eq!(
+            allow(&["allowudprelay SSH-PORT"]),
+            Some(AllowUdpRelay::SshPort)
+        );
+        assert_eq!(
+            allow(&["AllowUdpRelay yes", "AllowUdpRelay no"]),
+            Some(AllowUdpRelay::Yes)
+        );
         let bad = load(&["AllowUdpRelay maybe"]).err().map(|e| e.to_string());
         assert_eq!(
             bad.as_deref(),
