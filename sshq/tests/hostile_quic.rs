@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::hostile::{assert_unharmed, expect_logged};
 use common::raw_quic::{
-    client_config, client_endpoint, data, exec, load_private, load_public, open_session,
-    raw_frame, string, userauth, Next, RawClient,
+    client_config, client_endpoint, data, exec, load_private, load_public, open_session, raw_frame,
+    string, userauth, Next, RawClient,
 };
 use common::{random_bytes, text, Lab, Listeners, Server};
 use sshq_core::ssh_key::{PrivateKey, PublicKey};
@@ -251,12 +251,22 @@ async fn channel_four_gib_length() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_zero_length_as_first_frame() {
-    channel_reset(&[0, 0, 0, 0, msg::CHANNEL_OPEN], false, "length 0 as the OPEN").await;
+    channel_reset(
+        &[0, 0, 0, 0, msg::CHANNEL_OPEN],
+        false,
+        "length 0 as the OPEN",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_unknown_frame_type() {
-    channel_reset(&raw_frame(UNKNOWN_TYPE, b"x"), true, "an unknown type on a channel").await;
+    channel_reset(
+        &raw_frame(UNKNOWN_TYPE, b"x"),
+        true,
+        "an unknown type on a channel",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,7 +335,9 @@ async fn channel_frame_cut_by_fin() {
     let mut channel = client.session().await;
     channel.write(&data(b"0123456789")[..8]).await;
     let _ = channel.send.finish();
-    channel.expect_protocol_reset("a DATA frame cut by FIN").await;
+    channel
+        .expect_protocol_reset("a DATA frame cut by FIN")
+        .await;
     q.unharmed("a DATA frame cut by FIN").await;
 }
 
@@ -352,7 +364,10 @@ async fn unknown_channel_kind_with_data_after_it() {
         "after OPEN_FAILURE: {end:?}"
     );
     let mut session = client.session().await;
-    assert_eq!(session.run("echo still").await, (b"still\n".to_vec(), Some(0)));
+    assert_eq!(
+        session.run("echo still").await,
+        (b"still\n".to_vec(), Some(0))
+    );
     q.unharmed("unknown channel kind").await;
 }
 
@@ -473,13 +488,12 @@ async fn a_foreign_alpn_is_refused_in_the_handshake() {
     match tokio::time::timeout(Duration::from_secs(10), connecting).await {
         Ok(Err(quinn::ConnectionError::ConnectionClosed(close))) => {
             // TLS alert no_application_protocol (120) as QUIC CRYPTO_ERROR.
-            assert_eq!(
-                u64::from(close.error_code),
-                0x178,
-                "the close: {close:?}"
-            );
+            assert_eq!(u64::from(close.error_code), 0x178, "the close: {close:?}");
         }
-        other => panic!("a handshake with ALPN h3: {:?}", other.map(|r| r.map(|_| ()))),
+        other => panic!(
+            "a handshake with ALPN h3: {:?}",
+            other.map(|r| r.map(|_| ()))
+        ),
     }
     expect_logged(&q.server, port, "foreign ALPN");
     q.unharmed("foreign ALPN").await;
@@ -551,7 +565,12 @@ async fn many_tiny_frames() {
     channel.write(&exec("wc -c", false)).await;
     const FRAMES: usize = 50_000;
     let one = data(b"x");
-    let all: Vec<u8> = one.iter().copied().cycle().take(one.len() * FRAMES).collect();
+    let all: Vec<u8> = one
+        .iter()
+        .copied()
+        .cycle()
+        .take(one.len() * FRAMES)
+        .collect();
     channel.write(&all).await;
     let _ = channel.send.finish();
     let (out, status) = channel.frames.output().await;

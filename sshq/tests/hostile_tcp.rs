@@ -343,11 +343,7 @@ fn corrupted_packet_after_newkeys() {
         "ssh through the corrupting relay:\n{}",
         show(&out)
     );
-    assert!(
-        !text(&out.stdout).contains("reached"),
-        "{}",
-        show(&out)
-    );
+    assert!(!text(&out.stdout).contains("reached"), "{}", show(&out));
     let port = upstream
         .lock()
         .expect("relay port")
@@ -548,10 +544,7 @@ async fn data_after_eof_and_a_second_eof_are_not_delivered() {
     let handle = login(&lab, server.port).await;
     let mut channel = handle.channel_open_session().await.expect("open");
     channel.exec(true, "wc -c").await.expect("exec");
-    channel
-        .data_bytes(&b"12345"[..])
-        .await
-        .expect("data");
+    channel.data_bytes(&b"12345"[..]).await.expect("data");
     channel.eof().await.expect("eof");
     // Both are protocol violations (RFC 4254 §5.3): the program must not
     // see these octets.
@@ -588,7 +581,10 @@ async fn many_tiny_data_packets() {
     channel.exec(true, "wc -c").await.expect("exec");
     const PACKETS: usize = 20_000;
     for _ in 0..PACKETS {
-        channel.data_bytes(&b"x"[..]).await.expect("a 1-octet packet");
+        channel
+            .data_bytes(&b"x"[..])
+            .await
+            .expect("a 1-octet packet");
     }
     channel.eof().await.expect("eof");
     let msgs = drain(&mut channel).await;
@@ -611,7 +607,10 @@ async fn channel_flood_after_login() {
         match tokio::time::timeout(Duration::from_secs(10), handle.channel_open_session()).await {
             Ok(Ok(channel)) => opened.push(channel),
             Ok(Err(_)) => refused += 1,
-            Err(_) => panic!("opening a session channel hung after {} opens", opened.len()),
+            Err(_) => panic!(
+                "opening a session channel hung after {} opens",
+                opened.len()
+            ),
         }
     }
     println!(
@@ -628,7 +627,15 @@ async fn absurd_pty_request() {
     let handle = login(&lab, server.port).await;
     let mut channel = handle.channel_open_session().await.expect("open");
     channel
-        .request_pty(true, &"x".repeat(4096), u32::MAX, u32::MAX, u32::MAX, u32::MAX, &[])
+        .request_pty(
+            true,
+            &"x".repeat(4096),
+            u32::MAX,
+            u32::MAX,
+            u32::MAX,
+            u32::MAX,
+            &[],
+        )
         .await
         .expect("pty-req");
     let answer = reply(&mut channel).await;
@@ -643,14 +650,8 @@ fn raw_attacks_at_once_leave_a_running_session_alone() {
     let (lab, mut server) = start(LONG_GRACE);
     let port = server.port;
     std::thread::scope(|scope| {
-        let session = scope.spawn(|| {
-            lab.sshq(
-                port,
-                &["-o", "Transport=tcp"],
-                &["sleep 2; echo done"],
-                b"",
-            )
-        });
+        let session =
+            scope.spawn(|| lab.sshq(port, &["-o", "Transport=tcp"], &["sleep 2; echo done"], b""));
         let attackers: Vec<_> = (0..20)
             .map(|i| {
                 scope.spawn(move || {

@@ -87,7 +87,10 @@ pub fn string(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 pub fn open_session() -> Vec<u8> {
-    encode_frame(&Frame::ChannelOpen(sshq_core::channel::ChannelKind::Session)).to_vec()
+    encode_frame(&Frame::ChannelOpen(
+        sshq_core::channel::ChannelKind::Session,
+    ))
+    .to_vec()
 }
 
 pub fn data(bytes: &[u8]) -> Vec<u8> {
@@ -109,7 +112,8 @@ pub fn userauth(key: &PrivateKey, exporter: &[u8], user: &str, signed_user: &str
     let public = key.public_key();
     let algorithm = public.algorithm().as_str().to_string();
     let blob = public.to_bytes().expect("public key blob");
-    let signed = wire::userauth_signed_data(exporter, signed_user, "ssh-connection", &algorithm, &blob);
+    let signed =
+        wire::userauth_signed_data(exporter, signed_user, "ssh-connection", &algorithm, &blob);
     let signature = sign_with_private_key(key, &signed, None, "test key").expect("sign");
     encode_frame(&Frame::UserauthRequest(UserauthRequest {
         user: user.to_string(),
