@@ -21,7 +21,8 @@
 //! terminal sends), then SIGKILL after a grace period. A supervisor task owns
 //! the child and always reaps it, so no zombies are left either.
 //!
-//! Ptys come from `pty-process`: it gives an async master and lets us add a
+//! Ptys are allocated in `pty.rs` (close-on-exec from the moment they
+//! exist) and driven by `pty-process`: it gives an async master and lets us add a
 //! `pre_exec` hook that runs after it made the child a session leader with
 //! the slave as controlling terminal, which is all the user switch needs
 //! (see `pty.rs` for what we add on top).
