@@ -299,6 +299,7 @@ def start_servers(rundir):
         name = f"relay-to-{target}"
         relays[target] = Server(name, port, [SSHQD, "-D", "-e", "-f", rundir / f"{name}.conf"],
                                 f"Port {port}\nListenAddress 127.0.0.1\nHostKey {KEYS / 'host'}\n"
-                                f"Transports quic\nQuicRelay 127.0.0.1:{server.port}\n",
+                                f"Transports quic\nQuicRelay 127.0.0.1:{server.port}\n"
+                                "MaxStartups 64\nPerSourceMaxStartups none\nPerSourcePenalties no\n",
                                 rundir, udp=True, tcp=False)
     return servers, relays

@@ -16,11 +16,13 @@ pub const SSHQ: &str = env!("CARGO_BIN_EXE_sshq");
 pub const SSHQD: &str = env!("CARGO_BIN_EXE_sshqd");
 
 /// Pre-authentication limits for lab servers: every test client comes from
-/// 127.0.0.1, so sshqd's defaults (at most 5 unauthenticated connections
+/// 127.0.0.1, and some tests start dozens of clients at once, so sshqd's
+/// defaults (MaxStartups 10:30:100, at most 5 unauthenticated connections
 /// per source, PerSourcePenalties after failed or abandoned logins) would
 /// make tests that run many clients, or refused ones, refuse each other.
 /// Tests of those limits set them in `extra` (tests/hardening_preauth.rs).
-pub const LAB_PREAUTH_LIMITS: &str = "PerSourceMaxStartups none\nPerSourcePenalties no\n";
+pub const LAB_PREAUTH_LIMITS: &str =
+    "MaxStartups 256\nPerSourceMaxStartups none\nPerSourcePenalties no\n";
 
 /// How long any one client or tool may run before the test gives up on it
 /// (so that a hung client fails the test instead of hanging it).
