@@ -184,7 +184,8 @@ fn a_changed_key_let_through_turns_off_agent_and_port_forwarding_on_both_transpo
     let lab = Lab::new();
     let agent = Agent::start(&lab);
     let server = lab.start_sshqd_on("Transports quic,tcp", Listeners::Both);
-    for name in ["quic", "tcp"] {
+    // auto as well: the acceptance check's default (QUIC wins there).
+    for name in ["quic", "tcp", "auto"] {
         lab.write_known_hosts(server.port, "host_ed25519");
         let ports = ForwardPorts::new();
         let out = run_forwarding(
@@ -462,7 +463,7 @@ fn auto_stops_at_a_quic_server_showing_a_changed_key() {
 
 /// The Ed25519 key pair of the lab's `name` key: public key and PKCS#8 v1.
 fn ed25519_parts(lab: &Lab, name: &str) -> ([u8; 32], Vec<u8>) {
-    let key = sshq_core::ssh_key::PrivateKey::read_openssh_file(&lab.path(name)).expect("key");
+    let key = sshq_core::ssh_key::PrivateKey::read_openssh_file(lab.path(name)).expect("key");
     let pair = key.key_data().ed25519().expect("an Ed25519 key");
     // PKCS#8 v1: SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }.
     let mut pkcs8 = vec![
