@@ -761,12 +761,18 @@ mod tests {
         let mut out = Vec::new();
         let result = turn_off_untrusted(&[], true, Verbosity::Info, &mut out);
         assert!(result.is_ok() && out.is_empty());
-        let result = turn_off_untrusted(&[UntrustedFeature::Agent], true, Verbosity::Info, &mut out);
+        let result =
+            turn_off_untrusted(&[UntrustedFeature::Agent], true, Verbosity::Info, &mut out);
         assert!(matches!(result, Err(HostKeyError::ForwardingCancelled)));
         assert!(String::from_utf8_lossy(&out)
             .ends_with("Error: forwarding disabled due to host key check failure\r\n"));
         let mut quiet = Vec::new();
-        let result = turn_off_untrusted(&[UntrustedFeature::Agent], true, Verbosity::Quiet, &mut quiet);
+        let result = turn_off_untrusted(
+            &[UntrustedFeature::Agent],
+            true,
+            Verbosity::Quiet,
+            &mut quiet,
+        );
         assert!(result.is_err() && quiet.is_empty());
     }
 }

@@ -150,7 +150,11 @@ fn assert_all_forwarded(out: &Output) {
         "forwarding did not work with the right key: {}",
         show(out)
     );
-    assert!(stdout.contains("R=open") && stdout.contains("D=open"), "{}", show(out));
+    assert!(
+        stdout.contains("R=open") && stdout.contains("D=open"),
+        "{}",
+        show(out)
+    );
     let stderr = text(&out.stderr);
     assert!(!stderr.contains(AGENT_NOTICE), "{}", show(out));
 }
@@ -180,15 +184,32 @@ fn a_changed_key_let_through_turns_off_agent_and_port_forwarding_on_both_transpo
     let lab = Lab::new();
     let agent = Agent::start(&lab);
     let server = lab.start_sshqd_on("Transports quic,tcp", Listeners::Both);
-    for name in ["quic", "tcp"] {
+    // auto as well: the acceptance check's default (QUIC wins there).
+    for name in ["quic", "tcp", "auto"] {
         lab.write_known_hosts(server.port, "host_ed25519");
         let ports = ForwardPorts::new();
-        let out = run_forwarding(&lab, SSHQ, "no", server.port, &transport(name), &ports, &agent);
+        let out = run_forwarding(
+            &lab,
+            SSHQ,
+            "no",
+            server.port,
+            &transport(name),
+            &ports,
+            &agent,
+        );
         assert_all_forwarded(&out);
 
         lab.write_known_hosts(server.port, "other_host_ed25519");
         let ports = ForwardPorts::new();
-        let out = run_forwarding(&lab, SSHQ, "no", server.port, &transport(name), &ports, &agent);
+        let out = run_forwarding(
+            &lab,
+            SSHQ,
+            "no",
+            server.port,
+            &transport(name),
+            &ports,
+            &agent,
+        );
         assert_nothing_forwarded(&out);
         assert!(
             text(&out.stderr).matches(AGENT_NOTICE).count() == 1,
@@ -207,7 +228,15 @@ fn exit_on_forward_failure_ends_the_connection_like_ssh() {
     for name in ["quic", "tcp"] {
         let mut extra = transport(name);
         extra.extend(["-o".to_string(), "ExitOnForwardFailure=yes".to_string()]);
-        let out = run_forwarding(&lab, SSHQ, "no", server.port, &extra, &ForwardPorts::new(), &agent);
+        let out = run_forwarding(
+            &lab,
+            SSHQ,
+            "no",
+            server.port,
+            &extra,
+            &ForwardPorts::new(),
+            &agent,
+        );
         assert_eq!(out.status.code(), Some(255), "{}", show(&out));
         assert!(
             text(&out.stderr).contains("Error: forwarding disabled due to host key check failure"),
@@ -246,7 +275,15 @@ fn against_openssh_sshd_the_same_lines_as_openssh_ssh() {
     );
     assert_nothing_forwarded(&out);
     // OpenSSH's own ssh, same setup: the lines sshq prints are its lines.
-    let ssh = run_forwarding(&lab, "ssh", "no", sshd.port, &[], &ForwardPorts::new(), &agent);
+    let ssh = run_forwarding(
+        &lab,
+        "ssh",
+        "no",
+        sshd.port,
+        &[],
+        &ForwardPorts::new(),
+        &agent,
+    );
     assert_nothing_forwarded(&ssh);
     let notices = |out: &Output| -> Vec<String> {
         text(&out.stderr)
@@ -255,7 +292,13 @@ fn against_openssh_sshd_the_same_lines_as_openssh_ssh() {
             .map(|line| line.trim_end().to_string())
             .collect()
     };
-    assert_eq!(notices(&out), notices(&ssh), "sshq: {}\nssh: {}", show(&out), show(&ssh));
+    assert_eq!(
+        notices(&out),
+        notices(&ssh),
+        "sshq: {}\nssh: {}",
+        show(&out),
+        show(&ssh)
+    );
 }
 
 /// Two sshqd (QUIC and TCP) and a config naming the first `hop`; `Host *`
@@ -295,7 +338,10 @@ impl JumpLab {
     /// known_hosts with `hop_key` for the hop and `destination_key` for the destination.
     fn known_hosts(&self, hop_key: &str, destination_key: &str) {
         let line = |port: u16, key: &str| {
-            format!("[127.0.0.1]:{port} ssh-ed25519 {}\n", self.lab.public_key_blob(key))
+            format!(
+                "[127.0.0.1]:{port} ssh-ed25519 {}\n",
+                self.lab.public_key_blob(key)
+            )
         };
         let text = line(self.hop.port, hop_key) + &line(self.destination.port, destination_key);
         std::fs::write(self.lab.path("known_hosts"), text).expect("known_hosts");
@@ -339,7 +385,11 @@ fn through_a_jump_host_the_destination_key_decides_the_destination_forwarding() 
         // runs end to end through it with its own, matching key.
         jumps.known_hosts("other_host_ed25519", "host_ed25519");
         let out = jumps.run(name, &ForwardPorts::new(), &agent);
-        assert!(text(&out.stderr).contains(CHANGED_WARNING), "{}", show(&out));
+        assert!(
+            text(&out.stderr).contains(CHANGED_WARNING),
+            "{}",
+            show(&out)
+        );
         assert_all_forwarded(&out);
     }
 }
@@ -383,12 +433,19 @@ fn auto_stops_at_a_quic_server_showing_a_changed_key() {
     );
     let mut impostor = Background::spawn(
         SSHQD,
-        &["-D".into(), "-e".into(), "-f".into(), config.display().to_string()],
+        &[
+            "-D".into(),
+            "-e".into(),
+            "-f".into(),
+            config.display().to_string(),
+        ],
         lab.path("impostor.log"),
     );
     let listening = format!("port {} (QUIC)", tcp.port);
     assert!(
-        wait_until(Duration::from_secs(10), || impostor.log_text().contains(&listening)),
+        wait_until(Duration::from_secs(10), || impostor
+            .log_text()
+            .contains(&listening)),
         "impostor did not start: {}",
         impostor.log_text()
     );
@@ -397,12 +454,16 @@ fn auto_stops_at_a_quic_server_showing_a_changed_key() {
     assert_no_session(&out, &tcp);
     let stderr = text(&out.stderr);
     assert!(stderr.contains(CHANGED_WARNING), "{}", show(&out));
-    assert!(stderr.contains("Host key verification failed."), "{}", show(&out));
+    assert!(
+        stderr.contains("Host key verification failed."),
+        "{}",
+        show(&out)
+    );
 }
 
 /// The Ed25519 key pair of the lab's `name` key: public key and PKCS#8 v1.
 fn ed25519_parts(lab: &Lab, name: &str) -> ([u8; 32], Vec<u8>) {
-    let key = sshq_core::ssh_key::PrivateKey::read_openssh_file(&lab.path(name)).expect("key");
+    let key = sshq_core::ssh_key::PrivateKey::read_openssh_file(lab.path(name)).expect("key");
     let pair = key.key_data().ed25519().expect("an Ed25519 key");
     // PKCS#8 v1: SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }.
     let mut pkcs8 = vec![
@@ -426,9 +487,8 @@ fn impostor_quic_server(
     use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
     let (shown_public, _) = ed25519_parts(lab, shown);
     let (_, signer_pkcs8) = ed25519_parts(lab, signer);
-    let spki = sshq_quic::tls::ed25519_spki(&sshq_core::ssh_key::public::Ed25519PublicKey(
-        shown_public,
-    ));
+    let spki =
+        sshq_quic::tls::ed25519_spki(&sshq_core::ssh_key::public::Ed25519PublicKey(shown_public));
     let signing_key =
         rustls::crypto::ring::sign::any_eddsa_type(&PrivatePkcs8KeyDer::from(signer_pkcs8))
             .expect("signing key");
@@ -461,8 +521,13 @@ fn auto_stops_at_a_quic_server_that_cannot_sign_for_its_key() {
     let lab = Lab::new();
     let tcp = tcp_only_sshqd(&lab);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let _impostor =
-        impostor_quic_server(&runtime, &lab, tcp.port, "host_ed25519", "other_host_ed25519");
+    let _impostor = impostor_quic_server(
+        &runtime,
+        &lab,
+        tcp.port,
+        "host_ed25519",
+        "other_host_ed25519",
+    );
     let (out, _) = auto(&lab, tcp.port, &[]);
     assert_no_session(&out, &tcp);
     let stderr = text(&out.stderr);
@@ -498,7 +563,10 @@ fn auto_uses_tcp_after_quic_fallback_timeout_when_udp_is_a_black_hole() {
     let (out, elapsed) = auto(&lab, tcp.port, &["-o", "QuicFallbackTimeout=1500ms"]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(text(&out.stdout).trim(), "session-ran");
-    assert!(elapsed >= Duration::from_millis(1500), "TCP started early: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1500),
+        "TCP started early: {elapsed:?}"
+    );
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("no QUIC handshake within 1500 ms") && stderr.contains("TCP won the race"),

@@ -333,7 +333,9 @@ impl<'a> Reader<'a> {
 
     fn u24(&mut self) -> Option<usize> {
         let b = self.take(3)?;
-        Some(usize::from(*b.first()?) << 16 | usize::from(*b.get(1)?) << 8 | usize::from(*b.get(2)?))
+        Some(
+            usize::from(*b.first()?) << 16 | usize::from(*b.get(1)?) << 8 | usize::from(*b.get(2)?),
+        )
     }
 }
 
@@ -376,7 +378,11 @@ mod tests {
         let expected = HelloGroups::Offered(vec![NamedGroup::X25519, NamedGroup::from(0xfe61)]);
         assert_eq!(offered_groups(&hello), expected);
         for cut in [0, 1, 3, 4, 40, hello.len() - 1] {
-            assert_eq!(offered_groups(&hello[..cut]), HelloGroups::Incomplete, "{cut}");
+            assert_eq!(
+                offered_groups(&hello[..cut]),
+                HelloGroups::Incomplete,
+                "{cut}"
+            );
         }
         assert_eq!(
             offered_groups(&client_hello(&[])),
@@ -392,7 +398,10 @@ mod tests {
         hello[at] = 0xff;
         assert_eq!(offered_groups(&hello), HelloGroups::Malformed);
         assert_eq!(offered_groups(&[2, 0, 0, 0]), HelloGroups::Malformed);
-        assert_eq!(offered_groups(&[1, 0xff, 0xff, 0xff]), HelloGroups::Malformed);
+        assert_eq!(
+            offered_groups(&[1, 0xff, 0xff, 0xff]),
+            HelloGroups::Malformed
+        );
         assert_eq!(offered_groups(&[1, 0, 0, 1, 0]), HelloGroups::Malformed);
     }
 

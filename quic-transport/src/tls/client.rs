@@ -434,13 +434,19 @@ mod classification_tests {
     fn only_failures_to_get_through_allow_another_transport() {
         let fallback = [
             classify(&ConnectionError::TimedOut, HostKeyVerdict::NotChecked),
-            classify(&ConnectionError::VersionMismatch, HostKeyVerdict::NotChecked),
+            classify(
+                &ConnectionError::VersionMismatch,
+                HostKeyVerdict::NotChecked,
+            ),
             classify(
                 &closed(TransportErrorCode::CONNECTION_REFUSED),
                 HostKeyVerdict::NotChecked,
             ),
             // no_application_protocol: not an sshq server.
-            classify(&closed(TransportErrorCode::crypto(120)), HostKeyVerdict::NotChecked),
+            classify(
+                &closed(TransportErrorCode::crypto(120)),
+                HostKeyVerdict::NotChecked,
+            ),
         ];
         for failure in &fallback {
             assert!(failure.allows_fallback(), "{failure:?}");
@@ -452,8 +458,14 @@ mod classification_tests {
     #[test]
     fn a_peer_that_answered_tls_and_failed_ends_the_attempt() {
         // A forged or real CONNECTION_CLOSE with a TLS alert (bad_certificate).
-        let alert = classify(&closed(TransportErrorCode::crypto(42)), HostKeyVerdict::NotChecked);
-        assert!(matches!(alert, HandshakeFailure::AuthenticityFailed(_)), "{alert:?}");
+        let alert = classify(
+            &closed(TransportErrorCode::crypto(42)),
+            HostKeyVerdict::NotChecked,
+        );
+        assert!(
+            matches!(alert, HandshakeFailure::AuthenticityFailed(_)),
+            "{alert:?}"
+        );
         // Our verifier's verdicts win over whatever quinn reports.
         let local = ConnectionError::TransportError(quinn_proto::TransportError {
             code: TransportErrorCode::crypto(51),
@@ -474,7 +486,10 @@ mod classification_tests {
         let rejected = classify(&ConnectionError::TimedOut, HostKeyVerdict::Rejected(key));
         assert_eq!(rejected, HandshakeFailure::HostKeyRejected);
         // handshake_failure from the server: no group in common, final.
-        let no_group = classify(&closed(TransportErrorCode::crypto(40)), HostKeyVerdict::NotChecked);
+        let no_group = classify(
+            &closed(TransportErrorCode::crypto(40)),
+            HostKeyVerdict::NotChecked,
+        );
         assert!(matches!(no_group, HandshakeFailure::NoCommonGroup(_)));
         let transport = classify(
             &closed(TransportErrorCode::PROTOCOL_VIOLATION),

@@ -368,9 +368,11 @@ async fn connect_quic(
             Err(failure) => return Err(failure),
         }
     }
-    Err(last_failure.unwrap_or(QuicFailure::Final(ConnectError::Other(
-        "no address to connect to".to_string(),
-    ))))
+    Err(
+        last_failure.unwrap_or(QuicFailure::Final(ConnectError::Other(
+            "no address to connect to".to_string(),
+        ))),
+    )
 }
 
 /// A client UDP endpoint to reach `addr` from (any local address of its family).
@@ -402,8 +404,7 @@ async fn connect_quic_on(
 ) -> Result<sshq_quic::QuicConnection, QuicFailure> {
     let verifier: Arc<dyn ServerKeyVerifier> = prepared.verifier.clone();
     let (conn, negotiated) =
-        attempt_quic_handshake(plan, verifier, &endpoint, addr, kex, sshq_quic::tls::ALPN)
-            .await?;
+        attempt_quic_handshake(plan, verifier, &endpoint, addr, kex, sshq_quic::tls::ALPN).await?;
     let local = endpoint.local_addr().ok();
     let auth = sshq_quic::ClientAuth {
         user: plan.user.clone(),

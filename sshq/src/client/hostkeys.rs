@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use sshq_core::auth::ServerKeyVerifier;
 use sshq_core::host_key_check::{
-    check_host_key, turn_off_untrusted, HostKeyCheck, HostKeyVerdict, TtyPrompt,
-    UntrustedFeature, Verbosity,
+    check_host_key, turn_off_untrusted, HostKeyCheck, HostKeyVerdict, TtyPrompt, UntrustedFeature,
+    Verbosity,
 };
 use sshq_core::ssh_key::PublicKey;
 

@@ -236,6 +236,11 @@ fn resolve_hop(cli: &Cli, hop: &Destination, quiet: bool) -> Result<Plan, String
         // no ports. A changed key at a hop therefore turns nothing off
         // there, and the destination's forwarding depends on the
         // destination's own key check, which runs end to end through the hop.
+        // (OpenSSH 9.2's hop ends here by default, but only because its
+        // PasswordAuthentication notice counts as cancelled forwarding and
+        // -W implies ExitOnForwardFailure; with password and
+        // keyboard-interactive authentication off, which sshq has none of,
+        // it goes on like this.)
         exposure: hostkeys::Exposure::default(),
         host_key_trust: Arc::default(),
     })
