@@ -7,9 +7,12 @@
 
 mod common;
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::process::Output;
+use std::time::{Duration, Instant};
 
-use common::{show, text, Lab, Listeners, Server};
+use common::{show, text, wait_until, Lab, Listeners, Server};
 use sshq_core::kex::{resolve, Role};
 use sshq_core::transport::TransportKind;
 
@@ -314,6 +317,195 @@ fn kex_names_map_across_transports() {
     assert_eq!(
         resolve(None, TransportKind::Tcp, Role::Server).unwrap()[..3],
         ["mlkem768x25519-sha256", SNTRUP, SNTRUP_OPENSSH]
+    );
+}
+
+/// One unencrypted SSH binary packet (RFC 4253 §6): uint32 packet_length,
+/// byte padding_length, payload, at least 4 bytes of padding, the whole a
+/// multiple of 8 bytes; no MAC before the first NEWKEYS.
+fn ssh_packet(payload: &[u8]) -> Vec<u8> {
+    let mut padding = 8 - (5 + payload.len()) % 8;
+    if padding < 4 {
+        padding += 8;
+    }
+    let packet_length = 1 + payload.len() + padding;
+    let mut packet = (packet_length as u32).to_be_bytes().to_vec();
+    packet.push(padding as u8);
+    packet.extend_from_slice(payload);
+    packet.extend(std::iter::repeat_n(0u8, padding));
+    assert_eq!(packet.len() % 8, 0);
+    packet
+}
+
+/// A client SSH_MSG_KEXINIT offering only `kex`, and what an sshqd with an
+/// Ed25519 host key accepts for the rest; no guessed packet follows.
+fn kexinit(kex: &str) -> Vec<u8> {
+    let mut payload = vec![20u8]; // SSH_MSG_KEXINIT
+    payload.extend_from_slice(&[0x5a; 16]); // cookie
+    for list in [
+        kex,
+        "ssh-ed25519",
+        "aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr",
+        "aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr",
+        "hmac-sha2-256-etm@openssh.com,hmac-sha2-256",
+        "hmac-sha2-256-etm@openssh.com,hmac-sha2-256",
+        "none",
+        "none",
+        "",
+        "",
+    ] {
+        payload.extend_from_slice(&(list.len() as u32).to_be_bytes());
+        payload.extend_from_slice(list.as_bytes());
+    }
+    payload.push(0); // first_kex_packet_follows
+    payload.extend_from_slice(&0u32.to_be_bytes()); // reserved
+    ssh_packet(&payload)
+}
+
+/// Reads exactly `n` bytes, or `None` if sshqd closed the connection (or
+/// went quiet for 10 s) first.
+fn read_n(stream: &mut TcpStream, n: usize) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    let start = Instant::now();
+    while got < n && start.elapsed() < Duration::from_secs(10) {
+        match stream.read(&mut buf[got..]) {
+            Ok(0) => return None,
+            Ok(k) => got += k,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return None,
+        }
+    }
+    (got == n).then_some(buf)
+}
+
+/// The payload of the next unencrypted packet sshqd sends.
+fn read_packet(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let length = read_n(stream, 4)?;
+    let length = u32::from_be_bytes(length.try_into().unwrap()) as usize;
+    assert!((5..=35000).contains(&length), "packet_length {length}");
+    let body = read_n(stream, length)?;
+    let padding = body[0] as usize;
+    Some(body[1..length - padding].to_vec())
+}
+
+/// Whether sshqd closes the connection within 10 s (reading and dropping
+/// whatever it still sends).
+fn closed_within_10s(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Connects over raw TCP, exchanges banners and KEXINITs choosing `kex`
+/// (checking sshqd offers it, so it is what both sides negotiate), then
+/// sends `init` as the key exchange's first message. Returns the stream and
+/// the payload of sshqd's answer, `None` if it hung up instead.
+fn kex_with_init(port: u16, kex: &str, init: &[u8]) -> (TcpStream, Option<Vec<u8>>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to sshqd");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("read timeout");
+    stream
+        .write_all(b"SSH-2.0-ShortKexInit_1.0\r\n")
+        .expect("send banner");
+    stream.write_all(&kexinit(kex)).expect("send KEXINIT");
+    // sshqd's banner line, then its KEXINIT.
+    let mut line = Vec::new();
+    while !line.ends_with(b"\n") {
+        line.extend(read_n(&mut stream, 1).expect("sshqd's banner"));
+    }
+    assert!(line.starts_with(b"SSH-2.0-"), "banner {:?}", text(&line));
+    let server_kexinit = read_packet(&mut stream).expect("sshqd's KEXINIT");
+    assert_eq!(server_kexinit[0], 20, "SSH_MSG_KEXINIT expected");
+    // After the type byte and the 16-byte cookie: the kex name-list.
+    let len = u32::from_be_bytes(server_kexinit[17..21].try_into().unwrap()) as usize;
+    let offered = text(&server_kexinit[21..21 + len]);
+    assert!(
+        offered.split(',').any(|name| name == kex),
+        "sshqd does not offer {kex}: {offered}"
+    );
+    stream.write_all(&ssh_packet(init)).expect("send the init");
+    let answer = read_packet(&mut stream);
+    (stream, answer)
+}
+
+/// A key exchange message too short to hold its length field must make
+/// sshqd close that connection, without a panic, and go on serving others.
+/// (russh 0.65.1's `server_dh` reads the length unchecked; its server state
+/// machine decodes the message first and refuses it there, and the vendored
+/// russh now checks in `server_dh` too: third_party/russh/PATCHES.md,
+/// change 2. This test holds the behaviour end to end, whichever refuses.)
+#[test]
+fn a_truncated_kex_ecdh_init_is_refused_without_a_panic() {
+    let lab = Lab::new();
+    let mut sshqd = lab.start_sshqd("");
+
+    // The framing and KEXINIT are right: a well-formed curve25519 init
+    // (the base point, u = 9) gets SSH_MSG_KEX_ECDH_REPLY.
+    let mut good = vec![30u8, 0, 0, 0, 32, 9];
+    good.extend_from_slice(&[0u8; 31]);
+    let (_stream, answer) = kex_with_init(sshqd.port, "curve25519-sha256", &good);
+    assert_eq!(
+        answer.as_ref().and_then(|a| a.first()),
+        Some(&31),
+        "expected SSH_MSG_KEX_ECDH_REPLY\nsshqd log:\n{}",
+        sshqd.log_text()
+    );
+
+    // SSH_MSG_KEX_ECDH_INIT (30, also ML-KEM's KEX_HYBRID_INIT) and two bytes
+    // of a four-byte length, under each kind of exchange sshqd offers.
+    let short_init = [30u8, 0, 0];
+    for kex in [
+        "curve25519-sha256",
+        "mlkem768x25519-sha256",
+        SNTRUP,
+        "ecdh-sha2-nistp256",
+        "diffie-hellman-group14-sha256",
+    ] {
+        let (mut stream, answer) = kex_with_init(sshqd.port, kex, &short_init);
+        assert!(
+            answer.is_none() || answer.as_ref().is_some_and(|a| a[0] == 1),
+            "{kex}: sshqd answered a 3-byte init with {answer:?}\nsshqd log:\n{}",
+            sshqd.log_text()
+        );
+        assert!(
+            closed_within_10s(&mut stream),
+            "{kex}: sshqd kept the connection open\nsshqd log:\n{}",
+            sshqd.log_text()
+        );
+    }
+
+    // Each connection's task has ended by now; a panic would be logged.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sshqd.alive(), "sshqd died\n{}", sshqd.log_text());
+    let log = sshqd.log_text();
+    assert!(!log.contains("panicked"), "sshqd panicked:\n{log}");
+
+    // And it still serves a normal login.
+    let out = lab.sshq(
+        sshqd.port,
+        &["-v", "-o", "Transport=tcp"],
+        &["echo pq-ok"],
+        b"",
+    );
+    assert_ran_with_kex(&out, &sshqd, &["mlkem768x25519-sha256"]);
+    assert!(
+        wait_until(Duration::from_secs(1), || sshqd.alive()),
+        "sshqd died after the login"
+    );
+    assert!(
+        !sshqd.log_text().contains("panicked"),
+        "{}",
+        sshqd.log_text()
     );
 }
 

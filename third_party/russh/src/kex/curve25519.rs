@@ -55,8 +55,8 @@ impl KexAlgorithmImplementor for Curve25519Kex {
                 return Err(crate::Error::Inconsistent);
             }
 
-            #[allow(clippy::indexing_slicing)] // length checked
-            let pubkey_len = BigEndian::read_u32(&payload[1..]) as usize;
+            let pubkey_len =
+                BigEndian::read_u32(payload.get(1..5).ok_or(crate::Error::Inconsistent)?) as usize;
 
             if pubkey_len != 32 {
                 return Err(crate::Error::Kex);

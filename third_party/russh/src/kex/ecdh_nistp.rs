@@ -94,10 +94,10 @@ where
                 return Err(crate::Error::Inconsistent);
             }
 
-            #[allow(clippy::indexing_slicing)] // length checked
-            let pubkey_len = BigEndian::read_u32(&payload[1..]) as usize;
+            let pubkey_len =
+                BigEndian::read_u32(payload.get(1..5).ok_or(crate::Error::Inconsistent)?) as usize;
 
-            if payload.len() < 5 + pubkey_len {
+            if payload.len() - 5 < pubkey_len {
                 return Err(crate::Error::Inconsistent);
             }
 

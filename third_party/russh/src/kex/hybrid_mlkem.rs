@@ -65,10 +65,10 @@ impl KexAlgorithmImplementor for MlKem768X25519Kex {
             return Err(Error::Inconsistent);
         }
 
-        #[allow(clippy::indexing_slicing)]
-        let c_init_len = BigEndian::read_u32(&payload[1..]) as usize;
+        let c_init_len =
+            BigEndian::read_u32(payload.get(1..5).ok_or(Error::Inconsistent)?) as usize;
 
-        if payload.len() < 5 + c_init_len {
+        if payload.len() - 5 < c_init_len {
             return Err(Error::Inconsistent);
         }
 

@@ -171,10 +171,10 @@ impl<D: Digest> KexAlgorithmImplementor for DhGroupKex<D> {
                 return Err(Error::Inconsistent);
             }
 
-            #[allow(clippy::indexing_slicing)] // length checked
-            let pubkey_len = BigEndian::read_u32(&payload[1..]) as usize;
+            let pubkey_len =
+                BigEndian::read_u32(payload.get(1..5).ok_or(Error::Inconsistent)?) as usize;
 
-            if payload.len() < 5 + pubkey_len {
+            if payload.len() - 5 < pubkey_len {
                 return Err(Error::Inconsistent);
             }
 
