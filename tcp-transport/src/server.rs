@@ -47,6 +47,21 @@ pub enum HandshakeError {
     Closed(Option<String>),
 }
 
+/// How much of an error text that may quote the peer (e.g. its algorithm
+/// lists) goes into a log line.
+const PEER_ERROR_MAX_CHARS: usize = 200;
+
+/// `text` with control characters escaped (a newline cannot forge a log
+/// line) and cut to [`PEER_ERROR_MAX_CHARS`].
+fn peer_error_text(text: &str) -> String {
+    let escaped: String = text.escape_debug().collect();
+    if escaped.chars().count() <= PEER_ERROR_MAX_CHARS {
+        return escaped;
+    }
+    let cut: String = escaped.chars().take(PEER_ERROR_MAX_CHARS).collect();
+    format!("{cut}...")
+}
+
 /// An authenticated server-side SSH connection over a byte stream.
 pub struct TcpServerConnection {
     handle: russh::server::Handle,
@@ -91,12 +106,22 @@ where
             .await
             .map_err(|e| HandshakeError::Closed(Some(e.to_string())))?;
         let handle = running.handle();
+        let (ended_tx, ended_rx) = oneshot::channel();
         tokio::spawn(async move {
             if let Err(e) = running.await {
                 tracing::debug!("session ended: {e}");
+                let _ = ended_tx.send(peer_error_text(&e.to_string()));
             }
         });
-        let user = auth_rx.await.map_err(|_| HandshakeError::Closed(None))?;
+        let Ok(user) = auth_rx.await else {
+            // The session ended before login: say why (a bad MAC, no common
+            // algorithm, ...), as sshd does, when russh has said so by now.
+            let why = tokio::time::timeout(Duration::from_millis(200), ended_rx)
+                .await
+                .ok()
+                .and_then(Result::ok);
+            return Err(HandshakeError::Closed(why));
+        };
         Ok::<_, HandshakeError>((handle, user))
     };
     let (handle, user) = match within_grace(handshake).await {
@@ -596,5 +621,21 @@ impl ServerHandler {
             return GlobalReply::Failure;
         }
         rx.await.unwrap_or(GlobalReply::Failure)
+    }
+}
+
+#[cfg(test)]
+mod peer_error_text_tests {
+    use super::{peer_error_text, PEER_ERROR_MAX_CHARS};
+
+    #[test]
+    fn newlines_are_escaped_and_long_texts_cut() {
+        assert_eq!(
+            peer_error_text("No common Kex\nForged: line"),
+            "No common Kex\\nForged: line"
+        );
+        let long = peer_error_text(&"a".repeat(10_000));
+        assert_eq!(long.chars().count(), PEER_ERROR_MAX_CHARS + 3);
+        assert!(long.ends_with("..."));
     }
 }
