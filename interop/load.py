@@ -302,7 +302,9 @@ def summary(meta, logins_rows, flood_rows, args):
         f"(commit {meta.get('commit', '')}), loopback, "
         f"by `interop/run load`. sshqd with its defaults (`Transports quic,tcp`), OpenSSH's sshd "
         f"({meta.get('openssh', '')}) with its defaults (MaxStartups 10:30:100, no PerSourceMaxStartups), "
-        "both logging in the same user with the same key. A benchmark: no timing is asserted.",
+        "both logging in the same user with the same key. A benchmark: no timing is asserted. "
+        f"The machine's 1-minute load average at the start was {meta.get('loadavg_1min_at_start', 0):.1f} "
+        "(the client, the flood and the servers share its CPUs, so figures move between runs).",
         "",
         f"## {args.count} logins at once",
         "",
@@ -368,12 +370,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1000, help="concurrent logins per server")
     parser.add_argument("--flood", type=int, default=400, help="silent pre-auth connections of the flood")
-    parser.add_argument("--logins", type=int, default=15, help="timed logins, with and without flood")
+    parser.add_argument("--logins", type=int, default=30, help="timed logins, with and without flood")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     if not LOAD.exists():
         raise SystemExit(f"load: {LOAD} is missing: cargo build --release -p sshq-load")
     fd_limit = raise_fd_limit()
+    load_before = os.getloadavg()[0]
     user = bench_user()
     tmp = Path(tempfile.mkdtemp(prefix="sshq-load."))
     os.chmod(tmp, 0o755)
@@ -386,6 +389,7 @@ def main():
     ssh_version = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
     meta = dict(run_metadata())
     meta.update(commit=git_commit(), openssh=ssh_version, fd_limit=fd_limit, user=user,
+                loadavg_1min_at_start=load_before,
                 date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(
