@@ -5,8 +5,10 @@
    a fresh server (sshqd over TCP, sshqd over QUIC, OpenSSH's sshd over TCP)
    and keeps them open until all have finished: time for the batch, failures
    and why, and the server's peak memory (sshqd: VmHWM of its one process;
-   sshd: the peak, sampled every 50 ms, of VmRSS summed over the listener and
-   all its children, plus the sum of their VmHWM).
+   sshd: the peak, sampled every 200 ms, of PSS summed over the listener and
+   all its children -- PSS shares each shared page among the processes that
+   map it, so the sum over a thousand forks is not inflated the way a sum of
+   RSS is; the RSS sum is recorded too).
 2. Login latency under a pre-auth flood: a legitimate client (sshq, or
    OpenSSH's ssh for sshd) from 127.0.0.1 runs `true` LOGINS times without a
    flood, then again while `sshq-load flood` holds FLOOD silent
@@ -83,12 +85,23 @@ def descendants(pid):
     return found
 
 
+def proc_pss(pid):
+    """Proportional set size of a process in KiB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 class MemorySampler:
-    """Samples a server's memory every 50 ms: the peak of VmRSS summed over
-    its process tree, and of VmHWM summed likewise."""
+    """Samples a server's process tree every 200 ms: the peaks of its PSS sum,
+    of its VmRSS sum, and of its size."""
 
     def __init__(self, pid):
-        self.pid, self.peak_rss, self.peak_hwm, self.peak_procs = pid, 0, 0, 0
+        self.pid, self.peak_pss, self.peak_rss, self.peak_procs = pid, 0, 0, 0
         self.stop_flag = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -96,15 +109,15 @@ class MemorySampler:
     def run(self):
         while not self.stop_flag.is_set():
             tree = descendants(self.pid)
+            self.peak_pss = max(self.peak_pss, sum(proc_pss(p) for p in tree))
             self.peak_rss = max(self.peak_rss, sum(proc_status(p, "VmRSS") for p in tree))
-            self.peak_hwm = max(self.peak_hwm, sum(proc_status(p, "VmHWM") for p in tree))
             self.peak_procs = max(self.peak_procs, len(tree))
-            time.sleep(0.05)
+            time.sleep(0.2)
 
     def stop(self):
         self.stop_flag.set()
         self.thread.join()
-        return {"peak_rss_kib": self.peak_rss, "peak_hwm_sum_kib": self.peak_hwm,
+        return {"peak_pss_sum_kib": self.peak_pss, "peak_rss_sum_kib": self.peak_rss,
                 "peak_processes": self.peak_procs,
                 "vmhwm_kib": proc_status(self.pid, "VmHWM")}
 
@@ -197,7 +210,7 @@ def concurrent_logins(servers, count):
         result.update(server=server, transport=transport, memory=memory, server_alive_after=alive)
         print(f"load: {count} logins at once, {label(server, transport)}: "
               f"{result.get('succeeded')} ok, {result.get('failed')} failed {result.get('failures')}, "
-              f"{result.get('total_s', 0):.2f} s, peak {memory['peak_rss_kib'] / 1024:.1f} MiB", flush=True)
+              f"{result.get('total_s', 0):.2f} s, peak PSS {memory['peak_pss_sum_kib'] / 1024:.1f} MiB", flush=True)
         rows.append(result)
     return rows
 
@@ -289,13 +302,17 @@ def summary(meta, logins_rows, flood_rows, args):
         f"(commit {meta.get('commit', '')}), loopback, "
         f"by `interop/run load`. sshqd with its defaults (`Transports quic,tcp`), OpenSSH's sshd "
         f"({meta.get('openssh', '')}) with its defaults (MaxStartups 10:30:100, no PerSourceMaxStartups), "
-        "both logging in the same user with the same key. A benchmark: no timing is asserted.",
+        "both logging in the same user with the same key. A benchmark: no timing is asserted. "
+        f"The machine's 1-minute load average at the start was {meta.get('loadavg_1min_at_start', 0):.1f} "
+        "(the client, the flood and the servers share its CPUs, so figures move between runs).",
         "",
         f"## {args.count} logins at once",
         "",
         "Every login is started at once by `sshq-load` (russh over TCP, sshq-quic over QUIC) and held "
-        "open until all have finished. Memory: sshqd's VmHWM (one process); for OpenSSH, the peak of "
-        "VmRSS summed over sshd and all its children (sampled every 50 ms) and the peak of their VmHWM sum.",
+        "open until all have finished. Memory: sshqd's VmHWM (one process, /proc/PID/status); for OpenSSH, "
+        "which forks per connection, the peak of PSS summed over sshd and all its children (sampled every "
+        "200 ms; PSS divides shared pages among the processes that share them, so the sum is not inflated "
+        "as an RSS sum is, which is also given).",
         "",
         "| server | ok | failed (why) | all done after | login p50 / p90 | peak memory |",
         "|---|---|---|---|---|---|",
@@ -303,8 +320,8 @@ def summary(meta, logins_rows, flood_rows, args):
     for r in logins_rows:
         mem = r["memory"]
         if r["server"] == "sshd":
-            memory = (f"{mem['peak_rss_kib'] / 1024:.1f} MiB RSS over {mem['peak_processes']} processes "
-                      f"(VmHWM sum {mem['peak_hwm_sum_kib'] / 1024:.1f} MiB)")
+            memory = (f"{mem['peak_pss_sum_kib'] / 1024:.1f} MiB PSS over up to {mem['peak_processes']} "
+                      f"processes (RSS sum {mem['peak_rss_sum_kib'] / 1024:.1f} MiB)")
         else:
             memory = f"{mem['vmhwm_kib'] / 1024:.1f} MiB VmHWM"
         why = ", ".join(f"{n} {k}" for k, n in (r.get("failures") or {}).items()) or "-"
@@ -353,12 +370,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1000, help="concurrent logins per server")
     parser.add_argument("--flood", type=int, default=400, help="silent pre-auth connections of the flood")
-    parser.add_argument("--logins", type=int, default=15, help="timed logins, with and without flood")
+    parser.add_argument("--logins", type=int, default=30, help="timed logins, with and without flood")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     if not LOAD.exists():
         raise SystemExit(f"load: {LOAD} is missing: cargo build --release -p sshq-load")
     fd_limit = raise_fd_limit()
+    load_before = os.getloadavg()[0]
     user = bench_user()
     tmp = Path(tempfile.mkdtemp(prefix="sshq-load."))
     os.chmod(tmp, 0o755)
@@ -371,6 +389,7 @@ def main():
     ssh_version = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
     meta = dict(run_metadata())
     meta.update(commit=git_commit(), openssh=ssh_version, fd_limit=fd_limit, user=user,
+                loadavg_1min_at_start=load_before,
                 date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(

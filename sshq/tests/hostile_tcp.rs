@@ -235,7 +235,8 @@ fn kexinit_with_no_common_algorithm() {
         true,
         "KEXINIT with no common key exchange",
     );
-    println!("sshqd logged: {line}");
+    // As sshd's "no matching key exchange method found": the reason.
+    assert!(line.contains("No common"), "sshqd logged: {line}");
 }
 
 #[test]
@@ -349,7 +350,11 @@ fn corrupted_packet_after_newkeys() {
         .expect("relay port")
         .expect("the relay connected to sshqd");
     let line = expect_logged(&server, port, "bad MAC after NEWKEYS");
-    println!("sshqd logged: {line}");
+    // As sshd's "Corrupted MAC on input": the reason, not only the end.
+    assert!(
+        line.contains("before authentication: "),
+        "sshqd logged no reason: {line}"
+    );
     assert_unharmed(&lab, &mut server, false, "bad MAC after NEWKEYS");
 }
 

@@ -115,6 +115,7 @@ where
         let handle = running.handle();
         // The handler disconnects with it when MaxAuthTries is reached.
         let _ = session_handle.set(handle.clone());
+        let (ended_tx, ended_rx) = oneshot::channel();
         tokio::spawn(async move {
             match running.await {
                 Err(russh::Error::KeepaliveTimeout) => {
@@ -124,11 +125,23 @@ where
                         connection_id(user, peer_addr)
                     );
                 }
-                Err(e) => tracing::debug!("session ended: {e}"),
+                Err(e) => {
+                    tracing::debug!("session ended: {e}");
+                    // Raw: the log site escapes and caps it (log_escape).
+                    let _ = ended_tx.send(e.to_string());
+                }
                 Ok(()) => {}
             }
         });
-        let user = auth_rx.await.map_err(|_| HandshakeError::Closed(None))?;
+        let Ok(user) = auth_rx.await else {
+            // The session ended before login: say why (a bad MAC, no common
+            // algorithm, ...), as sshd does, when russh has said so by now.
+            let why = tokio::time::timeout(Duration::from_millis(200), ended_rx)
+                .await
+                .ok()
+                .and_then(Result::ok);
+            return Err(HandshakeError::Closed(why));
+        };
         Ok::<_, HandshakeError>((handle, user))
     };
     let (handle, user) = match within_grace(handshake).await {
@@ -802,8 +815,12 @@ mod tests {
     struct NoOne;
 
     impl AuthPolicy for NoOne {
-        fn publickey_allowed(&self, _user: &str, _key: &PublicKey) -> bool {
-            false
+        fn publickey_allowed<'a>(
+            &'a self,
+            _user: &'a str,
+            _key: &'a PublicKey,
+        ) -> sshq_core::auth::BoxFuture<'a, bool> {
+            Box::pin(async { false })
         }
         fn max_auth_tries(&self) -> u32 {
             6
@@ -818,6 +835,7 @@ mod tests {
             allow_agent_forwarding: false,
             client_alive_interval: interval,
             client_alive_count_max: count_max,
+            kex: KexList::server_default(),
         }
     }
 

@@ -97,7 +97,7 @@ impl russh::client::Handler for AnyHostKey {
 /// What one login leaves behind while the batch runs: the open connection.
 enum Held {
     Tcp(#[allow(dead_code)] russh::client::Handle<AnyHostKey>),
-    Quic(#[allow(dead_code)] sshq_quic::QuicConnection),
+    Quic(#[allow(dead_code)] Box<sshq_quic::QuicConnection>),
 }
 
 fn quic_config() -> Result<quinn::ClientConfig, String> {
@@ -146,7 +146,7 @@ async fn quic_login(
         .authenticated()
         .await
         .map_err(|e| format!("{e:?}"))?;
-    Ok(Held::Quic(session))
+    Ok(Held::Quic(Box::new(session)))
 }
 
 /// A short, stable label for an error message, so failures group well.
@@ -159,6 +159,8 @@ fn reason(message: &str) -> String {
         ("refused", "connection refused"),
         ("broken pipe", "broken pipe"),
         ("disconnect", "disconnected"),
+        // A QUIC connection that ended while the login was under way.
+        ("connection lost", "connection lost during login"),
         ("closed", "connection closed"),
         ("eof", "connection closed"),
         ("too many open files", "out of file descriptors"),

@@ -366,8 +366,12 @@ fn retry_starts_at_half_of_start() {
 struct RefuseAll;
 
 impl sshq_core::auth::AuthPolicy for RefuseAll {
-    fn publickey_allowed(&self, _user: &str, _key: &sshq_core::ssh_key::PublicKey) -> bool {
-        false
+    fn publickey_allowed<'a>(
+        &'a self,
+        _user: &'a str,
+        _key: &'a sshq_core::ssh_key::PublicKey,
+    ) -> sshq_core::auth::BoxFuture<'a, bool> {
+        Box::pin(async { false })
     }
     fn max_auth_tries(&self) -> u32 {
         6
@@ -381,8 +385,8 @@ fn some_key() -> sshq_core::ssh_key::PublicKey {
     .expect("test key")
 }
 
-#[test]
-fn permits_return_their_slot_and_penalise_by_how_the_connection_ended() {
+#[tokio::test]
+async fn permits_return_their_slot_and_penalise_by_how_the_connection_ended() {
     use super::gate::Gate;
     use std::net::SocketAddr;
     use std::sync::Arc;
@@ -405,7 +409,7 @@ fn permits_return_their_slot_and_penalise_by_how_the_connection_ended() {
     // A refused key, then the client goes away: authfail.
     let permit = gate.admit(from(2), local).expect("admitted");
     let policy = permit.counting(Arc::new(RefuseAll));
-    assert!(!policy.publickey_allowed("someone", &some_key()));
+    assert!(!policy.publickey_allowed("someone", &some_key()).await);
     drop(permit);
     assert_eq!(gate.unauthenticated(), 0);
     assert!(
