@@ -215,7 +215,7 @@ where
         tokio::select! {
             next = from_client.next(input) => match next {
                 Ok(Some(payload)) => {
-                    match gate.as_mut().map(|g| g.from_client(&payload)) {
+                    match gate.as_mut().map(|g| g.check_client_datagram(&payload)) {
                         None | Some(ClientVerdict::Relay) => {}
                         Some(ClientVerdict::Drop) => {
                             if !dropped_unanswered {
@@ -243,7 +243,7 @@ where
             from_target = socket.recv(&mut datagram) => {
                 let Ok(n) = from_target else { continue };
                 let payload = datagram.get(..n).unwrap_or_default();
-                if gate.as_mut().is_some_and(|g| !g.from_target(payload)) {
+                if gate.as_mut().is_some_and(|g| !g.check_target_datagram(payload)) {
                     continue;
                 }
                 if write_datagram(output, payload).await.is_err() || output.flush().await.is_err() {

@@ -90,7 +90,7 @@ impl QuicGate {
         self.answered
     }
 
-    pub fn from_client(&mut self, datagram: &[u8]) -> ClientVerdict {
+    pub fn check_client_datagram(&mut self, datagram: &[u8]) -> ClientVerdict {
         if self.answered {
             return ClientVerdict::Relay;
         }
@@ -117,7 +117,7 @@ impl QuicGate {
     }
 
     /// Whether a datagram from the target goes to the client.
-    pub fn from_target(&mut self, datagram: &[u8]) -> bool {
+    pub fn check_target_datagram(&mut self, datagram: &[u8]) -> bool {
         if self.answered {
             return true;
         }
@@ -163,14 +163,17 @@ mod tests {
     #[test]
     fn a_quic_handshake_opens_the_gate() {
         let mut gate = QuicGate::new();
-        assert_eq!(gate.from_client(&initial()), ClientVerdict::Relay);
+        assert_eq!(gate.check_client_datagram(&initial()), ClientVerdict::Relay);
         // The server's Initial: to the client's source ID, from its own.
         let answer = packet(0xc0, QUIC_V1, CLIENT_SCID, b"\x01\x02\x03\x04", 1200);
-        assert!(gate.from_target(&answer));
+        assert!(gate.check_target_datagram(&answer));
         assert!(gate.answered());
         // From now on short headers flow both ways.
-        assert_eq!(gate.from_client(b"\x41short"), ClientVerdict::Relay);
-        assert!(gate.from_target(b"\x41short"));
+        assert_eq!(
+            gate.check_client_datagram(b"\x41short"),
+            ClientVerdict::Relay
+        );
+        assert!(gate.check_target_datagram(b"\x41short"));
     }
 
     #[test]
@@ -187,7 +190,10 @@ mod tests {
         for datagram in refused {
             let mut gate = QuicGate::new();
             assert!(
-                matches!(gate.from_client(&datagram), ClientVerdict::Refuse(_)),
+                matches!(
+                    gate.check_client_datagram(&datagram),
+                    ClientVerdict::Refuse(_)
+                ),
                 "{:02x?}",
                 &datagram[..8.min(datagram.len())]
             );
@@ -197,17 +203,17 @@ mod tests {
     #[test]
     fn an_echo_or_a_stranger_does_not_count_as_an_answer() {
         let mut gate = QuicGate::new();
-        assert_eq!(gate.from_client(&initial()), ClientVerdict::Relay);
+        assert_eq!(gate.check_client_datagram(&initial()), ClientVerdict::Relay);
         // An echo service sends the Initial back as it came.
-        assert!(!gate.from_target(&initial()));
+        assert!(!gate.check_target_datagram(&initial()));
         // An echo of a packet whose two IDs are equal is still the client's own.
         let mut twin = QuicGate::new();
         let same = packet(0xc3, QUIC_V1, CLIENT_SCID, CLIENT_SCID, 1200);
-        assert_eq!(twin.from_client(&same), ClientVerdict::Relay);
-        assert!(!twin.from_target(&same));
+        assert_eq!(twin.check_client_datagram(&same), ClientVerdict::Relay);
+        assert!(!twin.check_target_datagram(&same));
         // A reply not addressed to the client's ID, or not QUIC.
-        assert!(!gate.from_target(&packet(0xc0, QUIC_V1, b"other", b"\x01", 1200)));
-        assert!(!gate.from_target(b"\x81\x80\x00\x01plain udp reply"));
+        assert!(!gate.check_target_datagram(&packet(0xc0, QUIC_V1, b"other", b"\x01", 1200)));
+        assert!(!gate.check_target_datagram(b"\x81\x80\x00\x01plain udp reply"));
         assert!(!gate.answered());
     }
 
@@ -215,8 +221,8 @@ mod tests {
     fn a_silent_target_gets_a_bounded_number_of_initials() {
         let mut gate = QuicGate::new();
         for _ in 0..MAX_UNANSWERED {
-            assert_eq!(gate.from_client(&initial()), ClientVerdict::Relay);
+            assert_eq!(gate.check_client_datagram(&initial()), ClientVerdict::Relay);
         }
-        assert_eq!(gate.from_client(&initial()), ClientVerdict::Drop);
+        assert_eq!(gate.check_client_datagram(&initial()), ClientVerdict::Drop);
     }
 }
