@@ -41,14 +41,11 @@ impl AuthPolicy for KeyPolicy {
         let account = match SessionUser::lookup(user) {
             Ok(Some(account)) => account,
             Ok(None) => {
-                tracing::info!("Invalid user {}", log_escape::peer_text(&user.to_string()));
+                tracing::info!("Invalid user {}", log_escape::peer_text(user));
                 return false;
             }
             Err(e) => {
-                tracing::error!(
-                    "cannot look up user {}: {e}",
-                    log_escape::peer_text(&user.to_string())
-                );
+                tracing::error!("cannot look up user {}: {e}", log_escape::peer_text(user));
                 return false;
             }
         };
@@ -57,7 +54,7 @@ impl AuthPolicy for KeyPolicy {
         if me != 0 && account.uid != me {
             tracing::info!(
                 "refusing {}: sshqd runs as uid {me} and can only log in its own user",
-                log_escape::peer_text(&user.to_string())
+                log_escape::peer_text(user)
             );
             return false;
         }
@@ -67,7 +64,7 @@ impl AuthPolicy for KeyPolicy {
                 RootLogin::ForcedCommandsOnly | RootLogin::No => {
                     tracing::info!(
                         "ROOT LOGIN REFUSED for {}: PermitRootLogin",
-                        log_escape::peer_text(&user.to_string())
+                        log_escape::peer_text(user)
                     );
                     return false;
                 }
