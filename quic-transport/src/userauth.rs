@@ -149,8 +149,12 @@ mod tests {
     struct AllowAll;
 
     impl AuthPolicy for AllowAll {
-        fn publickey_allowed(&self, _user: &str, _key: &PublicKey) -> bool {
-            true
+        fn publickey_allowed<'a>(
+            &'a self,
+            _user: &'a str,
+            _key: &'a PublicKey,
+        ) -> sshq_core::auth::BoxFuture<'a, bool> {
+            Box::pin(async { true })
         }
         fn max_auth_tries(&self) -> u32 {
             6
@@ -192,35 +196,35 @@ mod tests {
         }
     }
 
-    #[test]
-    fn security_key_signature_with_user_presence_is_accepted() {
+    #[tokio::test]
+    async fn security_key_signature_with_user_presence_is_accepted() {
         let request = security_key_request(SK_USER_PRESENCE);
-        assert!(verify(&request, EXPORTER, &AllowAll).is_ok());
+        assert!(verify(&request, EXPORTER, &AllowAll).await.is_ok());
     }
 
-    #[test]
-    fn security_key_signature_without_user_presence_is_refused() {
+    #[tokio::test]
+    async fn security_key_signature_without_user_presence_is_refused() {
         let request = security_key_request(0);
         assert!(matches!(
-            verify(&request, EXPORTER, &AllowAll),
+            verify(&request, EXPORTER, &AllowAll).await,
             Err(Refusal::NoUserPresence)
         ));
         // User verification (0x04) alone is no touch either.
         let request = security_key_request(0x04);
         assert!(matches!(
-            verify(&request, EXPORTER, &AllowAll),
+            verify(&request, EXPORTER, &AllowAll).await,
             Err(Refusal::NoUserPresence)
         ));
     }
 
-    #[test]
-    fn security_key_signature_is_still_checked() {
+    #[tokio::test]
+    async fn security_key_signature_is_still_checked() {
         // Claiming the touch after signing without it breaks the signature.
         let mut request = security_key_request(0);
         let flags_at = request.signature.len() - 5;
         request.signature[flags_at] = SK_USER_PRESENCE;
         assert!(matches!(
-            verify(&request, EXPORTER, &AllowAll),
+            verify(&request, EXPORTER, &AllowAll).await,
             Err(Refusal::WrongSignature)
         ));
     }

@@ -5,6 +5,7 @@
 //! transport every channel shares one ordered stream (and its head-of-line
 //! blocking); that is what the QUIC transport exists to avoid.
 
+mod auth_tries;
 mod channel;
 pub mod client;
 mod cut;

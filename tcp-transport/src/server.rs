@@ -24,6 +24,7 @@ use sshq_core::transport::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
+use crate::auth_tries::{is_security_key, AuthFailures};
 use crate::channel::{core_modes, signal_name_of, Side, TcpChannel, CONNECTION_HANDOVER_LIMIT};
 pub use crate::kex::KexList;
 
@@ -316,52 +317,6 @@ struct ServerHandler {
     /// The user, once logged in (for the ClientAlive timeout's log line).
     logged_in_as: Arc<OnceLock<String>>,
     _closed: ClosedSignal,
-}
-
-/// MaxAuthTries, counted as sshd counts it (auth2.c): every refused
-/// request is a failure, except a first "none" request and a publickey
-/// query for a key that would be accepted (answered with PK_OK); a request
-/// that arrives once `failures >= MaxAuthTries` is not even looked at, and
-/// reaching the limit ends the connection with "Too many authentication
-/// failures". So MaxAuthTries 0 allows no login at all, as in sshd.
-///
-/// russh does not tell the handler about requests it refuses by itself (a
-/// signature that does not verify, an unknown algorithm); its own limit,
-/// one above ours because it also counts the free "none", stops those.
-struct AuthFailures {
-    max: u32,
-    failures: u32,
-    requests: u32,
-    peer: Option<SocketAddr>,
-}
-
-impl AuthFailures {
-    fn new(max: u32, peer: Option<SocketAddr>) -> Self {
-        AuthFailures {
-            max,
-            failures: 0,
-            requests: 0,
-            peer,
-        }
-    }
-
-    /// Counts a request; true when the limit was reached before it.
-    fn exhausted(&mut self) -> bool {
-        self.requests = self.requests.saturating_add(1);
-        self.failures >= self.max
-    }
-
-    /// Whether the limit is already reached, for a signed request whose
-    /// key russh accepted from an earlier query (counted there).
-    fn failed_before_signature(&self) -> bool {
-        self.failures >= self.max
-    }
-
-    /// Counts a refusal; true when it reaches the limit.
-    fn failed(&mut self) -> bool {
-        self.failures = self.failures.saturating_add(1);
-        self.failures >= self.max
-    }
 }
 
 impl ServerHandler {
@@ -799,14 +754,6 @@ impl ServerHandler {
     }
 }
 
-/// FIDO security keys (sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com).
-fn is_security_key(key: &russh::keys::PublicKey) -> bool {
-    matches!(
-        key.algorithm(),
-        russh::keys::Algorithm::SkEd25519 | russh::keys::Algorithm::SkEcdsaSha2NistP256
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -856,21 +803,5 @@ mod tests {
         // ClientAliveInterval 0 is off, as in sshd.
         let config = russh_config(&params(Some(Duration::ZERO), 3));
         assert_eq!(config.keepalive_interval, None);
-    }
-
-    #[test]
-    fn auth_failures_count_as_sshd_counts_them() {
-        let mut none = AuthFailures::new(0, None);
-        assert!(none.exhausted(), "MaxAuthTries 0 admits no request at all");
-        let mut one = AuthFailures::new(1, None);
-        assert!(!one.exhausted());
-        assert!(one.failed(), "the first failure reaches MaxAuthTries 1");
-        assert!(one.exhausted());
-        let mut six = AuthFailures::new(6, None);
-        for _ in 0..5 {
-            assert!(!six.exhausted());
-            assert!(!six.failed());
-        }
-        assert!(six.failed());
     }
 }

@@ -105,7 +105,7 @@ impl KeyPolicy {
         if me != 0 && account.uid != me {
             tracing::info!(
                 "refusing {}: sshqd runs as uid {me} and can only log in its own user",
-                log_escape::peer_text(&user.to_string())
+                log_escape::peer_text(user)
             );
             return false;
         }
@@ -115,7 +115,7 @@ impl KeyPolicy {
                 RootLogin::ForcedCommandsOnly | RootLogin::No => {
                     tracing::info!(
                         "ROOT LOGIN REFUSED for {}: PermitRootLogin",
-                        log_escape::peer_text(&user.to_string())
+                        log_escape::peer_text(user)
                     );
                     return false;
                 }

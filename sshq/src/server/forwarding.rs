@@ -187,7 +187,7 @@ impl RemoteListeners {
                 tracing::info!(
                     "{}: cancel-tcpip-forward for {}:{port} refused: no such forward",
                     ctx.peer,
-                    log_escape::peer_text(&address.to_string())
+                    log_escape::peer_text(address)
                 );
                 GlobalReply::Failure
             }

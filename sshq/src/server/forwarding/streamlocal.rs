@@ -156,7 +156,7 @@ impl SocketListeners {
                 "{}: streamlocal-forward for {} refused: {}",
                 ctx.peer,
                 log_escape::peer_text(&socket_path.to_string()),
-                log_escape::peer_text(&why.to_string())
+                log_escape::peer_text(why)
             );
             GlobalReply::Failure
         };
@@ -196,7 +196,7 @@ impl SocketListeners {
                 tracing::info!(
                     "{}: remote forward on {} cancelled",
                     ctx.peer,
-                    log_escape::peer_text(&socket_path.to_string())
+                    log_escape::peer_text(socket_path)
                 );
                 GlobalReply::Success { bound_port: None }
             }
@@ -204,7 +204,7 @@ impl SocketListeners {
                 tracing::info!(
                     "{}: cancel-streamlocal-forward for {} refused: no such forward",
                     ctx.peer,
-                    log_escape::peer_text(&socket_path.to_string())
+                    log_escape::peer_text(socket_path)
                 );
                 GlobalReply::Failure
             }
