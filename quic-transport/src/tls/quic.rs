@@ -78,6 +78,11 @@ pub fn transport_config() -> TransportConfig {
         // session yet bounds what one peer can make us track. quinn's default
         // (100) could stall a busy port forward.
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS))
+        // sshq/1 uses neither unidirectional streams nor DATAGRAM frames
+        // (draft §3.2): allowing none means a peer cannot make us hold
+        // streams or datagrams that nothing ever reads.
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .datagram_receive_buffer_size(None)
         // Every 5 s of silence, a PING: keeps NAT and firewall UDP mappings
         // (often dropped after 30 s idle) open during a quiet interactive
         // session, and notices a dead path well before the idle timeout.
