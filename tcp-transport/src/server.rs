@@ -180,6 +180,10 @@ fn connection_id(user: &str, peer: Option<SocketAddr>) -> String {
     }
 }
 
+/// How many attempts beyond MaxAuthTries russh's own limit allows (see
+/// `russh_config`).
+const RUSSH_AUTH_SLACK: usize = 4;
+
 pub(crate) fn russh_config(params: &ServerParams) -> russh::server::Config {
     let mut methods = MethodSet::empty();
     methods.push(MethodKind::PublicKey);
@@ -187,10 +191,14 @@ pub(crate) fn russh_config(params: &ServerParams) -> russh::server::Config {
         keys: params.host_keys.clone(),
         methods,
         // MaxAuthTries is counted by the handler, the way sshd counts it
-        // (russh takes 0 as "no limit"). russh's own limit, one higher as
-        // it also counts the first "none", stops the refusals the handler
-        // never hears of (see AuthFailures).
-        max_auth_attempts: (params.policy.max_auth_tries() as usize).saturating_add(1),
+        // (russh takes 0 as "no limit"). russh's own limit stops the
+        // refusals the handler never hears of (see AuthFailures). It is a
+        // few above ours (russh also counts the first "none"): the
+        // handler's disconnect, with sshd's "Too many authentication
+        // failures", is queued on the session's handle and must land before
+        // russh's own one when the client answers the last refusal at once.
+        max_auth_attempts: (params.policy.max_auth_tries() as usize)
+            .saturating_add(RUSSH_AUTH_SLACK),
         // An idle session lives until the client goes away, as with sshd;
         // ClientAliveInterval is how an administrator bounds silence.
         inactivity_timeout: None,
@@ -471,7 +479,12 @@ impl russh::server::Handler for ServerHandler {
             );
             return Ok(self.refused(user));
         }
-        if self.params.policy.publickey_allowed(user, offer.public_key).await {
+        if self
+            .params
+            .policy
+            .publickey_allowed(user, offer.public_key)
+            .await
+        {
             Ok(Auth::Accept)
         } else {
             tracing::info!(
@@ -493,7 +506,11 @@ impl russh::server::Handler for ServerHandler {
             return Ok(self.too_many_failures(user));
         }
         if !is_security_key(key.public_key)
-            && self.params.policy.publickey_allowed(user, key.public_key).await
+            && self
+                .params
+                .policy
+                .publickey_allowed(user, key.public_key)
+                .await
         {
             self.user = Some(user.to_string());
             let _ = self.logged_in_as.set(user.to_string());
