@@ -212,7 +212,15 @@ impl Lab {
             SSHQD,
             |port| {
                 let config = self.path(&format!("sshqd_config.{port}"));
-                std::fs::write(&config, config_for(port)).expect("sshqd_config");
+                let mut text = config_for(port);
+                // As in write_sshqd_config: the lab's many clients from
+                // one address must not trip the pre-authentication limits.
+                let lower = text.to_ascii_lowercase();
+                if !lower.contains("maxstartups") && !lower.contains("persource") {
+                    text.push('\n');
+                    text.push_str(LAB_PREAUTH_LIMITS);
+                }
+                std::fs::write(&config, text).expect("sshqd_config");
                 config
             },
             listeners,
