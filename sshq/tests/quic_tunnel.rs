@@ -159,6 +159,9 @@ fn openssh_through_the_tunnel_keeps_exit_status_stderr_and_16_mib_each_way() {
     // The relay logged the tunnels like sshd logs connections.
     let log = t.relay_log();
     assert!(log.contains("Relay from 127.0.0.1 port"), "{log}");
+    // ... and the local end of the TCP connection the SSH server sees
+    // (draft §12.9), so that its log lines can be traced to the client.
+    assert!(log.contains("started (from 127.0.0.1 port "), "{log}");
     assert!(log.contains("bytes from the client (ended)"), "{log}");
     // The QUIC hop's key went to its own known_hosts, as a usual entry.
     let known = std::fs::read_to_string(t.lab.path("known_hosts.quic")).expect("known_hosts");

@@ -147,7 +147,13 @@ impl Relay {
         if let Err(e) = tcp.write_all(&first_bytes).await {
             return self.unreachable(&conn, &from, &e.to_string());
         }
-        tracing::info!("Relay from {from} to {} started", self.target);
+        // draft §12.9: the SSH server logs the relay's address and this
+        // port, so naming both lets its log lines be traced to the client.
+        let via = tcp
+            .local_addr()
+            .map(|a| format!("{} port {}", a.ip(), a.port()))
+            .unwrap_or_else(|_| "an unknown local address".to_string());
+        tracing::info!("Relay from {from} to {} started (from {via})", self.target);
         tokio::spawn(tunnel::refuse_other_streams(conn.clone()));
 
         let started = Instant::now();
