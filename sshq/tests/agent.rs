@@ -7,58 +7,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::agent::Agent;
 use common::{run_with_input, show, text, wait_until, Lab, Listeners, Server, SSHQ};
 
 /// What the remote side runs: the agent's keys, the socket, the modes.
 const PROBE: &str = "ssh-add -l; echo \"rc=$?\"; echo \"sock=$SSH_AUTH_SOCK\"; \
                      if [ -n \"$SSH_AUTH_SOCK\" ]; then \
                      stat -c 'mode=%a' \"$(dirname \"$SSH_AUTH_SOCK\")\" \"$SSH_AUTH_SOCK\"; fi";
-
-/// A real `ssh-agent -D` on a socket in the lab, killed on drop.
-struct Agent {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Agent {
-    /// Starts the agent and loads the lab's user key into it.
-    fn start(lab: &Lab) -> Agent {
-        let socket = lab.path("agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ssh-agent must be installed (openssh-client)");
-        let agent = Agent { child, socket };
-        assert!(
-            wait_until(Duration::from_secs(10), || agent.socket.exists()),
-            "ssh-agent did not create {}",
-            agent.socket.display()
-        );
-        let added = run_with_input(
-            Command::new("ssh-add")
-                .arg(lab.path("user"))
-                .env("SSH_AUTH_SOCK", &agent.socket),
-            b"",
-        );
-        assert!(added.status.success(), "ssh-add: {}", show(&added));
-        agent
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The SHA256 fingerprint of the lab's user key, as ssh-add -l shows it.
 fn user_fingerprint(lab: &Lab) -> String {

@@ -13,10 +13,11 @@ mod common;
 
 use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::agent::Agent;
 use common::{
     run_with_input, show, text, wait_until, Background, Lab, Listeners, Server, SSHQ, SSHQD,
 };
@@ -26,47 +27,6 @@ use sshq_quic::quinn::rustls;
 const AGENT_NOTICE: &str = "Agent forwarding is disabled to avoid man-in-the-middle attacks.";
 const PORT_NOTICE: &str = "Port forwarding is disabled to avoid man-in-the-middle attacks.";
 const CHANGED_WARNING: &str = "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!";
-
-/// A real `ssh-agent -D` holding the lab's user key, killed on drop.
-struct Agent {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Agent {
-    fn start(lab: &Lab) -> Agent {
-        let socket = lab.path("agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ssh-agent must be installed (openssh-client)");
-        let agent = Agent { child, socket };
-        assert!(
-            wait_until(Duration::from_secs(10), || agent.socket.exists()),
-            "ssh-agent did not start"
-        );
-        let added = run_with_input(
-            Command::new("ssh-add")
-                .arg(lab.path("user"))
-                .env("SSH_AUTH_SOCK", &agent.socket),
-            b"",
-        );
-        assert!(added.status.success(), "ssh-add: {}", show(&added));
-        agent
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Free loopback TCP ports for the -L, -R and -D listeners of one run.
 struct ForwardPorts {

@@ -4,11 +4,12 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::hostile::closed_within;
 use common::{pgrep, random_bytes, show, text, wait_until, Lab, Listeners, Server, SSHQ};
 
 /// A session long enough to be running while the bad clients come and go.
@@ -26,25 +27,6 @@ fn local_port(stream: &TcpStream) -> u16 {
     stream.local_addr().expect("local address").port()
 }
 
-/// Reads until sshqd closes the connection (EOF or reset); how long after
-/// `since` that was, or `None` if it was still open after `limit`.
-fn closed_within(stream: &mut TcpStream, since: Instant, limit: Duration) -> Option<Duration> {
-    let mut buf = [0u8; 4096];
-    while since.elapsed() < limit {
-        match stream.read(&mut buf) {
-            Ok(0) => return Some(since.elapsed()),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(_) => return Some(since.elapsed()),
-        }
-    }
-    None
-}
-
 /// Sends `first` (if any) then random bytes, and checks sshqd hangs up.
 fn send_junk(port: u16, first: &[u8], what: &str) -> u16 {
     let mut stream = connect(port);
@@ -55,7 +37,7 @@ fn send_junk(port: u16, first: &[u8], what: &str) -> u16 {
     junk[..4].copy_from_slice(b"\xff\xfe\xfd\xfc"); // never a banner, never a sane packet length
     let _ = stream.write_all(&junk);
     assert!(
-        closed_within(&mut stream, start, Duration::from_secs(10)).is_some(),
+        closed_within(&mut stream, start, Duration::from_secs(10), &mut Vec::new()).is_some(),
         "{what}: sshqd kept the connection open for 10 s"
     );
     local_port(&stream)
@@ -75,7 +57,7 @@ fn banner_then_garbage(port: u16) -> u16 {
 fn silent(port: u16) -> u16 {
     let mut stream = connect(port);
     let start = Instant::now();
-    let closed = closed_within(&mut stream, start, Duration::from_secs(15));
+    let closed = closed_within(&mut stream, start, Duration::from_secs(15), &mut Vec::new());
     let Some(after) = closed else {
         panic!("silent client: still connected after 15 s despite LoginGraceTime 2");
     };

@@ -765,6 +765,9 @@ mod forwarding;
 #[allow(unused_imports)]
 pub use forwarding::*;
 
+/// A real ssh-agent holding the lab's user key.
+pub mod agent;
+
 /// Helpers of the hostile-input suites: raw sockets, and the checks every
 /// case makes afterwards (refusal logged, server alive, others unaffected).
 pub mod hostile;
