@@ -46,6 +46,20 @@ pub fn peer_bytes(bytes: &[u8]) -> String {
     out
 }
 
+/// sshd's way of naming a connection in logs: "user NAME ADDR port PORT"
+/// (the user part only once there is one), with the user name escaped.
+pub fn connection_id(user: &str, peer: Option<std::net::SocketAddr>) -> String {
+    let preamble = if user.is_empty() {
+        String::new()
+    } else {
+        format!("user {} ", peer_text(user))
+    };
+    match peer {
+        Some(peer) => format!("{preamble}{} port {}", peer.ip(), peer.port()),
+        None => format!("{preamble}UNKNOWN port 65535"),
+    }
+}
+
 /// `line` with every control character (C0, DEL, C1) written as `\ooo`,
 /// byte by byte; everything else, backslashes included, is left alone so
 /// that fields already escaped by [`peer_text`] are not escaped twice.

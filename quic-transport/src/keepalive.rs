@@ -13,7 +13,6 @@
 //! the requests go unanswered.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -81,7 +80,7 @@ pub(crate) async fn watch_client(
         if alive.count_max > 0 && silent > alive.count_max {
             tracing::info!(
                 "Timeout, client not responding from {}",
-                connection_id(&user, conn.remote_address())
+                log_escape::connection_id(&user, Some(conn.remote_address()))
             );
             conn.close(
                 ErrorCode::ByApplication.code().into(),
@@ -105,14 +104,4 @@ pub(crate) async fn watch_client(
         }
         outstanding.push_back(reply);
     }
-}
-
-/// sshd's way of naming a connection in logs ("user NAME ADDR port PORT").
-fn connection_id(user: &str, peer: SocketAddr) -> String {
-    format!(
-        "user {} {} port {}",
-        log_escape::peer_text(user),
-        peer.ip(),
-        peer.port()
-    )
 }

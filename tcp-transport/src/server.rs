@@ -123,7 +123,7 @@ where
                     let user = logged_in_as.get().map(String::as_str).unwrap_or("");
                     tracing::info!(
                         "Timeout, client not responding from {}",
-                        connection_id(user, peer_addr)
+                        log_escape::connection_id(user, peer_addr)
                     );
                 }
                 Err(e) => {
@@ -165,19 +165,6 @@ where
         },
         closed: closed_rx,
     })
-}
-
-/// sshd's way of naming a connection in logs ("user NAME ADDR port PORT").
-fn connection_id(user: &str, peer: Option<SocketAddr>) -> String {
-    let preamble = if user.is_empty() {
-        String::new()
-    } else {
-        format!("user {} ", log_escape::peer_text(user))
-    };
-    match peer {
-        Some(peer) => format!("{preamble}{} port {}", peer.ip(), peer.port()),
-        None => format!("{preamble}UNKNOWN port 65535"),
-    }
 }
 
 /// How many attempts beyond MaxAuthTries russh's own limit allows (see
