@@ -86,10 +86,15 @@ pub enum ChannelRequest {
     ExitSignal(ExitSignal),
     /// `auth-agent-req@openssh.com`: forward the client's agent.
     AgentForward,
-    /// `eow@openssh.com` and anything else this side does not act on; the
-    /// name is kept so it can be logged and refused.
+    /// [`END_OF_WRITE`] and anything else without a variant; the name is
+    /// kept so it can be acted on, logged or refused.
     Other(String),
 }
+
+/// OpenSSH's `eow@openssh.com` ("end of write", want reply false): the
+/// client can no longer write out the channel's data, so sshd closes the
+/// program's output (which then gets SIGPIPE). A [`ChannelRequest::Other`].
+pub const END_OF_WRITE: &str = "eow@openssh.com";
 
 impl ChannelRequest {
     /// The request type name on the SSH wire.

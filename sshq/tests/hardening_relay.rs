@@ -337,9 +337,20 @@ fn quoted(args: &[String]) -> String {
 }
 
 /// `sshq ... command | head -1` through sh: returns the pipeline's output
-/// once it ends, failing the test if it takes longer than `limit`.
+/// once it ends, failing the test if it takes longer than 30 s.
 fn piped_to_head(lab: &Lab, server: &Server, extra: &[&str], command: &str) -> Output {
-    let mut args = vec![SSHQ.to_string()];
+    client_piped_to_head(SSHQ, lab, server, extra, command)
+}
+
+/// [`piped_to_head`] with another client (OpenSSH's `ssh`).
+fn client_piped_to_head(
+    client: &str,
+    lab: &Lab,
+    server: &Server,
+    extra: &[&str],
+    command: &str,
+) -> Output {
+    let mut args = vec![client.to_string()];
     args.extend(lab.client_args("user", "accept-new", server.port, extra, &[command]));
     let pipeline = format!("{} | head -1", quoted(&args));
     run_with_timeout(
@@ -387,6 +398,34 @@ fn a_session_whose_output_nobody_reads_ends_its_processes() {
             pgrep(&remote_sleep)
         );
     }
+}
+
+/// OpenSSH's `ssh host 'yes' | head -1` against sshqd over TCP returns at
+/// once, as against sshd: ssh, whose stdout is gone, sends
+/// `eow@openssh.com` and waits for the server to end the channel; sshqd
+/// then closes the program's output, `yes` dies of SIGPIPE, and its exit
+/// ends the channel. (This hung until ssh was killed: ssh sent no eow to
+/// russh's `SSH-2.0-russh_...` banner, and russh dropped the request.) No
+/// `yes` is left running on the server.
+#[test]
+fn openssh_whose_output_nobody_reads_ends_the_remote_command() {
+    let lab = Lab::new();
+    let server = sshqd(&lab, "");
+    let marker = format!("sshq-eow-{}", std::process::id());
+    let started = std::time::Instant::now();
+    let out = client_piped_to_head("ssh", &lab, &server, &[], &format!("yes {marker}"));
+    assert_eq!(text(&out.stdout), format!("{marker}\n"), "{}", show(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "ssh ... | head -1 took {:?}",
+        started.elapsed()
+    );
+    let remote_yes = format!("^yes {marker}");
+    assert!(
+        wait_until(Duration::from_secs(10), || pgrep(&remote_yes).is_empty()),
+        "`yes {marker}` still runs on the server: {:?}",
+        pgrep(&remote_yes)
+    );
 }
 
 /// A client that dies (its connection goes) takes its session's processes

@@ -11,7 +11,7 @@ use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, Verif
 use russh::{ChannelId, MethodKind, MethodSet};
 use sshq_core::auth::AuthPolicy;
 use sshq_core::channel::{
-    ChannelKind, ChannelRequest, GlobalReply, GlobalRequest, PtyRequest, WindowSize,
+    ChannelKind, ChannelRequest, GlobalReply, GlobalRequest, PtyRequest, WindowSize, END_OF_WRITE,
 };
 use sshq_core::error::TransportError;
 use sshq_core::log_escape;
@@ -171,6 +171,17 @@ where
 /// `russh_config`).
 const RUSSH_AUTH_SLACK: usize = 4;
 
+/// sshqd's identification string over TCP. Its software version starts
+/// with "OpenSSH" because OpenSSH's client keys its extensions on that
+/// (compat.c: only a peer matching `OpenSSH*` gets `SSH_NEW_OPENSSH`):
+/// without it ssh never sends `eow@openssh.com`, and `ssh host yes | head
+/// -1` runs until ssh is killed. `OpenSSH_sshq_` matches none of the
+/// version-specific bug patterns (`OpenSSH_2*` ... `OpenSSH_7.7*`), claims no
+/// OpenSSH version, and names the server; the other thing it turns on is
+/// ssh's `no-more-sessions@openssh.com` (want reply false), which sshqd
+/// ignores as any non-OpenSSH server does.
+const SERVER_ID: &str = concat!("SSH-2.0-OpenSSH_sshq_", env!("CARGO_PKG_VERSION"));
+
 pub(crate) fn russh_config(params: &ServerParams) -> russh::server::Config {
     let mut methods = MethodSet::empty();
     methods.push(MethodKind::PublicKey);
@@ -200,6 +211,7 @@ pub(crate) fn russh_config(params: &ServerParams) -> russh::server::Config {
         // the window is OpenSSH's (see CHANNEL_WINDOW).
         window_size: crate::CHANNEL_WINDOW,
         maximum_packet_size: 65535,
+        server_id: russh::SshId::Standard(std::borrow::Cow::Borrowed(SERVER_ID)),
         ..Default::default()
     };
     config.preferred.kex = std::borrow::Cow::Owned(params.kex.russh_names());
@@ -566,6 +578,18 @@ impl russh::server::Handler for ServerHandler {
         // Ends the channel's request stream.
         self.channels.remove(&channel);
         Ok(())
+    }
+
+    /// `eow@openssh.com`: the client's output is gone. Passed on like any
+    /// request the channel's owner may act on (the session stops reading
+    /// the program's output, as sshd does); russh never confirms it.
+    async fn channel_eow(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let request = ChannelRequest::Other(END_OF_WRITE.to_string());
+        self.deliver(channel, request, false, session).await
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use sshq_core::channel::{
     ChannelKind, ChannelRequest, ExitSignal, GlobalReply, GlobalRequest, OpenFailure,
-    OpenFailureReason,
+    OpenFailureReason, END_OF_WRITE,
 };
 use sshq_core::log_escape;
 use sshq_core::transport::{
     Channel, ChannelControl, ChannelParts, Connection, Incoming, RequestStream,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
 
 use super::process::{self, ExitStatus, Program, SessionProcess, SessionUser, SpawnRequest};
 
@@ -341,8 +342,20 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
             let _ = stdin.shutdown().await;
         }
     });
+    // eow@openssh.com: the client's output is gone. As sshd does, stop
+    // reading the program's output and close our end, so its next write
+    // gets SIGPIPE (EPIPE) and it ends the usual way; stderr still flows.
+    // With a pty this only stops reading the terminal, as in sshd (its
+    // master stays open for input and window changes).
+    let end_of_write = Notify::new();
     let output = async {
-        let out = pump(stdout, &mut data_out);
+        let out = async {
+            tokio::select! {
+                () = pump(stdout, &mut data_out) => {}
+                // Drops the reader, closing the pipe.
+                () = end_of_write.notified() => {}
+            }
+        };
         let err = pump(stderr, &mut ext_out);
         tokio::join!(out, err);
     };
@@ -351,7 +364,7 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
     // channel first, everything is dropped and the process with it.
     let status = tokio::select! {
         (_, status) = async { tokio::join!(output, exit) } => Some(status),
-        () = handle_running_requests(&mut requests, &session, &ctx) => None,
+        () = handle_running_requests(&mut requests, &session, &end_of_write, &ctx) => None,
         () = control.closed() => None,
     };
     input.abort();
@@ -387,12 +400,14 @@ async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(from: Option<R>, to: 
     }
 }
 
-/// window-change and signal while the program runs. Never returns: when
+/// window-change, signal and eow@openssh.com (which wakes `end_of_write`)
+/// while the program runs. Never returns: when
 /// the client sends no more requests (over QUIC that is just its EOF), the
 /// program keeps running until it exits or the channel is closed.
 async fn handle_running_requests<R: RequestStream>(
     requests: &mut R,
     session: &SessionProcess,
+    end_of_write: &Notify,
     ctx: &SessionContext,
 ) {
     while let Some(incoming) = requests.next().await {
@@ -412,6 +427,12 @@ async fn handle_running_requests<R: RequestStream>(
                     false
                 }
             },
+            // Never confirmed, as in sshd (OpenSSH asks for no reply).
+            ChannelRequest::Other(name) if name == END_OF_WRITE => {
+                tracing::debug!("{}: {END_OF_WRITE}: closing the program's output", ctx.peer);
+                end_of_write.notify_one();
+                false
+            }
             other => {
                 tracing::debug!(
                     "{}: refused channel request {} on a running session",

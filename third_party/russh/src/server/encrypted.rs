@@ -1841,6 +1841,17 @@ impl Session {
                         debug!("handler.signal {channel_num:?} {signal:?}");
                         handler.signal(channel_num, signal, self).await
                     }
+                    // OpenSSH's "end of write": the client can no longer
+                    // write out the channel's data (`ssh host yes | head
+                    // -1`). Passed to the handler; never confirmed, as
+                    // sshd answers a reply with failure.
+                    "eow@openssh.com" => {
+                        map_err!(ensure_end(r))?;
+                        debug!("handler.channel_eow {channel_num:?}");
+                        handler.channel_eow(channel_num, self).await?;
+                        self.channel_failure(channel_num)?;
+                        Ok(())
+                    }
                     x => {
                         warn!("unknown channel request {x}");
                         self.channel_failure(channel_num)?;

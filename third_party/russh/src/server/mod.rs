@@ -393,6 +393,20 @@ pub trait Handler: Sized {
         async { Ok(()) }
     }
 
+    /// Called when the client sends `eow@openssh.com` ("end of write") on a
+    /// channel: it can no longer write out the data it receives there (the
+    /// reader of its output went away), so the server should stop
+    /// producing it. sshd closes the reading side of the program's output,
+    /// which then gets SIGPIPE. russh never confirms this request.
+    #[allow(unused_variables)]
+    fn channel_eow(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        async { Ok(()) }
+    }
+
     /// Called when a new session channel is requested by the client.
     ///
     /// The handler receives a [`ChannelOpenHandle`] that must be used to accept or
