@@ -72,6 +72,7 @@ pub fn read_keys_file(path: &Path, owner: &Owner, strict_modes: bool) -> Option<
             return None;
         }
     }
+    // draft §12.11: files read before login MUST be regular files read with a size limit
     if meta.len() > MAX_KEYS_FILE {
         tracing::info!(
             "User '{}' authorized keys '{}' is larger than {MAX_KEYS_FILE} bytes: ignored",
