@@ -405,6 +405,7 @@ impl HandshakeFailure {
 
     /// Whether another transport may be tried after this failure: only
     /// when nothing was learnt about the server's identity.
+    // draft §11: the client MUST NOT fall back to TCP once a QUIC peer answered TLS and failed
     pub fn allows_fallback(&self) -> bool {
         match self {
             Self::TimedOut | Self::Unreachable(_) | Self::ProtocolRefused => true,

@@ -121,6 +121,7 @@ pub fn secure_path(path: &Path, meta: &Metadata, owner: &Owner) -> Result<(), St
     if !meta.file_type().is_file() {
         return Err(format!("{} is not a regular file", real.display()));
     }
+    // draft §12.11: check, as StrictModes, that key files and their directories are not writable by others
     if !owned_safely(meta.uid(), owner.uid) || meta.permissions().mode() & 0o022 != 0 {
         return Err(format!(
             "bad ownership or modes for file {}",
