@@ -255,7 +255,7 @@ fn parse_payload(kind: u8, payload: Bytes) -> Result<Frame, WireError> {
                 _ => {
                     // Unknown requests are answered "failure"; their data is opaque.
                     r.rest();
-                    GlobalRequest::Other(name)
+                    GlobalRequest::Unknown { name }
                 }
             };
             Frame::GlobalRequest {
@@ -367,7 +367,7 @@ fn parse_channel_request(name: &str, r: &mut Reader) -> Result<ChannelRequest, W
         "auth-agent-req@openssh.com" => ChannelRequest::AgentForward,
         other => {
             r.rest();
-            ChannelRequest::Other(other.to_string())
+            ChannelRequest::Unknown { name: other.to_string() }
         }
     })
 }
@@ -543,7 +543,7 @@ pub fn encode_frame(frame: &Frame) -> Bytes {
                 GlobalRequest::CancelStreamlocalForward { .. } => {
                     "cancel-streamlocal-forward@openssh.com"
                 }
-                GlobalRequest::Other(name) => name.as_str(),
+                GlobalRequest::Unknown { name } => name.as_str(),
             };
             w.string(name.as_bytes()).boolean(*want_reply);
             match request {
@@ -555,7 +555,7 @@ pub fn encode_frame(frame: &Frame) -> Bytes {
                 | GlobalRequest::CancelStreamlocalForward { socket_path } => {
                     w.string(socket_path.as_bytes());
                 }
-                GlobalRequest::Other(_) => {}
+                GlobalRequest::Unknown { .. } => {}
             }
             w.finish()
         }
@@ -642,7 +642,7 @@ fn encode_channel_request(request: &ChannelRequest, want_reply: bool) -> Bytes {
         ChannelRequest::Env { name, value } => {
             w.string(name.as_bytes()).string(value.as_bytes());
         }
-        ChannelRequest::Shell | ChannelRequest::AgentForward | ChannelRequest::Other(_) => {}
+        ChannelRequest::Shell | ChannelRequest::AgentForward | ChannelRequest::Unknown { .. } => {}
         ChannelRequest::Exec(command) => {
             w.string(command);
         }
