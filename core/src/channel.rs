@@ -88,7 +88,9 @@ pub enum ChannelRequest {
     AgentForward,
     /// [`END_OF_WRITE`] and any other request without a variant: its
     /// type name, kept so it can be acted on, logged or refused.
-    Unknown { name: String },
+    Unknown {
+        name: String,
+    },
 }
 
 /// OpenSSH's `eow@openssh.com` ("end of write", want reply false): the
@@ -204,7 +206,9 @@ pub enum GlobalRequest {
     },
     /// `keepalive@openssh.com` and other requests without a variant: the
     /// request name, for this side to act on or refuse.
-    Unknown { name: String },
+    Unknown {
+        name: String,
+    },
 }
 
 /// The answer to a global request.

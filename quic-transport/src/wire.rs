@@ -367,7 +367,9 @@ fn parse_channel_request(name: &str, r: &mut Reader) -> Result<ChannelRequest, W
         "auth-agent-req@openssh.com" => ChannelRequest::AgentForward,
         other => {
             r.rest();
-            ChannelRequest::Unknown { name: other.to_string() }
+            ChannelRequest::Unknown {
+                name: other.to_string(),
+            }
         }
     })
 }

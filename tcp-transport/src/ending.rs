@@ -107,7 +107,10 @@ mod tests {
 
     #[test]
     fn only_by_application_disconnects_are_orderly() {
-        assert_eq!(disconnect_failure(russh::Disconnect::ByApplication, "bye"), None);
+        assert_eq!(
+            disconnect_failure(russh::Disconnect::ByApplication, "bye"),
+            None
+        );
         assert_eq!(
             disconnect_failure(russh::Disconnect::ProtocolError, "bad").as_deref(),
             Some("disconnected by the peer: bad")

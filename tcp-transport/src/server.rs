@@ -578,7 +578,9 @@ impl russh::server::Handler for ServerHandler {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let request = ChannelRequest::Unknown { name: END_OF_WRITE.to_string() };
+        let request = ChannelRequest::Unknown {
+            name: END_OF_WRITE.to_string(),
+        };
         self.deliver(channel, request, false, session).await
     }
 
