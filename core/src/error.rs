@@ -95,16 +95,6 @@ pub enum HandshakeError {
     Closed(Option<BoxError>),
 }
 
-/// An I/O error in the words ssh prints: the system's message without
-/// Rust's " (os error N)" suffix.
-fn io_text(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error ") {
-        Some(at) => text[..at].to_string(),
-        None => text,
-    }
-}
-
 fn role_name(role: &Role) -> &'static str {
     match role {
         Role::Client => "client",
@@ -128,30 +118,35 @@ fn source_suffix(source: &Option<BoxError>) -> String {
     reason_suffix(&source.as_ref().map(|e| e.to_string()))
 }
 
-/// Why a client could not establish a session; the `sshq` binary turns each
-/// into OpenSSH's message and exit status 255.
+/// Why a client could not establish a session. `Display` is for logs; the
+/// `sshq` binary words each for users as OpenSSH does (exit status 255).
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("sshq: connect to host {host} port {port}: {}", io_text(source))]
+    /// No TCP connection (or UDP socket) to the server.
+    #[error("cannot connect to {host} port {port}: {source}")]
     Connect {
         host: String,
         port: u16,
         source: std::io::Error,
     },
-    #[error("sshq: Could not resolve hostname {host}: {message}")]
+    #[error("cannot resolve {host}: {message}")]
     Resolve { host: String, message: String },
-    #[error("Connection timed out during banner exchange")]
+    /// The server sent no SSH version line in time.
+    #[error("timed out during the banner exchange")]
     Timeout,
     /// The host key check failed; its messages were already shown.
-    #[error("Host key verification failed.")]
+    #[error("host key rejected")]
     HostKeyRejected,
-    #[error("{user}@{host}: Permission denied ({methods}).")]
+    /// Every authentication method was refused; `methods` are those the
+    /// server still offered.
+    #[error("{user}@{host}: authentication refused (methods left: {methods})")]
     PermissionDenied {
         user: String,
         host: String,
         methods: String,
     },
-    #[error("Unable to negotiate with {host}: {message}")]
+    /// No algorithm in common with the server.
+    #[error("no common algorithm with {host}: {message}")]
     Negotiation { host: String, message: String },
     #[error("{0}")]
     Transport(#[from] TransportError),

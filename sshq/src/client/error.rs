@@ -33,7 +33,7 @@ pub enum ClientError {
     BackgroundWait(std::io::Error),
     /// Connecting or logging in failed (a rejected host key prints nothing
     /// more: its transcript ended with that line).
-    #[error("{}", connect_error_text(.0))]
+    #[error("{}", ssh_message(.0))]
     Connect(#[from] ConnectError),
     #[error("{0}")]
     Forward(#[from] ForwardError),
@@ -50,10 +50,42 @@ pub enum ClientError {
     Session(#[from] SessionError),
 }
 
-fn connect_error_text(e: &ConnectError) -> String {
+/// What ssh prints when it cannot establish a session, for `e`; empty for a
+/// rejected host key (its transcript, ending in "Host key verification
+/// failed.", was already written).
+pub fn ssh_message(e: &ConnectError) -> String {
     match e {
+        ConnectError::Connect { host, port, source } => {
+            format!(
+                "sshq: connect to host {host} port {port}: {}",
+                io_text(source)
+            )
+        }
+        ConnectError::Resolve { host, message } => {
+            format!("sshq: Could not resolve hostname {host}: {message}")
+        }
+        ConnectError::Timeout => "Connection timed out during banner exchange".to_string(),
         ConnectError::HostKeyRejected => String::new(),
-        other => other.to_string(),
+        ConnectError::PermissionDenied {
+            user,
+            host,
+            methods,
+        } => format!("{user}@{host}: Permission denied ({methods})."),
+        ConnectError::Negotiation { host, message } => {
+            format!("Unable to negotiate with {host}: {message}")
+        }
+        ConnectError::Transport(e) => e.to_string(),
+        ConnectError::Setup(e) => e.to_string(),
+    }
+}
+
+/// An I/O error in the words ssh prints: the system's message without
+/// Rust's " (os error N)" suffix.
+fn io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
     }
 }
 
@@ -168,6 +200,29 @@ fn alpn_refused(host: &str, port: u16, alpn: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_errors_in_ssh_words() {
+        let refused = ConnectError::Connect {
+            host: "h".to_string(),
+            port: 2,
+            source: std::io::Error::from_raw_os_error(111),
+        };
+        assert_eq!(
+            ClientError::from(refused).to_string(),
+            "sshq: connect to host h port 2: Connection refused"
+        );
+        let denied = ConnectError::PermissionDenied {
+            user: "u".to_string(),
+            host: "h".to_string(),
+            methods: "publickey".to_string(),
+        };
+        assert_eq!(ssh_message(&denied), "u@h: Permission denied (publickey).");
+        assert_eq!(
+            ClientError::from(ConnectError::HostKeyRejected).to_string(),
+            ""
+        );
+    }
 
     #[test]
     fn setup_errors_read_as_before_through_connect_error() {

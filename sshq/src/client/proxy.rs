@@ -130,7 +130,7 @@ async fn run(cli: ProxyCli) -> Result<(), String> {
     .map_err(|e| match e {
         // Its transcript, ending in that line, was already written.
         ConnectError::HostKeyRejected => String::new(),
-        other => other.to_string(),
+        other => super::error::ssh_message(&other),
     })?;
     let result = relay(&plan, &conn).await;
     // Let the CONNECTION_CLOSE leave before the process exits.
