@@ -417,6 +417,7 @@ impl Connection for TcpClientConnection {
     }
 
     async fn close(&self, reason: &str) {
+        self.ending.closing_here();
         let _ = self
             .handle
             .disconnect(russh::Disconnect::ByApplication, reason, "")

@@ -4,6 +4,9 @@
 //!
 //! [`Connection::closed`]: sshq_core::transport::Connection::closed
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use sshq_core::error::TransportError;
 use tokio::sync::watch;
 
@@ -15,21 +18,40 @@ enum Ending {
 
 /// Set once, by whoever learns first how the connection ended; dropping it
 /// unset records an orderly end (the session simply went away).
-pub(crate) struct EndingSender(watch::Sender<Option<Ending>>);
+pub(crate) struct EndingSender {
+    tx: watch::Sender<Option<Ending>>,
+    closing_here: Arc<AtomicBool>,
+}
 
 /// Waits for the end [`EndingSender`] records.
 #[derive(Clone)]
-pub(crate) struct EndingWatch(watch::Receiver<Option<Ending>>);
+pub(crate) struct EndingWatch {
+    rx: watch::Receiver<Option<Ending>>,
+    closing_here: Arc<AtomicBool>,
+}
 
 pub(crate) fn ending() -> (EndingSender, EndingWatch) {
     let (tx, rx) = watch::channel(None);
-    (EndingSender(tx), EndingWatch(rx))
+    let closing_here = Arc::new(AtomicBool::new(false));
+    (
+        EndingSender {
+            tx,
+            closing_here: closing_here.clone(),
+        },
+        EndingWatch { rx, closing_here },
+    )
 }
 
 impl EndingSender {
-    /// Records a failure (raw text: log sites escape it); the first record wins.
+    /// Records a failure (raw text: log sites escape it); the first record
+    /// wins. Once we are closing the connection ourselves, whatever breaks
+    /// (russh ends such a session with an error) is part of an orderly end.
     pub(crate) fn failed(&self, why: impl std::fmt::Display) {
-        self.record(Ending::Failed(why.to_string()));
+        if self.closing_here.load(Ordering::Acquire) {
+            self.orderly();
+        } else {
+            self.record(Ending::Failed(why.to_string()));
+        }
     }
 
     pub(crate) fn orderly(&self) {
@@ -37,7 +59,7 @@ impl EndingSender {
     }
 
     fn record(&self, ending: Ending) {
-        self.0.send_if_modified(|slot| match slot {
+        self.tx.send_if_modified(|slot| match slot {
             Some(_) => false,
             None => {
                 *slot = Some(ending);
@@ -54,9 +76,14 @@ impl Drop for EndingSender {
 }
 
 impl EndingWatch {
+    /// We are closing the connection: its end is orderly from now on.
+    pub(crate) fn closing_here(&self) {
+        self.closing_here.store(true, Ordering::Release);
+    }
+
     /// Resolves once the connection has ended: with why, if it failed.
     pub(crate) async fn ended(&self) -> Option<TransportError> {
-        let mut rx = self.0.clone();
+        let mut rx = self.rx.clone();
         let ending = match rx.wait_for(Option::is_some).await {
             Ok(ending) => ending.clone(),
             // The sender is gone without a word (it records on drop, so
@@ -95,6 +122,14 @@ mod tests {
         drop(tx);
         let why = watch.ended().await.map(|e| e.to_string());
         assert_eq!(why.as_deref(), Some("connection closed: bad packet length"));
+    }
+
+    #[tokio::test]
+    async fn errors_after_we_close_are_an_orderly_end() {
+        let (tx, watch) = ending();
+        watch.closing_here();
+        tx.failed("Disconnected");
+        assert!(watch.ended().await.is_none());
     }
 
     #[tokio::test]

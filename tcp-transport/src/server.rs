@@ -285,6 +285,7 @@ impl Connection for TcpServerConnection {
     }
 
     async fn close(&self, reason: &str) {
+        self.ending.closing_here();
         let _ = self
             .handle
             .disconnect(
