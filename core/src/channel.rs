@@ -86,14 +86,16 @@ pub enum ChannelRequest {
     ExitSignal(ExitSignal),
     /// `auth-agent-req@openssh.com`: forward the client's agent.
     AgentForward,
-    /// [`END_OF_WRITE`] and anything else without a variant; the name is
-    /// kept so it can be acted on, logged or refused.
-    Other(String),
+    /// [`END_OF_WRITE`] and any other request without a variant: its
+    /// type name, kept so it can be acted on, logged or refused.
+    Unknown {
+        name: String,
+    },
 }
 
 /// OpenSSH's `eow@openssh.com` ("end of write", want reply false): the
 /// client can no longer write out the channel's data, so sshd closes the
-/// program's output (which then gets SIGPIPE). A [`ChannelRequest::Other`].
+/// program's output (which then gets SIGPIPE). A [`ChannelRequest::Unknown`].
 pub const END_OF_WRITE: &str = "eow@openssh.com";
 
 impl ChannelRequest {
@@ -110,7 +112,7 @@ impl ChannelRequest {
             ChannelRequest::ExitStatus(_) => "exit-status",
             ChannelRequest::ExitSignal(_) => "exit-signal",
             ChannelRequest::AgentForward => "auth-agent-req@openssh.com",
-            ChannelRequest::Other(name) => name,
+            ChannelRequest::Unknown { name } => name,
         }
     }
 }
@@ -202,8 +204,11 @@ pub enum GlobalRequest {
     CancelStreamlocalForward {
         socket_path: String,
     },
-    /// `keepalive@openssh.com` and other requests this side does not act on.
-    Other(String),
+    /// `keepalive@openssh.com` and other requests without a variant: the
+    /// request name, for this side to act on or refuse.
+    Unknown {
+        name: String,
+    },
 }
 
 /// The answer to a global request.

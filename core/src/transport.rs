@@ -59,7 +59,11 @@ pub trait Connection: Send + Sync + 'static {
     /// Ends the connection with a reason the peer may log.
     fn close(&self, reason: &str) -> impl Future<Output = ()> + Send;
 
-    /// Resolves once the connection is gone, with why, if it failed.
+    /// Resolves once the connection is gone: `None` when it ended in order
+    /// (closed by us, or by the peer as an application does: SSH's
+    /// "by application" disconnect, QUIC's NO_ERROR), otherwise why it
+    /// failed, as [`TransportError::ConnectionClosed`] with the reason (a
+    /// peer's disconnect message, a broken stream, a timeout).
     fn closed(&self) -> impl Future<Output = Option<TransportError>> + Send;
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use sshq_core::auth::{AuthPolicy, UserKey};
 use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest, OpenFailure, OpenFailureReason};
-use sshq_core::error::TransportError;
+use sshq_core::error::{HandshakeError, ProtocolError, TransportError};
 use sshq_core::log_escape;
 use sshq_core::pipe::PipeBudget;
 use sshq_core::replies::{ReplyQueue, REQUEST_QUEUE};
@@ -169,7 +169,7 @@ pub async fn client_session(
     let mut exporter = [0u8; USERAUTH_EXPORTER_LEN];
     // draft §7.3: E = TLS-Exporter("EXPORTER-sshq-userauth", "", 32) of this connection, never reused
     conn.export_keying_material(&mut exporter, USERAUTH_EXPORTER_LABEL, b"")
-        .map_err(|_| TransportError::Protocol("the TLS exporter is unavailable".to_string()))?;
+        .map_err(|_| ProtocolError::ExporterUnavailable)?;
     let (auth_tx, auth_rx) = watch::channel(AuthState::Pending);
     let mut keys = auth.keys.into_iter();
     // Sign and send the first request before returning (see above).
@@ -291,22 +291,6 @@ pub struct ServerAuth {
     pub client_alive_count_max: u32,
 }
 
-/// Why a client was dropped before it had a session.
-#[derive(Debug, thiserror::Error)]
-pub enum HandshakeError {
-    #[error("QUIC handshake failed: {0}")]
-    Quic(String),
-    #[error("timeout before authentication")]
-    LoginGraceTimeExpired,
-    /// The user name in it is escaped (it is logged).
-    #[error("too many authentication failures for {0}")]
-    TooManyFailures(String),
-    #[error("protocol error before authentication: {0}")]
-    Protocol(String),
-    #[error("connection closed before authentication")]
-    Closed,
-}
-
 /// Runs the QUIC handshake and user authentication for one incoming
 /// connection; returns it once a user has logged in.
 pub async fn accept(
@@ -329,7 +313,7 @@ pub async fn handshake(
 ) -> Result<quinn::Connection, HandshakeError> {
     let connecting = incoming
         .accept()
-        .map_err(|e| HandshakeError::Quic(e.to_string()))?;
+        .map_err(|e| HandshakeError::Quic(Box::new(e)))?;
     match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, connecting).await {
             Ok(result) => result,
@@ -337,7 +321,7 @@ pub async fn handshake(
         },
         None => connecting.await,
     }
-    .map_err(|e| HandshakeError::Quic(e.to_string()))
+    .map_err(|e| HandshakeError::Quic(Box::new(e)))
 }
 
 /// User authentication on a connection from [`handshake`], until
@@ -428,10 +412,13 @@ async fn server_login(
     auth: &ServerAuth,
 ) -> Result<(String, quinn::SendStream, FrameReader), HandshakeError> {
     // draft §7.7: the server reads no stream but the control stream before USERAUTH_SUCCESS
-    let (mut send, recv) = conn.accept_bi().await.map_err(|_| HandshakeError::Closed)?;
+    let (mut send, recv) = conn
+        .accept_bi()
+        .await
+        .map_err(|_| HandshakeError::Closed(None))?;
     let mut exporter = [0u8; USERAUTH_EXPORTER_LEN];
     conn.export_keying_material(&mut exporter, USERAUTH_EXPORTER_LABEL, b"")
-        .map_err(|_| HandshakeError::Protocol("TLS exporter unavailable".to_string()))?;
+        .map_err(|_| ProtocolError::ExporterUnavailable)?;
     let mut reader = FrameReader::new(recv);
     let mut failures = 0u32;
     let peer = conn.remote_address();
@@ -440,17 +427,13 @@ async fn server_login(
             Ok(Some(Frame::UserauthRequest(request))) => request,
             // Only the frame's kind: its body is the peer's, up to 1 MiB.
             Ok(Some(other)) => {
-                return Err(HandshakeError::Protocol(format!(
-                    "expected a userauth request, got {}",
-                    frame_kind(&other)
-                )))
+                return Err(HandshakeError::Protocol(ProtocolError::UnexpectedMessage {
+                    expected: "a userauth request",
+                    got: frame_kind(&other),
+                }))
             }
-            Ok(None) => return Err(HandshakeError::Closed),
-            Err(e) => {
-                return Err(HandshakeError::Protocol(log_escape::peer_text(
-                    &e.to_string(),
-                )))
-            }
+            Ok(None) => return Err(HandshakeError::Closed(None)),
+            Err(e) => return Err(ProtocolError::Undecodable(Box::new(e)).into()),
         };
         // As sshd (auth2.c): once MaxAuthTries requests have failed, the
         // next is not looked at; so MaxAuthTries 0 lets nobody in.
@@ -484,7 +467,7 @@ async fn server_login(
                 };
                 send.write_chunk(encode_frame(&failure))
                     .await
-                    .map_err(|_| HandshakeError::Closed)?;
+                    .map_err(|_| HandshakeError::Closed(None))?;
             }
         }
     }

@@ -94,7 +94,9 @@ pub(crate) async fn watch_client(
             continue;
         }
         let request = Frame::GlobalRequest {
-            request: GlobalRequest::Other(KEEPALIVE_REQUEST.to_string()),
+            request: GlobalRequest::Unknown {
+                name: KEEPALIVE_REQUEST.to_string(),
+            },
             want_reply: true,
         };
         let _order = order.lock().await;

@@ -16,7 +16,7 @@ pub mod wire;
 
 pub use channel::QuicChannel;
 pub use conn::{
-    accept, client_session, handshake, login, AuthOutcome, ClientAuth, HandshakeError,
-    QuicConnection, ServerAuth,
+    accept, client_session, handshake, login, AuthOutcome, ClientAuth, QuicConnection, ServerAuth,
 };
 pub use quinn;
+pub use sshq_core::error::HandshakeError;

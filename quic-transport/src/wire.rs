@@ -259,7 +259,7 @@ fn parse_payload(kind: u8, payload: Bytes) -> Result<Frame, WireError> {
                 _ => {
                     // Unknown requests are answered "failure"; their data is opaque.
                     r.rest();
-                    GlobalRequest::Other(name)
+                    GlobalRequest::Unknown { name }
                 }
             };
             Frame::GlobalRequest {
@@ -375,7 +375,9 @@ fn parse_channel_request(name: &str, r: &mut Reader) -> Result<ChannelRequest, W
         "auth-agent-req@openssh.com" => ChannelRequest::AgentForward,
         other => {
             r.rest();
-            ChannelRequest::Other(other.to_string())
+            ChannelRequest::Unknown {
+                name: other.to_string(),
+            }
         }
     })
 }
@@ -556,7 +558,7 @@ pub fn encode_frame(frame: &Frame) -> Bytes {
                 GlobalRequest::CancelStreamlocalForward { .. } => {
                     "cancel-streamlocal-forward@openssh.com"
                 }
-                GlobalRequest::Other(name) => name.as_str(),
+                GlobalRequest::Unknown { name } => name.as_str(),
             };
             w.string(name.as_bytes()).boolean(*want_reply);
             match request {
@@ -568,7 +570,7 @@ pub fn encode_frame(frame: &Frame) -> Bytes {
                 | GlobalRequest::CancelStreamlocalForward { socket_path } => {
                     w.string(socket_path.as_bytes());
                 }
-                GlobalRequest::Other(_) => {}
+                GlobalRequest::Unknown { .. } => {}
             }
             w.finish()
         }
@@ -655,7 +657,7 @@ fn encode_channel_request(request: &ChannelRequest, want_reply: bool) -> Bytes {
         ChannelRequest::Env { name, value } => {
             w.string(name.as_bytes()).string(value.as_bytes());
         }
-        ChannelRequest::Shell | ChannelRequest::AgentForward | ChannelRequest::Other(_) => {}
+        ChannelRequest::Shell | ChannelRequest::AgentForward | ChannelRequest::Unknown { .. } => {}
         ChannelRequest::Exec(command) => {
             w.string(command);
         }

@@ -15,9 +15,11 @@ use std::task::{Context, Poll};
 
 use russh::{ChannelMsg, ChannelWriteHalf, Sig};
 use sshq_core::channel::{ChannelKind, ChannelRequest, ExitSignal, PtyRequest, WindowSize};
-use sshq_core::error::TransportError;
+use sshq_core::error::{ProtocolError, TransportError};
+use sshq_core::kex::Role;
 use sshq_core::pipe::{pipe, pipe_within, PipeBudget, PipeReader, PipeWriter};
 use sshq_core::replies::{request_queue, QueuedRequests, ReplyQueue, RequestSender};
+use sshq_core::transport::TransportKind;
 use sshq_core::transport::{Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle};
 use tokio::io::AsyncWrite;
 use tokio::sync::{watch, Mutex, Notify};
@@ -380,9 +382,11 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelCon
         until_confirmed(self.confirmed.clone()).await;
         if let ChannelRequest::ExitSignal(exit) = &request {
             let Some((handle, id)) = &self.server else {
-                return Err(TransportError::Protocol(
-                    "only a server sends exit-signal".to_string(),
-                ));
+                return Err(ProtocolError::RequestFromWrongSide {
+                    request: "exit-signal",
+                    sender: Role::Server,
+                }
+                .into());
             };
             return handle
                 .exit_signal_request(
@@ -458,11 +462,12 @@ async fn send_request<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 's
         ChannelRequest::Signal(name) => write.signal(sig_of(&name)).await,
         ChannelRequest::ExitStatus(status) => write.exit_status(status).await,
         ChannelRequest::AgentForward => write.agent_forward(want_reply).await,
-        ChannelRequest::ExitSignal(_) | ChannelRequest::Other(_) => {
-            return Err(TransportError::Protocol(format!(
-                "the TCP transport cannot send a '{}' request on this side",
-                request.wire_name()
-            )))
+        ChannelRequest::ExitSignal(_) | ChannelRequest::Unknown { .. } => {
+            return Err(ProtocolError::UnsendableRequest {
+                transport: TransportKind::Tcp,
+                request: request.wire_name().to_string(),
+            }
+            .into())
         }
     };
     result.map_err(|_| TransportError::ChannelClosed)

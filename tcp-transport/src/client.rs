@@ -9,10 +9,13 @@ use russh::client::{Msg, Session};
 use russh::keys::{HashAlg, PublicKeyOrCertificate};
 use sshq_core::auth::{ServerKeyVerifier, UserKey};
 use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest};
-use sshq_core::error::{ConnectError, TransportError};
+use sshq_core::error::{ConnectError, ProtocolError, TransportError};
+use sshq_core::kex::Role;
 use sshq_core::transport::{Connection, ConnectionInfo, Incoming, TransportKind};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, Mutex};
+
+use crate::ending::{EndingSender, EndingWatch};
 
 use crate::channel::{Side, TcpChannel};
 
@@ -53,7 +56,7 @@ pub struct TcpClientConnection {
     handle: russh::client::Handle<ClientHandler>,
     incoming: Mutex<mpsc::UnboundedReceiver<Incoming<ClientChannel>>>,
     info: ConnectionInfo,
-    closed: watch::Receiver<bool>,
+    ending: EndingWatch,
 }
 
 /// Connects over TCP (with TCP_NODELAY), then logs in.
@@ -97,7 +100,7 @@ where
     ));
     config.preferred.kex = std::borrow::Cow::Owned(kex_names(params.kex.as_deref(), &params.host)?);
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
-    let (closed_tx, closed_rx) = watch::channel(false);
+    let (ending_tx, ending_rx) = crate::ending::ending();
     let kex_name = Arc::new(StdMutex::new(None));
     let host_key_rejected = Arc::new(StdMutex::new(false));
     let handler = ClientHandler {
@@ -105,7 +108,7 @@ where
         incoming: incoming_tx,
         kex: kex_name.clone(),
         host_key_rejected: host_key_rejected.clone(),
-        closed: closed_tx,
+        ending: ending_tx,
     };
     let mut handle = match russh::client::connect_stream(Arc::new(config), stream, handler).await {
         Ok(handle) => handle,
@@ -128,7 +131,7 @@ where
             user: params.user.clone(),
             kex,
         },
-        closed: closed_rx,
+        ending: ending_rx,
     })
 }
 
@@ -345,10 +348,11 @@ impl Connection for TcpClientConnection {
             ChannelKind::ForwardedTcpip { .. }
             | ChannelKind::ForwardedStreamlocal { .. }
             | ChannelKind::Agent => {
-                return Err(TransportError::Protocol(format!(
-                    "a client does not open {} channels",
-                    kind.wire_name()
-                )))
+                return Err(ProtocolError::WrongSideOpen {
+                    side: Role::Client,
+                    kind: kind.wire_name().to_string(),
+                }
+                .into())
             }
         }
         .map_err(|e| crate::open_error(e, closed))?;
@@ -392,16 +396,19 @@ impl Connection for TcpClientConnection {
                     Err(e) => Err(closed(e)),
                 }
             }
-            GlobalRequest::Other(name) if name == "keepalive@openssh.com" => {
+            GlobalRequest::Unknown { name } if name == "keepalive@openssh.com" => {
                 // russh sends keepalive@openssh.com with want-reply and
                 // reports only that an answer came, not which: servers
                 // answer it with failure, so that is what we report.
                 self.handle.send_ping().await.map_err(closed)?;
                 Ok(GlobalReply::Failure)
             }
-            other => Err(TransportError::Protocol(format!(
-                "the TCP transport does not send {other:?}"
-            ))),
+            request => Err(ProtocolError::UnsendableGlobalRequest {
+                transport: TransportKind::Tcp,
+                side: Role::Client,
+                request,
+            }
+            .into()),
         }
     }
 
@@ -410,6 +417,7 @@ impl Connection for TcpClientConnection {
     }
 
     async fn close(&self, reason: &str) {
+        self.ending.closing_here();
         let _ = self
             .handle
             .disconnect(russh::Disconnect::ByApplication, reason, "")
@@ -417,9 +425,7 @@ impl Connection for TcpClientConnection {
     }
 
     async fn closed(&self) -> Option<TransportError> {
-        let mut closed = self.closed.clone();
-        let _ = closed.wait_for(|c| *c).await;
-        None
+        self.ending.ended().await
     }
 }
 
@@ -428,13 +434,9 @@ struct ClientHandler {
     incoming: mpsc::UnboundedSender<Incoming<ClientChannel>>,
     kex: Arc<StdMutex<Option<String>>>,
     host_key_rejected: Arc<StdMutex<bool>>,
-    closed: watch::Sender<bool>,
-}
-
-impl Drop for ClientHandler {
-    fn drop(&mut self) {
-        let _ = self.closed.send(true);
-    }
+    /// Records how the session ended (orderly when the handler is dropped
+    /// without a word).
+    ending: EndingSender,
 }
 
 impl ClientHandler {
@@ -471,6 +473,25 @@ impl russh::client::Handler for ClientHandler {
             }
         }
         Ok(accepted)
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: russh::client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        match reason {
+            russh::client::DisconnectReason::ReceivedDisconnect(info) => {
+                match crate::ending::disconnect_failure(info.reason_code, &info.message) {
+                    Some(why) => self.ending.failed(why),
+                    None => self.ending.orderly(),
+                }
+                Ok(())
+            }
+            russh::client::DisconnectReason::Error(e) => {
+                self.ending.failed(&e);
+                Err(e)
+            }
+        }
     }
 
     async fn kex_done(

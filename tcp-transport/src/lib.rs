@@ -9,13 +9,15 @@ mod auth_tries;
 mod channel;
 pub mod client;
 mod cut;
+mod ending;
 mod kex;
 pub mod server;
 
 pub use channel::TcpChannel;
 pub use client::{connect_stream, connect_tcp, ClientParams, TcpClientConnection};
 pub use kex::KexList;
-pub use server::{accept, HandshakeError, ServerParams, TcpServerConnection};
+pub use server::{accept, ServerParams, TcpServerConnection};
+pub use sshq_core::error::HandshakeError;
 pub use sshq_core::pipe::PipeReader;
 
 use sshq_core::channel::{OpenFailure, OpenFailureReason};

@@ -13,7 +13,8 @@ use sshq_core::auth::AuthPolicy;
 use sshq_core::channel::{
     ChannelKind, ChannelRequest, GlobalReply, GlobalRequest, PtyRequest, WindowSize, END_OF_WRITE,
 };
-use sshq_core::error::TransportError;
+use sshq_core::error::{HandshakeError, ProtocolError, TransportError};
+use sshq_core::kex::Role;
 use sshq_core::log_escape;
 use sshq_core::pipe::PipeBudget;
 use sshq_core::replies::{request_queue, RequestSender};
@@ -22,10 +23,11 @@ use sshq_core::transport::{
     TransportKind,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::auth_tries::{is_security_key, AuthFailures};
 use crate::channel::{core_modes, signal_name_of, Side, TcpChannel, CONNECTION_HANDOVER_LIMIT};
+use crate::ending::EndingWatch;
 pub use crate::kex::KexList;
 
 /// A server-side channel over TCP.
@@ -53,15 +55,6 @@ pub struct ServerParams {
     pub kex: KexList,
 }
 
-/// Why a client was dropped before it had a session.
-#[derive(Debug, thiserror::Error)]
-pub enum HandshakeError {
-    #[error("timeout before authentication")]
-    LoginGraceTimeExpired,
-    #[error("connection closed before authentication{}", .0.as_deref().map(|e| format!(": {e}")).unwrap_or_default())]
-    Closed(Option<String>),
-}
-
 /// An authenticated server-side SSH connection over a byte stream.
 pub struct TcpServerConnection {
     handle: russh::server::Handle,
@@ -69,7 +62,7 @@ pub struct TcpServerConnection {
     budget: PipeBudget,
     incoming: Mutex<mpsc::UnboundedReceiver<Incoming<ServerChannel>>>,
     info: ConnectionInfo,
-    closed: watch::Receiver<Option<String>>,
+    ending: EndingWatch,
 }
 
 /// Runs the SSH handshake and user authentication on `stream`; returns the
@@ -86,7 +79,7 @@ where
     let config = russh_config(&params);
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
     let (auth_tx, auth_rx) = oneshot::channel();
-    let (closed_tx, closed_rx) = watch::channel(None);
+    let (ending_tx, ending_rx) = crate::ending::ending();
     let session_handle = Arc::new(OnceLock::new());
     let logged_in_as = Arc::new(OnceLock::new());
     let budget = PipeBudget::new(CONNECTION_HANDOVER_LIMIT);
@@ -100,7 +93,6 @@ where
         failures: AuthFailures::new(params.policy.max_auth_tries(), peer_addr),
         session_handle: session_handle.clone(),
         logged_in_as: logged_in_as.clone(),
-        _closed: ClosedSignal(closed_tx),
     };
     // The grace time covers the whole handshake; when it runs out the
     // stream is cut, which ends russh's session task whatever it waits for.
@@ -112,12 +104,15 @@ where
     let handshake = async {
         let running = russh::server::run_stream(Arc::new(config), stream, handler)
             .await
-            .map_err(|e| HandshakeError::Closed(Some(e.to_string())))?;
+            .map_err(|e| HandshakeError::Closed(Some(Box::new(e))))?;
         let handle = running.handle();
         // The handler disconnects with it when MaxAuthTries is reached.
         let _ = session_handle.set(handle.clone());
         let (ended_tx, ended_rx) = oneshot::channel();
         tokio::spawn(async move {
+            // The session's outcome, for `closed()`; dropped unset, it
+            // reads as an orderly end.
+            let ending = ending_tx;
             match running.await {
                 Err(russh::Error::KeepaliveTimeout) => {
                     let user = logged_in_as.get().map(String::as_str).unwrap_or("");
@@ -125,13 +120,15 @@ where
                         "Timeout, client not responding from {}",
                         log_escape::connection_id(user, peer_addr)
                     );
+                    ending.failed(russh::Error::KeepaliveTimeout);
                 }
                 Err(e) => {
                     tracing::debug!("session ended: {e}");
+                    ending.failed(&e);
                     // Raw: the log site escapes and caps it (log_escape).
-                    let _ = ended_tx.send(e.to_string());
+                    let _ = ended_tx.send(e);
                 }
-                Ok(()) => {}
+                Ok(()) => ending.orderly(),
             }
         });
         let Ok(user) = auth_rx.await else {
@@ -140,7 +137,8 @@ where
             let why = tokio::time::timeout(Duration::from_millis(200), ended_rx)
                 .await
                 .ok()
-                .and_then(Result::ok);
+                .and_then(Result::ok)
+                .map(|e| Box::new(e) as sshq_core::error::BoxError);
             return Err(HandshakeError::Closed(why));
         };
         Ok::<_, HandshakeError>((handle, user))
@@ -163,7 +161,7 @@ where
             user,
             kex: None,
         },
-        closed: closed_rx,
+        ending: ending_rx,
     })
 }
 
@@ -247,10 +245,11 @@ impl Connection for TcpServerConnection {
                     .await
             }
             ChannelKind::DirectTcpip { .. } | ChannelKind::DirectStreamlocal { .. } => {
-                return Err(TransportError::Protocol(format!(
-                    "a server does not open {} channels",
-                    kind.wire_name()
-                )))
+                return Err(ProtocolError::WrongSideOpen {
+                    side: Role::Server,
+                    kind: kind.wire_name().to_string(),
+                }
+                .into())
             }
         }
         .map_err(|e| crate::open_error(e, closed))?;
@@ -273,9 +272,12 @@ impl Connection for TcpServerConnection {
     }
 
     async fn global_request(&self, request: GlobalRequest) -> Result<GlobalReply, TransportError> {
-        Err(TransportError::Protocol(format!(
-            "sshqd sends no global requests ({request:?})"
-        )))
+        Err(ProtocolError::UnsendableGlobalRequest {
+            transport: TransportKind::Tcp,
+            side: Role::Server,
+            request,
+        }
+        .into())
     }
 
     fn info(&self) -> ConnectionInfo {
@@ -283,6 +285,7 @@ impl Connection for TcpServerConnection {
     }
 
     async fn close(&self, reason: &str) {
+        self.ending.closing_here();
         let _ = self
             .handle
             .disconnect(
@@ -294,18 +297,7 @@ impl Connection for TcpServerConnection {
     }
 
     async fn closed(&self) -> Option<TransportError> {
-        let mut closed = self.closed.clone();
-        let _ = closed.wait_for(|reason| reason.is_some()).await;
-        None
-    }
-}
-
-/// Fires when the handler (and so the russh session) is dropped.
-struct ClosedSignal(watch::Sender<Option<String>>);
-
-impl Drop for ClosedSignal {
-    fn drop(&mut self) {
-        let _ = self.0.send(Some(String::new()));
+        self.ending.ended().await
     }
 }
 
@@ -323,7 +315,6 @@ struct ServerHandler {
     session_handle: Arc<OnceLock<russh::server::Handle>>,
     /// The user, once logged in (for the ClientAlive timeout's log line).
     logged_in_as: Arc<OnceLock<String>>,
-    _closed: ClosedSignal,
 }
 
 impl ServerHandler {
@@ -590,7 +581,9 @@ impl russh::server::Handler for ServerHandler {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let request = ChannelRequest::Other(END_OF_WRITE.to_string());
+        let request = ChannelRequest::Unknown {
+            name: END_OF_WRITE.to_string(),
+        };
         self.deliver(channel, request, false, session).await
     }
 

@@ -107,7 +107,9 @@ fn every_frame_roundtrips() {
             message: "m".into(),
         }),
         ChannelRequest::AgentForward,
-        ChannelRequest::Other("eow@openssh.com".into()),
+        ChannelRequest::Unknown {
+            name: "eow@openssh.com".into(),
+        },
     ] {
         roundtrip(Frame::ChannelRequest {
             request,

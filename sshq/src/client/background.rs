@@ -11,6 +11,8 @@
 use std::io::Read;
 use std::process::Stdio;
 
+use super::error::ClientError;
+
 /// Marks the copy that does the work.
 const CHILD_MARKER: &str = "SSHQ_BACKGROUND_CHILD";
 
@@ -20,17 +22,15 @@ pub fn is_child() -> bool {
 }
 
 /// Starts the background copy and waits until it is ready or gone.
-pub async fn start() -> Result<i32, String> {
-    let exe =
-        std::env::current_exe().map_err(|e| format!("sshq: cannot go to the background: {e}"))?;
-    let (mut ready, ready_writer) =
-        std::io::pipe().map_err(|e| format!("sshq: cannot go to the background: {e}"))?;
+pub async fn start() -> Result<i32, ClientError> {
+    let exe = std::env::current_exe().map_err(ClientError::Background)?;
+    let (mut ready, ready_writer) = std::io::pipe().map_err(ClientError::Background)?;
     let mut child = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
         .env(CHILD_MARKER, "1")
         .stdin(Stdio::from(ready_writer))
         .spawn()
-        .map_err(|e| format!("sshq: cannot go to the background: {e}"))?;
+        .map_err(ClientError::Background)?;
     // The pipe's write end now lives only in the child (Command is gone).
     tokio::task::spawn_blocking(move || {
         let mut byte = [0u8; 1];
@@ -39,12 +39,12 @@ pub async fn start() -> Result<i32, String> {
             // Gone before it was ready: it has said why on stderr.
             _ => match child.wait() {
                 Ok(status) => Ok(status.code().unwrap_or(super::EXIT_FAILURE)),
-                Err(e) => Err(format!("sshq: {e}")),
+                Err(e) => Err(ClientError::BackgroundWait(e)),
             },
         }
     })
     .await
-    .map_err(|e| format!("sshq: {e}"))?
+    .map_err(|e| ClientError::BackgroundWait(e.into()))?
 }
 
 /// In the background copy: tells the waiting parent we are logged in, and

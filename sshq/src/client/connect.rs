@@ -23,6 +23,7 @@ use sshq_core::ssh_key::PublicKey;
 use sshq_quic::tls::HandshakeFailure;
 
 use super::config::Transport;
+use super::error::{Program, SetupError};
 use super::{hostkeys, identity, Plan};
 
 /// How long Transport=auto gives QUIC before starting TCP as well.
@@ -289,8 +290,11 @@ async fn connect_tcp(
             return sshq_tcp::connect_stream(stream, None, None, params()).await;
         }
         Route::Command(command) => {
-            let stream = super::proxy_command::spawn(command).map_err(|e| {
-                ConnectError::Other(format!("sshq: cannot run ProxyCommand '{command}': {e}"))
+            let stream = super::proxy_command::spawn(command).map_err(|source| {
+                SetupError::ProxyCommand {
+                    command: command.to_string(),
+                    source,
+                }
             })?;
             return sshq_tcp::connect_stream(stream, None, None, params()).await;
         }
@@ -305,7 +309,7 @@ async fn connect_tcp(
             Err(e) => return Err(e),
         }
     }
-    Err(last_error.unwrap_or(ConnectError::Other("no address to connect to".to_string())))
+    Err(last_error.unwrap_or(SetupError::NoAddress.into()))
 }
 
 async fn connect_quic(
@@ -314,22 +318,19 @@ async fn connect_quic(
     route: Route<'_>,
 ) -> Result<sshq_quic::QuicConnection, QuicFailure> {
     if prepared.quic_identity_unknown() {
-        return Err(QuicFailure::Final(ConnectError::Other(format!(
-            "sshq: {} is known only by its {} host key, but over QUIC servers identify themselves \
-             by their Ed25519 host key. Use -o Transport=tcp, or add the server's Ed25519 key to \
-             known_hosts after checking its fingerprint.",
-            plan.hostname,
-            prepared.known_types.join(", ")
-        ))));
+        return Err(QuicFailure::Final(
+            SetupError::NoEd25519HostKey {
+                program: Program::Sshq,
+                host: plan.hostname.clone(),
+                known_types: prepared.known_types.clone(),
+            }
+            .into(),
+        ));
     }
     let port = plan.options.quic_port.unwrap_or(plan.port);
     let kex = quic_kex(plan)?;
     if let Route::Command(_) = route {
-        return Err(QuicFailure::Final(ConnectError::Other(
-            "sshq: ProxyCommand carries one byte stream, which SSH over QUIC cannot use; \
-             use -o Transport=tcp (or auto) with ProxyCommand, or `sshq proxy` on the far side"
-                .to_string(),
-        )));
+        return Err(QuicFailure::Final(SetupError::ProxyCommandOverQuic.into()));
     }
     if let Route::Via(hop) = route {
         // A jump host that will not relay UDP (not sshqd, or not allowed)
@@ -348,7 +349,7 @@ async fn connect_quic(
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
         let label = SocketAddr::new(label, port);
         let endpoint = sshq_quic::stream_socket::client_endpoint_over_stream(stream, label)
-            .map_err(|e| ConnectError::Other(format!("sshq: {e}")))?;
+            .map_err(|e| ConnectError::from(SetupError::QuicSetup(Box::new(e))))?;
         return connect_quic_on(plan, prepared, endpoint, label, &kex).await;
     }
     let mut last_failure = None;
@@ -368,11 +369,7 @@ async fn connect_quic(
             Err(failure) => return Err(failure),
         }
     }
-    Err(
-        last_failure.unwrap_or(QuicFailure::Final(ConnectError::Other(
-            "no address to connect to".to_string(),
-        ))),
-    )
+    Err(last_failure.unwrap_or(QuicFailure::Final(SetupError::NoAddress.into())))
 }
 
 /// A client UDP endpoint to reach `addr` from (any local address of its family).
@@ -430,7 +427,7 @@ fn tcp_kex(plan: &Plan) -> Result<Option<Vec<String>>, ConnectError> {
         sshq_core::transport::TransportKind::Tcp,
         sshq_core::kex::Role::Client,
     )
-    .map_err(|e| ConnectError::Other(format!("sshq: {e}")))?;
+    .map_err(|e| SetupError::KexAlgorithms(Box::new(e)))?;
     Ok(Some(names.into_iter().map(str::to_owned).collect()))
 }
 
@@ -438,7 +435,7 @@ fn tcp_kex(plan: &Plan) -> Result<Option<Vec<String>>, ConnectError> {
 pub(super) fn quic_kex(plan: &Plan) -> Result<Vec<String>, ConnectError> {
     match &plan.options.kex_algorithms {
         Some(spec) => sshq_quic::kx::parse_kex_list(spec)
-            .map_err(|e| ConnectError::Other(format!("sshq: {e}"))),
+            .map_err(|e| SetupError::KexAlgorithms(Box::new(e)).into()),
         None => Ok(sshq_quic::kx::DEFAULT_KEX
             .iter()
             .map(|s| s.to_string())
@@ -472,21 +469,22 @@ async fn attempt_quic_handshake(
     kex: &[String],
     alpn: &[u8],
 ) -> Result<(sshq_quic::quinn::Connection, Option<String>), QuicFailure> {
-    let other = |e: &dyn std::fmt::Display| ConnectError::Other(format!("sshq: {e}"));
+    let other =
+        |e: Box<dyn std::error::Error + Send + Sync>| ConnectError::from(SetupError::QuicSetup(e));
     let observer = sshq_quic::kx::NegotiatedGroup::new();
-    let provider =
-        sshq_quic::kx::crypto_provider_observed(kex, observer.clone()).map_err(|e| other(&e))?;
+    let provider = sshq_quic::kx::crypto_provider_observed(kex, observer.clone())
+        .map_err(|e| other(e.into()))?;
     let (mut tls, outcome) =
-        sshq_quic::tls::client_tls_with_outcome(verifier, provider).map_err(|e| other(&e))?;
+        sshq_quic::tls::client_tls_with_outcome(verifier, provider).map_err(|e| other(e.into()))?;
     tls.alpn_protocols = vec![alpn.to_vec()];
-    let mut config = sshq_quic::tls::client_config(tls).map_err(|e| other(&e))?;
+    let mut config = sshq_quic::tls::client_config(tls).map_err(|e| other(e.into()))?;
     if let Some(controller) = plan.options.congestion_control {
         let transport = sshq_quic::tls::transport_config_with(controller);
         config.transport_config(std::sync::Arc::new(transport));
     }
     let connecting = endpoint
         .connect_with(config, addr, "sshq")
-        .map_err(|e| other(&e))?;
+        .map_err(|e| other(e.into()))?;
     let error = match connecting.await {
         Ok(conn) => return Ok((conn, observer.get().map(str::to_string))),
         Err(error) => error,
@@ -505,47 +503,34 @@ async fn attempt_quic_handshake(
             host: plan.hostname.clone(),
             message: kex_error.to_string(),
         },
-        HandshakeFailure::ProtocolRefused => {
-            ConnectError::Other(alpn_refused_message(plan, port, alpn))
+        HandshakeFailure::ProtocolRefused => SetupError::AlpnRefused {
+            host: plan.hostname.clone(),
+            port,
+            alpn: alpn.to_vec(),
         }
+        .into(),
         HandshakeFailure::TimedOut => connect_error(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "Connection timed out (no QUIC answer)",
         )),
         HandshakeFailure::Unreachable(why) => connect_error(std::io::Error::other(why.clone())),
-        HandshakeFailure::AuthenticityFailed(why) => ConnectError::Other(format!(
-            "sshq: {} port {port}: the QUIC server failed authentication: {why}. \
-             It may not be the server you meant (possible man-in-the-middle attack).",
-            plan.hostname
-        )),
-        HandshakeFailure::PeerRejected(why) => ConnectError::Other(format!(
-            "sshq: {} port {port}: the QUIC handshake failed: {why}",
-            plan.hostname
-        )),
+        HandshakeFailure::AuthenticityFailed(why) => SetupError::QuicAuthenticity {
+            host: plan.hostname.clone(),
+            port,
+            why: why.clone(),
+        }
+        .into(),
+        HandshakeFailure::PeerRejected(why) => SetupError::QuicHandshake {
+            host: plan.hostname.clone(),
+            port,
+            why: why.clone(),
+        }
+        .into(),
     };
     if failure.allows_fallback() {
         Err(QuicFailure::NotThrough { why: reason, error })
     } else {
         Err(QuicFailure::Final(error))
-    }
-}
-
-/// The server answered QUIC but not the protocol asked for.
-fn alpn_refused_message(plan: &Plan, port: u16, alpn: &[u8]) -> String {
-    if alpn == sshq_quic::tunnel::TUNNEL_ALPN {
-        format!(
-            "sshq proxy: {} port {port} does not relay SSH connections: its sshqd has no \
-             QuicRelay (it refused ALPN sshq-tunnel/1). Connect with sshq instead, or set \
-             QuicRelay in that server's sshqd_config.",
-            plan.hostname
-        )
-    } else {
-        format!(
-            "sshq: {} port {port} answers QUIC but refused ALPN {}: it is not an sshq server; \
-             try -o Transport=tcp",
-            plan.hostname,
-            String::from_utf8_lossy(alpn)
-        )
     }
 }
 

@@ -35,14 +35,14 @@ pub struct JumpChain {
 }
 
 /// The jump hosts `plan` names, resolved with ssh_config (and -F) only.
-pub fn hop_plans(cli: &Cli, plan: &Plan) -> Result<Vec<Plan>, String> {
+pub fn hop_plans(cli: &Cli, plan: &Plan) -> Result<Vec<Plan>, super::error::ClientError> {
     let Some(spec) = plan.options.proxy_jump.as_deref() else {
         return Ok(Vec::new());
     };
     if spec == "none" {
         return Ok(Vec::new());
     }
-    let hops = Destination::parse_jump_list(spec).map_err(|e| e.to_string())?;
+    let hops = Destination::parse_jump_list(spec)?;
     hops.iter()
         .map(|hop| super::resolve_hop(cli, hop, plan.quiet))
         .collect()

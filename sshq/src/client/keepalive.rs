@@ -37,7 +37,9 @@ pub async fn watchdog<C: Connection>(conn: &C, plan: &Plan) -> String {
     tokio::time::sleep(interval).await;
     loop {
         let started = tokio::time::Instant::now();
-        let probe = conn.global_request(GlobalRequest::Other("keepalive@openssh.com".to_string()));
+        let probe = conn.global_request(GlobalRequest::Unknown {
+            name: "keepalive@openssh.com".to_string(),
+        });
         match tokio::time::timeout(interval, probe).await {
             Ok(Ok(_answer)) => {
                 unanswered = 0;

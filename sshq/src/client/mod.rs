@@ -6,6 +6,7 @@ mod background;
 pub mod cli;
 pub mod config;
 mod connect;
+pub mod error;
 mod hostkeys;
 pub mod identity;
 mod jump;
@@ -19,11 +20,11 @@ pub mod terminal;
 use std::sync::Arc;
 
 use clap::Parser;
-use sshq_core::error::ConnectError;
 use sshq_core::transport::Connection;
 
 use cli::{Cli, Destination};
 use config::{ClientOptions, RequestTty};
+use error::ClientError;
 
 /// The synopsis printed when no destination is given.
 const USAGE: &str = concat!(
@@ -50,7 +51,8 @@ pub async fn main(args: Vec<String>) -> i32 {
     }
     let code = match run(cli).await {
         Ok(code) => code,
-        Err(message) => {
+        Err(error) => {
+            let message = error.to_string();
             if !message.is_empty() {
                 eprintln!("{message}");
             }
@@ -75,16 +77,16 @@ struct Plan {
     host_key_trust: Arc<hostkeys::HostKeyTrust>,
 }
 
-async fn run(cli: Cli) -> Result<i32, String> {
+async fn run(cli: Cli) -> Result<i32, ClientError> {
     let Some(destination) = cli.destination.as_deref() else {
         // Like ssh: the usage on stderr, exit status 255.
-        return Err(format!("usage: {}", USAGE));
+        return Err(ClientError::Usage);
     };
-    let destination = Destination::parse(destination).map_err(|e| e.to_string())?;
+    let destination = Destination::parse(destination)?;
     let plan = resolve(&cli, &destination)?;
     init_logging(cli.verbose, plan.quiet);
     if cli.background && cli.command.is_empty() && !cli.no_command && cli.stdio_forward.is_none() {
-        return Err("Cannot fork into background without a command to execute.".to_string());
+        return Err(ClientError::BackgroundWithoutCommand);
     }
     if cli.background && !background::is_child() {
         // -f: a copy of sshq does the work and this one returns once it is
@@ -92,17 +94,11 @@ async fn run(cli: Cli) -> Result<i32, String> {
         return background::start().await;
     }
     let hops = jump::hop_plans(&cli, &plan)?;
-    let chain = jump::connect_hops(&hops)
-        .await
-        .map_err(connect_error_text)?;
-    let conn = connect::connect(&plan, chain.route())
-        .await
-        .map_err(connect_error_text)?;
+    let chain = jump::connect_hops(&hops).await?;
+    let conn = connect::connect(&plan, chain.route()).await?;
     let conn = if background::is_child() {
         // Going to the background is for after login, so wait for it here.
-        connect::logged_in(conn, &plan)
-            .await
-            .map_err(connect_error_text)?
+        connect::logged_in(conn, &plan).await?
     } else {
         conn
     };
@@ -129,17 +125,9 @@ async fn run(cli: Cli) -> Result<i32, String> {
             );
             match auth {
                 Ok(()) => result,
-                Err(outcome) => Err(connect::quic_auth_error(&plan, outcome).to_string()),
+                Err(outcome) => Err(connect::quic_auth_error(&plan, outcome).into()),
             }
         }
-    }
-}
-
-fn connect_error_text(e: ConnectError) -> String {
-    match e {
-        // Its transcript, ending in that line, was already written.
-        ConnectError::HostKeyRejected => String::new(),
-        other => other.to_string(),
     }
 }
 
@@ -157,11 +145,11 @@ fn log_connected<C: Connection>(conn: &C, plan: &Plan) {
 
 /// Applies the command line, then -o, then the config files, keeping the
 /// first value obtained for each option, as ssh does.
-fn resolve(cli: &Cli, destination: &Destination) -> Result<Plan, String> {
+fn resolve(cli: &Cli, destination: &Destination) -> Result<Plan, ClientError> {
     let mut options = ClientOptions::default();
     let user_flag = cli.login_name.clone().or_else(|| destination.user.clone());
     let port_flag = match &cli.port {
-        Some(p) => Some(config::parse_port(p).ok_or_else(|| format!("Bad port '{p}'"))?),
+        Some(p) => Some(config::parse_port(p).ok_or_else(|| ClientError::BadPort(p.clone()))?),
         None => destination.port,
     };
     options.port = port_flag;
@@ -178,14 +166,10 @@ fn resolve(cli: &Cli, destination: &Destination) -> Result<Plan, String> {
         options.proxy_jump = Some(jump.clone());
     }
     for option in &cli.options {
-        options
-            .apply_option_str(option)
-            .map_err(|e| e.to_string())?;
+        options.apply_option_str(option)?;
     }
     let host = destination.host.clone();
-    options
-        .load_files(cli.config_file.as_deref().map(std::path::Path::new), &host)
-        .map_err(|e| e.to_string())?;
+    options.load_files(cli.config_file.as_deref().map(std::path::Path::new), &host)?;
     if options.clear_all_forwardings == Some(true) {
         options.local_forwards.clear();
         options.remote_forwards.clear();
@@ -211,18 +195,16 @@ fn resolve(cli: &Cli, destination: &Destination) -> Result<Plan, String> {
 /// A ProxyJump hop's plan: its own user and port from the -J text, then
 /// ssh_config (the same -F file), but none of the command line's options,
 /// which belong to the destination.
-fn resolve_hop(cli: &Cli, hop: &Destination, quiet: bool) -> Result<Plan, String> {
+fn resolve_hop(cli: &Cli, hop: &Destination, quiet: bool) -> Result<Plan, ClientError> {
     let mut options = ClientOptions {
         port: hop.port,
         user: hop.user.clone(),
         ..ClientOptions::default()
     };
-    options
-        .load_files(
-            cli.config_file.as_deref().map(std::path::Path::new),
-            &hop.host,
-        )
-        .map_err(|e| e.to_string())?;
+    options.load_files(
+        cli.config_file.as_deref().map(std::path::Path::new),
+        &hop.host,
+    )?;
     Ok(Plan {
         hostname: options.expanded_host_name(&hop.host),
         port: options.port.unwrap_or(22),
@@ -293,15 +275,21 @@ fn init_logging(verbose: u8, quiet: bool) {
 }
 
 /// [`run_on`], ended early if the server stops answering keepalives.
-async fn run_watched<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i32, String> {
+async fn run_watched<C: Connection>(
+    conn: Arc<C>,
+    cli: &Cli,
+    plan: &Plan,
+) -> Result<i32, ClientError> {
     tokio::select! {
         result = run_on(conn.clone(), cli, plan) => result,
-        timeout = keepalive::watchdog(conn.as_ref(), plan) => Err(timeout),
+        timeout = keepalive::watchdog(conn.as_ref(), plan) => {
+            Err(ClientError::ServerAliveTimeout(timeout))
+        }
     }
 }
 
 /// Runs what the command line asks for on an established connection.
-async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i32, String> {
+async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i32, ClientError> {
     if let Some(target) = &cli.stdio_forward {
         // -W implies -N and ClearAllForwardings, as in ssh.
         background::ready();
@@ -379,7 +367,7 @@ async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i
             conn.close("disconnected by user").await;
             Ok(exit.exit_code())
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 

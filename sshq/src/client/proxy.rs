@@ -39,6 +39,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use super::config::{self, ClientOptions};
+use super::error::{Program, SetupError};
 use super::{connect, hostkeys, Plan, EXIT_FAILURE};
 
 /// `sshq proxy`'s command line: the part of ssh's that concerns reaching a
@@ -129,7 +130,7 @@ async fn run(cli: ProxyCli) -> Result<(), String> {
     .map_err(|e| match e {
         // Its transcript, ending in that line, was already written.
         ConnectError::HostKeyRejected => String::new(),
-        other => other.to_string(),
+        other => super::error::ssh_message(&other),
     })?;
     let result = relay(&plan, &conn).await;
     // Let the CONNECTION_CLOSE leave before the process exits.
@@ -176,13 +177,12 @@ async fn connect(plan: &Plan) -> Result<(quinn::Endpoint, quinn::Connection), Co
     let verifier = hostkeys::Verifier::new(plan);
     let known_types = verifier.known_key_types();
     if !known_types.is_empty() && !known_types.iter().any(|t| t == "ssh-ed25519") {
-        return Err(ConnectError::Other(format!(
-            "sshq proxy: {} is known only by its {} host key, but over QUIC servers identify \
-             themselves by their Ed25519 host key; add the server's Ed25519 key to known_hosts \
-             after checking its fingerprint.",
-            plan.hostname,
-            known_types.join(", ")
-        )));
+        return Err(SetupError::NoEd25519HostKey {
+            program: Program::Proxy,
+            host: plan.hostname.clone(),
+            known_types,
+        }
+        .into());
     }
     let verifier: Arc<dyn ServerKeyVerifier> = Arc::new(verifier);
     let kex = connect::quic_kex(plan)?;
@@ -209,7 +209,7 @@ async fn connect(plan: &Plan) -> Result<(quinn::Endpoint, quinn::Connection), Co
             Err(e) => return Err(e),
         }
     }
-    Err(last_error.unwrap_or(ConnectError::Other("no address to connect to".to_string())))
+    Err(last_error.unwrap_or(SetupError::NoAddress.into()))
 }
 
 fn timed_out(plan: &Plan) -> ConnectError {

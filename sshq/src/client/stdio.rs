@@ -5,11 +5,13 @@ use sshq_core::channel::ChannelKind;
 use sshq_core::transport::{Channel, ChannelControl, Connection};
 use tokio::io::AsyncWriteExt;
 
+use super::error::ClientError;
+
 /// Splices stdin/stdout with a `direct-tcpip` channel to `target`; returns
 /// once the far end closes. Exit status 0, or ssh's messages and 255.
-pub async fn forward<C: Connection>(conn: &C, target: &str) -> Result<i32, String> {
-    let (host, port) = parse_target(target)
-        .ok_or_else(|| format!("Bad stdio forwarding specification '{target}'"))?;
+pub async fn forward<C: Connection>(conn: &C, target: &str) -> Result<i32, ClientError> {
+    let (host, port) =
+        parse_target(target).ok_or_else(|| ClientError::BadStdioTarget(target.to_string()))?;
     let kind = ChannelKind::DirectTcpip {
         host,
         port: u32::from(port),
@@ -19,12 +21,9 @@ pub async fn forward<C: Connection>(conn: &C, target: &str) -> Result<i32, Strin
     let channel = conn
         .open_channel(kind)
         .await
-        .map_err(|e| format!("channel 0: open failed: {e}\nstdio forwarding failed"))?;
+        .map_err(ClientError::StdioOpen)?;
     let (data_in, mut data_out, control) = channel.split().into_data_halves();
-    control
-        .opened()
-        .await
-        .map_err(|e| format!("channel 0: open failed: {e}\nstdio forwarding failed"))?;
+    control.opened().await.map_err(ClientError::StdioOpen)?;
     let upload = tokio::spawn(async move {
         let mut chunks = super::session::read_stdin_in_chunks();
         while let Some(chunk) = chunks.recv().await {

@@ -13,6 +13,7 @@ use super::remote::{OnRefusal, RemoteForwards};
 use super::socks::{self, DynamicForward};
 use super::spec::Forward;
 use super::unix_socket::{BindOptions, SocketFile};
+use super::ForwardError;
 use crate::client::config::ClientOptions;
 
 /// Every forward asked for, and how to set them up.
@@ -45,22 +46,21 @@ impl ClientForwards {
         dynamic: &[String],
         options: &ClientOptions,
         quiet: bool,
-    ) -> Result<ClientForwards, String> {
-        let err = |e: super::spec::BadForward| e.to_string();
+    ) -> Result<ClientForwards, ForwardError> {
         let local = local
             .iter()
             .chain(&options.local_forwards)
-            .map(|s| Forward::parse_local(s).map_err(err))
+            .map(|s| Forward::parse_local(s))
             .collect::<Result<_, _>>()?;
         let remote = remote
             .iter()
             .chain(&options.remote_forwards)
-            .map(|s| Forward::parse_remote(s).map_err(err))
+            .map(|s| Forward::parse_remote(s))
             .collect::<Result<_, _>>()?;
         let dynamic = dynamic
             .iter()
             .chain(&options.dynamic_forwards)
-            .map(|s| DynamicForward::parse(s).map_err(|e| e.to_string()))
+            .map(|s| DynamicForward::parse(s))
             .collect::<Result<_, _>>()?;
         let defaults = BindOptions::default();
         Ok(ClientForwards {
@@ -80,7 +80,10 @@ impl ClientForwards {
 
     /// Binds every -L and -D listener now, so failures are reported before
     /// the session starts (as ssh does), and starts serving them.
-    pub async fn start_listeners<C: Connection>(&self, conn: Arc<C>) -> Result<Listeners, String> {
+    pub async fn start_listeners<C: Connection>(
+        &self,
+        conn: Arc<C>,
+    ) -> Result<Listeners, ForwardError> {
         let mut listeners = Listeners {
             _tasks: JoinSet::new(),
             _files: Vec::new(),
@@ -95,7 +98,7 @@ impl ClientForwards {
                     ));
                     listeners._files.extend(file);
                 }
-                Err(message) => self.listener_failed(&message)?,
+                Err(failure) => self.listener_failed(&failure)?,
             }
         }
         for forward in &self.dynamic {
@@ -103,7 +106,7 @@ impl ClientForwards {
                 Ok(listener) => {
                     listeners._tasks.spawn(socks::serve(conn.clone(), listener));
                 }
-                Err(message) => self.listener_failed(&message)?,
+                Err(failure) => self.listener_failed(&failure)?,
             }
         }
         Ok(listeners)
@@ -111,14 +114,14 @@ impl ClientForwards {
 
     /// ssh's report of a listener it could not set up; an error (already
     /// reported) with ExitOnForwardFailure.
-    fn listener_failed(&self, message: &str) -> Result<(), String> {
+    fn listener_failed(&self, failure: &ForwardError) -> Result<(), ForwardError> {
         // As with ssh, -q silences even the fatal form.
         if !self.quiet {
-            eprintln!("{message}");
+            eprintln!("{failure}");
             eprintln!("Could not request local forwarding.");
         }
         if self.exit_on_failure {
-            Err(String::new())
+            Err(ForwardError::ExitOnForwardFailure)
         } else {
             Ok(())
         }
@@ -129,7 +132,7 @@ impl ClientForwards {
         &self,
         conn: &C,
         remote: &RemoteForwards,
-    ) -> Result<(), String> {
+    ) -> Result<(), ForwardError> {
         let on_refusal = OnRefusal {
             exit: self.exit_on_failure,
             quiet: self.quiet,

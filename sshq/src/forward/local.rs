@@ -28,7 +28,7 @@ pub enum LocalListener {
 pub async fn bind(
     forward: &Forward,
     options: BindOptions,
-) -> Result<(LocalListener, Option<SocketFile>), String> {
+) -> Result<(LocalListener, Option<SocketFile>), super::ForwardError> {
     match &forward.listen {
         Listen::Port { bind_address, port } => {
             let listener = super::bind_listener(bind_address.as_deref(), *port).await?;
@@ -36,10 +36,10 @@ pub async fn bind(
         }
         Listen::Path(path) => match unix_socket::bind(path, &Identity::Process, options).await {
             Ok((listener, file)) => Ok((LocalListener::Unix(listener), Some(file))),
-            Err(e) => Err(format!(
-                "unix_listener: cannot bind to path {path}: {}",
-                crate::client::config::io_reason(&e)
-            )),
+            Err(source) => Err(super::ForwardError::BindPath {
+                path: path.clone(),
+                source,
+            }),
         },
     }
 }

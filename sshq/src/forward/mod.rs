@@ -16,12 +16,14 @@
 //!   ExitOnForwardFailure.
 
 pub mod client;
+pub mod error;
 pub mod local;
 pub mod remote;
 pub mod socks;
 pub mod spec;
 pub mod unix_socket;
 
+pub use error::ForwardError;
 pub use local::splice;
 pub use socks::DynamicForward;
 pub use spec::{Forward, Listen, Target};
@@ -30,8 +32,6 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-
-use crate::client::config::io_reason;
 
 /// A byte stream of either kind a forward carries (TCP or Unix).
 pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -54,15 +54,13 @@ pub(crate) fn listen_address(bind_address: Option<&str>, port: u16) -> String {
 pub(crate) async fn bind_listener(
     bind_address: Option<&str>,
     port: u16,
-) -> Result<TcpListener, String> {
+) -> Result<TcpListener, ForwardError> {
     TcpListener::bind(listen_address(bind_address, port))
         .await
-        .map_err(|e| {
-            format!(
-                "bind [{}]:{port}: {}\nchannel_setup_fwd_listener_tcpip: cannot listen to port: {port}",
-                bind_address.unwrap_or("127.0.0.1"),
-                io_reason(&e)
-            )
+        .map_err(|source| ForwardError::BindPort {
+            address: bind_address.unwrap_or("127.0.0.1").to_string(),
+            port,
+            source,
         })
 }
 

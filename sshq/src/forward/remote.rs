@@ -12,6 +12,7 @@ use sshq_core::transport::{Connection, PendingChannel};
 
 use super::spec::{Forward, Listen};
 use super::unix_socket::Identity;
+use super::ForwardError;
 
 /// What the server listens on for a forward, as named on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +77,7 @@ impl RemoteForwards {
         conn: &C,
         forwards: &[Forward],
         on_refusal: OnRefusal,
-    ) -> Result<(), String> {
+    ) -> Result<(), ForwardError> {
         for forward in forwards {
             let (request, provisional, what) = match &forward.listen {
                 Listen::Port { bind_address, port } => {
@@ -111,11 +112,11 @@ impl RemoteForwards {
             let reply = conn
                 .global_request(request)
                 .await
-                .map_err(|e| format!("remote port forwarding: {e}"))?;
+                .map_err(ForwardError::Remote)?;
             // As with ssh, -q silences even the fatal form.
             let refused = |detail: &str| {
                 let (level, outcome) = match on_refusal.exit {
-                    true => ("Error", Err(String::new())),
+                    true => ("Error", Err(ForwardError::ExitOnForwardFailure)),
                     false => ("Warning", Ok(())),
                 };
                 if !on_refusal.quiet {

@@ -72,7 +72,7 @@ impl DynamicForward {
 
 /// Binds the listener of one -D; on failure, ssh's message lines (without
 /// the closing "Could not request local forwarding.").
-pub async fn bind(forward: &DynamicForward) -> Result<TcpListener, String> {
+pub async fn bind(forward: &DynamicForward) -> Result<TcpListener, super::ForwardError> {
     super::bind_listener(forward.bind_address.as_deref(), forward.bind_port).await
 }
 

@@ -396,9 +396,14 @@ impl ServerConfig {
     }
 }
 
-/// Replaces `%h`, `%u` and `%%`; any other token is returned as the error.
+/// A `%` token AuthorizedKeysFile does not know (`%` alone at the end too).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("%{}", .0.map(String::from).unwrap_or_default())]
+struct UnknownToken(Option<char>);
+
+/// Replaces `%h`, `%u` and `%%`; any other token is the error.
 /// (`Path::join` with an absolute result keeps it, which gives sshd's relative rule.)
-fn expand_tokens(template: &str, user: &str, home: &str) -> Result<String, String> {
+fn expand_tokens(template: &str, user: &str, home: &str) -> Result<String, UnknownToken> {
     let mut out = String::new();
     let mut chars = template.chars();
     while let Some(c) = chars.next() {
@@ -410,7 +415,7 @@ fn expand_tokens(template: &str, user: &str, home: &str) -> Result<String, Strin
             Some('h') => out.push_str(home),
             Some('u') => out.push_str(user),
             Some('%') => out.push('%'),
-            other => return Err(other.map_or("%".to_string(), |o| format!("%{o}"))),
+            other => return Err(UnknownToken(other)),
         }
     }
     Ok(out)
@@ -780,7 +785,7 @@ impl Parser {
             | "persourcepenaltyexemptlist" => {
                 c.preauth
                     .apply(&kw, &keyword, &args, fresh)
-                    .map_err(|m| at.bad(m))?;
+                    .map_err(|m| at.bad(m.to_string()))?;
             }
             "match" => return Err(at.bad("Match is not supported by sshqd")),
             k if IGNORED.contains(&k) => {}

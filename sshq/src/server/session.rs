@@ -429,7 +429,7 @@ async fn handle_running_requests<R: RequestStream>(
                 }
             },
             // Never confirmed, as in sshd (OpenSSH asks for no reply).
-            ChannelRequest::Other(name) if name == END_OF_WRITE => {
+            ChannelRequest::Unknown { name } if name == END_OF_WRITE => {
                 tracing::debug!("{}: {END_OF_WRITE}: closing the program's output", ctx.peer);
                 end_of_write.notify_one();
                 false

@@ -1,23 +1,35 @@
 use super::*;
 
-/// Applies `text` from a temp file for `host`; errors come back as text with
-/// the file's path replaced by `F`.
-fn parse_with(o: &mut ClientOptions, text: &str, host: &str) -> Result<(), String> {
+/// A parse's error, shown with the temp file's path as `F`.
+#[derive(Debug)]
+struct ParseError {
+    error: ConfigError,
+    path: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.error.to_string().replace(&self.path, "F"))
+    }
+}
+
+/// Applies `text` from a temp file for `host`.
+fn parse_with(o: &mut ClientOptions, text: &str, host: &str) -> Result<(), ParseError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config");
     std::fs::write(&path, text).unwrap();
     let name = path.display().to_string();
     o.apply_file(&path, host)
-        .map_err(|e| e.to_string().replace(&name, "F"))
+        .map_err(|error| ParseError { error, path: name })
 }
 
-fn parse(text: &str, host: &str) -> Result<ClientOptions, String> {
+fn parse(text: &str, host: &str) -> Result<ClientOptions, ParseError> {
     let mut o = ClientOptions::default();
     parse_with(&mut o, text, host).map(|()| o)
 }
 
 fn err(text: &str) -> String {
-    parse(text, "h").unwrap_err()
+    parse(text, "h").unwrap_err().to_string()
 }
 
 fn cli_err(option: &str) -> String {
@@ -76,7 +88,7 @@ fn every_keyword() {
         quic_fallback_timeout: Some(Duration::from_millis(250)),
         congestion_control: Some(sshq_quic::tls::CongestionControl::Bbr),
     };
-    assert_eq!(parse(text, "h"), Ok(expected));
+    assert_eq!(parse(text, "h").map_err(|e| e.to_string()), Ok(expected));
     let text = "ForwardAgent no\nConnectTimeout none\nUserKnownHostsFile none\nTransport AUTO\n";
     let o = parse(text, "h").unwrap();
     assert_eq!(o.forward_agent, Some(ForwardAgent::No));
@@ -252,7 +264,10 @@ fn bad_values() {
 #[test]
 fn keywords_sshq_ignores_or_refuses() {
     let text = "HashKnownHosts yes\nGSSAPIAuthentication yes\nForwardX11 yes\nCiphers aes128-ctr\n";
-    assert_eq!(parse(text, "h"), Ok(ClientOptions::default()));
+    assert_eq!(
+        parse(text, "h").map_err(|e| e.to_string()),
+        Ok(ClientOptions::default())
+    );
     let refused = "F line 1: keyword remotecommand is not supported by sshq (list it in \
         IgnoreUnknown to skip it)\nF: terminating, 1 bad configuration options";
     assert_eq!(err("RemoteCommand uptime\n"), refused);

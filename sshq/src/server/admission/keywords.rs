@@ -12,6 +12,30 @@ use std::time::Duration;
 
 use crate::client::config::parse_duration;
 
+/// A bad value for one of these keywords: sshd's texts, without the
+/// "file line N:" prefix the configuration reader adds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeywordError {
+    #[error("keyword {keyword} extra arguments at end of line")]
+    ExtraArguments { keyword: String },
+    #[error("Invalid {keyword} spec.")]
+    InvalidSpec { keyword: String },
+    #[error("{keyword} integer value invalid.")]
+    IntegerInvalid { keyword: String },
+    #[error("{keyword} integer value too small.")]
+    IntegerTooSmall { keyword: String },
+    #[error("keyword {keyword} invalid address argument.")]
+    InvalidAddress { keyword: String },
+    #[error("keyword {keyword} \"{arg}\" argument must appear alone.")]
+    MustBeAlone { keyword: String, arg: String },
+    #[error("unsupported {keyword} keyword {arg}")]
+    UnsupportedPenalty { keyword: String, arg: String },
+    #[error("invalid {keyword} time value.")]
+    InvalidTime { keyword: String },
+    #[error("{keyword} value invalid.")]
+    InvalidValue { keyword: String },
+}
+
 /// `MaxStartups start:rate:full`: from `start` unauthenticated connections
 /// on, new ones are dropped with a probability rising from `rate`% to 100%
 /// at `full`.
@@ -175,15 +199,19 @@ impl PreauthLimits {
         keyword: &str,
         args: &[String],
         fresh: bool,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, KeywordError> {
+        let keyword_ = || keyword.to_string();
         let one = || match args {
             [one] => Ok(one.as_str()),
-            _ => Err(format!("keyword {keyword} extra arguments at end of line")),
+            _ => Err(KeywordError::ExtraArguments {
+                keyword: keyword_(),
+            }),
         };
         match kw {
             "maxstartups" => {
-                let spec =
-                    parse_max_startups(one()?).ok_or_else(|| format!("Invalid {keyword} spec."))?;
+                let spec = parse_max_startups(one()?).ok_or_else(|| KeywordError::InvalidSpec {
+                    keyword: keyword_(),
+                })?;
                 if fresh {
                     self.max_startups = spec;
                 }
@@ -193,11 +221,12 @@ impl PreauthLimits {
                 let limit = if v == "none" {
                     PerSourceMaxStartups::Unlimited
                 } else {
-                    let n: i64 = v
-                        .parse()
-                        .map_err(|_| format!("{keyword} integer value invalid."))?;
-                    let n = u32::try_from(n)
-                        .map_err(|_| format!("{keyword} integer value too small."))?;
+                    let n: i64 = v.parse().map_err(|_| KeywordError::IntegerInvalid {
+                        keyword: keyword_(),
+                    })?;
+                    let n = u32::try_from(n).map_err(|_| KeywordError::IntegerTooSmall {
+                        keyword: keyword_(),
+                    })?;
                     PerSourceMaxStartups::Limit(n)
                 };
                 if fresh {
@@ -206,7 +235,9 @@ impl PreauthLimits {
             }
             "persourcenetblocksize" => {
                 let (v4, v6) =
-                    parse_net_block(one()?).ok_or_else(|| format!("Invalid {keyword} spec."))?;
+                    parse_net_block(one()?).ok_or_else(|| KeywordError::InvalidSpec {
+                        keyword: keyword_(),
+                    })?;
                 if fresh {
                     self.net_block_v4 = v4;
                     if let Some(v6) = v6 {
@@ -215,8 +246,10 @@ impl PreauthLimits {
                 }
             }
             "persourcepenaltyexemptlist" => {
-                let list = parse_exempt_list(one()?)
-                    .ok_or_else(|| format!("keyword {keyword} invalid address argument."))?;
+                let list =
+                    parse_exempt_list(one()?).ok_or_else(|| KeywordError::InvalidAddress {
+                        keyword: keyword_(),
+                    })?;
                 if fresh {
                     self.penalty_exempt = Some(list);
                 }
@@ -296,7 +329,7 @@ fn parse_penalties(
     settings: &mut PenaltySettings,
     keyword: &str,
     args: &[String],
-) -> Result<(), String> {
+) -> Result<(), KeywordError> {
     fn first<T>(slot: &mut Option<T>, value: T, enabled: &mut Option<bool>) {
         if slot.is_none() {
             *slot = Some(value);
@@ -307,28 +340,37 @@ fn parse_penalties(
     for arg in args {
         if arg.eq_ignore_ascii_case("yes") || arg.eq_ignore_ascii_case("no") {
             if args.len() > 1 {
-                return Err(format!(
-                    "keyword {keyword} \"{arg}\" argument must appear alone."
-                ));
+                return Err(KeywordError::MustBeAlone {
+                    keyword: keyword.to_string(),
+                    arg: arg.clone(),
+                });
             }
             settings
                 .enabled
                 .get_or_insert(arg.eq_ignore_ascii_case("yes"));
             continue;
         }
-        let (name, value) = arg
-            .split_once(':')
-            .ok_or_else(|| format!("unsupported {keyword} keyword {arg}"))?;
-        let time = || parse_duration(value).ok_or(format!("invalid {keyword} time value."));
+        let unsupported = || KeywordError::UnsupportedPenalty {
+            keyword: keyword.to_string(),
+            arg: arg.clone(),
+        };
+        let (name, value) = arg.split_once(':').ok_or_else(unsupported)?;
+        let time = || {
+            parse_duration(value).ok_or_else(|| KeywordError::InvalidTime {
+                keyword: keyword.to_string(),
+            })
+        };
         let count = || {
             value
                 .parse::<u32>()
-                .map_err(|_| format!("{keyword} value invalid."))
+                .map_err(|_| KeywordError::InvalidValue {
+                    keyword: keyword.to_string(),
+                })
         };
         let overflow = || match value {
             "deny-all" => Ok(Overflow::DenyAll),
             "permissive" => Ok(Overflow::Permissive),
-            _ => Err(format!("unsupported {keyword} keyword {arg}")),
+            _ => Err(unsupported()),
         };
         let s = &mut *settings;
         match name {
@@ -348,7 +390,7 @@ fn parse_penalties(
             "invaliduser" | "refuseconnection" => {
                 time()?;
             }
-            _ => return Err(format!("unsupported {keyword} keyword {arg}")),
+            _ => return Err(unsupported()),
         }
     }
     Ok(())

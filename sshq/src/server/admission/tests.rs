@@ -86,6 +86,7 @@ fn keywords_parse_and_bad_values_get_sshds_errors() {
     let err = |l: &mut PreauthLimits, kw: &str, arg: &str| {
         l.apply(&kw.to_ascii_lowercase(), kw, &[arg.to_string()], true)
             .expect_err("must be refused")
+            .to_string()
     };
     assert_eq!(
         err(&mut l, "MaxStartups", "10:30"),
@@ -122,7 +123,8 @@ fn keywords_parse_and_bad_values_get_sshds_errors() {
             &["no".into(), "authfail:1s".into()],
             true,
         )
-        .expect_err("no must be alone");
+        .expect_err("no must be alone")
+        .to_string();
     assert!(alone.contains("must appear alone"), "{alone}");
     assert_eq!(l.apply("port", "Port", &["22".into()], true), Ok(false));
 }

@@ -103,6 +103,20 @@ pub fn read_keys_file(path: &Path, owner: &Owner, strict_modes: bool) -> Option<
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Why StrictModes refuses a file: sshd's words (logged after
+/// "Authentication refused: ").
+#[derive(Debug, thiserror::Error)]
+pub enum UnsafePath {
+    #[error("realpath {} failed: {source}", path.display())]
+    Unresolved { path: PathBuf, source: io::Error },
+    #[error("{} is not a regular file", .0.display())]
+    NotRegularFile(PathBuf),
+    #[error("bad ownership or modes for file {}", .0.display())]
+    File(PathBuf),
+    #[error("bad ownership or modes for directory {}", .0.display())]
+    Directory(PathBuf),
+}
+
 /// StrictModes, as sshd's `safe_path`: the file must be a regular file
 /// owned by root or the user and writable by nobody else, and so must every
 /// directory from it up to the user's home (included) or, for a file outside
@@ -114,24 +128,23 @@ pub fn read_keys_file(path: &Path, owner: &Owner, strict_modes: bool) -> Option<
 /// entry below it was checked to belong to root or the user. sshd refuses
 /// such paths; sshqd accepts them so that a key file in a private directory
 /// under /tmp works with the default StrictModes.
-pub fn secure_path(path: &Path, meta: &Metadata, owner: &Owner) -> Result<(), String> {
-    let real = std::fs::canonicalize(path)
-        .map_err(|e| format!("realpath {} failed: {e}", path.display()))?;
+pub fn secure_path(path: &Path, meta: &Metadata, owner: &Owner) -> Result<(), UnsafePath> {
+    let real = std::fs::canonicalize(path).map_err(|source| UnsafePath::Unresolved {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let home = std::fs::canonicalize(&owner.home).ok();
     if !meta.file_type().is_file() {
-        return Err(format!("{} is not a regular file", real.display()));
+        return Err(UnsafePath::NotRegularFile(real));
     }
     // draft §12.11: check, as StrictModes, that key files and their directories are not writable by others
     if !owned_safely(meta.uid(), owner.uid) || meta.permissions().mode() & 0o022 != 0 {
-        return Err(format!(
-            "bad ownership or modes for file {}",
-            real.display()
-        ));
+        return Err(UnsafePath::File(real));
     }
     let mut dir = real.as_path();
     while let Some(parent) = dir.parent() {
         dir = parent;
-        let bad = || format!("bad ownership or modes for directory {}", dir.display());
+        let bad = || UnsafePath::Directory(dir.to_path_buf());
         let st = std::fs::metadata(dir).map_err(|_| bad())?;
         if !directory_safe(&st, owner.uid) {
             return Err(bad());
@@ -216,7 +229,9 @@ mod tests {
             nix::unistd::chown(&file, Some(nix::unistd::Uid::from_raw(4243)), None).unwrap();
         }
         let meta = std::fs::metadata(&file).unwrap();
-        let why = secure_path(&file, &meta, &stranger).unwrap_err();
+        let why = secure_path(&file, &meta, &stranger)
+            .unwrap_err()
+            .to_string();
         assert!(why.starts_with("bad ownership or modes for file"), "{why}");
     }
 

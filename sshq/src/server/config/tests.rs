@@ -1,20 +1,32 @@
 use super::*;
 
-/// Loads `text` from a temp file with `-o` options, `-p` ports and `-h` keys;
-/// errors come back as text with the file's path replaced by `F`.
+/// A load's error, shown with the temp file's path as `F`.
+#[derive(Debug)]
+struct LoadError {
+    error: ServerConfigError,
+    path: String,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.error.to_string().replace(&self.path, "F"))
+    }
+}
+
+/// Loads `text` from a temp file with `-o` options, `-p` ports and `-h` keys.
 fn load_with(
     text: &str,
     opts: &[&str],
     ports: &[u16],
     keys: &[&str],
-) -> Result<ServerConfig, String> {
+) -> Result<ServerConfig, LoadError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sshqd_config");
     std::fs::write(&path, text).unwrap();
     let opts: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
     let name = path.display().to_string();
     let loaded = ServerConfig::load(Some(&path), &opts, ports, &paths(keys));
-    loaded.map_err(|e| e.to_string().replace(&name, "F"))
+    loaded.map_err(|error| LoadError { error, path: name })
 }
 
 fn load(text: &str) -> ServerConfig {
@@ -22,7 +34,7 @@ fn load(text: &str) -> ServerConfig {
 }
 
 fn err(text: &str) -> String {
-    load_with(text, &[], &[], &[]).unwrap_err()
+    load_with(text, &[], &[], &[]).unwrap_err().to_string()
 }
 
 fn paths(list: &[&str]) -> Vec<PathBuf> {
@@ -186,7 +198,9 @@ fn unknown_keywords_are_collected_with_sshd_wording() {
         F line 4: no argument after keyword \"bar\"\nF: line 5: Bad configuration option: Baz\n\
         F: terminating, 4 bad configuration options";
     assert_eq!(err("Port 2222\nFoo bar\nPort 22 x\nbar\nBaz 1\n"), want);
-    let cli = load_with("", &["Foo=bar"], &[], &[]).unwrap_err();
+    let cli = load_with("", &["Foo=bar"], &[], &[])
+        .unwrap_err()
+        .to_string();
     assert_eq!(cli, "command-line: line 0: Bad configuration option: Foo");
 }
 
