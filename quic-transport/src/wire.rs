@@ -251,3 +251,6 @@ pub const USERAUTH_EXPORTER_LEN: usize = 32;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;
