@@ -749,7 +749,8 @@ impl Connection for QuicConnection {
     async fn open_channel(&self, kind: ChannelKind) -> Result<QuicChannel, TransportError> {
         // A CHANNEL_OPEN that cannot be encoded (a path over the frame
         // limit) is refused here, before a stream is spent on it.
-        encode_frame(&Frame::ChannelOpen(kind.clone())).map_err(|e| TransportError::Io(e.into()))?;
+        encode_frame(&Frame::ChannelOpen(kind.clone()))
+            .map_err(|e| TransportError::Io(e.into()))?;
         let (send, recv) = self
             .conn
             .open_bi()

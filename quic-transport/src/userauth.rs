@@ -19,10 +19,7 @@ pub const SERVICE: &str = "ssh-connection";
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     #[error("cannot encode {key}: {source}")]
-    PublicKey {
-        key: String,
-        source: ssh_key::Error,
-    },
+    PublicKey { key: String, source: ssh_key::Error },
     #[error("cannot encode the signed data: {0}")]
     SignedData(#[from] EncodeError),
     #[error("{0}")]
@@ -41,10 +38,12 @@ pub async fn signed_request(
         Algorithm::Rsa { .. } => ("rsa-sha2-512".to_string(), Some(HashAlg::Sha512)),
         other => (other.as_str().to_string(), None),
     };
-    let blob = public.to_bytes().map_err(|source| RequestError::PublicKey {
-        key: key.description(),
-        source,
-    })?;
+    let blob = public
+        .to_bytes()
+        .map_err(|source| RequestError::PublicKey {
+            key: key.description(),
+            source,
+        })?;
     let data = userauth_signed_data(exporter, user, SERVICE, &algorithm, &blob)?;
     let signature = key.sign(&data, rsa_hash).await?;
     Ok(UserauthRequest {

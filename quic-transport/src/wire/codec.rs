@@ -71,13 +71,13 @@ pub enum DecodeError {
     UnknownChannelType(String),
     #[error("{extra} bytes follow the end of the message")]
     UnconsumedBytes { extra: usize },
-    #[error("the relay target ended early")]
+    #[error("the target ended early")]
     TargetTruncated,
-    #[error("the relay target's host name is {0} bytes long, not 1 to 255")]
+    #[error("a target host name of {0} bytes (1 to 255 allowed)")]
     TargetHostLength(u32),
-    #[error("the relay target's host name is not UTF-8")]
+    #[error("the target host name is not UTF-8")]
     TargetHostNotUtf8,
-    #[error("the relay target's port is {0}, not 1 to 65535")]
+    #[error("target port {0} (1 to 65535 allowed)")]
     TargetPort(u32),
     #[error("the stream ended inside a datagram")]
     DatagramTruncated,

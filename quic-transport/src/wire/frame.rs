@@ -33,7 +33,10 @@ impl Codec for Frame {
         })?;
         // len >= 1, so the type byte is there.
         let kind = body.u8().ok_or(DecodeError::BadLength(0))?;
-        let mut fields = Fields { r: body, frame: kind };
+        let mut fields = Fields {
+            r: body,
+            frame: kind,
+        };
         let frame = read_payload(kind, &mut fields)?;
         // draft §6.3 rule 1: the payload MUST be consumed exactly.
         fields.finish()?;
