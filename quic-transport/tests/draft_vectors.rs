@@ -282,12 +282,12 @@ async fn udp_relay_vectors() {
     };
     v.check("target_h_example_443", &target.to_vec().expect("encode"));
     assert_eq!(
-        UdpRelayTarget::decode(&v.get("target_h_example_443")),
+        UdpRelayTarget::decode(v.get("target_h_example_443")),
         Ok(target)
     );
     let hello = Datagram(Bytes::from_static(b"hello"));
     v.check("datagram_hello", &hello.to_vec().expect("encode"));
-    assert_eq!(Datagram::decode(&v.get("datagram_hello")), Ok(hello));
+    assert_eq!(Datagram::decode(v.get("datagram_hello")), Ok(hello));
 }
 
 #[test]
