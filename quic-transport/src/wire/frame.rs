@@ -14,6 +14,7 @@ use super::{msg, Frame, UserauthRequest, MAX_FRAME_LEN};
 /// waiting for the frame's octets.
 pub(super) fn checked_frame_len(header: u32) -> Result<usize, DecodeError> {
     let len = usize::try_from(header).map_err(|_| DecodeError::BadLength(usize::MAX))?;
+    // draft §6.4: a length of 0 or above 2^20 is a protocol error, before the frame's octets arrive
     if len == 0 || len > MAX_FRAME_LEN {
         return Err(DecodeError::BadLength(len));
     }
@@ -161,10 +162,12 @@ fn read_payload(kind: u8, r: &mut Fields) -> Result<Frame, DecodeError> {
             let user = r.utf8("user")?;
             let service = r.utf8("service")?;
             let method = r.utf8("method")?;
+            // draft §7.2: a method other than publickey is a protocol error, not a USERAUTH_FAILURE
             if method != "publickey" {
                 // Other methods are reserved; refuse rather than misread them.
                 return Err(DecodeError::UnsupportedMethod(method));
             }
+            // draft §7.2: has-signature FALSE (the query form) is a protocol error
             if !r.boolean("has signature")? {
                 return Err(DecodeError::BadBool {
                     frame: kind,
@@ -197,6 +200,7 @@ fn read_payload(kind: u8, r: &mut Fields) -> Result<Frame, DecodeError> {
             bound_port: if r.r.is_empty() {
                 None
             } else {
+                // draft §9: REQUEST_SUCCESS carries either nothing or exactly a uint32 bound port
                 Some(r.u32("bound port")?)
             },
         },
@@ -246,6 +250,7 @@ fn read_global_request(name: String, r: &mut Fields) -> Result<GlobalRequest, De
         "cancel-streamlocal-forward@openssh.com" => GlobalRequest::CancelStreamlocalForward {
             socket_path: r.utf8("socket path")?,
         },
+        // draft §9: an unknown global request is accepted, its data not interpreted, and answered REQUEST_FAILURE
         _ => {
             // Unknown requests are answered "failure"; their data is opaque
             // (draft §6.3 rule 1's exception).
@@ -278,6 +283,7 @@ fn read_channel_kind(r: &mut Fields) -> Result<ChannelKind, DecodeError> {
         "forwarded-streamlocal@openssh.com" => ChannelKind::ForwardedStreamlocal {
             socket_path: r.utf8("socket path")?,
         },
+        // draft §8.3: an unknown channel type is answered OPEN_FAILURE reason 3; its type-specific data is not parsed
         _ => return Err(DecodeError::UnknownChannelType(name)),
     })
 }
@@ -335,9 +341,11 @@ fn read_modes(encoded: bytes::Bytes, frame: u8) -> Result<Vec<(u8, u32)>, Decode
     let mut r = Reader::new(encoded);
     let mut modes = Vec::new();
     while let Some(op) = r.u8() {
+        // draft §8.6: terminal modes end at TTY_OP_END, at an opcode of 160 or more, or at the end of the string
         if op == TTY_OP_END || op >= FIRST_OPAQUE_MODE {
             break;
         }
+        // draft §8.6: an opcode below 160 without a full uint32 after it is a protocol error
         let value = r.u32().ok_or(DecodeError::Truncated {
             frame,
             field: "terminal mode",

@@ -189,12 +189,14 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // draft §11.1: a target that does not arrive within 10 seconds is refused
     let UdpRelayTarget { host, port } = tokio::time::timeout(TARGET_TIMEOUT, read_target(input))
         .await
         .map_err(|_| RelayError::TargetTimeout)??;
     if !ctx.udp_relay.allows_port(port) {
         return Err(RelayError::PortNotAllowed { host, port });
     }
+    // draft §12.9: the UDP relay is governed by the direct-tcpip policy as well as its own
     if !ctx.permit_open.allows(&host, port) {
         return Err(RelayError::NotPermitted { host, port });
     }
@@ -262,6 +264,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // draft §11.1: a jump host MUST keep a partly received datagram until the rest arrives
     let mut from_client = DatagramReader::new();
     let mut datagram = vec![0u8; usize::from(u16::MAX)];
     let mut counts = Counts::default();
