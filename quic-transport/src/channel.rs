@@ -171,9 +171,9 @@ impl Drop for QuicChannel {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 // draft §8.4: a refused open is answered CHANNEL_OPEN_FAILURE then FIN, and nothing more
-                let _ = send
-                    .write_chunk(encode_frame(&Frame::OpenFailure(failure)))
-                    .await;
+                if let Ok(failure) = encode_frame(&Frame::OpenFailure(failure)) {
+                    let _ = send.write_chunk(failure).await;
+                }
                 let _ = send.finish();
             });
         }
@@ -215,8 +215,19 @@ impl Channel for QuicChannel {
         let (closed_tx, closed_rx) = watch::channel(false);
         let closed_tx = Arc::new(closed_tx);
         let abandoned = Arc::new(Notify::new());
-        if let Some(send) = self.send.take() {
-            tokio::spawn(write_loop(send, first, out_rx, closed_tx.clone()));
+        match (self.send.take(), first) {
+            (Some(send), Ok(first)) => {
+                tokio::spawn(write_loop(send, first, out_rx, closed_tx.clone()));
+            }
+            // Cannot happen for a channel from `open_channel`, which checks
+            // the encoding first; abandon the stream rather than send a
+            // frame that is not one.
+            (Some(mut send), Err(e)) => {
+                tracing::debug!("channel: {e}");
+                let _ = send.reset(ErrorCode::InternalError.code().into());
+                let _ = closed_tx.send(true);
+            }
+            (None, _) => {}
         }
         if let Some(recv) = self.recv.take() {
             tokio::spawn(read_loop(ReadLoop {
@@ -326,11 +337,10 @@ async fn read_loop(mut r: ReadLoop) {
             } else {
                 Frame::ChannelFailure
             };
-            if reply_out
-                .send(Out::Frame(encode_frame(&frame)))
-                .await
-                .is_err()
-            {
+            let Ok(frame) = encode_frame(&frame) else {
+                return;
+            };
+            if reply_out.send(Out::Frame(frame)).await.is_err() {
                 return;
             }
         }
@@ -494,7 +504,10 @@ impl AsyncWrite for ChannelWriter {
         }
         let n = buf.len().min(MAX_DATA_PAYLOAD);
         let payload = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-        let header = wire::data_header(self.data_type, n);
+        let header = match wire::data_header(self.data_type, n) {
+            Ok(header) => header,
+            Err(e) => return Poll::Ready(Err(e.into())),
+        };
         match self.out.send_item(Out::Data(header, payload)) {
             Ok(()) => Poll::Ready(Ok(n)),
             Err(_) => Poll::Ready(Err(closed())),
@@ -537,6 +550,13 @@ impl ChannelControl for QuicControl {
         request: ChannelRequest,
         want_reply: bool,
     ) -> Result<bool, TransportError> {
+        // Encoded before a reply is expected, so a request too large for a
+        // frame (an exec command over 1 MiB) leaves no reply slot behind.
+        let frame = encode_frame(&Frame::ChannelRequest {
+            request,
+            want_reply,
+        })
+        .map_err(|e| TransportError::Io(e.into()))?;
         let reply = {
             let _order = self.order.lock().await;
             let reply = match want_reply {
@@ -544,10 +564,6 @@ impl ChannelControl for QuicControl {
                 true => Some(self.pending.expect().ok_or_else(|| self.closed_error())?),
                 false => None,
             };
-            let frame = encode_frame(&Frame::ChannelRequest {
-                request,
-                want_reply,
-            });
             self.out
                 .send(Out::Frame(frame))
                 .await

@@ -176,9 +176,9 @@ pub async fn client_session(
     let first = next_request(&mut keys, &auth.user, &exporter).await;
     match &first {
         Some(request) => {
-            send.write_chunk(encode_frame(&Frame::UserauthRequest(request.clone())))
-                .await
-                .map_err(|e| lost(&e))?;
+            let frame = encode_frame(&Frame::UserauthRequest(request.clone()))
+                .map_err(|e| TransportError::Io(e.into()))?;
+            send.write_chunk(frame).await.map_err(|e| lost(&e))?;
         }
         None => {
             let _ = auth_tx.send(AuthState::Refused("publickey".to_string()));
@@ -255,11 +255,10 @@ async fn client_auth_loop(
             Ok(Some(Frame::UserauthFailure { methods, .. })) => {
                 match next_request(keys, user, exporter).await {
                     Some(request) => {
-                        if control
-                            .send(encode_frame(&Frame::UserauthRequest(request)))
-                            .await
-                            .is_err()
-                        {
+                        let Ok(frame) = encode_frame(&Frame::UserauthRequest(request)) else {
+                            return AuthState::Failed("cannot encode the request".to_string());
+                        };
+                        if control.send(frame).await.is_err() {
                             return AuthState::Failed("connection closed".to_string());
                         }
                     }
@@ -364,7 +363,9 @@ pub async fn login(
     // draft §7.7: stream and flow-control credit is raised only when USERAUTH_SUCCESS is sent
     crate::preauth::lift(&conn);
     let control = spawn_control_writer(send);
-    let _ = control.send(encode_frame(&Frame::UserauthSuccess)).await;
+    if let Ok(success) = encode_frame(&Frame::UserauthSuccess) {
+        let _ = control.send(success).await;
+    }
     let shared = Shared::new();
     if let Some(interval) = auth.client_alive_interval.filter(|i| !i.is_zero()) {
         let alive = keepalive::ClientAlive {
@@ -465,7 +466,9 @@ async fn server_login(
                     methods: "publickey".to_string(),
                     partial: false,
                 };
-                send.write_chunk(encode_frame(&failure))
+                let failure =
+                    encode_frame(&failure).map_err(|e| HandshakeError::Protocol(e.to_string()))?;
+                send.write_chunk(failure)
                     .await
                     .map_err(|_| HandshakeError::Closed(None))?;
             }
@@ -615,7 +618,10 @@ async fn control_loop(
                 GlobalReply::Success { bound_port } => Frame::RequestSuccess { bound_port },
                 GlobalReply::Failure => Frame::RequestFailure,
             };
-            if replier.send(encode_frame(&frame)).await.is_err() {
+            let Ok(frame) = encode_frame(&frame) else {
+                return;
+            };
+            if replier.send(frame).await.is_err() {
                 return;
             }
         }
@@ -716,9 +722,9 @@ async fn receive_open(
                 reason: OpenFailureReason::UnknownChannelType,
                 message: format!("unknown channel type \"{}\"", log_escape::peer_text(&name)),
             };
-            let _ = send
-                .write_chunk(encode_frame(&Frame::OpenFailure(failure)))
-                .await;
+            if let Ok(failure) = encode_frame(&Frame::OpenFailure(failure)) {
+                let _ = send.write_chunk(failure).await;
+            }
             let _ = send.finish();
             return;
         }
@@ -743,6 +749,10 @@ impl Connection for QuicConnection {
     type Channel = QuicChannel;
 
     async fn open_channel(&self, kind: ChannelKind) -> Result<QuicChannel, TransportError> {
+        // A CHANNEL_OPEN that cannot be encoded (a path over the frame
+        // limit) is refused here, before a stream is spent on it.
+        encode_frame(&Frame::ChannelOpen(kind.clone()))
+            .map_err(|e| TransportError::Io(e.into()))?;
         let (send, recv) = self
             .conn
             .open_bi()
@@ -756,6 +766,13 @@ impl Connection for QuicConnection {
     }
 
     async fn global_request(&self, request: GlobalRequest) -> Result<GlobalReply, TransportError> {
+        // Encoded before a reply is expected, so a failure leaves no
+        // reply slot behind.
+        let frame = encode_frame(&Frame::GlobalRequest {
+            request,
+            want_reply: true,
+        })
+        .map_err(|e| TransportError::Io(e.into()))?;
         let rx = {
             let _order = self.global_order.lock().await;
             let rx = self
@@ -763,10 +780,7 @@ impl Connection for QuicConnection {
                 .expect()
                 .ok_or(TransportError::ConnectionClosed(None))?;
             self.control
-                .send(encode_frame(&Frame::GlobalRequest {
-                    request,
-                    want_reply: true,
-                }))
+                .send(frame)
                 .await
                 .map_err(|_| TransportError::ConnectionClosed(None))?;
             rx

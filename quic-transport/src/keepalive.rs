@@ -99,11 +99,16 @@ pub(crate) async fn watch_client(
             },
             want_reply: true,
         };
+        // Encoded before a reply is expected, so a failure leaves no
+        // reply slot behind.
+        let Ok(request) = encode_frame(&request) else {
+            return;
+        };
         let _order = order.lock().await;
         let Some(reply) = pending.expect() else {
             return;
         };
-        if control.send(encode_frame(&request)).await.is_err() {
+        if control.send(request).await.is_err() {
             return;
         }
         outstanding.push_back(reply);

@@ -6,7 +6,7 @@
 //! runs end to end, so the jump host sees only ciphertext.
 //!
 //! On the stream each datagram is `uint16 length || payload`, in both
-//! directions. The stream is reliable and ordered, so inner QUIC sees no
+//! directions (`crate::wire::udp_relay` is the codec). The stream is reliable and ordered, so inner QUIC sees no
 //! loss from it; when the stream's own queue is full a datagram is dropped,
 //! as a congested UDP path would drop it, and QUIC recovers as it always does.
 
@@ -23,6 +23,8 @@ use quinn::{AsyncUdpSocket, UdpPoller};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 
+use crate::wire::Datagram;
+
 /// Datagrams queued in each direction before new ones are dropped. A few
 /// hundred full-size datagrams cover the bandwidth-delay product of the
 /// links this is used on without hiding congestion from QUIC for long.
@@ -30,13 +32,8 @@ const QUEUED_DATAGRAMS: usize = 512;
 
 /// Writes one datagram in the stream framing.
 pub async fn write_datagram<W: AsyncWrite + Unpin>(out: &mut W, datagram: &[u8]) -> io::Result<()> {
-    let length = u16::try_from(datagram.len()).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("datagram of {} bytes is too large to relay", datagram.len()),
-        )
-    })?;
-    out.write_all(&length.to_be_bytes()).await?;
+    let header = Datagram::header(datagram.len())?;
+    out.write_all(&header).await?;
     out.write_all(datagram).await
 }
 
@@ -101,13 +98,7 @@ impl DatagramReader {
 
     /// Splits off the first datagram if all of it has arrived.
     fn take_complete(&mut self) -> Option<Bytes> {
-        let header = self.pending.get(..2)?;
-        let length = usize::from(u16::from_be_bytes([*header.first()?, *header.get(1)?]));
-        if self.pending.len() < 2 + length {
-            return None;
-        }
-        let mut frame = self.pending.split_to(2 + length);
-        Some(frame.split_off(2).freeze())
+        Datagram::split_complete(&mut self.pending)
     }
 }
 

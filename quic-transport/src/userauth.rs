@@ -6,20 +6,32 @@
 //! first key is right. The server checks the signature, then asks its
 //! policy (authorized_keys, PermitRootLogin) whether the key may log in.
 
-use sshq_core::auth::{AuthPolicy, UserKey};
+use sshq_core::auth::{AuthPolicy, SignError, UserKey};
 use sshq_core::ssh_key::{self, Algorithm, HashAlg, PublicKey, Signature};
 
-use crate::wire::{userauth_signed_data, UserauthRequest};
+use crate::wire::{userauth_signed_data, EncodeError, UserauthRequest};
 
 /// The only service sshq authenticates for.
 pub const SERVICE: &str = "ssh-connection";
+
+/// Why the client could not build a request with one of its keys (the key
+/// is then skipped, as ssh skips a key it cannot use).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("cannot encode {key}: {source}")]
+    PublicKey { key: String, source: ssh_key::Error },
+    #[error("cannot encode the signed data: {0}")]
+    SignedData(#[from] EncodeError),
+    #[error("{0}")]
+    Sign(#[from] SignError),
+}
 
 /// Builds a signed request for `key`, bound to `exporter`.
 pub async fn signed_request(
     key: &dyn UserKey,
     user: &str,
     exporter: &[u8],
-) -> Result<UserauthRequest, String> {
+) -> Result<UserauthRequest, RequestError> {
     let public = key.public_key();
     // RSA keys sign with SHA-512 (rsa-sha2-512); SHA-1 ssh-rsa is never used.
     let (algorithm, rsa_hash) = match public.algorithm() {
@@ -28,9 +40,12 @@ pub async fn signed_request(
     };
     let blob = public
         .to_bytes()
-        .map_err(|e| format!("cannot encode {}: {e}", key.description()))?;
-    let data = userauth_signed_data(exporter, user, SERVICE, &algorithm, &blob);
-    let signature = key.sign(&data, rsa_hash).await.map_err(|e| e.to_string())?;
+        .map_err(|source| RequestError::PublicKey {
+            key: key.description(),
+            source,
+        })?;
+    let data = userauth_signed_data(exporter, user, SERVICE, &algorithm, &blob)?;
+    let signature = key.sign(&data, rsa_hash).await?;
     Ok(UserauthRequest {
         user: user.to_string(),
         service: SERVICE.to_string(),
@@ -54,6 +69,10 @@ pub enum Refusal {
     BadSignature(String),
     #[error("the signature does not verify")]
     WrongSignature,
+    /// Cannot happen for a request that was decoded from a frame (every
+    /// field fits), but the encoder is checked all the same.
+    #[error("the signed data cannot be encoded: {0}")]
+    SignedData(#[from] EncodeError),
     /// sshd's wording for a security key signature made without a touch.
     #[error("user presence (authenticator touch) requirement not met")]
     NoUserPresence,
@@ -98,7 +117,7 @@ pub async fn verify(
         &request.service,
         &request.algorithm,
         &request.public_key,
-    );
+    )?;
     Verifier::verify(key.key_data(), &data, &signature).map_err(|_| Refusal::WrongSignature)?;
     // Authorized_keys options (no-touch-required among them) are not
     // supported yet, so every security key signature needs the touch.
@@ -179,7 +198,8 @@ mod tests {
         )));
         let blob = public.to_bytes().expect("sk public key blob");
         let algorithm = Algorithm::SkEd25519.as_str().to_string();
-        let message = userauth_signed_data(EXPORTER, "alice", SERVICE, &algorithm, &blob);
+        let message = userauth_signed_data(EXPORTER, "alice", SERVICE, &algorithm, &blob)
+            .expect("signed data");
         let counter = 1u32.to_be_bytes();
         let mut signed = Sha256::digest(APPLICATION).to_vec();
         signed.push(flags);

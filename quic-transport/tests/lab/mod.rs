@@ -14,7 +14,12 @@ use sshq_core::channel::ChannelKind;
 use sshq_core::ssh_key::{PrivateKey, PublicKey};
 use sshq_core::transport::{Channel, ChannelControl, Connection, Incoming, RequestStream};
 use sshq_quic::quinn;
-use sshq_quic::wire::{self, decode_frame, encode_frame, ErrorCode, Frame, UserauthRequest};
+use sshq_quic::wire::{self, decode_frame, ErrorCode, Frame, UserauthRequest};
+
+/// Test frames always fit; the checked encoder's error would be a test bug.
+fn encode_frame(frame: &Frame) -> Bytes {
+    sshq_quic::wire::encode_frame(frame).expect("a test frame encodes")
+}
 use sshq_quic::{endpoint, kx, tls, ClientAuth, QuicConnection, ServerAuth};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -343,7 +348,8 @@ async fn signed_frame(key: &FileKey, exporter: &[u8]) -> Bytes {
     let public = key.public_key();
     let algorithm = public.algorithm().as_str().to_string();
     let blob = public.to_bytes().expect("public key blob");
-    let data = wire::userauth_signed_data(exporter, USER, "ssh-connection", &algorithm, &blob);
+    let data = wire::userauth_signed_data(exporter, USER, "ssh-connection", &algorithm, &blob)
+        .expect("signed data");
     let signature = key.sign(&data, None).await.expect("sign");
     encode_frame(&Frame::UserauthRequest(UserauthRequest {
         user: USER.to_string(),

@@ -15,6 +15,7 @@ use sshq_core::channel::{ChannelKind, ChannelRequest};
 use sshq_core::error::{ConnectError, TransportError};
 use sshq_core::stream::ChannelStream;
 use sshq_core::transport::{Channel, ChannelControl, ChannelParts, Connection};
+use sshq_quic::wire::{Codec, EncodeError, UdpRelayTarget};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::cli::{Cli, Destination};
@@ -22,7 +23,7 @@ use super::connect::{self, AnyConnection, Route};
 use super::Plan;
 
 /// The subsystem a jump host (sshqd) offers to relay UDP datagrams.
-pub const UDP_RELAY_SUBSYSTEM: &str = "direct-udp@sshq";
+pub const UDP_RELAY_SUBSYSTEM: &str = sshq_quic::wire::udp_relay::SUBSYSTEM;
 
 /// A byte stream through a hop, whichever transport carries that hop.
 pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -117,6 +118,12 @@ pub enum UdpRelayError {
     Transport(#[from] TransportError),
     #[error("the jump host does not relay UDP (only sshqd does, and only where forwarding is permitted)")]
     Refused,
+    #[error("cannot relay UDP to {host} port {port} through the jump host: {source}")]
+    Target {
+        host: String,
+        port: u16,
+        source: EncodeError,
+    },
 }
 
 /// A stream of datagrams relayed by `hop` to UDP `host:port`, for a QUIC
@@ -138,6 +145,17 @@ async fn udp_relay_on<C: Connection>(
     host: &str,
     port: u16,
 ) -> Result<BoxedStream, UdpRelayError> {
+    // The target is checked before a channel is spent on it.
+    let target = UdpRelayTarget {
+        host: host.to_string(),
+        port,
+    }
+    .to_vec()
+    .map_err(|source| UdpRelayError::Target {
+        host: host.to_string(),
+        port,
+        source,
+    })?;
     let channel = conn.open_channel(ChannelKind::Session).await?;
     let ChannelParts {
         data_in,
@@ -156,7 +174,7 @@ async fn udp_relay_on<C: Connection>(
     // extended data before it closes the channel: pass them to -v.
     tokio::spawn(log_relay_messages(ext_in));
     data_out
-        .write_all(&udp_relay_target(host, port))
+        .write_all(&target)
         .await
         .map_err(|e| UdpRelayError::Transport(TransportError::Io(e)))?;
     data_out
@@ -166,15 +184,6 @@ async fn udp_relay_on<C: Connection>(
     Ok(Box::new(ChannelStream::<C::Channel>::from_halves(
         data_in, data_out, control,
     )))
-}
-
-/// The relay request's first bytes: `string host || uint32 port`.
-pub fn udp_relay_target(host: &str, port: u16) -> Vec<u8> {
-    let mut target = Vec::with_capacity(host.len() + 8);
-    target.extend_from_slice(&(host.len() as u32).to_be_bytes());
-    target.extend_from_slice(host.as_bytes());
-    target.extend_from_slice(&u32::from(port).to_be_bytes());
-    target
 }
 
 async fn log_relay_messages<R: tokio::io::AsyncBufRead + Unpin>(mut messages: R) {
@@ -202,7 +211,13 @@ mod tests {
             .lines()
             .find_map(|line| line.strip_prefix("target_h_example_443 = "))
             .expect("target_h_example_443");
-        let encoded: String = udp_relay_target("h.example", 443)
+        let target = UdpRelayTarget {
+            host: "h.example".to_string(),
+            port: 443,
+        };
+        let encoded: String = target
+            .to_vec()
+            .expect("a valid target")
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();

@@ -4,7 +4,8 @@
 //! its UDP datagrams relayed. It opens a session channel, requests this
 //! subsystem, sends the target (`string host || uint32 port`), and from then
 //! on each datagram travels in the channel as `uint16 length || payload`,
-//! both ways (`sshq_quic::stream_socket`). QUIC runs end to end through the
+//! both ways. The framing is `sshq_quic::wire::udp_relay`'s codec, shared
+//! with the client (`client::jump`); this module reads and relays. QUIC runs end to end through the
 //! relay, so this server sees only ciphertext.
 //!
 //! It is forwarding, so it needs what `direct-tcpip` needs
@@ -19,25 +20,26 @@
 
 mod quic_gate;
 
+use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use sshq_core::channel::ChannelRequest;
 use sshq_core::log_escape;
 use sshq_core::transport::ChannelControl;
 use sshq_quic::stream_socket::{write_datagram, DatagramReader};
+use sshq_quic::wire::udp_relay::TARGET_HEADER_LEN;
+use sshq_quic::wire::{Codec, DecodeError, UdpRelayTarget};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use self::quic_gate::{ClientVerdict, QuicGate};
 use super::session::SessionContext;
 
 /// The subsystem's name (the client side is `client::jump`).
-pub const SUBSYSTEM: &str = "direct-udp@sshq";
+pub const SUBSYSTEM: &str = sshq_quic::wire::udp_relay::SUBSYSTEM;
 
 /// How long the client has to name its target.
 const TARGET_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Host names are at most 255 bytes; anything longer is not one.
-const MAX_HOST_LEN: u32 = 255;
 
 /// The SSH port that every sshqd and sshd listens on unless told otherwise.
 const STANDARD_SSH_PORT: u16 = 22;
@@ -130,51 +132,104 @@ pub async fn serve<R, W, E, K>(
     control.close().await;
 }
 
-async fn relay<R, W>(input: &mut R, output: &mut W, ctx: &SessionContext) -> Result<(), String>
+/// Why a relay ended with exit status 1; the text is sent to the client
+/// (extended data) and logged.
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("the client did not name a target in time")]
+    TargetTimeout,
+    #[error("bad relay target from the client: {0}")]
+    BadTarget(#[from] TargetError),
+    #[error(
+        "relaying UDP to {host} port {port} is not permitted by this server \
+         (AllowUdpRelay ssh-port allows only SSH ports)"
+    )]
+    PortNotAllowed { host: String, port: u16 },
+    #[error("relaying UDP to {host} port {port} is not permitted by this server (PermitOpen)")]
+    NotPermitted { host: String, port: u16 },
+    #[error("cannot resolve {host}: {source}")]
+    Resolve { host: String, source: io::Error },
+    #[error("cannot resolve {host}")]
+    NoAddress { host: String },
+    #[error("cannot open a UDP socket: {0}")]
+    Socket(io::Error),
+    #[error("cannot reach {target}: {source}")]
+    Unreachable {
+        target: SocketAddr,
+        source: io::Error,
+    },
+    #[error("relaying UDP to {host} port {port}: {source}")]
+    Relaying {
+        host: String,
+        port: u16,
+        source: ShuttleError,
+    },
+}
+
+/// Why the client's target could not be read.
+#[derive(Debug, thiserror::Error)]
+enum TargetError {
+    #[error("truncated")]
+    Truncated,
+    #[error("{0}")]
+    Invalid(#[from] DecodeError),
+}
+
+/// Why relaying stopped early.
+#[derive(Debug, thiserror::Error)]
+enum ShuttleError {
+    #[error("{0} (AllowUdpRelay relays only QUIC)")]
+    NotQuic(&'static str),
+    #[error("bad datagram framing from the client: {0}")]
+    Framing(io::Error),
+}
+
+async fn relay<R, W>(input: &mut R, output: &mut W, ctx: &SessionContext) -> Result<(), RelayError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     // draft §11.1: a target that does not arrive within 10 seconds is refused
-    let (host, port) = tokio::time::timeout(TARGET_TIMEOUT, read_target(input))
+    let UdpRelayTarget { host, port } = tokio::time::timeout(TARGET_TIMEOUT, read_target(input))
         .await
-        .map_err(|_| "the client did not name a target in time".to_string())??;
+        .map_err(|_| RelayError::TargetTimeout)??;
     if !ctx.udp_relay.allows_port(port) {
-        return Err(format!(
-            "relaying UDP to {host} port {port} is not permitted by this server \
-             (AllowUdpRelay ssh-port allows only SSH ports)"
-        ));
+        return Err(RelayError::PortNotAllowed { host, port });
     }
     // draft §12.9: the UDP relay is governed by the direct-tcpip policy as well as its own
     if !ctx.permit_open.allows(&host, port) {
-        return Err(format!(
-            "relaying UDP to {host} port {port} is not permitted by this server (PermitOpen)"
-        ));
+        return Err(RelayError::NotPermitted { host, port });
     }
-    let target = tokio::net::lookup_host((host.as_str(), port))
+    let resolved = tokio::net::lookup_host((host.as_str(), port))
         .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("cannot resolve {host}"))?;
+        .map(|mut addresses| addresses.next());
+    let target = match resolved {
+        Ok(target) => target,
+        Err(source) => return Err(RelayError::Resolve { host, source }),
+    };
+    let Some(target) = target else {
+        return Err(RelayError::NoAddress { host });
+    };
     let bind = match target {
-        std::net::SocketAddr::V4(_) => "0.0.0.0:0",
-        std::net::SocketAddr::V6(_) => "[::]:0",
+        SocketAddr::V4(_) => "0.0.0.0:0",
+        SocketAddr::V6(_) => "[::]:0",
     };
     let socket = tokio::net::UdpSocket::bind(bind)
         .await
-        .map_err(|e| format!("cannot open a UDP socket: {e}"))?;
+        .map_err(RelayError::Socket)?;
     socket
         .connect(target)
         .await
-        .map_err(|e| format!("cannot reach {target}: {e}"))?;
+        .map_err(|source| RelayError::Unreachable { target, source })?;
     tracing::info!(
         "{}: relaying UDP to {} port {port} ({target})",
         ctx.peer,
         log_escape::peer_text(&host.to_string())
     );
-    let counts = shuttle(input, output, &socket, ctx.udp_relay.gate())
-        .await
-        .map_err(|e| format!("relaying UDP to {host} port {port}: {e}"))?;
+    let counts = match shuttle(input, output, &socket, ctx.udp_relay.gate()).await {
+        Ok(counts) => counts,
+        Err(source) => return Err(RelayError::Relaying { host, port, source }),
+    };
     tracing::info!(
         "{}: UDP relay to {host} port {port} ended: {} datagrams sent, {} received",
         ctx.peer,
@@ -204,7 +259,7 @@ async fn shuttle<R, W>(
     output: &mut W,
     socket: &tokio::net::UdpSocket,
     mut gate: Option<QuicGate>,
-) -> Result<Counts, String>
+) -> Result<Counts, ShuttleError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -231,7 +286,7 @@ where
                             continue;
                         }
                         Some(ClientVerdict::Refuse(why)) => {
-                            return Err(format!("{why} (AllowUdpRelay relays only QUIC)"));
+                            return Err(ShuttleError::NotQuic(why));
                         }
                     }
                     // UDP may lose a datagram (a refused port, a full
@@ -241,7 +296,7 @@ where
                     }
                 }
                 Ok(None) => return Ok(counts),
-                Err(e) => return Err(format!("bad datagram framing from the client: {e}")),
+                Err(e) => return Err(ShuttleError::Framing(e)),
             },
             from_target = socket.recv(&mut datagram) => {
                 let Ok(n) = from_target else { continue };
@@ -258,26 +313,21 @@ where
     }
 }
 
-/// `string host || uint32 port`.
-async fn read_target<R: AsyncRead + Unpin>(input: &mut R) -> Result<(String, u16), String> {
-    let bad = |what: &str| format!("bad relay target from the client: {what}");
-    let length = input.read_u32().await.map_err(|_| bad("truncated"))?;
-    // draft §11.1: the target is string host (1 to 255 octets, UTF-8) then uint32 port (1 to 65535)
-    if length == 0 || length > MAX_HOST_LEN {
-        return Err(bad("host name length"));
-    }
-    let mut host = vec![0u8; length as usize];
+/// The client's target, read exactly (the datagrams follow it), with a bad
+/// host length refused before its bytes are waited for.
+async fn read_target<R: AsyncRead + Unpin>(input: &mut R) -> Result<UdpRelayTarget, TargetError> {
+    let mut header = [0u8; TARGET_HEADER_LEN];
     input
-        .read_exact(&mut host)
+        .read_exact(&mut header)
         .await
-        .map_err(|_| bad("truncated"))?;
-    let host = String::from_utf8(host).map_err(|_| bad("host name is not UTF-8"))?;
-    let port = input.read_u32().await.map_err(|_| bad("truncated"))?;
-    let port = u16::try_from(port)
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| bad("port"))?;
-    Ok((host, port))
+        .map_err(|_| TargetError::Truncated)?;
+    let mut target = vec![0u8; UdpRelayTarget::remaining_len(header)?];
+    input
+        .read_exact(&mut target)
+        .await
+        .map_err(|_| TargetError::Truncated)?;
+    target.splice(0..0, header);
+    Ok(UdpRelayTarget::decode(&target)?)
 }
 
 #[cfg(test)]
@@ -399,8 +449,21 @@ mod tests {
         let ok = b"\x00\x00\x00\x09h.example\x00\x00\x01\xbb";
         assert_eq!(
             read_target(&mut &ok[..]).await.unwrap(),
-            ("h.example".to_string(), 443)
+            UdpRelayTarget {
+                host: "h.example".to_string(),
+                port: 443
+            }
         );
+        // Only the target is read: the datagrams after it stay.
+        let mut followed = [&ok[..], b"\x00\x01x"].concat();
+        let mut input = &followed[..];
+        assert!(read_target(&mut input).await.is_ok());
+        assert_eq!(input, b"\x00\x01x");
+        followed.truncate(ok.len() - 1);
+        assert!(matches!(
+            read_target(&mut &followed[..]).await,
+            Err(TargetError::Truncated)
+        ));
         let bad: [&[u8]; 5] = [
             b"\x00\x00\x00\x00\x00\x00\x00\x16",
             b"\x00\x00\x01\x00",

@@ -11,7 +11,7 @@ use std::time::Duration;
 use sshq_core::auth::{sign_with_private_key, ServerKeyVerifier};
 use sshq_core::ssh_key::{PrivateKey, PublicKey};
 use sshq_quic::quinn;
-use sshq_quic::wire::{self, encode_frame, msg, ErrorCode, Frame, UserauthRequest};
+use sshq_quic::wire::{self, msg, ErrorCode, Frame, UserauthRequest};
 use sshq_quic::{endpoint, kx, tls};
 
 /// Limit on any one step (a handshake, a frame, a close): only against hangs.
@@ -113,7 +113,8 @@ pub fn userauth(key: &PrivateKey, exporter: &[u8], user: &str, signed_user: &str
     let algorithm = public.algorithm().as_str().to_string();
     let blob = public.to_bytes().expect("public key blob");
     let signed =
-        wire::userauth_signed_data(exporter, signed_user, "ssh-connection", &algorithm, &blob);
+        wire::userauth_signed_data(exporter, signed_user, "ssh-connection", &algorithm, &blob)
+            .expect("signed data");
     let signature = sign_with_private_key(key, &signed, None, "test key").expect("sign");
     encode_frame(&Frame::UserauthRequest(UserauthRequest {
         user: user.to_string(),
@@ -335,4 +336,11 @@ impl RawChannel {
         let _ = self.send.finish();
         self.frames.output().await
     }
+}
+
+/// Test frames always fit; the checked encoder's error would be a test bug.
+fn encode_frame(frame: &Frame) -> Vec<u8> {
+    sshq_quic::wire::encode_frame(frame)
+        .expect("a test frame encodes")
+        .to_vec()
 }
