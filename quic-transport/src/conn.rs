@@ -117,6 +117,11 @@ impl QuicConnection {
         &self.conn
     }
 
+    /// The path's statistics (round-trip time, losses), for `-v`.
+    pub fn path_stats(&self) -> crate::stats::PathStats {
+        crate::stats::PathStats::of(&self.conn)
+    }
+
     /// Waits for the client's authentication to finish: `Ok` once logged in,
     /// else the methods the server still offers (all keys were refused) or
     /// what broke. Servers' connections are always authenticated.

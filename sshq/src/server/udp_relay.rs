@@ -28,7 +28,8 @@ use sshq_quic::stream_socket::{write_datagram, DatagramReader};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use self::quic_gate::{ClientVerdict, QuicGate};
-use super::session::SessionContext;
+use super::context::SessionContext;
+pub use super::context::{AllowUdpRelay, UdpRelayPolicy, ALLOW_UDP_RELAY};
 
 /// The subsystem's name (the client side is `client::jump`).
 pub const SUBSYSTEM: &str = "direct-udp@sshq";
@@ -41,34 +42,6 @@ const MAX_HOST_LEN: u32 = 255;
 
 /// The SSH port that every sshqd and sshd listens on unless told otherwise.
 const STANDARD_SSH_PORT: u16 = 22;
-
-/// `AllowUdpRelay`: what the relay may carry, and where.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AllowUdpRelay {
-    /// No UDP relay at all.
-    No,
-    /// A QUIC connection, to port 22 or one of this server's own `Port`s.
-    SshPort,
-    /// A QUIC connection, to any target PermitOpen allows (the default).
-    Quic,
-    /// Any datagrams, to any target PermitOpen allows.
-    Yes,
-}
-
-/// The keyword's values, for the configuration parser.
-#[rustfmt::skip]
-pub const ALLOW_UDP_RELAY: &[(&str, AllowUdpRelay)] = &[
-    ("no", AllowUdpRelay::No), ("ssh-port", AllowUdpRelay::SshPort),
-    ("quic", AllowUdpRelay::Quic), ("yes", AllowUdpRelay::Yes),
-];
-
-/// What the relay may do on one connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UdpRelayPolicy {
-    pub allow: AllowUdpRelay,
-    /// This server's `Port`s, which `ssh-port` allows besides 22.
-    pub own_ports: Vec<u16>,
-}
 
 impl UdpRelayPolicy {
     /// Whether `allow` lets datagrams go to `port` (PermitOpen is checked
@@ -89,7 +62,7 @@ impl UdpRelayPolicy {
 
 /// Whether the subsystem may be started at all on this connection.
 pub fn offered(ctx: &SessionContext) -> bool {
-    ctx.allow_local_forwarding && ctx.udp_relay.allow != AllowUdpRelay::No
+    ctx.forwarding.allow_local && ctx.forwarding.udp_relay.allow != AllowUdpRelay::No
 }
 
 /// Relays datagrams between the channel and the target until either the
@@ -138,13 +111,13 @@ where
     let (host, port) = tokio::time::timeout(TARGET_TIMEOUT, read_target(input))
         .await
         .map_err(|_| "the client did not name a target in time".to_string())??;
-    if !ctx.udp_relay.allows_port(port) {
+    if !ctx.forwarding.udp_relay.allows_port(port) {
         return Err(format!(
             "relaying UDP to {host} port {port} is not permitted by this server \
              (AllowUdpRelay ssh-port allows only SSH ports)"
         ));
     }
-    if !ctx.permit_open.allows(&host, port) {
+    if !ctx.forwarding.permit_open.allows(&host, port) {
         return Err(format!(
             "relaying UDP to {host} port {port} is not permitted by this server (PermitOpen)"
         ));
@@ -170,7 +143,7 @@ where
         ctx.peer,
         log_escape::peer_text(&host.to_string())
     );
-    let counts = shuttle(input, output, &socket, ctx.udp_relay.gate())
+    let counts = shuttle(input, output, &socket, ctx.forwarding.udp_relay.gate())
         .await
         .map_err(|e| format!("relaying UDP to {host} port {port}: {e}"))?;
     tracing::info!(

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::client::config::parse_duration;
+use crate::config_syntax::parse_duration;
 
 /// `MaxStartups start:rate:full`: from `start` unauthenticated connections
 /// on, new ones are dropped with a probability rising from `rate`% to 100%
