@@ -12,7 +12,7 @@
 
 use sshq_core::error::ConnectError;
 
-use super::cli::{Cli, Destination};
+use super::cli::{BadDestination, Cli, Destination};
 use super::connect;
 use super::route::{AnyConnection, Route};
 use super::Plan;
@@ -22,17 +22,28 @@ pub struct JumpChain {
     _hops: Vec<AnyConnection>,
 }
 
+/// Why the jump hosts could not be worked out.
+#[derive(Debug, thiserror::Error)]
+pub enum HopError {
+    /// ProxyJump (or -J) is not a list of destinations.
+    #[error("{0}")]
+    BadJumpList(#[from] BadDestination),
+    /// A jump host's configuration could not be resolved (its message).
+    #[error("{0}")]
+    Hop(String),
+}
+
 /// The jump hosts `plan` names, resolved with ssh_config (and -F) only.
-pub fn hop_plans(cli: &Cli, plan: &Plan) -> Result<Vec<Plan>, String> {
+pub fn hop_plans(cli: &Cli, plan: &Plan) -> Result<Vec<Plan>, HopError> {
     let Some(spec) = plan.options.proxy_jump.as_deref() else {
         return Ok(Vec::new());
     };
     if spec == "none" {
         return Ok(Vec::new());
     }
-    let hops = Destination::parse_jump_list(spec).map_err(|e| e.to_string())?;
+    let hops = Destination::parse_jump_list(spec)?;
     hops.iter()
-        .map(|hop| super::resolve_hop(cli, hop, plan.quiet))
+        .map(|hop| super::resolve_hop(cli, hop, plan.quiet).map_err(HopError::Hop))
         .collect()
 }
 

@@ -92,7 +92,7 @@ async fn run(cli: Cli) -> Result<i32, String> {
         // logged in, as ssh returns after forking.
         return background::start().await;
     }
-    let hops = jump::hop_plans(&cli, &plan)?;
+    let hops = jump::hop_plans(&cli, &plan).map_err(|e| e.to_string())?;
     let chain = jump::connect_hops(&hops)
         .await
         .map_err(connect_error_text)?;

@@ -38,7 +38,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
-use super::config::{self, ClientOptions};
+use super::config::{self, ClientOptions, ConfigError};
 use super::{connect, hostkeys, Plan, EXIT_FAILURE};
 
 /// `sshq proxy`'s command line: the part of ssh's that concerns reaching a
@@ -96,16 +96,43 @@ pub async fn main(args: Vec<String>) -> i32 {
     };
     match run(cli).await {
         Ok(()) => 0,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("{message}");
-            }
+        // Its transcript, ending in that line, was already written.
+        Err(ProxyError::Connect(ConnectError::HostKeyRejected)) => EXIT_FAILURE,
+        Err(e) => {
+            eprintln!("{e}");
             EXIT_FAILURE
         }
     }
 }
 
-async fn run(cli: ProxyCli) -> Result<(), String> {
+/// Why `sshq proxy` ended other than cleanly, in the words it prints.
+#[derive(Debug, thiserror::Error)]
+enum ProxyError {
+    #[error("Bad port '{0}'")]
+    BadPort(String),
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The QUIC hop could not be set up (ssh's words, see [`ConnectError`]).
+    #[error("{0}")]
+    Connect(#[from] ConnectError),
+    #[error("sshq proxy: relay at {relay} could not reach its SSH server: {reason}")]
+    TargetUnreachable { relay: String, reason: String },
+    #[error("sshq proxy: relay at {relay} is busy: {reason}")]
+    RelayBusy { relay: String, reason: String },
+    #[error("sshq proxy: relay at {relay}: its connection to the SSH server broke")]
+    TargetBroke { relay: String },
+    #[error("sshq proxy: relay at {relay} closed the connection: {reason}")]
+    RelayClosed { relay: String, reason: String },
+    #[error("sshq proxy: connection to relay at {relay} lost: {source}")]
+    Lost {
+        relay: String,
+        source: ConnectionLost,
+    },
+    #[error("sshq proxy: stdin or stdout: {0}")]
+    Local(#[source] io::Error),
+}
+
+async fn run(cli: ProxyCli) -> Result<(), ProxyError> {
     let plan = resolve(&cli)?;
     super::init_logging(cli.verbose, plan.quiet);
     // The files that name `sshq proxy` as this host's ProxyCommand are read
@@ -125,12 +152,7 @@ async fn run(cli: ProxyCli) -> Result<(), String> {
             .await
             .unwrap_or_else(|_| Err(timed_out(&plan))),
         _ => connect(&plan).await,
-    }
-    .map_err(|e| match e {
-        // Its transcript, ending in that line, was already written.
-        ConnectError::HostKeyRejected => String::new(),
-        other => other.to_string(),
-    })?;
+    }?;
     let result = relay(&plan, &tunnel).await;
     // Let the CONNECTION_CLOSE leave before the process exits.
     tunnel.finish(Duration::from_secs(1)).await;
@@ -141,19 +163,16 @@ async fn run(cli: ProxyCli) -> Result<(), String> {
 /// configuration files, first value wins. Only what concerns the QUIC hop
 /// matters here (HostName, Port, QuicPort, UserKnownHostsFile,
 /// StrictHostKeyChecking, KexAlgorithms, ConnectTimeout, LogLevel).
-fn resolve(cli: &ProxyCli) -> Result<Plan, String> {
+fn resolve(cli: &ProxyCli) -> Result<Plan, ProxyError> {
     let mut options = ClientOptions::default();
     if let Some(port) = &cli.port {
-        options.port = Some(config::parse_port(port).ok_or_else(|| format!("Bad port '{port}'"))?);
+        options.port =
+            Some(config::parse_port(port).ok_or_else(|| ProxyError::BadPort(port.clone()))?);
     }
     for option in &cli.options {
-        options
-            .apply_option_str(option)
-            .map_err(|e| e.to_string())?;
+        options.apply_option_str(option)?;
     }
-    options
-        .load_files(cli.config_file.as_deref().map(Path::new), &cli.host)
-        .map_err(|e| e.to_string())?;
+    options.load_files(cli.config_file.as_deref().map(Path::new), &cli.host)?;
     let hostname = options.expanded_host_name(&cli.host);
     let quiet = cli.quiet || options.log_level == Some(config::LogLevel::Quiet);
     Ok(Plan {
@@ -221,7 +240,7 @@ fn timed_out(plan: &Plan) -> ConnectError {
 /// Copies stdin to the tunnel and the tunnel to stdout until both
 /// directions have ended, then closes the connection; explains any other
 /// end.
-async fn relay(plan: &Plan, tunnel: &Tunnel) -> Result<(), String> {
+async fn relay(plan: &Plan, tunnel: &Tunnel) -> Result<(), ProxyError> {
     let stream = tunnel
         .open_stream()
         .await
@@ -261,7 +280,7 @@ fn outcome(
     up: Option<&Half>,
     down: Option<&Half>,
     hung_up: bool,
-) -> Result<(), String> {
+) -> Result<(), ProxyError> {
     let ends = [up.map(|h| &h.end), down.map(|h| &h.end)];
     if ends.iter().all(|end| end.is_some_and(End::is_finished)) || hung_up {
         return Ok(());
@@ -284,34 +303,32 @@ fn outcome(
             End::Finished => {}
             End::ConnectionLost(e) => return Err(connection_lost(plan, e)),
             End::PeerAborted(_) => {
-                return Err(format!(
-                    "sshq proxy: relay at {}: its connection to the SSH server broke",
-                    relay_name(plan)
-                ))
+                return Err(ProxyError::TargetBroke {
+                    relay: relay_name(plan),
+                })
             }
-            End::LocalFailed(e) => return Err(format!("sshq proxy: stdin or stdout: {e}")),
+            End::LocalFailed(e) => {
+                return Err(ProxyError::Local(io::Error::new(e.kind(), e.to_string())))
+            }
         }
     }
     Ok(())
 }
 
 /// A lost connection in the words the user needs.
-fn connection_lost(plan: &Plan, e: &ConnectionLost) -> String {
+fn connection_lost(plan: &Plan, e: &ConnectionLost) -> ProxyError {
     let relay = relay_name(plan);
     match e.peer_close() {
         Some((ErrorCode::RelayTargetUnreachable, reason)) => {
-            format!("sshq proxy: relay at {relay} could not reach its SSH server: {reason}")
+            ProxyError::TargetUnreachable { relay, reason }
         }
-        Some((ErrorCode::RelayBusy, reason)) => {
-            format!("sshq proxy: relay at {relay} is busy: {reason}")
-        }
-        Some((ErrorCode::TunnelAborted, _)) => {
-            format!("sshq proxy: relay at {relay}: its connection to the SSH server broke")
-        }
-        Some((ErrorCode::AuthTimeout, reason)) => {
-            format!("sshq proxy: relay at {relay} closed the connection: {reason}")
-        }
-        _ => format!("sshq proxy: connection to relay at {relay} lost: {e}"),
+        Some((ErrorCode::RelayBusy, reason)) => ProxyError::RelayBusy { relay, reason },
+        Some((ErrorCode::TunnelAborted, _)) => ProxyError::TargetBroke { relay },
+        Some((ErrorCode::AuthTimeout, reason)) => ProxyError::RelayClosed { relay, reason },
+        _ => ProxyError::Lost {
+            relay,
+            source: e.clone(),
+        },
     }
 }
 
