@@ -114,6 +114,7 @@ pub const TCP_CLIENT_DEFAULT: &[&str] = &[
 /// whose modular exponentiations let an unauthenticated peer spend the
 /// server's CPU many times over what it spends; the 2048-bit group 14
 /// stays for clients without elliptic curves.
+// draft §12.6: over SSH/TCP do not offer key exchanges that make an unauthenticated peer cost much work
 pub const TCP_SERVER_DEFAULT: &[&str] = &[
     "mlkem768x25519-sha256",
     "sntrup761x25519-sha512",
@@ -128,6 +129,7 @@ pub const TCP_SERVER_DEFAULT: &[&str] = &[
 
 /// The QUIC groups, both sides, sntrup761 first (OpenSSH 9.x's post-quantum
 /// choice), then ML-KEM, then plain X25519 for classical-only peers.
+// draft §4.4: clients SHOULD offer x25519-sntrup761; the default order is the table's
 pub const QUIC_DEFAULT: &[&str] = &["x25519-sntrup761", "x25519-mlkem768", "x25519"];
 
 /// The post-quantum hybrids, on either transport (for logs and tests).

@@ -15,11 +15,13 @@
 use std::fmt::Write as _;
 
 /// The most bytes of one peer-controlled field that reach a log.
+// draft §12.12: a server MUST cap the length logged of any one peer-supplied field
 pub const MAX_FIELD: usize = 256;
 
 /// `text` as a log field: at most [`MAX_FIELD`] bytes of it (then `...`),
 /// with backslashes doubled and every byte outside printable ASCII written
 /// as `\ooo` (octal), as strnvis(VIS_OCTAL) writes it.
+// draft §12.12: a server MUST escape control characters and non-printable octets in peer text
 pub fn peer_text(text: &str) -> String {
     peer_bytes(text.as_bytes())
 }

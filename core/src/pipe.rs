@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 /// What one queued chunk costs beyond its payload: the `Bytes` handle and
 /// its shared header, the queue slot, the permits and the allocator's own
 /// bookkeeping, rounded up (about 150 bytes were counted on x86-64).
+// draft §12.7: buffered data MUST be bounded by what is allocated, not by payload octets
 pub const CHUNK_OVERHEAD: usize = 256;
 
 /// Memory that all the pipes of one connection may hold together. Clones

@@ -68,6 +68,7 @@ impl<T> ReplyQueue<T> {
 /// whose other channels the peer is then holding up itself): a flood of
 /// requests, or of requests whose replies the peer never reads, is slowed
 /// to the pace at which they are handled instead of growing a queue.
+// draft §8.10: stop reading a stream while a bounded number of the peer's requests wait
 pub const REQUEST_QUEUE: usize = 32;
 
 /// Where a transport's reader task queues the peer's requests for a channel.

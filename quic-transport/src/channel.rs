@@ -31,6 +31,7 @@ use crate::wire::{self, decode_frame, encode_frame, ErrorCode, Frame, MAX_DATA_P
 
 /// Bytes of the peer's data buffered per channel half before the reader
 /// stops reading the stream (and QUIC flow control stops the peer).
+// draft §8.10: flow-control credit is extended only as the application consumes a channel's data
 const PIPE_BUFFER: usize = 1 << 20;
 
 /// Frames queued for the writer task per channel.
@@ -45,6 +46,7 @@ pub(crate) const CONNECTION_PIPE_BUDGET: usize = 64 << 20;
 /// DATA payloads shorter than this are copied out of the stream's read
 /// buffer: a few stalled bytes must not keep a whole 64 KiB buffer (and
 /// every frame decoded from it) alive. Larger ones are handed on as they are.
+// draft §8.10: buffered data is counted as the memory it takes, not as payload alone
 const COPY_BELOW: usize = 16 * 1024;
 
 /// Where a channel we opened stands with the peer.
@@ -168,6 +170,7 @@ impl Drop for QuicChannel {
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
+                // draft §8.4: a refused open is answered CHANNEL_OPEN_FAILURE then FIN, and nothing more
                 let _ = send
                     .write_chunk(encode_frame(&Frame::OpenFailure(failure)))
                     .await;
@@ -342,6 +345,7 @@ async fn read_loop(mut r: ReadLoop) {
             }
             Ok(None) => {}
             Err(e) => {
+                // draft §6.5: a decoding error on a channel stream resets that channel only, with PROTOCOL_ERROR
                 tracing::debug!("channel stream: {e}");
                 break Err(ErrorCode::ProtocolError);
             }
@@ -351,6 +355,7 @@ async fn read_loop(mut r: ReadLoop) {
             () = r.abandoned.notified() => {
                 // STOP_SENDING is what tells the peer, even after its FIN
                 // or ours (a RESET_STREAM after an acknowledged FIN is not).
+                // draft §8.8: abandoning a working channel stops the peer's direction with CHANNEL_CLOSED
                 let _ = r.recv.stop(ErrorCode::ChannelClosed.code().into());
                 let _ = r.closed.send(true);
                 break Ok(());
@@ -359,8 +364,10 @@ async fn read_loop(mut r: ReadLoop) {
         match read {
             Ok(Some(chunk)) => r.buffered.extend_from_slice(&chunk.bytes),
             Ok(None) if r.buffered.is_empty() => break Ok(()),
+            // draft §8.8: a FIN that falls inside a frame is a protocol error
             Ok(None) => break Err(ErrorCode::ProtocolError), // FIN inside a frame
             Err(_) => {
+                // draft §8.8: RESET_STREAM or STOP_SENDING from the peer closes the channel
                 // Reset by the peer, or the connection is gone.
                 let _ = r.closed.send(true);
                 break Ok(());
@@ -372,6 +379,7 @@ async fn read_loop(mut r: ReadLoop) {
         let _ = r.recv.stop(code.code().into());
         let _ = r.out.send(Out::Reset(code)).await;
     }
+    // draft §8.4: FIN or RESET_STREAM before CHANNEL_OPEN_CONFIRMATION means the open failed
     if r.awaiting_answer {
         let _ = r.open.send(OpenState::Refused(OpenFailure {
             reason: OpenFailureReason::ConnectFailed,
@@ -380,6 +388,7 @@ async fn read_loop(mut r: ReadLoop) {
     }
     r.data.close();
     r.ext.close();
+    // draft §8.11: after the peer's FIN no answer can come: outstanding want-reply requests fail
     r.pending.clear();
 }
 
@@ -398,9 +407,11 @@ impl ReadLoop {
                 }
                 Frame::OpenFailure(failure) => {
                     let _ = self.open.send(OpenState::Refused(failure));
+                    // draft §8.4: after CHANNEL_OPEN_FAILURE the opener ends the stream with NO_ERROR
                     // Nothing more will come; end quietly.
                     Err(ErrorCode::NoError)
                 }
+                // draft §8.4: the acceptor's first frame MUST be CHANNEL_OPEN_CONFIRMATION or CHANNEL_OPEN_FAILURE
                 _ => Err(ErrorCode::ProtocolError),
             };
         }
@@ -412,6 +423,7 @@ impl ReadLoop {
             Frame::ExtendedData { data_type: 1, data } => {
                 let _ = self.ext.send(compact(data)).await;
             }
+            // draft §8.5: EXTENDED_DATA of a type other than 1 is discarded without error
             Frame::ExtendedData { .. } => {} // other types are defined by no one; dropped as in SSH
             Frame::ChannelRequest {
                 request,
@@ -428,9 +440,11 @@ impl ReadLoop {
             }
             Frame::ChannelSuccess | Frame::ChannelFailure => {
                 if !self.pending.resolve(matches!(frame, Frame::ChannelSuccess)) {
+                    // draft §8.7: an answer when no request is outstanding is a protocol error
                     return Err(ErrorCode::ProtocolError); // a reply nobody asked for
                 }
             }
+            // draft §6.5: a well-formed frame not allowed on a channel stream is a protocol error
             _ => return Err(ErrorCode::ProtocolError),
         }
         Ok(())

@@ -53,6 +53,7 @@ impl FrameReader {
             match self.recv.read_chunk(64 * 1024, true).await {
                 Ok(Some(chunk)) => self.buffered.extend_from_slice(&chunk.bytes),
                 Ok(None) if self.buffered.is_empty() => return Ok(None),
+                // draft §6.1: a stream direction MUST end (FIN) only at a frame boundary
                 Ok(None) => {
                     return Err(ReadFailure::Wire(WireError::Truncated {
                         frame: 0,
@@ -168,8 +169,10 @@ pub async fn client_session(
     auth: ClientAuth,
 ) -> Result<QuicConnection, TransportError> {
     let lost = |e: &dyn std::fmt::Display| TransportError::ConnectionClosed(Some(e.to_string()));
+    // draft §7.1: the client opens the control stream (stream ID 0) as its first stream
     let (mut send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
     let mut exporter = [0u8; USERAUTH_EXPORTER_LEN];
+    // draft §7.3: E = TLS-Exporter("EXPORTER-sshq-userauth", "", 32) of this connection, never reused
     conn.export_keying_material(&mut exporter, USERAUTH_EXPORTER_LABEL, b"")
         .map_err(|_| TransportError::Protocol("the TLS exporter is unavailable".to_string()))?;
     let (auth_tx, auth_rx) = watch::channel(AuthState::Pending);
@@ -202,6 +205,7 @@ pub async fn client_session(
                 let succeeded = matches!(state, AuthState::Succeeded);
                 let _ = auth_tx.send(state);
                 if !succeeded {
+                    // draft §7.6: a client with no key left closes the connection with BY_APPLICATION
                     conn.close(
                         ErrorCode::ByApplication.code().into(),
                         b"authentication failed",
@@ -209,6 +213,7 @@ pub async fn client_session(
                     return;
                 }
             }
+            // draft §7.6: the client MUST NOT accept server-initiated channel streams before USERAUTH_SUCCESS
             tokio::spawn(accept_channels(
                 conn.clone(),
                 incoming_tx.clone(),
@@ -353,6 +358,7 @@ pub async fn login(
         {
             Ok(result) => result,
             Err(_) => {
+                // draft §7.7: LoginGraceTime expiry after the handshake closes with AUTH_TIMEOUT (0x03)
                 conn.close(
                     ErrorCode::AuthTimeout.code().into(),
                     b"timeout before authentication",
@@ -366,7 +372,9 @@ pub async fn login(
         Ok(ok) => ok,
         Err(e) => {
             let code = match e {
+                // draft §7.7: reaching MaxAuthTries closes with AUTH_FAILED instead of a last USERAUTH_FAILURE
                 HandshakeError::TooManyFailures(_) => ErrorCode::AuthFailed,
+                // draft §7.1: before USERAUTH_SUCCESS any other frame, an ended or undecodable control stream closes with PROTOCOL_ERROR
                 _ => ErrorCode::ProtocolError,
             };
             conn.close(code.code().into(), e.to_string().as_bytes());
@@ -374,6 +382,7 @@ pub async fn login(
         }
     };
     // Logged in: the normal stream and flow-control limits apply now.
+    // draft §7.7: stream and flow-control credit is raised only when USERAUTH_SUCCESS is sent
     crate::preauth::lift(&conn);
     let control = spawn_control_writer(send);
     let _ = control.send(encode_frame(&Frame::UserauthSuccess)).await;
@@ -423,6 +432,7 @@ async fn server_login(
     conn: &quinn::Connection,
     auth: &ServerAuth,
 ) -> Result<(String, quinn::SendStream, FrameReader), HandshakeError> {
+    // draft §7.7: the server reads no stream but the control stream before USERAUTH_SUCCESS
     let (mut send, recv) = conn.accept_bi().await.map_err(|_| HandshakeError::Closed)?;
     let mut exporter = [0u8; USERAUTH_EXPORTER_LEN];
     conn.export_keying_material(&mut exporter, USERAUTH_EXPORTER_LABEL, b"")
@@ -449,6 +459,7 @@ async fn server_login(
         };
         // As sshd (auth2.c): once MaxAuthTries requests have failed, the
         // next is not looked at; so MaxAuthTries 0 lets nobody in.
+        // draft §7.7: a request arriving when the failure count already equals MaxAuthTries is not examined
         if failures >= auth.policy.max_auth_tries() {
             return Err(too_many_failures(&request.user, peer));
         }
@@ -472,6 +483,7 @@ async fn server_login(
                     return Err(too_many_failures(&request.user, peer));
                 }
                 let failure = Frame::UserauthFailure {
+                    // draft §7.4: USERAUTH_FAILURE lists publickey with partial success FALSE and never says why
                     methods: "publickey".to_string(),
                     partial: false,
                 };
@@ -637,6 +649,7 @@ async fn control_loop(
                 // The peer is done with the connection (a client at the end
                 // of its session): close it, so both sides agree at once.
                 tracing::debug!("{}: control stream finished", conn.remote_address());
+                // draft §7.8: FIN on the control stream after authentication ends the connection with NO_ERROR
                 conn.close(ErrorCode::NoError.code().into(), b"session ended");
                 return;
             }
@@ -645,6 +658,7 @@ async fn control_loop(
                 return;
             }
             Err(ReadFailure::Wire(e)) => {
+                // draft §6.5: a decoding error on the control stream closes the connection with PROTOCOL_ERROR
                 conn.close(
                     ErrorCode::ProtocolError.code().into(),
                     e.to_string().as_bytes(),
@@ -672,6 +686,7 @@ async fn control_loop(
                     Frame::RequestSuccess { bound_port } => GlobalReply::Success { bound_port },
                     _ => GlobalReply::Failure,
                 };
+                // draft §9: a global reply when no request is outstanding closes the connection with PROTOCOL_ERROR
                 if !shared.global_pending.resolve(reply) {
                     conn.close(
                         ErrorCode::ProtocolError.code().into(),
@@ -685,6 +700,7 @@ async fn control_loop(
                     "unexpected frame on the control stream: {}",
                     frame_kind(&other)
                 );
+                // draft §7.8: after authentication only GLOBAL_REQUEST and its answers may arrive on the control stream
                 conn.close(ErrorCode::ProtocolError.code().into(), why.as_bytes());
                 return;
             }
@@ -712,9 +728,11 @@ async fn receive_open(
     budget: PipeBudget,
 ) {
     let mut reader = FrameReader::new(recv);
+    // draft §8.1: a stream whose CHANNEL_OPEN has not arrived within 30 s is reset with PROTOCOL_ERROR
     let first = tokio::time::timeout(OPEN_FRAME_TIMEOUT, reader.next()).await;
     let kind = match first {
         Ok(Ok(Some(Frame::ChannelOpen(kind)))) => kind,
+        // draft §8.3: unknown channel type: OPEN_FAILURE reason 3 then FIN; pipelined frames are discarded
         Ok(Err(ReadFailure::Wire(WireError::UnknownChannelType(name)))) => {
             let failure = OpenFailure {
                 reason: OpenFailureReason::UnknownChannelType,
@@ -728,6 +746,7 @@ async fn receive_open(
         }
         _ => {
             let (mut recv, _) = reader.into_parts();
+            // draft §6.5: a bad first frame on a channel stream resets only that stream (STOP_SENDING + RESET_STREAM, PROTOCOL_ERROR)
             let _ = recv.stop(ErrorCode::ProtocolError.code().into());
             let _ = send.reset(ErrorCode::ProtocolError.code().into());
             return;
@@ -793,6 +812,7 @@ impl Connection for QuicConnection {
             // Bounded, like the wait below: a peer that reads nothing must
             // not hold up our close.
             && matches!(
+                // draft §7.8: the client ends a session with FIN on the control stream and waits briefly for the server's close
                 tokio::time::timeout(Duration::from_millis(500), self.control.send(Bytes::new()))
                     .await,
                 Ok(Ok(()))
@@ -803,6 +823,7 @@ impl Connection for QuicConnection {
         if peer_closed {
             return; // nothing left to send
         }
+        // draft §10: an orderly end of a connection is NO_ERROR (0x00)
         // An orderly end is NO_ERROR; ByApplication is for aborts.
         self.conn
             .close(ErrorCode::NoError.code().into(), reason.as_bytes());

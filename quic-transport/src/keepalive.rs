@@ -71,12 +71,14 @@ pub(crate) async fn watch_client(
         // As in sshd, an interval in which the client sent something
         // needs no question.
         let now_heard = conn.stats().udp_rx.bytes;
+        // draft §9: an interval in which any QUIC packet arrived from the client needs no keepalive request
         if now_heard != heard {
             heard = now_heard;
             continue;
         }
         // As sshd: a count of 0 never gives up, but still asks.
         silent = silent.saturating_add(1);
+        // draft §9: more than ClientAliveCountMax silent intervals in a row close the connection (BY_APPLICATION)
         if alive.count_max > 0 && silent > alive.count_max {
             tracing::info!(
                 "Timeout, client not responding from {}",

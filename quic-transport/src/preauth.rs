@@ -23,6 +23,7 @@ pub const PREAUTH_RECEIVE_WINDOW: u32 = 64 * 1024;
 
 /// Applies the pre-authentication limits to a server's transport
 /// configuration (they are the initial transport parameters).
+// draft §7.7: before USERAUTH_SUCCESS the server advertises 5 bidirectional streams and a 64 KiB connection window
 pub fn restrict(config: &mut TransportConfig) {
     config
         .max_concurrent_bidi_streams(VarInt::from_u32(PREAUTH_BIDI_STREAMS))

@@ -19,6 +19,8 @@
 //! [`CryptoProvider`]: rustls::crypto::CryptoProvider
 
 mod client;
+#[cfg(test)]
+mod exporter_vector;
 mod keys;
 mod quic;
 mod server;

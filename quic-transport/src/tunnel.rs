@@ -54,6 +54,7 @@ pub fn offer_tunnel(tls: &mut rustls::ServerConfig) {
 /// Makes a client's TLS configuration (from `crate::tls::client_tls`) ask
 /// for the tunnel ALPN only: a tunnel client has nothing to say in `sshq/1`.
 pub fn ask_for_tunnel(tls: &mut rustls::ClientConfig) {
+    // draft §11.2: a tunnel client offers only sshq-tunnel/1
     tls.alpn_protocols = vec![TUNNEL_ALPN.to_vec()];
 }
 
@@ -244,6 +245,7 @@ pub async fn wait_acknowledged(send: &mut SendStream, limit: std::time::Duration
 /// uni alike are reset and stopped with [`ErrorCode::StreamRefused`] as
 /// soon as they arrive. Runs until the connection ends.
 pub async fn refuse_other_streams(conn: quinn::Connection) {
+    // draft §11.2: any stream other than the tunnel's is refused with STREAM_REFUSED
     let refused = varint(ErrorCode::StreamRefused);
     loop {
         tokio::select! {

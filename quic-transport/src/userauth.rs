@@ -76,6 +76,7 @@ pub async fn verify(
     }
     let key =
         PublicKey::from_bytes(&request.public_key).map_err(|e| Refusal::BadKey(e.to_string()))?;
+    // draft §7.5: the algorithm name fits the key; RSA only as rsa-sha2-256/512, never SHA-1 ssh-rsa
     if !algorithm_fits(&request.algorithm, &key.algorithm()) {
         return Err(Refusal::Algorithm {
             algorithm: request.algorithm.clone(),
@@ -84,6 +85,7 @@ pub async fn verify(
     }
     let signature = Signature::decode(&mut request.signature.as_slice())
         .map_err(|e| Refusal::BadSignature(e.to_string()))?;
+    // draft §7.5: the signature blob names the same algorithm as the request
     if signature.algorithm().as_str() != request.algorithm {
         return Err(Refusal::Algorithm {
             algorithm: signature.algorithm().as_str().to_string(),
@@ -100,6 +102,7 @@ pub async fn verify(
     Verifier::verify(key.key_data(), &data, &signature).map_err(|_| Refusal::WrongSignature)?;
     // Authorized_keys options (no-touch-required among them) are not
     // supported yet, so every security key signature needs the touch.
+    // draft §7.5: the server MUST refuse an sk- signature whose flags lack user presence
     if security_key_flags(&signature).is_some_and(|flags| flags & SK_USER_PRESENCE == 0) {
         return Err(Refusal::NoUserPresence);
     }

@@ -186,6 +186,7 @@ pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Frame>, WireError> {
     let mut len_bytes = [0u8; 4];
     len_bytes.copy_from_slice(header);
     let len = u32::from_be_bytes(len_bytes) as usize;
+    // draft §6.4: a length of 0 or above 2^20 is a protocol error, before the frame's octets arrive
     if len == 0 || len > MAX_FRAME_LEN {
         return Err(WireError::BadLength(len));
     }
@@ -208,10 +209,12 @@ fn parse_payload(kind: u8, payload: Bytes) -> Result<Frame, WireError> {
             let user = r.utf8("user")?;
             let service = r.utf8("service")?;
             let method = r.utf8("method")?;
+            // draft §7.2: a method other than publickey is a protocol error, not a USERAUTH_FAILURE
             if method != "publickey" {
                 // Other methods are reserved; refuse rather than misread them.
                 return Err(WireError::UnsupportedMethod(method));
             }
+            // draft §7.2: has-signature FALSE (the query form) is a protocol error
             if !r.boolean("has signature")? {
                 return Err(WireError::BadBool {
                     frame: kind,
@@ -252,6 +255,7 @@ fn parse_payload(kind: u8, payload: Bytes) -> Result<Frame, WireError> {
                         socket_path: r.utf8("socket path")?,
                     }
                 }
+                // draft §9: an unknown global request is accepted, its data not interpreted, and answered REQUEST_FAILURE
                 _ => {
                     // Unknown requests are answered "failure"; their data is opaque.
                     r.rest();
@@ -267,6 +271,7 @@ fn parse_payload(kind: u8, payload: Bytes) -> Result<Frame, WireError> {
             bound_port: if r.is_empty() {
                 None
             } else {
+                // draft §9: REQUEST_SUCCESS carries either nothing or exactly a uint32 bound port
                 Some(r.u32("bound port")?)
             },
         },
@@ -294,8 +299,10 @@ fn parse_payload(kind: u8, payload: Bytes) -> Result<Frame, WireError> {
         }
         msg::CHANNEL_SUCCESS => Frame::ChannelSuccess,
         msg::CHANNEL_FAILURE => Frame::ChannelFailure,
+        // draft §6.2: a frame type not in the table is a protocol error; no frame is ignored
         other => return Err(WireError::UnknownType(other)),
     };
+    // draft §6.3: the payload MUST be consumed exactly; octets left over are a protocol error
     r.finish()?;
     Ok(frame)
 }
@@ -323,6 +330,7 @@ fn parse_channel_kind(r: &mut Reader) -> Result<ChannelKind, WireError> {
         "forwarded-streamlocal@openssh.com" => ChannelKind::ForwardedStreamlocal {
             socket_path: r.utf8("socket path")?,
         },
+        // draft §8.3: an unknown channel type is answered OPEN_FAILURE reason 3; its type-specific data is not parsed
         _ => return Err(WireError::UnknownChannelType(name)),
     })
 }
@@ -379,10 +387,12 @@ fn parse_modes(encoded: &[u8], frame: u8) -> Result<Vec<(u8, u32)>, WireError> {
     let mut modes = Vec::new();
     let mut rest = encoded;
     while let Some((&op, tail)) = rest.split_first() {
+        // draft §8.6: terminal modes end at TTY_OP_END, at an opcode of 160 or more, or at the end of the string
         if op == 0 || op >= 160 {
             break;
         }
         let Some(value) = tail.get(..4) else {
+            // draft §8.6: an opcode below 160 without a full uint32 after it is a protocol error
             return Err(WireError::Truncated {
                 frame,
                 field: "terminal mode",
@@ -428,6 +438,7 @@ impl Reader {
         match value {
             0 => Ok(false),
             1 => Ok(true),
+            // draft §6.3: a boolean MUST be 0 or 1
             value => Err(WireError::BadBool {
                 frame: self.frame,
                 field,
@@ -438,6 +449,7 @@ impl Reader {
 
     fn string(&mut self, field: &'static str) -> Result<Bytes, WireError> {
         let len = self.u32(field)? as usize;
+        // draft §6.3: a string longer than the rest of the payload is a protocol error
         if self.buf.len() < len {
             return Err(self.truncated(field));
         }
@@ -446,6 +458,7 @@ impl Reader {
 
     fn utf8(&mut self, field: &'static str) -> Result<String, WireError> {
         let bytes = self.string(field)?;
+        // draft §6.3: fields described as UTF-8 MUST be valid UTF-8
         String::from_utf8(bytes.to_vec()).map_err(|_| WireError::NotUtf8 {
             frame: self.frame,
             field,

@@ -31,6 +31,7 @@ impl AuthFailures {
     }
 
     /// Counts a request; true when the limit was reached before it.
+    // draft §7.7: a request arriving when the failure count already equals MaxAuthTries is not examined
     pub(crate) fn exhausted(&mut self) -> bool {
         self.requests = self.requests.saturating_add(1);
         self.failures >= self.max

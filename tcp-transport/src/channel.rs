@@ -32,6 +32,7 @@ const HANDOVER_LIMIT: usize = 64 * 1024 * 1024;
 /// window too, so without this a client could make sshqd hold 64 MiB per
 /// channel half times every channel it opens. Four halves' worth: bulk
 /// transfers on a few channels still never wait for each other.
+// draft §12.7: buffered channel data MUST be bounded per connection, counted by allocation
 pub(crate) const CONNECTION_HANDOVER_LIMIT: usize = 4 * HANDOVER_LIMIT;
 
 /// Which side of the connection a channel belongs to: servers answer

@@ -464,9 +464,11 @@ impl russh::server::Handler for ServerHandler {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        // draft §12.6: a limit of zero attempts MUST mean the same on both transports (MaxAuthTries as sshd counts it)
         if self.failures.exhausted() {
             return Ok(self.too_many_failures(user));
         }
+        // draft §12.11: sk-* signatures MUST be refused unless their user-presence flag is set; over TCP it cannot be checked
         if is_security_key(offer.public_key) {
             // russh checks sk-* signatures but hides their flags, so the
             // user-presence bit sshd requires cannot be checked here.

@@ -37,6 +37,7 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
 ///
 /// Any other total length is refused: the share comes from the peer.
 pub(crate) fn split_share(share: &[u8], pq_len: usize) -> Result<(&[u8], &[u8]), Error> {
+    // draft §4.4.1: a key share of any other length is refused with illegal_parameter
     if share.len() != pq_len + X25519_LEN {
         return Err(invalid_share());
     }
@@ -84,6 +85,7 @@ impl X25519Half {
         let shared = self.secret.diffie_hellman(&PublicKey::from(peer));
         // Fold without branching on secret bytes.
         let any_set = shared.as_bytes().iter().fold(0u8, |acc, b| acc | b);
+        // draft §4.4.1: an all-zero X25519 result is refused (RFC 7748 Section 6.1)
         if any_set == 0 {
             return Err(invalid_share());
         }

@@ -91,6 +91,7 @@ impl SupportedKxGroup for ClassicalUnlessHybridOffered {
     }
 
     fn usable_for_version(&self, version: ProtocolVersion) -> bool {
+        // draft §4.4.4: a server that supports a hybrid the client lists MUST select a hybrid, by HelloRetryRequest if needed
         !HYBRID_OFFERED.with(Cell::get) && self.inner.usable_for_version(version)
     }
 }

@@ -79,6 +79,7 @@ pub(crate) fn server_complete(
     let (pq, x) = split_share(client_share, MLKEM768_ENCAPSULATION_KEY_LEN)?;
     let ek_bytes = Key::<EncapsulationKey<MlKem768>>::try_from(pq).map_err(|_| invalid_share())?;
     // `new` runs FIPS 203's modulus check: coefficients >= q are refused.
+    // draft §4.4.2: the server MUST perform the FIPS 203 encapsulation key check
     let ek = EncapsulationKey::<MlKem768>::new(&ek_bytes).map_err(|_| invalid_share())?;
 
     let mut x_secret = Vec::with_capacity(X25519_LEN);

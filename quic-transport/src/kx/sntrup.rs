@@ -73,6 +73,7 @@ impl SupportedKxGroup for X25519Sntrup761 {
         // a bad share costs us no encapsulation.
         let mut x_secret = Vec::with_capacity(X25519_LEN);
         ours.agree_into(x, &mut x_secret)?;
+        // draft §4.4.1: the server computes X25519 before encapsulating; shared secret = k || x
         let (pq_secret, ct) = sntrup761::encapsulate(&pk);
 
         let mut secret = Vec::with_capacity(SECRET_LEN);

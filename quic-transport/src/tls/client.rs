@@ -164,6 +164,7 @@ impl ServerCertVerifier for SshHostKeyVerifier {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         self.outcome.set(HostKeyVerdict::NotChecked);
+        // draft §5.1: the server's Certificate carries exactly one entry, no chain
         if !intermediates.is_empty() {
             return Err(self.not_an_ssh_host_key("it sent a certificate chain"));
         }
@@ -195,6 +196,7 @@ impl ServerCertVerifier for SshHostKeyVerifier {
         let Some(key) = parse_ed25519_spki(cert.as_ref()) else {
             return Err(self.not_an_ssh_host_key("it is not an Ed25519 public key"));
         };
+        // draft §4.3: CertificateVerify MUST use ed25519
         if dss.scheme != SignatureScheme::ED25519 {
             self.outcome.set(HostKeyVerdict::BadSignature);
             return Err(PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme.into());
@@ -204,6 +206,7 @@ impl ServerCertVerifier for SshHostKeyVerifier {
             .inspect_err(|_| self.outcome.set(HostKeyVerdict::BadSignature))?;
 
         let key = PublicKey::from(key);
+        // draft §5.2: the host-key policy is consulted only after CertificateVerify has verified
         if self.policy.verify(&key) {
             self.outcome.set(HostKeyVerdict::Accepted(key));
             Ok(valid)
@@ -295,9 +298,13 @@ pub fn client_tls_with_outcome(
         .with_custom_certificate_verifier(Arc::new(host_key_verifier))
         .with_no_client_auth();
 
+    // draft §4.2: clients MUST offer sshq/1
     config.alpn_protocols = vec![ALPN.to_vec()];
+    // draft §4.3: clients MUST NOT attempt PSK resumption
     config.resumption = Resumption::disabled();
+    // draft §4.3: clients MUST NOT send early data
     config.enable_early_data = false;
+    // draft §4.3: clients SHOULD NOT send server_name
     config.enable_sni = false;
     Ok((config, outcome))
 }
@@ -398,6 +405,7 @@ impl HandshakeFailure {
 
     /// Whether another transport may be tried after this failure: only
     /// when nothing was learnt about the server's identity.
+    // draft §11: the client MUST NOT fall back to TCP once a QUIC peer answered TLS and failed
     pub fn allows_fallback(&self) -> bool {
         match self {
             Self::TimedOut | Self::Unreachable(_) | Self::ProtocolRefused => true,

@@ -42,6 +42,7 @@ pub fn ed25519_spki(key: &Ed25519PublicKey) -> Vec<u8> {
 /// [`ED25519_SPKI_PREFIX`]). Anything else — an X.509 certificate, another
 /// key type, trailing bytes — gives `None`.
 pub fn parse_ed25519_spki(der: &[u8]) -> Option<Ed25519PublicKey> {
+    // draft §5.1: accept exactly the 44-octet Ed25519 SubjectPublicKeyInfo and nothing else
     let key = der.strip_prefix(&ED25519_SPKI_PREFIX[..])?;
     let key: [u8; Ed25519PublicKey::BYTE_SIZE] = key.try_into().ok()?;
     Some(Ed25519PublicKey(key))

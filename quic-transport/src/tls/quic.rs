@@ -86,6 +86,7 @@ pub fn transport_config() -> TransportConfig {
         // Every 5 s of silence, a PING: keeps NAT and firewall UDP mappings
         // (often dropped after 30 s idle) open during a quiet interactive
         // session, and notices a dead path well before the idle timeout.
+        // draft §4.1: a client MUST keep an idle connection alive for as long as its session lasts
         .keep_alive_interval(Some(Duration::from_secs(5)))
         // 20 s without hearing from the peer ends the connection: four missed
         // keep-alives, so loss and outages of several seconds are survived.

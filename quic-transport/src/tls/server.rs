@@ -42,9 +42,11 @@ pub fn server_tls(
         .with_cert_resolver(Arc::new(AlwaysResolvesServerRawPublicKeys::new(certified)));
 
     config.alpn_protocols = vec![ALPN.to_vec()];
+    // draft §4.3: servers MUST NOT accept 0-RTT data
     config.max_early_data_size = 0;
     // No resumption: every connection runs the full handshake, so every
     // connection proves possession of the host key again.
+    // draft §4.3: servers MUST NOT issue session tickets
     config.send_tls13_tickets = 0;
     config.session_storage = Arc::new(NoServerSessionStorage {});
     Ok(config)

@@ -30,6 +30,7 @@ pub struct Exposure {
 }
 
 impl Exposure {
+    // draft §12.11: after a host key mismatch the client MUST NOT forward its agent or ports
     fn features(&self) -> Vec<UntrustedFeature> {
         let mut features = Vec::new();
         if self.agent_forwarding {

@@ -117,6 +117,7 @@ pub async fn connect(path: &str, identity: &Identity) -> io::Result<UnixStream> 
     let path = PathBuf::from(path);
     // A blocking connect on a Unix socket does not wait for the peer to
     // accept (only for room in its backlog), so the thread ends quickly.
+    // draft §12.10: connect to a client-named socket with the user's file-system rights, never the server's
     let stream = as_identity(identity, None, move || {
         std::os::unix::net::UnixStream::connect(&path)
     })

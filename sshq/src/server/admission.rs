@@ -160,10 +160,12 @@ impl Admission {
         if let Some(refusal) = self.penalty_refusal(peer, source, now) {
             return Err(refusal);
         }
+        // draft §12.6: a server MUST limit unauthenticated connections, both transports counted together
         if self.should_drop(roll) {
             return Err(Refusal::MaxStartups);
         }
         let held = self.per_source.get(&source).copied().unwrap_or(0);
+        // draft §12.6: a server MUST also limit unauthenticated connections per source
         if self.per_source_limit.is_some_and(|limit| held >= limit) {
             return Err(Refusal::PerSource);
         }
@@ -197,6 +199,7 @@ impl Admission {
     /// unauthenticated, so spoofed sources cannot fill the slots or the
     /// penalty table.
     pub fn wants_address_validation(&self) -> bool {
+        // draft §12.6: above a threshold below the concurrency limit, answer Initials with Retry
         self.unauthenticated >= (self.limits.max_startups.start / 2).max(1)
     }
 

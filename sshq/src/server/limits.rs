@@ -52,6 +52,7 @@ impl ConnectionLimits {
 
     /// Admits a channel the client opens, or refuses it as sshd would.
     pub fn admit(&self, kind: &ChannelKind, peer: &str) -> Result<ChannelSlot, OpenFailure> {
+        // draft §12.7: a server MUST bound the open channels per connection (256, reason 4)
         let Some(channel) = self.channels.take(MAX_CHANNELS) else {
             tracing::info!(
                 "{peer}: {} channel refused: already {MAX_CHANNELS} channels open",
@@ -63,6 +64,7 @@ impl ConnectionLimits {
             });
         };
         let session = match kind {
+            // draft §12.7: a server MUST bound session channels (MaxSessions; reason 2, "open failed")
             ChannelKind::Session => match self.sessions.take(self.max_sessions) {
                 Some(session) => Some(session),
                 None => {
@@ -90,6 +92,7 @@ impl ConnectionLimits {
 
 /// Whether a remote forward may be added next to `listening` others.
 pub fn remote_forward_allowed(listening: usize, what: &str, peer: &str) -> bool {
+    // draft §12.7: a server MUST bound remote forwards per connection (64, then REQUEST_FAILURE)
     let allowed = listening < MAX_REMOTE_FORWARDS;
     if !allowed {
         tracing::info!(
@@ -101,6 +104,7 @@ pub fn remote_forward_allowed(listening: usize, what: &str, peer: &str) -> bool 
 
 /// Whether a session that has `set` variables may take another `name`.
 pub fn env_allowed(set: usize, name: &str, peer: &str) -> bool {
+    // draft §12.7: a server MUST bound the environment variables it accepts per session
     let allowed = set <= MAX_SESSION_ENV;
     if !allowed {
         // sshd's debug2 line, word for word.

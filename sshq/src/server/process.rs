@@ -424,6 +424,7 @@ pub fn spawn(req: SpawnRequest) -> Result<SessionProcess, SpawnError> {
     let mut cmd = shell_command(&shell, &req.program)?;
     let identity = child::Identity::for_user(&req.user)?;
     // sshd's do_nologin (with UsePAM no): root is never kept out.
+    // draft §12.11: a system-wide no-login file MUST refuse the login
     let nologin = req.user.uid != 0 && Path::new(child::NOLOGIN).exists();
     if nologin {
         tracing::info!(

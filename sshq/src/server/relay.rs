@@ -80,6 +80,7 @@ impl Relay {
                 "Relay from {from} refused: already relaying {MAX_RELAYS} tunnels, the most sshqd allows"
             );
             tunnel.close(
+                // draft §12.9: servers MUST limit concurrent tunnels; the next is closed with RELAY_BUSY
                 ErrorCode::RelayBusy,
                 &format!("the relay already carries {MAX_RELAYS} tunnels; try again later"),
             );
@@ -111,12 +112,14 @@ impl Relay {
                     "Relay from {from}: no stream and data within LoginGraceTime; closed"
                 );
                 tunnel.close(
+                    // draft §12.9: servers MUST bound the time to the first stream and its first octets (AUTH_TIMEOUT)
                     ErrorCode::AuthTimeout,
                     "no tunnel stream within LoginGraceTime",
                 );
                 return;
             }
         };
+        // draft §12.9: a relay MUST NOT connect to its target before the client's first octet arrives
         let mut tcp = match tokio::time::timeout(
             TARGET_CONNECT_TIMEOUT,
             TcpStream::connect(self.target.as_str()),
@@ -162,6 +165,7 @@ impl Relay {
             self.target
         );
         tunnel.close(
+            // draft §11.2: a failed connect closes with RELAY_TARGET_UNREACHABLE and reason host:port: why
             ErrorCode::RelayTargetUnreachable,
             &format!("{}: {why}", self.target),
         );

@@ -48,6 +48,7 @@ pub async fn serve<C: Connection>(conn: Arc<C>, ctx: Arc<SessionContext>) {
                     let name = other.wire_name();
                     tracing::info!("{}: refused {name} channel", ctx.peer);
                     pending.reject(OpenFailure {
+                        // draft §8.3: a known channel type the server does not offer is refused with reason 1
                         reason: OpenFailureReason::AdministrativelyProhibited,
                         message: format!("{name} channels are not offered by this server"),
                     });

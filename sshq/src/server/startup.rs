@@ -20,7 +20,9 @@ const UMASK: u32 = 0o022;
 ///
 /// Call it first thing in `main`, before any thread exists.
 pub fn harden_process() {
+    // draft §12.11: a server SHOULD set a known file-creation mask (022) at start
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(UMASK));
+    // draft §12.11: descriptors the server inherited MUST NOT reach sessions
     // SAFETY: close_range only changes descriptor flags; no memory is involved.
     let marked = unsafe {
         libc::syscall(

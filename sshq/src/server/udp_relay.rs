@@ -108,6 +108,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // draft §11.1: a target that does not arrive within 10 seconds is refused
     let (host, port) = tokio::time::timeout(TARGET_TIMEOUT, read_target(input))
         .await
         .map_err(|_| "the client did not name a target in time".to_string())??;
@@ -117,6 +118,7 @@ where
              (AllowUdpRelay ssh-port allows only SSH ports)"
         ));
     }
+    // draft §12.9: the UDP relay is governed by the direct-tcpip policy as well as its own
     if !ctx.forwarding.permit_open.allows(&host, port) {
         return Err(format!(
             "relaying UDP to {host} port {port} is not permitted by this server (PermitOpen)"
@@ -180,6 +182,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // draft §11.1: a jump host MUST keep a partly received datagram until the rest arrives
     let mut from_client = DatagramReader::new();
     let mut datagram = vec![0u8; usize::from(u16::MAX)];
     let mut counts = Counts::default();
@@ -232,6 +235,7 @@ where
 async fn read_target<R: AsyncRead + Unpin>(input: &mut R) -> Result<(String, u16), String> {
     let bad = |what: &str| format!("bad relay target from the client: {what}");
     let length = input.read_u32().await.map_err(|_| bad("truncated"))?;
+    // draft §11.1: the target is string host (1 to 255 octets, UTF-8) then uint32 port (1 to 65535)
     if length == 0 || length > MAX_HOST_LEN {
         return Err(bad("host name length"));
     }

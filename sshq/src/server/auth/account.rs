@@ -68,6 +68,7 @@ fn refusal(
 ) -> Option<Vec<String>> {
     let locked = format!("User {name} not allowed because account is locked");
     if let Some(shadow) = shadow {
+        // draft §12.11: an expired or locked account MUST refuse a key login
         if shadow.expire != -1 && shadow.expire < today {
             return Some(vec![format!("Account {name} has expired"), locked]);
         }

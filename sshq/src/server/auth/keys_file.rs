@@ -72,6 +72,7 @@ pub fn read_keys_file(path: &Path, owner: &Owner, strict_modes: bool) -> Option<
             return None;
         }
     }
+    // draft §12.11: files read before login MUST be regular files read with a size limit
     if meta.len() > MAX_KEYS_FILE {
         tracing::info!(
             "User '{}' authorized keys '{}' is larger than {MAX_KEYS_FILE} bytes: ignored",
@@ -120,6 +121,7 @@ pub fn secure_path(path: &Path, meta: &Metadata, owner: &Owner) -> Result<(), St
     if !meta.file_type().is_file() {
         return Err(format!("{} is not a regular file", real.display()));
     }
+    // draft §12.11: check, as StrictModes, that key files and their directories are not writable by others
     if !owned_safely(meta.uid(), owner.uid) || meta.permissions().mode() & 0o022 != 0 {
         return Err(format!(
             "bad ownership or modes for file {}",

@@ -36,6 +36,7 @@ nix::ioctl_write_ptr_bad!(
 /// terminal's master and could read and type into it. Opening with
 /// O_CLOEXEC closes that window.
 pub(super) fn open_pair() -> io::Result<(pty_process::Pty, pty_process::Pts)> {
+    // draft §12.11: descriptors MUST be close-on-exec from the moment they are created
     let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
     let master = nix::fcntl::open("/dev/ptmx", flags, Mode::empty())?;
     // SAFETY: `master` was just opened from /dev/ptmx: a pty master.

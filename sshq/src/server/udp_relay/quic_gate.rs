@@ -102,9 +102,11 @@ impl QuicGate {
         if header.version != QUIC_V1 || !initial {
             return ClientVerdict::Refuse("the first datagrams are not QUIC version 1 Initials");
         }
+        // draft §11.1: until the target answers, each client datagram MUST be a padded QUIC v1 Initial of at least 1200 octets
         if datagram.len() < MIN_INITIAL_DATAGRAM {
             return ClientVerdict::Refuse("the first datagrams are not padded QUIC Initials");
         }
+        // draft §11.1: at most 16 datagrams are relayed before the target has answered
         if self.relayed >= MAX_UNANSWERED {
             return ClientVerdict::Drop;
         }
@@ -127,6 +129,7 @@ impl QuicGate {
         // A server's packets go to the connection ID the client chose as
         // its source; an echo of the client's own packet would carry that
         // same ID as its source, which a server never does.
+        // draft §11.1: the target answers only with a v1 long header to a client SCID whose own SCID differs
         let answers = header.version == QUIC_V1
             && self
                 .client_ids
