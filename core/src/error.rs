@@ -72,6 +72,10 @@ pub enum ProtocolError {
     /// escaped: decoder errors may quote the peer's bytes.
     #[error("{}", log_escape::peer_text(&.0.to_string()))]
     Undecodable(BoxError),
+    /// A message this side built does not fit the wire format (a field
+    /// or frame over its length limit; the encoder's error as source).
+    #[error("cannot encode a message: {0}")]
+    Unencodable(BoxError),
 }
 
 /// Why a server dropped a client before it had a session, whatever the

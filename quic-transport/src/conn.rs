@@ -118,6 +118,11 @@ impl QuicConnection {
         &self.conn
     }
 
+    /// The path's statistics (round-trip time, losses), for `-v`.
+    pub fn path_stats(&self) -> crate::stats::PathStats {
+        crate::stats::PathStats::of(&self.conn)
+    }
+
     /// Waits for the client's authentication to finish: `Ok` once logged in,
     /// else the methods the server still offers (all keys were refused) or
     /// what broke. Servers' connections are always authenticated.
@@ -467,7 +472,8 @@ async fn server_login(
                     partial: false,
                 };
                 let failure =
-                    encode_frame(&failure).map_err(|e| HandshakeError::Protocol(e.to_string()))?;
+                    encode_frame(&failure)
+                    .map_err(|e| HandshakeError::Protocol(ProtocolError::Unencodable(Box::new(e))))?;
                 send.write_chunk(failure)
                     .await
                     .map_err(|_| HandshakeError::Closed(None))?;

@@ -3,11 +3,15 @@
 //! identity, and every SSH channel on its own QUIC stream.
 
 mod channel;
+pub mod client;
 mod conn;
 pub mod endpoint;
 mod keepalive;
 pub mod kx;
 pub mod preauth;
+pub mod relay;
+pub mod server;
+mod stats;
 pub mod stream_socket;
 pub mod tls;
 pub mod tunnel;
@@ -18,5 +22,8 @@ pub use channel::QuicChannel;
 pub use conn::{
     accept, client_session, handshake, login, AuthOutcome, ClientAuth, QuicConnection, ServerAuth,
 };
+/// For tests and measurement tools that drive QUIC directly; the `sshq`
+/// binaries go through [`client`], [`server`] and [`relay`] instead.
 pub use quinn;
 pub use sshq_core::error::HandshakeError;
+pub use stats::PathStats;

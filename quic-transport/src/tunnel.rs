@@ -92,6 +92,19 @@ pub fn peer_close(error: &ConnectionError) -> Option<(ErrorCode, String)> {
     }
 }
 
+/// How a QUIC connection ended, when it ended under a tunnel.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectionLost(pub(crate) ConnectionError);
+
+impl ConnectionLost {
+    /// The sshq error code and reason the peer closed with, if it closed
+    /// with one this version knows (see [`peer_close`]).
+    pub fn peer_close(&self) -> Option<(ErrorCode, String)> {
+        peer_close(&self.0)
+    }
+}
+
 /// An sshq error code as QUIC carries it.
 pub fn varint(code: ErrorCode) -> VarInt {
     VarInt::from_u32(code.code())
@@ -105,12 +118,12 @@ pub enum End {
     Finished,
     /// The QUIC peer abandoned its half (RESET_STREAM or STOP_SENDING) with
     /// this code: the byte stream is broken, not ended.
-    PeerAborted(VarInt),
+    PeerAborted(u64),
     /// The local byte stream failed (a TCP reset, a closed pipe); the QUIC
     /// peer was told with [`ErrorCode::TunnelAborted`].
     LocalFailed(io::Error),
     /// The QUIC connection itself ended.
-    ConnectionLost(ConnectionError),
+    ConnectionLost(ConnectionLost),
 }
 
 impl End {
@@ -124,7 +137,7 @@ impl std::fmt::Display for End {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             End::Finished => f.write_str("ended"),
-            End::PeerAborted(code) => match ErrorCode::from_code(code.into_inner()) {
+            End::PeerAborted(code) => match ErrorCode::from_code(*code) {
                 Some(ErrorCode::TunnelAborted) => f.write_str("aborted by the QUIC peer"),
                 _ => write!(f, "aborted by the QUIC peer (code {code})"),
             },
@@ -193,8 +206,8 @@ pub async fn receive_into<W: AsyncWrite + Unpin>(mut from: RecvStream, to: &mut 
                 Ok(()) => break End::Finished,
                 Err(e) => break local_write_failed(&mut from, e),
             },
-            Err(ReadError::Reset(code)) => break End::PeerAborted(code),
-            Err(ReadError::ConnectionLost(e)) => break End::ConnectionLost(e),
+            Err(ReadError::Reset(code)) => break End::PeerAborted(code.into_inner()),
+            Err(ReadError::ConnectionLost(e)) => break End::ConnectionLost(ConnectionLost(e)),
             Err(e) => break End::LocalFailed(io::Error::other(e.to_string())),
         };
         if let Err(e) = to.write_all(&chunk).await {
@@ -216,8 +229,8 @@ fn local_write_failed(from: &mut RecvStream, e: io::Error) -> End {
 
 fn write_error_end(e: WriteError) -> End {
     match e {
-        WriteError::Stopped(code) => End::PeerAborted(code),
-        WriteError::ConnectionLost(e) => End::ConnectionLost(e),
+        WriteError::Stopped(code) => End::PeerAborted(code.into_inner()),
+        WriteError::ConnectionLost(e) => End::ConnectionLost(ConnectionLost(e)),
         other => End::LocalFailed(io::Error::other(other.to_string())),
     }
 }

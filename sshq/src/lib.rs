@@ -1,6 +1,7 @@
 //! The sshq client and the sshqd server, written once above the transport trait.
 
 pub mod client;
+pub mod config_syntax;
 pub mod forward;
 pub mod fs_identity;
 pub mod io;

@@ -255,7 +255,7 @@ fn read_global_request(name: String, r: &mut Fields) -> Result<GlobalRequest, De
             // Unknown requests are answered "failure"; their data is opaque
             // (draft §6.3 rule 1's exception).
             r.rest();
-            GlobalRequest::Other(name)
+            GlobalRequest::Unknown { name }
         }
     })
 }
@@ -329,7 +329,7 @@ fn read_channel_request(name: String, r: &mut Fields) -> Result<ChannelRequest, 
         "auth-agent-req@openssh.com" => ChannelRequest::AgentForward,
         _ => {
             r.rest();
-            ChannelRequest::Other(name)
+            ChannelRequest::Unknown { name }
         }
     })
 }
@@ -429,7 +429,7 @@ fn write_global_request(
         GlobalRequest::CancelTcpipForward { .. } => "cancel-tcpip-forward",
         GlobalRequest::StreamlocalForward { .. } => "streamlocal-forward@openssh.com",
         GlobalRequest::CancelStreamlocalForward { .. } => "cancel-streamlocal-forward@openssh.com",
-        GlobalRequest::Other(name) => name.as_str(),
+        GlobalRequest::Unknown { name } => name.as_str(),
     };
     w.string("request name", name.as_bytes())?
         .boolean(want_reply);
@@ -442,7 +442,7 @@ fn write_global_request(
         | GlobalRequest::CancelStreamlocalForward { socket_path } => {
             w.string("socket path", socket_path.as_bytes())?;
         }
-        GlobalRequest::Other(_) => {}
+        GlobalRequest::Unknown { .. } => {}
     }
     Ok(())
 }
@@ -508,7 +508,7 @@ fn write_channel_request(
             w.string("variable name", name.as_bytes())?
                 .string("variable value", value.as_bytes())?;
         }
-        ChannelRequest::Shell | ChannelRequest::AgentForward | ChannelRequest::Other(_) => {}
+        ChannelRequest::Shell | ChannelRequest::AgentForward | ChannelRequest::Unknown { .. } => {}
         ChannelRequest::Exec(command) => {
             w.string("command", command)?;
         }

@@ -20,30 +20,17 @@ use sshq_core::auth::{ServerKeyVerifier, UserKey};
 use sshq_core::error::{ConnectError, TransportError};
 use sshq_core::ssh_key::PublicKey;
 
+use sshq_quic::client::{ClientEndpoint, ConnectFailure, ConnectParams};
+use sshq_quic::relay::Tunnel;
 use sshq_quic::tls::HandshakeFailure;
 
 use super::config::Transport;
 use super::error::{Program, SetupError};
+pub use super::route::{AnyConnection, Route};
 use super::{hostkeys, identity, Plan};
 
 /// How long Transport=auto gives QUIC before starting TCP as well.
 pub const DEFAULT_QUIC_FALLBACK: Duration = Duration::from_millis(300);
-
-/// How to reach the server: straight over the network, or through the
-/// connection to a ProxyJump host.
-#[derive(Clone, Copy)]
-pub enum Route<'a> {
-    Direct,
-    Via(&'a AnyConnection),
-    /// ProxyCommand, expanded: SSH over the command's stdin and stdout.
-    Command(&'a str),
-}
-
-/// A connection over whichever transport won.
-pub enum AnyConnection {
-    Tcp(sshq_tcp::TcpClientConnection),
-    Quic(sshq_quic::QuicConnection),
-}
 
 /// What both transports need, prepared once.
 struct Prepared {
@@ -284,7 +271,7 @@ async fn connect_tcp(
         Route::Via(hop) => {
             // The jump host resolves the name and connects; we speak SSH
             // through it, end to end.
-            let stream = super::jump::open_tcp(hop, &plan.hostname, plan.port)
+            let stream = super::route::open_tcp(hop, &plan.hostname, plan.port)
                 .await
                 .map_err(|e| jump_failed(plan, plan.port, &e))?;
             return sshq_tcp::connect_stream(stream, None, None, params()).await;
@@ -328,29 +315,29 @@ async fn connect_quic(
         ));
     }
     let port = plan.options.quic_port.unwrap_or(plan.port);
-    let kex = quic_kex(plan)?;
+    let params = quic_params(plan, prepared.verifier.clone())?;
     if let Route::Command(_) = route {
         return Err(QuicFailure::Final(SetupError::ProxyCommandOverQuic.into()));
     }
     if let Route::Via(hop) = route {
         // A jump host that will not relay UDP (not sshqd, or not allowed)
         // says nothing about the destination: TCP through it may be tried.
-        let stream = super::jump::open_udp_relay(hop, &plan.hostname, port)
+        let stream = super::route::open_udp_relay(hop, &plan.hostname, port)
             .await
             .map_err(|e| QuicFailure::NotThrough {
                 why: format!("the jump host did not relay UDP: {e}"),
                 error: jump_failed(plan, port, &e),
             })?;
-        // The jump host resolves the name; quinn needs an address only as
+        // The jump host resolves the name; QUIC needs an address only as
         // a label for its one path.
         let label = plan
             .hostname
             .parse::<std::net::IpAddr>()
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
         let label = SocketAddr::new(label, port);
-        let endpoint = sshq_quic::stream_socket::client_endpoint_over_stream(stream, label)
+        let endpoint = ClientEndpoint::over_stream(stream, label)
             .map_err(|e| ConnectError::from(SetupError::QuicSetup(Box::new(e))))?;
-        return connect_quic_on(plan, prepared, endpoint, label, &kex).await;
+        return connect_quic_on(plan, prepared, endpoint, label, &params).await;
     }
     let mut last_failure = None;
     for addr in resolve(plan, port).await? {
@@ -362,7 +349,7 @@ async fn connect_quic(
                 continue;
             }
         };
-        match connect_quic_on(plan, prepared, endpoint, addr, &kex).await {
+        match connect_quic_on(plan, prepared, endpoint, addr, &params).await {
             Ok(conn) => return Ok(conn),
             // Only a failure to get through moves on to the next address.
             Err(failure @ QuicFailure::NotThrough { .. }) => last_failure = Some(failure),
@@ -373,21 +360,11 @@ async fn connect_quic(
 }
 
 /// A client UDP endpoint to reach `addr` from (any local address of its family).
-pub(super) fn endpoint_for(
-    plan: &Plan,
-    addr: SocketAddr,
-) -> Result<sshq_quic::quinn::Endpoint, ConnectError> {
-    let any: std::net::IpAddr = if addr.is_ipv6() {
-        std::net::Ipv6Addr::UNSPECIFIED.into()
-    } else {
-        std::net::Ipv4Addr::UNSPECIFIED.into()
-    };
-    sshq_quic::endpoint::client_endpoint(SocketAddr::new(any, 0)).map_err(|source| {
-        ConnectError::Connect {
-            host: plan.hostname.clone(),
-            port: addr.port(),
-            source,
-        }
+pub(super) fn endpoint_for(plan: &Plan, addr: SocketAddr) -> Result<ClientEndpoint, ConnectError> {
+    ClientEndpoint::for_peer(addr).map_err(|source| ConnectError::Connect {
+        host: plan.hostname.clone(),
+        port: addr.port(),
+        source,
     })
 }
 
@@ -395,25 +372,31 @@ pub(super) fn endpoint_for(
 async fn connect_quic_on(
     plan: &Plan,
     prepared: &Prepared,
-    endpoint: sshq_quic::quinn::Endpoint,
+    endpoint: ClientEndpoint,
     addr: SocketAddr,
-    kex: &[String],
+    params: &ConnectParams,
 ) -> Result<sshq_quic::QuicConnection, QuicFailure> {
-    let verifier: Arc<dyn ServerKeyVerifier> = prepared.verifier.clone();
-    let (conn, negotiated) =
-        attempt_quic_handshake(plan, verifier, &endpoint, addr, kex, sshq_quic::tls::ALPN).await?;
-    let local = endpoint.local_addr().ok();
     let auth = sshq_quic::ClientAuth {
         user: plan.user.clone(),
         keys: prepared.keys.clone(),
     };
-    let mut session = sshq_quic::client_session(conn, auth)
+    endpoint
+        .connect_session(addr, params, auth)
         .await
-        .map_err(ConnectError::Transport)?;
-    session.set_kex(negotiated);
-    session.set_local_addr(local);
-    session.set_endpoint(endpoint);
-    Ok(session)
+        .map_err(|failure| sort_failure(plan, addr.port(), failure, Protocol::Session))
+}
+
+/// The QUIC connection parameters `plan` asks for, the host key checked by
+/// `verifier`.
+pub(super) fn quic_params(
+    plan: &Plan,
+    verifier: Arc<dyn ServerKeyVerifier>,
+) -> Result<ConnectParams, ConnectError> {
+    Ok(ConnectParams {
+        verifier,
+        kex: quic_kex(plan)?,
+        congestion_control: plan.options.congestion_control,
+    })
 }
 
 /// The TCP key exchanges to offer: KexAlgorithms (one list for both
@@ -443,55 +426,45 @@ pub(super) fn quic_kex(plan: &Plan) -> Result<Vec<String>, ConnectError> {
     }
 }
 
-/// A QUIC handshake to `addr` on `endpoint` asking for `alpn`, the
-/// server's host key checked by `verifier`: `sshq/1` sessions and
-/// `sshq proxy` tunnels (`sshq-tunnel/1`) both start here. Returns the
-/// connection and the name of the key-exchange group it used.
-pub(super) async fn quic_handshake(
-    plan: &Plan,
-    verifier: Arc<dyn ServerKeyVerifier>,
-    endpoint: &sshq_quic::quinn::Endpoint,
-    addr: SocketAddr,
-    kex: &[String],
-    alpn: &[u8],
-) -> Result<(sshq_quic::quinn::Connection, Option<String>), ConnectError> {
-    attempt_quic_handshake(plan, verifier, endpoint, addr, kex, alpn)
-        .await
-        .map_err(QuicFailure::into_error)
+/// What a QUIC connection is for: the ALPN it asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// `sshq/1`: an SSH session.
+    Session,
+    /// `sshq-tunnel/1`: `sshq proxy`'s tunnel.
+    Tunnel,
 }
 
-/// [`quic_handshake`], its failure sorted for Transport=auto.
-async fn attempt_quic_handshake(
+/// A QUIC handshake to `addr` on `endpoint` asking for a tunnel
+/// (`sshq proxy`), the server's host key checked as `params` say. Returns
+/// the tunnel and the name of the key-exchange group it used.
+pub(super) async fn quic_tunnel(
     plan: &Plan,
-    verifier: Arc<dyn ServerKeyVerifier>,
-    endpoint: &sshq_quic::quinn::Endpoint,
+    endpoint: ClientEndpoint,
     addr: SocketAddr,
-    kex: &[String],
-    alpn: &[u8],
-) -> Result<(sshq_quic::quinn::Connection, Option<String>), QuicFailure> {
-    let other =
-        |e: Box<dyn std::error::Error + Send + Sync>| ConnectError::from(SetupError::QuicSetup(e));
-    let observer = sshq_quic::kx::NegotiatedGroup::new();
-    let provider = sshq_quic::kx::crypto_provider_observed(kex, observer.clone())
-        .map_err(|e| other(e.into()))?;
-    let (mut tls, outcome) =
-        sshq_quic::tls::client_tls_with_outcome(verifier, provider).map_err(|e| other(e.into()))?;
-    tls.alpn_protocols = vec![alpn.to_vec()];
-    let mut config = sshq_quic::tls::client_config(tls).map_err(|e| other(e.into()))?;
-    if let Some(controller) = plan.options.congestion_control {
-        let transport = sshq_quic::tls::transport_config_with(controller);
-        config.transport_config(std::sync::Arc::new(transport));
-    }
-    let connecting = endpoint
-        .connect_with(config, addr, "sshq")
-        .map_err(|e| other(e.into()))?;
-    let error = match connecting.await {
-        Ok(conn) => return Ok((conn, observer.get().map(str::to_string))),
-        Err(error) => error,
+    params: &ConnectParams,
+) -> Result<(Tunnel, Option<&'static str>), ConnectError> {
+    endpoint
+        .connect_tunnel(addr, params)
+        .await
+        .map_err(|failure| sort_failure(plan, addr.port(), failure, Protocol::Tunnel).into_error())
+}
+
+/// A failed QUIC attempt in ssh's words, sorted for Transport=auto.
+fn sort_failure(
+    plan: &Plan,
+    port: u16,
+    failure: ConnectFailure,
+    protocol: Protocol,
+) -> QuicFailure {
+    let failure = match failure {
+        ConnectFailure::Handshake(failure) => failure,
+        ConnectFailure::Session(e) => return QuicFailure::Final(ConnectError::Transport(e)),
+        setup @ (ConnectFailure::Kex(_) | ConnectFailure::Tls(_) | ConnectFailure::Start(_)) => {
+            return QuicFailure::Final(SetupError::QuicSetup(Box::new(setup)).into())
+        }
     };
-    let failure = HandshakeFailure::classify(&error, &outcome, kex);
     let reason = failure.to_string();
-    let port = addr.port();
     let connect_error = |source: std::io::Error| ConnectError::Connect {
         host: plan.hostname.clone(),
         port,
@@ -506,7 +479,10 @@ async fn attempt_quic_handshake(
         HandshakeFailure::ProtocolRefused => SetupError::AlpnRefused {
             host: plan.hostname.clone(),
             port,
-            alpn: alpn.to_vec(),
+            alpn: match protocol {
+                Protocol::Tunnel => sshq_quic::tunnel::TUNNEL_ALPN.to_vec(),
+                Protocol::Session => sshq_quic::tls::ALPN.to_vec(),
+            },
         }
         .into(),
         HandshakeFailure::TimedOut => connect_error(std::io::Error::new(
@@ -528,9 +504,9 @@ async fn attempt_quic_handshake(
         .into(),
     };
     if failure.allows_fallback() {
-        Err(QuicFailure::NotThrough { why: reason, error })
+        QuicFailure::NotThrough { why: reason, error }
     } else {
-        Err(QuicFailure::Final(error))
+        QuicFailure::Final(error)
     }
 }
 

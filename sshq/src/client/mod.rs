@@ -13,6 +13,7 @@ mod jump;
 mod keepalive;
 pub mod proxy;
 mod proxy_command;
+mod route;
 pub mod session;
 mod stdio;
 pub mod terminal;
@@ -114,14 +115,14 @@ async fn run(cli: Cli) -> Result<i32, ClientError> {
             // failure is what the user must hear about.
             let (auth, result) =
                 tokio::join!(conn.authenticated(), run_watched(conn.clone(), &cli, &plan));
-            let stats = conn.quic().stats();
+            let path = conn.path_stats();
             tracing::debug!(
                 "QUIC path: rtt {:?}, mtu {}, {} packets sent, {} lost, {} congestion events",
-                stats.path.rtt,
-                stats.path.current_mtu,
-                stats.path.sent_packets,
-                stats.path.lost_packets,
-                stats.path.congestion_events
+                path.rtt,
+                path.mtu,
+                path.sent_packets,
+                path.lost_packets,
+                path.congestion_events
             );
             match auth {
                 Ok(()) => result,

@@ -30,15 +30,15 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use sshq_core::auth::ServerKeyVerifier;
 use sshq_core::error::ConnectError;
-use sshq_quic::quinn;
-use sshq_quic::tunnel::{self, End, Half, TUNNEL_ALPN};
+use sshq_quic::relay::{self, Tunnel};
+use sshq_quic::tunnel::{ConnectionLost, End, Half};
 use sshq_quic::wire::ErrorCode;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
-use super::config::{self, ClientOptions};
+use super::config::{self, ClientOptions, ConfigError};
 use super::error::{Program, SetupError};
 use super::{connect, hostkeys, Plan, EXIT_FAILURE};
 
@@ -97,16 +97,43 @@ pub async fn main(args: Vec<String>) -> i32 {
     };
     match run(cli).await {
         Ok(()) => 0,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("{message}");
-            }
+        // Its transcript, ending in that line, was already written.
+        Err(ProxyError::Connect(ConnectError::HostKeyRejected)) => EXIT_FAILURE,
+        Err(e) => {
+            eprintln!("{e}");
             EXIT_FAILURE
         }
     }
 }
 
-async fn run(cli: ProxyCli) -> Result<(), String> {
+/// Why `sshq proxy` ended other than cleanly, in the words it prints.
+#[derive(Debug, thiserror::Error)]
+enum ProxyError {
+    #[error("Bad port '{0}'")]
+    BadPort(String),
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The QUIC hop could not be set up, in ssh's words.
+    #[error("{}", super::error::ssh_message(.0))]
+    Connect(#[from] ConnectError),
+    #[error("sshq proxy: relay at {relay} could not reach its SSH server: {reason}")]
+    TargetUnreachable { relay: String, reason: String },
+    #[error("sshq proxy: relay at {relay} is busy: {reason}")]
+    RelayBusy { relay: String, reason: String },
+    #[error("sshq proxy: relay at {relay}: its connection to the SSH server broke")]
+    TargetBroke { relay: String },
+    #[error("sshq proxy: relay at {relay} closed the connection: {reason}")]
+    RelayClosed { relay: String, reason: String },
+    #[error("sshq proxy: connection to relay at {relay} lost: {source}")]
+    Lost {
+        relay: String,
+        source: ConnectionLost,
+    },
+    #[error("sshq proxy: stdin or stdout: {0}")]
+    Local(#[source] io::Error),
+}
+
+async fn run(cli: ProxyCli) -> Result<(), ProxyError> {
     let plan = resolve(&cli)?;
     super::init_logging(cli.verbose, plan.quiet);
     // The files that name `sshq proxy` as this host's ProxyCommand are read
@@ -121,20 +148,15 @@ async fn run(cli: ProxyCli) -> Result<(), String> {
     {
         tracing::debug!("sshq proxy: ProxyCommand and ProxyJump do not apply to the QUIC hop");
     }
-    let (endpoint, conn) = match plan.options.connect_timeout {
+    let tunnel = match plan.options.connect_timeout {
         Some(limit) if !limit.is_zero() => tokio::time::timeout(limit, connect(&plan))
             .await
             .unwrap_or_else(|_| Err(timed_out(&plan))),
         _ => connect(&plan).await,
-    }
-    .map_err(|e| match e {
-        // Its transcript, ending in that line, was already written.
-        ConnectError::HostKeyRejected => String::new(),
-        other => super::error::ssh_message(&other),
-    })?;
-    let result = relay(&plan, &conn).await;
+    }?;
+    let result = relay(&plan, &tunnel).await;
     // Let the CONNECTION_CLOSE leave before the process exits.
-    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    tunnel.finish(Duration::from_secs(1)).await;
     result
 }
 
@@ -142,19 +164,16 @@ async fn run(cli: ProxyCli) -> Result<(), String> {
 /// configuration files, first value wins. Only what concerns the QUIC hop
 /// matters here (HostName, Port, QuicPort, UserKnownHostsFile,
 /// StrictHostKeyChecking, KexAlgorithms, ConnectTimeout, LogLevel).
-fn resolve(cli: &ProxyCli) -> Result<Plan, String> {
+fn resolve(cli: &ProxyCli) -> Result<Plan, ProxyError> {
     let mut options = ClientOptions::default();
     if let Some(port) = &cli.port {
-        options.port = Some(config::parse_port(port).ok_or_else(|| format!("Bad port '{port}'"))?);
+        options.port =
+            Some(config::parse_port(port).ok_or_else(|| ProxyError::BadPort(port.clone()))?);
     }
     for option in &cli.options {
-        options
-            .apply_option_str(option)
-            .map_err(|e| e.to_string())?;
+        options.apply_option_str(option)?;
     }
-    options
-        .load_files(cli.config_file.as_deref().map(Path::new), &cli.host)
-        .map_err(|e| e.to_string())?;
+    options.load_files(cli.config_file.as_deref().map(Path::new), &cli.host)?;
     let hostname = options.expanded_host_name(&cli.host);
     let quiet = cli.quiet || options.log_level == Some(config::LogLevel::Quiet);
     Ok(Plan {
@@ -173,7 +192,7 @@ fn resolve(cli: &ProxyCli) -> Result<Plan, String> {
 
 /// A QUIC connection asking for the tunnel, to the first address of the
 /// host that answers, with the host key checked as `sshq` checks it.
-async fn connect(plan: &Plan) -> Result<(quinn::Endpoint, quinn::Connection), ConnectError> {
+async fn connect(plan: &Plan) -> Result<Tunnel, ConnectError> {
     let verifier = hostkeys::Verifier::new(plan);
     let known_types = verifier.known_key_types();
     if !known_types.is_empty() && !known_types.iter().any(|t| t == "ssh-ed25519") {
@@ -185,24 +204,22 @@ async fn connect(plan: &Plan) -> Result<(quinn::Endpoint, quinn::Connection), Co
         .into());
     }
     let verifier: Arc<dyn ServerKeyVerifier> = Arc::new(verifier);
-    let kex = connect::quic_kex(plan)?;
+    let params = connect::quic_params(plan, verifier)?;
     let port = plan.options.quic_port.unwrap_or(plan.port);
     let mut last_error = None;
     for addr in connect::resolve(plan, port).await? {
         let endpoint = connect::endpoint_for(plan, addr)?;
-        match connect::quic_handshake(plan, verifier.clone(), &endpoint, addr, &kex, TUNNEL_ALPN)
-            .await
-        {
-            Ok((conn, group)) => {
+        match connect::quic_tunnel(plan, endpoint, addr, &params).await {
+            Ok((tunnel, group)) => {
                 // The words sshq uses, so one pattern finds both.
                 tracing::debug!(
                     "Connected to {} ([{}]:{}) over quic; key exchange {}; relaying stdin and stdout",
                     plan.host,
                     addr.ip(),
                     addr.port(),
-                    group.as_deref().unwrap_or("unknown")
+                    group.unwrap_or("unknown")
                 );
-                return Ok((endpoint, conn));
+                return Ok(tunnel);
             }
             // Only a failure to reach this address moves on to the next one.
             Err(e @ ConnectError::Connect { .. }) => last_error = Some(e),
@@ -223,73 +240,47 @@ fn timed_out(plan: &Plan) -> ConnectError {
 /// Copies stdin to the tunnel and the tunnel to stdout until both
 /// directions have ended, then closes the connection; explains any other
 /// end.
-async fn relay(plan: &Plan, conn: &quinn::Connection) -> Result<(), String> {
-    let (send, recv) = conn
-        .open_bi()
+async fn relay(plan: &Plan, tunnel: &Tunnel) -> Result<(), ProxyError> {
+    let stream = tunnel
+        .open_stream()
         .await
         .map_err(|e| connection_lost(plan, &e))?;
     let mut hangup = hangup_signal();
-    let up = tunnel::send_from(stdin(), send);
-    let down = async {
-        let mut stdout = stdout();
-        let half = tunnel::receive_into(recv, &mut stdout).await;
-        drop(stdout);
-        if half.end.is_finished() {
-            // Our stdout is ssh's view of the server's half-close.
-            close_stdout();
+    let hung_up = async move {
+        if hangup.recv().await.is_some() {
+            tracing::debug!("sshq proxy: SIGHUP (ssh has exited); closing");
+        } else {
+            // No SIGHUP handler: never interrupted.
+            std::future::pending::<()>().await;
         }
-        half
     };
-    tokio::pin!(up, down);
-    let mut up_done: Option<(Half, quinn::SendStream)> = None;
-    let mut down_done: Option<Half> = None;
-    let mut hung_up = false;
-    let grace = tokio::time::sleep(Duration::MAX);
-    tokio::pin!(grace);
-    while up_done.is_none() || down_done.is_none() {
-        tokio::select! {
-            result = &mut up, if up_done.is_none() => {
-                let aborted = !result.0.end.is_finished();
-                up_done = Some(result);
-                if aborted { break; }
-            }
-            half = &mut down, if down_done.is_none() => {
-                let aborted = !half.end.is_finished();
-                down_done = Some(half);
-                if aborted { break; }
-            }
-            Some(()) = hangup.recv(), if !hung_up => {
-                tracing::debug!("sshq proxy: SIGHUP (ssh has exited); closing");
-                hung_up = true;
-                grace.as_mut().reset(tokio::time::Instant::now() + HANGUP_GRACE);
-            }
-            () = &mut grace, if hung_up => break,
-        }
-    }
-    if let Some((half, send)) = &mut up_done {
-        if half.end.is_finished() {
-            tunnel::wait_acknowledged(send, FINAL_ACK_TIMEOUT).await;
-        }
-    }
-    let up = up_done.map(|(half, _)| half);
-    let outcome = outcome(plan, conn, up.as_ref(), down_done.as_ref(), hung_up);
+    let mut relayed = relay::relay(stream, stdin(), Stdout::new(), hung_up, HANGUP_GRACE).await;
+    relayed.wait_acknowledged(FINAL_ACK_TIMEOUT).await;
+    let hung_up = relayed.interrupted;
+    let outcome = outcome(
+        plan,
+        tunnel,
+        relayed.outbound.as_ref(),
+        relayed.inbound.as_ref(),
+        hung_up,
+    );
     let code = if outcome.is_ok() || hung_up {
         ErrorCode::NoError
     } else {
         ErrorCode::TunnelAborted
     };
-    conn.close(tunnel::varint(code), b"proxy finished");
+    tunnel.close(code, "proxy finished");
     outcome
 }
 
 /// What the ends of the two directions mean for the user.
 fn outcome(
     plan: &Plan,
-    conn: &quinn::Connection,
+    tunnel: &Tunnel,
     up: Option<&Half>,
     down: Option<&Half>,
     hung_up: bool,
-) -> Result<(), String> {
+) -> Result<(), ProxyError> {
     let ends = [up.map(|h| &h.end), down.map(|h| &h.end)];
     if ends.iter().all(|end| end.is_some_and(End::is_finished)) || hung_up {
         return Ok(());
@@ -304,7 +295,7 @@ fn outcome(
     }
     // The connection's fate says the most (e.g. the relay could not reach
     // its SSH server); then the stream's.
-    if let Some(e) = conn.close_reason() {
+    if let Some(e) = tunnel.close_reason() {
         return Err(connection_lost(plan, &e));
     }
     for end in ends.into_iter().flatten() {
@@ -312,34 +303,32 @@ fn outcome(
             End::Finished => {}
             End::ConnectionLost(e) => return Err(connection_lost(plan, e)),
             End::PeerAborted(_) => {
-                return Err(format!(
-                    "sshq proxy: relay at {}: its connection to the SSH server broke",
-                    relay_name(plan)
-                ))
+                return Err(ProxyError::TargetBroke {
+                    relay: relay_name(plan),
+                })
             }
-            End::LocalFailed(e) => return Err(format!("sshq proxy: stdin or stdout: {e}")),
+            End::LocalFailed(e) => {
+                return Err(ProxyError::Local(io::Error::new(e.kind(), e.to_string())))
+            }
         }
     }
     Ok(())
 }
 
 /// A lost connection in the words the user needs.
-fn connection_lost(plan: &Plan, e: &quinn::ConnectionError) -> String {
+fn connection_lost(plan: &Plan, e: &ConnectionLost) -> ProxyError {
     let relay = relay_name(plan);
-    match tunnel::peer_close(e) {
+    match e.peer_close() {
         Some((ErrorCode::RelayTargetUnreachable, reason)) => {
-            format!("sshq proxy: relay at {relay} could not reach its SSH server: {reason}")
+            ProxyError::TargetUnreachable { relay, reason }
         }
-        Some((ErrorCode::RelayBusy, reason)) => {
-            format!("sshq proxy: relay at {relay} is busy: {reason}")
-        }
-        Some((ErrorCode::TunnelAborted, _)) => {
-            format!("sshq proxy: relay at {relay}: its connection to the SSH server broke")
-        }
-        Some((ErrorCode::AuthTimeout, reason)) => {
-            format!("sshq proxy: relay at {relay} closed the connection: {reason}")
-        }
-        _ => format!("sshq proxy: connection to relay at {relay} lost: {e}"),
+        Some((ErrorCode::RelayBusy, reason)) => ProxyError::RelayBusy { relay, reason },
+        Some((ErrorCode::TunnelAborted, _)) => ProxyError::TargetBroke { relay },
+        Some((ErrorCode::AuthTimeout, reason)) => ProxyError::RelayClosed { relay, reason },
+        _ => ProxyError::Lost {
+            relay,
+            source: e.clone(),
+        },
     }
 }
 
@@ -399,6 +388,50 @@ fn stdout() -> Box<dyn AsyncWrite + Unpin + Send> {
     match PipeEnd::new(std::io::stdout().as_fd()) {
         Some(pipe) => Box::new(pipe),
         None => Box::new(tokio::io::stdout()),
+    }
+}
+
+/// Our stdout as the tunnel's inbound end: when the server half-closes
+/// (a FIN, which the relay turns into a shutdown), our duplicate of
+/// descriptor 1 is dropped and stdout ended ([`close_stdout`]), so ssh sees
+/// the server's half-close.
+struct Stdout(Option<Box<dyn AsyncWrite + Unpin + Send>>);
+
+impl Stdout {
+    fn new() -> Stdout {
+        Stdout(Some(stdout()))
+    }
+}
+
+impl AsyncWrite for Stdout {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.0.as_mut() {
+            Some(out) => Pin::new(out).poll_write(cx, data),
+            None => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.0.as_mut() {
+            Some(out) => Pin::new(out).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(out) = self.0.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        if let Err(e) = std::task::ready!(Pin::new(out).poll_shutdown(cx)) {
+            return Poll::Ready(Err(e));
+        }
+        self.0 = None;
+        close_stdout();
+        Poll::Ready(Ok(()))
     }
 }
 

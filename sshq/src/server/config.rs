@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::admission::keywords::PreauthLimits;
-use crate::client::config::{
+use crate::config_syntax::{
     departs_from_default, glob_paths, io_reason, lines_of, parse_bind_mask, parse_duration,
     parse_port, split_line, LogLevel,
 };
@@ -223,7 +223,7 @@ pub struct ServerConfig {
     /// sshqd's own `QuicRelay`: `host:port` of an SSH server that QUIC sessions are relayed to.
     pub quic_relay: Option<String>,
     /// sshqd's own `AllowUdpRelay`: where direct-udp@sshq may send datagrams.
-    pub allow_udp_relay: super::udp_relay::AllowUdpRelay,
+    pub allow_udp_relay: super::context::AllowUdpRelay,
     /// `KexAlgorithms`, raw (may start with `+`, `-` or `^` as in OpenSSH).
     pub kex_algorithms: Option<String>,
     /// sshqd's own `CongestionControl` for QUIC (cubic, bbr, newreno);
@@ -273,7 +273,7 @@ impl Default for ServerConfig {
                 tcp: true,
             },
             quic_relay: None,
-            allow_udp_relay: super::udp_relay::AllowUdpRelay::Quic,
+            allow_udp_relay: super::context::AllowUdpRelay::Quic,
             kex_algorithms: None,
             congestion_control: None,
             preauth: PreauthLimits::new(),
@@ -752,7 +752,7 @@ impl Parser {
                 }
             }
             "allowudprelay" => {
-                let v = at.pick(one()?, super::udp_relay::ALLOW_UDP_RELAY)?;
+                let v = at.pick(one()?, super::context::ALLOW_UDP_RELAY)?;
                 set(fresh, &mut c.allow_udp_relay, v)
             }
             "kexalgorithms" => {

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
 use super::config::GatewayPorts;
-use super::session::SessionContext;
+use super::context::SessionContext;
 
 /// The listeners of one connection, keyed by the address the client asked
 /// for and the port actually bound (and the socket listeners, by path); all
@@ -70,17 +70,20 @@ pub fn check(
     port: u32,
     is_root: bool,
 ) -> Result<SocketAddr, Refusal> {
-    if !ctx.allow_remote_forwarding {
+    if !ctx.forwarding.allow_remote {
         return Err(Refusal::NotAllowed);
     }
     let port = u16::try_from(port).map_err(|_| Refusal::BadPort)?;
     if port != 0 && port < 1024 && !is_root {
         return Err(Refusal::Privileged);
     }
-    if !ctx.permit_listen.allows(address, port) {
+    if !ctx.forwarding.permit_listen.allows(address, port) {
         return Err(Refusal::NotPermitted);
     }
-    Ok(SocketAddr::new(listen_ip(address, ctx.gateway_ports), port))
+    Ok(SocketAddr::new(
+        listen_ip(address, ctx.forwarding.gateway_ports),
+        port,
+    ))
 }
 
 /// Where to listen, as sshd decides: loopback unless GatewayPorts lets the

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod auth;
 pub mod blocking;
 pub mod config;
+pub mod context;
 pub mod forwarding;
 pub mod limits;
 pub mod logging;
@@ -23,6 +24,7 @@ use clap::{ArgAction, Parser};
 use sshq_core::log_escape;
 use sshq_core::ssh_key::{Algorithm, PrivateKey};
 use sshq_core::transport::Connection;
+use sshq_quic::server::{ListenerConfig, ServerEndpoint, ServerSettings, ServerSetupError};
 use tokio::net::TcpListener;
 
 use admission::gate::{Gate, REFUSAL_BANNER};
@@ -79,14 +81,14 @@ pub fn prepare(args: Vec<String>) -> Result<(Cli, ServerConfig, Vec<PrivateKey>)
     };
     let config = ServerConfig::load(config_path, &cli.options, &cli.ports, &cli.host_keys)
         .map_err(|e| (e.to_string(), 1))?;
-    let keys = load_host_keys(&config.host_keys).map_err(|e| (e, 1))?;
+    let keys = load_host_keys(&config.host_keys).map_err(|e| (e.to_string(), 1))?;
     Ok((cli, config, keys))
 }
 
 /// Reads every HostKey; unreadable ones are reported and skipped, as sshd
 /// does, but at least one Ed25519 key is required: it is the identity the
 /// QUIC transport presents, so that one known_hosts line serves both.
-fn load_host_keys(paths: &[PathBuf]) -> Result<Vec<PrivateKey>, String> {
+fn load_host_keys(paths: &[PathBuf]) -> Result<Vec<PrivateKey>, HostKeyError> {
     let mut keys = Vec::new();
     for path in paths {
         let loaded = std::fs::read_to_string(path)
@@ -104,7 +106,7 @@ fn load_host_keys(paths: &[PathBuf]) -> Result<Vec<PrivateKey>, String> {
         }
     }
     if keys.is_empty() {
-        return Err("sshqd: no hostkeys available -- exiting.".to_string());
+        return Err(HostKeyError::NoHostKeys);
     }
     // Ed25519 first: it is what clients are offered first and what QUIC uses.
     keys.sort_by_key(|k| !matches!(k.algorithm(), Algorithm::Ed25519));
@@ -112,17 +114,68 @@ fn load_host_keys(paths: &[PathBuf]) -> Result<Vec<PrivateKey>, String> {
         keys.first().map(|k| k.algorithm()),
         Some(Algorithm::Ed25519)
     ) {
-        return Err(
-            "sshqd: no Ed25519 host key -- exiting. sshqd needs one (it is also its QUIC identity); \
-             create it with: ssh-keygen -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key"
-                .to_string(),
-        );
+        return Err(HostKeyError::NoEd25519);
     }
     Ok(keys)
 }
 
+/// Why sshqd cannot use its host keys.
+#[derive(Debug, thiserror::Error)]
+pub enum HostKeyError {
+    #[error("sshqd: no hostkeys available -- exiting.")]
+    NoHostKeys,
+    #[error(
+        "sshqd: no Ed25519 host key -- exiting. sshqd needs one (it is also its QUIC identity); \
+         create it with: ssh-keygen -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key"
+    )]
+    NoEd25519,
+}
+
+/// Why sshqd could not start serving, in sshd's words where sshd has them.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("sshqd: Bind to port {} on {} failed: {source}.", .addr.port(), .addr.ip())]
+    BindTcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("sshqd: Bind to UDP port {} on {} failed: {source}.", .addr.port(), .addr.ip())]
+    BindUdp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// KexAlgorithms names a TCP key exchange the TCP transport lacks.
+    #[error("sshqd: KexAlgorithms: {0}")]
+    TcpKexUnsupported(String),
+    /// KexAlgorithms leaves TCP nothing while TCP is served.
+    #[error("sshqd: KexAlgorithms: {0}; use Transports quic to serve only QUIC")]
+    TcpKexList(sshq_core::kex::KexListError),
+    /// KexAlgorithms leaves QUIC nothing (or names what it cannot do).
+    #[error("sshqd: KexAlgorithms: {0}; use Transports tcp to serve only TCP")]
+    QuicKexList(sshq_quic::kx::KexError),
+    #[error("sshqd: QUIC needs an Ed25519 host key")]
+    NoQuicHostKey,
+    /// The QUIC configuration could not be built from the key-exchange list.
+    #[error("sshqd: KexAlgorithms: {0}")]
+    QuicKex(sshq_quic::kx::KexError),
+    /// The QUIC configuration could not be built from the host key.
+    #[error("sshqd: {0}")]
+    QuicTls(sshq_quic::tls::TlsError),
+    #[error("sshqd: no transport to serve (Transports is empty)")]
+    NoTransport,
+}
+
+impl From<ServerSetupError> for ServeError {
+    fn from(error: ServerSetupError) -> Self {
+        match error {
+            ServerSetupError::Kex(e) => ServeError::QuicKex(e),
+            ServerSetupError::Tls(e) => ServeError::QuicTls(e),
+        }
+    }
+}
+
 /// Runs the server until it is killed.
-pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(), String> {
+pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let tcp_params = Arc::new(sshq_tcp::ServerParams {
         host_keys,
@@ -139,13 +192,9 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
     let addrs = config.listen_addrs();
     if config.transports.tcp {
         for &addr in &addrs {
-            let listener = TcpListener::bind(addr).await.map_err(|e| {
-                format!(
-                    "sshqd: Bind to port {} on {} failed: {e}.",
-                    addr.port(),
-                    addr.ip()
-                )
-            })?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::BindTcp { addr, source })?;
             tracing::info!("Server listening on {} port {}.", addr.ip(), addr.port());
             tasks.spawn(accept_tcp(
                 listener,
@@ -178,14 +227,8 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
             );
         }
         for &addr in &addrs {
-            let endpoint = sshq_quic::endpoint::server_endpoint(addr, quic_config.clone())
-                .map_err(|e| {
-                    format!(
-                        "sshqd: Bind to UDP port {} on {} failed: {e}.",
-                        addr.port(),
-                        addr.ip()
-                    )
-                })?;
+            let endpoint = ServerEndpoint::bind(addr, &quic_config)
+                .map_err(|source| ServeError::BindUdp { addr, source })?;
             tracing::info!(
                 "Server listening on {} port {} (QUIC).",
                 addr.ip(),
@@ -201,7 +244,7 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
         }
     }
     if tasks.is_empty() {
-        return Err("sshqd: no transport to serve (Transports is empty)".to_string());
+        return Err(ServeError::NoTransport);
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
@@ -228,7 +271,7 @@ fn key_policy(config: &Arc<ServerConfig>) -> KeyPolicy {
 /// sshq_core::kex) or the server default. Checked even when TCP is not
 /// served, so a policy is never half applied; a list leaving TCP nothing
 /// is an error when TCP is served.
-fn tcp_kex(config: &ServerConfig) -> Result<sshq_tcp::KexList, String> {
+fn tcp_kex(config: &ServerConfig) -> Result<sshq_tcp::KexList, ServeError> {
     let Some(spec) = &config.kex_algorithms else {
         return Ok(sshq_tcp::KexList::server_default());
     };
@@ -236,15 +279,13 @@ fn tcp_kex(config: &ServerConfig) -> Result<sshq_tcp::KexList, String> {
     use sshq_core::transport::TransportKind;
     match resolve(Some(spec), TransportKind::Tcp, Role::Server) {
         Ok(names) => {
-            sshq_tcp::KexList::new(&names).map_err(|e| format!("sshqd: KexAlgorithms: {e}"))
+            sshq_tcp::KexList::new(&names).map_err(|e| ServeError::TcpKexUnsupported(e.to_string()))
         }
         // Not serving TCP: nothing to offer there is fine.
         Err(KexListError::NothingLeft { .. }) if !config.transports.tcp => {
             Ok(sshq_tcp::KexList::server_default())
         }
-        Err(e) => Err(format!(
-            "sshqd: KexAlgorithms: {e}; use Transports quic to serve only QUIC"
-        )),
+        Err(e) => Err(ServeError::TcpKexList(e)),
     }
 }
 
@@ -253,45 +294,37 @@ fn tcp_kex(config: &ServerConfig) -> Result<sshq_tcp::KexList, String> {
 fn quic_server_config(
     config: &ServerConfig,
     host_keys: &[PrivateKey],
-) -> Result<sshq_quic::quinn::ServerConfig, String> {
-    let key = host_keys
+) -> Result<ListenerConfig, ServeError> {
+    let host_key = host_keys
         .iter()
         .find(|k| matches!(k.algorithm(), Algorithm::Ed25519))
-        .ok_or("sshqd: QUIC needs an Ed25519 host key")?;
+        .ok_or(ServeError::NoQuicHostKey)?;
     let kex = match &config.kex_algorithms {
-        Some(spec) => sshq_quic::kx::parse_kex_list(spec).map_err(|e| {
-            format!("sshqd: KexAlgorithms: {e}; use Transports tcp to serve only TCP")
-        })?,
+        Some(spec) => sshq_quic::kx::parse_kex_list(spec).map_err(ServeError::QuicKexList)?,
         None => sshq_quic::kx::DEFAULT_KEX
             .iter()
             .map(|s| s.to_string())
             .collect(),
     };
-    let provider =
-        sshq_quic::kx::crypto_provider(&kex).map_err(|e| format!("sshqd: KexAlgorithms: {e}"))?;
-    let mut tls = sshq_quic::tls::server_tls(key, provider).map_err(|e| format!("sshqd: {e}"))?;
-    // Only a relaying server accepts tunnels; others refuse them in the
-    // handshake (no_application_protocol), which the client explains.
-    if config.quic_relay.is_some() {
-        sshq_quic::tunnel::offer_tunnel(&mut tls);
-    }
-    let mut quic = sshq_quic::tls::server_config(tls).map_err(|e| format!("sshqd: {e}"))?;
-    if let Some(controller) = config.congestion_control {
-        let mut transport = sshq_quic::tls::transport_config_with(controller);
-        sshq_quic::preauth::restrict(&mut transport);
-        quic.transport_config(std::sync::Arc::new(transport));
-    }
-    Ok(quic)
+    let settings = ServerSettings {
+        host_key,
+        kex: &kex,
+        // Only a relaying server accepts tunnels; others refuse them in the
+        // handshake (no_application_protocol), which the client explains.
+        offer_tunnels: config.quic_relay.is_some(),
+        congestion_control: config.congestion_control,
+    };
+    Ok(ListenerConfig::new(&settings)?)
 }
 
 async fn accept_quic(
-    endpoint: sshq_quic::quinn::Endpoint,
+    endpoint: ServerEndpoint,
     auth: Arc<sshq_quic::ServerAuth>,
     relay: Option<Arc<relay::Relay>>,
     config: Arc<ServerConfig>,
     gate: Arc<Gate>,
 ) {
-    let local = endpoint.local_addr().ok();
+    let local = endpoint.local_addr();
     while let Some(incoming) = endpoint.accept().await {
         let peer = incoming.remote_address();
         // Under load, a client must first prove it receives at its address
@@ -301,7 +334,7 @@ async fn accept_quic(
             && !incoming.remote_address_validated()
             && incoming.may_retry()
         {
-            let _ = incoming.retry();
+            incoming.retry();
             continue;
         }
         let Some(mut permit) = gate.admit(peer, local) else {
@@ -320,16 +353,15 @@ async fn accept_quic(
                 .map(|limit| tokio::time::Instant::now() + limit);
             // The ALPN says what the client wants: a tunnel to relay (only
             // offered with QuicRelay), or an sshq/1 session to log in to.
-            let accepted = match sshq_quic::handshake(incoming, deadline).await {
+            let accepted = match incoming.handshake(deadline).await {
                 Ok(conn) => match &relay {
-                    Some(relay) if sshq_quic::tunnel::is_tunnel(&conn) => {
+                    Some(relay) if conn.is_tunnel() => {
                         // The relay's target authenticates the user.
                         permit.ended(Ending::HandedOff);
                         drop(permit);
-                        sshq_quic::preauth::lift(&conn);
-                        return relay.serve(conn, peer).await;
+                        return relay.serve(conn.into_tunnel(), peer).await;
                     }
-                    _ => sshq_quic::login(conn, auth, deadline).await,
+                    _ => conn.login(auth, deadline).await,
                 },
                 Err(e) => Err(e),
             };
@@ -448,7 +480,7 @@ async fn run_connection<C: Connection>(
     let (local_ip, local_port) = local
         .map(|a| (a.ip().to_string(), a.port()))
         .unwrap_or_else(|| ("0.0.0.0".to_string(), 0));
-    let ctx = Arc::new(session::SessionContext {
+    let ctx = Arc::new(context::SessionContext {
         user,
         ssh_connection: format!("{} {} {} {}", peer.ip(), peer.port(), local_ip, local_port),
         subsystems: config.subsystems.clone(),
@@ -461,26 +493,7 @@ async fn run_connection<C: Connection>(
             peer.ip(),
             peer.port()
         ),
-        allow_local_forwarding: matches!(
-            config.allow_tcp_forwarding,
-            config::AllowTcpForwarding::Yes | config::AllowTcpForwarding::Local
-        ),
-        permit_open: config.permit_open.clone(),
-        allow_remote_forwarding: matches!(
-            config.allow_tcp_forwarding,
-            config::AllowTcpForwarding::Yes | config::AllowTcpForwarding::Remote
-        ),
-        permit_listen: config.permit_listen.clone(),
-        gateway_ports: config.gateway_ports,
-        allow_agent_forwarding: config.allow_agent_forwarding,
-        streamlocal: forwarding::StreamlocalPolicy::from_config(config),
-        udp_relay: udp_relay::UdpRelayPolicy {
-            allow: config.allow_udp_relay,
-            // Where this server listens, ListenAddress host:port included.
-            own_ports: (config.ports.iter().copied())
-                .chain(config.listen_addresses.iter().filter_map(|la| la.port))
-                .collect(),
-        },
+        forwarding: context::ForwardingPolicy::from_config(config),
         limits: limits::ConnectionLimits::new(config.max_sessions),
     });
     session::serve(Arc::new(conn), ctx).await;

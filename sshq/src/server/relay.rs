@@ -22,8 +22,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sshq_quic::quinn;
-use sshq_quic::tunnel::{self, End, Half};
+use sshq_quic::relay::{self as tunnel_relay, OpeningError, Tunnel};
+use sshq_quic::tunnel::{End, Half};
 use sshq_quic::wire::ErrorCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -73,14 +73,13 @@ impl Relay {
 
     /// Serves one connection that negotiated `sshq-tunnel/1`, from its
     /// handshake to its end; logs how it went.
-    pub async fn serve(&self, conn: quinn::Connection, peer: SocketAddr) {
+    pub async fn serve(&self, tunnel: Tunnel, peer: SocketAddr) {
         let from = format!("{} port {} (QUIC)", peer.ip(), peer.port());
         let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
             tracing::warn!(
                 "Relay from {from} refused: already relaying {MAX_RELAYS} tunnels, the most sshqd allows"
             );
-            close(
-                &conn,
+            tunnel.close(
                 // draft §12.9: servers MUST limit concurrent tunnels; the next is closed with RELAY_BUSY
                 ErrorCode::RelayBusy,
                 &format!("the relay already carries {MAX_RELAYS} tunnels; try again later"),
@@ -92,41 +91,27 @@ impl Relay {
         // stream) costs the SSH server nothing, so it cannot fill that
         // server's own MaxStartups. SSH clients send their identification
         // string at once, so a real client waits for nothing.
-        let opening = async {
-            let (send, mut recv) = conn.accept_bi().await.map_err(Opening::Lost)?;
-            match recv.read_chunk(usize::MAX, true).await {
-                Ok(Some(chunk)) => Ok((send, recv, chunk.bytes)),
-                Ok(None) => Err(Opening::Empty(send)),
-                Err(e) => Err(Opening::Read(e)),
-            }
-        };
+        let opening = tunnel.accept_stream();
         let opened = match self.stream_wait {
             Some(limit) => tokio::time::timeout(limit, opening).await,
             None => Ok(opening.await),
         };
-        let (send, recv, first_bytes) = match opened {
+        let (stream, first_bytes) = match opened {
             Ok(Ok(opened)) => opened,
-            Ok(Err(Opening::Lost(e))) => {
-                tracing::info!("Relay from {from}: connection ended before its stream: {e}");
-                return;
-            }
-            Ok(Err(Opening::Read(e))) => {
-                tracing::info!("Relay from {from}: stream ended before its first byte: {e}");
-                return;
-            }
-            Ok(Err(Opening::Empty(mut send))) => {
+            Ok(Err(OpeningError::Empty(empty))) => {
                 tracing::info!("Relay from {from}: the client ended its stream without a byte");
-                let _ = send.finish();
-                tunnel::wait_acknowledged(&mut send, FINAL_ACK_TIMEOUT).await;
-                close(&conn, ErrorCode::NoError, "nothing to relay");
+                empty.answer(&tunnel, FINAL_ACK_TIMEOUT).await;
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::info!("Relay from {from}: {e}");
                 return;
             }
             Err(_elapsed) => {
                 tracing::info!(
                     "Relay from {from}: no stream and data within LoginGraceTime; closed"
                 );
-                close(
-                    &conn,
+                tunnel.close(
                     // draft §12.9: servers MUST bound the time to the first stream and its first octets (AUTH_TIMEOUT)
                     ErrorCode::AuthTimeout,
                     "no tunnel stream within LoginGraceTime",
@@ -142,13 +127,13 @@ impl Relay {
         .await
         {
             Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => return self.unreachable(&conn, &from, &e.to_string()),
-            Err(_) => return self.unreachable(&conn, &from, "Connection timed out"),
+            Ok(Err(e)) => return self.unreachable(&tunnel, &from, &e.to_string()),
+            Err(_) => return self.unreachable(&tunnel, &from, "Connection timed out"),
         };
         // SSH is interactive; sshd sets it too.
         let _ = tcp.set_nodelay(true);
         if let Err(e) = tcp.write_all(&first_bytes).await {
-            return self.unreachable(&conn, &from, &e.to_string());
+            return self.unreachable(&tunnel, &from, &e.to_string());
         }
         // draft §12.9: the SSH server logs the relay's address and this
         // port, so naming both lets its log lines be traced to the client.
@@ -157,10 +142,10 @@ impl Relay {
             .map(|a| format!("{} port {}", a.ip(), a.port()))
             .unwrap_or_else(|_| "an unknown local address".to_string());
         tracing::info!("Relay from {from} to {} started (from {via})", self.target);
-        tokio::spawn(tunnel::refuse_other_streams(conn.clone()));
+        tunnel.refuse_other_streams();
 
         let started = Instant::now();
-        let (mut up, down) = relay_both_ways(&conn, tcp, send, recv).await;
+        let (mut up, down) = relay_both_ways(&tunnel, tcp, stream).await;
         up.bytes += first_bytes.len() as u64;
         tracing::info!(
             "Relay from {from} to {} closed after {:.1} s: {} bytes from the client ({}), \
@@ -174,13 +159,12 @@ impl Relay {
         );
     }
 
-    fn unreachable(&self, conn: &quinn::Connection, from: &str, why: &str) {
+    fn unreachable(&self, tunnel: &Tunnel, from: &str, why: &str) {
         tracing::error!(
             "Relay from {from}: cannot reach SSH server {}: {why}",
             self.target
         );
-        close(
-            conn,
+        tunnel.close(
             // draft §11.2: a failed connect closes with RELAY_TARGET_UNREACHABLE and reason host:port: why
             ErrorCode::RelayTargetUnreachable,
             &format!("{}: {why}", self.target),
@@ -192,77 +176,38 @@ impl Relay {
 /// aborted (then the whole tunnel is: the TCP connection is reset and the
 /// QUIC connection closed). Returns (client to server, server to client).
 async fn relay_both_ways(
-    conn: &quinn::Connection,
+    tunnel: &Tunnel,
     tcp: TcpStream,
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    stream: tunnel_relay::TunnelStream,
 ) -> (Half, Half) {
-    let (tcp_read, mut tcp_write) = tcp.into_split();
-    let (up_done, down_done) = {
-        let up = tunnel::receive_into(recv, &mut tcp_write);
-        let down = tunnel::send_from(tcp_read, send);
-        tokio::pin!(up, down);
-        let mut up_done: Option<Half> = None;
-        let mut down_done: Option<(Half, quinn::SendStream)> = None;
-        // Each branch runs once; the loop ends when both have, or one aborts.
-        while up_done.is_none() || down_done.is_none() {
-            tokio::select! {
-                half = &mut up, if up_done.is_none() => {
-                    let aborted = !half.end.is_finished();
-                    up_done = Some(half);
-                    if aborted { break; }
-                }
-                result = &mut down, if down_done.is_none() => {
-                    let aborted = !result.0.end.is_finished();
-                    down_done = Some(result);
-                    if aborted { break; }
-                }
-            }
-        }
-        (up_done, down_done)
-    };
+    let (tcp_read, tcp_write) = tcp.into_split();
+    let never = std::future::pending::<()>();
+    let mut relayed = tunnel_relay::relay(stream, tcp_read, tcp_write, never, Duration::ZERO).await;
     let not_run = || Half {
         bytes: 0,
         end: End::LocalFailed(std::io::Error::other(
             "abandoned when the other direction failed",
         )),
     };
-    match (up_done, down_done) {
-        (Some(up), Some((down, mut send))) if up.end.is_finished() && down.end.is_finished() => {
-            // The client closes once it has read everything (closing here
-            // could discard bytes it has received but not yet read); we
-            // close only if it does not, after the last bytes are acknowledged.
-            tunnel::wait_acknowledged(&mut send, FINAL_ACK_TIMEOUT).await;
-            let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, conn.closed()).await;
-            close(conn, ErrorCode::NoError, "relay finished");
-            (up, down)
-        }
-        (up, down) => {
-            // A broken byte stream on one side becomes a broken one on the
-            // other: TCP gets a reset (SO_LINGER 0, then close), QUIC a
-            // TUNNEL_ABORTED close.
-            let _ = tcp_write.as_ref().set_zero_linger();
-            close(
-                conn,
-                ErrorCode::TunnelAborted,
-                "the relayed byte stream broke",
-            );
-            (
-                up.unwrap_or_else(not_run),
-                down.map(|(half, _)| half).unwrap_or_else(not_run),
-            )
-        }
+    if relayed.both_finished() {
+        // The client closes once it has read everything (closing here
+        // could discard bytes it has received but not yet read); we
+        // close only if it does not, after the last bytes are acknowledged.
+        relayed.wait_acknowledged(FINAL_ACK_TIMEOUT).await;
+        tunnel.wait_closed(FINAL_ACK_TIMEOUT).await;
+        tunnel.close(ErrorCode::NoError, "relay finished");
+    } else {
+        // A broken byte stream on one side becomes a broken one on the
+        // other: TCP gets a reset (SO_LINGER 0, then close), QUIC a
+        // TUNNEL_ABORTED close.
+        let _ = relayed.writer.as_ref().set_zero_linger();
+        tunnel.close(ErrorCode::TunnelAborted, "the relayed byte stream broke");
     }
-}
-
-/// Why a tunnel never got as far as its first byte.
-enum Opening {
-    /// The connection ended before the client opened its stream.
-    Lost(quinn::ConnectionError),
-    /// The stream was reset, or the connection lost, before any data.
-    Read(quinn::ReadError),
-    /// The client finished its stream without sending anything.
-    Empty(quinn::SendStream),
+    // Client to server is what we received, server to client what we sent.
+    (
+        relayed.inbound.unwrap_or_else(not_run),
+        relayed.outbound.unwrap_or_else(not_run),
+    )
 }
 
 /// How the client's direction ended, in the words of the log.
@@ -272,8 +217,4 @@ fn describe_client_end(end: &End) -> String {
         End::LocalFailed(e) => format!("the SSH server stopped reading: {e}"),
         other => other.to_string(),
     }
-}
-
-fn close(conn: &quinn::Connection, code: ErrorCode, reason: &str) {
-    conn.close(tunnel::varint(code), reason.as_bytes());
 }

@@ -16,38 +16,8 @@ use sshq_core::transport::{
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
-use super::process::{self, ExitStatus, Program, SessionProcess, SessionUser, SpawnRequest};
-
-/// What a connection's sessions need to know.
-pub struct SessionContext {
-    pub user: SessionUser,
-    /// "client_ip client_port server_ip server_port", for SSH_CONNECTION.
-    pub ssh_connection: String,
-    /// Subsystem name → command line, from the Subsystem keyword.
-    pub subsystems: Vec<(String, String)>,
-    /// AcceptEnv patterns: which client variables a session may set.
-    pub accept_env: Vec<String>,
-    /// Who is logged in, for log lines.
-    pub peer: String,
-    /// AllowTcpForwarding permits direct-tcpip (yes, all or local).
-    pub allow_local_forwarding: bool,
-    /// PermitOpen: where direct-tcpip may connect.
-    pub permit_open: super::config::PermitList,
-    /// AllowTcpForwarding permits tcpip-forward (yes, all or remote).
-    pub allow_remote_forwarding: bool,
-    /// PermitListen: where tcpip-forward may listen.
-    pub permit_listen: super::config::PermitList,
-    /// GatewayPorts: whether remote forwards may listen beyond loopback.
-    pub gateway_ports: super::config::GatewayPorts,
-    /// AllowAgentForwarding: whether auth-agent-req@openssh.com is honoured.
-    pub allow_agent_forwarding: bool,
-    /// AllowStreamLocalForwarding and the StreamLocalBind options.
-    pub streamlocal: super::forwarding::StreamlocalPolicy,
-    /// AllowUdpRelay and the ports it counts as SSH's.
-    pub udp_relay: super::udp_relay::UdpRelayPolicy,
-    /// MaxSessions and the other per-connection ceilings.
-    pub limits: super::limits::ConnectionLimits,
-}
+use super::context::SessionContext;
+use super::process::{self, ExitStatus, Program, SessionProcess, SpawnRequest};
 
 /// Serves one authenticated connection until the client goes away.
 pub async fn serve<C: Connection>(conn: Arc<C>, ctx: Arc<SessionContext>) {
@@ -166,7 +136,7 @@ async fn direct_tcpip<Ch: Channel>(
             format!("bad port {port}"),
         );
     };
-    if !ctx.allow_local_forwarding || !ctx.permit_open.allows(&host, port16) {
+    if !ctx.forwarding.allow_local || !ctx.forwarding.permit_open.allows(&host, port16) {
         return refuse(
             pending,
             OpenFailureReason::AdministrativelyProhibited,
@@ -246,7 +216,7 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
                 continue;
             }
             ChannelRequest::AgentForward => {
-                let ok = if !ctx.allow_agent_forwarding {
+                let ok = if !ctx.forwarding.allow_agent {
                     tracing::info!("{}: agent forwarding refused by configuration", ctx.peer);
                     false
                 } else if agent.is_some() {

@@ -33,7 +33,8 @@ use sshq_quic::wire::{Codec, DecodeError, UdpRelayTarget};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use self::quic_gate::{ClientVerdict, QuicGate};
-use super::session::SessionContext;
+use super::context::SessionContext;
+pub use super::context::{AllowUdpRelay, UdpRelayPolicy, ALLOW_UDP_RELAY};
 
 /// The subsystem's name (the client side is `client::jump`).
 pub const SUBSYSTEM: &str = sshq_quic::wire::udp_relay::SUBSYSTEM;
@@ -43,34 +44,6 @@ const TARGET_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The SSH port that every sshqd and sshd listens on unless told otherwise.
 const STANDARD_SSH_PORT: u16 = 22;
-
-/// `AllowUdpRelay`: what the relay may carry, and where.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AllowUdpRelay {
-    /// No UDP relay at all.
-    No,
-    /// A QUIC connection, to port 22 or one of this server's own `Port`s.
-    SshPort,
-    /// A QUIC connection, to any target PermitOpen allows (the default).
-    Quic,
-    /// Any datagrams, to any target PermitOpen allows.
-    Yes,
-}
-
-/// The keyword's values, for the configuration parser.
-#[rustfmt::skip]
-pub const ALLOW_UDP_RELAY: &[(&str, AllowUdpRelay)] = &[
-    ("no", AllowUdpRelay::No), ("ssh-port", AllowUdpRelay::SshPort),
-    ("quic", AllowUdpRelay::Quic), ("yes", AllowUdpRelay::Yes),
-];
-
-/// What the relay may do on one connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UdpRelayPolicy {
-    pub allow: AllowUdpRelay,
-    /// This server's `Port`s, which `ssh-port` allows besides 22.
-    pub own_ports: Vec<u16>,
-}
 
 impl UdpRelayPolicy {
     /// Whether `allow` lets datagrams go to `port` (PermitOpen is checked
@@ -91,7 +64,7 @@ impl UdpRelayPolicy {
 
 /// Whether the subsystem may be started at all on this connection.
 pub fn offered(ctx: &SessionContext) -> bool {
-    ctx.allow_local_forwarding && ctx.udp_relay.allow != AllowUdpRelay::No
+    ctx.forwarding.allow_local && ctx.forwarding.udp_relay.allow != AllowUdpRelay::No
 }
 
 /// Relays datagrams between the channel and the target until either the
@@ -193,11 +166,11 @@ where
     let UdpRelayTarget { host, port } = tokio::time::timeout(TARGET_TIMEOUT, read_target(input))
         .await
         .map_err(|_| RelayError::TargetTimeout)??;
-    if !ctx.udp_relay.allows_port(port) {
+    if !ctx.forwarding.udp_relay.allows_port(port) {
         return Err(RelayError::PortNotAllowed { host, port });
     }
     // draft §12.9: the UDP relay is governed by the direct-tcpip policy as well as its own
-    if !ctx.permit_open.allows(&host, port) {
+    if !ctx.forwarding.permit_open.allows(&host, port) {
         return Err(RelayError::NotPermitted { host, port });
     }
     let resolved = tokio::net::lookup_host((host.as_str(), port))
@@ -226,7 +199,7 @@ where
         ctx.peer,
         log_escape::peer_text(&host.to_string())
     );
-    let counts = match shuttle(input, output, &socket, ctx.udp_relay.gate()).await {
+    let counts = match shuttle(input, output, &socket, ctx.forwarding.udp_relay.gate()).await {
         Ok(counts) => counts,
         Err(source) => return Err(RelayError::Relaying { host, port, source }),
     };

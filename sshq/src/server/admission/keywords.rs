@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::client::config::parse_duration;
+use crate::config_syntax::parse_duration;
 
 /// A bad value for one of these keywords: sshd's texts, without the
 /// "file line N:" prefix the configuration reader adds.

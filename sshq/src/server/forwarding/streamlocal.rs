@@ -19,40 +19,9 @@ use sshq_core::log_escape;
 use sshq_core::transport::{Channel, Connection, PendingChannel};
 use tokio::task::AbortHandle;
 
-use crate::forward::unix_socket::{self, BindOptions, Identity, SocketFile};
-use crate::server::config::{AllowStreamLocalForwarding, ServerConfig};
-use crate::server::session::SessionContext;
-
-/// What AllowStreamLocalForwarding, StreamLocalBindUnlink and
-/// StreamLocalBindMask allow and ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamlocalPolicy {
-    /// direct-streamlocal (yes, all or local).
-    pub allow_local: bool,
-    /// streamlocal-forward (yes, all or remote).
-    pub allow_remote: bool,
-    pub bind: BindOptions,
-}
-
-impl StreamlocalPolicy {
-    pub fn from_config(config: &ServerConfig) -> StreamlocalPolicy {
-        let allowed = config.allow_stream_local_forwarding;
-        StreamlocalPolicy {
-            allow_local: matches!(
-                allowed,
-                AllowStreamLocalForwarding::Yes | AllowStreamLocalForwarding::Local
-            ),
-            allow_remote: matches!(
-                allowed,
-                AllowStreamLocalForwarding::Yes | AllowStreamLocalForwarding::Remote
-            ),
-            bind: BindOptions {
-                unlink_first: config.stream_local_bind_unlink,
-                mask: config.stream_local_bind_mask,
-            },
-        }
-    }
-}
+use crate::forward::unix_socket::{self, Identity, SocketFile};
+use crate::server::context::SessionContext;
+pub use crate::server::context::StreamlocalPolicy;
 
 /// Whose rights socket operations of this connection use.
 fn identity(ctx: &SessionContext) -> Identity {
@@ -92,7 +61,7 @@ pub async fn direct<Ch: Channel>(pending: PendingChannel<Ch>, ctx: Arc<SessionCo
         );
         pending.reject(OpenFailure { reason, message });
     };
-    if !ctx.streamlocal.allow_local {
+    if !ctx.forwarding.streamlocal.allow_local {
         return refuse(
             pending,
             OpenFailureReason::AdministrativelyProhibited,
@@ -160,7 +129,7 @@ impl SocketListeners {
             );
             GlobalReply::Failure
         };
-        if !ctx.streamlocal.allow_remote {
+        if !ctx.forwarding.streamlocal.allow_remote {
             return refused("AllowStreamLocalForwarding forbids remote forwarding");
         }
         if self.lock().contains_key(&socket_path) {
@@ -168,7 +137,7 @@ impl SocketListeners {
         }
         let path = user_path(ctx, &socket_path);
         let (listener, file) =
-            match unix_socket::bind(&path, &identity(ctx), ctx.streamlocal.bind).await {
+            match unix_socket::bind(&path, &identity(ctx), ctx.forwarding.streamlocal.bind).await {
                 Ok(bound) => bound,
                 Err(e) => return refused(&format!("cannot bind {path}: {e}")),
             };
