@@ -179,18 +179,15 @@ fn remote_killed_by_signal(dir: Dir) {
 }
 
 /// OpenSSH's sshd running as an ordinary user cannot hand out ptys (it must
-/// chown the tty and write login records, and gives up): such a test skips,
-/// saying why.
-fn sshd_cannot_give_ptys(dir: Dir) -> bool {
-    let skip = matches!(dir, Dir::sshq_to_sshd) && !nix::unistd::geteuid().is_root();
-    if skip {
-        println!("skipped: OpenSSH sshd gives no pty sessions unless it runs as root");
-    }
-    skip
+/// chown the tty and write login records, and gives up): outside root the
+/// sshd direction fails (see `common::needs_root`).
+fn sshd_gives_ptys(dir: Dir) -> bool {
+    !matches!(dir, Dir::sshq_to_sshd)
+        || common::needs_root("OpenSSH's sshd gives no pty sessions unless it runs as root")
 }
 
 fn pty_with_t_on_a_terminal(dir: Dir) {
-    if sshd_cannot_give_ptys(dir) {
+    if !sshd_gives_ptys(dir) {
         return;
     }
     let s = Setup::new(dir);
@@ -209,7 +206,7 @@ fn pty_with_t_on_a_terminal(dir: Dir) {
 }
 
 fn pty_with_tt_without_terminal(dir: Dir) {
-    if sshd_cannot_give_ptys(dir) {
+    if !sshd_gives_ptys(dir) {
         return;
     }
     let s = Setup::new(dir);
@@ -230,7 +227,7 @@ fn pty_with_tt_without_terminal(dir: Dir) {
 
 /// The remote polls its size (up to 10 s) until it changes from 37x111.
 fn window_change(dir: Dir) {
-    if sshd_cannot_give_ptys(dir) {
+    if !sshd_gives_ptys(dir) {
         return;
     }
     let s = Setup::new(dir);
