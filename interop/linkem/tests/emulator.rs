@@ -1,7 +1,8 @@
 //! The real binary, measured through real sockets in the namespaces it makes.
 //!
 //! These tests need root (namespaces, TUN devices); as another user each
-//! prints why it skips. Sockets are opened by threads that enter a namespace
+//! fails saying so, unless SSHQ_TEST_SKIP_ROOT is set (then it says it
+//! skipped): a run that is not root must not pass without testing. Sockets are opened by threads that enter a namespace
 //! (a socket stays in the namespace it was created in), so no helper
 //! programs are involved. Each test takes a few seconds at most, and they
 //! run one at a time so that their timings do not disturb each other.

@@ -775,6 +775,9 @@ pub mod hostile;
 /// A client that speaks sshq/1 frame by frame to a real sshqd.
 pub mod raw_quic;
 
+/// The per-test setup of the session tests: a server, its client, the keys.
+pub mod setup;
+
 /// Set (to any value) to run the tests outside root: tests that need root
 /// then pass without running, saying so. CI runs as root and never sets it.
 pub const SKIP_ROOT_TESTS: &str = "SSHQ_TEST_SKIP_ROOT";
