@@ -287,22 +287,26 @@ pub async fn requests_arrive_in_order_and_replies_find_their_request<
         "a dropped request answers failure"
     );
 
-    // Server to client, after the server's EOF, as sshd ends a session:
-    // output, EOF, exit-status, close.
+    // Server to client, as a session ends: output, exit-status, EOF, close.
+    // Documented difference: over sshq/1 EOF finishes the channel's stream,
+    // so nothing (exit-status included) can follow it; SSH over TCP also
+    // allows OpenSSH's order, EOF before exit-status.
     let mut c = c;
     write_all(&mut s.data_out, b"output", "server writes").await;
-    send_eof(&mut s.data_out, "server EOF").await;
     let sent = step(
         "exit-status",
         s.control.request(ChannelRequest::ExitStatus(42), false),
     )
     .await;
-    assert!(sent.is_ok(), "exit-status after EOF: {sent:?}");
+    assert!(sent.is_ok(), "exit-status: {sent:?}");
+    send_eof(&mut s.data_out, "server EOF").await;
     assert_eq!(read_to_end(&mut c.data_in, "client reads").await, b"output");
     let exit = next_request(&mut c.requests, "client gets exit-status").await;
     assert_eq!(exit.request, ChannelRequest::ExitStatus(42));
     step("server closes", s.control.close()).await;
-    step("client sees the close", c.control.closed()).await;
+    step("client closes", c.control.close()).await;
+    step("client sees the channel closed", c.control.closed()).await;
+    step("server sees the channel closed", s.control.closed()).await;
 }
 
 /// Which end sends EOF or closes first, in every order: the data before an
@@ -361,19 +365,49 @@ pub async fn eof_and_close_in_every_order<C: Connection, S: Connection>(client: 
     assert_eq!(read_to_end(&mut s.data_in, "server reads").await, b"");
     drop((c, s));
 
-    // Close without EOF, from either end: the other end sees it closed and
-    // its readers end (EOF or an error, never a hang).
+    // close() without EOF, from either end: the other end's reader ends
+    // (EOF or an error, never a hang); once it closes too, both ends see
+    // the channel closed. (Over TCP close() is CHANNEL_CLOSE, which the
+    // peer sees at once; over sshq/1 it finishes our direction, and the
+    // channel is closed once both directions are.)
     for client_closes in [true, false] {
-        let (c, s) = open_pair(client, server, ChannelKind::Session).await;
-        let (closer, other) = if client_closes {
-            (&c.control as &dyn CloseProbe, &s.control as &dyn CloseProbe)
-        } else {
-            (&s.control as &dyn CloseProbe, &c.control as &dyn CloseProbe)
-        };
+        let (mut c, mut s) = open_pair(client, server, ChannelKind::Session).await;
         let who = if client_closes { "client" } else { "server" };
-        step(&format!("{who} closes"), closer.close_now()).await;
+        let mut sink = Vec::new();
+        if client_closes {
+            step("client closes", c.control.close()).await;
+            let _ = step("server reader ends", s.data_in.read_to_end(&mut sink)).await;
+            step("server closes", s.control.close()).await;
+        } else {
+            step("server closes", s.control.close()).await;
+            let _ = step("client reader ends", c.data_in.read_to_end(&mut sink)).await;
+            step("client closes", c.control.close()).await;
+        }
         step(
-            &format!("the peer of the {who} sees the close"),
+            &format!("{who} closed first: client sees it"),
+            c.control.closed(),
+        )
+        .await;
+        step(
+            &format!("{who} closed first: server sees it"),
+            s.control.closed(),
+        )
+        .await;
+    }
+
+    // abandon(), from either end: the other end sees the channel closed
+    // without doing anything (sshd stops the work of `ssh host yes | head -1`).
+    for client_abandons in [true, false] {
+        let (c, s) = open_pair(client, server, ChannelKind::Session).await;
+        let (quitter, other): (&dyn CloseProbe, &dyn CloseProbe) = if client_abandons {
+            (&c.control, &s.control)
+        } else {
+            (&s.control, &c.control)
+        };
+        let who = if client_abandons { "client" } else { "server" };
+        step(&format!("{who} abandons"), quitter.abandon_now()).await;
+        step(
+            &format!("the peer of the {who} sees it"),
             other.closed_now(),
         )
         .await;
@@ -385,28 +419,50 @@ pub async fn eof_and_close_in_every_order<C: Connection, S: Connection>(client: 
 }
 
 /// Dropping every part of a channel closes it (the trait's promise), from
-/// either end.
+/// either end: the other end's reader ends, and once it closes too, it
+/// sees the channel closed.
 pub async fn dropping_every_part_closes_the_channel<C: Connection, S: Connection>(
     client: &C,
     server: &S,
 ) {
-    let (c, s) = open_pair(client, server, ChannelKind::Session).await;
+    let mut sink = Vec::new();
+    let (c, mut s) = open_pair(client, server, ChannelKind::Session).await;
     drop(c);
-    step("the client dropped its parts", s.control.closed()).await;
-    let (c, s) = open_pair(client, server, ChannelKind::Session).await;
+    let _ = step(
+        "the client dropped its parts: server reader ends",
+        s.data_in.read_to_end(&mut sink),
+    )
+    .await;
+    step("server closes", s.control.close()).await;
+    step(
+        "the client dropped its parts: server sees closed",
+        s.control.closed(),
+    )
+    .await;
+    let (mut c, s) = open_pair(client, server, ChannelKind::Session).await;
     drop(s);
-    step("the server dropped its parts", c.control.closed()).await;
+    let _ = step(
+        "the server dropped its parts: client reader ends",
+        c.data_in.read_to_end(&mut sink),
+    )
+    .await;
+    step("client closes", c.control.close()).await;
+    step(
+        "the server dropped its parts: client sees closed",
+        c.control.closed(),
+    )
+    .await;
 }
 
 /// Object-safe view of a channel control, to pick the closing end at run time.
 trait CloseProbe: Sync {
-    fn close_now(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    fn abandon_now(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
     fn closed_now(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 impl<T: ChannelControl> CloseProbe for T {
-    fn close_now(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(self.close())
+    fn abandon_now(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.abandon())
     }
     fn closed_now(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(self.closed())
