@@ -31,10 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "interop"))
-from bench_loopback import free_port, parse_size, start_loopback_servers  # noqa: E402
-from lab import SSHQ, SSHQD, bench_user  # noqa: E402
+from sshqlab.experiment import parse_size
+from sshqlab.keys import bench_user
+from sshqlab.paths import ROOT, SSHQ, SSHQD
+from sshqlab.ports import free_port
+from sshqlab.servers import start_loopback_servers
 
 # The sink: reads each connection to its end, then answers with the count
 # (8 bytes, big-endian) and closes. A process of its own, so that it does

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,59 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "interop"))
-from lab import SSHQ, SSHQD, bench_user, keygen  # noqa: E402  (shared with the lossy-link experiments)
-
-
-def free_port():
-    while True:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            u.bind(("127.0.0.1", port))
-            u.close()
-            return port
-        except OSError:
-            u.close()
-
-
-def wait_tcp(port, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"bench: nothing listens on port {port}")
-
-
-def start_loopback_servers(tmp, procs, sshd_extra=""):
-    """Keys under `tmp`, then OpenSSH's sshd and sshqd (QUIC and TCP) on free
-    loopback ports, each with its own config; appends them to `procs` (the
-    caller stops them) and returns (sshd_port, sshqd_port) once both listen."""
-    keygen(tmp / "host")
-    keygen(tmp / "user")
-    shutil.copy(tmp / "user.pub", tmp / "authorized_keys")
-    os.chmod(tmp / "authorized_keys", 0o644)
-    sshd_port, sshqd_port = free_port(), free_port()
-    common = f"ListenAddress 127.0.0.1\nHostKey {tmp}/host\nAuthorizedKeysFile {tmp}/authorized_keys\n"
-    (tmp / "sshd_config").write_text(
-        f"Port {sshd_port}\n{common}StrictModes no\nUsePAM no\nPidFile none\n"
-        f"PasswordAuthentication no\nKbdInteractiveAuthentication no\n{sshd_extra}")
-    (tmp / "sshqd_config").write_text(f"Port {sshqd_port}\n{common}Transports quic,tcp\n")
-    if os.geteuid() == 0:
-        os.makedirs("/run/sshd", exist_ok=True)
-    log = open(tmp / "servers.log", "w")
-    procs.append(subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(tmp / "sshd_config")], stderr=log))
-    procs.append(subprocess.Popen([str(SSHQD), "-D", "-e", "-f", str(tmp / "sshqd_config")], stderr=log))
-    wait_tcp(sshd_port)
-    wait_tcp(sshqd_port)
-    return sshd_port, sshqd_port
+from sshqlab.experiment import parse_size
+from sshqlab.keys import bench_user
+from sshqlab.paths import ROOT, SSHQ, SSHQD
+from sshqlab.servers import start_loopback_servers
 
 
 def main():
@@ -178,11 +128,6 @@ def main():
     lines += ["", "Rerun: `interop/run bench-loopback` (options: `--connects N --bulks N --size 1G`)."]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
-
-def parse_size(text):
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,12 @@ bulk.png and summary.md.
 import argparse
 import json
 import statistics
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import lab  # noqa: E402
+from sshqlab import experiment
+from sshqlab.link import congestion_for, link_description
+from sshqlab.probes import run_probe
+from sshqlab.results import pyplot, write_csv
+from sshqlab.servers import TRANSPORT_LABELS
 
 FULL_LOSSES = [0, 0.5, 1, 2, 5]
 FULL_RTTS = [20, 50, 100, 200]
@@ -34,9 +33,7 @@ def main():
     ap.add_argument("--rtts", default=None)
     ap.add_argument("--runs", type=int, default=None, help="runs per transport and cell (default 3)")
     ap.add_argument("--seconds", type=float, default=None, help="measuring window per run (default 10)")
-    ap.add_argument("--transports", default=",".join(lab.TRANSPORTS))
-    lab.add_link_arguments(ap)
-    ap.add_argument("--out", default=None)
+    experiment.add_common_arguments(ap)
     args = ap.parse_args()
     if args.quick:
         cells = QUICK_CELLS
@@ -46,31 +43,23 @@ def main():
         cells = [(lo, r) for r in rtts for lo in losses]
     runs = args.runs or (2 if args.quick else 3)
     seconds = args.seconds or (5 if args.quick else 10)
-    transports = [t for t in args.transports.split(",") if t]
-    lab.require_root_and_tools()
-    out = lab.results_dir("bulk", args.out)
-    command = " ".join(["interop/run", "bulk", *sys.argv[1:]])
-    started = time.time()
+    transports = experiment.parse_transports(args.transports, "bulk")
     samples = []
-    with tempfile.TemporaryDirectory(prefix="sshq-bulk.") as tmp:
-        workdir = Path(tmp)
-        with lab.Link("sshqbulk", workdir, args.rate_mbit, args.queue_packets) as link:
-            link.set_tcp_congestion(args.tcp_cc)
-            with lab.Servers(link, workdir, args.quic_cc) as servers:
-                for loss, rtt in cells:
-                    link.set_path(rtt, loss)
-                    for run in range(runs):
-                        for t in transports:
-                            argv = servers.client_argv(t) + ["cat /dev/zero"]
-                            r = lab.run_probe(link.client_ns, "probe-throughput", argv, str(workdir / "clients.log"),
-                                              timeout=seconds + 60, seconds=seconds)
-                            mbit = r["bytes"] * 8 / r["seconds"] / 1e6 if r.get("seconds") else None
-                            samples.append({"transport": t, "loss_pct": loss, "rtt_ms": rtt, "run": run,
-                                            "mbit_s": round(mbit, 2) if mbit else None,
-                                            "congestion": lab.congestion_for(t, args.tcp_cc, args.quic_cc),
-                                            "error": r.get("error") or ""})
-                            print(f"[{time.time() - started:5.0f} s] {loss}% {rtt} ms {t:20} "
-                                  f"{samples[-1]['mbit_s']} Mbit/s {r.get('error') or ''}", flush=True)
+    with experiment.Run("bulk", args) as lab_run:
+        workdir, link, servers = lab_run.workdir, lab_run.link, lab_run.servers
+        for loss, rtt in cells:
+            link.set_path(rtt, loss)
+            for run in range(runs):
+                for t in transports:
+                    argv = servers.client_argv(t) + ["cat /dev/zero"]
+                    r = run_probe(link.client_ns, "probe-throughput", argv, str(workdir / "clients.log"),
+                                  timeout=seconds + 60, seconds=seconds)
+                    mbit = r["bytes"] * 8 / r["seconds"] / 1e6 if r.get("seconds") else None
+                    samples.append({"transport": t, "loss_pct": loss, "rtt_ms": rtt, "run": run,
+                                    "mbit_s": round(mbit, 2) if mbit else None,
+                                    "congestion": congestion_for(t, args.tcp_cc, args.quic_cc),
+                                    "error": r.get("error") or ""})
+                    lab_run.log(f"{loss}% {rtt} ms {t:20} {samples[-1]['mbit_s']} Mbit/s {r.get('error') or ''}")
     rows = []
     for loss, rtt in cells:
         for t in transports:
@@ -78,23 +67,22 @@ def main():
                   and s["mbit_s"] is not None]
             rows.append({"transport": t, "loss_pct": loss, "rtt_ms": rtt,
                          "mbit_s_median": round(statistics.median(xs), 2) if xs else None,
-                         "runs": len(xs), "congestion": lab.congestion_for(t, args.tcp_cc, args.quic_cc)})
-    meta = lab.run_metadata()
-    meta.update({"runs": runs, "seconds_per_run": seconds, "tcp_congestion": args.tcp_cc,
-                 "quic_congestion": args.quic_cc, "command": command,
-                 "seconds": round(time.time() - started)})
-    lab.write_csv(out / "samples.csv", samples, list(samples[0]))
-    lab.write_csv(out / "summary.csv", rows, list(rows[0]))
+                         "runs": len(xs), "congestion": congestion_for(t, args.tcp_cc, args.quic_cc)})
+    out, command = lab_run.out, lab_run.command
+    meta = lab_run.metadata(runs=runs, seconds_per_run=seconds, tcp_congestion=args.tcp_cc,
+                            quic_congestion=args.quic_cc)
+    write_csv(out / "samples.csv", samples, list(samples[0]))
+    write_csv(out / "summary.csv", rows, list(rows[0]))
     (out / "summary.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
 
-    plt = lab.pyplot()
+    plt = pyplot()
     rtts = sorted({r for _, r in cells})
     fig, axes = plt.subplots(1, len(rtts), figsize=(5 * len(rtts), 4.2), squeeze=False, sharey=True)
     for ax, rtt in zip(axes[0], rtts):
         for t in transports:
             pts = sorted((r["loss_pct"], r["mbit_s_median"]) for r in rows if r["transport"] == t
                          and r["rtt_ms"] == rtt and r["mbit_s_median"])
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=lab.TRANSPORT_LABELS[t])
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=TRANSPORT_LABELS[t])
         ax.set_title(f"RTT {rtt:g} ms")
         ax.set_xlabel("random loss each way (%)")
         ax.set_yscale("log")
@@ -110,8 +98,8 @@ def main():
              f"Commit {meta['commit']}, {meta['openssh']}. `client host 'cat /dev/zero'`, bytes read in the "
              f"{seconds:g} s after the first byte, {runs} interleaved runs per transport and cell, medians. "
              f"The data flows from the server, whose congestion controller is the one that counts. "
-             f"{lab.link_description(args)}.", "",
-             "| loss % | RTT ms | " + " | ".join(lab.TRANSPORT_LABELS[t] for t in transports) + " |",
+             f"{link_description(args)}.", "",
+             "| loss % | RTT ms | " + " | ".join(TRANSPORT_LABELS[t] for t in transports) + " |",
              "|---:|---:|" + "---:|" * len(transports)]
     for loss, rtt in cells:
         vals = [next((r["mbit_s_median"] for r in rows if (r["transport"], r["loss_pct"], r["rtt_ms"])

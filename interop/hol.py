@@ -23,13 +23,14 @@ import argparse
 import csv
 import json
 import sys
-import tempfile
 import threading
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import lab  # noqa: E402
+from sshqlab import experiment, stats
+from sshqlab.link import congestion_for, link_description, tcp_congestion_in_use
+from sshqlab.probes import run_probe
+from sshqlab.results import pyplot, results_dir, write_csv
+from sshqlab.servers import TRANSPORTS, TRANSPORT_LABELS
+from sshqlab.stats import latency_summary, percentile
 
 FULL_LOSSES = [0, 0.5, 1, 2, 5]
 FULL_RTTS = [20, 50, 100, 200]
@@ -59,7 +60,7 @@ class CongestionSampler:
 
     def _poll(self):
         while not self.done.wait(1.0):
-            self.seen |= lab.tcp_congestion_in_use(self.servers.link.server_ns,
+            self.seen |= tcp_congestion_in_use(self.servers.link.server_ns,
                                                     self.servers.server_port(self.transport))
 
     def __exit__(self, *exc):
@@ -68,7 +69,7 @@ class CongestionSampler:
     def controller(self, tcp_cc, quic_cc):
         """What `ss` showed for TCP (configured value if nothing was seen);
         the configured controller for QUIC."""
-        configured = lab.congestion_for(self.transport, tcp_cc, quic_cc)
+        configured = congestion_for(self.transport, tcp_cc, quic_cc)
         if self.transport in ("sshq-quic", "openssh-quic-tunnel"):
             return configured
         return "+".join(sorted(self.seen)) or configured
@@ -86,7 +87,7 @@ def measure_cell(servers, link, loss, rtt, keystrokes, args, workdir, log):
                 argv = servers.client_argv(transport, tty=True, forward_bulk=bulk)
                 budget = 60 + keystrokes * args.interval_ms / 1000 + args.drain_timeout
                 with CongestionSampler(servers, transport) as cc:
-                    r = lab.run_probe(link.client_ns, "probe-echo", argv, str(workdir / "clients.log"),
+                    r = run_probe(link.client_ns, "probe-echo", argv, str(workdir / "clients.log"),
                                       timeout=budget, count=keystrokes, interval_ms=args.interval_ms,
                                       bulk=bulk, connect_timeout=30, drain_timeout=args.drain_timeout)
                 key = (transport, bulk)
@@ -102,12 +103,12 @@ def measure_cell(servers, link, loss, rtt, keystrokes, args, workdir, log):
                     run["errors"].append(r["error"])
                 lat = r.get("latencies_ms") or [0]
                 log(f"  {loss}% {rtt} ms rep {rep + 1}/{args.reps} {transport:20} bulk={str(bulk):5} "
-                    f"n={len(r.get('latencies_ms', []))} p50={lab.percentile(lat, 50):.1f} "
+                    f"n={len(r.get('latencies_ms', []))} p50={percentile(lat, 50):.1f} "
                     f"max={max(lat):.1f} ms" + (f"  ERROR {r['error']}" if r.get("error") else ""))
     rows, samples = [], []
     for (transport, bulk), run in runs.items():
         row = {"transport": transport, "loss_pct": loss, "rtt_ms": rtt, "bulk": bulk,
-               **lab.latency_summary(run["latencies"]), "keystrokes_per_run": keystrokes,
+               **latency_summary(run["latencies"]), "keystrokes_per_run": keystrokes,
                "unanswered": run["unanswered"], "mismatched": run["mismatched"],
                "bulk_mbit": round(run["bulk_bytes"] * 8 / run["bulk_seconds"] / 1e6, 2)
                if run["bulk_seconds"] else None,
@@ -123,24 +124,22 @@ def ratio(rows, transport, loss, rtt):
     """p99 with bulk / p99 without, for one transport and cell (None if missing)."""
     p99 = {r["bulk"]: r["p99_ms"] for r in rows
            if r["transport"] == transport and r["loss_pct"] == loss and r["rtt_ms"] == rtt}
-    if p99.get(True) and p99.get(False):
-        return p99[True] / p99[False]
-    return None
+    return stats.ratio(p99.get(True), p99.get(False))
 
 
 def plot(rows, samples, cells, out):
-    plt = lab.pyplot()
+    plt = pyplot()
     rtts = sorted({rtt for _, rtt in cells})
     fig, axes = plt.subplots(1, len(rtts), figsize=(max(8, 5 * len(rtts)), 5), squeeze=False, sharey=True)
-    colors = dict(zip(lab.TRANSPORTS, ["tab:blue", "tab:orange", "tab:green", "tab:red"]))
+    colors = dict(zip(TRANSPORTS, ["tab:blue", "tab:orange", "tab:green", "tab:red"]))
     for ax, rtt in zip(axes[0], rtts):
-        for transport in lab.TRANSPORTS:
+        for transport in TRANSPORTS:
             for bulk, style in ((True, "-"), (False, ":")):
                 pts = sorted((r["loss_pct"], r["p99_ms"]) for r in rows if r["transport"] == transport
                              and r["rtt_ms"] == rtt and r["bulk"] == bulk and r["p99_ms"] is not None)
                 if pts:
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", color=colors[transport],
-                            label=f"{lab.TRANSPORT_LABELS[transport]}{' + bulk' if bulk else ''}")
+                            label=f"{TRANSPORT_LABELS[transport]}{' + bulk' if bulk else ''}")
         ax.set_title(f"RTT {rtt} ms")
         ax.set_xlabel("random loss each way (%)")
         ax.set_yscale("log")
@@ -155,13 +154,13 @@ def plot(rows, samples, cells, out):
 
     loss, rtt = KEY_CELL
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for transport in lab.TRANSPORTS:
+    for transport in TRANSPORTS:
         for bulk, style in ((True, "-"), (False, ":")):
             xs = sorted(s["latency_ms"] for s in samples if s["transport"] == transport and s["loss_pct"] == loss
                         and s["rtt_ms"] == rtt and s["bulk"] == bulk)
             if xs:
                 ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))], style, color=colors[transport],
-                        label=f"{lab.TRANSPORT_LABELS[transport]}{' + bulk' if bulk else ''}")
+                        label=f"{TRANSPORT_LABELS[transport]}{' + bulk' if bulk else ''}")
     ax.set_xscale("log")
     ax.set_xlabel("keystroke echo latency (ms)")
     ax.set_ylabel("fraction of keystrokes")
@@ -176,7 +175,7 @@ def plot(rows, samples, cells, out):
 def write_summary(rows, cells, args, meta, out, command):
     lines = [f"# Head-of-line blocking: keystroke echo latency ({meta['date']})", "",
              f"Commit {meta['commit']}, {meta['openssh']}, kernel {meta['kernel']}, {meta['cpus']} CPUs. "
-             f"{lab.link_description(args)}. A keystroke every {args.interval_ms:g} ms, {args.reps} interleaved "
+             f"{link_description(args)}. A keystroke every {args.interval_ms:g} ms, {args.reps} interleaved "
              f"runs per transport and cell (a fresh connection each; keystrokes per run in summary.csv). "
              f"Latency: a keystroke written to the client's stdin until its echo (remote pty, raw mode) is read "
              f"from the client's stdout. The bulk channel is a -L forward on the same connection reading from "
@@ -189,7 +188,7 @@ def write_summary(rows, cells, args, meta, out, command):
         lines.append("")
         for t in args.transports:
             r = ratio(rows, t, loss, rtt)
-            lines.append(f"- {lab.TRANSPORT_LABELS[t]}: p99 with bulk / without = "
+            lines.append(f"- {TRANSPORT_LABELS[t]}: p99 with bulk / without = "
                          + (f"**{r:.2f}**" if r else "n/a"))
         q, tcp = ratio(rows, "sshq-quic", loss, rtt), ratio(rows, "sshq-tcp", loss, rtt)
         p99q = next((r["p99_ms"] for r in rows if r["transport"] == "sshq-quic" and r["bulk"]
@@ -278,10 +277,7 @@ def main():
     ap.add_argument("--drain-timeout", type=float, default=5,
                     help="how long to wait for outstanding echoes after the last keystroke (s); "
                     "keystrokes still unanswered count with their wait so far (a lower bound)")
-    ap.add_argument("--transports", default=",".join(lab.TRANSPORTS))
-    lab.add_link_arguments(ap)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--out", default=None)
+    experiment.add_common_arguments(ap, seed=True)
     ap.add_argument("--report-only", action="store_true",
                     help="rebuild the plots and summary.md from the results already in --out")
     args = ap.parse_args()
@@ -293,48 +289,33 @@ def main():
         cells = [(lo, r) for r in rtts for lo in losses]
     cells = [(int(lo) if float(lo).is_integer() else lo, int(r) if float(r).is_integer() else r) for lo, r in cells]
     args.reps = args.reps or (2 if args.quick else 1)
-    args.transports = [t for t in args.transports.split(",") if t]
-    for t in args.transports:
-        if t not in lab.TRANSPORTS:
-            raise SystemExit(f"hol: unknown transport {t!r}; choose from {', '.join(lab.TRANSPORTS)}")
-    out = lab.results_dir("hol", args.out)
+    args.transports = experiment.parse_transports(args.transports, "hol")
     if args.report_only:
-        report_again(out)
+        report_again(results_dir("hol", args.out))
         return
-    lab.require_root_and_tools()
-    command = " ".join(["interop/run", "hol", *sys.argv[1:]])
-    started = time.time()
-
-    def log(msg):
-        print(f"[{time.time() - started:6.0f} s] {msg}", flush=True)
 
     rows, samples = [], []
-    with tempfile.TemporaryDirectory(prefix="sshq-hol.") as tmp:
-        workdir = Path(tmp)
-        with lab.Link("sshqhol", workdir, args.rate_mbit, args.queue_packets, seed=args.seed) as link:
-            link.set_tcp_congestion(args.tcp_cc)
-            with lab.Servers(link, workdir, args.quic_cc) as servers:
-                for loss, rtt in cells:
-                    log(f"cell: {loss}% loss, {rtt} ms RTT")
-                    keystrokes = args.keystrokes or (QUICK_KEYSTROKES[(loss, rtt)] if args.quick
-                                                     else DEFAULT_KEYSTROKES)
-                    r, s = measure_cell(servers, link, loss, rtt, keystrokes, args, workdir, log)
-                    rows += r
-                    samples += s
-                stats = link.control("stats")
-        client_log = (workdir / "clients.log").read_text(errors="replace")[-3000:]
-    meta = lab.run_metadata()
-    meta.update({"rate_mbit": args.rate_mbit, "queue_packets": args.queue_packets, "reps": args.reps,
-                 "interval_ms": args.interval_ms,
-                 "tcp_congestion": args.tcp_cc, "quic_congestion": args.quic_cc, "linkem_stats": stats,
-                 "seconds": round(time.time() - started), "command": command,
-                 "args": {k: getattr(args, k) for k in ("rate_mbit", "queue_packets", "tcp_cc", "quic_cc",
-                                                        "interval_ms", "reps", "transports", "drain_timeout")}})
+    with experiment.Run("hol", args, seed=args.seed) as run:
+        for loss, rtt in cells:
+            run.log(f"cell: {loss}% loss, {rtt} ms RTT")
+            keystrokes = args.keystrokes or (QUICK_KEYSTROKES[(loss, rtt)] if args.quick
+                                             else DEFAULT_KEYSTROKES)
+            r, s = measure_cell(run.servers, run.link, loss, rtt, keystrokes, args, run.workdir, run.log)
+            rows += r
+            samples += s
+        linkem_stats = run.link.control("stats")
+        client_log = run.client_log_tail()
+    out, command = run.out, run.command
+    meta = run.metadata(
+        rate_mbit=args.rate_mbit, queue_packets=args.queue_packets, reps=args.reps, interval_ms=args.interval_ms,
+        tcp_congestion=args.tcp_cc, quic_congestion=args.quic_cc, linkem_stats=linkem_stats,
+        args={k: getattr(args, k) for k in ("rate_mbit", "queue_packets", "tcp_cc", "quic_cc",
+                                            "interval_ms", "reps", "transports", "drain_timeout")})
     fields = ["transport", "loss_pct", "rtt_ms", "bulk", "p50_ms", "p95_ms", "p99_ms", "max_ms", "samples",
               "keystrokes_per_run",
               "p99_from_few_samples", "unanswered", "mismatched", "bulk_mbit", "congestion", "errors"]
-    lab.write_csv(out / "summary.csv", rows, fields)
-    lab.write_csv(out / "samples.csv", samples, ["transport", "loss_pct", "rtt_ms", "bulk", "latency_ms"])
+    write_csv(out / "summary.csv", rows, fields)
+    write_csv(out / "samples.csv", samples, ["transport", "loss_pct", "rtt_ms", "bulk", "latency_ms"])
     (out / "summary.json").write_text(json.dumps(rows, indent=1) + "\n")
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     plot(rows, samples, cells, out)

@@ -29,19 +29,19 @@ import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
-from bench_loopback import free_port, wait_tcp  # noqa: E402
-from lab import SSHQ, SSHQD, bench_user, git_commit, keygen, percentile, run_metadata  # noqa: E402
+from sshqlab.gitinfo import git_commit, run_metadata
+from sshqlab.keys import bench_user, keygen
+from sshqlab.paths import INTEROP, ROOT, SSHQ, SSHQD
+from sshqlab.ports import free_port, wait_tcp
+from sshqlab.stats import percentile
 
-LOAD = ROOT.parent / "target" / "release" / "sshq-load"
-OUT = ROOT / "results" / "load"
+LOAD = ROOT / "target" / "release" / "sshq-load"
+OUT = INTEROP / "results" / "load"
 
 
 def raise_fd_limit():

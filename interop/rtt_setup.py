@@ -13,7 +13,6 @@ on one loopback interface.
 """
 
 import argparse
-import sys
 import asyncio
 import json
 import os
@@ -25,11 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "interop"))
-from bench_loopback import bench_user, free_port  # noqa: E402
-SSHQ = ROOT / "target/release/sshq"
-SSHQD = ROOT / "target/release/sshqd"
+from sshqlab.keys import bench_user, keygen
+from sshqlab.paths import ROOT, SSHQ, SSHQD
+from sshqlab.ports import free_port
 
 
 class UdpRelay(asyncio.DatagramProtocol):
@@ -85,7 +82,7 @@ async def run(args):
     server = None
     try:
         for name in ("host", "user"):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp / name)], check=True)
+            keygen(tmp / name)
         shutil.copy(tmp / "user.pub", tmp / "authorized_keys")
         os.chmod(tmp, 0o755)
         os.chmod(tmp / "authorized_keys", 0o644)

@@ -16,25 +16,16 @@ setup.png and summary.md.
 import argparse
 import json
 import statistics
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import lab  # noqa: E402
+from sshqlab import experiment
+from sshqlab.link import link_description
+from sshqlab.probes import run_probe
+from sshqlab.results import pyplot, write_csv
+from sshqlab.servers import TRANSPORT_LABELS
+from sshqlab.stats import slope
 
 FULL_RTTS = [0, 20, 50, 100, 200]
 QUICK_RTTS = [0, 50, 200]
-
-
-def slope(points):
-    """Least-squares slope of (x, y) points (None with fewer than two x values)."""
-    xs = [x for x, _ in points]
-    if len(set(xs)) < 2:
-        return None
-    mx, my = statistics.fmean(xs), statistics.fmean(y for _, y in points)
-    return sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x in xs)
 
 
 def main():
@@ -42,40 +33,30 @@ def main():
     ap.add_argument("--quick", action="store_true", help=f"RTTs {QUICK_RTTS} ms, 3 runs each")
     ap.add_argument("--rtts", default=None, help="comma-separated RTTs in ms")
     ap.add_argument("--runs", type=int, default=None, help="runs per transport and RTT (default 7, quick 3)")
-    ap.add_argument("--transports", default=",".join(lab.TRANSPORTS))
-    lab.add_link_arguments(ap)
-    ap.add_argument("--out", default=None)
+    experiment.add_common_arguments(ap)
     args = ap.parse_args()
     rtts = [float(x) for x in args.rtts.split(",")] if args.rtts else (QUICK_RTTS if args.quick else FULL_RTTS)
     runs = args.runs or (3 if args.quick else 7)
-    transports = [t for t in args.transports.split(",") if t]
-    lab.require_root_and_tools()
-    out = lab.results_dir("setup", args.out)
-    command = " ".join(["interop/run", "setup", *sys.argv[1:]])
-    started = time.time()
+    transports = experiment.parse_transports(args.transports, "setup")
     samples = []
-    with tempfile.TemporaryDirectory(prefix="sshq-setup.") as tmp:
-        workdir = Path(tmp)
-        with lab.Link("sshqsetup", workdir, args.rate_mbit, args.queue_packets) as link:
-            link.set_tcp_congestion(args.tcp_cc)
-            with lab.Servers(link, workdir, args.quic_cc) as servers:
-                # Records the host key for every transport, so no run pays for it.
-                for t in transports:
-                    lab.run_probe(link.client_ns, "probe-first-byte", servers.client_argv(t) + ["echo hi"],
-                                  str(workdir / "clients.log"), timeout=60)
-                for rtt in rtts:
-                    link.set_path(rtt, 0)
-                    for run in range(runs):
-                        for t in transports:  # interleaved: machine noise hits every transport alike
-                            r = lab.run_probe(link.client_ns, "probe-first-byte",
-                                              servers.client_argv(t) + ["echo hi"], str(workdir / "clients.log"),
-                                              timeout=60)
-                            ok = r.get("exit") == 0 and r.get("first_byte_ms") is not None
-                            samples.append({"transport": t, "rtt_ms": rtt, "run": run,
-                                            "first_byte_ms": r.get("first_byte_ms"),
-                                            "error": "" if ok else (r.get("error") or f"exit {r.get('exit')}")})
-                            print(f"[{time.time() - started:5.0f} s] rtt {rtt:g} ms {t:20} "
-                                  f"{r.get('first_byte_ms')} ms {'' if ok else 'FAILED'}", flush=True)
+    with experiment.Run("setup", args) as lab_run:
+        workdir, link, servers = lab_run.workdir, lab_run.link, lab_run.servers
+        # Records the host key for every transport, so no run pays for it.
+        for t in transports:
+            run_probe(link.client_ns, "probe-first-byte", servers.client_argv(t) + ["echo hi"],
+                      str(workdir / "clients.log"), timeout=60)
+        for rtt in rtts:
+            link.set_path(rtt, 0)
+            for run in range(runs):
+                for t in transports:  # interleaved: machine noise hits every transport alike
+                    r = run_probe(link.client_ns, "probe-first-byte",
+                                  servers.client_argv(t) + ["echo hi"], str(workdir / "clients.log"),
+                                  timeout=60)
+                    ok = r.get("exit") == 0 and r.get("first_byte_ms") is not None
+                    samples.append({"transport": t, "rtt_ms": rtt, "run": run,
+                                    "first_byte_ms": r.get("first_byte_ms"),
+                                    "error": "" if ok else (r.get("error") or f"exit {r.get('exit')}")})
+                    lab_run.log(f"rtt {rtt:g} ms {t:20} {r.get('first_byte_ms')} ms {'' if ok else 'FAILED'}")
     rows = []
     for t in transports:
         medians = {}
@@ -92,20 +73,20 @@ def main():
                          "round_trips_fitted": round(k, 2) if k is not None else None,
                          "failures": sum(1 for s in samples if s["transport"] == t and s["rtt_ms"] == rtt
                                          and s["error"])})
-    meta = lab.run_metadata()
-    meta.update({"runs": runs, "command": command, "seconds": round(time.time() - started)})
-    lab.write_csv(out / "samples.csv", samples, ["transport", "rtt_ms", "run", "first_byte_ms", "error"])
-    lab.write_csv(out / "summary.csv", rows, list(rows[0]))
+    out, command = lab_run.out, lab_run.command
+    meta = lab_run.metadata(runs=runs)
+    write_csv(out / "samples.csv", samples, ["transport", "rtt_ms", "run", "first_byte_ms", "error"])
+    write_csv(out / "summary.csv", rows, list(rows[0]))
     (out / "summary.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
 
-    plt = lab.pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for t in transports:
         pts = [(r["rtt_ms"], r["first_byte_ms_median"]) for r in rows if r["transport"] == t
                and r["first_byte_ms_median"] is not None]
         k = next((r["round_trips_fitted"] for r in rows if r["transport"] == t), None)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
-                label=f"{lab.TRANSPORT_LABELS[t]} ({k} round trips)" if k is not None else lab.TRANSPORT_LABELS[t])
+                label=f"{TRANSPORT_LABELS[t]} ({k} round trips)" if k is not None else TRANSPORT_LABELS[t])
     ax.set_xlabel("RTT (ms)")
     ax.set_ylabel("first output byte (ms, median)")
     ax.set_title("Time to the first output byte of `echo hi`")
@@ -119,13 +100,13 @@ def main():
              f"Commit {meta['commit']}, {meta['openssh']}. Whole process `client host 'echo hi'` in the client "
              f"namespace, until its first output byte; no loss; {runs} interleaved runs per transport and RTT; "
              "medians. *Round trips* is the slope of a least-squares line through the medians "
-             f"(the constant part, process start and key-exchange CPU, drops out). {lab.link_description(args)}.",
+             f"(the constant part, process start and key-exchange CPU, drops out). {link_description(args)}.",
              "",
              "| transport | " + " | ".join(f"{r:g} ms" for r in rtts) + " | round trips |",
              "|---|" + "---:|" * (len(rtts) + 1)]
     for t in transports:
         rr = [r for r in rows if r["transport"] == t]
-        lines.append(f"| {lab.TRANSPORT_LABELS[t]} | " + " | ".join(str(r["first_byte_ms_median"]) for r in rr)
+        lines.append(f"| {TRANSPORT_LABELS[t]} | " + " | ".join(str(r["first_byte_ms_median"]) for r in rr)
                      + f" | {rr[0]['round_trips_fitted']} |")
     failures = sum(r["failures"] for r in rows)
     if failures:

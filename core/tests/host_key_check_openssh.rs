@@ -9,7 +9,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use common::{key_text, keygen, keygen_find, run};
+use common::{key_text, keygen, keygen_find};
 use sshq_core::host_key_check::{
     check_host_key, HostKeyCheck, HostKeyError, HostKeyPrompt, HostKeyVerdict, ServerKey,
     StrictHostKeyChecking, TtyPrompt, Verbosity,
@@ -432,15 +432,19 @@ fn tty_prompt_reads_an_answer_from_a_terminal() {
 
 /// Byte-for-byte comparison with the real `ssh` client, which reaches a real
 /// `sshd -i` through ProxyCommand. Needs root (sshd privilege separation);
-/// skipped, with a note, where that is not available.
+/// fails elsewhere unless SSHQ_TEST_SKIP_ROOT is set.
 #[test]
 fn transcripts_match_real_openssh() {
     let sshd = Path::new("/usr/sbin/sshd");
-    let (_, uid) = run("id", &["-u"]);
-    if !sshd.exists() || uid.trim() != "0" || fs::create_dir_all("/run/sshd").is_err() {
-        eprintln!("skipping: needs root and /usr/sbin/sshd");
+    if !common::needs_root("sshd's privilege separation") {
         return;
     }
+    assert!(
+        sshd.exists(),
+        "/usr/sbin/sshd is missing (install openssh-server)"
+    );
+    fs::create_dir_all("/run/sshd")
+        .expect("create /run/sshd (sshd's privilege separation directory)");
     let f = fixture();
     let dir = f.dir.path();
     let host_key = dir.join("server");

@@ -23,10 +23,11 @@ import socketserver
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import peers
-import report
-from cases import CASES, RUNNERS, Cell, case_not_applicable, sha256
-from clients import CLIENTS, SERVERS, TRANSPORTS, transport_not_applicable
+from sshqlab.gitinfo import git_commit
+
+from . import peers, report
+from .cases import CASES, RUNNERS, Cell, case_not_applicable, sha256
+from .clients import CLIENTS, SERVERS, TRANSPORTS, transport_not_applicable
 
 # The CI subset: every client, server and transport, and the cases that
 # matter most for interoperability (including the negotiated key exchange).
@@ -89,14 +90,6 @@ def run_cell(spec, rundir, ctx, logs, keep_logs):
         log.write_text(f"{cell.name}: {detail}\n\n" + "\n".join(cell.log) + "\n\n" + "\n".join(tails) + "\n")
     shutil.rmtree(cell.dir, ignore_errors=True)
     return record
-
-
-def git_commit():
-    head = subprocess.run(["git", "-C", str(peers.ROOT), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "-C", str(peers.ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return head + (" with uncommitted changes" if dirty else "")
 
 
 def start_agent(rundir):

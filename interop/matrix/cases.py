@@ -18,8 +18,10 @@ import termios
 import time
 import uuid
 
-from clients import Invocation, write_known_hosts
-from peers import ENV_NAME, KEYS, free_port
+from sshqlab.ports import free_port
+
+from .clients import Invocation, write_known_hosts
+from .peers import ENV_NAME, KEYS
 
 CASES = ["exec", "blob-16MiB", "stderr", "pty", "env", "forward-L", "forward-R", "forward-D",
          "agent", "sftp", "scp", "hostkey-changed", "userkey-wrong", "kex"]

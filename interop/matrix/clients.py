@@ -9,7 +9,7 @@ the case asks for one.
 import os
 from pathlib import Path
 
-from peers import KEYS, MATRIX_USER, OPENSSH10, SSHQ
+from .peers import KEYS, MATRIX_USER, OPENSSH10, SSHQ
 
 CLIENTS = ["sshq", "openssh-9.2", "openssh-10.0", "dropbear"]
 SERVERS = ["sshqd", "openssh-9.2", "openssh-10.0", "dropbear"]

@@ -15,12 +15,13 @@ import subprocess
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from sshqlab import keys
+from sshqlab.paths import ROOT, SSHQ, SSHQD
+from sshqlab.ports import free_port
+
 PEERS = ROOT / "interop/.peers"
 OPENSSH10 = PEERS / "openssh-10.0"
 KEYS = PEERS / "keys"
-SSHQ = ROOT / "target/release/sshq"
-SSHQD = ROOT / "target/release/sshqd"
 
 # The account every cell logs in as: /bin/sh with no rc files, so that
 # sessions start fast and behave the same on every server, and its
@@ -124,10 +125,12 @@ def ensure_openssh10():
 
 
 def keygen(path, comment):
+    """The key at `path`, made once and kept."""
     if not path.exists():
-        r = run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path])
-        if r.returncode != 0:
-            raise SetupError(f"ssh-keygen failed: {r.stderr.strip()}")
+        try:
+            keys.keygen(path, comment)
+        except RuntimeError as e:
+            raise SetupError(str(e)) from e
 
 
 def ensure_keys():
@@ -183,24 +186,6 @@ def versions():
         "openssh-10.0": first_line([OPENSSH10 / "usr/bin/ssh", "-V"]),
         "dropbear": first_line(["dbclient", "-V"]),
     }
-
-
-def free_port():
-    """A port free for both TCP and UDP on 127.0.0.1 (sshqd uses one number for both)."""
-    for _ in range(1000):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            u.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-            u.close()
-    raise SetupError("no free loopback port found")
 
 
 class Server:

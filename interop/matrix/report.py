@@ -2,8 +2,8 @@
 
 import json
 
-from cases import CASES, REFUSAL_CASES
-from clients import CLIENTS, SERVERS, TRANSPORTS, transport_not_applicable
+from .cases import CASES, REFUSAL_CASES
+from .clients import CLIENTS, SERVERS, TRANSPORTS, transport_not_applicable
 
 MARK = {"pass": "✓", "fail": "✗", "n/a": "n/a"}
 

@@ -12,6 +12,7 @@ use std::net::TcpStream;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::hostile::{client_kexinit, ssh_packet};
 use common::{show, text, wait_until, Lab, Listeners, Server};
 use sshq_core::kex::{resolve, Role};
 use sshq_core::transport::TransportKind;
@@ -320,48 +321,6 @@ fn kex_names_map_across_transports() {
     );
 }
 
-/// One unencrypted SSH binary packet (RFC 4253 §6): uint32 packet_length,
-/// byte padding_length, payload, at least 4 bytes of padding, the whole a
-/// multiple of 8 bytes; no MAC before the first NEWKEYS.
-fn ssh_packet(payload: &[u8]) -> Vec<u8> {
-    let mut padding = 8 - (5 + payload.len()) % 8;
-    if padding < 4 {
-        padding += 8;
-    }
-    let packet_length = 1 + payload.len() + padding;
-    let mut packet = (packet_length as u32).to_be_bytes().to_vec();
-    packet.push(padding as u8);
-    packet.extend_from_slice(payload);
-    packet.extend(std::iter::repeat_n(0u8, padding));
-    assert_eq!(packet.len() % 8, 0);
-    packet
-}
-
-/// A client SSH_MSG_KEXINIT offering only `kex`, and what an sshqd with an
-/// Ed25519 host key accepts for the rest; no guessed packet follows.
-fn kexinit(kex: &str) -> Vec<u8> {
-    let mut payload = vec![20u8]; // SSH_MSG_KEXINIT
-    payload.extend_from_slice(&[0x5a; 16]); // cookie
-    for list in [
-        kex,
-        "ssh-ed25519",
-        "aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr",
-        "aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr",
-        "hmac-sha2-256-etm@openssh.com,hmac-sha2-256",
-        "hmac-sha2-256-etm@openssh.com,hmac-sha2-256",
-        "none",
-        "none",
-        "",
-        "",
-    ] {
-        payload.extend_from_slice(&(list.len() as u32).to_be_bytes());
-        payload.extend_from_slice(list.as_bytes());
-    }
-    payload.push(0); // first_kex_packet_follows
-    payload.extend_from_slice(&0u32.to_be_bytes()); // reserved
-    ssh_packet(&payload)
-}
-
 /// Reads exactly `n` bytes, or `None` if sshqd closed the connection (or
 /// went quiet for 10 s) first.
 fn read_n(stream: &mut TcpStream, n: usize) -> Option<Vec<u8>> {
@@ -417,7 +376,9 @@ fn kex_with_init(port: u16, kex: &str, init: &[u8]) -> (TcpStream, Option<Vec<u8
     stream
         .write_all(b"SSH-2.0-ShortKexInit_1.0\r\n")
         .expect("send banner");
-    stream.write_all(&kexinit(kex)).expect("send KEXINIT");
+    stream
+        .write_all(&client_kexinit(kex))
+        .expect("send KEXINIT");
     // sshqd's banner line, then its KEXINIT.
     let mut line = Vec::new();
     while !line.ends_with(b"\n") {

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::hostile::{
-    assert_unharmed, closed_within, expect_logged, local_port, raw_tcp, write_ignoring_hangup,
+    assert_unharmed, client_kexinit, closed_within, expect_logged, local_port, raw_tcp,
+    write_ignoring_hangup,
 };
 use common::{random_bytes, show, text, Lab, Server};
 use russh::ChannelMsg;
@@ -34,49 +35,6 @@ fn start(extra: &str) -> (Lab, Server) {
 }
 
 // --- raw SSH packets -------------------------------------------------------
-
-/// An unencrypted SSH binary packet around `payload` (RFC 4253 §6), padded
-/// to a multiple of 8 with at least 4 octets of padding.
-fn packet(payload: &[u8]) -> Vec<u8> {
-    let mut padding = 8 - (payload.len() + 5) % 8;
-    if padding < 4 {
-        padding += 8;
-    }
-    let length = (1 + payload.len() + padding) as u32;
-    let mut out = length.to_be_bytes().to_vec();
-    out.push(padding as u8);
-    out.extend_from_slice(payload);
-    out.extend(std::iter::repeat_n(0u8, padding));
-    out
-}
-
-fn name_list(out: &mut Vec<u8>, names: &str) {
-    out.extend_from_slice(&(names.len() as u32).to_be_bytes());
-    out.extend_from_slice(names.as_bytes());
-}
-
-/// A KEXINIT packet offering `kex` (and algorithms sshqd supports otherwise).
-fn kexinit(kex: &str) -> Vec<u8> {
-    let mut payload = vec![20u8]; // SSH_MSG_KEXINIT
-    payload.extend_from_slice(&random_bytes(16)); // cookie
-    for names in [
-        kex,
-        "ssh-ed25519",
-        "chacha20-poly1305@openssh.com",
-        "chacha20-poly1305@openssh.com",
-        "hmac-sha2-256",
-        "hmac-sha2-256",
-        "none",
-        "none",
-        "",
-        "",
-    ] {
-        name_list(&mut payload, names);
-    }
-    payload.push(0); // first_kex_packet_follows
-    payload.extend_from_slice(&[0, 0, 0, 0]); // reserved
-    packet(&payload)
-}
 
 const BANNER: &[u8] = b"SSH-2.0-HostileTest_1.0\r\n";
 
@@ -215,7 +173,7 @@ fn truncated_kexinit_then_eof() {
     let port = local_port(&stream);
     write_ignoring_hangup(&mut stream, BANNER);
     read_server_banner(&mut stream);
-    let full = kexinit("curve25519-sha256");
+    let full = client_kexinit("curve25519-sha256");
     write_ignoring_hangup(&mut stream, &full[..full.len() / 2]);
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let started = Instant::now();
@@ -231,7 +189,7 @@ fn truncated_kexinit_then_eof() {
 #[test]
 fn kexinit_with_no_common_algorithm() {
     let line = expect_prompt_hangup(
-        &kexinit("no-such-kex@example.com"),
+        &client_kexinit("no-such-kex@example.com"),
         true,
         "KEXINIT with no common key exchange",
     );
@@ -248,7 +206,7 @@ fn client_that_never_finishes_the_key_exchange() {
     write_ignoring_hangup(&mut stream, BANNER);
     read_server_banner(&mut stream);
     // A valid KEXINIT, then never the key-exchange init that must follow.
-    write_ignoring_hangup(&mut stream, &kexinit("curve25519-sha256"));
+    write_ignoring_hangup(&mut stream, &client_kexinit("curve25519-sha256"));
     let closed = closed_within(
         &mut stream,
         started,

@@ -1,8 +1,10 @@
-//! sshq and sshqd over QUIC on loopback: sessions and ptys with
-//! `-o Transport=quic`, one known_hosts line for both transports, sshqd's
-//! `Transports`, the key-exchange choice, Transport=auto (against OpenSSH's
-//! TCP-only sshd and against sshqd) and -L forwarding, where every forwarded
-//! connection is its own QUIC stream. Each test has its own lab.
+//! What only sshq over QUIC has, on loopback: orderly disconnects seen at
+//! once, one known_hosts line for both transports, sshqd's `Transports`,
+//! the key-exchange choice, Transport=auto (against OpenSSH's TCP-only sshd
+//! and against sshqd) and -L forwarding, where every forwarded connection
+//! is its own QUIC stream. Sessions and ptys over QUIC are checks of the
+//! direction matrix (tests/directions.rs, `sshq_quic_to_sshqd`). Each test
+//! has its own lab.
 
 mod common;
 
@@ -13,115 +15,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::setup::{Dir, Setup};
 use common::{
-    concurrently, has_size_line, pts_line, random_bytes, sha256, show, text, wait_until,
-    Background, Lab, Listeners, PtyClient, Server, TcpService, SSHQ,
+    concurrently, random_bytes, show, text, wait_until, Background, Lab, Listeners, TcpService,
+    SSHQ,
 };
-
-/// The option that makes sshq use QUIC only (no fallback).
-const QUIC: [&str; 2] = ["-o", "Transport=quic"];
-
-/// A lab with sshqd running.
-struct Setup {
-    server: Server,
-    lab: Lab,
-}
-
-impl Setup {
-    /// sshqd serving QUIC and TCP on the same port number.
-    fn new() -> Setup {
-        Setup::with("Transports quic,tcp", Listeners::Both)
-    }
-
-    /// sshqd with `config` lines, ready once `listeners` are open.
-    fn with(config: &str, listeners: Listeners) -> Setup {
-        let lab = Lab::new();
-        let server = lab.start_sshqd_on(config, listeners);
-        Setup { server, lab }
-    }
-
-    fn port(&self) -> u16 {
-        self.server.port
-    }
-
-    /// sshq's whole argument list with this key and StrictHostKeyChecking;
-    /// `extra` chooses the transport.
-    fn args(&self, key: &str, strict: &str, extra: &[&str], command: &[&str]) -> Vec<String> {
-        self.lab
-            .client_args(key, strict, self.port(), extra, command)
-    }
-
-    /// sshq over QUIC with the user key and StrictHostKeyChecking=accept-new.
-    fn run(&self, extra: &[&str], command: &[&str], input: &[u8]) -> Output {
-        let extra: Vec<&str> = QUIC.iter().chain(extra).copied().collect();
-        self.lab.sshq(self.port(), &extra, command, input)
-    }
-
-    /// sshq with another key, StrictHostKeyChecking and transport options.
-    fn run_as(&self, key: &str, strict: &str, extra: &[&str], command: &[&str]) -> Output {
-        self.lab
-            .run(SSHQ, &self.args(key, strict, extra, command), b"")
-    }
-
-    /// sshq over QUIC on a terminal of `rows` x `cols`, TERM=xterm-256color.
-    fn on_pty(&self, extra: &[&str], command: &[&str], rows: u16, cols: u16) -> PtyClient {
-        let extra: Vec<&str> = QUIC.iter().chain(extra).copied().collect();
-        let args = self.args("user", "accept-new", &extra, command);
-        PtyClient::spawn(SSHQ, &args, rows, cols, &[("TERM", "xterm-256color")])
-    }
-
-    /// A client run and the end of the server's log, for assertion messages.
-    fn show(&self, out: &Output) -> String {
-        format!("{}\n{}", show(out), self.server_log())
-    }
-
-    fn server_log(&self) -> String {
-        let log = self.server.log_text();
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
-        format!("server log (end):\n{tail}")
-    }
-
-    /// How many logins sshqd logged over `transport` ("quic" or "tcp").
-    fn logins_over(&self, transport: &str) -> usize {
-        let needle = format!(" over {transport}");
-        self.server
-            .log_text()
-            .lines()
-            .filter(|l| l.contains("Accepted publickey") && l.ends_with(&needle))
-            .count()
-    }
-}
-
-#[test]
-fn exit_codes() {
-    let s = Setup::new();
-    for code in [0, 1, 42] {
-        let out = s.run(&[], &[&format!("exit {code}")], b"");
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "`exit {code}`:\n{}",
-            s.show(&out)
-        );
-    }
-    assert_eq!(
-        (s.logins_over("quic"), s.logins_over("tcp")),
-        (3, 0),
-        "logins by transport:\n{}",
-        s.server_log()
-    );
-}
 
 /// An orderly exit must reach the server at once (not at its idle timeout),
 /// even for a session done within the client's first round trip.
 #[test]
 fn server_sees_orderly_disconnects_at_once() {
-    let s = Setup::new();
+    let s = Setup::new(Dir::sshq_quic_to_sshqd);
     for _ in 0..5 {
         let out = s.run(&[], &["true"], b"");
         assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
     }
+    assert_eq!(
+        (s.logins_over("quic"), s.logins_over("tcp")),
+        (5, 0),
+        "logins by transport:\n{}",
+        s.server_log()
+    );
     let all_gone = wait_until(Duration::from_secs(5), || {
         s.server_log().matches("Disconnected from user").count() == 5
     });
@@ -132,142 +46,10 @@ fn server_sees_orderly_disconnects_at_once() {
     );
 }
 
-#[test]
-fn stderr_apart_from_stdout() {
-    let s = Setup::new();
-    let out = s.run(&[], &["echo out; echo err >&2"], b"");
-    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
-    assert_eq!(text(&out.stdout), "out\n", "{}", s.show(&out));
-    assert!(
-        text(&out.stderr).lines().any(|l| l == "err"),
-        "{}",
-        s.show(&out)
-    );
-}
-
-#[test]
-fn cat_16_mib() {
-    let s = Setup::new();
-    let data = random_bytes(16 << 20);
-    let out = s.run(&[], &["cat"], &data);
-    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
-    assert_eq!(
-        out.stdout.len(),
-        data.len(),
-        "bytes back:\n{}",
-        s.show(&out)
-    );
-    assert_eq!(
-        sha256(&out.stdout),
-        sha256(&data),
-        "SHA-256 of what came back"
-    );
-}
-
-#[test]
-fn stdin_eof_reaches_remote() {
-    let s = Setup::new();
-    let out = s.run(&[], &["wc -c"], &random_bytes(12345));
-    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
-    assert_eq!(text(&out.stdout).trim(), "12345", "{}", s.show(&out));
-}
-
-/// As ssh: 255 when the remote command dies by a signal.
-#[test]
-fn remote_killed_by_signal() {
-    let s = Setup::new();
-    let out = s.run(&[], &["kill -TERM $$"], b"");
-    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
-}
-
-#[test]
-fn pty_with_tt_without_terminal() {
-    let s = Setup::new();
-    let out = s.run(&["-tt"], &["tty; stty size"], b"");
-    let stdout = text(&out.stdout).replace('\r', "");
-    assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
-    assert!(
-        pts_line(&stdout).is_some(),
-        "no /dev/pts/N:\n{}",
-        s.show(&out)
-    );
-    assert!(has_size_line(&stdout), "no `rows cols`:\n{}", s.show(&out));
-}
-
-#[test]
-fn pty_with_t_on_a_terminal() {
-    let s = Setup::new();
-    let (status, out) = s.on_pty(&["-t"], &["tty; stty size"], 37, 111).finish();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "terminal:\n{out}\n{}",
-        s.server_log()
-    );
-    assert!(pts_line(&out).is_some(), "no /dev/pts/N line:\n{out}");
-    assert!(
-        out.lines().any(|l| l.trim() == "37 111"),
-        "remote size is not 37 111:\n{out}"
-    );
-}
-
-/// The remote polls its size (up to 10 s) until it changes from 37x111.
-#[test]
-fn window_change() {
-    let s = Setup::new();
-    let script = "echo ready; i=0; while [ \"$(stty size)\" = '37 111' ] && [ $i -lt 100 ]; do \
-                  sleep 0.1; i=$((i+1)); done; echo \"size: $(stty size)\"";
-    let client = s.on_pty(&["-t"], &[script], 37, 111);
-    assert!(
-        client.wait_for("ready", Duration::from_secs(30)),
-        "the remote command did not start:\n{}",
-        client.output()
-    );
-    client.resize(20, 70);
-    let (status, out) = client.finish();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "terminal:\n{out}\n{}",
-        s.server_log()
-    );
-    assert!(
-        out.contains("size: 20 70"),
-        "the remote did not see the resize to 20 70:\n{out}"
-    );
-}
-
-#[test]
-fn stranger_key_refused() {
-    let s = Setup::new();
-    let out = s.run_as("stranger", "accept-new", &QUIC, &["echo reached"]);
-    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
-    assert!(
-        text(&out.stderr).contains("Permission denied"),
-        "{}",
-        s.show(&out)
-    );
-    assert!(!text(&out.stdout).contains("reached"), "{}", s.show(&out));
-}
-
-#[test]
-fn changed_host_key_refused() {
-    let s = Setup::new();
-    s.lab.write_known_hosts(s.port(), "other_host_ed25519");
-    let out = s.run(&[], &["echo reached"], b"");
-    assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
-    assert!(
-        text(&out.stderr).contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
-        "{}",
-        s.show(&out)
-    );
-    assert!(!text(&out.stdout).contains("reached"), "{}", s.show(&out));
-}
-
 /// accept-new over `first` records the host key; that same known_hosts
 /// line, unchanged, then passes StrictHostKeyChecking=yes over `then`.
 fn known_hosts_line_shared(first: &str, then: &str) {
-    let s = Setup::new();
+    let s = Setup::new(Dir::sshq_quic_to_sshqd);
     let known_hosts = s.lab.path("known_hosts");
     let _ = std::fs::remove_file(&known_hosts);
     let first_opt = format!("Transport={first}");
@@ -320,7 +102,7 @@ fn known_hosts_line_from_tcp_works_over_quic() {
 /// `Transports quic`: nothing listens on TCP, QUIC works.
 #[test]
 fn transports_quic_only_has_no_tcp_listener() {
-    let s = Setup::with("Transports quic", Listeners::Quic);
+    let s = Setup::quic_with("Transports quic", Listeners::Quic);
     let refused = TcpStream::connect(("127.0.0.1", s.port()));
     assert!(
         matches!(&refused, Err(e) if e.kind() == ErrorKind::ConnectionRefused),
@@ -355,7 +137,7 @@ fn reported_kex(out: &Output) -> Option<String> {
 
 #[test]
 fn kex_algorithms_choice_is_used_and_reported() {
-    let s = Setup::new();
+    let s = Setup::new(Dir::sshq_quic_to_sshqd);
     let out = s.run(&["-v", "-o", "KexAlgorithms=x25519"], &["echo ok"], b"");
     assert_eq!(out.status.code(), Some(0), "{}", s.show(&out));
     assert_eq!(text(&out.stdout), "ok\n", "{}", s.show(&out));
@@ -378,7 +160,7 @@ fn kex_algorithms_choice_is_used_and_reported() {
 
 #[test]
 fn kex_algorithms_mismatch_fails_naming_what_we_offered() {
-    let s = Setup::with(
+    let s = Setup::quic_with(
         "Transports quic,tcp\nKexAlgorithms x25519-sntrup761",
         Listeners::Both,
     );
@@ -425,7 +207,7 @@ fn auto_falls_back_to_tcp_against_openssh() {
 
 #[test]
 fn auto_uses_quic_against_sshqd() {
-    let s = Setup::new();
+    let s = Setup::new(Dir::sshq_quic_to_sshqd);
     let out = s.run_as(
         "user",
         "accept-new",
@@ -555,7 +337,7 @@ fn echo_through(port: u16, data: &[u8]) -> std::io::Result<Vec<u8>> {
 
 #[test]
 fn local_forward_50_concurrent_connections() {
-    let s = Setup::new();
+    let s = Setup::new(Dir::sshq_quic_to_sshqd);
     let target = forward_target(Arc::default());
     let (client, local) = forward(&s, target.port);
     let failures = concurrently(50, move |i| {
@@ -582,7 +364,7 @@ fn local_forward_50_concurrent_connections() {
 
 #[test]
 fn local_forward_200_channels_on_one_connection() {
-    let s = Setup::new();
+    let s = Setup::new(Dir::sshq_quic_to_sshqd);
     let target = forward_target(Arc::default());
     let (client, local) = forward(&s, target.port);
     let failures = concurrently(200, move |id| {
@@ -617,7 +399,7 @@ fn local_forward_200_channels_on_one_connection() {
 /// it; connection B, through the same sshq, still round-trips.
 #[test]
 fn stalled_forward_does_not_stall_another() {
-    let s = Setup::new();
+    let s = Setup::new(Dir::sshq_quic_to_sshqd);
     let fired = Arc::new(AtomicU64::new(0));
     let target = forward_target(fired.clone());
     let (client, local) = forward(&s, target.port);
@@ -677,8 +459,7 @@ fn host_known_only_by_ecdsa_key() {
         "Transports quic,tcp\nHostKey {}",
         lab.path("host_ecdsa").display()
     );
-    let server = lab.start_sshqd_on(&config, Listeners::Both);
-    let s = Setup { server, lab };
+    let s = Setup::quic_in(lab, &config, Listeners::Both);
     s.lab.write_known_hosts(s.port(), "host_ecdsa");
 
     let tcp = s.run_as("user", "yes", &["-o", "Transport=tcp"], &["echo via-tcp"]);

@@ -5,31 +5,18 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::hostile::closed_within;
+use common::hostile::{closed_within, local_port, log_mentions_port, raw_tcp};
 use common::{pgrep, random_bytes, show, text, wait_until, Lab, Listeners, Server, SSHQ};
 
 /// A session long enough to be running while the bad clients come and go.
 const LONG_SESSION: &str = "sleep 5; echo done";
 
-fn connect(port: u16) -> TcpStream {
-    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to sshqd");
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("read timeout");
-    stream
-}
-
-fn local_port(stream: &TcpStream) -> u16 {
-    stream.local_addr().expect("local address").port()
-}
-
 /// Sends `first` (if any) then random bytes, and checks sshqd hangs up.
 fn send_junk(port: u16, first: &[u8], what: &str) -> u16 {
-    let mut stream = connect(port);
+    let mut stream = raw_tcp(port);
     let start = Instant::now();
     // sshqd may hang up while we write: that is fine, it is what we want.
     let _ = stream.write_all(first);
@@ -55,7 +42,7 @@ fn banner_then_garbage(port: u16) -> u16 {
 
 /// (c) Connects and says nothing: LoginGraceTime 2 must drop it.
 fn silent(port: u16) -> u16 {
-    let mut stream = connect(port);
+    let mut stream = raw_tcp(port);
     let start = Instant::now();
     let closed = closed_within(&mut stream, start, Duration::from_secs(15), &mut Vec::new());
     let Some(after) = closed else {
@@ -70,7 +57,7 @@ fn silent(port: u16) -> u16 {
 
 /// (d) Starts the handshake, sends half a packet and goes away.
 fn dropped_mid_handshake(port: u16) -> u16 {
-    let mut stream = connect(port);
+    let mut stream = raw_tcp(port);
     stream
         .write_all(b"SSH-2.0-Robustness_1.0\r\n")
         .expect("send banner");
@@ -98,17 +85,6 @@ fn dropped_mid_handshake(port: u16) -> u16 {
 
 fn accepted_logins(server: &Server) -> usize {
     server.log_text().matches("Accepted publickey").count()
-}
-
-/// Whether the log names client port `port` ("... port 41234", not 412345).
-fn log_mentions_port(log: &str, port: u16) -> bool {
-    let needle = format!("port {port}");
-    log.match_indices(&needle).any(|(at, _)| {
-        !log[at + needle.len()..]
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_digit())
-    })
 }
 
 fn expect_refused_stranger(lab: &Lab, program: &str, port: u16) {

@@ -197,8 +197,7 @@ fn sshq_socket_forms_through_openssh_sshd() {
 /// socket it may not reach, though sshqd (root) could.
 #[test]
 fn sockets_are_made_and_reached_with_the_users_rights() {
-    if nix_uid() != 0 {
-        println!("skipped: needs root, to log in as another user (nobody)");
+    if !common::needs_root("to log in as another user (nobody)") {
         return;
     }
     let lab = Lab::new();

@@ -120,3 +120,43 @@ pub fn assert_unharmed(lab: &Lab, server: &mut Server, quic: bool, what: &str) {
 pub fn attacker_addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 2], port))
 }
+
+/// An SSH binary packet (RFC 4253 §6) around `payload`, before any keys:
+/// no MAC, zero padding to a multiple of 8, at least 4 bytes of it.
+pub fn ssh_packet(payload: &[u8]) -> Vec<u8> {
+    let mut padding = 8 - (5 + payload.len()) % 8;
+    if padding < 4 {
+        padding += 8;
+    }
+    let packet_length = 1 + payload.len() + padding;
+    let mut packet = (packet_length as u32).to_be_bytes().to_vec();
+    packet.push(padding as u8);
+    packet.extend_from_slice(payload);
+    packet.extend(std::iter::repeat_n(0u8, padding));
+    packet
+}
+
+/// A client SSH_MSG_KEXINIT packet offering only `kex`, and for the rest
+/// what an sshqd with an Ed25519 host key accepts; no guessed packet follows.
+pub fn client_kexinit(kex: &str) -> Vec<u8> {
+    let mut payload = vec![20u8]; // SSH_MSG_KEXINIT
+    payload.extend_from_slice(&[0x5a; 16]); // cookie
+    for list in [
+        kex,
+        "ssh-ed25519",
+        "aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr",
+        "aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr",
+        "hmac-sha2-256-etm@openssh.com,hmac-sha2-256",
+        "hmac-sha2-256-etm@openssh.com,hmac-sha2-256",
+        "none",
+        "none",
+        "",
+        "",
+    ] {
+        payload.extend_from_slice(&(list.len() as u32).to_be_bytes());
+        payload.extend_from_slice(list.as_bytes());
+    }
+    payload.push(0); // first_kex_packet_follows
+    payload.extend_from_slice(&0u32.to_be_bytes()); // reserved
+    ssh_packet(&payload)
+}

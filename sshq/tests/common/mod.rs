@@ -774,3 +774,33 @@ pub mod hostile;
 
 /// A client that speaks sshq/1 frame by frame to a real sshqd.
 pub mod raw_quic;
+
+/// The per-test setup of the session tests: a server, its client, the keys.
+pub mod setup;
+
+/// Set (to any value) to run the tests outside root: tests that need root
+/// then pass without running, saying so. CI runs as root and never sets it.
+pub const SKIP_ROOT_TESTS: &str = "SSHQ_TEST_SKIP_ROOT";
+
+/// Whether a test that needs root (for `why`) should run: true as root.
+/// Outside root it fails the test, so a run that is not root cannot pass
+/// without testing, unless SSHQ_TEST_SKIP_ROOT is set: then it says the
+/// test is skipped and returns false.
+pub fn needs_root(why: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os(SKIP_ROOT_TESTS).is_some() {
+        println!("SKIPPED (needs root: {why}; {SKIP_ROOT_TESTS} is set)");
+        return false;
+    }
+    panic!("this test needs root ({why}); CI runs as root. To skip it elsewhere, set {SKIP_ROOT_TESTS}=1");
+}
+
+impl Lab {
+    /// The private key `name` the lab made, parsed.
+    pub fn private_key(&self, name: &str) -> sshq_core::ssh_key::PrivateKey {
+        let text = std::fs::read_to_string(self.path(name)).expect("read the lab key");
+        sshq_core::ssh_key::PrivateKey::from_openssh(text).expect("parse the lab key")
+    }
+}

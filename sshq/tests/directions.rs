@@ -1,92 +1,18 @@
-//! sshq and sshqd against real OpenSSH over TCP, in both directions:
-//! sshq → OpenSSH sshd, OpenSSH ssh → sshqd, and sshq → sshqd. Each test
-//! has its own lab (temporary directory, keys, servers on free ports).
+//! The direction matrix: sshq and sshqd against real OpenSSH and each
+//! other, every check in every direction it applies to: sshq → OpenSSH
+//! sshd, OpenSSH ssh → sshqd, sshq → sshqd over TCP and sshq → sshqd over
+//! QUIC (`common::setup::Dir`). What only QUIC has is in tests/quic.rs.
+//! Each test has its own lab (temporary directory, keys, servers on free
+//! ports).
 
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{
-    has_size_line, pts_line, random_bytes, sha256, show, text, Lab, PtyClient, Server, SSHQ,
-};
-
-/// Which client talks to which server.
-#[allow(non_camel_case_types)]
-#[derive(Clone, Copy, Debug)]
-enum Dir {
-    sshq_to_sshd,
-    ssh_to_sshqd,
-    sshq_to_sshqd,
-}
-
-/// A lab with the server of one direction running.
-struct Setup {
-    server: Server,
-    lab: Lab,
-    client: &'static str,
-}
-
-impl Setup {
-    fn new(dir: Dir) -> Setup {
-        let lab = Lab::new();
-        let (server, client) = match dir {
-            Dir::sshq_to_sshd => (lab.start_sshd(), SSHQ),
-            Dir::ssh_to_sshqd => (lab.start_sshqd(""), "ssh"),
-            Dir::sshq_to_sshqd => (lab.start_sshqd(""), SSHQ),
-        };
-        Setup {
-            server,
-            lab,
-            client,
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.server.port
-    }
-
-    fn args(&self, strict: &str, extra: &[&str], command: &[&str]) -> Vec<String> {
-        self.lab
-            .client_args("user", strict, self.port(), extra, command)
-    }
-
-    /// The client with the lab's user key and StrictHostKeyChecking=accept-new.
-    fn run(&self, extra: &[&str], command: &[&str], input: &[u8]) -> Output {
-        self.lab
-            .client(self.client, "user", self.port(), extra, command, input)
-    }
-
-    fn run_strict(&self, strict: &str, command: &[&str]) -> Output {
-        self.lab
-            .run(self.client, &self.args(strict, &[], command), b"")
-    }
-
-    /// The client on a terminal of `rows` x `cols`, with TERM=xterm-256color.
-    fn on_pty(&self, extra: &[&str], command: &[&str], rows: u16, cols: u16) -> PtyClient {
-        let args = self.args("accept-new", extra, command);
-        PtyClient::spawn(
-            self.client,
-            &args,
-            rows,
-            cols,
-            &[("TERM", "xterm-256color")],
-        )
-    }
-
-    /// A client run and the end of the server's log, for assertion messages.
-    fn show(&self, out: &Output) -> String {
-        format!("{}\n{}", show(out), self.server_log())
-    }
-
-    fn server_log(&self) -> String {
-        let log = self.server.log_text();
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
-        format!("server log (end):\n{tail}")
-    }
-}
+use common::setup::{Dir, Setup};
+use common::{has_size_line, pts_line, random_bytes, sha256, show, text, Lab};
 
 /// One test per listed direction, each calling the check of the same name:
 /// `check: dir, dir;` gives tests `check::dir`.
@@ -102,23 +28,23 @@ macro_rules! directions {
 }
 
 directions! {
-    exit_codes: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd;
-    stderr_apart_from_stdout: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd;
-    cat_16_mib: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd;
-    stdin_eof_reaches_remote: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd;
-    remote_killed_by_signal: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd;
-    pty_with_t_on_a_terminal: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd;
-    pty_with_tt_without_terminal: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd;
-    window_change: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd;
-    stranger_key_refused: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd;
-    changed_host_key_refused: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd;
-    accept_new_records_host_key: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd;
-    strict_checking_refuses_unknown_host: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd;
-    set_env_reaches_remote: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd;
-    session_environment: ssh_to_sshqd, sshq_to_sshqd;
-    session_environment_with_pty: ssh_to_sshqd, sshq_to_sshqd;
-    unknown_option_refused: sshq_to_sshqd, ssh_to_sshqd;
-    unknown_config_keyword_refused: sshq_to_sshqd, ssh_to_sshqd;
+    exit_codes: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    stderr_apart_from_stdout: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    cat_16_mib: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    stdin_eof_reaches_remote: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    remote_killed_by_signal: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    pty_with_t_on_a_terminal: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    pty_with_tt_without_terminal: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    window_change: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    stranger_key_refused: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    changed_host_key_refused: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    accept_new_records_host_key: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    strict_checking_refuses_unknown_host: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    set_env_reaches_remote: sshq_to_sshd, ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    session_environment: ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    session_environment_with_pty: ssh_to_sshqd, sshq_to_sshqd, sshq_quic_to_sshqd;
+    unknown_option_refused: sshq_to_sshqd, ssh_to_sshqd, sshq_quic_to_sshqd;
+    unknown_config_keyword_refused: sshq_to_sshqd, ssh_to_sshqd, sshq_quic_to_sshqd;
 }
 
 fn exit_codes(dir: Dir) {
@@ -179,18 +105,15 @@ fn remote_killed_by_signal(dir: Dir) {
 }
 
 /// OpenSSH's sshd running as an ordinary user cannot hand out ptys (it must
-/// chown the tty and write login records, and gives up): such a test skips,
-/// saying why.
-fn sshd_cannot_give_ptys(dir: Dir) -> bool {
-    let skip = matches!(dir, Dir::sshq_to_sshd) && !nix::unistd::geteuid().is_root();
-    if skip {
-        println!("skipped: OpenSSH sshd gives no pty sessions unless it runs as root");
-    }
-    skip
+/// chown the tty and write login records, and gives up): outside root the
+/// sshd direction fails (see `common::needs_root`).
+fn sshd_gives_ptys(dir: Dir) -> bool {
+    !matches!(dir, Dir::sshq_to_sshd)
+        || common::needs_root("OpenSSH's sshd gives no pty sessions unless it runs as root")
 }
 
 fn pty_with_t_on_a_terminal(dir: Dir) {
-    if sshd_cannot_give_ptys(dir) {
+    if !sshd_gives_ptys(dir) {
         return;
     }
     let s = Setup::new(dir);
@@ -209,7 +132,7 @@ fn pty_with_t_on_a_terminal(dir: Dir) {
 }
 
 fn pty_with_tt_without_terminal(dir: Dir) {
-    if sshd_cannot_give_ptys(dir) {
+    if !sshd_gives_ptys(dir) {
         return;
     }
     let s = Setup::new(dir);
@@ -230,7 +153,7 @@ fn pty_with_tt_without_terminal(dir: Dir) {
 
 /// The remote polls its size (up to 10 s) until it changes from 37x111.
 fn window_change(dir: Dir) {
-    if sshd_cannot_give_ptys(dir) {
+    if !sshd_gives_ptys(dir) {
         return;
     }
     let s = Setup::new(dir);
@@ -258,9 +181,12 @@ fn window_change(dir: Dir) {
 
 fn stranger_key_refused(dir: Dir) {
     let s = Setup::new(dir);
-    let out = s
-        .lab
-        .client(s.client, "stranger", s.port(), &[], &["echo reached"], b"");
+    let out = s.run_as(
+        "stranger",
+        "accept-new",
+        s.transport_options(),
+        &["echo reached"],
+    );
     assert_eq!(out.status.code(), Some(255), "{}", s.show(&out));
     assert!(
         text(&out.stderr).contains("Permission denied"),
@@ -416,7 +342,8 @@ fn session_environment(dir: Dir) {
 
 fn session_environment_with_pty(dir: Dir) {
     let s = Setup::new(dir);
-    let args = s.args("accept-new", &["-tt"], &["tty; env"]);
+    let extra = [s.transport_options(), &["-tt"]].concat();
+    let args = s.args("user", "accept-new", &extra, &["tty; env"]);
     let mut cmd = Command::new(s.client);
     cmd.args(&args).env("TERM", "xterm-256color");
     let out = common::run_with_input(&mut cmd, b"");
