@@ -63,7 +63,7 @@ fn global_request() -> impl Strategy<Value = GlobalRequest> {
             .prop_map(|(address, port)| GlobalRequest::CancelTcpipForward { address, port }),
         text().prop_map(|socket_path| GlobalRequest::StreamlocalForward { socket_path }),
         text().prop_map(|socket_path| GlobalRequest::CancelStreamlocalForward { socket_path }),
-        unknown_name(GLOBAL_NAMES).prop_map(GlobalRequest::Other),
+        unknown_name(GLOBAL_NAMES).prop_map(|name| GlobalRequest::Unknown { name }),
     ]
 }
 
@@ -116,7 +116,7 @@ fn channel_request() -> impl Strategy<Value = ChannelRequest> {
             })
         }),
         Just(ChannelRequest::AgentForward),
-        unknown_name(CHANNEL_REQUEST_NAMES).prop_map(ChannelRequest::Other),
+        unknown_name(CHANNEL_REQUEST_NAMES).prop_map(|name| ChannelRequest::Unknown { name }),
     ]
 }
 
