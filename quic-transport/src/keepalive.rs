@@ -15,12 +15,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
 use sshq_core::channel::{GlobalReply, GlobalRequest};
 use sshq_core::log_escape;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::wire::{encode_frame, ErrorCode, Frame};
+use crate::conn::{Command, CommandSender};
+use crate::wire::ErrorCode;
 
 /// The request OpenSSH's sshd sends; clients answer it (usually failure).
 pub(crate) const KEEPALIVE_REQUEST: &str = "keepalive@openssh.com";
@@ -40,9 +40,7 @@ const MAX_OUTSTANDING: usize = 16;
 /// stops answering; then closes it.
 pub(crate) async fn watch_client(
     conn: quinn::Connection,
-    control: mpsc::Sender<Bytes>,
-    pending: sshq_core::replies::ReplyQueue<GlobalReply>,
-    order: std::sync::Arc<tokio::sync::Mutex<()>>,
+    control: CommandSender,
     alive: ClientAlive,
     user: String,
 ) {
@@ -91,15 +89,12 @@ pub(crate) async fn watch_client(
         if outstanding.len() >= MAX_OUTSTANDING {
             continue;
         }
-        let request = Frame::GlobalRequest {
+        let (reply_tx, reply) = oneshot::channel();
+        let request = Command::Request {
             request: GlobalRequest::Other(KEEPALIVE_REQUEST.to_string()),
-            want_reply: true,
+            reply: reply_tx,
         };
-        let _order = order.lock().await;
-        let Some(reply) = pending.expect() else {
-            return;
-        };
-        if control.send(encode_frame(&request)).await.is_err() {
+        if control.send(request).await.is_err() {
             return;
         }
         outstanding.push_back(reply);

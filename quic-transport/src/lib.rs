@@ -8,6 +8,7 @@ pub mod endpoint;
 mod keepalive;
 pub mod kx;
 pub mod preauth;
+pub mod proto;
 pub mod stream_socket;
 pub mod tls;
 pub mod tunnel;
