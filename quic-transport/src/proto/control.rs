@@ -494,4 +494,4 @@ impl Control {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
