@@ -269,16 +269,18 @@ impl Channel for QuicChannel {
         if let Some(recv) = self.recv.take() {
             tokio::spawn(
                 Driver {
-                    recv,
-                    machine,
-                    open: open_tx,
+                    core: Core {
+                        recv,
+                        machine,
+                        open: open_tx,
+                        waiting: HashMap::new(),
+                        out: out_tx.clone(),
+                        closed: closed_tx,
+                        answers: commands_tx.downgrade(),
+                    },
                     data: data_tx,
                     ext: ext_tx,
-                    requests: requests_tx,
-                    waiting: HashMap::new(),
-                    out: out_tx.clone(),
-                    closed: closed_tx,
-                    answers: commands_tx.downgrade(),
+                    requests: Some(requests_tx),
                 }
                 .run(commands_rx),
             );
@@ -340,54 +342,170 @@ async fn write_loop(
 
 /// Moves one channel's bytes, requests and answers through its machine.
 struct Driver {
+    core: Core,
+    /// Where the peer's data and requests go; waiting on them (flow
+    /// control) never stops the commands (see [`Driver::deliver`]).
+    data: PipeWriter,
+    ext: PipeWriter,
+    /// Dropped at the peer's EOF: no request can follow it (draft §8.8),
+    /// and the application's request loop ends there.
+    requests: Option<RequestSender>,
+}
+
+/// The machine and what it writes to.
+struct Core {
     recv: quinn::RecvStream,
     machine: ChannelMachine,
     open: watch::Sender<OpenState>,
-    data: PipeWriter,
-    ext: PipeWriter,
-    requests: RequestSender,
     /// Our requests waiting for their replies.
     waiting: HashMap<RequestId, oneshot::Sender<Result<bool, TransportError>>>,
     out: mpsc::Sender<Out>,
     closed: watch::Sender<bool>,
     /// Where the application's answers come back; weak, so that the
-    /// driver ends once every handle of the channel is gone.
+    /// driver's own copy keeps nothing alive.
     answers: mpsc::WeakSender<Command>,
 }
 
+/// The commands from the channel's handles, until they are all gone (the
+/// peer's data may still be read then).
+struct Commands {
+    rx: mpsc::Receiver<Command>,
+    open: bool,
+}
+
 impl Driver {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(mut self, rx: mpsc::Receiver<Command>) {
+        let mut commands = Commands { rx, open: true };
         let mut recv_done = false;
         loop {
-            self.flush().await;
-            if !self.handle_events().await {
+            self.core.flush().await;
+            if !self.handle_events(&mut commands).await {
                 break;
             }
-            self.flush().await;
-            let reading = !recv_done && self.machine.wants_input();
+            self.core.flush().await;
+            let reading = !recv_done && self.core.machine.wants_input();
+            if !reading && !commands.open {
+                break;
+            }
+            let core = &mut self.core;
             tokio::select! {
-                read = self.recv.read_chunk(64 * 1024, true), if reading => match read {
-                    Ok(Some(chunk)) => self.machine.handle_bytes(now(), &chunk.bytes),
+                read = core.recv.read_chunk(64 * 1024, true), if reading => match read {
+                    Ok(Some(chunk)) => core.machine.handle_bytes(now(), &chunk.bytes),
                     Ok(None) => {
                         recv_done = true;
-                        self.machine.handle_fin(now());
+                        core.machine.handle_fin(now());
                     }
                     Err(_) => {
                         // Reset by the peer, or the connection is gone.
                         recv_done = true;
-                        self.machine.handle_peer_abort();
+                        core.machine.handle_peer_abort();
                     }
                 },
-                command = commands.recv() => match command {
-                    Some(command) => self.command(command).await,
-                    None => break,
+                command = commands.rx.recv(), if commands.open => match command {
+                    Some(command) => core.command(command).await,
+                    None => commands.open = false,
                 },
             }
         }
         self.data.close();
         self.ext.close();
+        self.requests = None;
     }
 
+    /// Waits for `delivery` (room in a pipe or the request queue) while
+    /// still taking commands, so that a full pipe never holds up our
+    /// requests, answers, EOF or abort. False if the channel ended first.
+    async fn deliver<F: std::future::Future>(
+        core: &mut Core,
+        commands: &mut Commands,
+        delivery: F,
+    ) -> bool {
+        tokio::pin!(delivery);
+        loop {
+            tokio::select! {
+                _ = &mut delivery => return true,
+                command = commands.rx.recv(), if commands.open => match command {
+                    Some(command) => {
+                        core.command(command).await;
+                        core.flush().await;
+                        if core.machine.is_closed() {
+                            return false;
+                        }
+                    }
+                    None => commands.open = false,
+                },
+            }
+        }
+    }
+
+    /// Delivers the machine's events; false once the channel is over.
+    async fn handle_events(&mut self, commands: &mut Commands) -> bool {
+        let Driver {
+            core,
+            data,
+            ext,
+            requests,
+        } = self;
+        while let Some(event) = core.machine.poll_event() {
+            match event {
+                ChannelEvent::Confirmed => {
+                    let _ = core.open.send(OpenState::Confirmed);
+                }
+                ChannelEvent::Refused(failure) => {
+                    let _ = core.open.send(OpenState::Refused(failure));
+                }
+                // Waiting here is the flow control: the stream stops being read.
+                ChannelEvent::Data(bytes) => {
+                    Self::deliver(core, commands, data.send(compact(bytes))).await;
+                }
+                ChannelEvent::ExtendedData(bytes) => {
+                    Self::deliver(core, commands, ext.send(compact(bytes))).await;
+                }
+                ChannelEvent::Request {
+                    id,
+                    request,
+                    want_reply,
+                } => {
+                    let reply = if want_reply {
+                        let (tx, rx) = oneshot::channel();
+                        let answers = core.answers.clone();
+                        tokio::spawn(async move {
+                            let success = rx.await.unwrap_or(false);
+                            if let Some(answers) = answers.upgrade() {
+                                let _ = answers.send(Command::Answer { id, success }).await;
+                            }
+                        });
+                        ReplyHandle::new(tx)
+                    } else {
+                        ReplyHandle::none()
+                    };
+                    let incoming = IncomingRequest { request, reply };
+                    if let Some(requests) = requests {
+                        Self::deliver(core, commands, requests.send(incoming)).await;
+                    }
+                }
+                ChannelEvent::Reply { id, success } => {
+                    if let Some(waiter) = core.waiting.remove(&id) {
+                        let _ = waiter.send(Ok(success));
+                    }
+                }
+                ChannelEvent::Eof => {
+                    data.close();
+                    ext.close();
+                    *requests = None;
+                }
+                ChannelEvent::Closed(end) => {
+                    core.ended(end).await;
+                    return false;
+                }
+                ChannelEvent::OpenRequested(_) => {}
+            }
+        }
+        true
+    }
+}
+
+impl Core {
     async fn command(&mut self, command: Command) {
         match command {
             Command::Request {
@@ -438,73 +556,22 @@ impl Driver {
         }
     }
 
-    /// Delivers the machine's events; false once the channel is over.
-    async fn handle_events(&mut self) -> bool {
-        while let Some(event) = self.machine.poll_event() {
-            match event {
-                ChannelEvent::Confirmed => {
-                    let _ = self.open.send(OpenState::Confirmed);
-                }
-                ChannelEvent::Refused(failure) => {
-                    let _ = self.open.send(OpenState::Refused(failure));
-                }
-                // Blocking here is the flow control: the stream stops being read.
-                ChannelEvent::Data(bytes) => {
-                    let _ = self.data.send(compact(bytes)).await;
-                }
-                ChannelEvent::ExtendedData(bytes) => {
-                    let _ = self.ext.send(compact(bytes)).await;
-                }
-                ChannelEvent::Request {
-                    id,
-                    request,
-                    want_reply,
-                } => {
-                    let reply = if want_reply {
-                        let (tx, rx) = oneshot::channel();
-                        let answers = self.answers.clone();
-                        tokio::spawn(async move {
-                            let success = rx.await.unwrap_or(false);
-                            if let Some(answers) = answers.upgrade() {
-                                let _ = answers.send(Command::Answer { id, success }).await;
-                            }
-                        });
-                        ReplyHandle::new(tx)
-                    } else {
-                        ReplyHandle::none()
-                    };
-                    let _ = self.requests.send(IncomingRequest { request, reply }).await;
-                }
-                ChannelEvent::Reply { id, success } => {
-                    if let Some(waiter) = self.waiting.remove(&id) {
-                        let _ = waiter.send(Ok(success));
-                    }
-                }
-                ChannelEvent::Eof => {
-                    self.data.close();
-                    self.ext.close();
-                }
-                ChannelEvent::Closed(end) => {
-                    if let ChannelEnd::Error(e) = &end {
-                        tracing::debug!("channel stream: {e}");
-                    }
-                    if end != ChannelEnd::Orderly {
-                        let _ = self.closed.send(true);
-                    }
-                    self.flush().await;
-                    let error = match end {
-                        ChannelEnd::Error(e) => TransportError::from(e),
-                        _ => self.closed_error(),
-                    };
-                    for (_, waiter) in self.waiting.drain() {
-                        let _ = waiter.send(Err(clone_error(&error)));
-                    }
-                    return false;
-                }
-                ChannelEvent::OpenRequested(_) => {}
-            }
+    /// The channel is over: say so, and fail what still waits for a reply.
+    async fn ended(&mut self, end: ChannelEnd) {
+        if let ChannelEnd::Error(e) = &end {
+            tracing::debug!("channel stream: {e}");
         }
-        true
+        if end != ChannelEnd::Orderly {
+            let _ = self.closed.send(true);
+        }
+        self.flush().await;
+        let error = match end {
+            ChannelEnd::Error(e) => TransportError::from(e),
+            _ => self.closed_error(),
+        };
+        for (_, waiter) in self.waiting.drain() {
+            let _ = waiter.send(Err(clone_error(&error)));
+        }
     }
 }
 

@@ -497,7 +497,7 @@ async fn server_login(
         match until(driver.machine.poll_timeout(), driver.read()).await {
             None => driver.machine.handle_timeout(now()),
             Some(Ok(())) => {}
-            Some(Err(_)) => return Err(HandshakeError::Closed),
+            Some(Err(_)) => driver.machine.handle_peer_reset(),
         }
     }
 }
@@ -681,8 +681,8 @@ async fn receive_open(
         return;
     };
     let (decide_tx, decide_rx) = oneshot::channel::<Result<(), OpenFailure>>();
-    let channel = QuicChannel::accepted(kind.clone(), send, recv, machine, decide_rx)
-        .within_budget(&budget);
+    let channel =
+        QuicChannel::accepted(kind.clone(), send, recv, machine, decide_rx).within_budget(&budget);
     let _ = incoming.send(Incoming::Channel(PendingChannel::new(
         kind, channel, decide_tx,
     )));

@@ -71,7 +71,10 @@ pub enum ChannelEvent {
         want_reply: bool,
     },
     /// The reply to our request `id`.
-    Reply { id: RequestId, success: bool },
+    Reply {
+        id: RequestId,
+        success: bool,
+    },
     /// The peer's FIN: its EOF.
     Eof,
     /// The channel is over.
@@ -251,10 +254,11 @@ impl ChannelMachine {
         if self.we_finished || self.ended || self.phase == OpenPhase::Deciding {
             return Err(ChannelClosed);
         }
-        self.transmits.push_back(Transmit::Frame(Frame::ChannelRequest {
-            request,
-            want_reply,
-        }));
+        self.transmits
+            .push_back(Transmit::Frame(Frame::ChannelRequest {
+                request,
+                want_reply,
+            }));
         if !want_reply {
             return Ok(None);
         }
@@ -390,7 +394,8 @@ impl ChannelMachine {
                 self.events.push_back(ChannelEvent::Refused(stream_ended()));
                 self.transmits
                     .push_back(Transmit::StopSending(ErrorCode::NoError));
-                self.transmits.push_back(Transmit::Reset(ErrorCode::NoError));
+                self.transmits
+                    .push_back(Transmit::Reset(ErrorCode::NoError));
                 self.end(ChannelEnd::Refused);
             }
             OpenPhase::Open => {
@@ -423,7 +428,8 @@ impl ChannelMachine {
                     self.events.push_back(ChannelEvent::Refused(failure));
                     self.transmits
                         .push_back(Transmit::StopSending(ErrorCode::NoError));
-                    self.transmits.push_back(Transmit::Reset(ErrorCode::NoError));
+                    self.transmits
+                        .push_back(Transmit::Reset(ErrorCode::NoError));
                     self.end(ChannelEnd::Refused);
                 }
                 // draft §8.4: any other first frame is a protocol error.
@@ -449,7 +455,8 @@ impl ChannelMachine {
             } => {
                 let id = self.next_request_id();
                 if want_reply {
-                    self.peer_requests.push_back(PeerRequest { id, answer: None });
+                    self.peer_requests
+                        .push_back(PeerRequest { id, answer: None });
                 }
                 self.events.push_back(ChannelEvent::Request {
                     id,

@@ -186,6 +186,16 @@ impl Control {
         self.process(now);
     }
 
+    /// The peer reset the control stream. Before USERAUTH_SUCCESS that ends
+    /// the connection as a FIN does; afterwards the connection's own close
+    /// (which a reset comes with) says why.
+    pub fn handle_peer_reset(&mut self) {
+        if matches!(self.phase, Phase::Authenticating | Phase::AwaitingVerdict) {
+            // draft §7.1: the control stream ending before USERAUTH_SUCCESS.
+            self.fail(ProtocolError::ControlEndedBeforeAuth);
+        }
+    }
+
     /// One frame, as if its bytes had been read (for tests and fuzzing).
     pub fn handle_frame(&mut self, now: Instant, frame: Frame) {
         self.handle_bytes(now, &crate::wire::encode_frame(&frame));
@@ -285,10 +295,11 @@ impl Control {
         if self.finished {
             return Err(SendError::Closed);
         }
-        self.transmits.push_back(Transmit::Frame(Frame::GlobalRequest {
-            request,
-            want_reply,
-        }));
+        self.transmits
+            .push_back(Transmit::Frame(Frame::GlobalRequest {
+                request,
+                want_reply,
+            }));
         if !want_reply {
             return Ok(None);
         }
@@ -431,7 +442,8 @@ impl Control {
         }
         self.last_user = Some(log_escape::peer_text(&request.user));
         self.phase = Phase::AwaitingVerdict;
-        self.events.push_back(ControlEvent::UserauthRequest(request));
+        self.events
+            .push_back(ControlEvent::UserauthRequest(request));
     }
 
     fn client_auth_frame(&mut self, frame: Frame) {
@@ -483,7 +495,8 @@ impl Control {
                     Frame::RequestSuccess { bound_port } => GlobalReply::Success { bound_port },
                     _ => GlobalReply::Failure,
                 };
-                self.events.push_back(ControlEvent::GlobalReply { id, reply });
+                self.events
+                    .push_back(ControlEvent::GlobalReply { id, reply });
             }
             other => self.fail(ProtocolError::UnexpectedFrame {
                 stream: StreamKind::Control,

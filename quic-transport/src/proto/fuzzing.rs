@@ -284,7 +284,11 @@ pub fn drive_control(data: &[u8]) {
             _ => pair.client.give_up(),
         }
         pair.run();
-        for event in pair.server_events.drain(..).chain(pair.client_events.drain(..)) {
+        for event in pair
+            .server_events
+            .drain(..)
+            .chain(pair.client_events.drain(..))
+        {
             if let ControlEvent::GlobalRequest { id, .. } = event {
                 peer_ids.push(id);
             }

@@ -80,10 +80,13 @@ fn pipelined_requests_wait_for_the_decision() {
     let mut p = pair();
     let id = p.opener.send_request(exec(), true).expect("sent");
     p.opener
-        .send_request(ChannelRequest::Env {
-            name: "LANG".to_string(),
-            value: "C".to_string(),
-        }, false)
+        .send_request(
+            ChannelRequest::Env {
+                name: "LANG".to_string(),
+                value: "C".to_string(),
+            },
+            false,
+        )
         .expect("sent");
     p.run();
     // draft §8.9: nothing but the open is handed out before the decision.
@@ -182,7 +185,10 @@ fn refusal_fails_the_pipelined_requests() {
     };
     p.acceptor.refuse(failure.clone());
     p.run();
-    assert_eq!(p.opener_events.first(), Some(&ChannelEvent::Refused(failure)));
+    assert_eq!(
+        p.opener_events.first(),
+        Some(&ChannelEvent::Refused(failure))
+    );
     assert_eq!(ended(&p.opener_events), Some(&ChannelEnd::Refused));
     assert_eq!(ended(&p.acceptor_events), Some(&ChannelEnd::Refused));
     // The pipelined request never reached the application.
@@ -207,7 +213,8 @@ fn unknown_channel_type_is_refused_with_reason_3() {
 
 #[test]
 fn a_stream_must_start_with_channel_open() {
-    let (_, events, transmits) = acceptor_after(&encode_frame(&Frame::Data(Bytes::from_static(b"x"))));
+    let (_, events, transmits) =
+        acceptor_after(&encode_frame(&Frame::Data(Bytes::from_static(b"x"))));
     assert_eq!(error(&events), ProtocolError::MissingOpen("CHANNEL_DATA"));
     // draft §6.5: only this stream, STOP_SENDING + RESET_STREAM 0x01.
     assert_eq!(
@@ -333,7 +340,11 @@ fn eof_opener_first_then_acceptor() {
     p.run();
     assert!(matches!(
         p.opener_events.as_slice(),
-        [ChannelEvent::Request { .. }, ChannelEvent::Eof, ChannelEvent::Closed(ChannelEnd::Orderly)]
+        [
+            ChannelEvent::Request { .. },
+            ChannelEvent::Eof,
+            ChannelEvent::Closed(ChannelEnd::Orderly)
+        ]
     ));
     assert_eq!(ended(&p.acceptor_events), Some(&ChannelEnd::Orderly));
     assert!(p.opener.is_closed() && p.acceptor.is_closed());
@@ -348,7 +359,8 @@ fn eof_acceptor_first_then_opener() {
     assert!(!p.opener.is_closed());
     // draft §8.8: nothing after our own FIN.
     assert_eq!(
-        p.acceptor.send_request(ChannelRequest::ExitStatus(0), false),
+        p.acceptor
+            .send_request(ChannelRequest::ExitStatus(0), false),
         Err(ChannelClosed)
     );
     p.opener.finish();
@@ -437,9 +449,18 @@ fn channel_replies_in_request_order() {
     assert_eq!(
         p.opener_events,
         vec![
-            ChannelEvent::Reply { id: ours[0], success: true },
-            ChannelEvent::Reply { id: ours[1], success: false },
-            ChannelEvent::Reply { id: ours[2], success: true },
+            ChannelEvent::Reply {
+                id: ours[0],
+                success: true
+            },
+            ChannelEvent::Reply {
+                id: ours[1],
+                success: false
+            },
+            ChannelEvent::Reply {
+                id: ours[2],
+                success: true
+            },
         ]
     );
 }

@@ -309,7 +309,8 @@ fn unexpected_frames_after_auth() {
 #[test]
 fn global_reply_without_request() {
     let mut p = logged_in();
-    p.to_client.bytes = crate::wire::encode_frame(&Frame::RequestSuccess { bound_port: None }).to_vec();
+    p.to_client.bytes =
+        crate::wire::encode_frame(&Frame::RequestSuccess { bound_port: None }).to_vec();
     p.run();
     let (code, error) = closed_with(&p.client_events);
     assert_eq!(code, ErrorCode::ProtocolError);
@@ -384,9 +385,15 @@ fn replies_go_out_in_request_order_when_answered_out_of_order() {
 #[test]
 fn requests_without_reply_get_none_but_keep_the_order() {
     let mut p = logged_in();
-    let first = p.client.send_global_request(forward(1), false).expect("sent");
+    let first = p
+        .client
+        .send_global_request(forward(1), false)
+        .expect("sent");
     assert_eq!(first, None);
-    let second = p.client.send_global_request(forward(2), true).expect("sent");
+    let second = p
+        .client
+        .send_global_request(forward(2), true)
+        .expect("sent");
     p.run();
     let ids: Vec<RequestId> = p
         .server_events
@@ -425,7 +432,10 @@ fn a_flood_of_requests_stops_the_reading() {
             .filter(|e| matches!(e, ControlEvent::GlobalRequest { .. }))
             .count()
     };
-    assert_eq!(handed_out(&p.server_events), sshq_core::replies::REQUEST_QUEUE);
+    assert_eq!(
+        handed_out(&p.server_events),
+        sshq_core::replies::REQUEST_QUEUE
+    );
     assert!(!p.server.wants_input());
     let first = p.server_events.iter().find_map(|e| match e {
         ControlEvent::GlobalRequest { id, .. } => Some(*id),
