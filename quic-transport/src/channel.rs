@@ -89,7 +89,7 @@ enum Command {
     /// Give the channel up (draft §8.8, Abort).
     Abandon,
     /// The peer stopped our direction, or the connection is gone.
-    PeerAborted,
+    PeerStopped,
 }
 
 /// An SSH channel on a QUIC stream.
@@ -312,7 +312,7 @@ async fn write_loop(
     tokio::spawn(async move {
         if !matches!(stopped.await, Ok(None)) {
             if let Some(driver) = driver.upgrade() {
-                let _ = driver.send(Command::PeerAborted).await;
+                let _ = driver.send(Command::PeerStopped).await;
             }
         }
     });
@@ -528,7 +528,7 @@ impl Core {
             Command::Answer { id, success } => self.machine.answer(now(), id, success),
             Command::Finish => self.machine.finish(),
             Command::Abandon => self.machine.abandon(),
-            Command::PeerAborted => self.machine.handle_peer_abort(),
+            Command::PeerStopped => self.machine.handle_peer_stop(),
         }
     }
 

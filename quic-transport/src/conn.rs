@@ -384,7 +384,8 @@ pub async fn login(
 ) -> Result<QuicConnection, HandshakeError> {
     let deadline = deadline.map(tokio::time::Instant::into_std);
     let (user, mut driver) = server_login(&conn, &auth, deadline).await?;
-    // Logged in: the normal stream and flow-control limits apply now.
+    // Logged in: the normal stream and flow-control limits apply now
+    // (draft §7.7, pre-authentication credit).
     crate::preauth::lift(&conn);
     let _ = driver.flush().await; // USERAUTH_SUCCESS
     let budget = PipeBudget::new(CONNECTION_PIPE_BUDGET);
@@ -402,6 +403,7 @@ pub async fn login(
         ));
     }
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
+    // draft §7.7: channel streams are read only after USERAUTH_SUCCESS.
     tokio::spawn(accept_channels(
         conn.clone(),
         incoming_tx.clone(),

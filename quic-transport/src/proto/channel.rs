@@ -107,6 +107,8 @@ pub struct ChannelMachine {
     transmits: VecDeque<Transmit>,
     events: VecDeque<ChannelEvent>,
     ended: bool,
+    /// The peer stopped our direction before it answered the open.
+    stopped_before_answer: bool,
 }
 
 impl ChannelMachine {
@@ -124,6 +126,7 @@ impl ChannelMachine {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             ended: false,
+            stopped_before_answer: false,
         }
     }
 
@@ -187,6 +190,18 @@ impl ChannelMachine {
     pub fn handle_peer_abort(&mut self) {
         if self.phase == OpenPhase::AwaitingAnswer {
             self.events.push_back(ChannelEvent::Refused(stream_ended()));
+        }
+        self.end(ChannelEnd::PeerAborted);
+    }
+
+    /// The peer stopped our direction (STOP_SENDING). Before the open is
+    /// answered, that is the acceptor's refusal under way (draft §8.4): its
+    /// answer, still to be read, says why, so only the answer ends the
+    /// channel. Otherwise the channel is closed by the peer (draft §8.8).
+    pub fn handle_peer_stop(&mut self) {
+        if self.phase == OpenPhase::AwaitingAnswer {
+            self.stopped_before_answer = true;
+            return;
         }
         self.end(ChannelEnd::PeerAborted);
     }
@@ -421,6 +436,9 @@ impl ChannelMachine {
                 Frame::OpenConfirmation => {
                     self.phase = OpenPhase::Open;
                     self.events.push_back(ChannelEvent::Confirmed);
+                    if self.stopped_before_answer {
+                        self.end(ChannelEnd::PeerAborted);
+                    }
                 }
                 Frame::OpenFailure(failure) => {
                     // draft §8.4: the opener fails what it pipelined and

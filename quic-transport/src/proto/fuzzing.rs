@@ -194,7 +194,7 @@ fn stopped(wire: &mut Wire, sender: &mut ChannelMachine) -> bool {
         return false;
     }
     wire.abort_seen = true;
-    sender.handle_peer_abort();
+    sender.handle_peer_stop();
     true
 }
 

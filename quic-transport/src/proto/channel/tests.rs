@@ -497,3 +497,30 @@ fn the_fuzzing_entry_point_survives_noise() {
     }
     drive_channel(&[5, 0x35, 3, 6, 0x16, 7, 8, 9, 10]);
 }
+
+#[test]
+fn a_stop_before_the_answer_leaves_the_refusal_its_say() {
+    // The acceptor's STOP_SENDING can overtake its OPEN_FAILURE.
+    let mut p = pair();
+    p.run();
+    p.opener.handle_peer_stop();
+    assert!(!p.opener.is_closed());
+    let failure = OpenFailure {
+        reason: OpenFailureReason::ConnectFailed,
+        message: "open failed".to_string(),
+    };
+    p.acceptor.refuse(failure.clone());
+    p.run();
+    assert_eq!(
+        p.opener_events.first(),
+        Some(&ChannelEvent::Refused(failure))
+    );
+    assert_eq!(ended(&p.opener_events), Some(&ChannelEnd::Refused));
+    // Once open, a stop closes the channel.
+    let mut p = open_pair();
+    p.opener.handle_peer_stop();
+    assert_eq!(
+        p.opener.poll_event(),
+        Some(ChannelEvent::Closed(ChannelEnd::PeerAborted))
+    );
+}

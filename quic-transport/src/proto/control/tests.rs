@@ -555,3 +555,19 @@ fn the_fuzzing_entry_point_survives_noise() {
     // And sequences that get past authentication.
     drive_control(&[4, 0x13, 5, 0x15, 6, 7, 8, 2, 200, 9]);
 }
+
+#[test]
+fn a_reset_control_stream_ends_the_login_but_not_a_session() {
+    let mut p = pair(6);
+    p.server.handle_peer_reset();
+    p.run();
+    let (code, error) = closed_with(&p.server_events);
+    assert_eq!(code, ErrorCode::ProtocolError);
+    assert_eq!(error, ProtocolError::ControlEndedBeforeAuth);
+
+    // After login, the connection's own close says why; the machine waits.
+    let mut p = logged_in();
+    p.server.handle_peer_reset();
+    p.run();
+    assert!(closed(&p.server_events).is_none());
+}
