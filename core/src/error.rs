@@ -76,6 +76,11 @@ pub enum ProtocolError {
     /// or frame over its length limit; the encoder's error as source).
     #[error("cannot encode a message: {0}")]
     Unencodable(BoxError),
+    /// A breach found by a transport's own protocol state machine (sshq/1's
+    /// control and channel machines; their typed error as source). Shown
+    /// escaped: it may name what the peer sent.
+    #[error("{}", log_escape::peer_text(&.0.to_string()))]
+    Violation(BoxError),
 }
 
 /// Why a server dropped a client before it had a session, whatever the

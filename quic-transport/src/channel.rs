@@ -7,35 +7,43 @@
 //! QUIC's per-stream flow control replaces SSH's windows: a reader that
 //! stops reading stops only this stream.
 //!
-//! Each channel runs two small tasks: a writer that owns the send half (so
-//! frames from the data writers and the control never interleave), and a
-//! reader that owns the receive half and sorts frames into data, stderr,
-//! requests and replies.
+//! The channel's protocol state lives in a sans-IO
+//! [`ChannelMachine`](crate::proto::channel::ChannelMachine). Each channel
+//! runs two small tasks: a writer that owns the send half (so frames from
+//! the data writers and the machine never interleave), and a driver that
+//! owns the receive half and the machine: it feeds the stream's bytes and
+//! the application's requests and answers in, and hands the machine's
+//! events to the pipes and queues the application reads.
 
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
-use sshq_core::channel::{ChannelKind, ChannelRequest, OpenFailure, OpenFailureReason};
+use bytes::Bytes;
+use sshq_core::channel::{ChannelKind, ChannelRequest, OpenFailure};
 use sshq_core::error::TransportError;
 use sshq_core::pipe::{pipe, pipe_within, PipeBudget, PipeReader, PipeWriter};
-use sshq_core::replies::{request_queue, QueuedRequests, ReplyQueue, RequestSender, REQUEST_QUEUE};
+use sshq_core::replies::{request_queue, QueuedRequests, RequestSender};
 use sshq_core::transport::{Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle};
 use tokio::io::AsyncWrite;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::PollSender;
 
-use crate::wire::{self, decode_frame, encode_frame, ErrorCode, Frame, MAX_DATA_PAYLOAD};
+use crate::conn::now;
+use crate::proto::channel::{ChannelEnd, ChannelEvent, ChannelMachine};
+use crate::proto::{RequestId, Transmit};
+use crate::wire::{self, encode_frame, ErrorCode, MAX_DATA_PAYLOAD};
 
 /// Bytes of the peer's data buffered per channel half before the reader
 /// stops reading the stream (and QUIC flow control stops the peer).
-// draft §8.10: flow-control credit is extended only as the application consumes a channel's data
 const PIPE_BUFFER: usize = 1 << 20;
 
 /// Frames queued for the writer task per channel.
 const WRITE_QUEUE: usize = 16;
+
+/// Commands queued for a channel's driver.
+const COMMAND_QUEUE: usize = 16;
 
 /// The peer's unread data over all the channels of one connection, counted
 /// as memory (see `sshq_core::pipe`): the connection's receive window, so
@@ -46,7 +54,6 @@ pub(crate) const CONNECTION_PIPE_BUDGET: usize = 64 << 20;
 /// DATA payloads shorter than this are copied out of the stream's read
 /// buffer: a few stalled bytes must not keep a whole 64 KiB buffer (and
 /// every frame decoded from it) alive. Larger ones are handed on as they are.
-// draft §8.10: buffered data is counted as the memory it takes, not as payload alone
 const COPY_BELOW: usize = 16 * 1024;
 
 /// Where a channel we opened stands with the peer.
@@ -68,26 +75,34 @@ enum Out {
     Reset(ErrorCode),
 }
 
+/// What the channel's handles ask of its driver.
+enum Command {
+    Request {
+        request: ChannelRequest,
+        want_reply: bool,
+        reply: oneshot::Sender<Result<bool, TransportError>>,
+    },
+    /// The application's answer to the peer's request `id`.
+    Answer { id: RequestId, success: bool },
+    /// Our EOF.
+    Finish,
+    /// Give the channel up (draft §8.8, Abort).
+    Abandon,
+    /// The peer stopped our direction, or the connection is gone.
+    PeerStopped,
+}
+
 /// An SSH channel on a QUIC stream.
 pub struct QuicChannel {
     kind: ChannelKind,
     send: Option<quinn::SendStream>,
     recv: Option<quinn::RecvStream>,
-    /// Bytes read past the OPEN frame (accepted channels).
-    buffered: BytesMut,
-    side: Side,
+    machine: Option<ChannelMachine>,
+    /// The acceptor's decision, so that a refused channel can say why
+    /// when dropped.
+    decision: Option<oneshot::Receiver<Result<(), OpenFailure>>>,
     /// The connection's budget for unread data, when it has one.
     budget: Option<PipeBudget>,
-}
-
-enum Side {
-    /// We opened it; the peer's first frame answers.
-    Opener,
-    /// The peer opened it; the first frame we write answers. Holds the
-    /// decision, so that a refused channel can say why when dropped.
-    Acceptor {
-        decision: oneshot::Receiver<Result<(), OpenFailure>>,
-    },
 }
 
 /// The sending priority of a channel's stream (quinn sends higher first).
@@ -123,11 +138,11 @@ impl QuicChannel {
     ) -> Self {
         let send = prioritized(&kind, send);
         QuicChannel {
+            machine: Some(ChannelMachine::opener(kind.clone())),
             kind,
             send: Some(send),
             recv: Some(recv),
-            buffered: BytesMut::new(),
-            side: Side::Opener,
+            decision: None,
             budget: None,
         }
     }
@@ -139,12 +154,13 @@ impl QuicChannel {
         self
     }
 
-    /// A channel the peer opened, after its OPEN frame was read.
+    /// A channel the peer opened, after its OPEN frame was read by
+    /// `machine` (which holds whatever the peer pipelined behind it).
     pub(crate) fn accepted(
         kind: ChannelKind,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
-        buffered: BytesMut,
+        machine: ChannelMachine,
         decision: oneshot::Receiver<Result<(), OpenFailure>>,
     ) -> Self {
         let send = prioritized(&kind, send);
@@ -152,8 +168,8 @@ impl QuicChannel {
             kind,
             send: Some(send),
             recv: Some(recv),
-            buffered,
-            side: Side::Acceptor { decision },
+            machine: Some(machine),
+            decision: Some(decision),
             budget: None,
         }
     }
@@ -162,20 +178,54 @@ impl QuicChannel {
 impl Drop for QuicChannel {
     fn drop(&mut self) {
         // Dropped before split: if this was a refusal, tell the peer why.
-        let Side::Acceptor { decision } = &mut self.side else {
+        let Some(decision) = &mut self.decision else {
             return;
         };
-        let (Some(mut send), Ok(Err(failure))) = (self.send.take(), decision.try_recv()) else {
+        let Ok(Err(failure)) = decision.try_recv() else {
             return;
         };
+        let (Some(mut send), Some(mut recv), Some(mut machine)) =
+            (self.send.take(), self.recv.take(), self.machine.take())
+        else {
+            return;
+        };
+        machine.refuse(failure);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                // draft §8.4: a refused open is answered CHANNEL_OPEN_FAILURE then FIN, and nothing more
-                if let Ok(failure) = encode_frame(&Frame::OpenFailure(failure)) {
-                    let _ = send.write_chunk(failure).await;
-                }
-                let _ = send.finish();
+                write_final(&mut send, &mut recv, &mut machine).await;
             });
+        }
+    }
+}
+
+/// Carries out the last transmits of a channel that never opened (a
+/// refusal, or a stream broken before its OPEN frame).
+pub(crate) async fn write_final(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    machine: &mut ChannelMachine,
+) {
+    while let Some(transmit) = machine.poll_transmit() {
+        match transmit {
+            Transmit::Frame(frame) => {
+                let Ok(bytes) = encode_frame(&frame) else {
+                    // Only a frame this side built can be oversized.
+                    let _ = send.reset(ErrorCode::InternalError.code().into());
+                    return;
+                };
+                if send.write_chunk(bytes).await.is_err() {
+                    return;
+                }
+            }
+            Transmit::Finish => {
+                let _ = send.finish();
+            }
+            Transmit::Reset(code) => {
+                let _ = send.reset(code.code().into());
+            }
+            Transmit::StopSending(code) => {
+                let _ = recv.stop(code.code().into());
+            }
         }
     }
 }
@@ -192,6 +242,7 @@ impl Channel for QuicChannel {
 
     fn split(mut self) -> ChannelParts<Self> {
         let (out_tx, out_rx) = mpsc::channel(WRITE_QUEUE);
+        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let new_pipe = || match &self.budget {
             Some(budget) => pipe_within(PIPE_BUFFER, budget),
             None => pipe(PIPE_BUFFER),
@@ -199,63 +250,63 @@ impl Channel for QuicChannel {
         let (data_rx, data_tx) = new_pipe();
         let (ext_rx, ext_tx) = new_pipe();
         let (requests_tx, requests_rx) = request_queue();
-        let pending = ReplyQueue::default();
-        let opener = matches!(self.side, Side::Opener);
+        // Split means accepted: a refusal drops the channel unsplit.
+        let opener = self.decision.take().is_none();
+        let mut machine = self
+            .machine
+            .take()
+            .unwrap_or_else(|| ChannelMachine::opener(self.kind.clone()));
+        machine.accept(now());
         let (open_tx, open_rx) = watch::channel(if opener {
             OpenState::Waiting
         } else {
             OpenState::Confirmed
         });
-
-        let first = if opener {
-            encode_frame(&Frame::ChannelOpen(self.kind.clone()))
-        } else {
-            encode_frame(&Frame::OpenConfirmation)
-        };
+        // The first frame (OPEN, or the confirmation) goes into the fresh
+        // queue now, before any data the application writes.
+        if let Some(Transmit::Frame(frame)) = machine.poll_transmit() {
+            match encode_frame(&frame) {
+                Ok(bytes) => {
+                    let _ = out_tx.try_send(Out::Frame(bytes));
+                }
+                Err(e) => {
+                    tracing::warn!("channel stream: {e}");
+                    let _ = out_tx.try_send(Out::Reset(ErrorCode::InternalError));
+                }
+            }
+        }
         let (closed_tx, closed_rx) = watch::channel(false);
-        let closed_tx = Arc::new(closed_tx);
-        let abandoned = Arc::new(Notify::new());
-        match (self.send.take(), first) {
-            (Some(send), Ok(first)) => {
-                tokio::spawn(write_loop(send, first, out_rx, closed_tx.clone()));
-            }
-            // Cannot happen for a channel from `open_channel`, which checks
-            // the encoding first; abandon the stream rather than send a
-            // frame that is not one.
-            (Some(mut send), Err(e)) => {
-                tracing::debug!("channel: {e}");
-                let _ = send.reset(ErrorCode::InternalError.code().into());
-                let _ = closed_tx.send(true);
-            }
-            (None, _) => {}
+        if let Some(send) = self.send.take() {
+            tokio::spawn(write_loop(send, out_rx, commands_tx.downgrade()));
         }
         if let Some(recv) = self.recv.take() {
-            tokio::spawn(read_loop(ReadLoop {
-                recv,
-                buffered: std::mem::take(&mut self.buffered),
-                awaiting_answer: opener,
-                open: open_tx,
-                data: data_tx,
-                ext: ext_tx,
-                requests: requests_tx,
-                pending: pending.clone(),
-                out: out_tx.clone(),
-                closed: closed_tx,
-                abandoned: abandoned.clone(),
-            }));
+            tokio::spawn(
+                Driver {
+                    core: Core {
+                        recv,
+                        machine,
+                        open: open_tx,
+                        waiting: HashMap::new(),
+                        out: out_tx.clone(),
+                        closed: closed_tx,
+                        answers: commands_tx.downgrade(),
+                    },
+                    data: data_tx,
+                    ext: ext_tx,
+                    requests: Some(requests_tx),
+                }
+                .run(commands_rx),
+            );
         }
         ChannelParts {
             data_in: data_rx,
             ext_in: ext_rx,
-            data_out: ChannelWriter::new(out_tx.clone(), None),
-            ext_out: ChannelWriter::new(out_tx.clone(), Some(1)),
+            data_out: ChannelWriter::new(out_tx.clone(), commands_tx.clone(), None),
+            ext_out: ChannelWriter::new(out_tx, commands_tx.clone(), Some(1)),
             control: QuicControl {
-                out: out_tx,
-                pending,
+                commands: commands_tx,
                 open: open_rx,
-                order: tokio::sync::Mutex::new(()),
                 closed: closed_rx,
-                abandoned,
             },
             requests: requests_rx,
         }
@@ -264,9 +315,8 @@ impl Channel for QuicChannel {
 
 async fn write_loop(
     mut send: quinn::SendStream,
-    first: Bytes,
     mut out: mpsc::Receiver<Out>,
-    closed: Arc<watch::Sender<bool>>,
+    driver: mpsc::WeakSender<Command>,
 ) {
     // The peer stopping our direction (or the connection ending) closes the
     // channel for us even while we have nothing to send.
@@ -274,16 +324,11 @@ async fn write_loop(
     let stopped = send.stopped();
     tokio::spawn(async move {
         if !matches!(stopped.await, Ok(None)) {
-            let _ = closed.send(true);
+            if let Some(driver) = driver.upgrade() {
+                let _ = driver.send(Command::PeerStopped).await;
+            }
         }
     });
-    write_frames(&mut send, first, &mut out).await;
-}
-
-async fn write_frames(send: &mut quinn::SendStream, first: Bytes, out: &mut mpsc::Receiver<Out>) {
-    if send.write_chunk(first).await.is_err() {
-        return;
-    }
     while let Some(item) = out.recv().await {
         let result = match item {
             Out::Frame(frame) => send.write_chunk(frame).await.map_err(|_| ()),
@@ -308,156 +353,257 @@ async fn write_frames(send: &mut quinn::SendStream, first: Bytes, out: &mut mpsc
     let _ = send.finish();
 }
 
-struct ReadLoop {
-    recv: quinn::RecvStream,
-    buffered: BytesMut,
-    awaiting_answer: bool,
-    open: watch::Sender<OpenState>,
+/// Moves one channel's bytes, requests and answers through its machine.
+struct Driver {
+    core: Core,
+    /// Where the peer's data and requests go; waiting on them (flow
+    /// control) never stops the commands (see [`Driver::deliver`]).
     data: PipeWriter,
     ext: PipeWriter,
-    requests: RequestSender,
-    pending: ReplyQueue<bool>,
+    /// Dropped at the peer's EOF: no request can follow it (draft §8.8),
+    /// and the application's request loop ends there.
+    requests: Option<RequestSender>,
+}
+
+/// The machine and what it writes to.
+struct Core {
+    recv: quinn::RecvStream,
+    machine: ChannelMachine,
+    open: watch::Sender<OpenState>,
+    /// Our requests waiting for their replies.
+    waiting: HashMap<RequestId, oneshot::Sender<Result<bool, TransportError>>>,
     out: mpsc::Sender<Out>,
-    closed: Arc<watch::Sender<bool>>,
-    /// Set when our side gives the channel up (`QuicControl::abandon`).
-    abandoned: Arc<Notify>,
+    closed: watch::Sender<bool>,
+    /// Where the application's answers come back; weak, so that the
+    /// driver's own copy keeps nothing alive.
+    answers: mpsc::WeakSender<Command>,
 }
 
-async fn read_loop(mut r: ReadLoop) {
-    // Replies to the peer's requests go out in order, from one task. Both
-    // this queue and the requests' are bounded: a peer that floods requests
-    // and never reads the replies soon finds this stream no longer read.
-    let (reply_tx, mut reply_rx) = mpsc::channel::<oneshot::Receiver<bool>>(REQUEST_QUEUE);
-    let reply_out = r.out.clone();
-    tokio::spawn(async move {
-        while let Some(answer) = reply_rx.recv().await {
-            let ok = answer.await.unwrap_or(false);
-            let frame = if ok {
-                Frame::ChannelSuccess
-            } else {
-                Frame::ChannelFailure
-            };
-            let Ok(frame) = encode_frame(&frame) else {
-                return;
-            };
-            if reply_out.send(Out::Frame(frame)).await.is_err() {
-                return;
-            }
-        }
-    });
-    let outcome = loop {
-        match decode_frame(&mut r.buffered) {
-            Ok(Some(frame)) => {
-                if let Err(code) = r.handle(frame, &reply_tx).await {
-                    break Err(code);
-                }
-                continue;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                // draft §6.5: a decoding error on a channel stream resets that channel only, with PROTOCOL_ERROR
-                tracing::debug!("channel stream: {e}");
-                break Err(ErrorCode::ProtocolError);
-            }
-        }
-        let read = tokio::select! {
-            read = r.recv.read_chunk(64 * 1024, true) => read,
-            () = r.abandoned.notified() => {
-                // STOP_SENDING is what tells the peer, even after its FIN
-                // or ours (a RESET_STREAM after an acknowledged FIN is not).
-                // draft §8.8: abandoning a working channel stops the peer's direction with CHANNEL_CLOSED
-                let _ = r.recv.stop(ErrorCode::ChannelClosed.code().into());
-                let _ = r.closed.send(true);
-                break Ok(());
-            }
-        };
-        match read {
-            Ok(Some(chunk)) => r.buffered.extend_from_slice(&chunk.bytes),
-            Ok(None) if r.buffered.is_empty() => break Ok(()),
-            // draft §8.8: a FIN that falls inside a frame is a protocol error
-            Ok(None) => break Err(ErrorCode::ProtocolError), // FIN inside a frame
-            Err(_) => {
-                // draft §8.8: RESET_STREAM or STOP_SENDING from the peer closes the channel
-                // Reset by the peer, or the connection is gone.
-                let _ = r.closed.send(true);
-                break Ok(());
-            }
-        }
-    };
-    if let Err(code) = outcome {
-        let _ = r.closed.send(true);
-        let _ = r.recv.stop(code.code().into());
-        let _ = r.out.send(Out::Reset(code)).await;
-    }
-    // draft §8.4: FIN or RESET_STREAM before CHANNEL_OPEN_CONFIRMATION means the open failed
-    if r.awaiting_answer {
-        let _ = r.open.send(OpenState::Refused(OpenFailure {
-            reason: OpenFailureReason::ConnectFailed,
-            message: "the channel stream ended before the peer answered".to_string(),
-        }));
-    }
-    r.data.close();
-    r.ext.close();
-    // draft §8.11: after the peer's FIN no answer can come: outstanding want-reply requests fail
-    r.pending.clear();
+/// The commands from the channel's handles, until they are all gone (the
+/// peer's data may still be read then).
+struct Commands {
+    rx: mpsc::Receiver<Command>,
+    open: bool,
 }
 
-impl ReadLoop {
-    async fn handle(
-        &mut self,
-        frame: Frame,
-        replies: &mpsc::Sender<oneshot::Receiver<bool>>,
-    ) -> Result<(), ErrorCode> {
-        if self.awaiting_answer {
-            self.awaiting_answer = false;
-            return match frame {
-                Frame::OpenConfirmation => {
-                    let _ = self.open.send(OpenState::Confirmed);
-                    Ok(())
-                }
-                Frame::OpenFailure(failure) => {
-                    let _ = self.open.send(OpenState::Refused(failure));
-                    // draft §8.4: after CHANNEL_OPEN_FAILURE the opener ends the stream with NO_ERROR
-                    // Nothing more will come; end quietly.
-                    Err(ErrorCode::NoError)
-                }
-                // draft §8.4: the acceptor's first frame MUST be CHANNEL_OPEN_CONFIRMATION or CHANNEL_OPEN_FAILURE
-                _ => Err(ErrorCode::ProtocolError),
-            };
+impl Driver {
+    async fn run(mut self, rx: mpsc::Receiver<Command>) {
+        let mut commands = Commands { rx, open: true };
+        let mut recv_done = false;
+        loop {
+            self.core.flush().await;
+            if !self.handle_events(&mut commands).await {
+                break;
+            }
+            self.core.flush().await;
+            let reading = !recv_done && self.core.machine.wants_input();
+            if !reading && !commands.open {
+                break;
+            }
+            let core = &mut self.core;
+            tokio::select! {
+                read = core.recv.read_chunk(64 * 1024, true), if reading => match read {
+                    Ok(Some(chunk)) => core.machine.handle_bytes(now(), &chunk.bytes),
+                    Ok(None) => {
+                        recv_done = true;
+                        core.machine.handle_fin(now());
+                    }
+                    Err(_) => {
+                        // Reset by the peer, or the connection is gone.
+                        recv_done = true;
+                        core.machine.handle_peer_abort();
+                    }
+                },
+                command = commands.rx.recv(), if commands.open => match command {
+                    Some(command) => core.command(command).await,
+                    None => commands.open = false,
+                },
+            }
         }
-        match frame {
-            Frame::Data(bytes) => {
-                // Blocking here is the flow control: the stream stops being read.
-                let _ = self.data.send(compact(bytes)).await;
+        self.data.close();
+        self.ext.close();
+        self.requests = None;
+    }
+
+    /// Waits for `delivery` (room in a pipe or the request queue) while
+    /// still taking commands, so that a full pipe never holds up our
+    /// requests, answers, EOF or abort. False if the channel ended first.
+    async fn deliver<F: std::future::Future>(
+        core: &mut Core,
+        commands: &mut Commands,
+        delivery: F,
+    ) -> bool {
+        tokio::pin!(delivery);
+        loop {
+            tokio::select! {
+                _ = &mut delivery => return true,
+                command = commands.rx.recv(), if commands.open => match command {
+                    Some(command) => {
+                        core.command(command).await;
+                        core.flush().await;
+                        if core.machine.is_closed() {
+                            return false;
+                        }
+                    }
+                    None => commands.open = false,
+                },
             }
-            Frame::ExtendedData { data_type: 1, data } => {
-                let _ = self.ext.send(compact(data)).await;
+        }
+    }
+
+    /// Delivers the machine's events; false once the channel is over.
+    async fn handle_events(&mut self, commands: &mut Commands) -> bool {
+        let Driver {
+            core,
+            data,
+            ext,
+            requests,
+        } = self;
+        while let Some(event) = core.machine.poll_event() {
+            match event {
+                ChannelEvent::Confirmed => {
+                    let _ = core.open.send(OpenState::Confirmed);
+                }
+                ChannelEvent::Refused(failure) => {
+                    let _ = core.open.send(OpenState::Refused(failure));
+                }
+                // Waiting here is the flow control: the stream stops being read.
+                ChannelEvent::Data(bytes) => {
+                    Self::deliver(core, commands, data.send(compact(bytes))).await;
+                }
+                ChannelEvent::ExtendedData(bytes) => {
+                    Self::deliver(core, commands, ext.send(compact(bytes))).await;
+                }
+                ChannelEvent::Request {
+                    id,
+                    request,
+                    want_reply,
+                } => {
+                    let reply = if want_reply {
+                        let (tx, rx) = oneshot::channel();
+                        let answers = core.answers.clone();
+                        tokio::spawn(async move {
+                            let success = rx.await.unwrap_or(false);
+                            if let Some(answers) = answers.upgrade() {
+                                let _ = answers.send(Command::Answer { id, success }).await;
+                            }
+                        });
+                        ReplyHandle::new(tx)
+                    } else {
+                        ReplyHandle::none()
+                    };
+                    let incoming = IncomingRequest { request, reply };
+                    if let Some(requests) = requests {
+                        Self::deliver(core, commands, requests.send(incoming)).await;
+                    }
+                }
+                ChannelEvent::Reply { id, success } => {
+                    if let Some(waiter) = core.waiting.remove(&id) {
+                        let _ = waiter.send(Ok(success));
+                    }
+                }
+                ChannelEvent::Eof => {
+                    data.close();
+                    ext.close();
+                    *requests = None;
+                }
+                ChannelEvent::Closed(end) => {
+                    core.ended(end).await;
+                    return false;
+                }
+                ChannelEvent::OpenRequested(_) => {}
             }
-            // draft §8.5: EXTENDED_DATA of a type other than 1 is discarded without error
-            Frame::ExtendedData { .. } => {} // other types are defined by no one; dropped as in SSH
-            Frame::ChannelRequest {
+        }
+        true
+    }
+}
+
+impl Core {
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::Request {
                 request,
                 want_reply,
-            } => {
-                let reply = if want_reply {
-                    let (tx, rx) = oneshot::channel();
-                    let _ = replies.send(rx).await;
-                    ReplyHandle::new(tx)
-                } else {
-                    ReplyHandle::none()
-                };
-                let _ = self.requests.send(IncomingRequest { request, reply }).await;
-            }
-            Frame::ChannelSuccess | Frame::ChannelFailure => {
-                if !self.pending.resolve(matches!(frame, Frame::ChannelSuccess)) {
-                    // draft §8.7: an answer when no request is outstanding is a protocol error
-                    return Err(ErrorCode::ProtocolError); // a reply nobody asked for
+                reply,
+            } => match self.machine.send_request(request, want_reply) {
+                Ok(Some(id)) => {
+                    self.waiting.insert(id, reply);
                 }
-            }
-            // draft §6.5: a well-formed frame not allowed on a channel stream is a protocol error
-            _ => return Err(ErrorCode::ProtocolError),
+                Ok(None) => {
+                    // Queued for the writer before the caller goes on.
+                    self.flush().await;
+                    let _ = reply.send(Ok(true));
+                }
+                Err(_) => {
+                    let _ = reply.send(Err(self.closed_error()));
+                }
+            },
+            Command::Answer { id, success } => self.machine.answer(now(), id, success),
+            Command::Finish => self.machine.finish(),
+            Command::Abandon => self.machine.abandon(),
+            Command::PeerStopped => self.machine.handle_peer_stop(),
         }
-        Ok(())
+    }
+
+    fn closed_error(&self) -> TransportError {
+        match &*self.open.borrow() {
+            OpenState::Refused(failure) => TransportError::OpenRefused(failure.clone()),
+            _ => TransportError::ChannelClosed,
+        }
+    }
+
+    /// Hands the machine's transmits to the writer (and the stream).
+    async fn flush(&mut self) {
+        while let Some(transmit) = self.machine.poll_transmit() {
+            let out = match transmit {
+                Transmit::Frame(frame) => match encode_frame(&frame) {
+                    Ok(bytes) => Out::Frame(bytes),
+                    // Only a frame this side built (a request over
+                    // MAX_FRAME_LEN) can fail: the channel cannot go on.
+                    Err(e) => {
+                        tracing::warn!("channel stream: {e}");
+                        Out::Reset(ErrorCode::InternalError)
+                    }
+                },
+                Transmit::Finish => Out::Finish,
+                Transmit::Reset(code) => Out::Reset(code),
+                Transmit::StopSending(code) => {
+                    let _ = self.recv.stop(code.code().into());
+                    continue;
+                }
+            };
+            // The writer is gone only once the stream is.
+            let _ = self.out.send(out).await;
+        }
+    }
+
+    /// The channel is over: say so, and fail what still waits for a reply.
+    async fn ended(&mut self, end: ChannelEnd) {
+        if let ChannelEnd::Error(e) = &end {
+            tracing::debug!("channel stream: {e}");
+        }
+        if end != ChannelEnd::Orderly {
+            let _ = self.closed.send(true);
+        }
+        self.flush().await;
+        let error = match end {
+            ChannelEnd::Error(e) => TransportError::from(e),
+            _ => self.closed_error(),
+        };
+        for (_, waiter) in self.waiting.drain() {
+            let _ = waiter.send(Err(clone_error(&error)));
+        }
+    }
+}
+
+/// A copy of the errors a channel's requests fail with.
+fn clone_error(error: &TransportError) -> TransportError {
+    match error {
+        TransportError::OpenRefused(failure) => TransportError::OpenRefused(failure.clone()),
+        TransportError::Protocol(e) => {
+            TransportError::Protocol(sshq_core::error::ProtocolError::Violation(e.to_string().into()))
+        }
+        _ => TransportError::ChannelClosed,
     }
 }
 
@@ -474,13 +620,16 @@ fn compact(payload: Bytes) -> Bytes {
 /// Our data (or stderr) for one channel, framed and handed to the writer.
 pub struct ChannelWriter {
     out: PollSender<Out>,
+    /// EOF goes through the channel's machine.
+    driver: PollSender<Command>,
     data_type: Option<u32>,
 }
 
 impl ChannelWriter {
-    fn new(out: mpsc::Sender<Out>, data_type: Option<u32>) -> Self {
+    fn new(out: mpsc::Sender<Out>, driver: mpsc::Sender<Command>, data_type: Option<u32>) -> Self {
         ChannelWriter {
             out: PollSender::new(out),
+            driver: PollSender::new(driver),
             data_type,
         }
     }
@@ -524,24 +673,21 @@ impl AsyncWrite for ChannelWriter {
         if self.data_type.is_some() {
             return Poll::Ready(Ok(()));
         }
-        if std::task::ready!(self.out.poll_reserve(cx)).is_err() {
+        if std::task::ready!(self.driver.poll_reserve(cx)).is_err() {
             return Poll::Ready(Ok(())); // already closed
         }
-        let _ = self.out.send_item(Out::Finish);
+        let _ = self.driver.send_item(Command::Finish);
+        self.driver.close();
         self.out.close();
         Poll::Ready(Ok(()))
     }
 }
 
-/// Sends requests on a QUIC channel and matches replies, which come in order.
+/// Sends requests on a QUIC channel; its driver matches the replies.
 pub struct QuicControl {
-    out: mpsc::Sender<Out>,
-    pending: ReplyQueue<bool>,
+    commands: mpsc::Sender<Command>,
     open: watch::Receiver<OpenState>,
-    /// Held while a request is queued, so the reply queue has wire order.
-    order: tokio::sync::Mutex<()>,
     closed: watch::Receiver<bool>,
-    abandoned: Arc<Notify>,
 }
 
 impl ChannelControl for QuicControl {
@@ -550,33 +696,16 @@ impl ChannelControl for QuicControl {
         request: ChannelRequest,
         want_reply: bool,
     ) -> Result<bool, TransportError> {
-        // Encoded before a reply is expected, so a request too large for a
-        // frame (an exec command over 1 MiB) leaves no reply slot behind.
-        let frame = encode_frame(&Frame::ChannelRequest {
-            request,
-            want_reply,
-        })
-        .map_err(|e| TransportError::Io(e.into()))?;
-        let reply = {
-            let _order = self.order.lock().await;
-            let reply = match want_reply {
-                // A refusal that arrived first is why the channel is closed.
-                true => Some(self.pending.expect().ok_or_else(|| self.closed_error())?),
-                false => None,
-            };
-            self.out
-                .send(Out::Frame(frame))
-                .await
-                .map_err(|_| self.closed_error())?;
-            reply
-        };
-        let Some(reply) = reply else {
-            return Ok(true);
-        };
-        match reply.await {
-            Ok(ok) => Ok(ok),
-            Err(_) => Err(self.closed_error()),
-        }
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Request {
+                request,
+                want_reply,
+                reply,
+            })
+            .await
+            .map_err(|_| self.closed_error())?;
+        answer.await.unwrap_or_else(|_| Err(self.closed_error()))
     }
 
     async fn opened(&self) -> Result<(), TransportError> {
@@ -593,7 +722,7 @@ impl ChannelControl for QuicControl {
     }
 
     async fn close(&self) {
-        let _ = self.out.send(Out::Finish).await;
+        let _ = self.commands.send(Command::Finish).await;
     }
 
     async fn closed(&self) {
@@ -605,8 +734,7 @@ impl ChannelControl for QuicControl {
     /// and resets ours with CHANNEL_CLOSED, which the peer takes as the
     /// channel closed (draft §8.8, "Abort").
     async fn abandon(&self) {
-        self.abandoned.notify_one();
-        let _ = self.out.send(Out::Reset(ErrorCode::ChannelClosed)).await;
+        let _ = self.commands.send(Command::Abandon).await;
     }
 }
 
@@ -614,14 +742,9 @@ impl QuicControl {
     /// The error for a request that cannot be made or answered: the
     /// peer's refusal of the open, if that is what closed the channel.
     fn closed_error(&self) -> TransportError {
-        self.refusal().unwrap_or(TransportError::ChannelClosed)
-    }
-
-    /// Why the channel is unusable, if the peer refused to open it.
-    fn refusal(&self) -> Option<TransportError> {
         match &*self.open.borrow() {
-            OpenState::Refused(failure) => Some(TransportError::OpenRefused(failure.clone())),
-            _ => None,
+            OpenState::Refused(failure) => TransportError::OpenRefused(failure.clone()),
+            _ => TransportError::ChannelClosed,
         }
     }
 }

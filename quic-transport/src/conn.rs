@@ -4,80 +4,135 @@
 //! The control stream is the first bidirectional stream the client opens.
 //! Every later bidirectional stream, opened by either side, is one channel.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use sshq_core::auth::{AuthPolicy, UserKey};
-use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest, OpenFailure, OpenFailureReason};
-use sshq_core::error::{HandshakeError, ProtocolError, TransportError};
+use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest, OpenFailure};
+use sshq_core::error::{HandshakeError, ProtocolError as TransportProtocolError, TransportError};
 use sshq_core::log_escape;
 use sshq_core::pipe::PipeBudget;
-use sshq_core::replies::{ReplyQueue, REQUEST_QUEUE};
 use sshq_core::transport::{
     Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, PendingChannel, TransportKind,
 };
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use crate::channel::{QuicChannel, CONNECTION_PIPE_BUDGET};
-use crate::wire::{
-    decode_frame, encode_frame, ErrorCode, Frame, WireError, USERAUTH_EXPORTER_LABEL,
-    USERAUTH_EXPORTER_LEN,
-};
+use crate::proto::channel::{ChannelEvent, ChannelMachine};
+use crate::proto::control::{Close, Control, ControlEvent};
+use crate::proto::{ProtocolError, RequestId, Transmit};
+use crate::wire::{encode_frame, ErrorCode, USERAUTH_EXPORTER_LABEL, USERAUTH_EXPORTER_LEN};
 use crate::{keepalive, userauth};
 
 /// How long the other side may take to send a channel's OPEN frame.
 const OPEN_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Frames read from one stream, one at a time.
-pub(crate) struct FrameReader {
+/// The drivers' clock: tokio's, so that the machines and the timers that
+/// wake them agree.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Runs `future` until `deadline`; None if the deadline came first.
+pub(crate) async fn until<F: Future>(deadline: Option<Instant>, future: F) -> Option<F::Output> {
+    match deadline {
+        Some(deadline) => {
+            let deadline = tokio::time::Instant::from_std(deadline);
+            tokio::time::timeout_at(deadline, future).await.ok()
+        }
+        None => Some(future.await),
+    }
+}
+
+/// The single conversion of the sans-IO machines' errors to the errors
+/// that cross the transport trait.
+impl From<ProtocolError> for TransportError {
+    fn from(error: ProtocolError) -> Self {
+        TransportError::Protocol(TransportProtocolError::Violation(Box::new(error)))
+    }
+}
+
+/// Moves bytes between the control stream and its [`Control`] machine.
+pub(crate) struct ControlDriver {
+    conn: quinn::Connection,
+    machine: Control,
+    send: quinn::SendStream,
     recv: quinn::RecvStream,
-    buffered: BytesMut,
 }
 
-impl FrameReader {
-    pub(crate) fn new(recv: quinn::RecvStream) -> Self {
-        FrameReader {
-            recv,
-            buffered: BytesMut::new(),
-        }
-    }
-
-    /// The next frame; `Ok(None)` at a clean end of the stream.
-    pub(crate) async fn next(&mut self) -> Result<Option<Frame>, ReadFailure> {
-        loop {
-            if let Some(frame) = decode_frame(&mut self.buffered).map_err(ReadFailure::Wire)? {
-                return Ok(Some(frame));
-            }
-            match self.recv.read_chunk(64 * 1024, true).await {
-                Ok(Some(chunk)) => self.buffered.extend_from_slice(&chunk.bytes),
-                Ok(None) if self.buffered.is_empty() => return Ok(None),
-                // draft §6.1: a stream direction MUST end (FIN) only at a frame boundary
-                Ok(None) => {
-                    return Err(ReadFailure::Wire(WireError::Truncated {
-                        frame: 0,
-                        field: "frame",
-                    }))
+impl ControlDriver {
+    /// Writes what the machine has to send; Err once the stream is gone.
+    async fn flush(&mut self) -> Result<(), quinn::WriteError> {
+        while let Some(transmit) = self.machine.poll_transmit() {
+            match transmit {
+                Transmit::Frame(frame) => match encode_frame(&frame) {
+                    Ok(bytes) => self.send.write_chunk(bytes).await?,
+                    // Only a frame this side built can be too big (a
+                    // request over MAX_FRAME_LEN): end the connection
+                    // rather than send a frame the peer must refuse.
+                    Err(e) => {
+                        tracing::warn!("control stream: {e}");
+                        self.conn
+                            .close(ErrorCode::InternalError.code().into(), b"oversized frame");
+                        return Err(quinn::WriteError::ConnectionLost(
+                            quinn::ConnectionError::LocallyClosed,
+                        ));
+                    }
+                },
+                Transmit::Finish => {
+                    let _ = self.send.finish();
                 }
-                Err(e) => return Err(ReadFailure::Stream(e.to_string())),
+                Transmit::Reset(code) => {
+                    let _ = self.send.reset(code.code().into());
+                }
+                Transmit::StopSending(code) => {
+                    let _ = self.recv.stop(code.code().into());
+                }
             }
         }
+        Ok(())
     }
 
-    fn into_parts(self) -> (quinn::RecvStream, BytesMut) {
-        (self.recv, self.buffered)
+    /// Reads once from the stream into the machine; Err if the stream
+    /// failed (reset, or the connection is gone).
+    async fn read(&mut self) -> Result<(), String> {
+        match self.recv.read_chunk(64 * 1024, true).await {
+            Ok(Some(chunk)) => self.machine.handle_bytes(now(), &chunk.bytes),
+            Ok(None) => self.machine.handle_fin(now()),
+            Err(e) => return Err(e.to_string()),
+        }
+        Ok(())
+    }
+
+    /// Carries out the machine's decision to end the connection.
+    fn close(&self, close: &Close) {
+        self.conn
+            .close(close.code.code().into(), close.reason.as_bytes());
     }
 }
 
-/// Why a stream could not be read.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ReadFailure {
-    #[error("{0}")]
-    Wire(WireError),
-    #[error("stream failed: {0}")]
-    Stream(String),
+/// What a connection's handles ask of its control-stream driver.
+pub(crate) enum Command {
+    /// Send a global request (want reply) and hand its reply back.
+    Request {
+        request: GlobalRequest,
+        reply: oneshot::Sender<GlobalReply>,
+    },
+    /// The application's answer to the peer's request `id`.
+    Answer { id: RequestId, reply: GlobalReply },
+    /// End the session: FIN on the control stream.
+    Finish,
 }
+
+/// Commands waiting for the control-stream driver. Bounded, so that a
+/// peer that stops reading the control stream stops our requests too.
+pub(crate) type CommandSender = mpsc::Sender<Command>;
+
+/// Commands queued for the control-stream driver.
+const CONTROL_QUEUE: usize = 64;
 
 /// The outcome of the client's authentication, while it runs.
 #[derive(Debug, Clone)]
@@ -92,12 +147,8 @@ pub(crate) enum AuthState {
 /// An authenticated (or, on the client, authenticating) SSH connection over QUIC.
 pub struct QuicConnection {
     conn: quinn::Connection,
-    control: ControlSender,
+    commands: CommandSender,
     incoming: Mutex<mpsc::UnboundedReceiver<Incoming<QuicChannel>>>,
-    global_pending: ReplyQueue<GlobalReply>,
-    /// Held while a global request is registered and sent, so that
-    /// requests go out in the order their replies are expected.
-    global_order: Arc<Mutex<()>>,
     /// Bounds the peer's unread data over all channels.
     budget: PipeBudget,
     info: ConnectionInfo,
@@ -169,43 +220,44 @@ pub async fn client_session(
     auth: ClientAuth,
 ) -> Result<QuicConnection, TransportError> {
     let lost = |e: &dyn std::fmt::Display| TransportError::ConnectionClosed(Some(e.to_string()));
-    // draft §7.1: the client opens the control stream (stream ID 0) as its first stream
-    let (mut send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+    let (send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
     let mut exporter = [0u8; USERAUTH_EXPORTER_LEN];
-    // draft §7.3: E = TLS-Exporter("EXPORTER-sshq-userauth", "", 32) of this connection, never reused
     conn.export_keying_material(&mut exporter, USERAUTH_EXPORTER_LABEL, b"")
-        .map_err(|_| ProtocolError::ExporterUnavailable)?;
+        .map_err(|_| TransportProtocolError::ExporterUnavailable)?;
     let (auth_tx, auth_rx) = watch::channel(AuthState::Pending);
     let mut keys = auth.keys.into_iter();
+    let mut driver = ControlDriver {
+        conn: conn.clone(),
+        machine: Control::client(),
+        send,
+        recv,
+    };
     // Sign and send the first request before returning (see above).
     let first = next_request(&mut keys, &auth.user, &exporter).await;
-    match &first {
+    let has_key = first.is_some();
+    match first {
         Some(request) => {
-            let frame = encode_frame(&Frame::UserauthRequest(request.clone()))
-                .map_err(|e| TransportError::Io(e.into()))?;
-            send.write_chunk(frame).await.map_err(|e| lost(&e))?;
+            driver.machine.send_userauth(request);
+            driver.flush().await.map_err(|e| lost(&e))?;
         }
         None => {
             let _ = auth_tx.send(AuthState::Refused("publickey".to_string()));
         }
     }
-    let shared = Shared::new();
+    let budget = PipeBudget::new(CONNECTION_PIPE_BUDGET);
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
-    let control = spawn_control_writer(send);
+    let (commands_tx, commands_rx) = mpsc::channel(CONTROL_QUEUE);
     let user = auth.user.clone();
     {
         let conn = conn.clone();
-        let control = control.clone();
-        let shared = shared.clone();
+        let budget = budget.clone();
+        let answers = commands_tx.clone();
         tokio::spawn(async move {
-            let mut reader = FrameReader::new(recv);
-            if first.is_some() {
-                let state =
-                    client_auth_loop(&mut reader, &control, &mut keys, &user, &exporter).await;
+            if has_key {
+                let state = client_auth(&mut driver, &mut keys, &user, &exporter).await;
                 let succeeded = matches!(state, AuthState::Succeeded);
                 let _ = auth_tx.send(state);
                 if !succeeded {
-                    // draft §7.6: a client with no key left closes the connection with BY_APPLICATION
                     conn.close(
                         ErrorCode::ByApplication.code().into(),
                         b"authentication failed",
@@ -213,20 +265,16 @@ pub async fn client_session(
                     return;
                 }
             }
-            // draft §7.6: the client MUST NOT accept server-initiated channel streams before USERAUTH_SUCCESS
-            tokio::spawn(accept_channels(
-                conn.clone(),
-                incoming_tx.clone(),
-                shared.budget.clone(),
-            ));
-            control_loop(conn, reader, control, shared, incoming_tx).await;
+            // draft §7.6: server-initiated channels only after USERAUTH_SUCCESS.
+            tokio::spawn(accept_channels(conn, incoming_tx.clone(), budget));
+            run_control(driver, commands_rx, answers, incoming_tx).await;
         });
     }
     Ok(QuicConnection::new(
         conn,
-        control,
+        commands_tx,
         incoming_rx,
-        shared,
+        budget,
         auth_rx,
         auth.user,
         TransportKind::Quic,
@@ -247,39 +295,39 @@ async fn next_request(
     None
 }
 
-async fn client_auth_loop(
-    reader: &mut FrameReader,
-    control: &ControlSender,
+/// The client's side of authentication: the next key after each
+/// USERAUTH_FAILURE (draft §7.6), until success or no key is left.
+async fn client_auth(
+    driver: &mut ControlDriver,
     keys: &mut impl Iterator<Item = Arc<dyn UserKey>>,
     user: &str,
     exporter: &[u8],
 ) -> AuthState {
     loop {
-        match reader.next().await {
-            Ok(Some(Frame::UserauthSuccess)) => return AuthState::Succeeded,
-            Ok(Some(Frame::UserauthFailure { methods, .. })) => {
-                match next_request(keys, user, exporter).await {
-                    Some(request) => {
-                        let Ok(frame) = encode_frame(&Frame::UserauthRequest(request)) else {
-                            return AuthState::Failed("cannot encode the request".to_string());
-                        };
-                        if control.send(frame).await.is_err() {
-                            return AuthState::Failed("connection closed".to_string());
+        if driver.flush().await.is_err() {
+            return AuthState::Failed("connection closed".to_string());
+        }
+        while let Some(event) = driver.machine.poll_event() {
+            match event {
+                ControlEvent::Authenticated => return AuthState::Succeeded,
+                ControlEvent::UserauthFailure { methods } => {
+                    match next_request(keys, user, exporter).await {
+                        Some(request) => driver.machine.send_userauth(request),
+                        None => {
+                            driver.machine.give_up();
+                            return AuthState::Refused(methods);
                         }
                     }
-                    None => return AuthState::Refused(methods),
                 }
+                ControlEvent::Closed(close) => return AuthState::Failed(close.reason),
+                _ => {}
             }
-            Ok(Some(other)) => {
-                return AuthState::Failed(format!(
-                    "unexpected frame during authentication: {}",
-                    frame_kind(&other)
-                ))
-            }
-            Ok(None) => {
-                return AuthState::Failed("the server closed the control stream".to_string())
-            }
-            Err(e) => return AuthState::Failed(e.to_string()),
+        }
+        if driver.flush().await.is_err() {
+            return AuthState::Failed("connection closed".to_string());
+        }
+        if let Err(e) = driver.read().await {
+            return AuthState::Failed(e);
         }
     }
 }
@@ -336,42 +384,14 @@ pub async fn login(
     auth: Arc<ServerAuth>,
     deadline: Option<tokio::time::Instant>,
 ) -> Result<QuicConnection, HandshakeError> {
-    let result = match deadline {
-        Some(deadline) => match tokio::time::timeout_at(deadline, server_login(&conn, &auth)).await
-        {
-            Ok(result) => result,
-            Err(_) => {
-                // draft §7.7: LoginGraceTime expiry after the handshake closes with AUTH_TIMEOUT (0x03)
-                conn.close(
-                    ErrorCode::AuthTimeout.code().into(),
-                    b"timeout before authentication",
-                );
-                return Err(HandshakeError::LoginGraceTimeExpired);
-            }
-        },
-        None => server_login(&conn, &auth).await,
-    };
-    let (user, send, reader) = match result {
-        Ok(ok) => ok,
-        Err(e) => {
-            let code = match e {
-                // draft §7.7: reaching MaxAuthTries closes with AUTH_FAILED instead of a last USERAUTH_FAILURE
-                HandshakeError::TooManyFailures(_) => ErrorCode::AuthFailed,
-                // draft §7.1: before USERAUTH_SUCCESS any other frame, an ended or undecodable control stream closes with PROTOCOL_ERROR
-                _ => ErrorCode::ProtocolError,
-            };
-            conn.close(code.code().into(), e.to_string().as_bytes());
-            return Err(e);
-        }
-    };
-    // Logged in: the normal stream and flow-control limits apply now.
-    // draft §7.7: stream and flow-control credit is raised only when USERAUTH_SUCCESS is sent
+    let deadline = deadline.map(tokio::time::Instant::into_std);
+    let (user, mut driver) = server_login(&conn, &auth, deadline).await?;
+    // Logged in: the normal stream and flow-control limits apply now
+    // (draft §7.7, pre-authentication credit).
     crate::preauth::lift(&conn);
-    let control = spawn_control_writer(send);
-    if let Ok(success) = encode_frame(&Frame::UserauthSuccess) {
-        let _ = control.send(success).await;
-    }
-    let shared = Shared::new();
+    let _ = driver.flush().await; // USERAUTH_SUCCESS
+    let budget = PipeBudget::new(CONNECTION_PIPE_BUDGET);
+    let (commands_tx, commands_rx) = mpsc::channel(CONTROL_QUEUE);
     if let Some(interval) = auth.client_alive_interval.filter(|i| !i.is_zero()) {
         let alive = keepalive::ClientAlive {
             interval,
@@ -379,165 +399,143 @@ pub async fn login(
         };
         tokio::spawn(keepalive::watch_client(
             conn.clone(),
-            control.clone(),
-            shared.global_pending.clone(),
-            shared.global_order.clone(),
+            commands_tx.clone(),
             alive,
             user.clone(),
         ));
     }
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
+    // draft §7.7: channel streams are read only after USERAUTH_SUCCESS.
     tokio::spawn(accept_channels(
         conn.clone(),
         incoming_tx.clone(),
-        shared.budget.clone(),
+        budget.clone(),
     ));
-    tokio::spawn(control_loop(
-        conn.clone(),
-        reader,
-        control.clone(),
-        shared.clone(),
+    tokio::spawn(run_control(
+        driver,
+        commands_rx,
+        commands_tx.clone(),
         incoming_tx,
     ));
     let (_, auth_rx) = watch::channel(AuthState::Succeeded);
     Ok(QuicConnection::new(
         conn,
-        control,
+        commands_tx,
         incoming_rx,
-        shared,
+        budget,
         auth_rx,
         user,
         TransportKind::Quic,
     ))
 }
 
-/// Reads userauth requests until one succeeds; the control stream's halves
-/// come back with the user name.
+/// Runs the server's side of authentication on the control stream until
+/// a user has logged in: the user, and the driver (USERAUTH_SUCCESS still
+/// to be flushed, after the limits are lifted).
 async fn server_login(
     conn: &quinn::Connection,
     auth: &ServerAuth,
-) -> Result<(String, quinn::SendStream, FrameReader), HandshakeError> {
-    // draft §7.7: the server reads no stream but the control stream before USERAUTH_SUCCESS
-    let (mut send, recv) = conn
-        .accept_bi()
-        .await
-        .map_err(|_| HandshakeError::Closed(None))?;
+    deadline: Option<Instant>,
+) -> Result<(String, ControlDriver), HandshakeError> {
+    let mut machine = Control::server(now(), deadline, auth.policy.max_auth_tries());
+    let (send, recv) = match until(deadline, conn.accept_bi()).await {
+        Some(Ok(streams)) => streams,
+        Some(Err(_)) => return Err(HandshakeError::Closed(None)),
+        None => {
+            machine.handle_timeout(now());
+            return Err(close_login(conn, machine.poll_event()));
+        }
+    };
     let mut exporter = [0u8; USERAUTH_EXPORTER_LEN];
     conn.export_keying_material(&mut exporter, USERAUTH_EXPORTER_LABEL, b"")
-        .map_err(|_| ProtocolError::ExporterUnavailable)?;
-    let mut reader = FrameReader::new(recv);
-    let mut failures = 0u32;
+        .map_err(|_| HandshakeError::Protocol(TransportProtocolError::ExporterUnavailable))?;
+    let mut driver = ControlDriver {
+        conn: conn.clone(),
+        machine,
+        send,
+        recv,
+    };
     let peer = conn.remote_address();
+    let mut user = String::new();
     loop {
-        let request = match reader.next().await {
-            Ok(Some(Frame::UserauthRequest(request))) => request,
-            // Only the frame's kind: its body is the peer's, up to 1 MiB.
-            Ok(Some(other)) => {
-                return Err(HandshakeError::Protocol(ProtocolError::UnexpectedMessage {
-                    expected: "a userauth request",
-                    got: frame_kind(&other),
-                }))
-            }
-            Ok(None) => return Err(HandshakeError::Closed(None)),
-            Err(e) => return Err(ProtocolError::Undecodable(Box::new(e)).into()),
-        };
-        // As sshd (auth2.c): once MaxAuthTries requests have failed, the
-        // next is not looked at; so MaxAuthTries 0 lets nobody in.
-        // draft §7.7: a request arriving when the failure count already equals MaxAuthTries is not examined
-        if failures >= auth.policy.max_auth_tries() {
-            return Err(too_many_failures(&request.user, peer));
+        if driver.flush().await.is_err() {
+            return Err(HandshakeError::Closed(None));
         }
-        // The policy keeps its blocking work (files, user database) off
-        // the async workers itself.
-        let checked = userauth::verify(&request, &exporter, auth.policy.as_ref()).await;
-        match checked {
-            Ok(_key) => return Ok((request.user, send, reader)),
-            Err(refusal) => {
-                failures = failures.saturating_add(1);
-                // OpenSSH's wording ("from ADDR port N"), which log
-                // watchers such as fail2ban match.
-                tracing::info!(
-                    "Failed publickey for {} from {} port {} over quic: {}",
-                    log_escape::peer_text(&request.user),
-                    peer.ip(),
-                    peer.port(),
-                    log_escape::peer_text(&refusal.to_string())
-                );
-                if failures >= auth.policy.max_auth_tries() {
-                    return Err(too_many_failures(&request.user, peer));
+        while let Some(event) = driver.machine.poll_event() {
+            match event {
+                ControlEvent::UserauthRequest(request) => {
+                    // The policy keeps its blocking work (files, user
+                    // database) off the async workers itself.
+                    let check = userauth::verify(&request, &exporter, auth.policy.as_ref());
+                    match until(driver.machine.poll_timeout(), check).await {
+                        None => driver.machine.handle_timeout(now()),
+                        Some(Ok(_key)) => {
+                            user = request.user;
+                            driver.machine.auth_verdict(now(), true);
+                        }
+                        Some(Err(refusal)) => {
+                            // OpenSSH's wording ("from ADDR port N"), which
+                            // log watchers such as fail2ban match.
+                            tracing::info!(
+                                "Failed publickey for {} from {} port {} over quic: {}",
+                                log_escape::peer_text(&request.user),
+                                peer.ip(),
+                                peer.port(),
+                                log_escape::peer_text(&refusal.to_string())
+                            );
+                            driver.machine.auth_verdict(now(), false);
+                        }
+                    }
                 }
-                let failure = Frame::UserauthFailure {
-                    // draft §7.4: USERAUTH_FAILURE lists publickey with partial success FALSE and never says why
-                    methods: "publickey".to_string(),
-                    partial: false,
-                };
-                let failure =
-                    encode_frame(&failure)
-                    .map_err(|e| HandshakeError::Protocol(ProtocolError::Unencodable(Box::new(e))))?;
-                send.write_chunk(failure)
-                    .await
-                    .map_err(|_| HandshakeError::Closed(None))?;
+                ControlEvent::Authenticated => return Ok((user, driver)),
+                closed @ ControlEvent::Closed(_) => return Err(close_login(conn, Some(closed))),
+                _ => {}
             }
         }
-    }
-}
-
-/// sshd's auth_maxtries_exceeded: its log line, and the error that closes
-/// the connection with "Too many authentication failures".
-fn too_many_failures(user: &str, peer: SocketAddr) -> HandshakeError {
-    let user = log_escape::peer_text(user);
-    tracing::error!(
-        "maximum authentication attempts exceeded for {user} from {} port {} ssh2",
-        peer.ip(),
-        peer.port()
-    );
-    HandshakeError::TooManyFailures(user)
-}
-
-/// A frame's kind, for messages: never its peer-supplied contents.
-fn frame_kind(frame: &Frame) -> &'static str {
-    match frame {
-        Frame::UserauthRequest(_) => "USERAUTH_REQUEST",
-        Frame::UserauthFailure { .. } => "USERAUTH_FAILURE",
-        Frame::UserauthSuccess => "USERAUTH_SUCCESS",
-        Frame::GlobalRequest { .. } => "GLOBAL_REQUEST",
-        Frame::RequestSuccess { .. } => "REQUEST_SUCCESS",
-        Frame::RequestFailure => "REQUEST_FAILURE",
-        Frame::ChannelOpen(_) => "CHANNEL_OPEN",
-        Frame::OpenConfirmation => "CHANNEL_OPEN_CONFIRMATION",
-        Frame::OpenFailure(_) => "CHANNEL_OPEN_FAILURE",
-        Frame::Data(_) => "CHANNEL_DATA",
-        Frame::ExtendedData { .. } => "CHANNEL_EXTENDED_DATA",
-        Frame::ChannelRequest { .. } => "CHANNEL_REQUEST",
-        Frame::ChannelSuccess => "CHANNEL_SUCCESS",
-        Frame::ChannelFailure => "CHANNEL_FAILURE",
-    }
-}
-
-/// State shared by a connection and its control-stream task.
-#[derive(Clone)]
-struct Shared {
-    global_pending: ReplyQueue<GlobalReply>,
-    global_order: Arc<Mutex<()>>,
-    budget: PipeBudget,
-}
-
-impl Shared {
-    fn new() -> Self {
-        Shared {
-            global_pending: ReplyQueue::default(),
-            global_order: Arc::default(),
-            budget: PipeBudget::new(CONNECTION_PIPE_BUDGET),
+        if driver.flush().await.is_err() {
+            return Err(HandshakeError::Closed(None));
         }
+        if !driver.machine.wants_input() {
+            return Err(HandshakeError::Closed(None));
+        }
+        match until(driver.machine.poll_timeout(), driver.read()).await {
+            None => driver.machine.handle_timeout(now()),
+            Some(Ok(())) => {}
+            Some(Err(_)) => driver.machine.handle_peer_reset(),
+        }
+    }
+}
+
+/// Closes a connection whose login failed, as the control machine
+/// decided, and says why.
+fn close_login(conn: &quinn::Connection, event: Option<ControlEvent>) -> HandshakeError {
+    let Some(ControlEvent::Closed(close)) = event else {
+        return HandshakeError::Closed(None);
+    };
+    conn.close(close.code.code().into(), close.reason.as_bytes());
+    match close.error {
+        Some(ProtocolError::LoginGraceTimeExpired) => HandshakeError::LoginGraceTimeExpired,
+        Some(ProtocolError::TooManyAuthFailures(user)) => {
+            // sshd's auth_maxtries_exceeded log line.
+            let peer = conn.remote_address();
+            tracing::error!(
+                "maximum authentication attempts exceeded for {user} from {} port {} ssh2",
+                peer.ip(),
+                peer.port()
+            );
+            HandshakeError::TooManyFailures(user)
+        }
+        Some(ProtocolError::ControlEndedBeforeAuth) | None => HandshakeError::Closed(None),
+        Some(other) => HandshakeError::Protocol(TransportProtocolError::Violation(Box::new(other))),
     }
 }
 
 impl QuicConnection {
     fn new(
         conn: quinn::Connection,
-        control: ControlSender,
+        commands: CommandSender,
         incoming: mpsc::UnboundedReceiver<Incoming<QuicChannel>>,
-        shared: Shared,
+        budget: PipeBudget,
         auth: watch::Receiver<AuthState>,
         user: String,
         transport: TransportKind,
@@ -551,11 +549,9 @@ impl QuicConnection {
         };
         QuicConnection {
             conn,
-            control,
+            commands,
             incoming: Mutex::new(incoming),
-            global_pending: shared.global_pending,
-            global_order: shared.global_order,
-            budget: shared.budget,
+            budget,
             info,
             auth,
             endpoint: None,
@@ -574,126 +570,74 @@ impl QuicConnection {
     }
 }
 
-/// Frames waiting for the control stream's writer. Bounded, so that a peer
-/// that stops reading the control stream stops our replies (and, through
-/// them, our reading of its requests) instead of queueing them.
-type ControlSender = mpsc::Sender<Bytes>;
-
-/// Frames queued for the control stream's writer.
-const CONTROL_QUEUE: usize = 64;
-
-fn spawn_control_writer(mut send: quinn::SendStream) -> ControlSender {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(CONTROL_QUEUE);
-    tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            // Frames are never empty; an empty item asks for FIN.
-            if frame.is_empty() {
-                break;
-            }
-            if send.write_chunk(frame).await.is_err() {
-                return;
-            }
-        }
-        let _ = send.finish();
-    });
-    tx
-}
-
-/// Global requests and their replies, after authentication.
-async fn control_loop(
-    conn: quinn::Connection,
-    mut reader: FrameReader,
-    control: ControlSender,
-    shared: Shared,
+/// Global requests and their replies, after authentication: the control
+/// machine orders the replies, this loop moves bytes and commands.
+async fn run_control(
+    mut driver: ControlDriver,
+    mut commands: mpsc::Receiver<Command>,
+    answers: CommandSender,
     incoming: mpsc::UnboundedSender<Incoming<QuicChannel>>,
 ) {
-    // Our replies to the peer's requests go out in request order. The
-    // peer's requests wait in a bounded queue until handled and their reply
-    // written, so a peer that floods requests, or never reads the replies,
-    // finds the control stream no longer read (see `replies::REQUEST_QUEUE`).
-    let (order_tx, mut order_rx) =
-        mpsc::channel::<(oneshot::Receiver<GlobalReply>, bool)>(REQUEST_QUEUE);
-    let replier = control.clone();
-    tokio::spawn(async move {
-        while let Some((waiter, want_reply)) = order_rx.recv().await {
-            let reply = waiter.await.unwrap_or(GlobalReply::Failure);
-            if !want_reply {
-                continue;
-            }
-            let frame = match reply {
-                GlobalReply::Success { bound_port } => Frame::RequestSuccess { bound_port },
-                GlobalReply::Failure => Frame::RequestFailure,
-            };
-            let Ok(frame) = encode_frame(&frame) else {
-                return;
-            };
-            if replier.send(frame).await.is_err() {
-                return;
+    // Our requests waiting for their replies.
+    let mut waiting: HashMap<RequestId, oneshot::Sender<GlobalReply>> = HashMap::new();
+    loop {
+        if driver.flush().await.is_err() {
+            return;
+        }
+        while let Some(event) = driver.machine.poll_event() {
+            match event {
+                ControlEvent::GlobalRequest { id, request, .. } => {
+                    let (tx, rx) = oneshot::channel();
+                    let answers = answers.clone();
+                    tokio::spawn(async move {
+                        let reply = rx.await.unwrap_or(GlobalReply::Failure);
+                        let _ = answers.send(Command::Answer { id, reply }).await;
+                    });
+                    let _ = incoming.send(Incoming::GlobalRequest(IncomingGlobalRequest {
+                        request,
+                        reply: Some(tx),
+                    }));
+                }
+                ControlEvent::GlobalReply { id, reply } => {
+                    if let Some(waiter) = waiting.remove(&id) {
+                        let _ = waiter.send(reply);
+                    }
+                }
+                ControlEvent::Closed(close) => {
+                    // A finished control stream (the client at the end of
+                    // its session) is closed at once, so both sides agree.
+                    tracing::debug!(
+                        "{}: control stream ended: {}",
+                        driver.conn.remote_address(),
+                        close.reason
+                    );
+                    driver.close(&close);
+                    return;
+                }
+                _ => {}
             }
         }
-    });
-    loop {
-        let frame = match reader.next().await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => {
-                // The peer is done with the connection (a client at the end
-                // of its session): close it, so both sides agree at once.
-                tracing::debug!("{}: control stream finished", conn.remote_address());
-                // draft §7.8: FIN on the control stream after authentication ends the connection with NO_ERROR
-                conn.close(ErrorCode::NoError.code().into(), b"session ended");
-                return;
-            }
-            Err(ReadFailure::Stream(e)) => {
-                tracing::debug!("{}: control stream ended: {e}", conn.remote_address());
-                return;
-            }
-            Err(ReadFailure::Wire(e)) => {
-                // draft §6.5: a decoding error on the control stream closes the connection with PROTOCOL_ERROR
-                conn.close(
-                    ErrorCode::ProtocolError.code().into(),
-                    e.to_string().as_bytes(),
-                );
-                return;
-            }
-        };
-        match frame {
-            Frame::GlobalRequest {
-                request,
-                want_reply,
-            } => {
-                let (tx, rx) = oneshot::channel();
-                if order_tx.send((rx, want_reply)).await.is_err() {
-                    return;
-                }
-                let reply = Some(tx);
-                let _ = incoming.send(Incoming::GlobalRequest(IncomingGlobalRequest {
-                    request,
-                    reply,
-                }));
-            }
-            Frame::RequestSuccess { .. } | Frame::RequestFailure => {
-                let reply = match frame {
-                    Frame::RequestSuccess { bound_port } => GlobalReply::Success { bound_port },
-                    _ => GlobalReply::Failure,
-                };
-                // draft §9: a global reply when no request is outstanding closes the connection with PROTOCOL_ERROR
-                if !shared.global_pending.resolve(reply) {
-                    conn.close(
-                        ErrorCode::ProtocolError.code().into(),
-                        b"unexpected global reply",
-                    );
+        if driver.flush().await.is_err() {
+            return;
+        }
+        let reading = driver.machine.wants_input();
+        tokio::select! {
+            read = driver.read(), if reading => {
+                if let Err(e) = read {
+                    tracing::debug!("{}: control stream ended: {e}", driver.conn.remote_address());
                     return;
                 }
             }
-            other => {
-                let why = format!(
-                    "unexpected frame on the control stream: {}",
-                    frame_kind(&other)
-                );
-                // draft §7.8: after authentication only GLOBAL_REQUEST and its answers may arrive on the control stream
-                conn.close(ErrorCode::ProtocolError.code().into(), why.as_bytes());
-                return;
-            }
+            command = commands.recv() => match command {
+                Some(Command::Request { request, reply }) => {
+                    if let Ok(Some(id)) = driver.machine.send_global_request(request, true) {
+                        waiting.insert(id, reply);
+                    }
+                }
+                Some(Command::Answer { id, reply }) => driver.machine.answer(now(), id, reply),
+                Some(Command::Finish) => driver.machine.finish(),
+                None => return,
+            },
         }
     }
 }
@@ -713,39 +657,36 @@ async fn accept_channels(
 /// not start with one is reset, and only that stream suffers.
 async fn receive_open(
     mut send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    mut recv: quinn::RecvStream,
     incoming: mpsc::UnboundedSender<Incoming<QuicChannel>>,
     budget: PipeBudget,
 ) {
-    let mut reader = FrameReader::new(recv);
-    // draft §8.1: a stream whose CHANNEL_OPEN has not arrived within 30 s is reset with PROTOCOL_ERROR
-    let first = tokio::time::timeout(OPEN_FRAME_TIMEOUT, reader.next()).await;
-    let kind = match first {
-        Ok(Ok(Some(Frame::ChannelOpen(kind)))) => kind,
-        // draft §8.3: unknown channel type: OPEN_FAILURE reason 3 then FIN; pipelined frames are discarded
-        Ok(Err(ReadFailure::Wire(WireError::UnknownChannelType(name)))) => {
-            let failure = OpenFailure {
-                reason: OpenFailureReason::UnknownChannelType,
-                message: format!("unknown channel type \"{}\"", log_escape::peer_text(&name)),
-            };
-            if let Ok(failure) = encode_frame(&Frame::OpenFailure(failure)) {
-                let _ = send.write_chunk(failure).await;
-            }
-            let _ = send.finish();
-            return;
+    let mut machine = ChannelMachine::acceptor(now(), OPEN_FRAME_TIMEOUT);
+    let kind = loop {
+        match machine.poll_event() {
+            Some(ChannelEvent::OpenRequested(kind)) => break Some(kind),
+            Some(_) => break None,
+            None => {}
         }
-        _ => {
-            let (mut recv, _) = reader.into_parts();
-            // draft §6.5: a bad first frame on a channel stream resets only that stream (STOP_SENDING + RESET_STREAM, PROTOCOL_ERROR)
-            let _ = recv.stop(ErrorCode::ProtocolError.code().into());
-            let _ = send.reset(ErrorCode::ProtocolError.code().into());
-            return;
+        if !machine.wants_input() {
+            break None;
+        }
+        match until(machine.poll_timeout(), recv.read_chunk(64 * 1024, true)).await {
+            None => machine.handle_timeout(now()),
+            Some(Ok(Some(chunk))) => machine.handle_bytes(now(), &chunk.bytes),
+            Some(Ok(None)) => machine.handle_fin(now()),
+            Some(Err(_)) => machine.handle_peer_abort(),
         }
     };
-    let (recv, buffered) = reader.into_parts();
-    let (decide_tx, decide_rx) = oneshot::channel();
+    let Some(kind) = kind else {
+        // Refused (an unknown type) or broken: carry out what the machine
+        // decided, on this stream only.
+        crate::channel::write_final(&mut send, &mut recv, &mut machine).await;
+        return;
+    };
+    let (decide_tx, decide_rx) = oneshot::channel::<Result<(), OpenFailure>>();
     let channel =
-        QuicChannel::accepted(kind.clone(), send, recv, buffered, decide_rx).within_budget(&budget);
+        QuicChannel::accepted(kind.clone(), send, recv, machine, decide_rx).within_budget(&budget);
     let _ = incoming.send(Incoming::Channel(PendingChannel::new(
         kind, channel, decide_tx,
     )));
@@ -755,10 +696,6 @@ impl Connection for QuicConnection {
     type Channel = QuicChannel;
 
     async fn open_channel(&self, kind: ChannelKind) -> Result<QuicChannel, TransportError> {
-        // A CHANNEL_OPEN that cannot be encoded (a path over the frame
-        // limit) is refused here, before a stream is spent on it.
-        encode_frame(&Frame::ChannelOpen(kind.clone()))
-            .map_err(|e| TransportError::Io(e.into()))?;
         let (send, recv) = self
             .conn
             .open_bi()
@@ -772,25 +709,11 @@ impl Connection for QuicConnection {
     }
 
     async fn global_request(&self, request: GlobalRequest) -> Result<GlobalReply, TransportError> {
-        // Encoded before a reply is expected, so a failure leaves no
-        // reply slot behind.
-        let frame = encode_frame(&Frame::GlobalRequest {
-            request,
-            want_reply: true,
-        })
-        .map_err(|e| TransportError::Io(e.into()))?;
-        let rx = {
-            let _order = self.global_order.lock().await;
-            let rx = self
-                .global_pending
-                .expect()
-                .ok_or(TransportError::ConnectionClosed(None))?;
-            self.control
-                .send(frame)
-                .await
-                .map_err(|_| TransportError::ConnectionClosed(None))?;
-            rx
-        };
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Request { request, reply })
+            .await
+            .map_err(|_| TransportError::ConnectionClosed(None))?;
         rx.await.map_err(|_| TransportError::ConnectionClosed(None))
     }
 
@@ -810,8 +733,7 @@ impl Connection for QuicConnection {
             // Bounded, like the wait below: a peer that reads nothing must
             // not hold up our close.
             && matches!(
-                // draft §7.8: the client ends a session with FIN on the control stream and waits briefly for the server's close
-                tokio::time::timeout(Duration::from_millis(500), self.control.send(Bytes::new()))
+                tokio::time::timeout(Duration::from_millis(500), self.commands.send(Command::Finish))
                     .await,
                 Ok(Ok(()))
             )
@@ -821,7 +743,6 @@ impl Connection for QuicConnection {
         if peer_closed {
             return; // nothing left to send
         }
-        // draft §10: an orderly end of a connection is NO_ERROR (0x00)
         // An orderly end is NO_ERROR; ByApplication is for aborts.
         self.conn
             .close(ErrorCode::NoError.code().into(), reason.as_bytes());

@@ -15,12 +15,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
 use sshq_core::channel::{GlobalReply, GlobalRequest};
 use sshq_core::log_escape;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::wire::{encode_frame, ErrorCode, Frame};
+use crate::conn::{Command, CommandSender};
+use crate::wire::ErrorCode;
 
 /// The request OpenSSH's sshd sends; clients answer it (usually failure).
 pub(crate) const KEEPALIVE_REQUEST: &str = "keepalive@openssh.com";
@@ -40,9 +40,7 @@ const MAX_OUTSTANDING: usize = 16;
 /// stops answering; then closes it.
 pub(crate) async fn watch_client(
     conn: quinn::Connection,
-    control: mpsc::Sender<Bytes>,
-    pending: sshq_core::replies::ReplyQueue<GlobalReply>,
-    order: std::sync::Arc<tokio::sync::Mutex<()>>,
+    control: CommandSender,
     alive: ClientAlive,
     user: String,
 ) {
@@ -71,14 +69,12 @@ pub(crate) async fn watch_client(
         // As in sshd, an interval in which the client sent something
         // needs no question.
         let now_heard = conn.stats().udp_rx.bytes;
-        // draft §9: an interval in which any QUIC packet arrived from the client needs no keepalive request
         if now_heard != heard {
             heard = now_heard;
             continue;
         }
         // As sshd: a count of 0 never gives up, but still asks.
         silent = silent.saturating_add(1);
-        // draft §9: more than ClientAliveCountMax silent intervals in a row close the connection (BY_APPLICATION)
         if alive.count_max > 0 && silent > alive.count_max {
             tracing::info!(
                 "Timeout, client not responding from {}",
@@ -93,20 +89,12 @@ pub(crate) async fn watch_client(
         if outstanding.len() >= MAX_OUTSTANDING {
             continue;
         }
-        let request = Frame::GlobalRequest {
+        let (reply_tx, reply) = oneshot::channel();
+        let request = Command::Request {
             request: GlobalRequest::Unknown {
                 name: KEEPALIVE_REQUEST.to_string(),
             },
-            want_reply: true,
-        };
-        // Encoded before a reply is expected, so a failure leaves no
-        // reply slot behind.
-        let Ok(request) = encode_frame(&request) else {
-            return;
-        };
-        let _order = order.lock().await;
-        let Some(reply) = pending.expect() else {
-            return;
+            reply: reply_tx,
         };
         if control.send(request).await.is_err() {
             return;

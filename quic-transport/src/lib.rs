@@ -9,6 +9,7 @@ pub mod endpoint;
 mod keepalive;
 pub mod kx;
 pub mod preauth;
+pub mod proto;
 pub mod relay;
 pub mod server;
 mod stats;

@@ -1,0 +1,513 @@
+//! The control stream (stream 0) as a state machine: user authentication
+//! with MaxAuthTries and LoginGraceTime, then global requests in both
+//! directions with their replies in request order (draft §7, §9).
+//!
+//! The server's machine hands each USERAUTH_REQUEST out as an event and
+//! waits for [`Control::auth_verdict`] (checking a signature and asking
+//! the policy is the driver's, asynchronous, business); frames behind it
+//! stay buffered meanwhile, so they are processed in order afterwards.
+//! The client's machine sends the requests its driver signs, one at a
+//! time (draft §7.6).
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use sshq_core::channel::{GlobalReply, GlobalRequest};
+use sshq_core::log_escape;
+use sshq_core::replies::REQUEST_QUEUE;
+
+use super::{frame_kind, FrameBuffer, ProtocolError, RequestId, StreamKind, Transmit};
+use crate::wire::{ErrorCode, Frame, UserauthRequest};
+
+/// Which end of the connection a machine is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+}
+
+/// The methods the server offers in USERAUTH_FAILURE.
+pub const METHODS: &str = "publickey";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Before USERAUTH_SUCCESS.
+    Authenticating,
+    /// Server: a request is out for a verdict. Client: a request is out
+    /// for the server's answer.
+    AwaitingVerdict,
+    /// After USERAUTH_SUCCESS: global requests.
+    Open,
+    Closed,
+}
+
+/// How the connection is to end, for the driver to carry out (as
+/// CONNECTION_CLOSE with `code` and `reason`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    pub code: ErrorCode,
+    pub reason: String,
+    /// The peer's protocol error, if that is why.
+    pub error: Option<ProtocolError>,
+}
+
+/// What the control stream tells its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlEvent {
+    /// Server: check this request, then call [`Control::auth_verdict`].
+    UserauthRequest(UserauthRequest),
+    /// Client: the last request was refused; send the next one
+    /// ([`Control::send_userauth`]) or [`Control::give_up`].
+    UserauthFailure { methods: String },
+    /// USERAUTH_SUCCESS was sent (server) or received (client).
+    Authenticated,
+    /// The peer's global request; answer it with [`Control::answer`]
+    /// (in any order: the replies go out in request order).
+    GlobalRequest {
+        id: RequestId,
+        request: GlobalRequest,
+        want_reply: bool,
+    },
+    /// The reply to our request `id`.
+    GlobalReply { id: RequestId, reply: GlobalReply },
+    /// The connection is to be closed.
+    Closed(Close),
+}
+
+/// Why a request of ours could not be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("not authenticated yet")]
+    NotAuthenticated,
+    #[error("the connection is closed")]
+    Closed,
+}
+
+/// A peer's global request, until it is answered and its reply sent.
+#[derive(Debug)]
+struct PeerRequest {
+    id: RequestId,
+    want_reply: bool,
+    answer: Option<GlobalReply>,
+}
+
+/// The control stream's state machine.
+#[derive(Debug)]
+pub struct Control {
+    role: Role,
+    phase: Phase,
+    input: FrameBuffer,
+    /// The peer's FIN has arrived (processed once `input` is drained).
+    peer_finished: bool,
+    login_deadline: Option<Instant>,
+    max_auth_tries: u32,
+    failures: u32,
+    /// The user of the request out for a verdict (escaped), for the
+    /// MaxAuthTries message.
+    last_user: Option<String>,
+    peer_requests: VecDeque<PeerRequest>,
+    our_requests: VecDeque<RequestId>,
+    next_id: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<ControlEvent>,
+    finished: bool,
+}
+
+impl Control {
+    /// A server's control stream. `login_deadline` is LoginGraceTime
+    /// counted from the connection's first packet (None: no limit).
+    pub fn server(now: Instant, login_deadline: Option<Instant>, max_auth_tries: u32) -> Self {
+        let mut control = Control::new(Role::Server, login_deadline, max_auth_tries);
+        control.handle_timeout(now);
+        control
+    }
+
+    /// A client's control stream; send the first request with
+    /// [`Control::send_userauth`].
+    pub fn client() -> Self {
+        Control::new(Role::Client, None, u32::MAX)
+    }
+
+    fn new(role: Role, login_deadline: Option<Instant>, max_auth_tries: u32) -> Self {
+        Control {
+            role,
+            phase: Phase::Authenticating,
+            input: FrameBuffer::default(),
+            peer_finished: false,
+            login_deadline,
+            max_auth_tries,
+            failures: 0,
+            last_user: None,
+            peer_requests: VecDeque::new(),
+            our_requests: VecDeque::new(),
+            next_id: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            finished: false,
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Whether the driver should read more of the stream: not while a
+    /// verdict is pending or the peer's requests fill the queue, so that a
+    /// peer that floods requests finds the stream no longer read (draft
+    /// §8.10), and not after the peer's FIN.
+    pub fn wants_input(&self) -> bool {
+        match self.phase {
+            Phase::Closed => false,
+            Phase::AwaitingVerdict if self.role == Role::Server => false,
+            _ => !self.peer_finished && self.peer_requests.len() < REQUEST_QUEUE,
+        }
+    }
+
+    /// Bytes read from the control stream.
+    pub fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.input.extend(bytes);
+        self.process(now);
+    }
+
+    /// The peer's FIN on the control stream.
+    pub fn handle_fin(&mut self, now: Instant) {
+        self.peer_finished = true;
+        self.process(now);
+    }
+
+    /// The peer reset the control stream. Before USERAUTH_SUCCESS that ends
+    /// the connection as a FIN does; afterwards the connection's own close
+    /// (which a reset comes with) says why.
+    pub fn handle_peer_reset(&mut self) {
+        if matches!(self.phase, Phase::Authenticating | Phase::AwaitingVerdict) {
+            // draft §7.1: the control stream ending before USERAUTH_SUCCESS.
+            self.fail(ProtocolError::ControlEndedBeforeAuth);
+        }
+    }
+
+    /// One frame, as if its bytes had been read (for tests and fuzzing).
+    pub fn handle_frame(&mut self, now: Instant, frame: Frame) {
+        // A frame that does not encode is fed as nothing (tests and
+        // fuzzing only hand in frames that decoded).
+        let bytes = crate::wire::encode_frame(&frame).unwrap_or_default();
+        self.handle_bytes(now, &bytes);
+    }
+
+    /// The next frame (or FIN) to write on the control stream.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<ControlEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Control::handle_timeout`] is next due: the LoginGraceTime
+    /// deadline while not authenticated.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Authenticating | Phase::AwaitingVerdict => self.login_deadline,
+            Phase::Open | Phase::Closed => None,
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.poll_timeout() else {
+            return;
+        };
+        if now >= deadline {
+            // draft §7.7: LoginGraceTime ends the connection (AUTH_TIMEOUT).
+            self.fail(ProtocolError::LoginGraceTimeExpired);
+        }
+    }
+
+    /// Server: the verdict on the request last handed out.
+    pub fn auth_verdict(&mut self, now: Instant, accepted: bool) {
+        if self.role != Role::Server || self.phase != Phase::AwaitingVerdict {
+            return;
+        }
+        if accepted {
+            self.transmits
+                .push_back(Transmit::Frame(Frame::UserauthSuccess));
+            self.phase = Phase::Open;
+            self.events.push_back(ControlEvent::Authenticated);
+        } else {
+            self.failures = self.failures.saturating_add(1);
+            self.phase = Phase::Authenticating;
+            if self.failures >= self.max_auth_tries {
+                // draft §7.7: at MaxAuthTries, AUTH_FAILED instead of the
+                // last USERAUTH_FAILURE.
+                let user = self.last_user.take().unwrap_or_default();
+                self.fail(ProtocolError::TooManyAuthFailures(user));
+                return;
+            }
+            self.transmits
+                .push_back(Transmit::Frame(Frame::UserauthFailure {
+                    methods: METHODS.to_string(),
+                    partial: false,
+                }));
+        }
+        self.process(now);
+    }
+
+    /// Client: send a signed request (draft §7.6: one at a time).
+    pub fn send_userauth(&mut self, request: UserauthRequest) {
+        if self.role != Role::Client || self.phase != Phase::Authenticating {
+            return;
+        }
+        self.transmits
+            .push_back(Transmit::Frame(Frame::UserauthRequest(request)));
+        self.phase = Phase::AwaitingVerdict;
+    }
+
+    /// Client: no key is left; the connection ends (BY_APPLICATION, draft
+    /// §7.6).
+    pub fn give_up(&mut self) {
+        self.close(Close {
+            code: ErrorCode::ByApplication,
+            reason: "authentication failed".to_string(),
+            error: None,
+        });
+    }
+
+    /// Sends a global request of ours; the reply comes as
+    /// [`ControlEvent::GlobalReply`] with the id returned (None when no
+    /// reply is wanted).
+    pub fn send_global_request(
+        &mut self,
+        request: GlobalRequest,
+        want_reply: bool,
+    ) -> Result<Option<RequestId>, SendError> {
+        match self.phase {
+            Phase::Open => {}
+            Phase::Closed => return Err(SendError::Closed),
+            // draft §7.6: no GLOBAL_REQUEST before USERAUTH_SUCCESS.
+            _ => return Err(SendError::NotAuthenticated),
+        }
+        if self.finished {
+            return Err(SendError::Closed);
+        }
+        self.transmits
+            .push_back(Transmit::Frame(Frame::GlobalRequest {
+                request,
+                want_reply,
+            }));
+        if !want_reply {
+            return Ok(None);
+        }
+        let id = self.next_request_id();
+        self.our_requests.push_back(id);
+        Ok(Some(id))
+    }
+
+    /// Our answer to the peer's request `id`. Replies go out in the order
+    /// of the requests (draft §9), so this one may wait for earlier ones.
+    pub fn answer(&mut self, now: Instant, id: RequestId, reply: GlobalReply) {
+        if let Some(entry) = self.peer_requests.iter_mut().find(|r| r.id == id) {
+            entry.answer.get_or_insert(reply);
+        }
+        while let Some(front) = self.peer_requests.front() {
+            let Some(reply) = front.answer.clone() else {
+                break;
+            };
+            let want_reply = front.want_reply;
+            self.peer_requests.pop_front();
+            if want_reply && !self.finished && self.phase != Phase::Closed {
+                let frame = match reply {
+                    GlobalReply::Success { bound_port } => Frame::RequestSuccess { bound_port },
+                    GlobalReply::Failure => Frame::RequestFailure,
+                };
+                self.transmits.push_back(Transmit::Frame(frame));
+            }
+        }
+        // Room in the queue again: frames already read may go on.
+        self.process(now);
+    }
+
+    /// Ends our side of the control stream (FIN): the client's end of the
+    /// session (draft §7.1). Nothing is sent after it.
+    pub fn finish(&mut self) {
+        if !self.finished && self.phase != Phase::Closed {
+            self.finished = true;
+            self.transmits.push_back(Transmit::Finish);
+        }
+    }
+
+    fn next_request_id(&mut self) -> RequestId {
+        let id = RequestId(self.next_id);
+        self.next_id = self.next_id.wrapping_add(1);
+        id
+    }
+
+    fn fail(&mut self, error: ProtocolError) {
+        // The sshq client, while authenticating, closes with BY_APPLICATION
+        // (draft §6.5, Appendix A item 3).
+        let code = if self.role == Role::Client && self.phase != Phase::Open {
+            ErrorCode::ByApplication
+        } else {
+            error.code()
+        };
+        self.close(Close {
+            code,
+            // Decoding errors may quote the peer (a method or type name).
+            reason: log_escape::peer_text(&error.to_string()),
+            error: Some(error),
+        });
+    }
+
+    fn close(&mut self, close: Close) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.phase = Phase::Closed;
+        self.input.clear();
+        self.peer_requests.clear();
+        self.our_requests.clear();
+        self.events.push_back(ControlEvent::Closed(close));
+    }
+
+    /// Handles the buffered frames while the machine can take them.
+    fn process(&mut self, now: Instant) {
+        self.handle_timeout(now);
+        loop {
+            if self.phase == Phase::Closed {
+                return;
+            }
+            let blocked = (self.role == Role::Server && self.phase == Phase::AwaitingVerdict)
+                || self.peer_requests.len() >= REQUEST_QUEUE;
+            if blocked {
+                return;
+            }
+            match self.input.next() {
+                Ok(Some(frame)) => self.handle_decoded(frame),
+                Ok(None) => break,
+                // draft §6.5: a decoding error on the control stream ends
+                // the connection.
+                Err(e) => return self.fail(e),
+            }
+        }
+        if self.peer_finished {
+            self.handle_peer_fin();
+        }
+    }
+
+    fn handle_peer_fin(&mut self) {
+        if !self.input.is_empty() {
+            // draft §6.1: FIN only at a frame boundary.
+            return self.fail(ProtocolError::FinInsideFrame(StreamKind::Control));
+        }
+        if self.phase == Phase::Open {
+            // draft §7.1: FIN after authentication ends the connection
+            // with NO_ERROR.
+            return self.close(Close {
+                code: ErrorCode::NoError,
+                reason: "session ended".to_string(),
+                error: None,
+            });
+        }
+        // draft §7.1: the control stream ending before USERAUTH_SUCCESS.
+        self.fail(ProtocolError::ControlEndedBeforeAuth);
+    }
+
+    fn handle_decoded(&mut self, frame: Frame) {
+        match (self.role, self.phase) {
+            (Role::Server, Phase::Authenticating) => self.server_auth_frame(frame),
+            (Role::Client, Phase::Authenticating | Phase::AwaitingVerdict) => {
+                self.client_auth_frame(frame)
+            }
+            (_, Phase::Open) => self.open_frame(frame),
+            _ => {}
+        }
+    }
+
+    fn server_auth_frame(&mut self, frame: Frame) {
+        let Frame::UserauthRequest(request) = frame else {
+            // draft §7.1: before USERAUTH_SUCCESS the client sends only
+            // USERAUTH_REQUEST.
+            return self.fail(ProtocolError::FrameBeforeAuth(frame_kind(&frame)));
+        };
+        // draft §7.7: a request arriving when the failures already equal
+        // MaxAuthTries is not examined (so MaxAuthTries 0 lets nobody in).
+        if self.failures >= self.max_auth_tries {
+            let user = log_escape::peer_text(&request.user);
+            return self.fail(ProtocolError::TooManyAuthFailures(user));
+        }
+        self.last_user = Some(log_escape::peer_text(&request.user));
+        self.phase = Phase::AwaitingVerdict;
+        self.events
+            .push_back(ControlEvent::UserauthRequest(request));
+    }
+
+    fn client_auth_frame(&mut self, frame: Frame) {
+        let awaiting = self.phase == Phase::AwaitingVerdict;
+        match frame {
+            Frame::UserauthSuccess | Frame::UserauthFailure { .. } if !awaiting => {
+                // draft §7.6: one request at a time, so one answer each.
+                self.fail(ProtocolError::UnsolicitedAuthReply(frame_kind(&frame)))
+            }
+            Frame::UserauthSuccess => {
+                self.phase = Phase::Open;
+                self.events.push_back(ControlEvent::Authenticated);
+            }
+            Frame::UserauthFailure { methods, .. } => {
+                self.phase = Phase::Authenticating;
+                self.events
+                    .push_back(ControlEvent::UserauthFailure { methods });
+            }
+            // draft §7.1: the server sends nothing else before success.
+            other => self.fail(ProtocolError::FrameBeforeAuth(frame_kind(&other))),
+        }
+    }
+
+    fn open_frame(&mut self, frame: Frame) {
+        match frame {
+            Frame::GlobalRequest {
+                request,
+                want_reply,
+            } => {
+                let id = self.next_request_id();
+                self.peer_requests.push_back(PeerRequest {
+                    id,
+                    want_reply,
+                    answer: None,
+                });
+                self.events.push_back(ControlEvent::GlobalRequest {
+                    id,
+                    request,
+                    want_reply,
+                });
+            }
+            Frame::RequestSuccess { .. } | Frame::RequestFailure => {
+                // draft §9: an answer when none is outstanding closes the
+                // connection with PROTOCOL_ERROR.
+                let Some(id) = self.our_requests.pop_front() else {
+                    return self.fail(ProtocolError::UnsolicitedReply(StreamKind::Control));
+                };
+                let reply = match frame {
+                    Frame::RequestSuccess { bound_port } => GlobalReply::Success { bound_port },
+                    _ => GlobalReply::Failure,
+                };
+                self.events
+                    .push_back(ControlEvent::GlobalReply { id, reply });
+            }
+            other => self.fail(ProtocolError::UnexpectedFrame {
+                stream: StreamKind::Control,
+                frame: frame_kind(&other),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
