@@ -212,8 +212,16 @@ impl Channel for QuicChannel {
         let (closed_tx, closed_rx) = watch::channel(false);
         let closed_tx = Arc::new(closed_tx);
         let abandoned = Arc::new(Notify::new());
+        // Answers owed to the peer's requests; our FIN waits for them.
+        let (replies_due_tx, replies_due_rx) = watch::channel(0usize);
         if let Some(send) = self.send.take() {
-            tokio::spawn(write_loop(send, first, out_rx, closed_tx.clone()));
+            tokio::spawn(write_loop(
+                send,
+                first,
+                out_rx,
+                closed_tx.clone(),
+                replies_due_rx,
+            ));
         }
         if let Some(recv) = self.recv.take() {
             tokio::spawn(read_loop(ReadLoop {
@@ -228,6 +236,7 @@ impl Channel for QuicChannel {
                 out: out_tx.clone(),
                 closed: closed_tx,
                 abandoned: abandoned.clone(),
+                replies_due: Arc::new(replies_due_tx),
             }));
         }
         ChannelParts {
@@ -253,6 +262,7 @@ async fn write_loop(
     first: Bytes,
     mut out: mpsc::Receiver<Out>,
     closed: Arc<watch::Sender<bool>>,
+    replies_due: watch::Receiver<usize>,
 ) {
     // The peer stopping our direction (or the connection ending) closes the
     // channel for us even while we have nothing to send.
@@ -263,10 +273,15 @@ async fn write_loop(
             let _ = closed.send(true);
         }
     });
-    write_frames(&mut send, first, &mut out).await;
+    write_frames(&mut send, first, &mut out, replies_due).await;
 }
 
-async fn write_frames(send: &mut quinn::SendStream, first: Bytes, out: &mut mpsc::Receiver<Out>) {
+async fn write_frames(
+    send: &mut quinn::SendStream,
+    first: Bytes,
+    out: &mut mpsc::Receiver<Out>,
+    replies_due: watch::Receiver<usize>,
+) {
     if send.write_chunk(first).await.is_err() {
         return;
     }
@@ -278,7 +293,7 @@ async fn write_frames(send: &mut quinn::SendStream, first: Bytes, out: &mut mpsc
                 .await
                 .map_err(|_| ()),
             Out::Finish => {
-                let _ = send.finish();
+                finish_after_replies(send, out, replies_due).await;
                 return;
             }
             Out::Reset(code) => {
@@ -291,6 +306,45 @@ async fn write_frames(send: &mut quinn::SendStream, first: Bytes, out: &mut mpsc
         }
     }
     // Every writer is gone without EOF: close our direction anyway.
+    let _ = send.finish();
+}
+
+/// Our FIN, once every answer owed to the peer has been written.
+///
+/// Nothing can follow a FIN, not even the answer to a request. Answers
+/// reach this writer through `read_loop`'s reply task, so a FIN queued
+/// right after answering could overtake them: a command that exited at
+/// once had its exit status and FIN written before the exec request's
+/// CHANNEL_SUCCESS, which was then lost, and the client took the exec as
+/// failed (sshq issue 10: ~15% of `exit 3` sessions once sshqd started
+/// programs on the blocking pool). Frames that still come (the answers)
+/// are written; data after EOF is dropped.
+async fn finish_after_replies(
+    send: &mut quinn::SendStream,
+    out: &mut mpsc::Receiver<Out>,
+    mut replies_due: watch::Receiver<usize>,
+) {
+    loop {
+        tokio::select! {
+            // A reply is queued before its count is taken back.
+            biased;
+            item = out.recv() => match item {
+                Some(Out::Frame(frame)) => {
+                    if send.write_chunk(frame).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Out::Data(..) | Out::Finish) => {}
+                Some(Out::Reset(code)) => {
+                    let _ = send.reset(code.code().into());
+                    return;
+                }
+                None => break,
+            },
+            // Also ends when the reply task is gone (nothing more is owed).
+            _ = replies_due.wait_for(|due| *due == 0) => break,
+        }
+    }
     let _ = send.finish();
 }
 
@@ -307,6 +361,9 @@ struct ReadLoop {
     closed: Arc<watch::Sender<bool>>,
     /// Set when our side gives the channel up (`QuicControl::abandon`).
     abandoned: Arc<Notify>,
+    /// Answers owed to the peer: counted up here, down once the reply task
+    /// has queued the answer for the writer (see `finish_after_replies`).
+    replies_due: Arc<watch::Sender<usize>>,
 }
 
 async fn read_loop(mut r: ReadLoop) {
@@ -315,6 +372,7 @@ async fn read_loop(mut r: ReadLoop) {
     // and never reads the replies soon finds this stream no longer read.
     let (reply_tx, mut reply_rx) = mpsc::channel::<oneshot::Receiver<bool>>(REQUEST_QUEUE);
     let reply_out = r.out.clone();
+    let replies_due = r.replies_due.clone();
     tokio::spawn(async move {
         while let Some(answer) = reply_rx.recv().await {
             let ok = answer.await.unwrap_or(false);
@@ -323,11 +381,9 @@ async fn read_loop(mut r: ReadLoop) {
             } else {
                 Frame::ChannelFailure
             };
-            if reply_out
-                .send(Out::Frame(encode_frame(&frame)))
-                .await
-                .is_err()
-            {
+            let queued = reply_out.send(Out::Frame(encode_frame(&frame))).await;
+            replies_due.send_modify(|due| *due = due.saturating_sub(1));
+            if queued.is_err() {
                 return;
             }
         }
@@ -419,7 +475,12 @@ impl ReadLoop {
             } => {
                 let reply = if want_reply {
                     let (tx, rx) = oneshot::channel();
-                    let _ = replies.send(rx).await;
+                    self.replies_due.send_modify(|due| *due += 1);
+                    if replies.send(rx).await.is_err() {
+                        // The reply task is gone: this answer is never owed.
+                        self.replies_due
+                            .send_modify(|due| *due = due.saturating_sub(1));
+                    }
                     ReplyHandle::new(tx)
                 } else {
                     ReplyHandle::none()
