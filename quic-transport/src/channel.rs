@@ -325,24 +325,25 @@ async fn finish_after_replies(
     mut replies_due: watch::Receiver<usize>,
 ) {
     loop {
-        tokio::select! {
+        let item = tokio::select! {
             // A reply is queued before its count is taken back.
             biased;
-            item = out.recv() => match item {
-                Some(Out::Frame(frame)) => {
-                    if send.write_chunk(frame).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Out::Data(..) | Out::Finish) => {}
-                Some(Out::Reset(code)) => {
-                    let _ = send.reset(code.code().into());
-                    return;
-                }
-                None => break,
-            },
+            item = out.recv() => item,
             // Also ends when the reply task is gone (nothing more is owed).
             _ = replies_due.wait_for(|due| *due == 0) => break,
+        };
+        match item {
+            Some(Out::Frame(frame)) => {
+                if send.write_chunk(frame).await.is_err() {
+                    return;
+                }
+            }
+            Some(Out::Data(..) | Out::Finish) => {}
+            Some(Out::Reset(code)) => {
+                let _ = send.reset(code.code().into());
+                return;
+            }
+            None => break,
         }
     }
     let _ = send.finish();

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{show, Lab};
-use sshq_core::ssh_key::private::{KeypairData, PrivateKey, SkEd25519Keypair};
+use sshq_core::ssh_key::private::{KeypairData, PrivateKey, SkEd25519 as SkEd25519Keypair};
 use sshq_core::ssh_key::public::{Ed25519PublicKey, SkEd25519};
 use sshq_core::ssh_key::LineEnding;
 

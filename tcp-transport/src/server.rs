@@ -78,7 +78,8 @@ pub struct TcpServerConnection {
 /// SSH_MSG_DISCONNECT. russh waits for the client's EOF (bounded only by
 /// its inactivity timeout, which sshqd turns off), so a client that never
 /// reads or never closes would keep the connection, and everything that
-/// hangs on it, forever; sshd closes the socket right after sending.
+/// hangs on it, forever; sshd exits, closing the socket, once the message
+/// is written.
 pub const DISCONNECT_LINGER: Duration = Duration::from_secs(3);
 
 /// Sends SSH_MSG_DISCONNECT, then closes the socket [`DISCONNECT_LINGER`]
@@ -115,8 +116,9 @@ where
     let session_handle = Arc::new(OnceLock::new());
     let logged_in_as = Arc::new(OnceLock::new());
     let budget = PipeBudget::new(CONNECTION_HANDOVER_LIMIT);
-    // The grace time covers the whole handshake; when it runs out the
-    // stream is cut, which ends russh's session task whatever it waits for.
+    // Cut when the grace time (which covers the whole handshake) runs out,
+    // or when a client lingers after our disconnect: that ends russh's
+    // session task whatever it waits for.
     let (stream, cutter) = crate::cut::Cuttable::new(stream);
     let handler = ServerHandler {
         budget: budget.clone(),
