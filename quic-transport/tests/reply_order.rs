@@ -5,6 +5,8 @@
 //! overtook was lost. That is how sshqd lost the exec reply of commands that
 //! exit at once (sshq issue 10), and the client took the exec as refused.
 
+// The lab is shared with protocol.rs; this test uses only part of it.
+#[allow(dead_code)]
 mod lab;
 
 use lab::{step, Fixture, RawChannel};
