@@ -24,6 +24,7 @@ pub(crate) struct Cuttable<S> {
 }
 
 /// Cuts the stream it was made with.
+#[derive(Clone)]
 pub(crate) struct Cutter {
     state: Arc<CutState>,
 }

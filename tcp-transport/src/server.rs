@@ -63,6 +63,32 @@ pub struct TcpServerConnection {
     incoming: Mutex<mpsc::UnboundedReceiver<Incoming<ServerChannel>>>,
     info: ConnectionInfo,
     ending: EndingWatch,
+    /// Closes the socket when the client lingers after a disconnect.
+    cutter: crate::cut::Cutter,
+}
+
+/// How long a client may take to close its side after sshqd sent it
+/// SSH_MSG_DISCONNECT. russh waits for the client's EOF (bounded only by
+/// its inactivity timeout, which sshqd turns off), so a client that never
+/// reads or never closes would keep the connection, and everything that
+/// hangs on it, forever; sshd exits, closing the socket, once the message
+/// is written.
+pub const DISCONNECT_LINGER: Duration = Duration::from_secs(3);
+
+/// Sends SSH_MSG_DISCONNECT, then closes the socket [`DISCONNECT_LINGER`]
+/// later whatever the client did (if the session has not ended by then).
+async fn disconnect_and_cut(
+    handle: &russh::server::Handle,
+    cutter: &crate::cut::Cutter,
+    reason: russh::Disconnect,
+    description: String,
+) {
+    let cutter = cutter.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(DISCONNECT_LINGER).await;
+        cutter.cut();
+    });
+    let _ = handle.disconnect(reason, description, String::new()).await;
 }
 
 /// Runs the SSH handshake and user authentication on `stream`; returns the
@@ -83,6 +109,10 @@ where
     let session_handle = Arc::new(OnceLock::new());
     let logged_in_as = Arc::new(OnceLock::new());
     let budget = PipeBudget::new(CONNECTION_HANDOVER_LIMIT);
+    // Cut when the grace time (which covers the whole handshake) runs out,
+    // or when a client lingers after our disconnect: that ends russh's
+    // session task whatever it waits for.
+    let (stream, cutter) = crate::cut::Cuttable::new(stream);
     let handler = ServerHandler {
         budget: budget.clone(),
         params: params.clone(),
@@ -93,10 +123,8 @@ where
         failures: AuthFailures::new(params.policy.max_auth_tries(), peer_addr),
         session_handle: session_handle.clone(),
         logged_in_as: logged_in_as.clone(),
+        cutter: cutter.clone(),
     };
-    // The grace time covers the whole handshake; when it runs out the
-    // stream is cut, which ends russh's session task whatever it waits for.
-    let (stream, cutter) = crate::cut::Cuttable::new(stream);
     let deadline = params
         .login_grace_time
         .map(|limit| tokio::time::Instant::now() + limit);
@@ -162,6 +190,7 @@ where
             kex: None,
         },
         ending: ending_rx,
+        cutter,
     })
 }
 
@@ -286,14 +315,13 @@ impl Connection for TcpServerConnection {
 
     async fn close(&self, reason: &str) {
         self.ending.closing_here();
-        let _ = self
-            .handle
-            .disconnect(
-                russh::Disconnect::ByApplication,
-                reason.to_string(),
-                String::new(),
-            )
-            .await;
+        disconnect_and_cut(
+            &self.handle,
+            &self.cutter,
+            russh::Disconnect::ByApplication,
+            reason.to_string(),
+        )
+        .await;
     }
 
     async fn closed(&self) -> Option<TransportError> {
@@ -315,6 +343,8 @@ struct ServerHandler {
     session_handle: Arc<OnceLock<russh::server::Handle>>,
     /// The user, once logged in (for the ClientAlive timeout's log line).
     logged_in_as: Arc<OnceLock<String>>,
+    /// Closes the socket when the client lingers after a disconnect.
+    cutter: crate::cut::Cutter,
 }
 
 impl ServerHandler {
@@ -332,14 +362,15 @@ impl ServerHandler {
             self.failures.peer.map(|p| p.port()).unwrap_or(65535),
         );
         if let Some(handle) = self.session_handle.get().cloned() {
+            let cutter = self.cutter.clone();
             tokio::spawn(async move {
-                let _ = handle
-                    .disconnect(
-                        russh::Disconnect::ProtocolError,
-                        "Too many authentication failures".to_string(),
-                        String::new(),
-                    )
-                    .await;
+                disconnect_and_cut(
+                    &handle,
+                    &cutter,
+                    russh::Disconnect::ProtocolError,
+                    "Too many authentication failures".to_string(),
+                )
+                .await;
             });
         }
         Self::reject()

@@ -11,6 +11,10 @@ use std::time::Duration;
 /// How long a user-database lookup may take before the login is dropped.
 pub const USER_LOOKUP_LIMIT: Duration = Duration::from_secs(30);
 
+/// How long starting a session's program (group lookup, fork, exec) may
+/// take before the request is refused.
+pub const SPAWN_LIMIT: Duration = Duration::from_secs(30);
+
 /// Why blocking work produced no result.
 #[derive(Debug, thiserror::Error)]
 pub enum BlockingError {

@@ -408,8 +408,10 @@ impl Drop for SessionProcess {
 
 /// Starts the session's program as `req.user`, as sshd does.
 ///
-/// Must be called within a tokio runtime: a task on it reaps the child.
-/// Looking up the user's groups may block on NSS; this is otherwise quick.
+/// Must be called within a tokio runtime's context (a task on it reaps the
+/// child), but off its async workers: looking up the user's groups may
+/// block on NSS, and fork/exec and the file checks are blocking calls too.
+/// sshqd calls it through `spawn_blocking` (`blocking::off_worker`).
 ///
 /// When we are not root the program runs as ourselves: checking that the
 /// request is for our own account is the caller's job (as with a non-root

@@ -287,12 +287,22 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
             ssh_connection: ctx.ssh_connection.clone(),
             auth_sock: agent.as_ref().map(|socket| socket.path().to_path_buf()),
         };
-        // Started on this worker, not on the blocking pool: started there,
-        // a fast-exiting program's exit status was sometimes lost over QUIC
-        // (measured: 3 in 20 `exit 3` sessions), and the cause is not found
-        // yet. The NSS group lookup and fork here can therefore still block
-        // a worker briefly.
-        match process::spawn(request) {
+        // The NSS group lookup, /etc/nologin and fork/exec block: off the
+        // async worker, so one slow start stalls no other client. The
+        // program may be gone before this task runs again; its exit status
+        // and EOF still follow the answer below, which the transports
+        // guarantee (over QUIC the FIN waits for answers owed).
+        let started = super::blocking::off_worker(
+            "starting the session program",
+            super::blocking::SPAWN_LIMIT,
+            move || process::spawn(request),
+        )
+        .await;
+        let started = match started {
+            Ok(spawned) => spawned.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match started {
             Ok(session) => {
                 incoming.reply.send(true);
                 break session;

@@ -1963,6 +1963,8 @@ impl Session {
             }
             msg::REQUEST_SUCCESS => {
                 trace!("Global Request Success");
+                // An answer: the client is alive (sshd's server_input_keep_alive).
+                self.common.alive_timeouts = 0;
                 match self.open_global_requests.pop_front() {
                     Some(GlobalRequestResponse::Keepalive) => {
                         map_err!(ensure_end(r))?;
@@ -2008,6 +2010,8 @@ impl Session {
             }
             msg::REQUEST_FAILURE => {
                 trace!("global request failure");
+                // An answer: the client is alive (sshd's server_input_keep_alive).
+                self.common.alive_timeouts = 0;
                 map_err!(ensure_end(r))?;
                 match self.open_global_requests.pop_front() {
                     Some(GlobalRequestResponse::Keepalive) => {

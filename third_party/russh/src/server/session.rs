@@ -815,14 +815,10 @@ impl Session {
             )
             .await?;
 
-            if self.common.received_data {
-                // Reset the number of failed keepalive attempts. We don't
-                // bother detecting keepalive response messages specifically
-                // (OpenSSH_9.6p1 responds with REQUEST_FAILURE aka 82). Instead
-                // we assume that the client is still alive if we receive any
-                // data from it.
-                self.common.alive_timeouts = 0;
-            }
+            // The count of unanswered keepalives is reset only by an answer
+            // (REQUEST_SUCCESS or REQUEST_FAILURE, see encrypted.rs), as in
+            // sshd: a client that sends data but never answers is still
+            // dropped after keepalive_max unanswered requests.
             if (self.common.received_data || sent_keepalive)
                 && let (futures::future::Either::Right(ref mut sleep), Some(d)) = (
                     keepalive_timer.as_mut().as_pin_mut(),
