@@ -5,6 +5,8 @@
 mod channel;
 mod conn;
 pub mod endpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 mod keepalive;
 pub mod kx;
 pub mod preauth;

@@ -3,5 +3,7 @@
 pub mod client;
 pub mod forward;
 pub mod fs_identity;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod io;
 pub mod server;
