@@ -694,7 +694,7 @@ mod tests {
         assert_eq!(parse(&[5, 2, 1, 0]), more(4, Some([5, 0])));
         assert_eq!(parse(&[5, 2, 1, 0, 5]), more(3, None));
         assert_eq!(parse(&[5, 2, 1, 0, 5, 1, 0, 3]), more(1, None));
-        assert_eq!(parse(&[5, 2, 1, 0, 5, 1, 0, 3, 4, b'h']), more(5, None));
+        assert_eq!(parse(&[5, 2, 1, 0, 5, 1, 0, 3, 4, b'h']), more(3, None));
         // NUL-terminated fields: one byte at a time.
         assert_eq!(parse(&[4, 1, 0, 80, 1, 2, 3, 4, b'u']), more(1, None));
         // A complete request says how long it was; what follows is not read.
@@ -713,7 +713,7 @@ mod tests {
         };
         assert_eq!(refused(&[5, 1, 2]).1, Some(vec![5, 0xff]));
         assert_eq!(refused(&[6]).1, None);
-        assert_eq!(refused(&[5, 1, 0, 4]).1, None);
+        assert_eq!(refused(&[5, 1, 0, 4, 1, 0, 1]).1, None);
         assert_eq!(
             refused(&[5, 1, 0, 5, 1, 0, 9]).1,
             Some(socks5_reply(SOCKS5_ADDRESS_TYPE_NOT_SUPPORTED))
