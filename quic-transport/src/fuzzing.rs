@@ -101,7 +101,10 @@ pub fn userauth(data: &[u8]) {
     ));
     if let Some(Ok(key)) = verdict {
         // Whatever logged in is the key the request named.
-        assert_eq!(key.to_bytes().ok().as_deref(), Some(&request.public_key[..]));
+        assert_eq!(
+            key.to_bytes().ok().as_deref(),
+            Some(&request.public_key[..])
+        );
     }
 }
 
@@ -151,7 +154,10 @@ pub fn tunnel_close(data: &[u8]) {
 /// here never wait on I/O, so anything but `Ready` means they did.
 pub fn run_ready<F: Future>(future: F) -> Option<F::Output> {
     let mut future = pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
         Poll::Ready(output) => Some(output),
         Poll::Pending => None,
     }

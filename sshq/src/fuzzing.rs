@@ -47,7 +47,10 @@ pub fn udp_relay(data: &[u8]) {
         if from_client {
             match gate.check_client_datagram(&datagram) {
                 ClientVerdict::Refuse(_) => {
-                    assert!(!answered, "a datagram was refused after the target answered");
+                    assert!(
+                        !answered,
+                        "a datagram was refused after the target answered"
+                    );
                     return;
                 }
                 verdict => assert!(!answered || verdict == ClientVerdict::Relay),
@@ -154,8 +157,7 @@ fn write_scratch(path: &Path, data: &[u8]) -> bool {
 /// Whether `data` mentions a keyword that would make the parser read other
 /// files of this machine (`Include`), which is not the parser's input.
 fn names_other_files(data: &[u8]) -> bool {
-    data.windows(7)
-        .any(|w| w.eq_ignore_ascii_case(b"include"))
+    data.windows(7).any(|w| w.eq_ignore_ascii_case(b"include"))
 }
 
 /// An ssh_config file read as `sshq -F FILE host.example` reads it: Host

@@ -396,10 +396,9 @@ impl<'a> Cursor<'a> {
                 self.at += end + 1;
                 Ok(window.get(..end).unwrap_or_default())
             }
-            None if window.len() >= SOCKS4_MAX_FIELD => Err(refuse(
-                SocksError::Malformed("SOCKS4 field too long"),
-                None,
-            )),
+            None if window.len() >= SOCKS4_MAX_FIELD => {
+                Err(refuse(SocksError::Malformed("SOCKS4 field too long"), None))
+            }
             None => Err(Stop::NeedMore(1)),
         }
     }
@@ -422,7 +421,10 @@ fn parse_socks4(cursor: &mut Cursor<'_>) -> Result<Request, Stop> {
     };
     if command != SOCKS_CONNECT {
         let reply = vec![0, SOCKS4_REJECTED, 0, 0, 0, 0, 0, 0];
-        return Err(refuse(SocksError::UnsupportedCommand(4, command), Some(reply)));
+        return Err(refuse(
+            SocksError::UnsupportedCommand(4, command),
+            Some(reply),
+        ));
     }
     Ok(Request {
         version: Version::Socks4,
@@ -436,8 +438,7 @@ fn host_name(bytes: &[u8]) -> Result<String, SocksError> {
     if bytes.is_empty() || bytes.contains(&0) {
         return Err(SocksError::Malformed("empty or invalid host name"));
     }
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| SocksError::Malformed("host name is not UTF-8"))
+    String::from_utf8(bytes.to_vec()).map_err(|_| SocksError::Malformed("host name is not UTF-8"))
 }
 
 /// SOCKS5 after the version byte: the method negotiation (only "no
@@ -702,7 +703,10 @@ mod tests {
         let Ok(Parse::Done { request, len }) = parse_request(&input) else {
             panic!("not parsed");
         };
-        assert_eq!((request.host.as_str(), request.port, len), ("10.0.0.1", 22, 13));
+        assert_eq!(
+            (request.host.as_str(), request.port, len),
+            ("10.0.0.1", 22, 13)
+        );
     }
 
     #[test]
@@ -724,7 +728,10 @@ mod tests {
         );
         let mut long = vec![4, 1, 0, 80, 1, 2, 3, 4];
         long.extend([b'u'; SOCKS4_MAX_FIELD]);
-        assert_eq!(refused(&long).0, "malformed SOCKS request: SOCKS4 field too long");
+        assert_eq!(
+            refused(&long).0,
+            "malformed SOCKS request: SOCKS4 field too long"
+        );
     }
 
     #[test]

@@ -256,7 +256,9 @@ where
 }
 
 /// `string host || uint32 port`.
-pub(crate) async fn read_target<R: AsyncRead + Unpin>(input: &mut R) -> Result<(String, u16), String> {
+pub(crate) async fn read_target<R: AsyncRead + Unpin>(
+    input: &mut R,
+) -> Result<(String, u16), String> {
     let bad = |what: &str| format!("bad relay target from the client: {what}");
     let length = input.read_u32().await.map_err(|_| bad("truncated"))?;
     if length == 0 || length > MAX_HOST_LEN {
