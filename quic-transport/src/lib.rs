@@ -6,6 +6,8 @@ mod channel;
 pub mod client;
 mod conn;
 pub mod endpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 mod keepalive;
 pub mod kx;
 pub mod preauth;

@@ -4,5 +4,7 @@ pub mod client;
 pub mod config_syntax;
 pub mod forward;
 pub mod fs_identity;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod io;
 pub mod server;

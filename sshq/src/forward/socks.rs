@@ -262,42 +262,169 @@ fn socks5_reply(code: u8) -> Vec<u8> {
 
 /// Reads one SOCKS4, SOCKS4a or SOCKS5 CONNECT request from `stream`,
 /// answering the SOCKS5 method negotiation and refusing what is not
-/// supported. Reads exactly the request's bytes and never more than a few
-/// hundred in all.
+/// supported. Reads exactly the request's bytes (as [`parse_request`] asks
+/// for them) and never more than a few hundred in all.
 pub async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
 ) -> Result<Request, SocksError> {
-    match stream.read_u8().await? {
-        4 => read_socks4(stream).await,
-        5 => read_socks5(stream).await,
-        other => Err(SocksError::BadVersion(other)),
+    let mut received = Vec::new();
+    loop {
+        match parse_request(&received) {
+            Ok(Parse::Done { request, .. }) => return Ok(request),
+            Ok(Parse::NeedMore { bytes, reply }) => {
+                if let Some(reply) = reply {
+                    stream.write_all(&reply).await?;
+                }
+                let mut more = vec![0u8; bytes];
+                stream.read_exact(&mut more).await?;
+                received.extend_from_slice(&more);
+            }
+            Err(Refused { error, reply }) => {
+                if let Some(reply) = reply {
+                    let _ = stream.write_all(&reply).await;
+                }
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// How far the bytes received so far go toward a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parse {
+    /// Read exactly `bytes` more (no more: what follows the request belongs
+    /// to the channel), then parse everything received again. `reply` is
+    /// the SOCKS5 method selection, to be written before reading on: the
+    /// client waits for it. It comes once, when the bytes end exactly at
+    /// the end of the greeting, as they do when read as asked.
+    NeedMore {
+        bytes: usize,
+        reply: Option<[u8; 2]>,
+    },
+    /// A complete request, the first `len` bytes of the input.
+    Done { request: Request, len: usize },
+}
+
+/// A request that cannot be served, with the reply (if the protocol has
+/// one) to send before closing.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: SocksError,
+    pub reply: Option<Vec<u8>>,
+}
+
+/// Parses the start of a SOCKS4, SOCKS4a or SOCKS5 connection: pure, over
+/// the bytes received so far, so that every path can be tested and fuzzed
+/// without a socket. Every length is checked before use; the longest
+/// request is a few hundred bytes.
+pub fn parse_request(input: &[u8]) -> Result<Parse, Refused> {
+    let mut cursor = Cursor {
+        input,
+        at: 0,
+        greeted: false,
+    };
+    let parsed = match cursor.byte() {
+        Ok(4) => parse_socks4(&mut cursor),
+        Ok(5) => parse_socks5(&mut cursor),
+        Ok(other) => Err(refuse(SocksError::BadVersion(other), None)),
+        Err(stop) => Err(stop),
+    };
+    match parsed {
+        Ok(request) => Ok(Parse::Done {
+            request,
+            len: cursor.at,
+        }),
+        Err(Stop::NeedMore(bytes)) => Ok(Parse::NeedMore {
+            bytes,
+            reply: cursor.greeted.then_some([5, SOCKS5_NO_AUTH]),
+        }),
+        Err(Stop::Refused(refused)) => Err(refused),
+    }
+}
+
+/// Why parsing stopped before a whole request.
+enum Stop {
+    /// This many more bytes are needed (at least; exactly, for fixed fields).
+    NeedMore(usize),
+    Refused(Refused),
+}
+
+fn refuse(error: SocksError, reply: Option<Vec<u8>>) -> Stop {
+    Stop::Refused(Refused { error, reply })
+}
+
+/// Reads fields off the front of the received bytes.
+struct Cursor<'a> {
+    input: &'a [u8],
+    at: usize,
+    /// The SOCKS5 greeting ends exactly where the input does: the method
+    /// selection is due now.
+    greeted: bool,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Stop> {
+        let rest = self.input.get(self.at..).unwrap_or_default();
+        match rest.get(..n) {
+            Some(field) => {
+                self.at += n;
+                Ok(field)
+            }
+            None => Err(Stop::NeedMore(n - rest.len())),
+        }
+    }
+
+    fn byte(&mut self) -> Result<u8, Stop> {
+        let field = self.take(1)?;
+        Ok(field.first().copied().unwrap_or(0))
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Stop> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    /// A field up to its NUL (which is consumed, not returned), refusing
+    /// fields longer than [`SOCKS4_MAX_FIELD`]. Without a NUL yet, one more
+    /// byte is asked for, so nothing past the NUL is ever read.
+    fn nul_terminated(&mut self) -> Result<&'a [u8], Stop> {
+        let rest = self.input.get(self.at..).unwrap_or_default();
+        let window = rest.get(..SOCKS4_MAX_FIELD).unwrap_or(rest);
+        match window.iter().position(|&b| b == 0) {
+            Some(end) => {
+                self.at += end + 1;
+                Ok(window.get(..end).unwrap_or_default())
+            }
+            None if window.len() >= SOCKS4_MAX_FIELD => {
+                Err(refuse(SocksError::Malformed("SOCKS4 field too long"), None))
+            }
+            None => Err(Stop::NeedMore(1)),
+        }
     }
 }
 
 /// SOCKS4/4a after the version byte: CMD, DSTPORT, DSTIP, USERID NUL and,
 /// for 4a (DSTIP 0.0.0.x, x ≠ 0), HOSTNAME NUL.
-async fn read_socks4<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-) -> Result<Request, SocksError> {
-    let mut head = [0u8; 7];
-    stream.read_exact(&mut head).await?;
-    let command = head[0];
-    let port = u16::from_be_bytes([head[1], head[2]]);
-    let ip = Ipv4Addr::new(head[3], head[4], head[5], head[6]);
+fn parse_socks4(cursor: &mut Cursor<'_>) -> Result<Request, Stop> {
+    let [command, port_high, port_low, a, b, c, d] = cursor.array::<7>()?;
+    let port = u16::from_be_bytes([port_high, port_low]);
+    let ip = Ipv4Addr::new(a, b, c, d);
     // The user id is read (to find where the request ends) and ignored.
-    read_nul_terminated(stream).await?;
+    cursor.nul_terminated()?;
     let socks4a = matches!(ip.octets(), [0, 0, 0, x] if x != 0);
     let host = if socks4a {
-        let name = read_nul_terminated(stream).await?;
-        host_name(name)?
+        let name = cursor.nul_terminated()?;
+        host_name(name).map_err(|e| refuse(e, None))?
     } else {
         ip.to_string()
     };
     if command != SOCKS_CONNECT {
-        let _ = stream
-            .write_all(&[0, SOCKS4_REJECTED, 0, 0, 0, 0, 0, 0])
-            .await;
-        return Err(SocksError::UnsupportedCommand(4, command));
+        let reply = vec![0, SOCKS4_REJECTED, 0, 0, 0, 0, 0, 0];
+        return Err(refuse(
+            SocksError::UnsupportedCommand(4, command),
+            Some(reply),
+        ));
     }
     Ok(Request {
         version: Version::Socks4,
@@ -306,87 +433,48 @@ async fn read_socks4<S: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
-/// Reads up to a NUL byte, one byte at a time (so nothing past it is
-/// consumed), refusing fields longer than [`SOCKS4_MAX_FIELD`].
-async fn read_nul_terminated<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, SocksError> {
-    let mut field = Vec::new();
-    loop {
-        match stream.read_u8().await? {
-            0 => return Ok(field),
-            byte if field.len() + 1 < SOCKS4_MAX_FIELD => field.push(byte),
-            _ => return Err(SocksError::Malformed("SOCKS4 field too long")),
-        }
-    }
-}
-
 /// A domain name from the wire: non-empty UTF-8 without NULs.
-fn host_name(bytes: Vec<u8>) -> Result<String, SocksError> {
+fn host_name(bytes: &[u8]) -> Result<String, SocksError> {
     if bytes.is_empty() || bytes.contains(&0) {
         return Err(SocksError::Malformed("empty or invalid host name"));
     }
-    String::from_utf8(bytes).map_err(|_| SocksError::Malformed("host name is not UTF-8"))
+    String::from_utf8(bytes.to_vec()).map_err(|_| SocksError::Malformed("host name is not UTF-8"))
 }
 
 /// SOCKS5 after the version byte: the method negotiation (only "no
 /// authentication" is accepted), then VER CMD RSV ATYP DST.ADDR DST.PORT.
-async fn read_socks5<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: &mut S,
-) -> Result<Request, SocksError> {
-    let count = stream.read_u8().await?;
-    let mut methods = [0u8; 255];
-    let methods = &mut methods[..usize::from(count)];
-    stream.read_exact(methods).await?;
+fn parse_socks5(cursor: &mut Cursor<'_>) -> Result<Request, Stop> {
+    let count = cursor.byte()?;
+    let methods = cursor.take(usize::from(count))?;
     if !methods.contains(&SOCKS5_NO_AUTH) {
-        let _ = stream.write_all(&[5, SOCKS5_NO_ACCEPTABLE]).await;
-        return Err(SocksError::NoAcceptableMethod);
+        let reply = vec![5, SOCKS5_NO_ACCEPTABLE];
+        return Err(refuse(SocksError::NoAcceptableMethod, Some(reply)));
     }
-    stream.write_all(&[5, SOCKS5_NO_AUTH]).await?;
+    cursor.greeted = cursor.at == cursor.input.len();
 
-    let mut head = [0u8; 4];
-    stream.read_exact(&mut head).await?;
-    let [version, command, _reserved, address_type] = head;
+    let [version, command, _reserved, address_type] = cursor.array::<4>()?;
     if version != 5 {
-        return Err(SocksError::BadVersion(version));
+        return Err(refuse(SocksError::BadVersion(version), None));
     }
     let host = match address_type {
-        1 => {
-            let mut octets = [0u8; 4];
-            stream.read_exact(&mut octets).await?;
-            IpAddr::V4(Ipv4Addr::from(octets)).to_string()
-        }
+        1 => IpAddr::V4(Ipv4Addr::from(cursor.array::<4>()?)).to_string(),
         3 => {
-            let len = stream.read_u8().await?;
-            let mut name = vec![0u8; usize::from(len)];
-            stream.read_exact(&mut name).await?;
-            match host_name(name) {
-                Ok(name) => name,
-                Err(e) => {
-                    let _ = stream
-                        .write_all(&socks5_reply(SOCKS5_GENERAL_FAILURE))
-                        .await;
-                    return Err(e);
-                }
-            }
+            let len = cursor.byte()?;
+            let name = cursor.take(usize::from(len))?;
+            let reply = || Some(socks5_reply(SOCKS5_GENERAL_FAILURE));
+            host_name(name).map_err(|e| refuse(e, reply()))?
         }
-        4 => {
-            let mut octets = [0u8; 16];
-            stream.read_exact(&mut octets).await?;
-            IpAddr::V6(Ipv6Addr::from(octets)).to_string()
-        }
+        4 => IpAddr::V6(Ipv6Addr::from(cursor.array::<16>()?)).to_string(),
         other => {
             // The address's length is unknown: the request cannot be read on.
-            let _ = stream
-                .write_all(&socks5_reply(SOCKS5_ADDRESS_TYPE_NOT_SUPPORTED))
-                .await;
-            return Err(SocksError::UnsupportedAddressType(other));
+            let reply = Some(socks5_reply(SOCKS5_ADDRESS_TYPE_NOT_SUPPORTED));
+            return Err(refuse(SocksError::UnsupportedAddressType(other), reply));
         }
     };
-    let port = stream.read_u16().await?;
+    let port = u16::from_be_bytes(cursor.array::<2>()?);
     if command != SOCKS_CONNECT {
-        let _ = stream
-            .write_all(&socks5_reply(SOCKS5_COMMAND_NOT_SUPPORTED))
-            .await;
-        return Err(SocksError::UnsupportedCommand(5, command));
+        let reply = Some(socks5_reply(SOCKS5_COMMAND_NOT_SUPPORTED));
+        return Err(refuse(SocksError::UnsupportedCommand(5, command), reply));
     }
     Ok(Request {
         version: Version::Socks5,
@@ -594,6 +682,56 @@ mod tests {
         let mut next = [0u8; 1];
         rest.read_exact(&mut next).await.unwrap();
         assert_eq!(next, [b'z']);
+    }
+
+    #[test]
+    fn the_pure_parser_asks_for_exactly_what_it_needs() {
+        let more = |bytes, reply| Ok::<_, ()>(Parse::NeedMore { bytes, reply });
+        let parse = |input: &[u8]| parse_request(input).map_err(|_| ());
+        assert_eq!(parse(&[]), more(1, None));
+        assert_eq!(parse(&[5]), more(1, None));
+        assert_eq!(parse(&[5, 2]), more(2, None));
+        // The method selection is due exactly when the greeting is complete.
+        assert_eq!(parse(&[5, 2, 1, 0]), more(4, Some([5, 0])));
+        assert_eq!(parse(&[5, 2, 1, 0, 5]), more(3, None));
+        assert_eq!(parse(&[5, 2, 1, 0, 5, 1, 0, 3]), more(1, None));
+        assert_eq!(parse(&[5, 2, 1, 0, 5, 1, 0, 3, 4, b'h']), more(3, None));
+        // NUL-terminated fields: one byte at a time.
+        assert_eq!(parse(&[4, 1, 0, 80, 1, 2, 3, 4, b'u']), more(1, None));
+        // A complete request says how long it was; what follows is not read.
+        let input = [5, 1, 0, 5, 1, 0, 1, 10, 0, 0, 1, 0, 22, 99];
+        let Ok(Parse::Done { request, len }) = parse_request(&input) else {
+            panic!("not parsed");
+        };
+        assert_eq!(
+            (request.host.as_str(), request.port, len),
+            ("10.0.0.1", 22, 13)
+        );
+    }
+
+    #[test]
+    fn refusals_carry_their_replies() {
+        let refused = |input: &[u8]| match parse_request(input) {
+            Err(Refused { error, reply }) => (error.to_string(), reply),
+            other => panic!("{input:?} not refused: {other:?}"),
+        };
+        assert_eq!(refused(&[5, 1, 2]).1, Some(vec![5, 0xff]));
+        assert_eq!(refused(&[6]).1, None);
+        assert_eq!(refused(&[5, 1, 0, 4, 1, 0, 1]).1, None);
+        assert_eq!(
+            refused(&[5, 1, 0, 5, 1, 0, 9]).1,
+            Some(socks5_reply(SOCKS5_ADDRESS_TYPE_NOT_SUPPORTED))
+        );
+        assert_eq!(
+            refused(&[4, 2, 0, 80, 1, 2, 3, 4, 0]).1,
+            Some(vec![0, SOCKS4_REJECTED, 0, 0, 0, 0, 0, 0])
+        );
+        let mut long = vec![4, 1, 0, 80, 1, 2, 3, 4];
+        long.extend([b'u'; SOCKS4_MAX_FIELD]);
+        assert_eq!(
+            refused(&long).0,
+            "malformed SOCKS request: SOCKS4 field too long"
+        );
     }
 
     #[test]

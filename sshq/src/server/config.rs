@@ -431,7 +431,7 @@ fn split_host_port(s: &str) -> Option<(&str, &str)> {
 
 /// Parses a `ListenAddress` value: `host`, `host:port`, `[host]:port`, `[host]`, or
 /// a bare IPv6 address (more than one colon, so no port can be meant).
-fn parse_listen(s: &str) -> Result<ListenAddress, &'static str> {
+pub(crate) fn parse_listen(s: &str) -> Result<ListenAddress, &'static str> {
     let (host, port) = match s.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
             Some((host, "")) => (host, None),

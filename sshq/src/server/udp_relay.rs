@@ -18,7 +18,7 @@
 //! Refusals are sent as extended data and exit status 1, then the channel
 //! is closed.
 
-mod quic_gate;
+pub(crate) mod quic_gate;
 
 use std::io;
 use std::net::SocketAddr;
@@ -288,7 +288,7 @@ where
 
 /// The client's target, read exactly (the datagrams follow it), with a bad
 /// host length refused before its bytes are waited for.
-async fn read_target<R: AsyncRead + Unpin>(input: &mut R) -> Result<UdpRelayTarget, TargetError> {
+pub(crate) async fn read_target<R: AsyncRead + Unpin>(input: &mut R) -> Result<UdpRelayTarget, TargetError> {
     let mut header = [0u8; TARGET_HEADER_LEN];
     input
         .read_exact(&mut header)

@@ -1,0 +1,210 @@
+//! Entry points for the fuzz targets in `fuzz/` (not part of the API).
+//!
+//! Each function feeds arbitrary bytes to one of this crate's decoders, as
+//! a peer could, and checks what must hold for every input; a panic here is
+//! a bug in the decoder. They call the narrowest entry points (the codec,
+//! `userauth::verify`, the tunnel's close decoding), so when one of those
+//! is renamed or reshaped only this file changes, not the fuzz targets.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use quinn::{ApplicationClose, ConnectionClose, ConnectionError, TransportErrorCode, VarInt};
+use sshq_core::auth::{AuthPolicy, BoxFuture};
+use sshq_core::ssh_key::PublicKey;
+
+use crate::tunnel;
+use crate::wire::{self, ErrorCode, Frame, WireError};
+
+/// What the frames of a byte stream decode to: the frames, then how the
+/// stream stopped (`None`: it needs more bytes).
+type Decoded = (Vec<Frame>, Option<WireError>);
+
+/// Decodes `data` as the bytes of one QUIC stream, the way the control and
+/// channel stream readers do. The first byte chooses how the rest arrives:
+/// all at once, or in pieces of that many bytes; either way the frames and
+/// the error must be the same. Every decoded frame must encode to bytes
+/// that decode to the same frame.
+pub fn decode_frames(data: &[u8]) {
+    let Some((&piece, stream)) = data.split_first() else {
+        return;
+    };
+    let whole = decode_stream(stream, stream.len().max(1));
+    let pieces = decode_stream(stream, usize::from(piece).max(1));
+    assert_eq!(whole, pieces, "decoding depends on how the bytes arrive");
+    for frame in &whole.0 {
+        check_round_trip(frame);
+    }
+}
+
+fn decode_stream(stream: &[u8], piece: usize) -> Decoded {
+    let mut buffered = BytesMut::new();
+    let mut frames = Vec::new();
+    for chunk in stream.chunks(piece) {
+        buffered.extend_from_slice(chunk);
+        loop {
+            let before = buffered.len();
+            match wire::decode_frame(&mut buffered) {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => {
+                    assert_eq!(buffered.len(), before, "an incomplete frame was consumed");
+                    break;
+                }
+                Err(e) => return (frames, Some(e)),
+            }
+        }
+    }
+    (frames, None)
+}
+
+fn check_round_trip(frame: &Frame) {
+    let encoded = wire::encode_frame(frame);
+    let mut buffered = BytesMut::from(&encoded[..]);
+    match wire::decode_frame(&mut buffered) {
+        Ok(Some(again)) => assert_eq!(&again, frame, "a frame changed on re-encoding"),
+        other => panic!("a decoded frame does not decode after encoding: {other:?}"),
+    }
+    assert!(buffered.is_empty(), "re-encoding left trailing bytes");
+}
+
+/// The exporter value of the draft's userauth test vector (32 × 0x11), so
+/// that the vector in the seed corpus verifies all the way to the policy.
+const VECTOR_EXPORTER: [u8; 32] = [0x11; 32];
+
+/// A policy allowing every key, so the whole of `verify` is reached.
+struct AllowAll;
+
+impl AuthPolicy for AllowAll {
+    fn publickey_allowed<'a>(&'a self, _user: &'a str, _key: &'a PublicKey) -> BoxFuture<'a, bool> {
+        Box::pin(async { true })
+    }
+
+    fn max_auth_tries(&self) -> u32 {
+        6
+    }
+}
+
+/// Decodes `data` as a USERAUTH_REQUEST frame and, if it is one, checks it
+/// as the server does: the key blob, the algorithm, the signature blob and
+/// the signature over the (fixed) exporter value.
+pub fn userauth(data: &[u8]) {
+    let mut buffered = BytesMut::from(data);
+    let Ok(Some(Frame::UserauthRequest(request))) = wire::decode_frame(&mut buffered) else {
+        return;
+    };
+    let verdict = run_ready(crate::userauth::verify(
+        &request,
+        &VECTOR_EXPORTER,
+        &AllowAll,
+    ));
+    if let Some(Ok(key)) = verdict {
+        // Whatever logged in is the key the request named.
+        assert_eq!(
+            key.to_bytes().ok().as_deref(),
+            Some(&request.public_key[..])
+        );
+    }
+}
+
+/// Decodes what a tunnel peer controls: the application error code and
+/// reason of its CONNECTION_CLOSE, and the transport error a refused ALPN
+/// arrives as. The first 8 bytes are the code (a QUIC varint, so 62 bits),
+/// the rest the reason phrase.
+pub fn tunnel_close(data: &[u8]) {
+    let (head, reason) = data.split_at(data.len().min(8));
+    let mut code_bytes = [0u8; 8];
+    code_bytes
+        .iter_mut()
+        .zip(head)
+        .for_each(|(slot, byte)| *slot = *byte);
+    let code = u64::from_be_bytes(code_bytes) & ((1 << 62) - 1);
+    let Ok(error_code) = VarInt::from_u64(code) else {
+        return;
+    };
+    let known = ErrorCode::from_code(code);
+    if let Some(known) = known {
+        assert_eq!(u64::from(known.code()), code);
+        assert_eq!(tunnel::varint(known).into_inner(), code);
+    }
+    let closed = ConnectionError::ApplicationClosed(ApplicationClose {
+        error_code,
+        reason: Bytes::copy_from_slice(reason),
+    });
+    match tunnel::peer_close(&closed) {
+        Some((decoded, text)) => {
+            assert_eq!(Some(decoded), known);
+            assert_eq!(text.is_empty(), reason.is_empty());
+        }
+        None => assert_eq!(known, None),
+    }
+    assert!(!tunnel::alpn_refused(&closed));
+    let alert = head.first().copied().unwrap_or(0);
+    let refused = ConnectionError::ConnectionClosed(ConnectionClose {
+        error_code: TransportErrorCode::crypto(alert),
+        frame_type: None,
+        reason: Bytes::copy_from_slice(reason),
+    });
+    assert_eq!(tunnel::alpn_refused(&refused), alert == 120);
+    assert!(tunnel::peer_close(&refused).is_none());
+}
+
+/// Polls `future` once with a waker that does nothing: the decoders fed
+/// here never wait on I/O, so anything but `Ready` means they did.
+pub fn run_ready<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The draft's userauth vector: the request frame, as in
+    /// `draft-notes/test-vectors/userauth.txt`.
+    fn vector_frame() -> Vec<u8> {
+        let text = include_str!("../../draft-notes/test-vectors/userauth.txt");
+        let hex = text
+            .lines()
+            .find_map(|l| l.strip_prefix("userauth_request_frame = "))
+            .expect("userauth_request_frame in the vector file");
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    #[test]
+    fn the_userauth_vector_verifies_through_the_fuzz_entry() {
+        let frame = vector_frame();
+        let mut buffered = BytesMut::from(&frame[..]);
+        let Ok(Some(Frame::UserauthRequest(request))) = wire::decode_frame(&mut buffered) else {
+            panic!("the vector does not decode");
+        };
+        let verdict = run_ready(crate::userauth::verify(
+            &request,
+            &VECTOR_EXPORTER,
+            &AllowAll,
+        ));
+        assert!(matches!(verdict, Some(Ok(_))), "{verdict:?}");
+        userauth(&frame);
+    }
+
+    #[test]
+    fn entries_accept_any_bytes() {
+        let frame = vector_frame();
+        for input in [&[][..], &[0], &[1, 0, 0, 0, 1, 52], &frame[..], &[0xff; 9]] {
+            decode_frames(input);
+            userauth(input);
+            tunnel_close(input);
+        }
+        tunnel_close(&[0, 0, 0, 0, 0, 0, 0, 7, b'x']);
+    }
+}

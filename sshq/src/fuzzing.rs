@@ -1,0 +1,256 @@
+//! Entry points for the fuzz targets in `fuzz/` (not part of the API).
+//!
+//! Each function feeds arbitrary bytes to one of the parsers of text or
+//! bytes that sshq and sshqd read, and checks what must hold for every
+//! input; a panic here is a bug in the parser. They call the narrowest
+//! entry points, so when a parser is renamed or reshaped only this file
+//! changes, not the fuzz targets.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use sshq_core::known_hosts::{KnownHosts, Lookup};
+use sshq_core::ssh_key::PublicKey;
+use sshq_quic::fuzzing::run_ready;
+use sshq_quic::stream_socket::DatagramReader;
+
+use crate::client::config::ClientOptions;
+use crate::forward::socks::{self, Parse};
+use crate::forward::spec::Forward;
+use crate::forward::DynamicForward;
+use crate::server::udp_relay::quic_gate::{ClientVerdict, QuicGate};
+
+/// `direct-udp@sshq` as sshqd reads it from the channel: the target
+/// (`string host || uint32 port`), then datagrams in the stream framing
+/// (`uint16 length || payload`). The datagrams go through the
+/// `AllowUdpRelay quic` gate, alternately as the client's and as the
+/// target's, until the gate ends the relay.
+pub fn udp_relay(data: &[u8]) {
+    let mut input = data;
+    let Some(target) = run_ready(crate::server::udp_relay::read_target(&mut input)) else {
+        panic!("reading the target from memory waited");
+    };
+    if let Ok(target) = &target {
+        assert!(!target.host.is_empty() && target.host.len() <= 255 && target.port != 0);
+    }
+    let mut reader = DatagramReader::new();
+    let mut gate = QuicGate::new();
+    let mut answered = false;
+    for from_client in [true, false].into_iter().cycle() {
+        let Some(next) = run_ready(reader.next(&mut input)) else {
+            panic!("reading datagrams from memory waited");
+        };
+        let Ok(Some(datagram)) = next else {
+            return;
+        };
+        if from_client {
+            match gate.check_client_datagram(&datagram) {
+                ClientVerdict::Refuse(_) => {
+                    assert!(
+                        !answered,
+                        "a datagram was refused after the target answered"
+                    );
+                    return;
+                }
+                verdict => assert!(!answered || verdict == ClientVerdict::Relay),
+            }
+        } else {
+            let passed = gate.check_target_datagram(&datagram);
+            assert!(!answered || passed, "the gate closed again");
+            answered |= passed;
+        }
+    }
+}
+
+/// A SOCKS4/4a/5 request (`-D`), parsed by the pure parser and read by
+/// the stream handshake built on it: both must agree, a complete request
+/// must not depend on the bytes after it, and no more bytes may be asked
+/// for than the longest request has.
+pub fn socks_request(data: &[u8]) {
+    let parsed = socks::parse_request(data);
+    match &parsed {
+        Ok(Parse::Done { request, len }) => {
+            assert!(*len <= data.len());
+            let alone = socks::parse_request(data.get(..*len).unwrap_or_default());
+            assert!(
+                matches!(&alone, Ok(Parse::Done { request: r, len: l }) if r == request && l == len),
+                "a request depends on the bytes after it"
+            );
+        }
+        Ok(Parse::NeedMore { bytes, .. }) => assert!((1..=600).contains(bytes)),
+        Err(_) => {}
+    }
+    let mut stream = tokio::io::join(data, Vec::new());
+    let Some(read) = run_ready(socks::read_request(&mut stream)) else {
+        panic!("the SOCKS handshake over memory waited");
+    };
+    match (parsed, read) {
+        (Ok(Parse::Done { request, .. }), Ok(read)) => assert_eq!(request, read),
+        (Ok(Parse::NeedMore { .. }), Err(socks::SocksError::Io(_))) => {}
+        (Err(_), Err(e)) => assert!(!matches!(e, socks::SocksError::Io(_))),
+        (parsed, read) => panic!("the parser ({parsed:?}) and the handshake ({read:?}) disagree"),
+    }
+}
+
+/// The ed25519 key of the draft's userauth vector: the seed corpora of
+/// known_hosts and authorized_keys name it, so the matching paths are
+/// reached.
+fn vector_key() -> &'static PublicKey {
+    static KEY: OnceLock<PublicKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let line = "ssh-ed25519 \
+                    AAAAC3NzaC1lZDI1NTE5AAAAIBi2msD7CCOto2q6+AK2841ao4IHc6bAL8EyR2U4SRdQ";
+        match PublicKey::from_openssh(line) {
+            Ok(key) => key,
+            Err(e) => panic!("the vector key does not parse: {e}"),
+        }
+    })
+}
+
+/// A known_hosts file: every line parsed, then looked up as `ssh` does for
+/// a host on the default and another port, and for the names the file
+/// itself lists.
+pub fn known_hosts(data: &[u8]) {
+    let file = KnownHosts::from_content("known_hosts", data);
+    let lines = data.split(|&b| b == b'\n').count();
+    assert!(file.entries().len() + file.invalid_lines().len() <= lines);
+    let key = vector_key();
+    for (host, port) in [("host.example", 22), ("10.0.0.1", 2222)] {
+        let _ = file.lookup(host, port, key);
+        let _ = file.known_key_types(host, port);
+        let _ = file.other_names(host, port, key);
+    }
+    for entry in file.entries().iter().take(16) {
+        let _ = entry.marker();
+        let Some(name) = entry.hosts().split(',').next() else {
+            continue;
+        };
+        let name = name.trim_start_matches('!');
+        let _ = entry.matches_host(name);
+        if let Lookup::Found(at) = file.lookup_name(name, entry.key()) {
+            assert!(at.line >= 1 && at.line <= lines);
+        }
+    }
+}
+
+/// An authorized_keys file, checked for a key as sshqd checks a login.
+pub fn authorized_keys(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = crate::server::auth::text_authorizes(&text, Path::new("authorized_keys"), vector_key());
+}
+
+/// A private file to hand to the parsers that read a path, one per
+/// process (libFuzzer runs one input at a time per process).
+fn scratch_file(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sshq-fuzz-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir.join(name)
+}
+
+fn write_scratch(path: &Path, data: &[u8]) -> bool {
+    std::fs::File::create(path)
+        .and_then(|mut file| file.write_all(data))
+        .is_ok()
+}
+
+/// Whether `data` mentions a keyword that would make the parser read other
+/// files of this machine (`Include`), which is not the parser's input.
+fn names_other_files(data: &[u8]) -> bool {
+    data.windows(7).any(|w| w.eq_ignore_ascii_case(b"include"))
+}
+
+/// An ssh_config file read as `sshq -F FILE host.example` reads it: Host
+/// and Match blocks and every keyword. Files with `Include` are skipped
+/// (they would read this machine's files).
+pub fn ssh_config(data: &[u8]) {
+    if names_other_files(data) {
+        return;
+    }
+    let path = scratch_file("ssh_config");
+    if !write_scratch(&path, data) {
+        return;
+    }
+    let mut options = ClientOptions::default();
+    if options.apply_file(&path, "host.example").is_ok() {
+        let _ = options.expanded_host_name("host.example");
+    }
+    let mut option = ClientOptions::default();
+    for line in String::from_utf8_lossy(data).lines().take(64) {
+        let _ = option.apply_option_str(line);
+    }
+}
+
+/// sshd_config lines as sshqd reads its `-o` options (the same line
+/// parser as its file), one at a time and then all together.
+/// `ListenAddress` values go to their own parser rather than through
+/// `ServerConfig::load`, which resolves host names (DNS is not input).
+pub fn sshd_config(data: &[u8]) {
+    use crate::server::config::{parse_listen, ServerConfig};
+    let text = String::from_utf8_lossy(data);
+    let mut lines = Vec::new();
+    for line in text.lines().take(64) {
+        let trimmed = line.trim_start();
+        let keyword_end = trimmed
+            .find(|c: char| c.is_whitespace() || c == '=')
+            .unwrap_or(trimmed.len());
+        let (keyword, value) = trimmed.split_at(keyword_end);
+        if keyword.eq_ignore_ascii_case("listenaddress") {
+            let value = value.trim_start().trim_start_matches('=').trim();
+            if let Ok(listen) = parse_listen(value) {
+                assert!(!listen.host.is_empty() && listen.port != Some(0));
+            }
+            continue;
+        }
+        let _ = ServerConfig::load(None, std::slice::from_ref(&line.to_string()), &[], &[]);
+        lines.push(line.to_string());
+    }
+    let _ = ServerConfig::load(None, &lines, &[], &[]);
+}
+
+/// `-L`, `-R` and `-D` specifications.
+pub fn forward_spec(data: &[u8]) {
+    let spec = String::from_utf8_lossy(data);
+    let _ = Forward::parse_local(&spec);
+    let _ = Forward::parse_remote(&spec);
+    if let Ok(dynamic) = DynamicForward::parse(&spec) {
+        assert!(spec.ends_with(&dynamic.bind_port.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_accept_any_bytes() {
+        let key_line = format!(
+            "host.example {}\n",
+            vector_key().to_openssh().unwrap_or_default()
+        );
+        let inputs: [&[u8]; 7] = [
+            b"",
+            b"\0",
+            b"\x00\x00\x00\x09h.example\x00\x00\x01\xbb\x00\x05hello",
+            b"\x05\x01\x00\x05\x01\x00\x03\x09localhost\x1f\x90",
+            b"Host *\n  Port 2222\nMatch host x user y\nListenAddress [::1]:22\n",
+            key_line.as_bytes(),
+            b"[host]:22,@revoked * ssh-rsa AAAA\n|1|x|y ssh-ed25519 AAAA\n",
+        ];
+        for input in inputs {
+            udp_relay(input);
+            socks_request(input);
+            known_hosts(input);
+            authorized_keys(input);
+            ssh_config(input);
+            sshd_config(input);
+            forward_spec(input);
+        }
+    }
+
+    #[test]
+    fn include_lines_are_not_followed() {
+        assert!(names_other_files(b"Host x\n  INCLUDE /etc/passwd\n"));
+        assert!(!names_other_files(b"Host x\n  Port 22\n"));
+    }
+}
