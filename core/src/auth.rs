@@ -115,6 +115,16 @@ pub trait AuthPolicy: Send + Sync + 'static {
     /// workers, with a time limit, so that one login never stalls another.
     fn publickey_allowed<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool>;
 
+    /// Must a security key (`sk-*`) signature by `key` carry the
+    /// user-presence flag (the authenticator was touched)? Yes, unless the
+    /// authorized_keys line that lets `key` in says `no-touch-required`, as
+    /// in sshd. Asked only for an sk signature without that flag, after
+    /// [`AuthPolicy::publickey_allowed`] said yes. The default requires the
+    /// touch, so a policy that knows nothing of options stays safe.
+    fn touch_required<'a>(&'a self, _user: &'a str, _key: &'a PublicKey) -> BoxFuture<'a, bool> {
+        Box::pin(async { true })
+    }
+
     /// The most authentication attempts one connection may make.
     fn max_auth_tries(&self) -> u32;
 }

@@ -481,10 +481,15 @@ impl Driver {
                 } => {
                     let reply = if want_reply {
                         let (tx, rx) = oneshot::channel();
-                        let answers = core.answers.clone();
+                        // A strong sender, held until the application
+                        // answers (or drops the handle): the answer must
+                        // reach the machine even when the application has
+                        // already let go of the channel (a program that
+                        // exited at once), since our FIN waits for it.
+                        let answers = core.answers.upgrade();
                         tokio::spawn(async move {
                             let success = rx.await.unwrap_or(false);
-                            if let Some(answers) = answers.upgrade() {
+                            if let Some(answers) = answers {
                                 let _ = answers.send(Command::Answer { id, success }).await;
                             }
                         });
@@ -600,9 +605,9 @@ impl Core {
 fn clone_error(error: &TransportError) -> TransportError {
     match error {
         TransportError::OpenRefused(failure) => TransportError::OpenRefused(failure.clone()),
-        TransportError::Protocol(e) => {
-            TransportError::Protocol(sshq_core::error::ProtocolError::Violation(e.to_string().into()))
-        }
+        TransportError::Protocol(e) => TransportError::Protocol(
+            sshq_core::error::ProtocolError::Violation(e.to_string().into()),
+        ),
         _ => TransportError::ChannelClosed,
     }
 }

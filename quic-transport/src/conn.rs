@@ -98,11 +98,11 @@ impl ControlDriver {
 
     /// Reads once from the stream into the machine; Err if the stream
     /// failed (reset, or the connection is gone).
-    async fn read(&mut self) -> Result<(), String> {
+    async fn read(&mut self) -> Result<(), quinn::ReadError> {
         match self.recv.read_chunk(64 * 1024, true).await {
             Ok(Some(chunk)) => self.machine.handle_bytes(now(), &chunk.bytes),
             Ok(None) => self.machine.handle_fin(now()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e),
         }
         Ok(())
     }
@@ -327,7 +327,7 @@ async fn client_auth(
             return AuthState::Failed("connection closed".to_string());
         }
         if let Err(e) = driver.read().await {
-            return AuthState::Failed(e);
+            return AuthState::Failed(e.to_string());
         }
     }
 }

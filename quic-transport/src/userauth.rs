@@ -119,14 +119,15 @@ pub async fn verify(
         &request.public_key,
     )?;
     Verifier::verify(key.key_data(), &data, &signature).map_err(|_| Refusal::WrongSignature)?;
-    // Authorized_keys options (no-touch-required among them) are not
-    // supported yet, so every security key signature needs the touch.
-    // draft §7.5: the server MUST refuse an sk- signature whose flags lack user presence
-    if security_key_flags(&signature).is_some_and(|flags| flags & SK_USER_PRESENCE == 0) {
-        return Err(Refusal::NoUserPresence);
-    }
     if !policy.publickey_allowed(&request.user, &key).await {
         return Err(Refusal::NotAuthorized(request.user.clone()));
+    }
+    // draft §7.5: the server MUST refuse an sk- signature whose flags lack user presence
+    // (unless its authorized_keys line says no-touch-required, as in sshd)
+    if security_key_flags(&signature).is_some_and(|flags| flags & SK_USER_PRESENCE == 0)
+        && policy.touch_required(&request.user, &key).await
+    {
+        return Err(Refusal::NoUserPresence);
     }
     Ok(key)
 }
@@ -237,6 +238,43 @@ mod tests {
         assert!(matches!(
             verify(&request, EXPORTER, &AllowAll).await,
             Err(Refusal::NoUserPresence)
+        ));
+    }
+
+    /// authorized_keys said `no-touch-required` for every key.
+    struct NoTouchRequired;
+
+    impl AuthPolicy for NoTouchRequired {
+        fn publickey_allowed<'a>(
+            &'a self,
+            _user: &'a str,
+            _key: &'a PublicKey,
+        ) -> sshq_core::auth::BoxFuture<'a, bool> {
+            Box::pin(async { true })
+        }
+        fn touch_required<'a>(
+            &'a self,
+            _user: &'a str,
+            _key: &'a PublicKey,
+        ) -> sshq_core::auth::BoxFuture<'a, bool> {
+            Box::pin(async { false })
+        }
+        fn max_auth_tries(&self) -> u32 {
+            6
+        }
+    }
+
+    #[tokio::test]
+    async fn no_touch_required_accepts_a_security_key_signature_without_presence() {
+        let request = security_key_request(0);
+        assert!(verify(&request, EXPORTER, &NoTouchRequired).await.is_ok());
+        // The signature is still checked.
+        let mut request = security_key_request(0);
+        let flags_at = request.signature.len() - 5;
+        request.signature[flags_at] = SK_USER_PRESENCE;
+        assert!(matches!(
+            verify(&request, EXPORTER, &NoTouchRequired).await,
+            Err(Refusal::WrongSignature)
         ));
     }
 

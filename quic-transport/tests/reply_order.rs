@@ -24,7 +24,8 @@ async fn eof_right_after_a_request_still_gets_its_answer_before_the_fin() {
     let request = encode_frame(&Frame::ChannelRequest {
         request: ChannelRequest::Exec(b"exit 3".to_vec()),
         want_reply: true,
-    });
+    })
+    .expect("a small request encodes");
     let mut lost = 0;
     for _ in 0..ROUNDS {
         // The lab's server answers every request (from one task) and ends

@@ -101,6 +101,9 @@ pub struct ChannelMachine {
     peer_finished: bool,
     eof_reported: bool,
     we_finished: bool,
+    /// Our EOF was asked for while answers were still owed: the FIN waits
+    /// for them (draft §8.7: answers go out before FIN).
+    eof_requested: bool,
     peer_requests: VecDeque<PeerRequest>,
     our_requests: VecDeque<RequestId>,
     next_id: u64,
@@ -120,6 +123,7 @@ impl ChannelMachine {
             peer_finished: false,
             eof_reported: false,
             we_finished: false,
+            eof_requested: false,
             peer_requests: VecDeque::new(),
             our_requests: VecDeque::new(),
             next_id: 0,
@@ -269,7 +273,8 @@ impl ChannelMachine {
         want_reply: bool,
     ) -> Result<Option<RequestId>, ChannelClosed> {
         // draft §8.8: nothing after our FIN.
-        if self.we_finished || self.ended || self.phase == OpenPhase::Deciding {
+        if self.we_finished || self.eof_requested || self.ended || self.phase == OpenPhase::Deciding
+        {
             return Err(ChannelClosed);
         }
         self.transmits
@@ -301,12 +306,24 @@ impl ChannelMachine {
                 self.transmits.push_back(Transmit::Frame(frame));
             }
         }
+        if self.eof_requested && self.peer_requests.is_empty() {
+            self.eof_requested = false;
+            self.finish();
+        }
         self.process(now);
     }
 
     /// Our EOF: FIN on our direction (draft §8.8).
+    /// Answers still owed to the peer go first: nothing can follow our
+    /// FIN, so a program that exits at once must not lose the answer to
+    /// the `exec` that started it.
     pub fn finish(&mut self) {
         if self.we_finished || self.ended {
+            return;
+        }
+        // draft §8.7: every answer owed is sent before FIN
+        if !self.peer_requests.is_empty() {
+            self.eof_requested = true;
             return;
         }
         self.we_finished = true;

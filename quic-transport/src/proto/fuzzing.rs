@@ -34,7 +34,8 @@ fn carry(transmit: Transmit, out: &mut Wire, into: &mut Wire) {
     match transmit {
         Transmit::Frame(frame) => {
             if !out.finished && !out.reset && !out.stopped {
-                out.bytes.extend_from_slice(&encode_frame(&frame).unwrap_or_default());
+                out.bytes
+                    .extend_from_slice(&encode_frame(&frame).unwrap_or_default());
             }
         }
         Transmit::Finish => out.finished = true,

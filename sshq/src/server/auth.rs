@@ -51,7 +51,15 @@ pub struct KeyPolicy {
 
 impl AuthPolicy for KeyPolicy {
     fn publickey_allowed<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool> {
-        Box::pin(self.allowed(user, key))
+        Box::pin(async move { self.grant(user, key).await.is_some() })
+    }
+
+    fn touch_required<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            self.grant(user, key)
+                .await
+                .is_none_or(|grant| grant.touch_required)
+        })
     }
 
     fn max_auth_tries(&self) -> u32 {
@@ -60,9 +68,10 @@ impl AuthPolicy for KeyPolicy {
 }
 
 impl KeyPolicy {
-    async fn allowed(&self, user: &str, key: &PublicKey) -> bool {
+    /// The authorized_keys line that lets `user` in with `key`, if any.
+    async fn grant(&self, user: &str, key: &PublicKey) -> Option<KeyGrant> {
         if !self.pubkey_authentication {
-            return false;
+            return None;
         }
         let name = user.to_owned();
         let looked_up = tokio::time::timeout(
@@ -74,15 +83,15 @@ impl KeyPolicy {
             Ok(Ok(Ok(Some(account)))) => account,
             Ok(Ok(Ok(None))) => {
                 tracing::info!("Invalid user {}", log_escape::peer_text(user));
-                return false;
+                return None;
             }
             Ok(Ok(Err(e))) => {
                 tracing::error!("{e}");
-                return false;
+                return None;
             }
             Ok(Err(e)) => {
                 tracing::error!("cannot look up user {}: {e}", log_escape::peer_text(user));
-                return false;
+                return None;
             }
             Err(_) => {
                 tracing::error!(
@@ -90,14 +99,14 @@ impl KeyPolicy {
                     log_escape::peer_text(user),
                     LOOKUP_LIMIT.as_secs()
                 );
-                return false;
+                return None;
             }
         };
         if let Some(lines) = &account.refusal {
             for line in lines {
                 tracing::info!("{line}");
             }
-            return false;
+            return None;
         }
         let account = account.user;
         // Without root we cannot become anyone else.
@@ -107,7 +116,7 @@ impl KeyPolicy {
                 "refusing {}: sshqd runs as uid {me} and can only log in its own user",
                 log_escape::peer_text(user)
             );
-            return false;
+            return None;
         }
         if account.uid == 0 {
             match self.root_login {
@@ -117,7 +126,7 @@ impl KeyPolicy {
                         "ROOT LOGIN REFUSED for {}: PermitRootLogin",
                         log_escape::peer_text(user)
                     );
-                    return false;
+                    return None;
                 }
             }
         }
@@ -135,25 +144,43 @@ impl KeyPolicy {
         let strict_modes = self.strict_modes;
         let key = key.clone();
         let read = as_identity_within(&identity, None, LOOKUP_LIMIT, move || {
-            Ok(files.iter().any(|file| {
+            Ok(files.iter().find_map(|file| {
                 keys_file::read_keys_file(file, &owner, strict_modes)
-                    .is_some_and(|text| text_authorizes(&text, file, &key))
+                    .and_then(|text| text_grant(&text, file, &key))
             }))
         })
         .await;
         read.unwrap_or_else(|e| {
             tracing::error!("cannot read the authorized keys of {user}: {e}");
-            false
+            None
         })
     }
 }
 
-/// Whether the authorized_keys text `text` (of `file`) lists `key`. Lines
-/// we cannot parse are skipped. A matching line with key options
-/// (command=, from=, restrict, ...) is *not* honoured: sshqd does not
-/// enforce options yet, and ignoring a restriction would grant more than
-/// the owner meant.
+/// What an authorized_keys line grants its key beyond logging in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyGrant {
+    /// Security key signatures must show the authenticator was touched
+    /// (false with the line's `no-touch-required`).
+    pub touch_required: bool,
+}
+
+/// The only key option sshqd enforces so far: it relaxes nothing but the
+/// touch of a security key, which the line's owner asked for.
+const NO_TOUCH_REQUIRED: &str = "no-touch-required";
+
+/// Whether the authorized_keys text `text` (of `file`) lists `key`.
 pub fn text_authorizes(text: &str, file: &Path, key: &PublicKey) -> bool {
+    text_grant(text, file, key).is_some()
+}
+
+/// The first line of the authorized_keys text `text` (of `file`) that lets
+/// `key` in, as a [`KeyGrant`]. Lines we cannot parse are skipped. A
+/// matching line with key options other than `no-touch-required`
+/// (command=, from=, restrict, ...) is *not* honoured: sshqd does not
+/// enforce those yet, and ignoring a restriction would grant more than the
+/// owner meant.
+pub fn text_grant(text: &str, file: &Path, key: &PublicKey) -> Option<KeyGrant> {
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -165,17 +192,20 @@ pub fn text_authorizes(text: &str, file: &Path, key: &PublicKey) -> bool {
         if entry.public_key().key_data() != key.key_data() {
             continue;
         }
-        if !entry.config_opts().is_empty() {
+        let options = entry.config_opts();
+        if options.iter().any(|option| option != NO_TOUCH_REQUIRED) {
             tracing::warn!(
-                "{}:{}: key options are not supported by sshqd yet; this key is not accepted",
+                "{}:{}: key options other than {NO_TOUCH_REQUIRED} are not supported by sshqd \
+                 yet; this key is not accepted",
                 file.display(),
                 number + 1
             );
             continue;
         }
-        return true;
+        let touch_required = !options.iter().any(|option| option == NO_TOUCH_REQUIRED);
+        return Some(KeyGrant { touch_required });
     }
-    false
+    None
 }
 
 #[cfg(test)]
@@ -200,5 +230,18 @@ mod tests {
         // Options are not enforced, so such a line must not let the key in.
         let text = format!("command=\"/bin/true\" {ED}\n");
         assert!(!text_authorizes(&text, file, &key(ED)));
+        let plain = KeyGrant {
+            touch_required: true,
+        };
+        assert_eq!(text_grant(&format!("{ED}\n"), file, &key(ED)), Some(plain));
+        // no-touch-required is the one option honoured; with another
+        // option beside it the line is still refused.
+        let text = format!("no-touch-required {ED}\n");
+        let no_touch = KeyGrant {
+            touch_required: false,
+        };
+        assert_eq!(text_grant(&text, file, &key(ED)), Some(no_touch));
+        let text = format!("no-touch-required,command=\"/bin/true\" {ED}\n");
+        assert_eq!(text_grant(&text, file, &key(ED)), None);
     }
 }

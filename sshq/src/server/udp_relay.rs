@@ -141,7 +141,7 @@ enum RelayError {
 
 /// Why the client's target could not be read.
 #[derive(Debug, thiserror::Error)]
-enum TargetError {
+pub(crate) enum TargetError {
     #[error("truncated")]
     Truncated,
     #[error("{0}")]
@@ -288,7 +288,9 @@ where
 
 /// The client's target, read exactly (the datagrams follow it), with a bad
 /// host length refused before its bytes are waited for.
-pub(crate) async fn read_target<R: AsyncRead + Unpin>(input: &mut R) -> Result<UdpRelayTarget, TargetError> {
+pub(crate) async fn read_target<R: AsyncRead + Unpin>(
+    input: &mut R,
+) -> Result<UdpRelayTarget, TargetError> {
     let mut header = [0u8; TARGET_HEADER_LEN];
     input
         .read_exact(&mut header)

@@ -11,7 +11,12 @@ use super::{ChannelClosed, ChannelEnd, ChannelEvent, ChannelMachine};
 use crate::proto::control::tests::noise;
 use crate::proto::fuzzing::{drive_channel, ChannelPair};
 use crate::proto::{ProtocolError, RequestId, StreamKind, Transmit};
-use crate::wire::{encode_frame, ErrorCode, Frame};
+use crate::wire::{ErrorCode, Frame};
+
+/// A frame as bytes (the frames here are small: encoding cannot fail).
+fn encode_frame(frame: &Frame) -> bytes::Bytes {
+    crate::wire::encode_frame(frame).expect("a test frame encodes")
+}
 
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -11,6 +11,11 @@ use crate::proto::fuzzing::{drive_control, ControlPair};
 use crate::proto::{ProtocolError, RequestId, StreamKind, Transmit};
 use crate::wire::{ErrorCode, Frame, UserauthRequest, WireError};
 
+/// A frame as bytes (the frames here are small: encoding cannot fail).
+fn encode_frame(frame: &Frame) -> bytes::Bytes {
+    crate::wire::encode_frame(frame).expect("a test frame encodes")
+}
+
 const GRACE: Duration = Duration::from_secs(120);
 
 fn request(user: &str) -> UserauthRequest {
@@ -203,8 +208,10 @@ fn grace_time_already_over_at_creation() {
 #[test]
 fn global_request_before_auth_is_a_protocol_error() {
     let mut p = pair(6);
-    p.to_server.bytes = crate::wire::encode_frame(&Frame::GlobalRequest {
-        request: GlobalRequest::Other("keepalive@openssh.com".to_string()),
+    p.to_server.bytes = encode_frame(&Frame::GlobalRequest {
+        request: GlobalRequest::Unknown {
+            name: "keepalive@openssh.com".to_string(),
+        },
         want_reply: true,
     })
     .to_vec();
@@ -219,7 +226,7 @@ fn client_refuses_other_frames_while_authenticating() {
     let mut p = pair(6);
     p.client.send_userauth(request("alice"));
     p.run();
-    p.to_client.bytes = crate::wire::encode_frame(&Frame::RequestFailure).to_vec();
+    p.to_client.bytes = encode_frame(&Frame::RequestFailure).to_vec();
     p.run();
     // The sshq client closes with BY_APPLICATION while authenticating.
     let (code, error) = closed_with(&p.client_events);
@@ -309,8 +316,7 @@ fn unexpected_frames_after_auth() {
 #[test]
 fn global_reply_without_request() {
     let mut p = logged_in();
-    p.to_client.bytes =
-        crate::wire::encode_frame(&Frame::RequestSuccess { bound_port: None }).to_vec();
+    p.to_client.bytes = encode_frame(&Frame::RequestSuccess { bound_port: None }).to_vec();
     p.run();
     let (code, error) = closed_with(&p.client_events);
     assert_eq!(code, ErrorCode::ProtocolError);
@@ -321,8 +327,12 @@ fn global_reply_without_request() {
 fn no_global_request_before_auth() {
     let mut p = pair(6);
     assert_eq!(
-        p.client
-            .send_global_request(GlobalRequest::Other("x".to_string()), true),
+        p.client.send_global_request(
+            GlobalRequest::Unknown {
+                name: "x".to_string()
+            },
+            true
+        ),
         Err(SendError::NotAuthenticated)
     );
 }
@@ -456,7 +466,7 @@ fn requests_pipelined_behind_the_userauth_request_wait_for_success() {
     p.client.send_userauth(request("alice"));
     p.run();
     // A client that does not wait (as sshq's does not for channels).
-    p.to_server.bytes = crate::wire::encode_frame(&Frame::GlobalRequest {
+    p.to_server.bytes = encode_frame(&Frame::GlobalRequest {
         request: forward(0),
         want_reply: true,
     })

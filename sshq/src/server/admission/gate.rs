@@ -226,6 +226,10 @@ impl AuthPolicy for CountingPolicy {
         })
     }
 
+    fn touch_required<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool> {
+        self.inner.touch_required(user, key)
+    }
+
     fn max_auth_tries(&self) -> u32 {
         self.inner.max_auth_tries()
     }
