@@ -69,14 +69,21 @@ fn framed(payload: &[u8]) -> Vec<u8> {
 }
 
 /// `sshq -o Transport=T -s ... direct-udp@sshq`, the relay's raw channel.
+/// Over TCP the draft's name with a domain (`direct-udp@sshq.dev`), over
+/// QUIC sshq 0.1's, so every test checks sshqd accepts both (draft §11.1).
 fn relay_args(lab: &Lab, server: &Server, transport: &str) -> Vec<String> {
+    let subsystem = if transport == "tcp" {
+        "direct-udp@sshq.dev"
+    } else {
+        "direct-udp@sshq"
+    };
     let transport = format!("Transport={transport}");
     lab.client_args(
         "user",
         "accept-new",
         server.port,
         &["-o", &transport, "-s"],
-        &["direct-udp@sshq"],
+        &[subsystem],
     )
 }
 

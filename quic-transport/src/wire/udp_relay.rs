@@ -11,8 +11,20 @@ use bytes::{Bytes, BytesMut};
 
 use super::codec::{Codec, DecodeError, EncodeError, Reader, Writer};
 
-/// The subsystem's name.
+/// The subsystem's name as sshq 0.1 sends it. It has no domain, which
+/// RFC 4251 §6 asks of an unregistered name; clients keep sending it until
+/// the domain of [`SUBSYSTEM_WITH_DOMAIN`] is settled (draft Appendix A,
+/// item 24).
 pub const SUBSYSTEM: &str = "direct-udp@sshq";
+
+/// The subsystem's name in the draft (draft §11.1).
+pub const SUBSYSTEM_WITH_DOMAIN: &str = "direct-udp@sshq.dev";
+
+/// Whether a subsystem request names this relay.
+pub fn is_subsystem(name: &str) -> bool {
+    // draft §11.1: servers SHOULD accept both names during the transition
+    name == SUBSYSTEM_WITH_DOMAIN || name == SUBSYSTEM
+}
 
 /// Host names are at most 255 bytes (draft §11.1: 1 to 255 octets).
 pub const MAX_HOST_LEN: usize = 255;

@@ -239,7 +239,7 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
             }
             ChannelRequest::Shell => Program::Shell,
             ChannelRequest::Exec(command) => Program::Command(command),
-            ChannelRequest::Subsystem(name) if name == super::udp_relay::SUBSYSTEM => {
+            ChannelRequest::Subsystem(name) if sshq_quic::wire::udp_relay::is_subsystem(&name) => {
                 let offered = super::udp_relay::offered(&ctx);
                 incoming.reply.send(offered);
                 if !offered {
