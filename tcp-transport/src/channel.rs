@@ -17,12 +17,15 @@ use russh::{ChannelMsg, ChannelWriteHalf, Sig};
 use sshq_core::channel::{ChannelKind, ChannelRequest, ExitSignal, PtyRequest, WindowSize};
 use sshq_core::error::{ProtocolError, TransportError};
 use sshq_core::kex::Role;
-use sshq_core::pipe::{pipe, pipe_within, PipeBudget, PipeReader, PipeWriter};
+use sshq_core::pipe::{pipe, pipe_within, PipeBudget, PipeWriter};
 use sshq_core::replies::{request_queue, QueuedRequests, ReplyQueue, RequestSender};
 use sshq_core::transport::TransportKind;
 use sshq_core::transport::{Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle};
 use tokio::io::AsyncWrite;
 use tokio::sync::{watch, Mutex, Notify};
+
+use crate::pacing::{Interactive, Pacer, WriterPacing};
+use crate::window::{grant_consumed, Consumed, ConsumingReader};
 
 /// Unread bytes one channel half may hold before russh's session task
 /// waits (see `sshq_core::pipe` for why it must be large here), counted
@@ -66,6 +69,11 @@ pub struct TcpChannel<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 's
     confirmed: Option<watch::Receiver<bool>>,
     /// The connection's budget for the peer's unread data, if it has one.
     budget: Option<PipeBudget>,
+    /// The connection's send pacing (see `pacing.rs`), if it has one.
+    pacer: Option<Pacer>,
+    /// Set once a pty is requested on the channel: its data then goes
+    /// ahead of bulk channels' data.
+    interactive: Interactive,
 }
 
 impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> TcpChannel<S> {
@@ -76,7 +84,22 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> TcpChannel
             side,
             confirmed: None,
             budget: None,
+            pacer: None,
+            interactive: Interactive::default(),
         }
+    }
+
+    /// Holds this channel's data while the connection's `pacer` says the
+    /// socket has enough queued, unless the channel is interactive.
+    pub(crate) fn paced_by(mut self, pacer: &Pacer) -> Self {
+        self.pacer = Some(pacer.clone());
+        self
+    }
+
+    /// The flag that marks this channel interactive (for a server, which
+    /// sees the pty request outside the channel).
+    pub(crate) fn interactive(&self) -> Interactive {
+        self.interactive.clone()
     }
 
     /// Counts the peer's unread data on this channel against `budget`, the
@@ -111,7 +134,7 @@ fn gate(confirmed: &Option<watch::Receiver<bool>>) -> Option<Gate> {
 type Gate = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel for TcpChannel<S> {
-    type Reader = PipeReader;
+    type Reader = ConsumingReader;
     type Writer = ChannelWriter;
     type Control = TcpControl<S>;
     type Requests = QueuedRequests;
@@ -139,56 +162,86 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
         };
         let (closed_tx, closed_rx) = watch::channel(false);
         let closed_here = Arc::new(Notify::new());
+        let consumed = Arc::new(Consumed::default());
         tokio::spawn(demultiplex(
             read_half,
-            data_tx,
-            ext_tx,
+            Halves {
+                data: data_tx,
+                ext: ext_tx,
+                consumed: consumed.clone(),
+            },
             demux_requests,
             pending.clone(),
             closed_tx,
             closed_here.clone(),
         ));
+        let pacing = || {
+            self.pacer
+                .clone()
+                .map(|pacer| WriterPacing::new(pacer, self.interactive.clone()))
+        };
         let data_out = ChannelWriter {
             inner: Box::pin(write_half.make_writer()),
             eof_on_shutdown: true,
             gate: gate(&self.confirmed),
+            pacing: pacing(),
         };
         let ext_out = ChannelWriter {
             inner: Box::pin(write_half.make_writer_ext(Some(1))),
             eof_on_shutdown: false,
             gate: gate(&self.confirmed),
+            pacing: pacing(),
         };
+        let write = Arc::new(Mutex::new(write_half));
+        tokio::spawn(grant_consumed(
+            write.clone(),
+            consumed.clone(),
+            closed_rx.clone(),
+        ));
         ChannelParts {
-            data_in: data_rx,
-            ext_in: ext_rx,
+            data_in: ConsumingReader::new(data_rx, consumed.clone()),
+            ext_in: ConsumingReader::new(ext_rx, consumed),
             data_out,
             ext_out,
             control: TcpControl {
-                write: Mutex::new(write_half),
+                write,
                 pending,
                 server,
                 closed: closed_rx,
                 closed_here,
                 confirmed: self.confirmed,
+                interactive: self.interactive,
             },
             requests,
         }
     }
 }
 
+/// Where the demultiplexer puts the peer's data.
+struct Halves {
+    data: PipeWriter,
+    ext: PipeWriter,
+    /// Data nobody will read counts as consumed (see `window.rs`).
+    consumed: Arc<Consumed>,
+}
+
 /// Sorts russh's per-channel message queue into the channel's halves.
 async fn demultiplex(
     mut read_half: russh::ChannelReadHalf,
-    mut data: PipeWriter,
-    mut ext: PipeWriter,
+    halves: Halves,
     requests: Option<RequestSender>,
     pending: ReplyQueue<bool>,
     closed: watch::Sender<bool>,
     closed_here: Arc<Notify>,
 ) {
     // A reader that went away just means nobody wants the rest of that
-    // half: its sends fail and are ignored, so the other halves and the
-    // replies still flow.
+    // half: its sends fail and are ignored (the data counts as consumed),
+    // so the other halves and the replies still flow.
+    let Halves {
+        mut data,
+        mut ext,
+        consumed,
+    } = halves;
     loop {
         // Once we have sent CHANNEL_CLOSE, russh forgets the channel and
         // drops the peer's answering CLOSE without passing it on, so the
@@ -200,13 +253,23 @@ async fn demultiplex(
         let Some(msg) = msg else { break };
         match msg {
             ChannelMsg::Data { data: bytes } => {
-                let _ = data.send(bytes).await;
+                let len = bytes.len() as u64;
+                if data.send(bytes).await.is_err() {
+                    consumed.add(len);
+                }
             }
             ChannelMsg::ExtendedData {
                 data: bytes,
                 ext: 1,
             } => {
-                let _ = ext.send(bytes).await;
+                let len = bytes.len() as u64;
+                if ext.send(bytes).await.is_err() {
+                    consumed.add(len);
+                }
+            }
+            ChannelMsg::ExtendedData { data: bytes, .. } => {
+                // Only stderr (1) is defined; other codes are dropped.
+                consumed.add(bytes.len() as u64);
             }
             ChannelMsg::Eof => {
                 data.close();
@@ -318,6 +381,8 @@ pub struct ChannelWriter {
     eof_on_shutdown: bool,
     /// Until the channel is confirmed (see `TcpChannel::confirmed`).
     gate: Option<Gate>,
+    /// Holds bulk data until the socket can take it (see `pacing.rs`).
+    pacing: Option<WriterPacing>,
 }
 
 impl ChannelWriter {
@@ -337,7 +402,14 @@ impl AsyncWrite for ChannelWriter {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_gate(cx));
-        self.inner.as_mut().poll_write(cx, buf)
+        if let Some(pacing) = &mut self.pacing {
+            std::task::ready!(pacing.poll_room(cx));
+        }
+        let written = std::task::ready!(self.inner.as_mut().poll_write(cx, buf));
+        if let (Ok(bytes), Some(pacing)) = (&written, &mut self.pacing) {
+            pacing.handed_over(*bytes);
+        }
+        Poll::Ready(written)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -359,8 +431,8 @@ impl AsyncWrite for ChannelWriter {
 /// returns in request order.
 pub struct TcpControl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> {
     /// Held while a request is sent, so that the order of the reply queue
-    /// is the order on the wire.
-    write: Mutex<ChannelWriteHalf<S>>,
+    /// is the order on the wire (shared with the window grants).
+    write: Arc<Mutex<ChannelWriteHalf<S>>>,
     pending: ReplyQueue<bool>,
     server: Option<(russh::server::Handle, russh::ChannelId)>,
     /// Set by the demultiplexer when the peer closed the channel.
@@ -369,6 +441,8 @@ pub struct TcpControl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 's
     closed_here: Arc<Notify>,
     /// See `TcpChannel::confirmed`.
     confirmed: Option<watch::Receiver<bool>>,
+    /// Marked when we request a pty (see `TcpChannel::interactive`).
+    interactive: Interactive,
 }
 
 impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelControl
@@ -399,6 +473,9 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelCon
                 .await
                 .map(|()| true)
                 .map_err(|_| TransportError::ChannelClosed);
+        }
+        if matches!(request, ChannelRequest::Pty(_)) {
+            self.interactive.mark();
         }
         let write = self.write.lock().await;
         let reply = match want_reply {

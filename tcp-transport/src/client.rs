@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::ending::{EndingSender, EndingWatch};
+use crate::pacing::{Pacer, Paced, SEND_BUDGET};
 
 use crate::channel::{Side, TcpChannel};
 
@@ -54,6 +55,8 @@ const FAST_CIPHERS: &[russh::cipher::Name] = &[
 /// An authenticated client-side SSH connection over a byte stream.
 pub struct TcpClientConnection {
     handle: russh::client::Handle<ClientHandler>,
+    /// Holds bulk channel data until the socket can take it.
+    pacer: Pacer,
     incoming: Mutex<mpsc::UnboundedReceiver<Incoming<ClientChannel>>>,
     info: ConnectionInfo,
     ending: EndingWatch,
@@ -71,8 +74,9 @@ pub async fn connect_tcp(
             port: addr.port(),
             source,
         })?;
-    // Interactive sessions send small packets: never wait for Nagle.
-    let _ = stream.set_nodelay(true);
+    // Interactive sessions send small packets: never wait for Nagle; and
+    // the kernel holds little unsent data (see pacing.rs).
+    let _ = crate::pacing::tune_socket(&stream);
     let local = stream.local_addr().ok();
     connect_stream(stream, local, Some(addr), params).await
 }
@@ -91,6 +95,8 @@ where
         window_size: crate::CHANNEL_WINDOW,
         maximum_packet_size: 65535,
         nodelay: true,
+        // Windows are granted as the application reads (window.rs).
+        window_on_consume: true,
         ..Default::default()
     };
     config.preferred.cipher = std::borrow::Cow::Borrowed(FAST_CIPHERS);
@@ -101,11 +107,14 @@ where
     config.preferred.kex = std::borrow::Cow::Owned(kex_names(params.kex.as_deref(), &params.host)?);
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
     let (ending_tx, ending_rx) = crate::ending::ending();
+    let pacer = Pacer::new(SEND_BUDGET);
+    let stream = Paced::new(stream, pacer.clone());
     let kex_name = Arc::new(StdMutex::new(None));
     let host_key_rejected = Arc::new(StdMutex::new(false));
     let handler = ClientHandler {
         verifier: params.verifier.clone(),
         incoming: incoming_tx,
+        pacer: pacer.clone(),
         kex: kex_name.clone(),
         host_key_rejected: host_key_rejected.clone(),
         ending: ending_tx,
@@ -123,6 +132,7 @@ where
     let kex = kex_name.lock().ok().and_then(|k| k.clone());
     Ok(TcpClientConnection {
         handle,
+        pacer,
         incoming: Mutex::new(incoming_rx),
         info: ConnectionInfo {
             transport: TransportKind::Tcp,
@@ -356,7 +366,7 @@ impl Connection for TcpClientConnection {
             }
         }
         .map_err(|e| crate::open_error(e, closed))?;
-        Ok(TcpChannel::new(kind, channel, Side::Client))
+        Ok(TcpChannel::new(kind, channel, Side::Client).paced_by(&self.pacer))
     }
 
     async fn accept(&self) -> Option<Incoming<ClientChannel>> {
@@ -432,6 +442,8 @@ impl Connection for TcpClientConnection {
 struct ClientHandler {
     verifier: Arc<dyn ServerKeyVerifier>,
     incoming: mpsc::UnboundedSender<Incoming<ClientChannel>>,
+    /// The connection's send pacing, for the channels the server opens.
+    pacer: Pacer,
     kex: Arc<StdMutex<Option<String>>>,
     host_key_rejected: Arc<StdMutex<bool>>,
     /// Records how the session ended (orderly when the handler is dropped
@@ -446,7 +458,7 @@ impl ClientHandler {
         channel: russh::Channel<Msg>,
         reply: ChannelOpenHandle,
     ) {
-        let channel = TcpChannel::new(kind.clone(), channel, Side::Client);
+        let channel = TcpChannel::new(kind.clone(), channel, Side::Client).paced_by(&self.pacer);
         crate::offer_channel(&self.incoming, kind, channel, reply);
     }
 }

@@ -11,14 +11,18 @@ pub mod client;
 mod cut;
 mod ending;
 mod kex;
+mod pacing;
 pub mod server;
+mod window;
 
 pub use channel::TcpChannel;
 pub use client::{connect_stream, connect_tcp, ClientParams, TcpClientConnection};
 pub use kex::KexList;
+pub use pacing::{tune_socket, NOTSENT_LOWAT, SEND_BUDGET};
 pub use server::{accept, ServerParams, TcpServerConnection};
 pub use sshq_core::error::HandshakeError;
 pub use sshq_core::pipe::PipeReader;
+pub use window::ConsumingReader;
 
 use sshq_core::channel::{OpenFailure, OpenFailureReason};
 use sshq_core::error::TransportError;

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use crate::auth_tries::{is_security_key, AuthFailures};
 use crate::channel::{core_modes, signal_name_of, Side, TcpChannel, CONNECTION_HANDOVER_LIMIT};
 use crate::ending::EndingWatch;
+use crate::pacing::{Interactive, Pacer, Paced, SEND_BUDGET};
 pub use crate::kex::KexList;
 
 /// A server-side channel over TCP.
@@ -60,6 +61,8 @@ pub struct TcpServerConnection {
     handle: russh::server::Handle,
     /// Bounds the client's unread data over all channels (see `channel.rs`).
     budget: PipeBudget,
+    /// Holds bulk channel data until the socket can take it.
+    pacer: Pacer,
     incoming: Mutex<mpsc::UnboundedReceiver<Incoming<ServerChannel>>>,
     info: ConnectionInfo,
     ending: EndingWatch,
@@ -109,12 +112,16 @@ where
     let session_handle = Arc::new(OnceLock::new());
     let logged_in_as = Arc::new(OnceLock::new());
     let budget = PipeBudget::new(CONNECTION_HANDOVER_LIMIT);
+    let pacer = Pacer::new(SEND_BUDGET);
+    let stream = Paced::new(stream, pacer.clone());
     // Cut when the grace time (which covers the whole handshake) runs out,
     // or when a client lingers after our disconnect: that ends russh's
     // session task whatever it waits for.
     let (stream, cutter) = crate::cut::Cuttable::new(stream);
     let handler = ServerHandler {
         budget: budget.clone(),
+        pacer: pacer.clone(),
+        interactive: HashMap::new(),
         params: params.clone(),
         incoming: incoming_tx,
         channels: HashMap::new(),
@@ -181,6 +188,7 @@ where
     Ok(TcpServerConnection {
         handle,
         budget,
+        pacer,
         incoming: Mutex::new(incoming_rx),
         info: ConnectionInfo {
             transport: TransportKind::Tcp,
@@ -239,6 +247,8 @@ pub(crate) fn russh_config(params: &ServerParams) -> russh::server::Config {
         window_size: crate::CHANNEL_WINDOW,
         maximum_packet_size: 65535,
         server_id: russh::SshId::Standard(std::borrow::Cow::Borrowed(SERVER_ID)),
+        // Windows are granted as the application reads (window.rs).
+        window_on_consume: true,
         ..Default::default()
     };
     config.preferred.kex = std::borrow::Cow::Owned(params.kex.russh_names());
@@ -293,7 +303,8 @@ impl Connection for TcpServerConnection {
                 handle: self.handle.clone(),
             },
         )
-        .within_budget(&self.budget))
+        .within_budget(&self.budget)
+        .paced_by(&self.pacer))
     }
 
     async fn accept(&self) -> Option<Incoming<ServerChannel>> {
@@ -333,6 +344,10 @@ struct ServerHandler {
     params: Arc<ServerParams>,
     /// The connection's budget for unread channel data.
     budget: PipeBudget,
+    /// The connection's send pacing, for the channels the client opens.
+    pacer: Pacer,
+    /// Each open channel's interactive flag, set by a pty request.
+    interactive: HashMap<ChannelId, Interactive>,
     incoming: mpsc::UnboundedSender<Incoming<ServerChannel>>,
     /// Where each open channel's requests go.
     channels: HashMap<ChannelId, RequestSender>,
@@ -415,7 +430,9 @@ impl ServerHandler {
                 handle,
             },
         )
-        .within_budget(&self.budget);
+        .within_budget(&self.budget)
+        .paced_by(&self.pacer);
+        self.interactive.insert(id, channel.interactive());
         crate::offer_channel(&self.incoming, kind, channel, reply);
     }
 
@@ -601,6 +618,7 @@ impl russh::server::Handler for ServerHandler {
     ) -> Result<(), Self::Error> {
         // Ends the channel's request stream.
         self.channels.remove(&channel);
+        self.interactive.remove(&channel);
         Ok(())
     }
 
@@ -640,6 +658,10 @@ impl russh::server::Handler for ServerHandler {
             },
             modes: core_modes(modes),
         });
+        // A terminal's echoes go ahead of bulk data (see pacing.rs).
+        if let Some(interactive) = self.interactive.get(&channel) {
+            interactive.mark();
+        }
         self.deliver(channel, request, true, session).await
     }
 

@@ -410,7 +410,11 @@ async fn accept_tcp(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
+        // TCP_NODELAY, and little unsent data in the kernel in front of a
+        // keystroke's echo (sshq_tcp::tune_socket).
+        if let Err(e) = sshq_tcp::tune_socket(&stream) {
+            tracing::debug!("TCP socket options: {e}");
+        }
         let local = stream.local_addr().ok();
         let Some(mut permit) = gate.admit(peer, local) else {
             // sshd's notice, best effort: never wait on a refused peer.

@@ -307,6 +307,7 @@ impl Encrypted {
         channel: ChannelId,
         data: &[u8],
         target: u32,
+        grant_on_arrival: bool,
     ) -> Result<bool, crate::Error> {
         if let Some(channel) = self.channels.get_mut(&channel) {
             trace!(
@@ -318,7 +319,7 @@ impl Encrypted {
             if data.len() as u32 <= channel.sender_window_size {
                 channel.sender_window_size -= data.len() as u32;
             }
-            if channel.sender_window_size < target / 2 {
+            if grant_on_arrival && channel.sender_window_size < target / 2 {
                 debug!(
                     "sender_window_size {:?}, target {:?}",
                     channel.sender_window_size, target
@@ -333,6 +334,28 @@ impl Encrypted {
             }
         }
         Ok(false)
+    }
+
+    /// Grants the peer `bytes` more window on `channel` (the application
+    /// consumed them), never beyond `target`.
+    pub fn grant_window(
+        &mut self,
+        channel: ChannelId,
+        bytes: u32,
+        target: u32,
+    ) -> Result<(), crate::Error> {
+        if let Some(channel) = self.channels.get_mut(&channel) {
+            let grant = bytes.min(target.saturating_sub(channel.sender_window_size));
+            if grant > 0 {
+                push_packet!(self.write, {
+                    self.write.push(msg::CHANNEL_WINDOW_ADJUST);
+                    channel.recipient_channel.encode(&mut self.write)?;
+                    grant.encode(&mut self.write)?;
+                });
+                channel.sender_window_size += grant;
+            }
+        }
+        Ok(())
     }
 
     fn flush_channel(

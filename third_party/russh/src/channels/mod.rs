@@ -106,6 +106,13 @@ pub enum ChannelMsg {
     WindowAdjusted {
         new_size: u32,
     },
+    /// Sent by the application, never received: it has consumed `bytes`
+    /// of the peer's data on this channel. With `window_on_consume` in the
+    /// session's config, the session grants them back to the peer (a
+    /// `CHANNEL_WINDOW_ADJUST`, never beyond the configured window).
+    Consumed {
+        bytes: u32,
+    },
     /// (server only)
     Success,
     /// (server only)
@@ -415,6 +422,12 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelWriteHalf<
     /// Request that the channel be closed.
     pub async fn close(&self) -> Result<(), Error> {
         self.send_msg(ChannelMsg::Close).await
+    }
+
+    /// Tells the session that the application has consumed `bytes` of the
+    /// peer's data on this channel (see [`ChannelMsg::Consumed`]).
+    pub async fn consumed(&self, bytes: u32) -> Result<(), Error> {
+        self.send_msg(ChannelMsg::Consumed { bytes }).await
     }
 
     async fn send_msg(&self, msg: ChannelMsg) -> Result<(), Error> {

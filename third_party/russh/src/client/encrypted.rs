@@ -598,7 +598,8 @@ impl Session {
                 let target = self.common.config.window_size;
                 #[allow(clippy::collapsible_if)]
                 if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
+                    let on_arrival = !self.common.config.window_on_consume;
+                    if enc.adjust_window_size(channel_num, &data, target, on_arrival)? {
                         let next_window =
                             client.adjust_window(channel_num, self.target_window_size);
                         if next_window > 0 {
@@ -625,7 +626,8 @@ impl Session {
                 let target = self.common.config.window_size;
                 #[allow(clippy::collapsible_if)]
                 if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
+                    let on_arrival = !self.common.config.window_on_consume;
+                    if enc.adjust_window_size(channel_num, &data, target, on_arrival)? {
                         let next_window =
                             client.adjust_window(channel_num, self.target_window_size);
                         if next_window > 0 {

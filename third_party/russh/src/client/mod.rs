@@ -1779,6 +1779,12 @@ impl Session {
                 self.agent_forward(id, want_reply)?
             }
             Msg::Channel(id, ChannelMsg::Close) => self.close(id)?,
+            Msg::Channel(id, ChannelMsg::Consumed { bytes }) => {
+                let target = self.common.config.window_size;
+                if let Some(enc) = self.common.encrypted.as_mut() {
+                    enc.grant_window(id, bytes, target)?;
+                }
+            }
             Msg::Rekey => self.initiate_rekey()?,
             Msg::AwaitExtensionInfo {
                 extension_name,
@@ -2746,6 +2752,9 @@ pub struct Config {
     pub gex: GexParams,
     /// If active, invoke `set_nodelay(true)` on the ssh socket; disabled by default (i.e. Nagle's algorithm is active).
     pub nodelay: bool,
+    /// Grant channel window only for data the application reports consumed
+    /// ([`crate::ChannelMsg::Consumed`]), not as data arrives.
+    pub window_on_consume: bool,
 }
 
 impl Default for Config {
@@ -2768,6 +2777,7 @@ impl Default for Config {
             anonymous: false,
             gex: Default::default(),
             nodelay: false,
+            window_on_consume: false,
         }
     }
 }

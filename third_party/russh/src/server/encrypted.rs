@@ -1491,7 +1491,8 @@ impl Session {
 
                 #[allow(clippy::collapsible_if)]
                 if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
+                    let on_arrival = !self.common.config.window_on_consume;
+                    if enc.adjust_window_size(channel_num, &data, target, on_arrival)? {
                         let window = handler.adjust_window(channel_num, self.target_window_size);
                         if window > 0 {
                             self.target_window_size = window

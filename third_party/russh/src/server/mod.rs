@@ -99,6 +99,9 @@ pub struct Config {
     pub keepalive_max: usize,
     /// If active, invoke `set_nodelay(true)` on client sockets; disabled by default (i.e. Nagle's algorithm is active).
     pub nodelay: bool,
+    /// Grant channel window only for data the application reports consumed
+    /// ([`crate::ChannelMsg::Consumed`]), not as data arrives.
+    pub window_on_consume: bool,
 }
 
 impl Default for Config {
@@ -126,6 +129,7 @@ impl Default for Config {
             keepalive_interval: None,
             keepalive_max: 3,
             nodelay: false,
+            window_on_consume: false,
         }
     }
 }
@@ -153,6 +157,7 @@ impl Debug for Config {
             .field("inactivity_timeout", &self.inactivity_timeout)
             .field("keepalive_interval", &self.keepalive_interval)
             .field("keepalive_max", &self.keepalive_max)
+            .field("window_on_consume", &self.window_on_consume)
             .finish()
     }
 }

@@ -535,6 +535,12 @@ impl Session {
             Msg::Channel(id, ChannelMsg::WindowAdjusted { new_size }) => {
                 debug!("window adjusted to {new_size:?} for channel {id:?}");
             }
+            Msg::Channel(id, ChannelMsg::Consumed { bytes }) => {
+                let target = self.target_window_size;
+                if let Some(enc) = self.common.encrypted.as_mut() {
+                    enc.grant_window(id, bytes, target)?;
+                }
+            }
             Msg::ChannelOpenAgent { channel_ref } => {
                 let id = self.channel_open_agent()?;
                 self.channels.insert(id, channel_ref);

@@ -1,0 +1,366 @@
+//! Send-side backpressure over one TCP connection: no queue in front of a
+//! keystroke.
+//!
+//! Every channel of an SSH-over-TCP connection shares one ordered byte
+//! stream, so whatever bulk data waits to be sent sits in front of the next
+//! echo of an interactive session. It can wait in three places: russh's
+//! queue of channel messages and its write buffer, the kernel's socket
+//! buffer (autotuned up to `tcp_wmem`'s maximum, 4 MiB by default), and the
+//! path. Only the last is needed to keep the link busy. This module bounds
+//! the other two:
+//!
+//! - the kernel: [`tune_socket`] sets `TCP_NOTSENT_LOWAT`, so the socket
+//!   stops taking data once [`NOTSENT_LOWAT`] bytes wait unsent (data in
+//!   flight is the congestion window's business, not a queue of ours);
+//! - russh: a [`Pacer`] per connection counts the bytes of bulk channels
+//!   handed to russh and not yet written to the socket, and holds a bulk
+//!   channel's next write while that count is at [`SEND_BUDGET`]. The
+//!   socket wrapper [`Paced`] counts what russh writes, so the count falls
+//!   exactly as fast as the socket takes data: channel data is pulled into
+//!   the SSH layer only when the socket can take it.
+//!
+//! Interactive channels (those with a pty) are never held: their data goes
+//! straight to russh, behind at most the budget and the low-water mark.
+//! Bulk channels waiting for room are all woken when room appears and each
+//! hands over at most one packet (russh's ChannelTx never passes more than
+//! the peer's maximum packet size per write), so they take turns instead of
+//! one channel filling the budget.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+
+/// Bulk channel bytes russh may hold that the socket has not taken yet.
+/// Two 64 KiB packets: enough for russh to always have the next packet
+/// ready when the socket drains (loopback bulk stays as fast as before),
+/// small against what a lossy link carries in a second.
+pub const SEND_BUDGET: usize = 128 * 1024;
+
+/// `TCP_NOTSENT_LOWAT` on sshq's and sshqd's TCP sockets: unsent bytes the
+/// kernel accepts. At 16 to 64 KiB bulk throughput is unchanged on Linux
+/// (the socket still wakes the writer long before it runs dry).
+pub const NOTSENT_LOWAT: u32 = 32 * 1024;
+
+/// How long a held bulk write waits for the socket to make progress before
+/// it assumes the counted bytes will never be written (russh drops the data
+/// of a channel that closed with data still queued) and forgets them. Only
+/// reached when nothing at all is written and no write is blocked, so it
+/// never fires while the socket is merely slow.
+const STALE_AFTER: Duration = Duration::from_millis(100);
+
+/// Sets TCP_NODELAY and `TCP_NOTSENT_LOWAT` ([`NOTSENT_LOWAT`]) on a
+/// socket that will carry SSH.
+pub fn tune_socket(stream: &tokio::net::TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    set_notsent_lowat(stream, NOTSENT_LOWAT)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_notsent_lowat(stream: &tokio::net::TcpStream, bytes: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the descriptor is the live socket `stream` borrows, and the
+    // option value is a c_int whose size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere only the budget in russh bounds the queue.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_notsent_lowat(_stream: &tokio::net::TcpStream, _bytes: u32) -> io::Result<()> {
+    Ok(())
+}
+
+/// One connection's count of bulk bytes in russh not yet on the socket.
+#[derive(Clone)]
+pub(crate) struct Pacer {
+    state: Arc<PacerState>,
+}
+
+struct PacerState {
+    budget: usize,
+    /// Bulk bytes handed to russh and not yet seen written to the socket.
+    queued: AtomicUsize,
+    /// Every byte written to the socket so far: shows progress.
+    written: AtomicU64,
+    /// A socket write is waiting for the kernel to take data.
+    write_blocked: AtomicBool,
+    /// Signalled when bytes reach the socket.
+    room: Notify,
+}
+
+impl Pacer {
+    pub(crate) fn new(budget: usize) -> Pacer {
+        Pacer {
+            state: Arc::new(PacerState {
+                budget,
+                queued: AtomicUsize::new(0),
+                written: AtomicU64::new(0),
+                write_blocked: AtomicBool::new(false),
+                room: Notify::new(),
+            }),
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.state.queued.load(Ordering::Acquire) < self.state.budget
+    }
+
+    /// Counts bytes a bulk channel handed to russh.
+    fn handed_over(&self, bytes: usize) {
+        self.state.queued.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// Counts bytes russh wrote to the socket. They include packet
+    /// overhead and other channels' data, so the count of bulk bytes may
+    /// fall slightly faster than the truth: a few percent of the budget.
+    fn written(&self, bytes: usize) {
+        let _ = self
+            .state
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                Some(queued.saturating_sub(bytes))
+            });
+        self.state
+            .written
+            .fetch_add(bytes as u64, Ordering::AcqRel);
+        if self.has_room() {
+            self.state.room.notify_waiters();
+        }
+    }
+
+    /// Resolves once a bulk channel may hand russh more data.
+    async fn until_room(self) {
+        loop {
+            let notified = self.state.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.has_room() {
+                return;
+            }
+            let before = self.state.written.load(Ordering::Acquire);
+            if tokio::time::timeout(STALE_AFTER, notified).await.is_ok() {
+                continue;
+            }
+            let progressed = self.state.written.load(Ordering::Acquire) != before;
+            if !progressed && !self.state.write_blocked.load(Ordering::Acquire) {
+                // Nothing was written and nothing waits to be: whatever is
+                // still counted was dropped by russh (see STALE_AFTER).
+                tracing::debug!("send pacing: forgetting bytes russh never wrote");
+                self.state.queued.store(0, Ordering::Release);
+                return;
+            }
+        }
+    }
+}
+
+/// The pacing of one channel writer: its connection's [`Pacer`], and
+/// whether the channel is interactive (then it is never held).
+pub(crate) struct WriterPacing {
+    pacer: Pacer,
+    interactive: Interactive,
+    waiting: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// This write was let through and russh has not accepted it yet: it
+    /// is not held again (russh may already have taken window for it).
+    admitted: bool,
+}
+
+impl WriterPacing {
+    pub(crate) fn new(pacer: Pacer, interactive: Interactive) -> WriterPacing {
+        WriterPacing {
+            pacer,
+            interactive,
+            waiting: None,
+            admitted: false,
+        }
+    }
+
+    /// Ready once this channel may hand russh a write.
+    pub(crate) fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.admitted || self.interactive.get() {
+            self.waiting = None;
+            return Poll::Ready(());
+        }
+        if self.waiting.is_none() && !self.pacer.has_room() {
+            self.waiting = Some(Box::pin(self.pacer.clone().until_room()));
+        }
+        if let Some(waiting) = &mut self.waiting {
+            std::task::ready!(waiting.as_mut().poll(cx));
+            self.waiting = None;
+        }
+        self.admitted = true;
+        Poll::Ready(())
+    }
+
+    /// Counts a write russh accepted.
+    pub(crate) fn handed_over(&mut self, bytes: usize) {
+        self.admitted = false;
+        if !self.interactive.get() {
+            self.pacer.handed_over(bytes);
+        }
+    }
+}
+
+/// Whether a channel carries an interactive session (a pty was requested
+/// on it), shared by the channel's writers and whoever sees the request.
+#[derive(Clone, Default)]
+pub(crate) struct Interactive(Arc<AtomicBool>);
+
+impl Interactive {
+    pub(crate) fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The socket under russh, counting what it writes for the [`Pacer`].
+pub(crate) struct Paced<S> {
+    inner: S,
+    pacer: Pacer,
+}
+
+impl<S> Paced<S> {
+    pub(crate) fn new(inner: S, pacer: Pacer) -> Paced<S> {
+        Paced { inner, pacer }
+    }
+
+    fn count(&self, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match &result {
+            Poll::Ready(Ok(bytes)) => {
+                self.pacer
+                    .state
+                    .write_blocked
+                    .store(false, Ordering::Release);
+                self.pacer.written(*bytes);
+            }
+            Poll::Ready(Err(_)) => {
+                self.pacer
+                    .state
+                    .write_blocked
+                    .store(false, Ordering::Release);
+            }
+            Poll::Pending => {
+                self.pacer
+                    .state
+                    .write_blocked
+                    .store(true, Ordering::Release);
+            }
+        }
+        result
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Paced<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Paced<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.count(result)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.count(result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_budget_holds_bulk_until_the_socket_takes_bytes() {
+        let pacer = Pacer::new(100);
+        let mut bulk = WriterPacing::new(pacer.clone(), Interactive::default());
+        assert!(bulk.poll_room(&mut Context::from_waker(&futures_noop_waker())).is_ready());
+        bulk.handed_over(100);
+        let waker = futures_noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(bulk.poll_room(&mut cx).is_pending(), "a full budget holds bulk");
+        // A blocked socket write: the counted bytes are not forgotten.
+        pacer.state.write_blocked.store(true, Ordering::Release);
+        tokio::time::sleep(STALE_AFTER * 2).await;
+        assert!(bulk.poll_room(&mut cx).is_pending(), "still held while the socket is blocked");
+        pacer.written(40);
+        assert!(bulk.poll_room(&mut cx).is_ready(), "room once the socket took bytes");
+        assert_eq!(pacer.state.queued.load(Ordering::Acquire), 60);
+    }
+
+    #[tokio::test]
+    async fn an_interactive_channel_is_never_held_and_never_counted() {
+        let pacer = Pacer::new(100);
+        pacer.handed_over(1000);
+        let interactive = Interactive::default();
+        interactive.mark();
+        let mut shell = WriterPacing::new(pacer.clone(), interactive);
+        let waker = futures_noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(shell.poll_room(&mut cx).is_ready());
+        shell.handed_over(10);
+        assert_eq!(pacer.state.queued.load(Ordering::Acquire), 1000);
+    }
+
+    #[tokio::test]
+    async fn bytes_russh_never_writes_are_forgotten_once_the_socket_is_idle() {
+        let pacer = Pacer::new(100);
+        pacer.handed_over(100);
+        tokio::time::timeout(STALE_AFTER * 5, pacer.clone().until_room())
+            .await
+            .expect("an idle socket frees the budget");
+        assert!(pacer.has_room());
+    }
+
+    fn futures_noop_waker() -> std::task::Waker {
+        std::task::Waker::noop().clone()
+    }
+}
