@@ -138,7 +138,9 @@ async fn pair(pause: Option<Duration>) -> Pair {
     let lab = Lab::new();
     let host = lab.private_key("host_ed25519");
     let user = lab.private_key("user");
-    let listener = TcpListener::bind(loopback()).await.expect("bind the server");
+    let listener = TcpListener::bind(loopback())
+        .await
+        .expect("bind the server");
     let server_addr = listener.local_addr().expect("server address");
     let proxy_listener = TcpListener::bind(loopback()).await.expect("bind the proxy");
     let proxy_addr = proxy_listener.local_addr().expect("proxy address");
@@ -219,7 +221,10 @@ fn forward() -> ChannelKind {
 }
 
 /// Writes to `writer` for ever, counting what it accepted in `pulled`.
-fn saturate(mut writer: impl tokio::io::AsyncWrite + Unpin + Send + 'static, pulled: Arc<AtomicU64>) {
+fn saturate(
+    mut writer: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+    pulled: Arc<AtomicU64>,
+) {
     tokio::spawn(async move {
         let chunk = vec![0x5a_u8; 16 * 1024];
         loop {
@@ -312,11 +317,16 @@ async fn a_reader_that_stops_stops_the_sender_at_one_window() {
         stopped_at <= WINDOW + HELD_AT_MOST,
         "{stopped_at} bytes sent to a reader that read nothing (window {WINDOW})"
     );
-    assert!(stopped_at >= WINDOW / 2, "the window was used: {stopped_at} bytes");
+    assert!(
+        stopped_at >= WINDOW / 2,
+        "the window was used: {stopped_at} bytes"
+    );
     // Reading resumes: the window is granted again and the data flows.
     let got = Arc::new(AtomicU64::new(0));
     let mut first = vec![0u8; 1];
-    step("read", reader.read_exact(&mut first)).await.expect("read");
+    step("read", reader.read_exact(&mut first))
+        .await
+        .expect("read");
     drain(reader, got.clone());
     until_at_least(&pulled, stopped_at + 2 * WINDOW, "bulk flows again").await;
 }
@@ -344,7 +354,10 @@ async fn a_terminal_echo_overtakes_a_saturating_forward() {
         request.reply.send(true);
     };
     let (granted, ()) = step("pty request", async { tokio::join!(asking, answering) }).await;
-    assert!(granted.expect("pty request sent"), "the server grants the pty");
+    assert!(
+        granted.expect("pty request sent"),
+        "the server grants the pty"
+    );
 
     let (bulk_client, bulk_server) = open(&pair.client, &pair.server, forward()).await;
     let pulled = Arc::new(AtomicU64::new(0));
@@ -357,8 +370,12 @@ async fn a_terminal_echo_overtakes_a_saturating_forward() {
     let mut echo_out = shell_server.data_out;
     for round in 0..5 {
         // Let the queue in front of the echo fill as far as it can.
-        until_at_least(&received, received.load(Ordering::Acquire) + WINDOW / 4, "bulk flows")
-            .await;
+        until_at_least(
+            &received,
+            received.load(Ordering::Acquire) + WINDOW / 4,
+            "bulk flows",
+        )
+        .await;
         let before = received.load(Ordering::Acquire);
         let echo = format!("echo {round}\r\n");
         step("write the echo", echo_out.write_all(echo.as_bytes()))

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::ending::{EndingSender, EndingWatch};
-use crate::pacing::{Pacer, Paced, SEND_BUDGET};
+use crate::pacing::{Paced, Pacer, SEND_BUDGET};
 
 use crate::channel::{Side, TcpChannel};
 

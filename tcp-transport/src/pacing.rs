@@ -140,9 +140,7 @@ impl Pacer {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
                 Some(queued.saturating_sub(bytes))
             });
-        self.state
-            .written
-            .fetch_add(bytes as u64, Ordering::AcqRel);
+        self.state.written.fetch_add(bytes as u64, Ordering::AcqRel);
         if self.has_room() {
             self.state.room.notify_waiters();
         }
@@ -322,17 +320,28 @@ mod tests {
     async fn a_full_budget_holds_bulk_until_the_socket_takes_bytes() {
         let pacer = Pacer::new(100);
         let mut bulk = WriterPacing::new(pacer.clone(), Interactive::default());
-        assert!(bulk.poll_room(&mut Context::from_waker(&futures_noop_waker())).is_ready());
+        assert!(bulk
+            .poll_room(&mut Context::from_waker(&futures_noop_waker()))
+            .is_ready());
         bulk.handed_over(100);
         let waker = futures_noop_waker();
         let mut cx = Context::from_waker(&waker);
-        assert!(bulk.poll_room(&mut cx).is_pending(), "a full budget holds bulk");
+        assert!(
+            bulk.poll_room(&mut cx).is_pending(),
+            "a full budget holds bulk"
+        );
         // A blocked socket write: the counted bytes are not forgotten.
         pacer.state.write_blocked.store(true, Ordering::Release);
         tokio::time::sleep(STALE_AFTER * 2).await;
-        assert!(bulk.poll_room(&mut cx).is_pending(), "still held while the socket is blocked");
+        assert!(
+            bulk.poll_room(&mut cx).is_pending(),
+            "still held while the socket is blocked"
+        );
         pacer.written(40);
-        assert!(bulk.poll_room(&mut cx).is_ready(), "room once the socket took bytes");
+        assert!(
+            bulk.poll_room(&mut cx).is_ready(),
+            "room once the socket took bytes"
+        );
         assert_eq!(pacer.state.queued.load(Ordering::Acquire), 60);
     }
 

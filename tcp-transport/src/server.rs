@@ -28,8 +28,8 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use crate::auth_tries::{is_security_key, AuthFailures};
 use crate::channel::{core_modes, signal_name_of, Side, TcpChannel, CONNECTION_HANDOVER_LIMIT};
 use crate::ending::EndingWatch;
-use crate::pacing::{Interactive, Pacer, Paced, SEND_BUDGET};
 pub use crate::kex::KexList;
+use crate::pacing::{Interactive, Paced, Pacer, SEND_BUDGET};
 
 /// A server-side channel over TCP.
 pub type ServerChannel = TcpChannel<Msg>;
