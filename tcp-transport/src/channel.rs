@@ -402,9 +402,13 @@ impl AsyncWrite for ChannelWriter {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_gate(cx));
-        if let Some(pacing) = &mut self.pacing {
-            std::task::ready!(pacing.poll_room(cx));
-        }
+        let buf = match &mut self.pacing {
+            Some(pacing) => {
+                std::task::ready!(pacing.poll_room(cx));
+                pacing.limit(buf)
+            }
+            None => buf,
+        };
         let written = std::task::ready!(self.inner.as_mut().poll_write(cx, buf));
         if let (Ok(bytes), Some(pacing)) = (&written, &mut self.pacing) {
             pacing.handed_over(*bytes);

@@ -18,7 +18,7 @@ mod window;
 pub use channel::TcpChannel;
 pub use client::{connect_stream, connect_tcp, ClientParams, TcpClientConnection};
 pub use kex::KexList;
-pub use pacing::{tune_socket, NOTSENT_LOWAT, SEND_BUDGET};
+pub use pacing::{tune_socket, MAX_BULK_WRITE, NOTSENT_LOWAT, SEND_BUDGET};
 pub use server::{accept, ServerParams, TcpServerConnection};
 pub use sshq_core::error::HandshakeError;
 pub use sshq_core::pipe::PipeReader;

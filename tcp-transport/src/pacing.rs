@@ -22,9 +22,12 @@
 //! Interactive channels (those with a pty) are never held: their data goes
 //! straight to russh, behind at most the budget and the low-water mark.
 //! Bulk channels waiting for room are all woken when room appears and each
-//! hands over at most one packet (russh's ChannelTx never passes more than
-//! the peer's maximum packet size per write), so they take turns instead of
-//! one channel filling the budget.
+//! hands over at most one packet ([`MAX_BULK_WRITE`]), so they take turns
+//! instead of one channel filling the budget.
+//!
+//! The third place, russh's session loop, reads the socket only between
+//! writes; third_party/russh change 7 makes it read what has arrived
+//! before it queues more output.
 
 use std::future::Future;
 use std::io;
@@ -37,16 +40,24 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
-/// Bulk channel bytes russh may hold that the socket has not taken yet.
-/// Two 64 KiB packets: enough for russh to always have the next packet
-/// ready when the socket drains (loopback bulk stays as fast as before),
-/// small against what a lossy link carries in a second.
-pub const SEND_BUDGET: usize = 128 * 1024;
+/// Bulk channel bytes russh may hold that the socket has not taken yet
+/// (a write is let through below it, so up to this plus
+/// [`MAX_BULK_WRITE`]). russh's session task reads the socket only
+/// between writes, and a write waits while the kernel holds
+/// [`NOTSENT_LOWAT`] unsent: so this, divided by the link's rate, is also
+/// how long a keystroke may wait to be read. At 1% loss and 50 ms RTT a
+/// bulk flow gets about 300 KB/s: 32 KiB is about 0.1 s.
+pub const SEND_BUDGET: usize = 32 * 1024;
+
+/// The most a bulk channel hands russh in one write (one packet): OpenSSH's
+/// packet size, so that what waits in front of an echo stays small even
+/// when the peer accepts 64 KiB packets.
+pub const MAX_BULK_WRITE: usize = 32 * 1024;
 
 /// `TCP_NOTSENT_LOWAT` on sshq's and sshqd's TCP sockets: unsent bytes the
-/// kernel accepts. At 16 to 64 KiB bulk throughput is unchanged on Linux
-/// (the socket still wakes the writer long before it runs dry).
-pub const NOTSENT_LOWAT: u32 = 32 * 1024;
+/// kernel accepts. Data in flight is the congestion window's; this is only
+/// the queue behind it, kept to half a packet of ours.
+pub const NOTSENT_LOWAT: u32 = 16 * 1024;
 
 /// How long a held bulk write waits for the socket to make progress before
 /// it assumes the counted bytes will never be written (russh drops the data
@@ -189,6 +200,15 @@ impl WriterPacing {
             interactive,
             waiting: None,
             admitted: false,
+        }
+    }
+
+    /// The part of `buf` a write may hand russh at once.
+    pub(crate) fn limit<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        if self.interactive.get() {
+            buf
+        } else {
+            buf.get(..MAX_BULK_WRITE).unwrap_or(buf)
         }
     }
 

@@ -667,6 +667,17 @@ impl Session {
         pin!(reading);
         let mut is_reading = None;
 
+        // Packets that have arrived are read before more output is queued
+        // (sshq change 7): each pass of this loop waits until its output is
+        // written, so with output always ready (a bulk channel) and one
+        // packet read per pass, input arriving faster than the socket
+        // drains piled up unread (a shell's keystrokes behind a forward).
+        // After a read the backlog drain below is skipped and `select!`
+        // tries the socket first, up to MAX_READS_BEFORE_OUTPUT packets in
+        // a row, so input cannot starve output either.
+        const MAX_READS_BEFORE_OUTPUT: usize = 64;
+        let mut reads_in_a_row = 0usize;
+
         #[allow(clippy::panic)] // false positive in macro
         while !self.common.disconnected {
             self.common.received_data = false;
@@ -684,7 +695,11 @@ impl Session {
             // Leave application messages in the bounded receiver once a peer's
             // channel window is exhausted. Network reads remain active so a
             // window adjustment can release the queued data.
-            if !self.kex.active() && !self.common.has_any_pending_data() {
+            let output_turn = reads_in_a_row == 0 || reads_in_a_row >= MAX_READS_BEFORE_OUTPUT;
+            if output_turn {
+                reads_in_a_row = 0;
+            }
+            if output_turn && !self.kex.active() && !self.common.has_any_pending_data() {
                 let mut drained = 0;
                 while drained < MAX_MESSAGES_PER_BATCH {
                     // Only Empty/Disconnected end the drain; both mean "nothing
@@ -720,8 +735,12 @@ impl Session {
             let rekey_timer = future_or_pending(self.rekey_time_remaining(), tokio::time::sleep);
             pin!(rekey_timer);
 
+            let reads_before = reads_in_a_row;
+            reads_in_a_row = 0;
             tokio::select! {
+                biased;
                 r = &mut reading => {
+                    reads_in_a_row = reads_before + 1;
                     let (stream_read, mut buffer, mut opening_cipher) = match r {
                         Ok((_, stream_read, buffer, opening_cipher)) => (stream_read, buffer, opening_cipher),
                         Err(e) => return Err(e.into())
