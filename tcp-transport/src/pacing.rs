@@ -49,6 +49,16 @@ use tokio::sync::Notify;
 /// bulk flow gets about 300 KB/s: 32 KiB is about 0.1 s.
 pub const SEND_BUDGET: usize = 32 * 1024;
 
+/// The budget while the socket takes everything at once (no write has
+/// waited for the kernel for [`PUSHBACK_MEMORY`]): nothing queues then, and
+/// a deeper pipeline keeps loopback bulk transfers fast when the channel
+/// writer and russh's session task take turns on a busy machine.
+pub const OPEN_BUDGET: usize = 512 * 1024;
+
+/// How long a write that had to wait for the kernel keeps the budget at
+/// [`SEND_BUDGET`].
+const PUSHBACK_MEMORY: Duration = Duration::from_millis(250);
+
 /// The most a bulk channel hands russh in one write (one packet): OpenSSH's
 /// packet size, so that what waits in front of an echo stays small even
 /// when the peer accepts 64 KiB packets.
@@ -115,6 +125,10 @@ struct PacerState {
     written: AtomicU64,
     /// A socket write is waiting for the kernel to take data.
     write_blocked: AtomicBool,
+    /// When a socket write last had to wait (milliseconds after `epoch`,
+    /// plus one; 0: never).
+    last_pushback_ms: AtomicU64,
+    epoch: std::time::Instant,
     /// Signalled when bytes reach the socket.
     room: Notify,
 }
@@ -127,13 +141,38 @@ impl Pacer {
                 queued: AtomicUsize::new(0),
                 written: AtomicU64::new(0),
                 write_blocked: AtomicBool::new(false),
+                last_pushback_ms: AtomicU64::new(0),
+                epoch: std::time::Instant::now(),
                 room: Notify::new(),
             }),
         }
     }
 
     fn has_room(&self) -> bool {
-        self.state.queued.load(Ordering::Acquire) < self.state.budget
+        self.state.queued.load(Ordering::Acquire) < self.budget()
+    }
+
+    /// The small budget while the socket pushes back, else the open one
+    /// (never below the small one).
+    fn budget(&self) -> usize {
+        let last = self.state.last_pushback_ms.load(Ordering::Acquire);
+        let recent = last != 0
+            && self.now_ms().saturating_sub(last - 1) < PUSHBACK_MEMORY.as_millis() as u64;
+        if recent {
+            self.state.budget
+        } else {
+            self.state.budget.max(OPEN_BUDGET)
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.state.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Notes that the socket made a write wait.
+    fn pushed_back(&self) {
+        let now = self.now_ms().saturating_add(1);
+        self.state.last_pushback_ms.store(now, Ordering::Release);
     }
 
     /// Counts bytes a bulk channel handed to russh.
@@ -284,6 +323,7 @@ impl<S> Paced<S> {
                     .state
                     .write_blocked
                     .store(true, Ordering::Release);
+                self.pacer.pushed_back();
             }
         }
         result
@@ -339,6 +379,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_budget_holds_bulk_until_the_socket_takes_bytes() {
         let pacer = Pacer::new(100);
+        pacer.pushed_back(); // a congested socket: the small budget applies
         let mut bulk = WriterPacing::new(pacer.clone(), Interactive::default());
         assert!(bulk
             .poll_room(&mut Context::from_waker(&futures_noop_waker()))
@@ -353,6 +394,7 @@ mod tests {
         // A blocked socket write: the counted bytes are not forgotten.
         pacer.state.write_blocked.store(true, Ordering::Release);
         tokio::time::sleep(STALE_AFTER * 2).await;
+        pacer.pushed_back(); // still congested, however long the sleep took
         assert!(
             bulk.poll_room(&mut cx).is_pending(),
             "still held while the socket is blocked"
@@ -363,6 +405,21 @@ mod tests {
             "room once the socket took bytes"
         );
         assert_eq!(pacer.state.queued.load(Ordering::Acquire), 60);
+    }
+
+    #[tokio::test]
+    async fn the_open_budget_applies_until_the_socket_pushes_back() {
+        let pacer = Pacer::new(100);
+        pacer.handed_over(1000);
+        assert!(
+            pacer.has_room(),
+            "a socket that never waited: the open budget"
+        );
+        pacer.pushed_back();
+        assert!(!pacer.has_room(), "after a pushback: the small budget");
+        pacer.handed_over(OPEN_BUDGET);
+        tokio::time::sleep(PUSHBACK_MEMORY * 2).await;
+        assert!(!pacer.has_room(), "never beyond the open budget");
     }
 
     #[tokio::test]
@@ -382,6 +439,7 @@ mod tests {
     #[tokio::test]
     async fn bytes_russh_never_writes_are_forgotten_once_the_socket_is_idle() {
         let pacer = Pacer::new(100);
+        pacer.pushed_back();
         pacer.handed_over(100);
         tokio::time::timeout(STALE_AFTER * 5, pacer.clone().until_room())
             .await
