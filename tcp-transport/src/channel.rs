@@ -33,9 +33,10 @@ use crate::window::{grant_consumed, Consumed, ConsumingReader};
 const HANDOVER_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The same for all the channels of one server-side connection together:
-/// russh opens windows as data arrives and passes on data beyond the
-/// window too, so without this a client could make sshqd hold 64 MiB per
-/// channel half times every channel it opens. Four halves' worth: bulk
+/// windows are granted only as the application reads (window.rs), but
+/// russh passes on data beyond the window too, so without this a client
+/// that ignores the window could make sshqd hold 64 MiB per channel half
+/// times every channel it opens. Four halves' worth: bulk
 /// transfers on a few channels still never wait for each other.
 // draft §12.7: buffered channel data MUST be bounded per connection, counted by allocation
 pub(crate) const CONNECTION_HANDOVER_LIMIT: usize = 4 * HANDOVER_LIMIT;
