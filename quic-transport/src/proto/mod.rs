@@ -7,13 +7,18 @@
 //!   MaxAuthTries, global requests and the order of their replies).
 //! - [`channel::ChannelMachine`]: one channel stream (open, confirmation or
 //!   failure, requests and replies, EOF, close, abort).
+//! - [`OrderedAnswers`]: the peer's requests until our answers go out, in
+//!   request order, shared by both machines.
 //!
 //! Every way a peer can break the protocol is one [`ProtocolError`]
 //! variant, which knows the draft's error code for it.
 
+pub mod answers;
 pub mod channel;
 pub mod control;
 pub mod fuzzing;
+
+pub use answers::OrderedAnswers;
 
 use bytes::BytesMut;
 
