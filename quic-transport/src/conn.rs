@@ -678,9 +678,17 @@ async fn receive_open(
             Some(Err(_)) => machine.handle_peer_abort(),
         }
     };
+    let kind = match kind {
+        // draft §8.4: an open the opener already gave up is not offered at all
+        Some(_) if crate::channel::opener_gave_up(&send, &mut recv) => {
+            machine.handle_peer_abort();
+            None
+        }
+        kind => kind,
+    };
     let Some(kind) = kind else {
-        // Refused (an unknown type) or broken: carry out what the machine
-        // decided, on this stream only.
+        // Refused (an unknown type), broken or given up: carry out what
+        // the machine decided, on this stream only.
         crate::channel::write_final(&mut send, &mut recv, &mut machine).await;
         return;
     };
