@@ -20,8 +20,10 @@ use sshq_core::kex::Role;
 use sshq_core::pipe::{pipe, pipe_within, PipeBudget, PipeReader, PipeWriter};
 use sshq_core::replies::{request_queue, QueuedRequests, ReplyQueue, RequestSender};
 use sshq_core::transport::TransportKind;
-use sshq_core::transport::{Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle};
-use tokio::io::AsyncWrite;
+use sshq_core::transport::{
+    Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle, RequestStream,
+};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, Mutex, Notify};
 
 /// Unread bytes one channel half may hold before russh's session task
@@ -110,11 +112,17 @@ fn gate(confirmed: &Option<watch::Receiver<bool>>) -> Option<Gate> {
 
 type Gate = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
+/// Held by every part of a split channel. russh does not close a channel
+/// whose handles are dropped, so the demultiplexer does: once every part
+/// is gone (the receivers of one watch), it sends CHANNEL_CLOSE, which is
+/// what the trait promises for a channel nobody holds any more.
+type PartOfChannel = watch::Receiver<()>;
+
 impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel for TcpChannel<S> {
-    type Reader = PipeReader;
+    type Reader = ChannelReader;
     type Writer = ChannelWriter;
     type Control = TcpControl<S>;
-    type Requests = QueuedRequests;
+    type Requests = ChannelRequests;
 
     fn kind(&self) -> &ChannelKind {
         &self.kind
@@ -139,63 +147,117 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
         };
         let (closed_tx, closed_rx) = watch::channel(false);
         let closed_here = Arc::new(Notify::new());
-        tokio::spawn(demultiplex(
-            read_half,
-            data_tx,
-            ext_tx,
-            demux_requests,
-            pending.clone(),
-            closed_tx,
-            closed_here.clone(),
-        ));
+        let (parts_tx, part) = watch::channel(());
         let data_out = ChannelWriter {
             inner: Box::pin(write_half.make_writer()),
             eof_on_shutdown: true,
             gate: gate(&self.confirmed),
+            _part: part.clone(),
         };
         let ext_out = ChannelWriter {
             inner: Box::pin(write_half.make_writer_ext(Some(1))),
             eof_on_shutdown: false,
             gate: gate(&self.confirmed),
+            _part: part.clone(),
         };
+        let write = Arc::new(Mutex::new(write_half));
+        tokio::spawn(demultiplex(
+            read_half,
+            Halves {
+                data: data_tx,
+                ext: ext_tx,
+                requests: demux_requests,
+            },
+            pending.clone(),
+            closed_tx,
+            closed_here.clone(),
+            LastPart {
+                parts: parts_tx,
+                write: write.clone(),
+                confirmed: self.confirmed.clone(),
+            },
+        ));
         ChannelParts {
-            data_in: data_rx,
-            ext_in: ext_rx,
+            data_in: ChannelReader {
+                inner: data_rx,
+                _part: part.clone(),
+            },
+            ext_in: ChannelReader {
+                inner: ext_rx,
+                _part: part.clone(),
+            },
             data_out,
             ext_out,
             control: TcpControl {
-                write: Mutex::new(write_half),
+                write,
                 pending,
                 server,
                 closed: closed_rx,
                 closed_here,
                 confirmed: self.confirmed,
+                _part: part.clone(),
             },
-            requests,
+            requests: ChannelRequests {
+                inner: requests,
+                _part: part,
+            },
         }
     }
 }
 
-/// Sorts russh's per-channel message queue into the channel's halves.
-async fn demultiplex(
-    mut read_half: russh::ChannelReadHalf,
-    mut data: PipeWriter,
-    mut ext: PipeWriter,
+/// Where the demultiplexer puts what the peer sends.
+struct Halves {
+    data: PipeWriter,
+    ext: PipeWriter,
+    /// Client side only (the server handler feeds the server's requests).
     requests: Option<RequestSender>,
+}
+
+/// What the demultiplexer needs to close the channel once its last part
+/// is dropped.
+struct LastPart<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> {
+    parts: watch::Sender<()>,
+    write: Arc<Mutex<ChannelWriteHalf<S>>>,
+    confirmed: Option<watch::Receiver<bool>>,
+}
+
+impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> LastPart<S> {
+    /// Waits until every part of the channel is dropped, then closes it.
+    async fn close_when_dropped(&self) {
+        self.parts.closed().await;
+        until_confirmed(self.confirmed.clone()).await;
+        let _ = self.write.lock().await.close().await;
+    }
+}
+
+/// Sorts russh's per-channel message queue into the channel's halves.
+async fn demultiplex<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static>(
+    mut read_half: russh::ChannelReadHalf,
+    halves: Halves,
     pending: ReplyQueue<bool>,
     closed: watch::Sender<bool>,
     closed_here: Arc<Notify>,
+    last_part: LastPart<S>,
 ) {
+    let Halves {
+        mut data,
+        mut ext,
+        requests,
+    } = halves;
+    let dropped = last_part.close_when_dropped();
+    tokio::pin!(dropped);
     // A reader that went away just means nobody wants the rest of that
     // half: its sends fail and are ignored, so the other halves and the
     // replies still flow.
     loop {
         // Once we have sent CHANNEL_CLOSE, russh forgets the channel and
         // drops the peer's answering CLOSE without passing it on, so the
-        // queue would never end: our own close ends it.
+        // queue would never end: our own close ends it, whether asked for
+        // (close()) or because every part was dropped.
         let msg = tokio::select! {
             msg = read_half.wait() => msg,
             () = closed_here.notified() => None,
+            () = &mut dropped => None,
         };
         let Some(msg) = msg else { break };
         match msg {
@@ -311,6 +373,44 @@ pub(crate) fn core_modes(modes: &[(russh::Pty, u32)]) -> Vec<(u8, u32)> {
         .collect()
 }
 
+/// The peer's data or stderr on one channel.
+pub struct ChannelReader {
+    inner: PipeReader,
+    _part: PartOfChannel,
+}
+
+impl AsyncRead for ChannelReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncBufRead for ChannelReader {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        Pin::new(&mut self.get_mut().inner).poll_fill_buf(cx)
+    }
+
+    fn consume(mut self: Pin<&mut Self>, amt: usize) {
+        Pin::new(&mut self.inner).consume(amt)
+    }
+}
+
+/// The peer's requests on one channel.
+pub struct ChannelRequests {
+    inner: QueuedRequests,
+    _part: PartOfChannel,
+}
+
+impl RequestStream for ChannelRequests {
+    async fn next(&mut self) -> Option<IncomingRequest> {
+        self.inner.next().await
+    }
+}
+
 /// Our data or stderr for one channel.
 pub struct ChannelWriter {
     inner: BoxWriter,
@@ -318,6 +418,7 @@ pub struct ChannelWriter {
     eof_on_shutdown: bool,
     /// Until the channel is confirmed (see `TcpChannel::confirmed`).
     gate: Option<Gate>,
+    _part: PartOfChannel,
 }
 
 impl ChannelWriter {
@@ -359,8 +460,9 @@ impl AsyncWrite for ChannelWriter {
 /// returns in request order.
 pub struct TcpControl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> {
     /// Held while a request is sent, so that the order of the reply queue
-    /// is the order on the wire.
-    write: Mutex<ChannelWriteHalf<S>>,
+    /// is the order on the wire (shared with the demultiplexer, which
+    /// closes the channel once every part is dropped).
+    write: Arc<Mutex<ChannelWriteHalf<S>>>,
     pending: ReplyQueue<bool>,
     server: Option<(russh::server::Handle, russh::ChannelId)>,
     /// Set by the demultiplexer when the peer closed the channel.
@@ -369,6 +471,7 @@ pub struct TcpControl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 's
     closed_here: Arc<Notify>,
     /// See `TcpChannel::confirmed`.
     confirmed: Option<watch::Receiver<bool>>,
+    _part: PartOfChannel,
 }
 
 impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelControl

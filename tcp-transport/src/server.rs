@@ -419,8 +419,10 @@ impl ServerHandler {
         crate::offer_channel(&self.incoming, kind, channel, reply);
     }
 
-    /// Passes a request to the channel's owner. When the client may want a
-    /// reply, waits for the decision and answers before russh reads the next
+    /// Passes a request to the channel's owner. `answer` is the client's
+    /// own want-reply flag (`Session::channel_wants_reply`, russh change 5),
+    /// or false where russh answers by itself. When a reply is wanted,
+    /// waits for the decision and answers before russh reads the next
     /// packet: russh tracks one pending reply per channel, and OpenSSH
     /// pipelines pty-req, env and exec without waiting.
     async fn deliver(
@@ -640,7 +642,8 @@ impl russh::server::Handler for ServerHandler {
             },
             modes: core_modes(modes),
         });
-        self.deliver(channel, request, true, session).await
+        self.deliver(channel, request, session.channel_wants_reply(channel), session)
+            .await
     }
 
     async fn env_request(
@@ -654,7 +657,8 @@ impl russh::server::Handler for ServerHandler {
             name: variable_name.to_string(),
             value: variable_value.to_string(),
         };
-        self.deliver(channel, request, true, session).await
+        self.deliver(channel, request, session.channel_wants_reply(channel), session)
+            .await
     }
 
     async fn shell_request(
@@ -662,7 +666,8 @@ impl russh::server::Handler for ServerHandler {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.deliver(channel, ChannelRequest::Shell, true, session)
+        let answer = session.channel_wants_reply(channel);
+        self.deliver(channel, ChannelRequest::Shell, answer, session)
             .await
     }
 
@@ -672,7 +677,8 @@ impl russh::server::Handler for ServerHandler {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.deliver(channel, ChannelRequest::Exec(data.to_vec()), true, session)
+        let answer = session.channel_wants_reply(channel);
+        self.deliver(channel, ChannelRequest::Exec(data.to_vec()), answer, session)
             .await
     }
 
@@ -683,7 +689,8 @@ impl russh::server::Handler for ServerHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let request = ChannelRequest::Subsystem(name.to_string());
-        self.deliver(channel, request, true, session).await
+        self.deliver(channel, request, session.channel_wants_reply(channel), session)
+            .await
     }
 
     async fn window_change_request(
@@ -701,7 +708,8 @@ impl russh::server::Handler for ServerHandler {
             pix_width,
             pix_height,
         });
-        self.deliver(channel, request, false, session).await
+        let answer = session.channel_wants_reply(channel);
+        self.deliver(channel, request, answer, session).await
     }
 
     async fn signal(
@@ -711,7 +719,8 @@ impl russh::server::Handler for ServerHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let request = ChannelRequest::Signal(signal_name_of(&signal));
-        self.deliver(channel, request, false, session).await
+        let answer = session.channel_wants_reply(channel);
+        self.deliver(channel, request, answer, session).await
     }
 
     async fn agent_request(

@@ -1052,6 +1052,18 @@ impl Session {
         }
     }
 
+    /// Whether the client asked for a reply to the channel request being
+    /// handled on `channel` (its `want reply` field). Until
+    /// [`Session::channel_success`] or [`Session::channel_failure`] answers
+    /// it; false for a channel that is not open. (sshq change 5.)
+    pub fn channel_wants_reply(&self, channel: ChannelId) -> bool {
+        self.common
+            .encrypted
+            .as_ref()
+            .and_then(|enc| enc.channels.get(&channel))
+            .is_some_and(|channel| channel.wants_reply)
+    }
+
     /// Send a "success" reply to a channel request. Always call this
     /// function if the request was successful (it checks whether the
     /// client expects an answer).
