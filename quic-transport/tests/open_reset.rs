@@ -77,8 +77,16 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// A logged-in server connection and the client's raw quinn connection.
-async fn logged_in(dir: &Path) -> (QuicConnection, quinn::Connection, QuicConnection, Vec<quinn::Endpoint>) {
+/// Both ends of a logged-in connection, and what keeps them alive.
+struct LoggedIn {
+    server: QuicConnection,
+    /// The client's quinn connection, for channel streams written by hand.
+    raw: quinn::Connection,
+    _session: QuicConnection,
+    _endpoints: [quinn::Endpoint; 2],
+}
+
+async fn logged_in(dir: &Path) -> LoggedIn {
     let host = keygen(dir, "host");
     let user = keygen(dir, "user");
     let provider = || kx::crypto_provider(kx::DEFAULT_KEX).expect("crypto provider");
@@ -119,7 +127,12 @@ async fn logged_in(dir: &Path) -> (QuicConnection, quinn::Connection, QuicConnec
         (raw, session)
     };
     let (server, (raw, session)) = step("login", async { tokio::join!(server, client) }).await;
-    (server, raw, session, vec![server_endpoint, client_endpoint])
+    LoggedIn {
+        server,
+        raw,
+        _session: session,
+        _endpoints: [server_endpoint, client_endpoint],
+    }
 }
 
 fn encode(frame: &Frame) -> Bytes {
@@ -133,7 +146,11 @@ fn open_with_exec(marker: &Path) -> Vec<u8> {
         request: ChannelRequest::Exec(command.into_bytes()),
         want_reply: true,
     };
-    [encode(&Frame::ChannelOpen(ChannelKind::Session)), encode(&exec)].concat()
+    [
+        encode(&Frame::ChannelOpen(ChannelKind::Session)),
+        encode(&exec),
+    ]
+    .concat()
 }
 
 async fn next_channel(server: &QuicConnection) -> PendingChannel<QuicChannel> {
@@ -193,7 +210,8 @@ async fn frames_until_reply(recv: &mut quinn::RecvStream) -> Vec<Frame> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_reset_before_the_decision_starts_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (server, raw, _session, _endpoints) = logged_in(dir.path()).await;
+    let lab = logged_in(dir.path()).await;
+    let (server, raw) = (&lab.server, &lab.raw);
     let given_up: PathBuf = dir.path().join("marker-of-the-reset-open");
     let kept: PathBuf = dir.path().join("marker-of-the-kept-open");
 
@@ -203,7 +221,7 @@ async fn an_open_reset_before_the_decision_starts_nothing() {
     step("write", send.write_all(&open_with_exec(&given_up)))
         .await
         .expect("write OPEN and exec");
-    let held = next_channel(&server).await;
+    let held = next_channel(server).await;
 
     // The opener gives up before any answer.
     send.reset(0u32.into()).expect("reset the stream");
@@ -213,7 +231,7 @@ async fn an_open_reset_before_the_decision_starts_nothing() {
     step("write", send2.write_all(&open_with_exec(&kept)))
         .await
         .expect("write OPEN and exec");
-    let second = next_channel(&server).await;
+    let second = next_channel(server).await;
 
     // Now the decisions: both accepted, every exec handed out is run.
     let reset_channel = accept_and_run(held);

@@ -14,11 +14,11 @@ mod kex;
 pub mod server;
 
 pub use channel::TcpChannel;
+pub use channel::{ChannelReader, ChannelRequests};
 pub use client::{connect_stream, connect_tcp, ClientParams, TcpClientConnection};
 pub use kex::KexList;
 pub use server::{accept, ServerParams, TcpServerConnection};
 pub use sshq_core::error::HandshakeError;
-pub use channel::{ChannelReader, ChannelRequests};
 pub use sshq_core::pipe::PipeReader;
 
 use sshq_core::channel::{OpenFailure, OpenFailureReason};

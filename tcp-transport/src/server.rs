@@ -642,8 +642,13 @@ impl russh::server::Handler for ServerHandler {
             },
             modes: core_modes(modes),
         });
-        self.deliver(channel, request, session.channel_wants_reply(channel), session)
-            .await
+        self.deliver(
+            channel,
+            request,
+            session.channel_wants_reply(channel),
+            session,
+        )
+        .await
     }
 
     async fn env_request(
@@ -657,8 +662,13 @@ impl russh::server::Handler for ServerHandler {
             name: variable_name.to_string(),
             value: variable_value.to_string(),
         };
-        self.deliver(channel, request, session.channel_wants_reply(channel), session)
-            .await
+        self.deliver(
+            channel,
+            request,
+            session.channel_wants_reply(channel),
+            session,
+        )
+        .await
     }
 
     async fn shell_request(
@@ -678,8 +688,13 @@ impl russh::server::Handler for ServerHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let answer = session.channel_wants_reply(channel);
-        self.deliver(channel, ChannelRequest::Exec(data.to_vec()), answer, session)
-            .await
+        self.deliver(
+            channel,
+            ChannelRequest::Exec(data.to_vec()),
+            answer,
+            session,
+        )
+        .await
     }
 
     async fn subsystem_request(
@@ -689,8 +704,13 @@ impl russh::server::Handler for ServerHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let request = ChannelRequest::Subsystem(name.to_string());
-        self.deliver(channel, request, session.channel_wants_reply(channel), session)
-            .await
+        self.deliver(
+            channel,
+            request,
+            session.channel_wants_reply(channel),
+            session,
+        )
+        .await
     }
 
     async fn window_change_request(

@@ -573,8 +573,7 @@ pub async fn want_reply_requests_after_the_peers_eof<C: Connection, S: Connectio
     }
     let sent = step(
         "window-change after the peer's EOF",
-        c.control
-            .request(ChannelRequest::WindowChange(size), false),
+        c.control.request(ChannelRequest::WindowChange(size), false),
     )
     .await;
     assert!(sent.expect("a request without reply still goes"));

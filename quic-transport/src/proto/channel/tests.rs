@@ -618,7 +618,10 @@ fn an_open_reset_before_the_decision_starts_nothing() {
     p.acceptor.handle_peer_abort();
     p.acceptor.accept(p.now);
     let events: Vec<_> = std::iter::from_fn(|| p.acceptor.poll_event()).collect();
-    assert!(request_ids(&events).is_empty(), "the exec is not handed out");
+    assert!(
+        request_ids(&events).is_empty(),
+        "the exec is not handed out"
+    );
     assert_eq!(ended(&events), Some(&ChannelEnd::PeerAborted));
     assert!(
         !std::iter::from_fn(|| p.acceptor.poll_transmit())
