@@ -301,6 +301,7 @@ impl Frames {
     }
 
     /// Asks the peer to stop sending on this stream (STOP_SENDING).
+    #[allow(dead_code)] // control_stream.rs only
     pub fn stop(&mut self, code: u32) {
         let _ = self.recv.stop(quinn::VarInt::from_u32(code));
     }

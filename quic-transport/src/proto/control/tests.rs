@@ -592,7 +592,8 @@ fn a_reset_control_stream_before_login_ends_the_login() {
 /// with PROTOCOL_ERROR, whichever side sees it.
 #[test]
 fn a_reset_or_stopped_control_stream_after_login_is_a_protocol_error() {
-    let cases: [(&str, fn(&mut Control), ProtocolError); 2] = [
+    type Abort = fn(&mut Control);
+    let cases: [(&str, Abort, ProtocolError); 2] = [
         (
             "RESET_STREAM",
             Control::handle_peer_reset,
