@@ -230,3 +230,37 @@ async fn pipelined_data_leaves_room_for_the_next_userauth_request() {
     session.close("done").await;
     drop(endpoint);
 }
+
+/// A global request made while the first key is being refused is held
+/// until USERAUTH_SUCCESS (draft §7.6; Appendix A item 7): the server,
+/// which would close the connection on a GLOBAL_REQUEST before login,
+/// logs the client in with its second key and answers the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_request_before_login_waits_for_it() {
+    let f = Fixture::new(6, None);
+    let (_endpoint, conn) = f.quic().await;
+    let auth = ClientAuth {
+        user: USER.to_string(),
+        keys: vec![
+            f.stranger.clone() as Arc<dyn UserKey>,
+            f.user_key.clone() as Arc<dyn UserKey>,
+        ],
+    };
+    let session = sshq_quic::client_session(conn, auth)
+        .await
+        .expect("client session");
+    let request = sshq_core::channel::GlobalRequest::Unknown {
+        name: "keepalive@openssh.com".to_string(),
+    };
+    let (reply, login) = step("request and login", async {
+        tokio::join!(session.global_request(request), session.authenticated())
+    })
+    .await;
+    assert!(login.is_ok(), "login: {login:?}");
+    // The lab's server refuses every global request, after login.
+    assert!(
+        matches!(reply, Ok(sshq_core::channel::GlobalReply::Failure)),
+        "the request's reply: {reply:?}"
+    );
+    assert_eq!(f.server.events(|e| e.logins), 1);
+}
