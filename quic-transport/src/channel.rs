@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::PollSender;
 
 use crate::conn::now;
+use crate::preauth_credit::PreauthCredit;
 use crate::proto::channel::{ChannelEnd, ChannelEvent, ChannelMachine, RequestRefused};
 use crate::proto::{RequestId, Transmit};
 use crate::wire::{self, encode_frame, ErrorCode, MAX_DATA_PAYLOAD};
@@ -115,6 +116,9 @@ pub struct QuicChannel {
     decision: Option<oneshot::Receiver<Result<(), OpenFailure>>>,
     /// The connection's budget for unread data, when it has one.
     budget: Option<PipeBudget>,
+    /// The client's pre-authentication send credit (draft §7.6), which
+    /// this channel's writer draws from.
+    credit: Option<PreauthCredit>,
 }
 
 /// The sending priority of a channel's stream (quinn sends higher first).
@@ -156,6 +160,7 @@ impl QuicChannel {
             recv: Some(recv),
             decision: None,
             budget: None,
+            credit: None,
         }
     }
 
@@ -163,6 +168,13 @@ impl QuicChannel {
     /// connection's.
     pub(crate) fn within_budget(mut self, budget: &PipeBudget) -> Self {
         self.budget = Some(budget.clone());
+        self
+    }
+
+    /// Makes this channel's writes, its OPEN frame included, draw from the
+    /// connection's pre-authentication credit.
+    pub(crate) fn with_preauth_credit(mut self, credit: Option<&PreauthCredit>) -> Self {
+        self.credit = credit.cloned();
         self
     }
 
@@ -183,6 +195,7 @@ impl QuicChannel {
             machine: Some(machine),
             decision: Some(decision),
             budget: None,
+            credit: None,
         }
     }
 }
@@ -298,7 +311,8 @@ impl Channel for QuicChannel {
         }
         let (closed_tx, closed_rx) = watch::channel(false);
         if let Some(send) = self.send.take() {
-            tokio::spawn(write_loop(send, out_rx, commands_tx.downgrade()));
+            let credit = self.credit.take();
+            tokio::spawn(write_loop(send, out_rx, commands_tx.downgrade(), credit));
         }
         if let Some(recv) = self.recv.take() {
             tokio::spawn(
@@ -355,6 +369,7 @@ async fn write_loop(
     mut send: quinn::SendStream,
     mut out: mpsc::Receiver<Out>,
     driver: mpsc::WeakSender<Command>,
+    credit: Option<PreauthCredit>,
 ) {
     // The peer stopping our direction (or the connection ending) closes the
     // channel for us even while we have nothing to send.
@@ -368,6 +383,14 @@ async fn write_loop(
         }
     });
     while let Some(item) = out.recv().await {
+        if let Some(credit) = &credit {
+            let len = match &item {
+                Out::Frame(frame) => frame.len(),
+                Out::Data(header, payload) => header.len().saturating_add(payload.len()),
+                Out::Finish | Out::Reset(_) => 0,
+            };
+            credit.take(len).await;
+        }
         let result = match item {
             Out::Frame(frame) => send.write_chunk(frame).await.map_err(|_| ()),
             Out::Data(header, payload) => send

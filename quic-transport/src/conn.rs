@@ -21,6 +21,7 @@ use sshq_core::transport::{
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use crate::channel::{QuicChannel, CONNECTION_PIPE_BUDGET};
+use crate::preauth_credit::{PreauthCredit, PREAUTH_CHANNEL_BUDGET};
 use crate::proto::channel::{ChannelEvent, ChannelMachine};
 use crate::proto::control::{Close, Control, ControlEvent};
 use crate::proto::{ProtocolError, RequestId, Transmit};
@@ -69,7 +70,16 @@ impl ControlDriver {
         while let Some(transmit) = self.machine.poll_transmit() {
             match transmit {
                 Transmit::Frame(frame) => match encode_frame(&frame) {
-                    Ok(bytes) => self.send.write_chunk(bytes).await?,
+                    Ok(bytes) => match self.send.write_chunk(bytes).await {
+                        Ok(()) => {}
+                        // The peer's STOP_SENDING: the machine decides
+                        // what that means (draft §7.8); its close follows.
+                        Err(quinn::WriteError::Stopped(_)) => {
+                            self.machine.handle_peer_stop();
+                            return Ok(());
+                        }
+                        Err(e) => return Err(e),
+                    },
                     // Only a frame this side built can be too big (a
                     // request over MAX_FRAME_LEN): end the connection
                     // rather than send a frame the peer must refuse.
@@ -96,12 +106,14 @@ impl ControlDriver {
         Ok(())
     }
 
-    /// Reads once from the stream into the machine; Err if the stream
-    /// failed (reset, or the connection is gone).
+    /// Reads once from the stream into the machine (the peer's reset
+    /// included: the machine decides what it means); Err if the stream
+    /// cannot be read any more (the connection is gone).
     async fn read(&mut self) -> Result<(), quinn::ReadError> {
         match self.recv.read_chunk(64 * 1024, true).await {
             Ok(Some(chunk)) => self.machine.handle_bytes(now(), &chunk.bytes),
             Ok(None) => self.machine.handle_fin(now()),
+            Err(quinn::ReadError::Reset(_)) => self.machine.handle_peer_reset(),
             Err(e) => return Err(e),
         }
         Ok(())
@@ -156,6 +168,8 @@ pub struct QuicConnection {
     /// The client's endpoint, kept so that closing can wait for the
     /// CONNECTION_CLOSE to be sent before the process exits.
     endpoint: Option<quinn::Endpoint>,
+    /// The client's channels share this until USERAUTH_SUCCESS (draft §7.6).
+    preauth_credit: Option<PreauthCredit>,
 }
 
 impl QuicConnection {
@@ -232,6 +246,8 @@ pub async fn client_session(
         send,
         recv,
     };
+    // draft §7.6: channel data before USERAUTH_SUCCESS is bounded.
+    let credit = PreauthCredit::new(PREAUTH_CHANNEL_BUDGET);
     // Sign and send the first request before returning (see above).
     let first = next_request(&mut keys, &auth.user, &exporter).await;
     let has_key = first.is_some();
@@ -242,6 +258,8 @@ pub async fn client_session(
         }
         None => {
             let _ = auth_tx.send(AuthState::Refused("publickey".to_string()));
+            // No request will need the credit.
+            credit.lift();
         }
     }
     let budget = PipeBudget::new(CONNECTION_PIPE_BUDGET);
@@ -252,9 +270,13 @@ pub async fn client_session(
         let conn = conn.clone();
         let budget = budget.clone();
         let answers = commands_tx.clone();
+        let credit = credit.clone();
         tokio::spawn(async move {
             if has_key {
                 let state = client_auth(&mut driver, &mut keys, &user, &exporter).await;
+                // Authentication is over: channel data need not wait any
+                // more (after a failure, the connection is closing).
+                credit.lift();
                 let succeeded = matches!(state, AuthState::Succeeded);
                 let _ = auth_tx.send(state);
                 if !succeeded {
@@ -270,7 +292,7 @@ pub async fn client_session(
             run_control(driver, commands_rx, answers, incoming_tx).await;
         });
     }
-    Ok(QuicConnection::new(
+    let mut session = QuicConnection::new(
         conn,
         commands_tx,
         incoming_rx,
@@ -278,7 +300,9 @@ pub async fn client_session(
         auth_rx,
         auth.user,
         TransportKind::Quic,
-    ))
+    );
+    session.preauth_credit = Some(credit);
+    Ok(session)
 }
 
 async fn next_request(
@@ -501,7 +525,7 @@ async fn server_login(
         match until(driver.machine.poll_timeout(), driver.read()).await {
             None => driver.machine.handle_timeout(now()),
             Some(Ok(())) => {}
-            Some(Err(_)) => driver.machine.handle_peer_reset(),
+            Some(Err(_)) => return Err(HandshakeError::Closed(None)),
         }
     }
 }
@@ -555,6 +579,7 @@ impl QuicConnection {
             info,
             auth,
             endpoint: None,
+            preauth_credit: None,
         }
     }
 
@@ -580,6 +605,11 @@ async fn run_control(
 ) {
     // Our requests waiting for their replies.
     let mut waiting: HashMap<RequestId, oneshot::Sender<GlobalReply>> = HashMap::new();
+    // The peer's STOP_SENDING reaches us even while we have nothing to
+    // write; it resolves with None once our FIN is acknowledged.
+    let stopped = driver.send.stopped();
+    tokio::pin!(stopped);
+    let mut watching_stop = true;
     loop {
         if driver.flush().await.is_err() {
             return;
@@ -626,6 +656,14 @@ async fn run_control(
                 if let Err(e) = read {
                     tracing::debug!("{}: control stream ended: {e}", driver.conn.remote_address());
                     return;
+                }
+            }
+            stop = &mut stopped, if watching_stop => {
+                watching_stop = false;
+                match stop {
+                    Ok(Some(_code)) => driver.machine.handle_peer_stop(),
+                    Ok(None) => {} // our FIN, acknowledged
+                    Err(_) => return, // the connection is gone
                 }
             }
             command = commands.recv() => match command {
@@ -709,7 +747,9 @@ impl Connection for QuicConnection {
             .open_bi()
             .await
             .map_err(|e| TransportError::ConnectionClosed(Some(e.to_string())))?;
-        Ok(QuicChannel::opened(kind, send, recv).within_budget(&self.budget))
+        Ok(QuicChannel::opened(kind, send, recv)
+            .within_budget(&self.budget)
+            .with_preauth_credit(self.preauth_credit.as_ref()))
     }
 
     async fn accept(&self) -> Option<Incoming<QuicChannel>> {

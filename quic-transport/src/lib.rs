@@ -11,6 +11,7 @@ pub mod fuzzing;
 mod keepalive;
 pub mod kx;
 pub mod preauth;
+pub mod preauth_credit;
 pub mod proto;
 pub mod relay;
 pub mod server;

@@ -181,13 +181,31 @@ impl Control {
         self.process(now);
     }
 
-    /// The peer reset the control stream. Before USERAUTH_SUCCESS that ends
-    /// the connection as a FIN does; afterwards the connection's own close
-    /// (which a reset comes with) says why.
+    /// The peer reset its direction of the control stream (RESET_STREAM).
     pub fn handle_peer_reset(&mut self) {
-        if matches!(self.phase, Phase::Authenticating | Phase::AwaitingVerdict) {
-            // draft §7.1: the control stream ending before USERAUTH_SUCCESS.
-            self.fail(ProtocolError::ControlEndedBeforeAuth);
+        self.handle_peer_abort(ProtocolError::ControlStreamReset);
+    }
+
+    /// The peer asked us to stop sending on the control stream
+    /// (STOP_SENDING). After our own FIN that asks for nothing: our
+    /// direction is over already.
+    pub fn handle_peer_stop(&mut self) {
+        if !self.finished {
+            self.handle_peer_abort(ProtocolError::ControlStreamStopped);
+        }
+    }
+
+    /// The control stream lives as long as the connection; either end
+    /// aborting it ends the connection.
+    fn handle_peer_abort(&mut self, after_auth: ProtocolError) {
+        match self.phase {
+            Phase::Authenticating | Phase::AwaitingVerdict => {
+                // draft §7.1: the control stream ending before USERAUTH_SUCCESS.
+                self.fail(ProtocolError::ControlEndedBeforeAuth)
+            }
+            // draft §7.8: RESET_STREAM or STOP_SENDING on the control stream after USERAUTH_SUCCESS closes the connection with PROTOCOL_ERROR
+            Phase::Open => self.fail(after_auth),
+            Phase::Closed => {}
         }
     }
 
