@@ -5,6 +5,7 @@
 mod channel;
 pub mod client;
 mod conn;
+pub mod danger;
 pub mod endpoint;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -26,8 +27,5 @@ pub use channel::QuicChannel;
 pub use conn::{
     accept, client_session, handshake, login, AuthOutcome, ClientAuth, QuicConnection, ServerAuth,
 };
-/// For tests and measurement tools that drive QUIC directly; the `sshq`
-/// binaries go through [`client`], [`server`] and [`relay`] instead.
-pub use quinn;
 pub use sshq_core::error::HandshakeError;
 pub use stats::PathStats;

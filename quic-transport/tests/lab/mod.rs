@@ -13,7 +13,6 @@ use sshq_core::auth::{AuthPolicy, FileKey, ServerKeyVerifier, UserKey};
 use sshq_core::channel::ChannelKind;
 use sshq_core::ssh_key::{PrivateKey, PublicKey};
 use sshq_core::transport::{Channel, ChannelControl, Connection, Incoming, RequestStream};
-use sshq_quic::quinn;
 use sshq_quic::wire::{self, decode_frame, ErrorCode, Frame, UserauthRequest};
 
 /// Test frames always fit; the checked encoder's error would be a test bug.
