@@ -14,7 +14,7 @@ use lab::{keygen, step, Fixture, Frames, TrustHostKey, USER};
 use sshq_core::auth::UserKey;
 use sshq_core::channel::ChannelKind;
 use sshq_core::transport::{Channel, Connection};
-use sshq_quic::quinn;
+
 use sshq_quic::wire::{encode_frame, ErrorCode, Frame};
 use sshq_quic::{endpoint, kx, tls, ClientAuth, QuicConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -27,7 +27,7 @@ use sshq_core::channel::{ChannelKind, ChannelRequest};
 use sshq_core::ssh_key::{PrivateKey, PublicKey};
 use sshq_core::transport::{Channel, Connection, Incoming, PendingChannel, RequestStream};
 use sshq_quic::wire::{self, Frame};
-use sshq_quic::{endpoint, kx, quinn, tls, ClientAuth, QuicChannel, QuicConnection, ServerAuth};
+use sshq_quic::{endpoint, kx, tls, ClientAuth, QuicChannel, QuicConnection, ServerAuth};
 
 const USER: &str = "tester";
 const STEP: Duration = Duration::from_secs(20);
