@@ -71,9 +71,8 @@ impl<T> OrderedAnswers<T> {
 
     /// The next answer that may go out: the oldest request's, once given.
     pub fn release(&mut self) -> Option<Released<T>> {
-        if self.owed.front()?.answer.is_none() {
-            return None;
-        }
+        // Only once the oldest request is answered.
+        self.owed.front()?.answer.as_ref()?;
         let owed = self.owed.pop_front()?;
         let answer = owed.answer?;
         Some(Released {
