@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,15 +57,39 @@ impl From<ProtocolError> for TransportError {
     }
 }
 
+/// Resolves when the peer sends STOP_SENDING for our direction (Some), or
+/// our FIN is acknowledged (None).
+type StopWatch =
+    Pin<Box<dyn Future<Output = Result<Option<quinn::VarInt>, quinn::StoppedError>> + Send>>;
+
 /// Moves bytes between the control stream and its [`Control`] machine.
 pub(crate) struct ControlDriver {
     conn: quinn::Connection,
     machine: Control,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
+    /// The peer's STOP_SENDING reaches us even while we have nothing to
+    /// write; None once it has resolved.
+    stop: Option<StopWatch>,
 }
 
 impl ControlDriver {
+    fn new(
+        conn: quinn::Connection,
+        machine: Control,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) -> Self {
+        let stop: StopWatch = Box::pin(send.stopped());
+        ControlDriver {
+            conn,
+            machine,
+            send,
+            recv,
+            stop: Some(stop),
+        }
+    }
+
     /// Writes what the machine has to send; Err once the stream is gone.
     async fn flush(&mut self) -> Result<(), quinn::WriteError> {
         while let Some(transmit) = self.machine.poll_transmit() {
@@ -106,15 +131,33 @@ impl ControlDriver {
         Ok(())
     }
 
-    /// Reads once from the stream into the machine (the peer's reset
-    /// included: the machine decides what it means); Err if the stream
-    /// cannot be read any more (the connection is gone).
+    /// Reads once from the stream into the machine, or hands it the
+    /// peer's STOP_SENDING, whichever comes first (the peer's reset and
+    /// stop included: the machine decides what they mean); Err if the
+    /// stream cannot be read any more (the connection is gone).
     async fn read(&mut self) -> Result<(), quinn::ReadError> {
-        match self.recv.read_chunk(64 * 1024, true).await {
-            Ok(Some(chunk)) => self.machine.handle_bytes(now(), &chunk.bytes),
-            Ok(None) => self.machine.handle_fin(now()),
-            Err(quinn::ReadError::Reset(_)) => self.machine.handle_peer_reset(),
-            Err(e) => return Err(e),
+        let read = self.recv.read_chunk(64 * 1024, true);
+        let result = match self.stop.as_mut() {
+            Some(stop) => tokio::select! {
+                read = read => Some(read),
+                stopped = stop => {
+                    self.stop = None;
+                    if let Ok(Some(_code)) = stopped {
+                        self.machine.handle_peer_stop();
+                    }
+                    // Our FIN acknowledged, or the connection lost (the
+                    // next read says so): nothing for the machine.
+                    None
+                }
+            },
+            None => Some(read.await),
+        };
+        match result {
+            None => {}
+            Some(Ok(Some(chunk))) => self.machine.handle_bytes(now(), &chunk.bytes),
+            Some(Ok(None)) => self.machine.handle_fin(now()),
+            Some(Err(quinn::ReadError::Reset(_))) => self.machine.handle_peer_reset(),
+            Some(Err(e)) => return Err(e),
         }
         Ok(())
     }
@@ -240,12 +283,7 @@ pub async fn client_session(
         .map_err(|_| TransportProtocolError::ExporterUnavailable)?;
     let (auth_tx, auth_rx) = watch::channel(AuthState::Pending);
     let mut keys = auth.keys.into_iter();
-    let mut driver = ControlDriver {
-        conn: conn.clone(),
-        machine: Control::client(),
-        send,
-        recv,
-    };
+    let mut driver = ControlDriver::new(conn.clone(), Control::client(), send, recv);
     // draft §7.6: channel data before USERAUTH_SUCCESS is bounded.
     let credit = PreauthCredit::new(PREAUTH_CHANNEL_BUDGET);
     // Sign and send the first request before returning (see above).
@@ -473,12 +511,7 @@ async fn server_login(
     let mut exporter = [0u8; USERAUTH_EXPORTER_LEN];
     conn.export_keying_material(&mut exporter, USERAUTH_EXPORTER_LABEL, b"")
         .map_err(|_| HandshakeError::Protocol(TransportProtocolError::ExporterUnavailable))?;
-    let mut driver = ControlDriver {
-        conn: conn.clone(),
-        machine,
-        send,
-        recv,
-    };
+    let mut driver = ControlDriver::new(conn.clone(), machine, send, recv);
     let peer = conn.remote_address();
     let mut user = String::new();
     loop {
@@ -605,11 +638,6 @@ async fn run_control(
 ) {
     // Our requests waiting for their replies.
     let mut waiting: HashMap<RequestId, oneshot::Sender<GlobalReply>> = HashMap::new();
-    // The peer's STOP_SENDING reaches us even while we have nothing to
-    // write; it resolves with None once our FIN is acknowledged.
-    let stopped = driver.send.stopped();
-    tokio::pin!(stopped);
-    let mut watching_stop = true;
     loop {
         if driver.flush().await.is_err() {
             return;
@@ -656,14 +684,6 @@ async fn run_control(
                 if let Err(e) = read {
                     tracing::debug!("{}: control stream ended: {e}", driver.conn.remote_address());
                     return;
-                }
-            }
-            stop = &mut stopped, if watching_stop => {
-                watching_stop = false;
-                match stop {
-                    Ok(Some(_code)) => driver.machine.handle_peer_stop(),
-                    Ok(None) => {} // our FIN, acknowledged
-                    Err(_) => return, // the connection is gone
                 }
             }
             command = commands.recv() => match command {

@@ -62,6 +62,23 @@ async fn the_server_closes_when_the_client_aborts_its_control_stream_after_login
     }
 }
 
+/// Before login, STOP_SENDING on the control stream counts as its end: the
+/// server closes with PROTOCOL_ERROR at once, not at LoginGraceTime (here
+/// none) or its next write (draft §7.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_closes_when_the_client_stops_its_control_stream_before_login() {
+    let f = Fixture::new(6, None);
+    let mut client = f.raw().await;
+    let refused = client.signed(&f.stranger).await;
+    client.send_control(&refused).await;
+    assert!(matches!(
+        client.replies.next().await,
+        Ok(Some(Frame::UserauthFailure { .. }))
+    ));
+    client.replies.stop(ABORT_CODE);
+    assert_eq!(client.close_code().await, Ok(protocol_error()));
+}
+
 /// A server driven by hand: it logs whoever asks in, then aborts its
 /// control stream when told to, and reports how the client closed.
 async fn hand_server(abort: Abort) -> (SocketAddr, sshq_core::ssh_key::PublicKey, Aborter) {
