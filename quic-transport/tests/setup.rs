@@ -70,7 +70,11 @@ async fn step<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
 }
 
 /// Runs the server's and the client's side of one test together.
-async fn both<A: Future, B: Future>(what: &str, server_side: A, client_side: B) -> (A::Output, B::Output) {
+async fn both<A: Future, B: Future>(
+    what: &str,
+    server_side: A,
+    client_side: B,
+) -> (A::Output, B::Output) {
     step(what, async { tokio::join!(server_side, client_side) }).await
 }
 
@@ -267,7 +271,10 @@ async fn a_host_key_the_verifier_refuses_is_final() {
     let connecting = async {
         let (client, addr) = client_for(&server);
         let stranger = host_key(6);
-        match client.connect_session(addr, &params(&stranger), nobody()).await {
+        match client
+            .connect_session(addr, &params(&stranger), nobody())
+            .await
+        {
             Err(failure) => {
                 let handshake = failure.handshake_failure().cloned();
                 assert_eq!(handshake, Some(HandshakeFailure::HostKeyRejected));

@@ -154,7 +154,9 @@ fn a_changed_key_let_through_turns_off_agent_and_port_forwarding_on_both_transpo
         let out = run_forwarding(&setup, SSHQ, "no", &transport(name), &ports, &agent);
         assert_all_forwarded(&out);
 
-        setup.lab.write_known_hosts(setup.port(), "other_host_ed25519");
+        setup
+            .lab
+            .write_known_hosts(setup.port(), "other_host_ed25519");
         let ports = ForwardPorts::new();
         let out = run_forwarding(&setup, SSHQ, "no", &transport(name), &ports, &agent);
         assert_nothing_forwarded(&out);
@@ -170,7 +172,9 @@ fn a_changed_key_let_through_turns_off_agent_and_port_forwarding_on_both_transpo
 fn exit_on_forward_failure_ends_the_connection_like_ssh() {
     let setup = both_transports();
     let agent = Agent::start(&setup.lab);
-    setup.lab.write_known_hosts(setup.port(), "other_host_ed25519");
+    setup
+        .lab
+        .write_known_hosts(setup.port(), "other_host_ed25519");
     for name in ["quic", "tcp"] {
         let mut extra = transport(name);
         extra.extend(["-o".to_string(), "ExitOnForwardFailure=yes".to_string()]);
@@ -199,7 +203,8 @@ fn exit_on_forward_failure_ends_the_connection_like_ssh() {
 fn against_openssh_sshd_the_same_lines_as_openssh_ssh() {
     let sshd = Setup::new(Dir::sshq_to_sshd);
     let agent = Agent::start(&sshd.lab);
-    sshd.lab.write_known_hosts(sshd.port(), "other_host_ed25519");
+    sshd.lab
+        .write_known_hosts(sshd.port(), "other_host_ed25519");
     let out = run_forwarding(
         &sshd,
         SSHQ,

@@ -17,8 +17,8 @@ use sshq_core::channel::{
 };
 use sshq_core::error::TransportError;
 use sshq_core::transport::{Channel, ChannelControl, ChannelParts, Connection};
-use sshq_test_kit::quinn;
 use sshq_quic::wire::Frame;
+use sshq_test_kit::quinn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::clients::{quic_client, step, tcp_client};

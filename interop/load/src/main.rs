@@ -106,7 +106,10 @@ enum Held {
 fn quic_params() -> ConnectParams {
     ConnectParams {
         verifier: Arc::new(AnyHostKey),
-        kex: kx::DEFAULT_KEX.iter().map(|name| name.to_string()).collect(),
+        kex: kx::DEFAULT_KEX
+            .iter()
+            .map(|name| name.to_string())
+            .collect(),
         congestion_control: None,
     }
 }

@@ -251,9 +251,8 @@ fn tcp_kex(config: &ServerConfig) -> Result<sshq_tcp::KexList, ServeError> {
     use sshq_core::kex::{resolve, KexListError, Role};
     use sshq_core::transport::TransportKind;
     match resolve(Some(spec), TransportKind::Tcp, Role::Server) {
-        Ok(names) => sshq_tcp::KexList::new(&names).map_err(|_| {
-            ServeError::TcpKexUnsupported(UnsupportedTcpKex::among(&names))
-        }),
+        Ok(names) => sshq_tcp::KexList::new(&names)
+            .map_err(|_| ServeError::TcpKexUnsupported(UnsupportedTcpKex::among(&names))),
         // Not serving TCP: nothing to offer there is fine.
         Err(KexListError::NothingLeft { .. }) if !config.transports.tcp => {
             Ok(sshq_tcp::KexList::server_default())

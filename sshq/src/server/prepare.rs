@@ -126,13 +126,19 @@ mod tests {
         assert_eq!(error_of(&["sshqd", "--help"]).exit_code(), 0);
         assert_eq!(error_of(&["sshqd", "-Z"]).exit_code(), EXIT_USAGE);
         let missing = error_of(&["sshqd", "-f", "/nonexistent/sshqd_config"]);
-        assert!(matches!(missing, PrepareError::Config(ServerConfigError::Open { .. })));
+        assert!(matches!(
+            missing,
+            PrepareError::Config(ServerConfigError::Open { .. })
+        ));
         assert_eq!(missing.exit_code(), EXIT_USAGE);
         let bad = error_of(&["sshqd", "-f", "/dev/null", "-o", "NoSuchOption yes"]);
         assert!(matches!(bad, PrepareError::Config(_)), "{bad}");
         assert_eq!(bad.exit_code(), EXIT_FATAL);
         let no_keys = error_of(&["sshqd", "-f", "/dev/null", "-h", "/nonexistent/key"]);
-        assert!(matches!(no_keys, PrepareError::HostKeys(HostKeyError::NoHostKeys)));
+        assert!(matches!(
+            no_keys,
+            PrepareError::HostKeys(HostKeyError::NoHostKeys)
+        ));
         assert_eq!(no_keys.exit_code(), EXIT_FATAL);
     }
 }

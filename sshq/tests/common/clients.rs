@@ -78,8 +78,8 @@ pub async fn tcp_client(lab: &Lab, server: &Server) -> sshq_tcp::TcpClientConnec
 /// The lab's user logged in to `server` over QUIC (the connection keeps
 /// its endpoint).
 pub async fn quic_client(lab: &Lab, server: &Server) -> sshq_quic::QuicConnection {
-    let endpoint = ClientEndpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .expect("client endpoint");
+    let endpoint =
+        ClientEndpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("client endpoint");
     let params = ConnectParams {
         verifier: trust_lab_host_key(lab),
         kex: sshq_quic::kx::DEFAULT_KEX

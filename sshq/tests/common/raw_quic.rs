@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use sshq_core::auth::sign_with_private_key;
 use sshq_core::ssh_key::{PrivateKey, PublicKey};
-use sshq_test_kit::quinn;
 use sshq_quic::wire::{self, msg, ErrorCode, Frame, UserauthRequest};
 use sshq_quic::{endpoint, kx, tls};
+use sshq_test_kit::quinn;
 
 use super::clients::TrustHostKey;
 
