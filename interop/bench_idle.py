@@ -338,6 +338,9 @@ def summary_md(meta, rows, command):
         lines.append(
             f"sshqd over QUIC: {fmt(cost)} KiB per idle session beyond the session's own processes "
             f"(the larger of its RSS and PSS growth per session); target <= {TARGET_KIB} KiB: **{verdict}**.")
+    if meta.get("profile"):
+        lines.append("Where sshqd's memory per session goes (a heap profile), what was cut and what is left: "
+                     "[profile.md](profile.md).")
     lines.append("")
     lines += meta.get("reading", [])
     lines.append("")
@@ -415,6 +418,8 @@ def main():
     (out / "summary.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     write_csv(out / "raw.csv", csv_rows(rows), CSV_FIELDS)
     meta["reading"] = reading(rows)
+    # The heap profile's notes, written by hand (see profile.md), sit beside the figures.
+    meta["profile"] = (out / "profile.md").exists()
     (out / "summary.md").write_text(summary_md(meta, rows, command))
     for row in rows:
         f = row.get("per_session", {})
