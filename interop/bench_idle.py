@@ -209,6 +209,16 @@ def run_transport(transport, args, user, work):
         row["end"] = finish_client(client)
         client = None
         time.sleep(args.settle)
+        # Thousands of sessions take the server a while to end; wait (up
+        # to a minute) until their processes are gone, then once more for
+        # the server to give memory back.
+        waited = time.monotonic()
+        while time.monotonic() - waited < 60:
+            _, left = memory.split_tree(root, memory.process_table(), comm)
+            if not left:
+                break
+            time.sleep(1.0)
+        time.sleep(args.settle)
         row["phases"]["closed"] = snapshot(root, comm)
         row["server_alive_after"] = procs[0 if transport == "openssh" else 1].poll() is None
         row["established"] = established
@@ -390,6 +400,13 @@ def main():
     # Per session: a socket and a pty at the server, a socket at the client,
     # a few pipes; one process per transport at a time.
     fds = raise_fd_limit(max(65536, 8 * total + 1024))
+    # The servers inherit this limit and hold ~3 descriptors per QUIC session
+    # and ~4 per TCP session (socket, pty, pipes); sshd's are spread over its
+    # per-connection processes. Where the hard limit cannot be raised (no
+    # CAP_SYS_RESOURCE), sessions beyond it fail at sshqd.
+    if fds < 4 * total + 1024:
+        log(f"warning: the file-descriptor limit is {fds} and cannot be raised here; sshqd will run out of "
+            f"descriptors after about {max(0, fds - 64) // 4} TCP or {max(0, fds - 64) // 3} QUIC sessions")
     limits = KernelLimits()
     work = Path(tempfile.mkdtemp(prefix="sshq-idle."))
     os.chmod(work, 0o755)

@@ -92,7 +92,9 @@ async fn tcp_shell(handle: &russh::client::Handle<AnyHostKey>) -> Result<JoinHan
     loop {
         match channel.wait().await {
             Some(russh::ChannelMsg::Data { .. }) => break,
-            Some(russh::ChannelMsg::Failure) => return Err("pty or shell refused".to_string()),
+            Some(russh::ChannelMsg::Failure) => {
+                return Err("pty or shell request denied".to_string())
+            }
             Some(
                 russh::ChannelMsg::Eof
                 | russh::ChannelMsg::Close
@@ -129,7 +131,7 @@ async fn quic_shell(conn: &sshq_quic::QuicConnection) -> Result<JoinHandle<()>, 
         .await
         .map_err(|e| e.to_string())?
     {
-        return Err("pty refused".to_string());
+        return Err("pty request denied".to_string());
     }
     if !parts
         .control
@@ -137,7 +139,7 @@ async fn quic_shell(conn: &sshq_quic::QuicConnection) -> Result<JoinHandle<()>, 
         .await
         .map_err(|e| e.to_string())?
     {
-        return Err("shell refused".to_string());
+        return Err("shell request denied".to_string());
     }
     let mut buf = vec![0u8; 1024];
     match parts.data_in.read(&mut buf).await {
