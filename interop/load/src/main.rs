@@ -10,6 +10,8 @@
 //! done, no stream opened), prints one JSON line once they are up, and
 //! holds them until its standard input closes or `--seconds` pass.
 //!
+//! `sshq-load idle` holds N idle pty shells open (see [`idle`]).
+//!
 //! Loopback benchmarking only: host keys are not checked.
 
 use std::collections::BTreeMap;
@@ -24,6 +26,8 @@ use sshq_core::ssh_key::{PrivateKey, PublicKey};
 use sshq_quic::client::{ClientEndpoint, ConnectParams};
 use sshq_quic::danger::{connect_silent, SilentConnection};
 use sshq_quic::kx;
+
+mod idle;
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +76,30 @@ enum Command {
         source: std::net::Ipv4Addr,
         /// Hold at most this long (stdin closing ends it sooner).
         #[arg(long, default_value_t = 120)]
+        seconds: u64,
+    },
+    /// N idle pty shells, held open until stdin closes; prints a JSON line
+    /// once they are up and another at the end.
+    Idle {
+        #[arg(long, value_enum)]
+        transport: Transport,
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long)]
+        user: String,
+        /// The user's private key (OpenSSH format, no passphrase).
+        #[arg(long)]
+        key: PathBuf,
+        /// Logins in flight at once.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+        /// Give up on one session after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Hold at most this long (stdin closing ends it sooner).
+        #[arg(long, default_value_t = 3600)]
         seconds: u64,
     },
 }
@@ -402,6 +430,28 @@ fn main() -> std::process::ExitCode {
                 source,
                 seconds,
             } => flood(transport, port, count, source, Duration::from_secs(seconds)).await,
+            Command::Idle {
+                transport,
+                port,
+                count,
+                user,
+                key,
+                parallel,
+                timeout,
+                seconds,
+            } => {
+                idle::idle(idle::IdleArgs {
+                    transport,
+                    port,
+                    count,
+                    user,
+                    key_path: key,
+                    parallel,
+                    timeout: Duration::from_secs(timeout),
+                    hold: Duration::from_secs(seconds),
+                })
+                .await
+            }
         }
     });
     match result {

@@ -15,6 +15,7 @@ pub mod process;
 pub mod relay;
 pub mod session;
 pub mod startup;
+pub mod trim;
 pub mod udp_relay;
 
 use std::net::SocketAddr;
@@ -475,6 +476,7 @@ async fn run_connection<C: Connection>(
         peer.ip(),
         peer.port()
     );
+    trim::connection_ended();
 }
 
 #[cfg(test)]
