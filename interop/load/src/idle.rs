@@ -15,7 +15,6 @@
 //! default PerSourceMaxStartups of 5) are never what is measured.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,12 +23,14 @@ use sshq_core::auth::FileKey;
 use sshq_core::channel::{ChannelKind, ChannelRequest, PtyRequest, WindowSize};
 use sshq_core::ssh_key::PrivateKey;
 use sshq_core::transport::{Channel, ChannelControl, Connection};
-use sshq_quic::{endpoint, quinn};
+use sshq_quic::client::{ClientEndpoint, ConnectParams};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::{quic_config, quic_login, reason, tcp_login, AnyHostKey, Held, Transport};
+use crate::{
+    quic_endpoints, quic_login, quic_params, reason, tcp_login, AnyHostKey, Held, Transport,
+};
 
 /// What the idle command was asked to do.
 pub struct IdleArgs {
@@ -161,15 +162,15 @@ async fn quic_shell(conn: &sshq_quic::QuicConnection) -> Result<JoinHandle<()>, 
 
 async fn one_session(
     transport: Transport,
-    endpoint: Option<quinn::Endpoint>,
-    config: quinn::ClientConfig,
+    endpoint: Option<ClientEndpoint>,
+    params: Arc<ConnectParams>,
     args: &IdleArgs,
     key: Arc<PrivateKey>,
     file_key: Arc<FileKey>,
 ) -> Result<Session, String> {
     match (transport, endpoint) {
         (Transport::Quic, Some(endpoint)) => {
-            let held = quic_login(endpoint, config, args.port, &args.user, file_key).await?;
+            let held = quic_login(endpoint, &params, args.port, &args.user, file_key).await?;
             let reader = match &held {
                 Held::Quic(conn) => quic_shell(conn).await?,
                 Held::Tcp(_) => return Err("internal: TCP connection for QUIC".to_string()),
@@ -199,27 +200,20 @@ fn read_key(path: &Path) -> Result<(Arc<PrivateKey>, Arc<FileKey>), String> {
 /// were still open at the end.
 pub async fn idle(args: IdleArgs) -> Result<serde_json::Value, String> {
     let (key, file_key) = read_key(&args.key_path)?;
-    let config = quic_config()?;
+    let params = Arc::new(quic_params());
     // A few client sockets, so that one endpoint driver is not the limit.
-    let endpoints: Vec<quinn::Endpoint> = if args.transport == Transport::Quic {
-        (0..4)
-            .map(|_| endpoint::client_endpoint(SocketAddr::from(([127, 0, 0, 1], 0))))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?
-    } else {
-        Vec::new()
-    };
+    let endpoints = quic_endpoints(args.transport, 4, std::net::Ipv4Addr::LOCALHOST)?;
     let args = Arc::new(args);
     let gate = Arc::new(Semaphore::new(args.parallel.max(1)));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.count);
     for i in 0..args.count {
         let (args, gate) = (args.clone(), gate.clone());
-        let (key, file_key, config) = (key.clone(), file_key.clone(), config.clone());
+        let (key, file_key, params) = (key.clone(), file_key.clone(), params.clone());
         let endpoint = endpoints.get(i % endpoints.len().max(1)).cloned();
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
-            let attempt = one_session(args.transport, endpoint, config, &args, key, file_key);
+            let attempt = one_session(args.transport, endpoint, params, &args, key, file_key);
             match tokio::time::timeout(args.timeout, attempt).await {
                 Ok(result) => result,
                 Err(_) => Err("timed out".to_string()),
@@ -252,10 +246,10 @@ pub async fn idle(args: IdleArgs) -> Result<serde_json::Value, String> {
     for session in sessions {
         session.close().await;
     }
-    // Let the connections' closes reach the server before the process ends.
-    for endpoint in &endpoints {
-        let _ = tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle()).await;
-    }
+    // Each QUIC connection keeps its endpoint and waits for its last
+    // packets when closed; let the closes reach the server before the
+    // process ends.
+    drop(endpoints);
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok(serde_json::json!({ "still_open_at_end": still_open }))
 }
