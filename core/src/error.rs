@@ -25,6 +25,15 @@ pub enum TransportError {
     /// The channel is closed; nothing more can be sent on it.
     #[error("channel closed")]
     ChannelClosed,
+    /// A channel request after our EOF. Over sshq/1 EOF is the stream's
+    /// FIN, which nothing can follow (draft §8.8); SSH over TCP allows it.
+    #[error("channel request after EOF: nothing can follow EOF on this channel")]
+    RequestAfterEof,
+    /// A channel request wanting a reply after the peer's EOF: over sshq/1
+    /// the peer can no longer answer (draft §8.7). Send it without asking
+    /// for a reply, or not at all.
+    #[error("channel request wants a reply after the peer's EOF, which cannot be answered")]
+    ReplyAfterPeerEof,
     /// The protocol was broken; the connection or stream is dropped.
     #[error("protocol error: {0}")]
     Protocol(#[from] ProtocolError),

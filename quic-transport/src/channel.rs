@@ -31,7 +31,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::PollSender;
 
 use crate::conn::now;
-use crate::proto::channel::{ChannelEnd, ChannelEvent, ChannelMachine};
+use crate::preauth_credit::PreauthCredit;
+use crate::proto::channel::{ChannelEnd, ChannelEvent, ChannelMachine, RequestRefused};
 use crate::proto::{RequestId, Transmit};
 use crate::wire::{self, encode_frame, ErrorCode, MAX_DATA_PAYLOAD};
 
@@ -76,6 +77,18 @@ enum Out {
 }
 
 /// What the channel's handles ask of its driver.
+///
+/// Who holds a sender of these, and why, is one rule: a sender is strong
+/// exactly while it stands for something the application can still do
+/// with the channel. Each handle holds one (the two writers and the
+/// control), and so does each reply handle of the peer's want-reply
+/// requests until it is answered or dropped (its task forwards the
+/// answer). Everything the driver or the writer keeps for itself
+/// ([`Core::answers`], the writer's watch on STOP_SENDING) is weak: so
+/// the driver's queue ends exactly when the application has let go of
+/// every part, which is what closes the channel (our FIN once the answers
+/// owed are out), and an answer never goes missing while our FIN waits
+/// for it (draft §8.7).
 enum Command {
     Request {
         request: ChannelRequest,
@@ -103,6 +116,9 @@ pub struct QuicChannel {
     decision: Option<oneshot::Receiver<Result<(), OpenFailure>>>,
     /// The connection's budget for unread data, when it has one.
     budget: Option<PipeBudget>,
+    /// The client's pre-authentication send credit (draft §7.6), which
+    /// this channel's writer draws from.
+    credit: Option<PreauthCredit>,
 }
 
 /// The sending priority of a channel's stream (quinn sends higher first).
@@ -144,6 +160,7 @@ impl QuicChannel {
             recv: Some(recv),
             decision: None,
             budget: None,
+            credit: None,
         }
     }
 
@@ -151,6 +168,13 @@ impl QuicChannel {
     /// connection's.
     pub(crate) fn within_budget(mut self, budget: &PipeBudget) -> Self {
         self.budget = Some(budget.clone());
+        self
+    }
+
+    /// Makes this channel's writes, its OPEN frame included, draw from the
+    /// connection's pre-authentication credit.
+    pub(crate) fn with_preauth_credit(mut self, credit: Option<&PreauthCredit>) -> Self {
+        self.credit = credit.cloned();
         self
     }
 
@@ -171,6 +195,7 @@ impl QuicChannel {
             machine: Some(machine),
             decision: Some(decision),
             budget: None,
+            credit: None,
         }
     }
 }
@@ -256,6 +281,15 @@ impl Channel for QuicChannel {
             .machine
             .take()
             .unwrap_or_else(|| ChannelMachine::opener(self.kind.clone()));
+        if !opener {
+            if let (Some(send), Some(recv)) = (&self.send, &mut self.recv) {
+                // draft §8.4: an open the opener gave up before our answer is closed, nothing started
+                // (what it pipelined never reaches the application).
+                if opener_gave_up(send, recv) {
+                    machine.handle_peer_abort();
+                }
+            }
+        }
         machine.accept(now());
         let (open_tx, open_rx) = watch::channel(if opener {
             OpenState::Waiting
@@ -277,7 +311,8 @@ impl Channel for QuicChannel {
         }
         let (closed_tx, closed_rx) = watch::channel(false);
         if let Some(send) = self.send.take() {
-            tokio::spawn(write_loop(send, out_rx, commands_tx.downgrade()));
+            let credit = self.credit.take();
+            tokio::spawn(write_loop(send, out_rx, commands_tx.downgrade(), credit));
         }
         if let Some(recv) = self.recv.take() {
             tokio::spawn(
@@ -313,10 +348,28 @@ impl Channel for QuicChannel {
     }
 }
 
+/// Whether the opener of a channel we are accepting has already reset its
+/// direction or stopped ours, as far as the stream shows right now.
+pub(crate) fn opener_gave_up(send: &quinn::SendStream, recv: &mut quinn::RecvStream) -> bool {
+    let reset = matches!(ready_now(recv.received_reset()), Some(Ok(Some(_))));
+    reset || matches!(ready_now(send.stopped()), Some(Ok(Some(_))))
+}
+
+/// The output of `future` if it is ready without waiting.
+fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }
+}
+
 async fn write_loop(
     mut send: quinn::SendStream,
     mut out: mpsc::Receiver<Out>,
     driver: mpsc::WeakSender<Command>,
+    credit: Option<PreauthCredit>,
 ) {
     // The peer stopping our direction (or the connection ending) closes the
     // channel for us even while we have nothing to send.
@@ -330,6 +383,14 @@ async fn write_loop(
         }
     });
     while let Some(item) = out.recv().await {
+        if let Some(credit) = &credit {
+            let len = match &item {
+                Out::Frame(frame) => frame.len(),
+                Out::Data(header, payload) => header.len().saturating_add(payload.len()),
+                Out::Finish | Out::Reset(_) => 0,
+            };
+            credit.take(len).await;
+        }
         let result = match item {
             Out::Frame(frame) => send.write_chunk(frame).await.map_err(|_| ()),
             Out::Data(header, payload) => send
@@ -374,8 +435,8 @@ struct Core {
     waiting: HashMap<RequestId, oneshot::Sender<Result<bool, TransportError>>>,
     out: mpsc::Sender<Out>,
     closed: watch::Sender<bool>,
-    /// Where the application's answers come back; weak, so that the
-    /// driver's own copy keeps nothing alive.
+    /// Where the application's answers come back; weak (see [`Command`]):
+    /// when it no longer upgrades, no part of the channel is left to answer.
     answers: mpsc::WeakSender<Command>,
 }
 
@@ -384,6 +445,17 @@ struct Core {
 struct Commands {
     rx: mpsc::Receiver<Command>,
     open: bool,
+}
+
+impl Commands {
+    /// Every part of the channel is gone (see [`Command`]): that closes
+    /// the channel, as the trait promises. Our EOF goes out once the
+    /// answers owed are (draft §8.7); the peer's data is still read, and
+    /// dropped, until its own EOF ends the channel.
+    fn let_go(&mut self, core: &mut Core) {
+        self.open = false;
+        core.machine.finish();
+    }
 }
 
 impl Driver {
@@ -416,7 +488,7 @@ impl Driver {
                 },
                 command = commands.rx.recv(), if commands.open => match command {
                     Some(command) => core.command(command).await,
-                    None => commands.open = false,
+                    None => commands.let_go(core),
                 },
             }
         }
@@ -445,7 +517,10 @@ impl Driver {
                             return false;
                         }
                     }
-                    None => commands.open = false,
+                    None => {
+                        commands.let_go(core);
+                        core.flush().await;
+                    }
                 },
             }
         }
@@ -479,23 +554,26 @@ impl Driver {
                     request,
                     want_reply,
                 } => {
-                    let reply = if want_reply {
-                        let (tx, rx) = oneshot::channel();
-                        // A strong sender, held until the application
-                        // answers (or drops the handle): the answer must
-                        // reach the machine even when the application has
-                        // already let go of the channel (a program that
-                        // exited at once), since our FIN waits for it.
-                        let answers = core.answers.upgrade();
-                        tokio::spawn(async move {
-                            let success = rx.await.unwrap_or(false);
-                            if let Some(answers) = answers {
+                    let reply = match (want_reply, core.answers.upgrade()) {
+                        (false, _) => ReplyHandle::none(),
+                        // A strong sender (see [`Command`]), held until the
+                        // application answers or drops the handle: the answer
+                        // must reach the machine even when the application
+                        // lets go of the rest of the channel first (a program
+                        // that exited at once), since our FIN waits for it.
+                        (true, Some(answers)) => {
+                            let (tx, rx) = oneshot::channel();
+                            tokio::spawn(async move {
+                                let success = rx.await.unwrap_or(false);
                                 let _ = answers.send(Command::Answer { id, success }).await;
-                            }
-                        });
-                        ReplyHandle::new(tx)
-                    } else {
-                        ReplyHandle::none()
+                            });
+                            ReplyHandle::new(tx)
+                        }
+                        // No part of the channel is left: nobody can answer.
+                        (true, None) => {
+                            core.machine.answer(now(), id, false);
+                            ReplyHandle::none()
+                        }
                     };
                     let incoming = IncomingRequest { request, reply };
                     if let Some(requests) = requests {
@@ -539,8 +617,8 @@ impl Core {
                     self.flush().await;
                     let _ = reply.send(Ok(true));
                 }
-                Err(_) => {
-                    let _ = reply.send(Err(self.closed_error()));
+                Err(refused) => {
+                    let _ = reply.send(Err(self.refusal(refused)));
                 }
             },
             Command::Answer { id, success } => self.machine.answer(now(), id, success),
@@ -554,6 +632,17 @@ impl Core {
         match &*self.open.borrow() {
             OpenState::Refused(failure) => TransportError::OpenRefused(failure.clone()),
             _ => TransportError::ChannelClosed,
+        }
+    }
+
+    /// Why a request of the application's is refused before it is sent.
+    fn refusal(&self, refused: RequestRefused) -> TransportError {
+        match refused {
+            RequestRefused::Closed => self.closed_error(),
+            // draft §8.8: nothing can follow our FIN
+            RequestRefused::AfterOurEof => TransportError::RequestAfterEof,
+            // draft §8.7: no want-reply request after the peer's FIN
+            RequestRefused::ReplyAfterPeerEof => TransportError::ReplyAfterPeerEof,
         }
     }
 

@@ -71,7 +71,9 @@ impl ConnectFailure {
 }
 
 /// A client UDP endpoint: a socket of its own, or datagrams carried over a
-/// byte stream (a jump host's UDP relay).
+/// byte stream (a jump host's UDP relay). Clones share the one socket, for
+/// many connections from one endpoint (a load generator's).
+#[derive(Clone)]
 pub struct ClientEndpoint {
     endpoint: quinn::Endpoint,
 }
@@ -85,8 +87,13 @@ impl ClientEndpoint {
         } else {
             Ipv4Addr::UNSPECIFIED.into()
         };
-        crate::endpoint::client_endpoint(SocketAddr::new(any, 0))
-            .map(|endpoint| ClientEndpoint { endpoint })
+        ClientEndpoint::bind(SocketAddr::new(any, 0))
+    }
+
+    /// An endpoint on `addr` (port 0: an ephemeral one), for a caller that
+    /// chooses the source address.
+    pub fn bind(addr: SocketAddr) -> io::Result<ClientEndpoint> {
+        crate::endpoint::client_endpoint(addr).map(|endpoint| ClientEndpoint { endpoint })
     }
 
     /// An endpoint whose datagrams travel over `stream`, length-prefixed
@@ -138,7 +145,7 @@ impl ClientEndpoint {
 
     /// One handshake asking for `alpn`, the host key checked by
     /// `params.verifier`.
-    async fn handshake(
+    pub(crate) async fn handshake(
         &self,
         addr: SocketAddr,
         params: &ConnectParams,

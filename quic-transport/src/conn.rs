@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use sshq_core::transport::{
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use crate::channel::{QuicChannel, CONNECTION_PIPE_BUDGET};
+use crate::preauth_credit::{PreauthCredit, PREAUTH_CHANNEL_BUDGET};
 use crate::proto::channel::{ChannelEvent, ChannelMachine};
 use crate::proto::control::{Close, Control, ControlEvent};
 use crate::proto::{ProtocolError, RequestId, Transmit};
@@ -55,21 +57,54 @@ impl From<ProtocolError> for TransportError {
     }
 }
 
+/// Resolves when the peer sends STOP_SENDING for our direction (Some), or
+/// our FIN is acknowledged (None).
+type StopWatch =
+    Pin<Box<dyn Future<Output = Result<Option<quinn::VarInt>, quinn::StoppedError>> + Send>>;
+
 /// Moves bytes between the control stream and its [`Control`] machine.
 pub(crate) struct ControlDriver {
     conn: quinn::Connection,
     machine: Control,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
+    /// The peer's STOP_SENDING reaches us even while we have nothing to
+    /// write; None once it has resolved.
+    stop: Option<StopWatch>,
 }
 
 impl ControlDriver {
+    fn new(
+        conn: quinn::Connection,
+        machine: Control,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) -> Self {
+        let stop: StopWatch = Box::pin(send.stopped());
+        ControlDriver {
+            conn,
+            machine,
+            send,
+            recv,
+            stop: Some(stop),
+        }
+    }
+
     /// Writes what the machine has to send; Err once the stream is gone.
     async fn flush(&mut self) -> Result<(), quinn::WriteError> {
         while let Some(transmit) = self.machine.poll_transmit() {
             match transmit {
                 Transmit::Frame(frame) => match encode_frame(&frame) {
-                    Ok(bytes) => self.send.write_chunk(bytes).await?,
+                    Ok(bytes) => match self.send.write_chunk(bytes).await {
+                        Ok(()) => {}
+                        // The peer's STOP_SENDING: the machine decides
+                        // what that means (draft §7.8); its close follows.
+                        Err(quinn::WriteError::Stopped(_)) => {
+                            self.machine.handle_peer_stop();
+                            return Ok(());
+                        }
+                        Err(e) => return Err(e),
+                    },
                     // Only a frame this side built can be too big (a
                     // request over MAX_FRAME_LEN): end the connection
                     // rather than send a frame the peer must refuse.
@@ -96,13 +131,33 @@ impl ControlDriver {
         Ok(())
     }
 
-    /// Reads once from the stream into the machine; Err if the stream
-    /// failed (reset, or the connection is gone).
+    /// Reads once from the stream into the machine, or hands it the
+    /// peer's STOP_SENDING, whichever comes first (the peer's reset and
+    /// stop included: the machine decides what they mean); Err if the
+    /// stream cannot be read any more (the connection is gone).
     async fn read(&mut self) -> Result<(), quinn::ReadError> {
-        match self.recv.read_chunk(64 * 1024, true).await {
-            Ok(Some(chunk)) => self.machine.handle_bytes(now(), &chunk.bytes),
-            Ok(None) => self.machine.handle_fin(now()),
-            Err(e) => return Err(e),
+        let read = self.recv.read_chunk(64 * 1024, true);
+        let result = match self.stop.as_mut() {
+            Some(stop) => tokio::select! {
+                read = read => Some(read),
+                stopped = stop => {
+                    self.stop = None;
+                    if let Ok(Some(_code)) = stopped {
+                        self.machine.handle_peer_stop();
+                    }
+                    // Our FIN acknowledged, or the connection lost (the
+                    // next read says so): nothing for the machine.
+                    None
+                }
+            },
+            None => Some(read.await),
+        };
+        match result {
+            None => {}
+            Some(Ok(Some(chunk))) => self.machine.handle_bytes(now(), &chunk.bytes),
+            Some(Ok(None)) => self.machine.handle_fin(now()),
+            Some(Err(quinn::ReadError::Reset(_))) => self.machine.handle_peer_reset(),
+            Some(Err(e)) => return Err(e),
         }
         Ok(())
     }
@@ -156,6 +211,8 @@ pub struct QuicConnection {
     /// The client's endpoint, kept so that closing can wait for the
     /// CONNECTION_CLOSE to be sent before the process exits.
     endpoint: Option<quinn::Endpoint>,
+    /// The client's channels share this until USERAUTH_SUCCESS (draft §7.6).
+    preauth_credit: Option<PreauthCredit>,
 }
 
 impl QuicConnection {
@@ -226,12 +283,9 @@ pub async fn client_session(
         .map_err(|_| TransportProtocolError::ExporterUnavailable)?;
     let (auth_tx, auth_rx) = watch::channel(AuthState::Pending);
     let mut keys = auth.keys.into_iter();
-    let mut driver = ControlDriver {
-        conn: conn.clone(),
-        machine: Control::client(),
-        send,
-        recv,
-    };
+    let mut driver = ControlDriver::new(conn.clone(), Control::client(), send, recv);
+    // draft §7.6: channel data before USERAUTH_SUCCESS is bounded.
+    let credit = PreauthCredit::new(PREAUTH_CHANNEL_BUDGET);
     // Sign and send the first request before returning (see above).
     let first = next_request(&mut keys, &auth.user, &exporter).await;
     let has_key = first.is_some();
@@ -242,6 +296,8 @@ pub async fn client_session(
         }
         None => {
             let _ = auth_tx.send(AuthState::Refused("publickey".to_string()));
+            // No request will need the credit.
+            credit.lift();
         }
     }
     let budget = PipeBudget::new(CONNECTION_PIPE_BUDGET);
@@ -252,9 +308,13 @@ pub async fn client_session(
         let conn = conn.clone();
         let budget = budget.clone();
         let answers = commands_tx.clone();
+        let credit = credit.clone();
         tokio::spawn(async move {
             if has_key {
                 let state = client_auth(&mut driver, &mut keys, &user, &exporter).await;
+                // Authentication is over: channel data need not wait any
+                // more (after a failure, the connection is closing).
+                credit.lift();
                 let succeeded = matches!(state, AuthState::Succeeded);
                 let _ = auth_tx.send(state);
                 if !succeeded {
@@ -270,7 +330,7 @@ pub async fn client_session(
             run_control(driver, commands_rx, answers, incoming_tx).await;
         });
     }
-    Ok(QuicConnection::new(
+    let mut session = QuicConnection::new(
         conn,
         commands_tx,
         incoming_rx,
@@ -278,7 +338,9 @@ pub async fn client_session(
         auth_rx,
         auth.user,
         TransportKind::Quic,
-    ))
+    );
+    session.preauth_credit = Some(credit);
+    Ok(session)
 }
 
 async fn next_request(
@@ -449,12 +511,7 @@ async fn server_login(
     let mut exporter = [0u8; USERAUTH_EXPORTER_LEN];
     conn.export_keying_material(&mut exporter, USERAUTH_EXPORTER_LABEL, b"")
         .map_err(|_| HandshakeError::Protocol(TransportProtocolError::ExporterUnavailable))?;
-    let mut driver = ControlDriver {
-        conn: conn.clone(),
-        machine,
-        send,
-        recv,
-    };
+    let mut driver = ControlDriver::new(conn.clone(), machine, send, recv);
     let peer = conn.remote_address();
     let mut user = String::new();
     loop {
@@ -501,7 +558,7 @@ async fn server_login(
         match until(driver.machine.poll_timeout(), driver.read()).await {
             None => driver.machine.handle_timeout(now()),
             Some(Ok(())) => {}
-            Some(Err(_)) => driver.machine.handle_peer_reset(),
+            Some(Err(_)) => return Err(HandshakeError::Closed(None)),
         }
     }
 }
@@ -555,6 +612,7 @@ impl QuicConnection {
             info,
             auth,
             endpoint: None,
+            preauth_credit: None,
         }
     }
 
@@ -678,9 +736,17 @@ async fn receive_open(
             Some(Err(_)) => machine.handle_peer_abort(),
         }
     };
+    let kind = match kind {
+        // draft §8.4: an open the opener already gave up is not offered at all
+        Some(_) if crate::channel::opener_gave_up(&send, &mut recv) => {
+            machine.handle_peer_abort();
+            None
+        }
+        kind => kind,
+    };
     let Some(kind) = kind else {
-        // Refused (an unknown type) or broken: carry out what the machine
-        // decided, on this stream only.
+        // Refused (an unknown type), broken or given up: carry out what
+        // the machine decided, on this stream only.
         crate::channel::write_final(&mut send, &mut recv, &mut machine).await;
         return;
     };
@@ -701,7 +767,9 @@ impl Connection for QuicConnection {
             .open_bi()
             .await
             .map_err(|e| TransportError::ConnectionClosed(Some(e.to_string())))?;
-        Ok(QuicChannel::opened(kind, send, recv).within_budget(&self.budget))
+        Ok(QuicChannel::opened(kind, send, recv)
+            .within_budget(&self.budget)
+            .with_preauth_credit(self.preauth_credit.as_ref()))
     }
 
     async fn accept(&self) -> Option<Incoming<QuicChannel>> {

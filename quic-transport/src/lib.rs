@@ -5,12 +5,14 @@
 mod channel;
 pub mod client;
 mod conn;
+pub mod danger;
 pub mod endpoint;
 #[doc(hidden)]
 pub mod fuzzing;
 mod keepalive;
 pub mod kx;
 pub mod preauth;
+pub mod preauth_credit;
 pub mod proto;
 pub mod relay;
 pub mod server;
@@ -25,8 +27,5 @@ pub use channel::QuicChannel;
 pub use conn::{
     accept, client_session, handshake, login, AuthOutcome, ClientAuth, QuicConnection, ServerAuth,
 };
-/// For tests and measurement tools that drive QUIC directly; the `sshq`
-/// binaries go through [`client`], [`server`] and [`relay`] instead.
-pub use quinn;
 pub use sshq_core::error::HandshakeError;
 pub use stats::PathStats;

@@ -169,7 +169,11 @@ mod tests {
     use ssh_key::private::Ed25519Keypair;
     use ssh_key::public::{KeyData, SkEd25519};
 
-    struct AllowAll;
+    /// Allows every key; `touch_required: false` is authorized_keys'
+    /// `no-touch-required` on every key.
+    struct AllowAll {
+        touch_required: bool,
+    }
 
     impl AuthPolicy for AllowAll {
         fn publickey_allowed<'a>(
@@ -179,10 +183,27 @@ mod tests {
         ) -> sshq_core::auth::BoxFuture<'a, bool> {
             Box::pin(async { true })
         }
+        fn touch_required<'a>(
+            &'a self,
+            _user: &'a str,
+            _key: &'a PublicKey,
+        ) -> sshq_core::auth::BoxFuture<'a, bool> {
+            let required = self.touch_required;
+            Box::pin(async move { required })
+        }
         fn max_auth_tries(&self) -> u32 {
             6
         }
     }
+
+    /// The default: a security key's signature must show a touch.
+    const TOUCH_REQUIRED: AllowAll = AllowAll {
+        touch_required: true,
+    };
+    /// authorized_keys said `no-touch-required` for every key.
+    const NO_TOUCH_REQUIRED: AllowAll = AllowAll {
+        touch_required: false,
+    };
 
     const EXPORTER: &[u8] = &[7u8; 32];
     const APPLICATION: &str = "ssh:";
@@ -223,57 +244,34 @@ mod tests {
     #[tokio::test]
     async fn security_key_signature_with_user_presence_is_accepted() {
         let request = security_key_request(SK_USER_PRESENCE);
-        assert!(verify(&request, EXPORTER, &AllowAll).await.is_ok());
+        assert!(verify(&request, EXPORTER, &TOUCH_REQUIRED).await.is_ok());
     }
 
     #[tokio::test]
     async fn security_key_signature_without_user_presence_is_refused() {
         let request = security_key_request(0);
         assert!(matches!(
-            verify(&request, EXPORTER, &AllowAll).await,
+            verify(&request, EXPORTER, &TOUCH_REQUIRED).await,
             Err(Refusal::NoUserPresence)
         ));
         // User verification (0x04) alone is no touch either.
         let request = security_key_request(0x04);
         assert!(matches!(
-            verify(&request, EXPORTER, &AllowAll).await,
+            verify(&request, EXPORTER, &TOUCH_REQUIRED).await,
             Err(Refusal::NoUserPresence)
         ));
-    }
-
-    /// authorized_keys said `no-touch-required` for every key.
-    struct NoTouchRequired;
-
-    impl AuthPolicy for NoTouchRequired {
-        fn publickey_allowed<'a>(
-            &'a self,
-            _user: &'a str,
-            _key: &'a PublicKey,
-        ) -> sshq_core::auth::BoxFuture<'a, bool> {
-            Box::pin(async { true })
-        }
-        fn touch_required<'a>(
-            &'a self,
-            _user: &'a str,
-            _key: &'a PublicKey,
-        ) -> sshq_core::auth::BoxFuture<'a, bool> {
-            Box::pin(async { false })
-        }
-        fn max_auth_tries(&self) -> u32 {
-            6
-        }
     }
 
     #[tokio::test]
     async fn no_touch_required_accepts_a_security_key_signature_without_presence() {
         let request = security_key_request(0);
-        assert!(verify(&request, EXPORTER, &NoTouchRequired).await.is_ok());
+        assert!(verify(&request, EXPORTER, &NO_TOUCH_REQUIRED).await.is_ok());
         // The signature is still checked.
         let mut request = security_key_request(0);
         let flags_at = request.signature.len() - 5;
         request.signature[flags_at] = SK_USER_PRESENCE;
         assert!(matches!(
-            verify(&request, EXPORTER, &NoTouchRequired).await,
+            verify(&request, EXPORTER, &NO_TOUCH_REQUIRED).await,
             Err(Refusal::WrongSignature)
         ));
     }
@@ -285,7 +283,7 @@ mod tests {
         let flags_at = request.signature.len() - 5;
         request.signature[flags_at] = SK_USER_PRESENCE;
         assert!(matches!(
-            verify(&request, EXPORTER, &AllowAll).await,
+            verify(&request, EXPORTER, &TOUCH_REQUIRED).await,
             Err(Refusal::WrongSignature)
         ));
     }

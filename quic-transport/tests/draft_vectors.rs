@@ -258,12 +258,26 @@ fn frame_vectors() {
 
 #[tokio::test]
 async fn udp_relay_vectors() {
+    use sshq_quic::wire::udp_relay::{is_subsystem, SUBSYSTEM, SUBSYSTEM_WITH_DOMAIN};
     let v = Vectors::load("udp-relay.txt");
-    let request = Frame::ChannelRequest {
-        request: ChannelRequest::Subsystem("direct-udp@sshq".to_string()),
-        want_reply: true,
-    };
-    v.check("subsystem_request_over_sshq", &encode_frame(&request));
+    // The name the client sends (draft §11.1 item 1, Appendix A item 24),
+    // and the draft's name with a domain, which servers accept beside it.
+    for (vector, name) in [
+        ("subsystem_request_over_sshq", SUBSYSTEM),
+        (
+            "subsystem_request_with_domain_over_sshq",
+            SUBSYSTEM_WITH_DOMAIN,
+        ),
+    ] {
+        let request = Frame::ChannelRequest {
+            request: ChannelRequest::Subsystem(name.to_string()),
+            want_reply: true,
+        };
+        v.check(vector, &encode_frame(&request));
+        assert!(is_subsystem(name), "sshqd refuses {name}");
+    }
+    assert_eq!(SUBSYSTEM, "direct-udp@sshq");
+    assert_eq!(SUBSYSTEM_WITH_DOMAIN, "direct-udp@sshq.dev");
     let mut datagram = Vec::new();
     sshq_quic::stream_socket::write_datagram(&mut datagram, b"hello")
         .await

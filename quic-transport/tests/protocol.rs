@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use sshq_core::auth::FileKey;
 use sshq_core::channel::{ChannelRequest, GlobalRequest, WindowSize};
-use sshq_quic::quinn;
 use sshq_quic::wire::{self, ErrorCode, Frame};
 
 /// Test frames always fit; the checked encoder's error would be a test bug.

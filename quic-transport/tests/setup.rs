@@ -3,6 +3,7 @@
 //! `client::ClientEndpoint`, and the tunnel relay loop of `relay`, over
 //! real UDP sockets on loopback.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use sshq_quic::relay::{self, OpeningError, Tunnel};
 use sshq_quic::server::{ListenerConfig, ServerEndpoint, ServerSettings};
 use sshq_quic::tls::HandshakeFailure;
 use sshq_quic::wire::ErrorCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Limit on any one step: only against hangs.
 const STEP: Duration = Duration::from_secs(20);
@@ -68,13 +69,61 @@ async fn step<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
     }
 }
 
-async fn tunnel_to(server: &ServerEndpoint, key: &PrivateKey) -> (Tunnel, Option<&'static str>) {
+/// Runs the server's and the client's side of one test together.
+async fn both<A: Future, B: Future>(
+    what: &str,
+    server_side: A,
+    client_side: B,
+) -> (A::Output, B::Output) {
+    step(what, async { tokio::join!(server_side, client_side) }).await
+}
+
+/// A client endpoint for `server`, and the server's address.
+fn client_for(server: &ServerEndpoint) -> (ClientEndpoint, SocketAddr) {
     let addr = server.local_addr().expect("server address");
     let client = ClientEndpoint::for_peer(addr).expect("client endpoint");
+    (client, addr)
+}
+
+/// A login that offers no key: the tests here stop before user auth.
+fn nobody() -> sshq_quic::ClientAuth {
+    sshq_quic::ClientAuth {
+        user: "nobody".to_string(),
+        keys: Vec::new(),
+    }
+}
+
+async fn tunnel_to(server: &ServerEndpoint, key: &PrivateKey) -> (Tunnel, Option<&'static str>) {
+    let (client, addr) = client_for(server);
     client
         .connect_tunnel(addr, &params(key))
         .await
         .expect("tunnel handshake")
+}
+
+/// The server's side of a tunnel: the next attempt, handshaken as one.
+async fn accept_tunnel(server: &ServerEndpoint) -> Tunnel {
+    let incoming = server.accept().await.expect("an attempt");
+    let conn = incoming.handshake(None).await.expect("server handshake");
+    assert!(conn.is_tunnel(), "the tunnel ALPN was negotiated");
+    conn.into_tunnel()
+}
+
+/// The server's side of a handshake the client must give up: it fails.
+async fn handshake_fails(server: &ServerEndpoint) {
+    if let Some(incoming) = server.accept().await {
+        assert!(incoming.handshake(None).await.is_err());
+    }
+}
+
+/// Relays `stream` to and from a local end until both directions end.
+async fn relay_uninterrupted<W: AsyncWrite + Unpin>(
+    stream: relay::TunnelStream,
+    local_read: impl AsyncRead + Unpin,
+    local_write: W,
+) -> relay::Relayed<W> {
+    let never = std::future::pending::<()>();
+    relay::relay(stream, local_read, local_write, never, Duration::ZERO).await
 }
 
 #[tokio::test]
@@ -82,10 +131,7 @@ async fn a_tunnel_relays_both_ways_and_ends_in_order() {
     let key = host_key(1);
     let server = server(&key, true);
     let accepting = async {
-        let incoming = server.accept().await.expect("an attempt");
-        let conn = incoming.handshake(None).await.expect("server handshake");
-        assert!(conn.is_tunnel(), "the tunnel ALPN was negotiated");
-        let tunnel = conn.into_tunnel();
+        let tunnel = accept_tunnel(&server).await;
         let (stream, first) = tunnel
             .accept_stream()
             .await
@@ -103,8 +149,7 @@ async fn a_tunnel_relays_both_ways_and_ends_in_order() {
             far.shutdown().await.expect("server side shutdown");
             received
         };
-        let never = std::future::pending::<()>();
-        let relaying = relay::relay(stream, local_read, local_write, never, Duration::ZERO);
+        let relaying = relay_uninterrupted(stream, local_read, local_write);
         let (received, mut relayed) = tokio::join!(echo, relaying);
         assert!(relayed.both_finished(), "both directions ended in order");
         relayed.wait_acknowledged(STEP).await;
@@ -128,8 +173,7 @@ async fn a_tunnel_relays_both_ways_and_ends_in_order() {
                 .expect("client side read");
             answer
         };
-        let never = std::future::pending::<()>();
-        let relaying = relay::relay(stream, local_read, local_write, never, Duration::ZERO);
+        let relaying = relay_uninterrupted(stream, local_read, local_write);
         let (answer, mut relayed) = tokio::join!(user, relaying);
         assert!(relayed.both_finished(), "both directions ended in order");
         let outbound = relayed.outbound.as_ref().map(|h| h.bytes);
@@ -138,8 +182,7 @@ async fn a_tunnel_relays_both_ways_and_ends_in_order() {
         tunnel.finish(Duration::from_secs(1)).await;
         (answer, outbound)
     };
-    let (received, (answer, outbound)) =
-        step("tunnel", async { tokio::join!(accepting, connecting) }).await;
+    let (received, (answer, outbound)) = both("tunnel", accepting, connecting).await;
     assert_eq!(received, b"ping, and more");
     assert_eq!(answer, b"pong");
     assert_eq!(outbound, Some(b"ping, and more".len() as u64));
@@ -150,12 +193,7 @@ async fn an_interrupted_relay_stops_after_its_grace_time() {
     let key = host_key(2);
     let server = server(&key, true);
     let accepting = async {
-        let incoming = server.accept().await.expect("an attempt");
-        let tunnel = incoming
-            .handshake(None)
-            .await
-            .expect("handshake")
-            .into_tunnel();
+        let tunnel = accept_tunnel(&server).await;
         // Takes the stream and answers nothing: the client's relay must
         // end on its own.
         let opened = tunnel.accept_stream().await;
@@ -182,10 +220,7 @@ async fn an_interrupted_relay_stops_after_its_grace_time() {
         tunnel.close(ErrorCode::NoError, "interrupted");
         drop(near);
     };
-    step("interrupted tunnel", async {
-        tokio::join!(accepting, connecting)
-    })
-    .await;
+    both("interrupted tunnel", accepting, connecting).await;
 }
 
 #[tokio::test]
@@ -193,12 +228,7 @@ async fn an_empty_tunnel_stream_is_answered_and_closed() {
     let key = host_key(3);
     let server = server(&key, true);
     let accepting = async {
-        let incoming = server.accept().await.expect("an attempt");
-        let tunnel = incoming
-            .handshake(None)
-            .await
-            .expect("handshake")
-            .into_tunnel();
+        let tunnel = accept_tunnel(&server).await;
         match tunnel.accept_stream().await {
             Err(OpeningError::Empty(empty)) => empty.answer(&tunnel, STEP).await,
             Err(e) => panic!("expected an empty stream, got {e}"),
@@ -208,35 +238,19 @@ async fn an_empty_tunnel_stream_is_answered_and_closed() {
     let connecting = async {
         let (tunnel, _) = tunnel_to(&server, &key).await;
         let stream = tunnel.open_stream().await.expect("open the stream");
-        let never = std::future::pending::<()>();
-        let relayed = relay::relay(
-            stream,
-            tokio::io::empty(),
-            tokio::io::sink(),
-            never,
-            Duration::ZERO,
-        )
-        .await;
+        let relayed = relay_uninterrupted(stream, tokio::io::empty(), tokio::io::sink()).await;
         assert!(relayed.both_finished(), "an empty exchange ends in order");
     };
-    step("empty tunnel", async {
-        tokio::join!(accepting, connecting)
-    })
-    .await;
+    both("empty tunnel", accepting, connecting).await;
 }
 
 #[tokio::test]
 async fn a_server_without_tunnels_refuses_the_protocol_and_allows_fallback() {
     let key = host_key(4);
     let server = server(&key, false);
-    let refusing = async {
-        if let Some(incoming) = server.accept().await {
-            assert!(incoming.handshake(None).await.is_err());
-        }
-    };
+    let refusing = handshake_fails(&server);
     let connecting = async {
-        let addr = server.local_addr().expect("server address");
-        let client = ClientEndpoint::for_peer(addr).expect("client endpoint");
+        let (client, addr) = client_for(&server);
         match client.connect_tunnel(addr, &params(&key)).await {
             Err(ConnectFailure::Handshake(failure)) => {
                 assert_eq!(failure, HandshakeFailure::ProtocolRefused);
@@ -246,30 +260,21 @@ async fn a_server_without_tunnels_refuses_the_protocol_and_allows_fallback() {
             Ok(_) => panic!("a server without QuicRelay accepted a tunnel"),
         }
     };
-    step("refused tunnel", async {
-        tokio::join!(refusing, connecting)
-    })
-    .await;
+    both("refused tunnel", refusing, connecting).await;
 }
 
 #[tokio::test]
 async fn a_host_key_the_verifier_refuses_is_final() {
     let key = host_key(5);
     let server = server(&key, false);
-    let refusing = async {
-        if let Some(incoming) = server.accept().await {
-            assert!(incoming.handshake(None).await.is_err());
-        }
-    };
+    let refusing = handshake_fails(&server);
     let connecting = async {
-        let addr = server.local_addr().expect("server address");
-        let client = ClientEndpoint::for_peer(addr).expect("client endpoint");
+        let (client, addr) = client_for(&server);
         let stranger = host_key(6);
-        let auth = sshq_quic::ClientAuth {
-            user: "nobody".to_string(),
-            keys: Vec::new(),
-        };
-        match client.connect_session(addr, &params(&stranger), auth).await {
+        match client
+            .connect_session(addr, &params(&stranger), nobody())
+            .await
+        {
             Err(failure) => {
                 let handshake = failure.handshake_failure().cloned();
                 assert_eq!(handshake, Some(HandshakeFailure::HostKeyRejected));
@@ -278,10 +283,7 @@ async fn a_host_key_the_verifier_refuses_is_final() {
             Ok(_) => panic!("a host key the verifier refused was accepted"),
         }
     };
-    step("refused host key", async {
-        tokio::join!(refusing, connecting)
-    })
-    .await;
+    both("refused host key", refusing, connecting).await;
 }
 
 #[tokio::test]
@@ -297,22 +299,14 @@ async fn a_session_reports_its_path_statistics() {
         drop(conn);
     };
     let connecting = async {
-        let addr = server.local_addr().expect("server address");
-        let client = ClientEndpoint::for_peer(addr).expect("client endpoint");
-        let auth = sshq_quic::ClientAuth {
-            user: "nobody".to_string(),
-            keys: Vec::new(),
-        };
+        let (client, addr) = client_for(&server);
         let session = client
-            .connect_session(addr, &params(&key), auth)
+            .connect_session(addr, &params(&key), nobody())
             .await
             .expect("session");
         let path = session.path_stats();
         assert!(path.sent_packets > 0, "the handshake sent packets");
         assert!(path.mtu >= 1200, "QUIC's minimum datagram size");
     };
-    step("path statistics", async {
-        tokio::join!(accepting, connecting)
-    })
-    .await;
+    both("path statistics", accepting, connecting).await;
 }

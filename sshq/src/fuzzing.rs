@@ -6,8 +6,7 @@
 //! entry points, so when a parser is renamed or reshaped only this file
 //! changes, not the fuzz targets.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use sshq_core::known_hosts::{KnownHosts, Lookup};
@@ -140,72 +139,51 @@ pub fn authorized_keys(data: &[u8]) {
     let _ = crate::server::auth::text_authorizes(&text, Path::new("authorized_keys"), vector_key());
 }
 
-/// A private file to hand to the parsers that read a path, one per
-/// process (libFuzzer runs one input at a time per process).
-fn scratch_file(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sshq-fuzz-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    dir.join(name)
-}
-
-fn write_scratch(path: &Path, data: &[u8]) -> bool {
-    std::fs::File::create(path)
-        .and_then(|mut file| file.write_all(data))
-        .is_ok()
-}
-
 /// Whether `data` mentions a keyword that would make the parser read other
 /// files of this machine (`Include`), which is not the parser's input.
 fn names_other_files(data: &[u8]) -> bool {
     data.windows(7).any(|w| w.eq_ignore_ascii_case(b"include"))
 }
 
-/// An ssh_config file read as `sshq -F FILE host.example` reads it: Host
-/// and Match blocks and every keyword. Files with `Include` are skipped
-/// (they would read this machine's files).
+/// An ssh_config file read as `sshq -F FILE host.example` reads it (the
+/// same line parser, given the text from memory): Host and Match blocks
+/// and every keyword; then each line as a `-o` option. Files with
+/// `Include` are skipped (they would read this machine's files).
 pub fn ssh_config(data: &[u8]) {
     if names_other_files(data) {
         return;
     }
-    let path = scratch_file("ssh_config");
-    if !write_scratch(&path, data) {
-        return;
-    }
+    let text = String::from_utf8_lossy(data);
     let mut options = ClientOptions::default();
-    if options.apply_file(&path, "host.example").is_ok() {
+    if options
+        .apply_str("ssh_config", &text, "host.example")
+        .is_ok()
+    {
         let _ = options.expanded_host_name("host.example");
     }
     let mut option = ClientOptions::default();
-    for line in String::from_utf8_lossy(data).lines().take(64) {
+    for line in text.lines().take(64) {
         let _ = option.apply_option_str(line);
     }
 }
 
-/// sshd_config lines as sshqd reads its `-o` options (the same line
-/// parser as its file), one at a time and then all together.
-/// `ListenAddress` values go to their own parser rather than through
-/// `ServerConfig::load`, which resolves host names (DNS is not input).
+/// An sshd_config file as sshqd reads it (`ServerConfig::parse_str`, the
+/// file parser given the text from memory, `ListenAddress` hosts checked
+/// but not resolved: DNS is not input), then its lines together as
+/// sshqd's `-o` options. Files with `Include` go only the `-o` way,
+/// which refuses `Include` without reading anything.
 pub fn sshd_config(data: &[u8]) {
-    use crate::server::config::{parse_listen, ServerConfig};
+    use crate::server::config::ServerConfig;
     let text = String::from_utf8_lossy(data);
-    let mut lines = Vec::new();
-    for line in text.lines().take(64) {
-        let trimmed = line.trim_start();
-        let keyword_end = trimmed
-            .find(|c: char| c.is_whitespace() || c == '=')
-            .unwrap_or(trimmed.len());
-        let (keyword, value) = trimmed.split_at(keyword_end);
-        if keyword.eq_ignore_ascii_case("listenaddress") {
-            let value = value.trim_start().trim_start_matches('=').trim();
-            if let Ok(listen) = parse_listen(value) {
+    if !names_other_files(data) {
+        if let Ok(config) = ServerConfig::parse_str("sshd_config", &text, &[]) {
+            for listen in &config.listen_addresses {
                 assert!(!listen.host.is_empty() && listen.port != Some(0));
             }
-            continue;
         }
-        let _ = ServerConfig::load(None, std::slice::from_ref(&line.to_string()), &[], &[]);
-        lines.push(line.to_string());
     }
-    let _ = ServerConfig::load(None, &lines, &[], &[]);
+    let options: Vec<String> = text.lines().take(64).map(str::to_string).collect();
+    let _ = ServerConfig::parse_str("sshd_config", "", &options);
 }
 
 /// `-L`, `-R` and `-D` specifications.

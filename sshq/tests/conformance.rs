@@ -43,9 +43,10 @@ on_both_transports!(
     refused_open_reports_the_reason,
     requests_arrive_in_order_and_replies_find_their_request,
     eof_and_close_in_every_order,
-    dropping_every_part_closes_the_channel
-        [tcp: ignore = "known bug in sshq-tcp: dropping every part of a channel does not close it (its demultiplexer task keeps russh's read half); close() does"]
-        [quic: ignore = "known bug in sshq-quic: dropping every part of a channel does not end it (the read loop keeps a sender of the write queue, so the writer never finishes); close() does"],
+    dropping_every_part_closes_the_channel,
+    requests_after_our_eof,
+    want_reply_requests_after_the_peers_eof,
+    the_want_reply_flag_arrives_as_sent,
     a_stalled_reader_does_not_stall_other_channels,
     many_channels_at_once,
     global_requests_get_their_replies,

@@ -18,11 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::agent::Agent;
-use common::{
-    run_with_input, show, text, wait_until, Background, Lab, Listeners, Server, SSHQ, SSHQD,
-};
-use sshq_quic::quinn;
-use sshq_quic::quinn::rustls;
+use common::setup::{Dir, Setup};
+use common::{run_with_input, show, text, wait_until, Background, Lab, Listeners, SSHQ, SSHQD};
+use sshq_test_kit::quinn;
+use sshq_test_kit::rustls;
 
 const AGENT_NOTICE: &str = "Agent forwarding is disabled to avoid man-in-the-middle attacks.";
 const PORT_NOTICE: &str = "Port forwarding is disabled to avoid man-in-the-middle attacks.";
@@ -77,22 +76,22 @@ impl ForwardPorts {
     }
 }
 
-/// Runs `program` with the lab's options (StrictHostKeyChecking=`strict`),
-/// `extra`, the forwards of `ports` and their probe, with the agent's socket.
+/// Runs `program` against the setup's server with the lab's options
+/// (StrictHostKeyChecking=`strict`), `extra`, the forwards of `ports` and
+/// their probe, with the agent's socket.
 fn run_forwarding(
-    lab: &Lab,
+    setup: &Setup,
     program: &str,
     strict: &str,
-    port: u16,
     extra: &[String],
     ports: &ForwardPorts,
     agent: &Agent,
 ) -> Output {
     let mut flags: Vec<String> = extra.to_vec();
-    flags.extend(ports.flags(port));
+    flags.extend(ports.flags(setup.port()));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let probe = ports.probe();
-    let args = lab.client_args("user", strict, port, &flags, &[probe.as_str()]);
+    let args = setup.args("user", strict, &flags, &[probe.as_str()]);
     run_with_input(
         Command::new(program)
             .args(&args)
@@ -135,41 +134,31 @@ fn assert_nothing_forwarded(out: &Output) {
     }
 }
 
+/// sshqd serving QUIC and TCP; sshq chooses the transport in each run.
+fn both_transports() -> Setup {
+    Setup::sshqd_in(Lab::new(), "Transports quic,tcp", Listeners::Both)
+}
+
 fn transport(name: &str) -> Vec<String> {
     vec!["-o".into(), format!("Transport={name}")]
 }
 
 #[test]
 fn a_changed_key_let_through_turns_off_agent_and_port_forwarding_on_both_transports() {
-    let lab = Lab::new();
-    let agent = Agent::start(&lab);
-    let server = lab.start_sshqd_on("Transports quic,tcp", Listeners::Both);
+    let setup = both_transports();
+    let agent = Agent::start(&setup.lab);
     // auto as well: the acceptance check's default (QUIC wins there).
     for name in ["quic", "tcp", "auto"] {
-        lab.write_known_hosts(server.port, "host_ed25519");
+        setup.lab.write_known_hosts(setup.port(), "host_ed25519");
         let ports = ForwardPorts::new();
-        let out = run_forwarding(
-            &lab,
-            SSHQ,
-            "no",
-            server.port,
-            &transport(name),
-            &ports,
-            &agent,
-        );
+        let out = run_forwarding(&setup, SSHQ, "no", &transport(name), &ports, &agent);
         assert_all_forwarded(&out);
 
-        lab.write_known_hosts(server.port, "other_host_ed25519");
+        setup
+            .lab
+            .write_known_hosts(setup.port(), "other_host_ed25519");
         let ports = ForwardPorts::new();
-        let out = run_forwarding(
-            &lab,
-            SSHQ,
-            "no",
-            server.port,
-            &transport(name),
-            &ports,
-            &agent,
-        );
+        let out = run_forwarding(&setup, SSHQ, "no", &transport(name), &ports, &agent);
         assert_nothing_forwarded(&out);
         assert!(
             text(&out.stderr).matches(AGENT_NOTICE).count() == 1,
@@ -181,22 +170,15 @@ fn a_changed_key_let_through_turns_off_agent_and_port_forwarding_on_both_transpo
 
 #[test]
 fn exit_on_forward_failure_ends_the_connection_like_ssh() {
-    let lab = Lab::new();
-    let agent = Agent::start(&lab);
-    let server = lab.start_sshqd_on("Transports quic,tcp", Listeners::Both);
-    lab.write_known_hosts(server.port, "other_host_ed25519");
+    let setup = both_transports();
+    let agent = Agent::start(&setup.lab);
+    setup
+        .lab
+        .write_known_hosts(setup.port(), "other_host_ed25519");
     for name in ["quic", "tcp"] {
         let mut extra = transport(name);
         extra.extend(["-o".to_string(), "ExitOnForwardFailure=yes".to_string()]);
-        let out = run_forwarding(
-            &lab,
-            SSHQ,
-            "no",
-            server.port,
-            &extra,
-            &ForwardPorts::new(),
-            &agent,
-        );
+        let out = run_forwarding(&setup, SSHQ, "no", &extra, &ForwardPorts::new(), &agent);
         assert_eq!(out.status.code(), Some(255), "{}", show(&out));
         assert!(
             text(&out.stderr).contains("Error: forwarding disabled due to host key check failure"),
@@ -206,44 +188,34 @@ fn exit_on_forward_failure_ends_the_connection_like_ssh() {
         assert!(!text(&out.stdout).contains("AUTH="), "{}", show(&out));
     }
     // Without forwarding, nothing is turned off and the session runs.
-    let args = lab.client_args(
+    let args = setup.args(
         "user",
         "no",
-        server.port,
         &["-o", "ExitOnForwardFailure=yes"],
         &["echo", "ran"],
     );
-    let out = lab.run(SSHQ, &args, b"");
+    let out = setup.lab.run(SSHQ, &args, b"");
     assert_eq!(text(&out.stdout).trim(), "ran", "{}", show(&out));
     assert!(!text(&out.stderr).contains(AGENT_NOTICE), "{}", show(&out));
 }
 
 #[test]
 fn against_openssh_sshd_the_same_lines_as_openssh_ssh() {
-    let lab = Lab::new();
-    let agent = Agent::start(&lab);
-    let sshd = lab.start_sshd();
-    lab.write_known_hosts(sshd.port, "other_host_ed25519");
+    let sshd = Setup::new(Dir::sshq_to_sshd);
+    let agent = Agent::start(&sshd.lab);
+    sshd.lab
+        .write_known_hosts(sshd.port(), "other_host_ed25519");
     let out = run_forwarding(
-        &lab,
+        &sshd,
         SSHQ,
         "no",
-        sshd.port,
         &transport("tcp"),
         &ForwardPorts::new(),
         &agent,
     );
     assert_nothing_forwarded(&out);
     // OpenSSH's own ssh, same setup: the lines sshq prints are its lines.
-    let ssh = run_forwarding(
-        &lab,
-        "ssh",
-        "no",
-        sshd.port,
-        &[],
-        &ForwardPorts::new(),
-        &agent,
-    );
+    let ssh = run_forwarding(&sshd, "ssh", "no", &[], &ForwardPorts::new(), &agent);
     assert_nothing_forwarded(&ssh);
     let notices = |out: &Output| -> Vec<String> {
         text(&out.stderr)
@@ -265,17 +237,17 @@ fn against_openssh_sshd_the_same_lines_as_openssh_ssh() {
 /// sets the lab's key, known_hosts and StrictHostKeyChecking=no, which (as
 /// ssh_config) applies to the hop as well as the destination.
 struct JumpLab {
-    lab: Lab,
-    hop: Server,
-    destination: Server,
+    hop: common::Server,
+    /// The destination's sshqd, and the lab.
+    destination: Setup,
     config: PathBuf,
 }
 
 impl JumpLab {
     fn new() -> JumpLab {
-        let lab = Lab::new();
+        let destination = both_transports();
+        let lab = &destination.lab;
         let hop = lab.start_sshqd_on("Transports quic,tcp", Listeners::Both);
-        let destination = lab.start_sshqd_on("Transports quic,tcp", Listeners::Both);
         let config = lab.path("jump_config");
         let settings = format!(
             "Host hop\n  HostName 127.0.0.1\n  Port {}\n  User {user}\n\
@@ -288,7 +260,6 @@ impl JumpLab {
         );
         std::fs::write(&config, settings).expect("config");
         JumpLab {
-            lab,
             hop,
             destination,
             config,
@@ -300,11 +271,11 @@ impl JumpLab {
         let line = |port: u16, key: &str| {
             format!(
                 "[127.0.0.1]:{port} ssh-ed25519 {}\n",
-                self.lab.public_key_blob(key)
+                self.destination.lab.public_key_blob(key)
             )
         };
-        let text = line(self.hop.port, hop_key) + &line(self.destination.port, destination_key);
-        std::fs::write(self.lab.path("known_hosts"), text).expect("known_hosts");
+        let text = line(self.hop.port, hop_key) + &line(self.destination.port(), destination_key);
+        std::fs::write(self.destination.lab.path("known_hosts"), text).expect("known_hosts");
     }
 
     fn run(&self, transport_name: &str, ports: &ForwardPorts, agent: &Agent) -> Output {
@@ -316,10 +287,10 @@ impl JumpLab {
             "-o".into(),
             format!("Transport={transport_name}"),
             "-p".into(),
-            self.destination.port.to_string(),
+            self.destination.port().to_string(),
         ];
-        args.extend(ports.flags(self.destination.port));
-        args.push(self.lab.target());
+        args.extend(ports.flags(self.destination.port()));
+        args.push(self.destination.lab.target());
         args.push(ports.probe());
         run_with_input(
             Command::new(SSHQ)
@@ -333,7 +304,7 @@ impl JumpLab {
 #[test]
 fn through_a_jump_host_the_destination_key_decides_the_destination_forwarding() {
     let jumps = JumpLab::new();
-    let agent = Agent::start(&jumps.lab);
+    let agent = Agent::start(&jumps.destination.lab);
     for name in ["quic", "tcp"] {
         // The destination's key changed: its forwarding is off.
         jumps.known_hosts("host_ed25519", "other_host_ed25519");
@@ -356,39 +327,39 @@ fn through_a_jump_host_the_destination_key_decides_the_destination_forwarding() 
 
 /// sshqd serving TCP only, with the lab's host key (known_hosts has it):
 /// what a fallback from a hostile QUIC server on the same port would reach.
-fn tcp_only_sshqd(lab: &Lab) -> Server {
-    let server = lab.start_sshqd_on("Transports tcp", Listeners::Tcp);
-    lab.write_known_hosts(server.port, "host_ed25519");
-    server
+fn tcp_only_sshqd() -> Setup {
+    let setup = Setup::sshqd_in(Lab::new(), "Transports tcp", Listeners::Tcp);
+    setup.lab.write_known_hosts(setup.port(), "host_ed25519");
+    setup
 }
 
-fn auto(lab: &Lab, port: u16, extra: &[&str]) -> (Output, Duration) {
+/// sshq -v with Transport=auto against the setup's port.
+fn auto(tcp: &Setup, extra: &[&str]) -> (Output, Duration) {
     let mut flags = vec!["-v", "-o", "Transport=auto"];
     flags.extend_from_slice(extra);
-    let args = lab.client_args("user", "accept-new", port, &flags, &["echo", "session-ran"]);
+    let args = tcp.args("user", "accept-new", &flags, &["echo", "session-ran"]);
     let started = Instant::now();
-    let out = lab.run(SSHQ, &args, b"");
+    let out = tcp.lab.run(SSHQ, &args, b"");
     (out, started.elapsed())
 }
 
-fn assert_no_session(out: &Output, tcp: &Server) {
+fn assert_no_session(out: &Output, tcp: &Setup) {
     assert_eq!(out.status.code(), Some(255), "{}", show(out));
     assert!(!text(&out.stdout).contains("session-ran"), "{}", show(out));
+    let log = tcp.server.log_text();
     assert!(
-        !tcp.log_text().contains("Accepted publickey"),
-        "a TCP session happened: {}",
-        tcp.log_text()
+        !log.contains("Accepted publickey"),
+        "a TCP session happened: {log}"
     );
 }
 
 #[test]
 fn auto_stops_at_a_quic_server_showing_a_changed_key() {
-    let lab = Lab::new();
-    let tcp = tcp_only_sshqd(&lab);
+    let tcp = tcp_only_sshqd();
     // On the same port number, over UDP: sshqd with another host key.
-    let config = lab.write_sshqd_config(
-        tcp.port,
-        &[lab.path("other_host_ed25519")],
+    let config = tcp.lab.write_sshqd_config(
+        tcp.port(),
+        &[tcp.lab.path("other_host_ed25519")],
         "Transports quic",
     );
     let mut impostor = Background::spawn(
@@ -399,9 +370,9 @@ fn auto_stops_at_a_quic_server_showing_a_changed_key() {
             "-f".into(),
             config.display().to_string(),
         ],
-        lab.path("impostor.log"),
+        tcp.lab.path("impostor.log"),
     );
-    let listening = format!("port {} (QUIC)", tcp.port);
+    let listening = format!("port {} (QUIC)", tcp.port());
     assert!(
         wait_until(Duration::from_secs(10), || impostor
             .log_text()
@@ -410,7 +381,7 @@ fn auto_stops_at_a_quic_server_showing_a_changed_key() {
         impostor.log_text()
     );
     assert!(impostor.alive());
-    let (out, _) = auto(&lab, tcp.port, &[]);
+    let (out, _) = auto(&tcp, &[]);
     assert_no_session(&out, &tcp);
     let stderr = text(&out.stderr);
     assert!(stderr.contains(CHANGED_WARNING), "{}", show(&out));
@@ -419,19 +390,6 @@ fn auto_stops_at_a_quic_server_showing_a_changed_key() {
         "{}",
         show(&out)
     );
-}
-
-/// The Ed25519 key pair of the lab's `name` key: public key and PKCS#8 v1.
-fn ed25519_parts(lab: &Lab, name: &str) -> ([u8; 32], Vec<u8>) {
-    let key = sshq_core::ssh_key::PrivateKey::read_openssh_file(lab.path(name)).expect("key");
-    let pair = key.key_data().ed25519().expect("an Ed25519 key");
-    // PKCS#8 v1: SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }.
-    let mut pkcs8 = vec![
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    pkcs8.extend_from_slice(&pair.private.to_bytes());
-    (pair.public.0, pkcs8)
 }
 
 /// A QUIC server on UDP `port` speaking sshq/1 that shows `shown`'s public
@@ -445,8 +403,8 @@ fn impostor_quic_server(
     signer: &str,
 ) -> quinn::Endpoint {
     use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
-    let (shown_public, _) = ed25519_parts(lab, shown);
-    let (_, signer_pkcs8) = ed25519_parts(lab, signer);
+    let (shown_public, _) = lab.ed25519_parts(shown);
+    let (_, signer_pkcs8) = lab.ed25519_parts(signer);
     let spki =
         sshq_quic::tls::ed25519_spki(&sshq_core::ssh_key::public::Ed25519PublicKey(shown_public));
     let signing_key =
@@ -478,17 +436,16 @@ fn impostor_quic_server(
 
 #[test]
 fn auto_stops_at_a_quic_server_that_cannot_sign_for_its_key() {
-    let lab = Lab::new();
-    let tcp = tcp_only_sshqd(&lab);
+    let tcp = tcp_only_sshqd();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _impostor = impostor_quic_server(
         &runtime,
-        &lab,
-        tcp.port,
+        &tcp.lab,
+        tcp.port(),
         "host_ed25519",
         "other_host_ed25519",
     );
-    let (out, _) = auto(&lab, tcp.port, &[]);
+    let (out, _) = auto(&tcp, &[]);
     assert_no_session(&out, &tcp);
     let stderr = text(&out.stderr);
     assert!(
@@ -501,9 +458,8 @@ fn auto_stops_at_a_quic_server_that_cannot_sign_for_its_key() {
 
 #[test]
 fn auto_uses_tcp_when_the_udp_port_is_closed_and_says_why() {
-    let lab = Lab::new();
-    let tcp = tcp_only_sshqd(&lab);
-    let (out, _) = auto(&lab, tcp.port, &[]);
+    let tcp = tcp_only_sshqd();
+    let (out, _) = auto(&tcp, &[]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(text(&out.stdout).trim(), "session-ran");
     let stderr = text(&out.stderr);
@@ -516,11 +472,10 @@ fn auto_uses_tcp_when_the_udp_port_is_closed_and_says_why() {
 
 #[test]
 fn auto_uses_tcp_after_quic_fallback_timeout_when_udp_is_a_black_hole() {
-    let lab = Lab::new();
-    let tcp = tcp_only_sshqd(&lab);
+    let tcp = tcp_only_sshqd();
     // Bound and never read: every QUIC packet disappears.
-    let _black_hole = UdpSocket::bind(("127.0.0.1", tcp.port)).expect("udp port");
-    let (out, elapsed) = auto(&lab, tcp.port, &["-o", "QuicFallbackTimeout=1500ms"]);
+    let _black_hole = UdpSocket::bind(("127.0.0.1", tcp.port())).expect("udp port");
+    let (out, elapsed) = auto(&tcp, &["-o", "QuicFallbackTimeout=1500ms"]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(text(&out.stdout).trim(), "session-ran");
     assert!(

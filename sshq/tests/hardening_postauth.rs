@@ -10,99 +10,19 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sshq_core::auth::{FileKey, ServerKeyVerifier, UserKey};
 use sshq_core::channel::{
     ChannelKind, ChannelRequest, GlobalReply, GlobalRequest, OpenFailureReason,
 };
 use sshq_core::error::TransportError;
-use sshq_core::ssh_key::{PrivateKey, PublicKey};
 use sshq_core::transport::{Channel, ChannelControl, ChannelParts, Connection};
-use sshq_quic::quinn;
 use sshq_quic::wire::Frame;
+use sshq_test_kit::quinn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use common::clients::{quic_client, step, tcp_client};
 use common::{Lab, Listeners, Server};
-
-/// How long one step of a test may take before it counts as hung.
-const STEP: Duration = Duration::from_secs(60);
-
-async fn step<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(STEP, work)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no progress within {STEP:?}"))
-}
-
-/// Trusts exactly the lab's host key.
-struct TrustHostKey(PublicKey);
-
-impl ServerKeyVerifier for TrustHostKey {
-    fn verify(&self, key: &PublicKey) -> bool {
-        key.key_data() == self.0.key_data()
-    }
-}
-
-fn host_key(lab: &Lab) -> Arc<dyn ServerKeyVerifier> {
-    let text = std::fs::read_to_string(lab.path("host_ed25519.pub")).expect("host key");
-    Arc::new(TrustHostKey(
-        PublicKey::from_openssh(&text).expect("host public key"),
-    ))
-}
-
-fn user_keys(lab: &Lab) -> Vec<Arc<dyn UserKey>> {
-    let key = PrivateKey::read_openssh_file(lab.path("user")).expect("user key");
-    vec![Arc::new(FileKey::new(key, "user")) as Arc<dyn UserKey>]
-}
-
-fn server_addr(server: &Server) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], server.port))
-}
-
-async fn tcp_client(lab: &Lab, server: &Server) -> sshq_tcp::TcpClientConnection {
-    let params = sshq_tcp::ClientParams {
-        host: "127.0.0.1".to_string(),
-        user: lab.user.clone(),
-        keys: user_keys(lab),
-        verifier: host_key(lab),
-        kex: None,
-        known_host_key_types: Vec::new(),
-    };
-    step(
-        "TCP login",
-        sshq_tcp::connect_tcp(server_addr(server), params),
-    )
-    .await
-    .expect("TCP login")
-}
-
-/// A logged-in QUIC connection and the endpoint it runs on.
-async fn quic_client(lab: &Lab, server: &Server) -> (quinn::Endpoint, sshq_quic::QuicConnection) {
-    let provider = sshq_quic::kx::crypto_provider(sshq_quic::kx::DEFAULT_KEX).expect("kex");
-    let tls = sshq_quic::tls::client_tls(host_key(lab), provider).expect("client TLS");
-    let config = sshq_quic::tls::client_config(tls).expect("quinn config");
-    let endpoint = sshq_quic::endpoint::client_endpoint(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .expect("client endpoint");
-    let connecting = endpoint
-        .connect_with(config, server_addr(server), "sshq")
-        .expect("connect");
-    let conn = step("QUIC handshake", connecting)
-        .await
-        .expect("QUIC handshake");
-    let auth = sshq_quic::ClientAuth {
-        user: lab.user.clone(),
-        keys: user_keys(lab),
-    };
-    let session = step("QUIC session", sshq_quic::client_session(conn, auth))
-        .await
-        .expect("QUIC session");
-    step("QUIC login", session.authenticated())
-        .await
-        .expect("QUIC login");
-    (endpoint, session)
-}
 
 fn start(lab: &Lab, extra: &str) -> Server {
     lab.start_sshqd_on(&format!("AcceptEnv *\n{extra}"), Listeners::Both)
@@ -144,7 +64,7 @@ async fn exec_output<C: Connection>(conn: &C, command: &str) -> Vec<u8> {
 async fn others_unaffected(lab: &Lab, server: &Server) {
     let tcp = tcp_client(lab, server).await;
     assert_eq!(exec_output(&tcp, "echo ok").await, b"ok\n", "a TCP client");
-    let (_endpoint, quic) = quic_client(lab, server).await;
+    let quic = quic_client(lab, server).await;
     assert_eq!(
         exec_output(&quic, "echo ok").await,
         b"ok\n",
@@ -223,7 +143,7 @@ async fn max_sessions_refuses_the_eleventh_session_both_transports() {
     let server = start(&lab, ""); // MaxSessions defaults to 10, as in sshd
     let tcp = tcp_client(&lab, &server).await;
     max_sessions_case(&tcp, "TCP").await;
-    let (_endpoint, quic) = quic_client(&lab, &server).await;
+    let quic = quic_client(&lab, &server).await;
     max_sessions_case(&quic, "QUIC").await;
     others_unaffected(&lab, &server).await;
     assert!(
@@ -243,7 +163,7 @@ async fn max_sessions_zero_refuses_every_session() {
         OpenFailureReason::ConnectFailed,
         "TCP",
     );
-    let (_endpoint, quic) = quic_client(&lab, &server).await;
+    let quic = quic_client(&lab, &server).await;
     assert_refused(
         open(&quic, ChannelKind::Session).await,
         OpenFailureReason::ConnectFailed,
@@ -262,7 +182,7 @@ async fn channels_per_connection_are_capped_both_transports() {
         OpenFailureReason::ResourceShortage,
         "TCP, channel 257",
     );
-    let (_endpoint, quic) = quic_client(&lab, &server).await;
+    let quic = quic_client(&lab, &server).await;
     let _quic_open = sessions(&quic, 256).await;
     assert_refused(
         open(&quic, ChannelKind::Session).await,
@@ -316,7 +236,7 @@ async fn remote_forwards_per_connection_are_capped_both_transports() {
     let server = start(&lab, "");
     let tcp = tcp_client(&lab, &server).await;
     remote_forward_case(&tcp, "TCP").await;
-    let (_endpoint, quic) = quic_client(&lab, &server).await;
+    let quic = quic_client(&lab, &server).await;
     remote_forward_case(&quic, "QUIC").await;
     others_unaffected(&lab, &server).await;
 }
@@ -353,7 +273,7 @@ async fn env_variables_per_session_are_capped_both_transports() {
     let server = start(&lab, "");
     let tcp = tcp_client(&lab, &server).await;
     env_case(&tcp, "TCP").await;
-    let (_endpoint, quic) = quic_client(&lab, &server).await;
+    let quic = quic_client(&lab, &server).await;
     env_case(&quic, "QUIC").await;
 }
 
@@ -438,7 +358,7 @@ async fn one_byte_data_flood_on_a_stalled_channel_keeps_memory_bounded_tcp() {
 async fn one_byte_data_flood_on_a_stalled_channel_keeps_memory_bounded_quic() {
     let lab = Lab::new();
     let mut server = start(&lab, "");
-    let (_endpoint, quic) = quic_client(&lab, &server).await;
+    let quic = quic_client(&lab, &server).await;
     // QUIC's own stream window (32 MiB) holds the rest once sshqd stops
     // reading; before, a million one-byte chunks (~100 MiB) came first.
     flood_case(&quic, &server, 4_000_000, 80, "QUIC").await;
@@ -483,7 +403,7 @@ async fn request_flood(conn: &quinn::Connection, count: usize) -> usize {
 async fn request_flood_with_unread_replies_keeps_memory_bounded_quic() {
     let lab = Lab::new();
     let mut server = start(&lab, "");
-    let (_endpoint, quic) = quic_client(&lab, &server).await;
+    let quic = quic_client(&lab, &server).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(server.pid());
     let sent = request_flood(quic.quic(), 1_000_000).await;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{show, text, wait_until, Lab, Listeners, Server};
-use sshq_quic::quinn;
+use sshq_test_kit::quinn;
 
 /// sshd's default MaxStartups, written out: sshqd's defaults then apply to
 /// everything else (per-source limit 5, penalties on).

@@ -21,8 +21,8 @@ use common::raw_quic::{
 };
 use common::{random_bytes, text, Lab, Listeners, Server};
 use sshq_core::ssh_key::{PrivateKey, PublicKey};
-use sshq_quic::quinn;
 use sshq_quic::wire::{msg, ErrorCode, MAX_FRAME_LEN};
+use sshq_test_kit::quinn;
 
 /// A lab with sshqd serving QUIC (and TCP), and the keys a raw client needs.
 struct QuicLab {

@@ -487,7 +487,7 @@ impl sshq_core::auth::ServerKeyVerifier for LabHostKey {
 
 #[test]
 fn a_second_stream_is_refused_and_the_first_carries_on() {
-    use sshq_quic::quinn;
+    use sshq_test_kit::quinn;
     let lab = Lab::new();
     let service = TcpService::start(echo);
     let t = Tunnel::to(lab, service.port);

@@ -20,8 +20,10 @@ use sshq_core::kex::Role;
 use sshq_core::pipe::{pipe, pipe_within, PipeBudget, PipeWriter};
 use sshq_core::replies::{request_queue, QueuedRequests, ReplyQueue, RequestSender};
 use sshq_core::transport::TransportKind;
-use sshq_core::transport::{Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle};
-use tokio::io::AsyncWrite;
+use sshq_core::transport::{
+    Channel, ChannelControl, ChannelParts, IncomingRequest, ReplyHandle, RequestStream,
+};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, Mutex, Notify};
 
 use crate::pacing::{Interactive, Pacer, WriterPacing};
@@ -93,6 +95,7 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> TcpChannel
     /// Holds this channel's data while the connection's `pacer` says the
     /// socket has enough queued, unless the channel is interactive.
     pub(crate) fn paced_by(mut self, pacer: &Pacer) -> Self {
+        self.interactive.attach(pacer);
         self.pacer = Some(pacer.clone());
         self
     }
@@ -134,11 +137,17 @@ fn gate(confirmed: &Option<watch::Receiver<bool>>) -> Option<Gate> {
 
 type Gate = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
+/// Held by every part of a split channel. russh does not close a channel
+/// whose handles are dropped, so the demultiplexer does: once every part
+/// is gone (the receivers of one watch), it sends CHANNEL_CLOSE, which is
+/// what the trait promises for a channel nobody holds any more.
+type PartOfChannel = watch::Receiver<()>;
+
 impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel for TcpChannel<S> {
-    type Reader = ConsumingReader;
+    type Reader = ChannelReader;
     type Writer = ChannelWriter;
     type Control = TcpControl<S>;
-    type Requests = QueuedRequests;
+    type Requests = ChannelRequests;
 
     fn kind(&self) -> &ChannelKind {
         &self.kind
@@ -164,44 +173,58 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
         let (closed_tx, closed_rx) = watch::channel(false);
         let closed_here = Arc::new(Notify::new());
         let consumed = Arc::new(Consumed::default());
-        tokio::spawn(demultiplex(
-            read_half,
-            Halves {
-                data: data_tx,
-                ext: ext_tx,
-                consumed: consumed.clone(),
-            },
-            demux_requests,
-            pending.clone(),
-            closed_tx,
-            closed_here.clone(),
-        ));
         let pacing = || {
             self.pacer
                 .clone()
                 .map(|pacer| WriterPacing::new(pacer, self.interactive.clone()))
         };
+        let (parts_tx, part) = watch::channel(());
         let data_out = ChannelWriter {
             inner: Box::pin(write_half.make_writer()),
             eof_on_shutdown: true,
             gate: gate(&self.confirmed),
             pacing: pacing(),
+            _part: part.clone(),
         };
         let ext_out = ChannelWriter {
             inner: Box::pin(write_half.make_writer_ext(Some(1))),
             eof_on_shutdown: false,
             gate: gate(&self.confirmed),
             pacing: pacing(),
+            _part: part.clone(),
         };
         let write = Arc::new(Mutex::new(write_half));
+        tokio::spawn(demultiplex(
+            read_half,
+            Halves {
+                data: data_tx,
+                ext: ext_tx,
+                consumed: consumed.clone(),
+                requests: demux_requests,
+            },
+            pending.clone(),
+            closed_tx,
+            closed_here.clone(),
+            LastPart {
+                parts: parts_tx,
+                write: write.clone(),
+                confirmed: self.confirmed.clone(),
+            },
+        ));
         tokio::spawn(grant_consumed(
             write.clone(),
             consumed.clone(),
             closed_rx.clone(),
         ));
         ChannelParts {
-            data_in: ConsumingReader::new(data_rx, consumed.clone()),
-            ext_in: ConsumingReader::new(ext_rx, consumed),
+            data_in: ChannelReader {
+                inner: ConsumingReader::new(data_rx, consumed.clone()),
+                _part: part.clone(),
+            },
+            ext_in: ChannelReader {
+                inner: ConsumingReader::new(ext_rx, consumed),
+                _part: part.clone(),
+            },
             data_out,
             ext_out,
             control: TcpControl {
@@ -212,28 +235,51 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
                 closed_here,
                 confirmed: self.confirmed,
                 interactive: self.interactive,
+                _part: part.clone(),
             },
-            requests,
+            requests: ChannelRequests {
+                inner: requests,
+                _part: part,
+            },
         }
     }
 }
 
-/// Where the demultiplexer puts the peer's data.
+/// Where the demultiplexer puts what the peer sends.
 struct Halves {
     data: PipeWriter,
     ext: PipeWriter,
     /// Data nobody will read counts as consumed (see `window.rs`).
     consumed: Arc<Consumed>,
+    /// Client side only (the server handler feeds the server's requests).
+    requests: Option<RequestSender>,
+}
+
+/// What the demultiplexer needs to close the channel once its last part
+/// is dropped.
+struct LastPart<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> {
+    parts: watch::Sender<()>,
+    write: Arc<Mutex<ChannelWriteHalf<S>>>,
+    confirmed: Option<watch::Receiver<bool>>,
+}
+
+impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> LastPart<S> {
+    /// Waits until every part of the channel is dropped, then closes it.
+    async fn close_when_dropped(&self) {
+        self.parts.closed().await;
+        until_confirmed(self.confirmed.clone()).await;
+        let _ = self.write.lock().await.close().await;
+    }
 }
 
 /// Sorts russh's per-channel message queue into the channel's halves.
-async fn demultiplex(
+async fn demultiplex<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static>(
     mut read_half: russh::ChannelReadHalf,
     halves: Halves,
-    requests: Option<RequestSender>,
     pending: ReplyQueue<bool>,
     closed: watch::Sender<bool>,
     closed_here: Arc<Notify>,
+    last_part: LastPart<S>,
 ) {
     // A reader that went away just means nobody wants the rest of that
     // half: its sends fail and are ignored (the data counts as consumed),
@@ -242,14 +288,19 @@ async fn demultiplex(
         mut data,
         mut ext,
         consumed,
+        requests,
     } = halves;
+    let dropped = last_part.close_when_dropped();
+    tokio::pin!(dropped);
     loop {
         // Once we have sent CHANNEL_CLOSE, russh forgets the channel and
         // drops the peer's answering CLOSE without passing it on, so the
-        // queue would never end: our own close ends it.
+        // queue would never end: our own close ends it, whether asked for
+        // (close()) or because every part was dropped.
         let msg = tokio::select! {
             msg = read_half.wait() => msg,
             () = closed_here.notified() => None,
+            () = &mut dropped => None,
         };
         let Some(msg) = msg else { break };
         match msg {
@@ -375,6 +426,44 @@ pub(crate) fn core_modes(modes: &[(russh::Pty, u32)]) -> Vec<(u8, u32)> {
         .collect()
 }
 
+/// The peer's data or stderr on one channel.
+pub struct ChannelReader {
+    inner: ConsumingReader,
+    _part: PartOfChannel,
+}
+
+impl AsyncRead for ChannelReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncBufRead for ChannelReader {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        Pin::new(&mut self.get_mut().inner).poll_fill_buf(cx)
+    }
+
+    fn consume(mut self: Pin<&mut Self>, amt: usize) {
+        Pin::new(&mut self.inner).consume(amt)
+    }
+}
+
+/// The peer's requests on one channel.
+pub struct ChannelRequests {
+    inner: QueuedRequests,
+    _part: PartOfChannel,
+}
+
+impl RequestStream for ChannelRequests {
+    async fn next(&mut self) -> Option<IncomingRequest> {
+        self.inner.next().await
+    }
+}
+
 /// Our data or stderr for one channel.
 pub struct ChannelWriter {
     inner: BoxWriter,
@@ -384,6 +473,7 @@ pub struct ChannelWriter {
     gate: Option<Gate>,
     /// Holds bulk data until the socket can take it (see `pacing.rs`).
     pacing: Option<WriterPacing>,
+    _part: PartOfChannel,
 }
 
 impl ChannelWriter {
@@ -436,7 +526,9 @@ impl AsyncWrite for ChannelWriter {
 /// returns in request order.
 pub struct TcpControl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> {
     /// Held while a request is sent, so that the order of the reply queue
-    /// is the order on the wire (shared with the window grants).
+    /// is the order on the wire (shared with the window grants and with
+    /// the demultiplexer, which closes the channel once every part is
+    /// dropped).
     write: Arc<Mutex<ChannelWriteHalf<S>>>,
     pending: ReplyQueue<bool>,
     server: Option<(russh::server::Handle, russh::ChannelId)>,
@@ -448,6 +540,7 @@ pub struct TcpControl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 's
     confirmed: Option<watch::Receiver<bool>>,
     /// Marked when we request a pty (see `TcpChannel::interactive`).
     interactive: Interactive,
+    _part: PartOfChannel,
 }
 
 impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelControl

@@ -16,6 +16,7 @@ pub mod server;
 mod window;
 
 pub use channel::TcpChannel;
+pub use channel::{ChannelReader, ChannelRequests};
 pub use client::{connect_stream, connect_tcp, ClientParams, TcpClientConnection};
 pub use kex::KexList;
 pub use pacing::{tune_socket, MAX_BULK_WRITE, NOTSENT_LOWAT, SEND_BUDGET};
@@ -66,35 +67,27 @@ pub(crate) fn offer_channel<M>(
     });
 }
 
-/// The core's refusal reason as russh's.
+/// The core's refusal as russh's: the reason code and the description,
+/// both sent as they are (russh writes `Other`'s code and text).
 pub(crate) fn open_failure_to_russh(failure: &OpenFailure) -> russh::ChannelOpenFailure {
-    match failure.reason {
-        OpenFailureReason::AdministrativelyProhibited => {
-            russh::ChannelOpenFailure::AdministrativelyProhibited
-        }
-        OpenFailureReason::ConnectFailed => russh::ChannelOpenFailure::ConnectFailed,
-        OpenFailureReason::UnknownChannelType => russh::ChannelOpenFailure::UnknownChannelType,
-        OpenFailureReason::ResourceShortage => russh::ChannelOpenFailure::ResourceShortage,
+    russh::ChannelOpenFailure::Other {
+        code: failure.reason.code(),
+        reason: failure.message.clone(),
     }
 }
 
-/// A failed channel open from russh as the core's error.
+/// A failed channel open from russh as the core's error: the peer's reason
+/// code and description (russh change 6 hands both over as `Other`).
 pub(crate) fn open_error(e: russh::Error, closed: impl Fn() -> TransportError) -> TransportError {
     match e {
-        russh::Error::ChannelOpenFailure(reason) => {
-            let reason = match reason {
-                russh::ChannelOpenFailure::AdministrativelyProhibited => {
-                    OpenFailureReason::AdministrativelyProhibited
-                }
-                russh::ChannelOpenFailure::UnknownChannelType => {
-                    OpenFailureReason::UnknownChannelType
-                }
-                russh::ChannelOpenFailure::ResourceShortage => OpenFailureReason::ResourceShortage,
-                _ => OpenFailureReason::ConnectFailed,
+        russh::Error::ChannelOpenFailure(failure) => {
+            let message = match &failure {
+                russh::ChannelOpenFailure::Other { reason, .. } => reason.clone(),
+                _ => String::new(),
             };
             TransportError::OpenRefused(OpenFailure {
-                reason,
-                message: String::new(),
+                reason: OpenFailureReason::from_code(failure.code()),
+                message,
             })
         }
         _ => closed(),

@@ -19,14 +19,19 @@
 //!   exactly as fast as the socket takes data: channel data is pulled into
 //!   the SSH layer only when the socket can take it.
 //!
-//! Interactive channels (those with a pty) are never held: their data goes
+//! All of this applies only while an interactive channel (one with a pty)
+//! is open on the connection: with no keystroke to protect, bulk data is
+//! never held (a transfer alone runs at the socket's speed; holding it cost
+//! loopback uploads four fifths of their throughput).
+//!
+//! Interactive channels are never held: their data goes
 //! straight to russh, behind at most the budget and the low-water mark.
 //! Bulk channels waiting for room are all woken when room appears and each
 //! hands over at most one packet ([`MAX_BULK_WRITE`]), so they take turns
 //! instead of one channel filling the budget.
 //!
 //! The third place, russh's session loop, reads the socket only between
-//! writes; third_party/russh change 7 makes it read what has arrived
+//! writes; third_party/russh change 8 makes it read what has arrived
 //! before it queues more output.
 
 use std::future::Future;
@@ -134,6 +139,10 @@ struct PacerState {
     epoch: std::time::Instant,
     /// Signalled when bytes reach the socket.
     room: Notify,
+    /// Interactive channels open on the connection. With none there is no
+    /// keystroke to protect, and bulk data is not held at all: the socket's
+    /// own backpressure paces it, at full speed.
+    interactive_open: AtomicUsize,
 }
 
 impl Pacer {
@@ -147,12 +156,29 @@ impl Pacer {
                 last_pushback_ms: AtomicU64::new(0),
                 epoch: std::time::Instant::now(),
                 room: Notify::new(),
+                interactive_open: AtomicUsize::new(0),
             }),
         }
     }
 
     fn has_room(&self) -> bool {
-        self.state.queued.load(Ordering::Acquire) < self.budget()
+        self.state.interactive_open.load(Ordering::Acquire) == 0
+            || self.state.queued.load(Ordering::Acquire) < self.budget()
+    }
+
+    fn interactive_opened(&self) {
+        self.state.interactive_open.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn interactive_closed(&self) {
+        let _ =
+            self.state
+                .interactive_open
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                    Some(open.saturating_sub(1))
+                });
+        // Bulk writers held for its sake may go on.
+        self.state.room.notify_waiters();
     }
 
     /// The small budget while the socket pushes back, else the open one
@@ -282,16 +308,47 @@ impl WriterPacing {
 
 /// Whether a channel carries an interactive session (a pty was requested
 /// on it), shared by the channel's writers and whoever sees the request.
+/// While one is open on a connection, its [`Pacer`] holds bulk data; once
+/// the last clone of the flag is gone (the channel and its parts dropped),
+/// the connection counts it closed.
 #[derive(Clone, Default)]
-pub(crate) struct Interactive(Arc<AtomicBool>);
+pub(crate) struct Interactive(Arc<InteractiveFlag>);
+
+#[derive(Default)]
+struct InteractiveFlag {
+    marked: AtomicBool,
+    pacer: std::sync::OnceLock<Pacer>,
+}
 
 impl Interactive {
     pub(crate) fn mark(&self) {
-        self.0.store(true, Ordering::Release);
+        if !self.0.marked.swap(true, Ordering::AcqRel) {
+            if let Some(pacer) = self.0.pacer.get() {
+                pacer.interactive_opened();
+            }
+        }
     }
 
     pub(crate) fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.marked.load(Ordering::Acquire)
+    }
+
+    /// Ties the flag to its connection's pacer (once; later calls are
+    /// ignored).
+    pub(crate) fn attach(&self, pacer: &Pacer) {
+        if self.0.pacer.set(pacer.clone()).is_ok() && self.get() {
+            pacer.interactive_opened();
+        }
+    }
+}
+
+impl Drop for InteractiveFlag {
+    fn drop(&mut self) {
+        if *self.marked.get_mut() {
+            if let Some(pacer) = self.pacer.get() {
+                pacer.interactive_closed();
+            }
+        }
     }
 }
 
@@ -382,6 +439,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_budget_holds_bulk_until_the_socket_takes_bytes() {
         let pacer = Pacer::new(100);
+        let _shell = open_shell(&pacer);
         pacer.pushed_back(); // a congested socket: the small budget applies
         let mut bulk = WriterPacing::new(pacer.clone(), Interactive::default());
         assert!(bulk
@@ -413,6 +471,7 @@ mod tests {
     #[tokio::test]
     async fn the_open_budget_applies_until_the_socket_pushes_back() {
         let pacer = Pacer::new(100);
+        let _shell = open_shell(&pacer);
         pacer.handed_over(1000);
         assert!(
             pacer.has_room(),
@@ -421,6 +480,7 @@ mod tests {
         pacer.pushed_back();
         assert!(!pacer.has_room(), "after a pushback: the small budget");
         let fresh = Pacer::new(100);
+        let _fresh_shell = open_shell(&fresh);
         fresh.handed_over(OPEN_BUDGET);
         assert!(!fresh.has_room(), "never beyond the open budget");
     }
@@ -442,12 +502,36 @@ mod tests {
     #[tokio::test]
     async fn bytes_russh_never_writes_are_forgotten_once_the_socket_is_idle() {
         let pacer = Pacer::new(100);
+        let _shell = open_shell(&pacer);
         pacer.pushed_back();
         pacer.handed_over(100);
         tokio::time::timeout(STALE_AFTER * 5, pacer.clone().until_room())
             .await
             .expect("an idle socket frees the budget");
         assert!(pacer.has_room());
+    }
+
+    /// An interactive channel on `pacer`'s connection, open while held.
+    fn open_shell(pacer: &Pacer) -> Interactive {
+        let shell = Interactive::default();
+        shell.attach(pacer);
+        shell.mark();
+        shell
+    }
+
+    #[tokio::test]
+    async fn without_an_interactive_channel_bulk_is_never_held() {
+        let pacer = Pacer::new(100);
+        pacer.pushed_back();
+        pacer.handed_over(10 * OPEN_BUDGET);
+        assert!(pacer.has_room(), "no keystroke to protect: no holding");
+        let shell = open_shell(&pacer);
+        assert!(!pacer.has_room(), "a shell opened: the budget applies");
+        let writer_clone = shell.clone();
+        drop(shell);
+        assert!(!pacer.has_room(), "still open while any part holds it");
+        drop(writer_clone);
+        assert!(pacer.has_room(), "the shell is gone: no holding again");
     }
 
     fn futures_noop_waker() -> std::task::Waker {

@@ -436,8 +436,10 @@ impl ServerHandler {
         crate::offer_channel(&self.incoming, kind, channel, reply);
     }
 
-    /// Passes a request to the channel's owner. When the client may want a
-    /// reply, waits for the decision and answers before russh reads the next
+    /// Passes a request to the channel's owner. `answer` is the client's
+    /// own want-reply flag (`Session::channel_wants_reply`, russh change 5),
+    /// or false where russh answers by itself. When a reply is wanted,
+    /// waits for the decision and answers before russh reads the next
     /// packet: russh tracks one pending reply per channel, and OpenSSH
     /// pipelines pty-req, env and exec without waiting.
     async fn deliver(
@@ -662,7 +664,13 @@ impl russh::server::Handler for ServerHandler {
         if let Some(interactive) = self.interactive.get(&channel) {
             interactive.mark();
         }
-        self.deliver(channel, request, true, session).await
+        self.deliver(
+            channel,
+            request,
+            session.channel_wants_reply(channel),
+            session,
+        )
+        .await
     }
 
     async fn env_request(
@@ -676,7 +684,13 @@ impl russh::server::Handler for ServerHandler {
             name: variable_name.to_string(),
             value: variable_value.to_string(),
         };
-        self.deliver(channel, request, true, session).await
+        self.deliver(
+            channel,
+            request,
+            session.channel_wants_reply(channel),
+            session,
+        )
+        .await
     }
 
     async fn shell_request(
@@ -684,7 +698,8 @@ impl russh::server::Handler for ServerHandler {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.deliver(channel, ChannelRequest::Shell, true, session)
+        let answer = session.channel_wants_reply(channel);
+        self.deliver(channel, ChannelRequest::Shell, answer, session)
             .await
     }
 
@@ -694,8 +709,14 @@ impl russh::server::Handler for ServerHandler {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.deliver(channel, ChannelRequest::Exec(data.to_vec()), true, session)
-            .await
+        let answer = session.channel_wants_reply(channel);
+        self.deliver(
+            channel,
+            ChannelRequest::Exec(data.to_vec()),
+            answer,
+            session,
+        )
+        .await
     }
 
     async fn subsystem_request(
@@ -705,7 +726,13 @@ impl russh::server::Handler for ServerHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let request = ChannelRequest::Subsystem(name.to_string());
-        self.deliver(channel, request, true, session).await
+        self.deliver(
+            channel,
+            request,
+            session.channel_wants_reply(channel),
+            session,
+        )
+        .await
     }
 
     async fn window_change_request(
@@ -723,7 +750,8 @@ impl russh::server::Handler for ServerHandler {
             pix_width,
             pix_height,
         });
-        self.deliver(channel, request, false, session).await
+        let answer = session.channel_wants_reply(channel);
+        self.deliver(channel, request, answer, session).await
     }
 
     async fn signal(
@@ -733,7 +761,8 @@ impl russh::server::Handler for ServerHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let request = ChannelRequest::Signal(signal_name_of(&signal));
-        self.deliver(channel, request, false, session).await
+        let answer = session.channel_wants_reply(channel);
+        self.deliver(channel, request, answer, session).await
     }
 
     async fn agent_request(

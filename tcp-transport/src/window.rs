@@ -5,7 +5,7 @@
 //! application reads at its own pace, so granting on arrival let a peer
 //! fill that pipe (up to its 64 MiB limit) while the application read
 //! nothing: a queue the window exists to prevent. With russh's
-//! `window_on_consume` (third_party/russh/PATCHES.md, change 6) the window
+//! `window_on_consume` (third_party/russh/PATCHES.md, change 7) the window
 //! is granted here instead: [`ConsumingReader`] counts what the
 //! application reads, and [`grant_consumed`] returns it to the peer in
 //! steps of [`GRANT_STEP`], as OpenSSH's channel_check_window does once

@@ -55,21 +55,6 @@ pub fn keygen_find(name: &str, file: &Path) -> Vec<usize> {
         .collect()
 }
 
-/// Set (to any value) to run the tests outside root: tests that need root
-/// then pass without running, saying so. CI runs as root and never sets it.
-pub const SKIP_ROOT_TESTS: &str = "SSHQ_TEST_SKIP_ROOT";
-
-/// Whether a test that needs root (for `why`) should run: true as root.
-/// Outside root it fails the test, so a run that is not root cannot pass
-/// without testing, unless SSHQ_TEST_SKIP_ROOT is set: then it says the
-/// test is skipped and returns false.
-pub fn needs_root(why: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os(SKIP_ROOT_TESTS).is_some() {
-        println!("SKIPPED (needs root: {why}; {SKIP_ROOT_TESTS} is set)");
-        return false;
-    }
-    panic!("this test needs root ({why}); CI runs as root. To skip it elsewhere, set {SKIP_ROOT_TESTS}=1");
-}
+/// One rule for tests that need root, shared by every crate's tests.
+#[allow(unused_imports)] // not every test binary has a test that needs root
+pub use sshq_test_kit::needs_root;

@@ -10,6 +10,8 @@
 //! done, no stream opened), prints one JSON line once they are up, and
 //! holds them until its standard input closes or `--seconds` pass.
 //!
+//! `sshq-load idle` holds N idle pty shells open (see [`idle`]).
+//!
 //! Loopback benchmarking only: host keys are not checked.
 
 use std::collections::BTreeMap;
@@ -21,7 +23,11 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand, ValueEnum};
 use sshq_core::auth::{FileKey, ServerKeyVerifier, UserKey};
 use sshq_core::ssh_key::{PrivateKey, PublicKey};
-use sshq_quic::{endpoint, kx, quinn, tls};
+use sshq_quic::client::{ClientEndpoint, ConnectParams};
+use sshq_quic::danger::{connect_silent, SilentConnection};
+use sshq_quic::kx;
+
+mod idle;
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +78,30 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         seconds: u64,
     },
+    /// N idle pty shells, held open until stdin closes; prints a JSON line
+    /// once they are up and another at the end.
+    Idle {
+        #[arg(long, value_enum)]
+        transport: Transport,
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long)]
+        user: String,
+        /// The user's private key (OpenSSH format, no passphrase).
+        #[arg(long)]
+        key: PathBuf,
+        /// Logins in flight at once.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+        /// Give up on one session after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Hold at most this long (stdin closing ends it sooner).
+        #[arg(long, default_value_t = 3600)]
+        seconds: u64,
+    },
 }
 
 /// Benchmark only: every host key is accepted.
@@ -100,10 +130,31 @@ enum Held {
     Quic(#[allow(dead_code)] Box<sshq_quic::QuicConnection>),
 }
 
-fn quic_config() -> Result<quinn::ClientConfig, String> {
-    let provider = kx::crypto_provider(kx::DEFAULT_KEX).map_err(|e| e.to_string())?;
-    let tls = tls::client_tls(Arc::new(AnyHostKey), provider).map_err(|e| e.to_string())?;
-    tls::client_config(tls).map_err(|e| e.to_string())
+/// Any host key, the default key exchanges, the default congestion control.
+fn quic_params() -> ConnectParams {
+    ConnectParams {
+        verifier: Arc::new(AnyHostKey),
+        kex: kx::DEFAULT_KEX
+            .iter()
+            .map(|name| name.to_string())
+            .collect(),
+        congestion_control: None,
+    }
+}
+
+/// `count` client endpoints on `source`, for QUIC (none for TCP).
+fn quic_endpoints(
+    transport: Transport,
+    count: usize,
+    source: std::net::Ipv4Addr,
+) -> Result<Vec<ClientEndpoint>, String> {
+    if transport != Transport::Quic {
+        return Ok(Vec::new());
+    }
+    (0..count)
+        .map(|_| ClientEndpoint::bind(SocketAddr::from((source, 0))))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())
 }
 
 async fn tcp_login(port: u16, user: &str, key: Arc<PrivateKey>) -> Result<Held, String> {
@@ -123,23 +174,19 @@ async fn tcp_login(port: u16, user: &str, key: Arc<PrivateKey>) -> Result<Held, 
 }
 
 async fn quic_login(
-    endpoint: quinn::Endpoint,
-    config: quinn::ClientConfig,
+    endpoint: ClientEndpoint,
+    params: &ConnectParams,
     port: u16,
     user: &str,
     key: Arc<FileKey>,
 ) -> Result<Held, String> {
     let server = SocketAddr::from(([127, 0, 0, 1], port));
-    let conn = endpoint
-        .connect_with(config, server, "sshq")
-        .map_err(|e| e.to_string())?
-        .await
-        .map_err(|e| e.to_string())?;
     let auth = sshq_quic::ClientAuth {
         user: user.to_string(),
         keys: vec![key as Arc<dyn UserKey>],
     };
-    let session = sshq_quic::client_session(conn, auth)
+    let session = endpoint
+        .connect_session(server, params, auth)
         .await
         .map_err(|e| e.to_string())?;
     session
@@ -193,29 +240,22 @@ async fn logins(
     let key = PrivateKey::from_openssh(text).map_err(|e| format!("{}: {e}", key_path.display()))?;
     let key = Arc::new(key);
     let file_key = Arc::new(FileKey::new((*key).clone(), key_path.display().to_string()));
-    let config = quic_config()?;
+    let params = Arc::new(quic_params());
     // Several client sockets, so the client's one-task-per-endpoint driver is
     // not what limits the batch.
-    let endpoints: Vec<quinn::Endpoint> = if transport == Transport::Quic {
-        (0..8)
-            .map(|_| endpoint::client_endpoint(SocketAddr::from(([127, 0, 0, 1], 0))))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?
-    } else {
-        Vec::new()
-    };
+    let endpoints = quic_endpoints(transport, 8, std::net::Ipv4Addr::LOCALHOST)?;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
         let user = user.clone();
-        let (key, file_key, config) = (key.clone(), file_key.clone(), config.clone());
+        let (key, file_key, params) = (key.clone(), file_key.clone(), params.clone());
         let endpoint = endpoints.get(i % endpoints.len().max(1)).cloned();
         tasks.push(tokio::spawn(async move {
             let begun = Instant::now();
             let attempt = async {
                 match (transport, endpoint) {
                     (Transport::Quic, Some(endpoint)) => {
-                        quic_login(endpoint, config, port, &user, file_key).await
+                        quic_login(endpoint, &params, port, &user, file_key).await
                     }
                     _ => tcp_login(port, &user, key).await,
                 }
@@ -268,26 +308,17 @@ async fn flood(
     hold: Duration,
 ) -> Result<serde_json::Value, String> {
     let server = SocketAddr::from(([127, 0, 0, 1], port));
-    let config = quic_config()?;
-    let endpoints: Vec<quinn::Endpoint> = if transport == Transport::Quic {
-        (0..4)
-            .map(|_| endpoint::client_endpoint(SocketAddr::from((source, 0))))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?
-    } else {
-        Vec::new()
-    };
+    let params = Arc::new(quic_params());
+    let endpoints = quic_endpoints(transport, 4, source)?;
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
         let endpoint = endpoints.get(i % endpoints.len().max(1)).cloned();
-        let config = config.clone();
+        let params = params.clone();
         tasks.push(tokio::spawn(async move {
             let attempt = async move {
                 match endpoint {
                     Some(endpoint) => {
-                        let conn = endpoint
-                            .connect_with(config, server, "sshq")
-                            .map_err(|e| e.to_string())?
+                        let conn = connect_silent(&endpoint, server, &params)
                             .await
                             .map_err(|e| e.to_string())?;
                         Ok::<_, String>(Flooder::Quic(conn))
@@ -336,14 +367,14 @@ async fn flood(
 
 enum Flooder {
     Tcp(tokio::net::TcpStream),
-    Quic(quinn::Connection),
+    Quic(SilentConnection),
 }
 
 impl Flooder {
     /// Whether the server has not closed this connection (yet).
     fn open(&self) -> bool {
         match self {
-            Flooder::Quic(conn) => conn.close_reason().is_none(),
+            Flooder::Quic(conn) => !conn.is_closed(),
             Flooder::Tcp(stream) => {
                 // Drain what the server sent (its banner); EOF or an error
                 // means it hung up.
@@ -399,6 +430,28 @@ fn main() -> std::process::ExitCode {
                 source,
                 seconds,
             } => flood(transport, port, count, source, Duration::from_secs(seconds)).await,
+            Command::Idle {
+                transport,
+                port,
+                count,
+                user,
+                key,
+                parallel,
+                timeout,
+                seconds,
+            } => {
+                idle::idle(idle::IdleArgs {
+                    transport,
+                    port,
+                    count,
+                    user,
+                    key_path: key,
+                    parallel,
+                    timeout: Duration::from_secs(timeout),
+                    hold: Duration::from_secs(seconds),
+                })
+                .await
+            }
         }
     });
     match result {

@@ -15,7 +15,9 @@ use sshq_core::channel::{ChannelKind, ChannelRequest, OpenFailure, OpenFailureRe
 use sshq_core::log_escape;
 use sshq_core::replies::REQUEST_QUEUE;
 
-use super::{frame_kind, FrameBuffer, ProtocolError, RequestId, StreamKind, Transmit};
+use super::{
+    frame_kind, FrameBuffer, OrderedAnswers, ProtocolError, RequestId, StreamKind, Transmit,
+};
 use crate::wire::{ErrorCode, Frame, WireError};
 
 /// The only extended data type (draft §8.5): standard error.
@@ -81,15 +83,19 @@ pub enum ChannelEvent {
     Closed(ChannelEnd),
 }
 
-/// Why a request could not be sent.
+/// Why a request could not be sent; the driver refuses the call at once
+/// instead of sending a frame the protocol forbids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the channel is closed")]
-pub struct ChannelClosed;
-
-#[derive(Debug)]
-struct PeerRequest {
-    id: RequestId,
-    answer: Option<bool>,
+pub enum RequestRefused {
+    /// The channel is closed (or not open to the application yet).
+    #[error("the channel is closed")]
+    Closed,
+    /// Our EOF (FIN) is sent or asked for: nothing can follow it.
+    #[error("the channel's EOF was sent: no request can follow it")]
+    AfterOurEof,
+    /// The peer's EOF (FIN) arrived: it can no longer answer.
+    #[error("the peer sent EOF: a request wanting a reply cannot be answered")]
+    ReplyAfterPeerEof,
 }
 
 /// One channel's state machine.
@@ -101,10 +107,9 @@ pub struct ChannelMachine {
     peer_finished: bool,
     eof_reported: bool,
     we_finished: bool,
-    /// Our EOF was asked for while answers were still owed: the FIN waits
-    /// for them (draft §8.7: answers go out before FIN).
-    eof_requested: bool,
-    peer_requests: VecDeque<PeerRequest>,
+    /// The peer's want-reply requests until their answers go out, and our
+    /// FIN while it waits for them (draft §8.7: answers go out before FIN).
+    answers: OrderedAnswers<bool>,
     our_requests: VecDeque<RequestId>,
     next_id: u64,
     transmits: VecDeque<Transmit>,
@@ -123,8 +128,7 @@ impl ChannelMachine {
             peer_finished: false,
             eof_reported: false,
             we_finished: false,
-            eof_requested: false,
-            peer_requests: VecDeque::new(),
+            answers: OrderedAnswers::default(),
             our_requests: VecDeque::new(),
             next_id: 0,
             transmits: VecDeque::new(),
@@ -167,7 +171,7 @@ impl ChannelMachine {
     pub fn wants_input(&self) -> bool {
         !self.peer_finished
             && !matches!(self.phase, OpenPhase::Ended | OpenPhase::Deciding)
-            && self.peer_requests.len() < REQUEST_QUEUE
+            && self.answers.len() < REQUEST_QUEUE
     }
 
     pub fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) {
@@ -271,11 +275,17 @@ impl ChannelMachine {
         &mut self,
         request: ChannelRequest,
         want_reply: bool,
-    ) -> Result<Option<RequestId>, ChannelClosed> {
-        // draft §8.8: nothing after our FIN.
-        if self.we_finished || self.eof_requested || self.ended || self.phase == OpenPhase::Deciding
-        {
-            return Err(ChannelClosed);
+    ) -> Result<Option<RequestId>, RequestRefused> {
+        if self.ended || self.phase == OpenPhase::Deciding {
+            return Err(RequestRefused::Closed);
+        }
+        // draft §8.8: nothing after our FIN (nor after it was asked for).
+        if self.we_finished || self.answers.fin_held() {
+            return Err(RequestRefused::AfterOurEof);
+        }
+        // draft §8.7: no want-reply request after the peer's FIN.
+        if want_reply && self.peer_finished {
+            return Err(RequestRefused::ReplyAfterPeerEof);
         }
         self.transmits
             .push_back(Transmit::Frame(Frame::ChannelRequest {
@@ -293,21 +303,17 @@ impl ChannelMachine {
     /// Our answer to the peer's request `id`; answers go out in request
     /// order (draft §8.7), so this one may wait for earlier ones.
     pub fn answer(&mut self, now: Instant, id: RequestId, success: bool) {
-        if let Some(entry) = self.peer_requests.iter_mut().find(|r| r.id == id) {
-            entry.answer.get_or_insert(success);
-        }
-        while let Some(success) = self.peer_requests.front().and_then(|r| r.answer) {
-            self.peer_requests.pop_front();
+        self.answers.answer(id, success);
+        while let Some(released) = self.answers.release() {
             if !self.we_finished && !self.ended {
-                let frame = match success {
+                let frame = match released.answer {
                     true => Frame::ChannelSuccess,
                     false => Frame::ChannelFailure,
                 };
                 self.transmits.push_back(Transmit::Frame(frame));
             }
         }
-        if self.eof_requested && self.peer_requests.is_empty() {
-            self.eof_requested = false;
+        if self.answers.fin_due() {
             self.finish();
         }
         self.process(now);
@@ -322,8 +328,7 @@ impl ChannelMachine {
             return;
         }
         // draft §8.7: every answer owed is sent before FIN
-        if !self.peer_requests.is_empty() {
-            self.eof_requested = true;
+        if !self.answers.request_fin() {
             return;
         }
         self.we_finished = true;
@@ -357,7 +362,7 @@ impl ChannelMachine {
         self.ended = true;
         self.phase = OpenPhase::Ended;
         self.input.clear();
-        self.peer_requests.clear();
+        self.answers.clear();
         self.our_requests.clear();
         self.events.push_back(ChannelEvent::Closed(how));
     }
@@ -389,7 +394,7 @@ impl ChannelMachine {
             if !matches!(
                 self.phase,
                 OpenPhase::AwaitingOpen | OpenPhase::AwaitingAnswer | OpenPhase::Open
-            ) || self.peer_requests.len() >= REQUEST_QUEUE
+            ) || self.answers.len() >= REQUEST_QUEUE
             {
                 return;
             }
@@ -491,10 +496,14 @@ impl ChannelMachine {
                 request,
                 want_reply,
             } => {
+                // draft §8.7: after our FIN a request wanting an answer is
+                // ignored, since no answer can follow the FIN.
+                if want_reply && self.we_finished {
+                    return;
+                }
                 let id = self.next_request_id();
                 if want_reply {
-                    self.peer_requests
-                        .push_back(PeerRequest { id, answer: None });
+                    self.answers.arrived(id, true);
                 }
                 self.events.push_back(ChannelEvent::Request {
                     id,

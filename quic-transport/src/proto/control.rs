@@ -16,7 +16,9 @@ use sshq_core::channel::{GlobalReply, GlobalRequest};
 use sshq_core::log_escape;
 use sshq_core::replies::REQUEST_QUEUE;
 
-use super::{frame_kind, FrameBuffer, ProtocolError, RequestId, StreamKind, Transmit};
+use super::{
+    frame_kind, FrameBuffer, OrderedAnswers, ProtocolError, RequestId, StreamKind, Transmit,
+};
 use crate::wire::{ErrorCode, Frame, UserauthRequest};
 
 /// Which end of the connection a machine is.
@@ -83,14 +85,6 @@ pub enum SendError {
     Closed,
 }
 
-/// A peer's global request, until it is answered and its reply sent.
-#[derive(Debug)]
-struct PeerRequest {
-    id: RequestId,
-    want_reply: bool,
-    answer: Option<GlobalReply>,
-}
-
 /// The control stream's state machine.
 #[derive(Debug)]
 pub struct Control {
@@ -105,7 +99,8 @@ pub struct Control {
     /// The user of the request out for a verdict (escaped), for the
     /// MaxAuthTries message.
     last_user: Option<String>,
-    peer_requests: VecDeque<PeerRequest>,
+    /// The peer's global requests until their replies go out, in order.
+    peer_requests: OrderedAnswers<GlobalReply>,
     our_requests: VecDeque<RequestId>,
     next_id: u64,
     transmits: VecDeque<Transmit>,
@@ -138,7 +133,7 @@ impl Control {
             max_auth_tries,
             failures: 0,
             last_user: None,
-            peer_requests: VecDeque::new(),
+            peer_requests: OrderedAnswers::default(),
             our_requests: VecDeque::new(),
             next_id: 0,
             transmits: VecDeque::new(),
@@ -186,13 +181,31 @@ impl Control {
         self.process(now);
     }
 
-    /// The peer reset the control stream. Before USERAUTH_SUCCESS that ends
-    /// the connection as a FIN does; afterwards the connection's own close
-    /// (which a reset comes with) says why.
+    /// The peer reset its direction of the control stream (RESET_STREAM).
     pub fn handle_peer_reset(&mut self) {
-        if matches!(self.phase, Phase::Authenticating | Phase::AwaitingVerdict) {
-            // draft §7.1: the control stream ending before USERAUTH_SUCCESS.
-            self.fail(ProtocolError::ControlEndedBeforeAuth);
+        self.handle_peer_abort(ProtocolError::ControlStreamReset);
+    }
+
+    /// The peer asked us to stop sending on the control stream
+    /// (STOP_SENDING). After our own FIN that asks for nothing: our
+    /// direction is over already.
+    pub fn handle_peer_stop(&mut self) {
+        if !self.finished {
+            self.handle_peer_abort(ProtocolError::ControlStreamStopped);
+        }
+    }
+
+    /// The control stream lives as long as the connection; either end
+    /// aborting it ends the connection.
+    fn handle_peer_abort(&mut self, after_auth: ProtocolError) {
+        match self.phase {
+            Phase::Authenticating | Phase::AwaitingVerdict => {
+                // draft §7.1: the control stream ending before USERAUTH_SUCCESS.
+                self.fail(ProtocolError::ControlEndedBeforeAuth)
+            }
+            // draft §7.8: RESET_STREAM or STOP_SENDING on the control stream after USERAUTH_SUCCESS closes the connection with PROTOCOL_ERROR
+            Phase::Open => self.fail(after_auth),
+            Phase::Closed => {}
         }
     }
 
@@ -314,17 +327,10 @@ impl Control {
     /// Our answer to the peer's request `id`. Replies go out in the order
     /// of the requests (draft §9), so this one may wait for earlier ones.
     pub fn answer(&mut self, now: Instant, id: RequestId, reply: GlobalReply) {
-        if let Some(entry) = self.peer_requests.iter_mut().find(|r| r.id == id) {
-            entry.answer.get_or_insert(reply);
-        }
-        while let Some(front) = self.peer_requests.front() {
-            let Some(reply) = front.answer.clone() else {
-                break;
-            };
-            let want_reply = front.want_reply;
-            self.peer_requests.pop_front();
-            if want_reply && !self.finished && self.phase != Phase::Closed {
-                let frame = match reply {
+        self.peer_requests.answer(id, reply);
+        while let Some(released) = self.peer_requests.release() {
+            if released.wants_reply && !self.finished && self.phase != Phase::Closed {
+                let frame = match released.answer {
                     GlobalReply::Success { bound_port } => Frame::RequestSuccess { bound_port },
                     GlobalReply::Failure => Frame::RequestFailure,
                 };
@@ -477,11 +483,7 @@ impl Control {
                 want_reply,
             } => {
                 let id = self.next_request_id();
-                self.peer_requests.push_back(PeerRequest {
-                    id,
-                    want_reply,
-                    answer: None,
-                });
+                self.peer_requests.arrived(id, want_reply);
                 self.events.push_back(ControlEvent::GlobalRequest {
                     id,
                     request,

@@ -7,13 +7,18 @@
 //!   MaxAuthTries, global requests and the order of their replies).
 //! - [`channel::ChannelMachine`]: one channel stream (open, confirmation or
 //!   failure, requests and replies, EOF, close, abort).
+//! - [`OrderedAnswers`]: the peer's requests until our answers go out, in
+//!   request order, shared by both machines.
 //!
 //! Every way a peer can break the protocol is one [`ProtocolError`]
 //! variant, which knows the draft's error code for it.
 
+pub mod answers;
 pub mod channel;
 pub mod control;
 pub mod fuzzing;
+
+pub use answers::OrderedAnswers;
 
 use bytes::BytesMut;
 
@@ -73,6 +78,14 @@ pub enum ProtocolError {
     /// draft §7.1: the control stream ended before USERAUTH_SUCCESS.
     #[error("the control stream ended before authentication")]
     ControlEndedBeforeAuth,
+    /// draft §7.8: the peer reset the control stream after
+    /// USERAUTH_SUCCESS.
+    #[error("the peer reset the control stream")]
+    ControlStreamReset,
+    /// draft §7.8: the peer stopped our direction of the control stream
+    /// (STOP_SENDING) after USERAUTH_SUCCESS.
+    #[error("the peer stopped the control stream")]
+    ControlStreamStopped,
     /// draft §7.4, §7.6: a userauth answer with no request outstanding.
     #[error("{0} without a userauth request")]
     UnsolicitedAuthReply(&'static str),

@@ -27,7 +27,7 @@ pub const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 pub const RECEIVE_WINDOW: u32 = 64 * MIB;
 
 /// The concurrent bidirectional streams of [`transport_config`].
-pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 1024;
+pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 256;
 
 /// Wraps a server TLS configuration (from [`super::server_tls`]) for quinn,
 /// with [`transport_config`] under the pre-authentication limits
@@ -74,9 +74,14 @@ pub fn transport_config() -> TransportConfig {
         // had acknowledged is buffered here.
         .send_window(u64::from(64 * MIB))
         // Each SSH channel (session, forwarded connection, agent request) is
-        // a bidirectional stream; 1024 at once is far beyond an ordinary
-        // session yet bounds what one peer can make us track. quinn's default
-        // (100) could stall a busy port forward.
+        // a bidirectional stream; 256 at once is far beyond an ordinary
+        // session (browsers keep a few dozen connections per proxy) yet
+        // bounds what one peer can make us track; beyond it, new channels
+        // wait for credit rather than fail. quinn's default (100) could
+        // stall a busy port forward. Not more: quinn allocates the state of
+        // every stream the peer may open up front, and with 1024 that was
+        // ~86 KiB per connection, most of sshqd's memory per idle session
+        // (interop/results/bench-idle).
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS))
         // sshq/1 uses neither unidirectional streams nor DATAGRAM frames
         // (draft §3.2): allowing none means a peer cannot make us hold

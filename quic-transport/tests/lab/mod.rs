@@ -13,7 +13,6 @@ use sshq_core::auth::{AuthPolicy, FileKey, ServerKeyVerifier, UserKey};
 use sshq_core::channel::ChannelKind;
 use sshq_core::ssh_key::{PrivateKey, PublicKey};
 use sshq_core::transport::{Channel, ChannelControl, Connection, Incoming, RequestStream};
-use sshq_quic::quinn;
 use sshq_quic::wire::{self, decode_frame, ErrorCode, Frame, UserauthRequest};
 
 /// Test frames always fit; the checked encoder's error would be a test bug.
@@ -150,7 +149,7 @@ async fn serve(conn: QuicConnection, events: Arc<Mutex<Events>>) {
 // --- keys and connections ----------------------------------------------
 
 /// A key made by the real ssh-keygen in `dir`.
-fn keygen(dir: &Path, name: &str) -> PrivateKey {
+pub fn keygen(dir: &Path, name: &str) -> PrivateKey {
     let path = dir.join(name);
     let status = std::process::Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
@@ -163,7 +162,7 @@ fn keygen(dir: &Path, name: &str) -> PrivateKey {
 }
 
 /// Trusts exactly the test server's host key.
-struct TrustHostKey(PublicKey);
+pub struct TrustHostKey(pub PublicKey);
 
 impl ServerKeyVerifier for TrustHostKey {
     fn verify(&self, key: &PublicKey) -> bool {
@@ -298,6 +297,12 @@ impl Frames {
                 Err(e) => return Err(format!("stream: {e}")),
             }
         }
+    }
+
+    /// Asks the peer to stop sending on this stream (STOP_SENDING).
+    #[allow(dead_code)] // control_stream.rs only
+    pub fn stop(&mut self, code: u32) {
+        let _ = self.recv.stop(quinn::VarInt::from_u32(code));
     }
 
     /// Reads (discarding data) until the peer resets the stream; its code.

@@ -5,12 +5,13 @@ fn main() {
     sshq::server::startup::harden_process();
     let (cli, config, host_keys) = match sshq::server::prepare(std::env::args().collect()) {
         Ok(prepared) => prepared,
-        Err((message, code)) => {
+        Err(error) => {
+            let message = error.to_string();
             eprint!("{message}");
             if !message.ends_with('\n') {
                 eprintln!();
             }
-            std::process::exit(code);
+            std::process::exit(error.exit_code());
         }
     };
     if cli.test {

@@ -316,6 +316,14 @@ impl ClientOptions {
         self.read_file(path, &mut Scope::top(host, Origin::User), false)
     }
 
+    /// Applies `text` as [`ClientOptions::apply_file`] applies a file's
+    /// contents, naming it `name` in errors: the same line parser, from
+    /// memory (for the fuzz targets, which must not write a file per
+    /// input). An `Include` in `text` still reads the files it names.
+    pub fn apply_str(&mut self, name: &str, text: &str, host: &str) -> Result<(), ConfigError> {
+        self.apply_text(name, text, &mut Scope::top(host, Origin::User))
+    }
+
     /// Reads the files `ssh` would: the `-F` file if given (`none` reads nothing),
     /// otherwise `~/.ssh/config` (refused if others may write it) then
     /// [`SYSTEM_CONFIG_PATH`], each only if present.
@@ -358,9 +366,15 @@ impl ClientOptions {
         if check_perm {
             check_owner(path, &name)?;
         }
+        self.apply_text(&name, &String::from_utf8_lossy(&bytes), scope)
+    }
+
+    /// Applies a file's lines; every bad line is collected into one
+    /// [`ConfigError::Terminating`] naming the file `name`.
+    fn apply_text(&mut self, name: &str, text: &str, scope: &mut Scope<'_>) -> Res {
         let mut errors = Vec::new();
-        for (n, raw) in String::from_utf8_lossy(&bytes).lines().enumerate() {
-            match self.process_line(&At(&name, n + 1), raw, Some(&mut *scope)) {
+        for (n, raw) in text.lines().enumerate() {
+            match self.process_line(&At(name, n + 1), raw, Some(&mut *scope)) {
                 Ok(()) => {}
                 // An included file's problems were already summarised for that file.
                 Err(e @ (ConfigError::Terminating { .. } | ConfigError::Open { .. })) => {
@@ -373,7 +387,8 @@ impl ClientOptions {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError::Terminating { file: name, errors })
+            let file = name.to_string();
+            Err(ConfigError::Terminating { file, errors })
         }
     }
 

@@ -312,33 +312,29 @@ impl ServerConfig {
         cli_ports: &[u16],
         cli_host_keys: &[PathBuf],
     ) -> Result<ServerConfig, ServerConfigError> {
-        let (ports, host_keys) = (cli_ports.to_vec(), cli_host_keys.to_vec());
-        let cfg = ServerConfig {
-            ports,
-            host_keys,
-            ..Self::default()
-        };
-        let (seen, cli_ports) = (HashSet::new(), !cli_ports.is_empty());
-        let mut parser = Parser {
-            cfg,
-            seen,
-            cli_ports,
-        };
-        for option in overrides {
-            parser.line(&CMDLINE, option, None, 0)?;
-        }
+        let mut parser = Parser::new(overrides, cli_ports, cli_host_keys)?;
         if let Some(path) = path {
             parser.read_file(path, 0)?;
         }
-        let mut cfg = parser.cfg;
-        if cfg.ports.is_empty() {
-            cfg.ports.push(22);
-        }
-        if cfg.host_keys.is_empty() {
-            cfg.host_keys = DEFAULT_HOST_KEYS.iter().map(PathBuf::from).collect();
-        }
+        let cfg = parser.finish();
         cfg.resolve_listen(true)?;
         Ok(cfg)
+    }
+
+    /// Builds the configuration as [`ServerConfig::load`] does with `-o`
+    /// `overrides` and a file, the file's contents given as `text` (named
+    /// `name` in errors): the same line parser, from memory (for the fuzz
+    /// targets). `ListenAddress` hosts are checked for syntax but not
+    /// resolved, so no lookup happens here. An `Include` in `text` still
+    /// reads the files it names, relative to the current directory.
+    pub fn parse_str(
+        name: &str,
+        text: &str,
+        overrides: &[String],
+    ) -> Result<ServerConfig, ServerConfigError> {
+        let mut parser = Parser::new(overrides, &[], &[])?;
+        parser.read_text(name, text, Path::new("."), 0)?;
+        Ok(parser.finish())
     }
 
     /// The sockets to listen on: each `ListenAddress` with its own port or every
@@ -514,6 +510,38 @@ struct Parser {
 }
 
 impl Parser {
+    /// A parser holding the command line's settings: `-p` ports, `-h` host
+    /// keys, then the `-o` options (applied first, so they win).
+    fn new(overrides: &[String], cli_ports: &[u16], cli_host_keys: &[PathBuf]) -> Res<Parser> {
+        let cfg = ServerConfig {
+            ports: cli_ports.to_vec(),
+            host_keys: cli_host_keys.to_vec(),
+            ..ServerConfig::default()
+        };
+        let cli_ports = !cli_ports.is_empty();
+        let mut parser = Parser {
+            cfg,
+            seen: HashSet::new(),
+            cli_ports,
+        };
+        for option in overrides {
+            parser.line(&CMDLINE, option, None, 0)?;
+        }
+        Ok(parser)
+    }
+
+    /// The configuration read, with sshd's defaults for what nothing set.
+    fn finish(self) -> ServerConfig {
+        let mut cfg = self.cfg;
+        if cfg.ports.is_empty() {
+            cfg.ports.push(22);
+        }
+        if cfg.host_keys.is_empty() {
+            cfg.host_keys = DEFAULT_HOST_KEYS.iter().map(PathBuf::from).collect();
+        }
+        cfg
+    }
+
     fn read_file(&mut self, path: &Path, depth: usize) -> Res {
         let name = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| {
@@ -525,9 +553,16 @@ impl Parser {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        self.read_text(&name, &String::from_utf8_lossy(&bytes), dir, depth)
+    }
+
+    /// Applies a file's lines (`dir`: the file's directory, for relative
+    /// `Include`s); bad lines are collected into one
+    /// [`ServerConfigError::Terminating`] naming the file `name`.
+    fn read_text(&mut self, name: &str, text: &str, dir: &Path, depth: usize) -> Res {
         let mut errors = Vec::new();
-        for (n, raw) in String::from_utf8_lossy(&bytes).lines().enumerate() {
-            match self.line(&At(&name, n + 1), raw, Some(dir), depth) {
+        for (n, raw) in text.lines().enumerate() {
+            match self.line(&At(name, n + 1), raw, Some(dir), depth) {
                 Ok(()) => {}
                 Err(
                     e @ (ServerConfigError::UnknownKeyword { .. }
@@ -539,7 +574,8 @@ impl Parser {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(ServerConfigError::Terminating { file: name, errors })
+            let file = name.to_string();
+            Err(ServerConfigError::Terminating { file, errors })
         }
     }
 

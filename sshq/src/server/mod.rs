@@ -10,10 +10,12 @@ pub mod context;
 pub mod forwarding;
 pub mod limits;
 pub mod logging;
+pub mod prepare;
 pub mod process;
 pub mod relay;
 pub mod session;
 pub mod startup;
+pub mod trim;
 pub mod udp_relay;
 
 use std::net::SocketAddr;
@@ -32,6 +34,7 @@ use admission::Ending;
 use auth::{KeyPolicy, RootLogin};
 use config::ServerConfig;
 pub use logging::init_logging;
+pub use prepare::{prepare, HostKeyError, PrepareError};
 
 /// sshqd: the sshq server. Flags follow OpenSSH's sshd(8).
 #[derive(Debug, Parser)]
@@ -69,68 +72,6 @@ pub struct Cli {
 /// The default configuration file, beside sshd's.
 pub const DEFAULT_CONFIG: &str = "/etc/ssh/sshqd_config";
 
-/// Parses the command line and configuration, loads host keys, and returns
-/// everything the server needs, or sshd-style error text and exit status.
-pub fn prepare(args: Vec<String>) -> Result<(Cli, ServerConfig, Vec<PrivateKey>), (String, i32)> {
-    let cli = Cli::try_parse_from(args).map_err(|e| (e.render().to_string(), 1))?;
-    let default_config = PathBuf::from(DEFAULT_CONFIG);
-    let config_path = match &cli.config_file {
-        Some(path) => Some(path.as_path()),
-        // A missing default file just means defaults, as with sshd's.
-        None => default_config.exists().then_some(default_config.as_path()),
-    };
-    let config = ServerConfig::load(config_path, &cli.options, &cli.ports, &cli.host_keys)
-        .map_err(|e| (e.to_string(), 1))?;
-    let keys = load_host_keys(&config.host_keys).map_err(|e| (e.to_string(), 1))?;
-    Ok((cli, config, keys))
-}
-
-/// Reads every HostKey; unreadable ones are reported and skipped, as sshd
-/// does, but at least one Ed25519 key is required: it is the identity the
-/// QUIC transport presents, so that one known_hosts line serves both.
-fn load_host_keys(paths: &[PathBuf]) -> Result<Vec<PrivateKey>, HostKeyError> {
-    let mut keys = Vec::new();
-    for path in paths {
-        let loaded = std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| PrivateKey::from_openssh(&text).map_err(|e| e.to_string()));
-        match loaded {
-            Ok(key) if key.is_encrypted() => {
-                eprintln!(
-                    "sshqd: host key {} is passphrase-protected; skipped",
-                    path.display()
-                )
-            }
-            Ok(key) => keys.push(key),
-            Err(e) => eprintln!("sshqd: Unable to load host key \"{}\": {e}", path.display()),
-        }
-    }
-    if keys.is_empty() {
-        return Err(HostKeyError::NoHostKeys);
-    }
-    // Ed25519 first: it is what clients are offered first and what QUIC uses.
-    keys.sort_by_key(|k| !matches!(k.algorithm(), Algorithm::Ed25519));
-    if !matches!(
-        keys.first().map(|k| k.algorithm()),
-        Some(Algorithm::Ed25519)
-    ) {
-        return Err(HostKeyError::NoEd25519);
-    }
-    Ok(keys)
-}
-
-/// Why sshqd cannot use its host keys.
-#[derive(Debug, thiserror::Error)]
-pub enum HostKeyError {
-    #[error("sshqd: no hostkeys available -- exiting.")]
-    NoHostKeys,
-    #[error(
-        "sshqd: no Ed25519 host key -- exiting. sshqd needs one (it is also its QUIC identity); \
-         create it with: ssh-keygen -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key"
-    )]
-    NoEd25519,
-}
-
 /// Why sshqd could not start serving, in sshd's words where sshd has them.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -144,9 +85,10 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    /// KexAlgorithms names a TCP key exchange the TCP transport lacks.
+    /// KexAlgorithms names TCP key exchanges that sshq knows but the TCP
+    /// transport lacks.
     #[error("sshqd: KexAlgorithms: {0}")]
-    TcpKexUnsupported(String),
+    TcpKexUnsupported(UnsupportedTcpKex),
     /// KexAlgorithms leaves TCP nothing while TCP is served.
     #[error("sshqd: KexAlgorithms: {0}; use Transports quic to serve only QUIC")]
     TcpKexList(sshq_core::kex::KexListError),
@@ -163,6 +105,38 @@ pub enum ServeError {
     QuicTls(sshq_quic::tls::TlsError),
     #[error("sshqd: no transport to serve (Transports is empty)")]
     NoTransport,
+}
+
+/// The key exchanges of a resolved TCP list that the TCP transport does
+/// not implement, in the list's order (names from `sshq_core::kex`'s table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsupportedTcpKex(pub Vec<&'static str>);
+
+impl UnsupportedTcpKex {
+    /// The names of `names` that the TCP transport refuses.
+    fn among(names: &[&'static str]) -> UnsupportedTcpKex {
+        UnsupportedTcpKex(
+            names
+                .iter()
+                .copied()
+                .filter(|name| sshq_tcp::KexList::new(&[name]).is_err())
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Display for UnsupportedTcpKex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let quoted: Vec<String> = self.0.iter().map(|name| format!("'{name}'")).collect();
+        match quoted.as_slice() {
+            [one] => write!(f, "key exchange algorithm {one} is not supported over TCP"),
+            many => write!(
+                f,
+                "key exchange algorithms {} are not supported over TCP",
+                many.join(", ")
+            ),
+        }
+    }
 }
 
 impl From<ServerSetupError> for ServeError {
@@ -278,9 +252,8 @@ fn tcp_kex(config: &ServerConfig) -> Result<sshq_tcp::KexList, ServeError> {
     use sshq_core::kex::{resolve, KexListError, Role};
     use sshq_core::transport::TransportKind;
     match resolve(Some(spec), TransportKind::Tcp, Role::Server) {
-        Ok(names) => {
-            sshq_tcp::KexList::new(&names).map_err(|e| ServeError::TcpKexUnsupported(e.to_string()))
-        }
+        Ok(names) => sshq_tcp::KexList::new(&names)
+            .map_err(|_| ServeError::TcpKexUnsupported(UnsupportedTcpKex::among(&names))),
         // Not serving TCP: nothing to offer there is fine.
         Err(KexListError::NothingLeft { .. }) if !config.transports.tcp => {
             Ok(sshq_tcp::KexList::server_default())
@@ -507,4 +480,27 @@ async fn run_connection<C: Connection>(
         peer.ip(),
         peer.port()
     );
+    trim::connection_ended();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UnsupportedTcpKex;
+
+    #[test]
+    fn unsupported_tcp_kex_names_every_algorithm() {
+        let one = UnsupportedTcpKex(vec!["a-kex"]);
+        assert_eq!(
+            one.to_string(),
+            "key exchange algorithm 'a-kex' is not supported over TCP"
+        );
+        let two = UnsupportedTcpKex(vec!["a-kex", "b-kex"]);
+        assert_eq!(
+            two.to_string(),
+            "key exchange algorithms 'a-kex', 'b-kex' are not supported over TCP"
+        );
+        // Every name sshq_core lists for TCP is one russh implements.
+        let tcp = sshq_core::kex::transport_names(sshq_core::transport::TransportKind::Tcp);
+        assert_eq!(UnsupportedTcpKex::among(&tcp), UnsupportedTcpKex(vec![]));
+    }
 }

@@ -106,10 +106,15 @@ async fn serve_channel<C: Connection>(
     pending: sshq_core::transport::PendingChannel<C::Channel>,
     ctx: Arc<SessionContext>,
 ) {
+    // Each kind's future boxed: the task then holds only the one it runs,
+    // not room for the largest of the three (an idle shell's task was
+    // ~24 KiB; interop/results/bench-idle).
     match pending.kind().clone() {
-        ChannelKind::Session => run_session(conn, pending.accept(), ctx).await,
-        ChannelKind::DirectTcpip { host, port, .. } => direct_tcpip(pending, host, port, ctx).await,
-        _ => super::forwarding::streamlocal::direct(pending, ctx).await,
+        ChannelKind::Session => Box::pin(run_session(conn, pending.accept(), ctx)).await,
+        ChannelKind::DirectTcpip { host, port, .. } => {
+            Box::pin(direct_tcpip(pending, host, port, ctx)).await
+        }
+        _ => Box::pin(super::forwarding::streamlocal::direct(pending, ctx)).await,
     }
 }
 

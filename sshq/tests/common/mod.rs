@@ -768,6 +768,9 @@ pub use forwarding::*;
 /// A real ssh-agent holding the lab's user key.
 pub mod agent;
 
+/// sshq's transport crates as clients of a lab's sshqd.
+pub mod clients;
+
 /// Helpers of the hostile-input suites: raw sockets, and the checks every
 /// case makes afterwards (refusal logged, server alive, others unaffected).
 pub mod hostile;
@@ -778,26 +781,25 @@ pub mod raw_quic;
 /// The per-test setup of the session tests: a server, its client, the keys.
 pub mod setup;
 
-/// Set (to any value) to run the tests outside root: tests that need root
-/// then pass without running, saying so. CI runs as root and never sets it.
-pub const SKIP_ROOT_TESTS: &str = "SSHQ_TEST_SKIP_ROOT";
-
-/// Whether a test that needs root (for `why`) should run: true as root.
-/// Outside root it fails the test, so a run that is not root cannot pass
-/// without testing, unless SSHQ_TEST_SKIP_ROOT is set: then it says the
-/// test is skipped and returns false.
-pub fn needs_root(why: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    if std::env::var_os(SKIP_ROOT_TESTS).is_some() {
-        println!("SKIPPED (needs root: {why}; {SKIP_ROOT_TESTS} is set)");
-        return false;
-    }
-    panic!("this test needs root ({why}); CI runs as root. To skip it elsewhere, set {SKIP_ROOT_TESTS}=1");
-}
+/// One rule for tests that need root, shared by every crate's tests.
+#[allow(unused_imports)] // not every test binary has a test that needs root
+pub use sshq_test_kit::needs_root;
 
 impl Lab {
+    /// The Ed25519 key pair of the lab's `name` key: the public key and the
+    /// private key as PKCS#8 v1 (what rustls signs with).
+    pub fn ed25519_parts(&self, name: &str) -> ([u8; 32], Vec<u8>) {
+        let key = self.private_key(name);
+        let pair = key.key_data().ed25519().expect("an Ed25519 key");
+        // PKCS#8 v1: SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }.
+        let mut pkcs8 = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        pkcs8.extend_from_slice(&pair.private.to_bytes());
+        (pair.public.0, pkcs8)
+    }
+
     /// The private key `name` the lab made, parsed.
     pub fn private_key(&self, name: &str) -> sshq_core::ssh_key::PrivateKey {
         let text = std::fs::read_to_string(self.path(name)).expect("read the lab key");

@@ -8,20 +8,20 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sshq_core::auth::{sign_with_private_key, ServerKeyVerifier};
+use sshq_core::auth::sign_with_private_key;
 use sshq_core::ssh_key::{PrivateKey, PublicKey};
-use sshq_quic::quinn;
 use sshq_quic::wire::{self, msg, ErrorCode, Frame, UserauthRequest};
 use sshq_quic::{endpoint, kx, tls};
+use sshq_test_kit::quinn;
+
+use super::clients::TrustHostKey;
 
 /// Limit on any one step (a handshake, a frame, a close): only against hangs.
 pub const STEP: Duration = Duration::from_secs(20);
 
 /// Runs one step, failing the test if it hangs.
 pub async fn step<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(STEP, work)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no progress within {STEP:?}"))
+    super::clients::within(STEP, what, work).await
 }
 
 pub fn load_private(path: &Path) -> PrivateKey {
@@ -32,15 +32,6 @@ pub fn load_private(path: &Path) -> PrivateKey {
 pub fn load_public(path: &Path) -> PublicKey {
     let text = std::fs::read_to_string(path).expect("read a public key");
     PublicKey::from_openssh(text.trim()).expect("parse a public key")
-}
-
-/// Trusts exactly one host key.
-struct TrustHostKey(PublicKey);
-
-impl ServerKeyVerifier for TrustHostKey {
-    fn verify(&self, key: &PublicKey) -> bool {
-        key.key_data() == self.0.key_data()
-    }
 }
 
 /// A QUIC client configuration that trusts `host` and offers `alpn`.

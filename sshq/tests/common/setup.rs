@@ -65,12 +65,22 @@ impl Setup {
     /// As [`Setup::quic_with`], in a lab the test prepared (e.g. with
     /// another host key named in `config`).
     pub fn quic_in(lab: Lab, config: &str, listeners: Listeners) -> Setup {
+        Setup {
+            transport: &QUIC,
+            ..Setup::sshqd_in(lab, config, listeners)
+        }
+    }
+
+    /// sshqd with `config` lines, ready once `listeners` are open; the
+    /// client is sshq with no transport chosen (each run says, or takes
+    /// sshq's default).
+    pub fn sshqd_in(lab: Lab, config: &str, listeners: Listeners) -> Setup {
         let server = lab.start_sshqd_on(config, listeners);
         Setup {
             server,
             lab,
             client: SSHQ,
-            transport: &QUIC,
+            transport: &[],
         }
     }
 

@@ -189,15 +189,36 @@ pub async fn refused_open_reports_the_reason<C: Connection, S: Connection>(clien
     match outcome {
         Err(TransportError::OpenRefused(failure)) => {
             assert_eq!(failure.reason, OpenFailureReason::ConnectFailed);
-            let message = match client.info().transport {
-                TransportKind::Quic => "nobody listens there",
-                // Documented gap: russh's API carries only the reason code
-                // of SSH_MSG_CHANNEL_OPEN_FAILURE, not its description,
-                // when it sends one and when it receives one (OpenSSH
-                // sends and prints it).
-                TransportKind::Tcp => "",
-            };
-            assert_eq!(failure.message, message);
+            assert_eq!(failure.message, "nobody listens there");
+        }
+        other => panic!("a refused open gave {other:?}, not OpenRefused"),
+    }
+    // The other way: the client refuses what the server opens, with a
+    // reason and text of its own.
+    let refusing = async {
+        let pending = next_channel(client).await;
+        pending.reject(OpenFailure {
+            reason: OpenFailureReason::AdministrativelyProhibited,
+            message: "no forwarding here".to_string(),
+        });
+    };
+    let opening = async {
+        match server.open_channel(forwarded(8080)).await {
+            Err(e) => Err(e),
+            Ok(channel) => channel.split().control.opened().await,
+        }
+    };
+    let (outcome, ()) = step("a refused open from the server", async {
+        tokio::join!(opening, refusing)
+    })
+    .await;
+    match outcome {
+        Err(TransportError::OpenRefused(failure)) => {
+            assert_eq!(
+                failure.reason,
+                OpenFailureReason::AdministrativelyProhibited
+            );
+            assert_eq!(failure.message, "no forwarding here");
         }
         other => panic!("a refused open gave {other:?}, not OpenRefused"),
     }
@@ -232,14 +253,10 @@ pub async fn requests_arrive_in_order_and_replies_find_their_request<
         let ok = step("env request", c.control.request(request.clone(), false)).await;
         assert!(ok.expect("send env"), "a request without reply is sent");
     }
-    // Documented difference: russh's server handler is not told whether
-    // the client wants a reply, so sshq-tcp's server side offers a reply
-    // handle for every env, shell, exec, subsystem and pty-req request.
-    let env_wants_reply = server.info().transport == TransportKind::Tcp;
     for expected in &sent {
         let got = next_request(&mut s.requests, "server gets env").await;
         assert_eq!(&got.request, expected, "requests arrive in order");
-        assert_eq!(got.reply.wants_reply(), env_wants_reply);
+        assert!(!got.reply.wants_reply(), "env was sent without want reply");
     }
 
     // Two requests wanting replies; over QUIC the server answers the later
@@ -452,6 +469,168 @@ pub async fn dropping_every_part_closes_the_channel<C: Connection, S: Connection
         c.control.closed(),
     )
     .await;
+}
+
+/// A request after our own EOF. Over sshq/1 our EOF is the stream's FIN,
+/// which nothing can follow (draft §8.8): the transport refuses the call at
+/// once with `RequestAfterEof`, whether or not it wants a reply. SSH over
+/// TCP allows requests after EOF (RFC 4254 §5.3): there they are sent, and
+/// answered.
+pub async fn requests_after_our_eof<C: Connection, S: Connection>(client: &C, server: &S) {
+    let (mut c, mut s) = open_pair(client, server, ChannelKind::Session).await;
+    send_eof(&mut c.data_out, "client EOF").await;
+    assert_eq!(read_to_end(&mut s.data_in, "server reads").await, b"");
+    let env = ChannelRequest::Env {
+        name: "LATE".to_string(),
+        value: "1".to_string(),
+    };
+    let asking = async {
+        let without_reply = c.control.request(env.clone(), false).await;
+        let with_reply = c
+            .control
+            .request(ChannelRequest::Subsystem("late".into()), true)
+            .await;
+        (without_reply, with_reply)
+    };
+    match client.info().transport {
+        TransportKind::Quic => {
+            let (without_reply, with_reply) = step("requests after EOF", asking).await;
+            assert!(
+                matches!(without_reply, Err(TransportError::RequestAfterEof)),
+                "{without_reply:?}"
+            );
+            assert!(
+                matches!(with_reply, Err(TransportError::RequestAfterEof)),
+                "{with_reply:?}"
+            );
+        }
+        TransportKind::Tcp => {
+            let answering = async {
+                let got = next_request(&mut s.requests, "env after EOF").await;
+                assert_eq!(got.request, env);
+                let got = next_request(&mut s.requests, "subsystem after EOF").await;
+                assert!(got.reply.wants_reply());
+                got.reply.send(true);
+            };
+            let ((without_reply, with_reply), ()) = step("requests after EOF", async {
+                tokio::join!(asking, answering)
+            })
+            .await;
+            assert!(without_reply.expect("env after EOF"));
+            assert!(with_reply.expect("subsystem after EOF"));
+        }
+    }
+    // The channel still works the other way, and ends as usual.
+    write_all(&mut s.data_out, b"still open", "server writes").await;
+    send_eof(&mut s.data_out, "server EOF").await;
+    assert_eq!(
+        read_to_end(&mut c.data_in, "client reads").await,
+        b"still open"
+    );
+    step("client closes", c.control.close()).await;
+    step("server closes", s.control.close()).await;
+    step("client sees the channel closed", c.control.closed()).await;
+}
+
+/// A request wanting a reply after the peer's EOF. Over sshq/1 the peer
+/// can no longer answer (draft §8.7): the transport refuses the call at
+/// once with `ReplyAfterPeerEof`; the same request without a reply is sent.
+/// Over TCP the peer can still answer after its EOF, and does.
+pub async fn want_reply_requests_after_the_peers_eof<C: Connection, S: Connection>(
+    client: &C,
+    server: &S,
+) {
+    let (mut c, mut s) = open_pair(client, server, ChannelKind::Session).await;
+    send_eof(&mut s.data_out, "server EOF").await;
+    assert_eq!(read_to_end(&mut c.data_in, "client reads").await, b"");
+    let size = sshq_core::channel::WindowSize {
+        cols: 80,
+        rows: 24,
+        pix_width: 0,
+        pix_height: 0,
+    };
+    let shell = ChannelRequest::Shell;
+    match client.info().transport {
+        TransportKind::Quic => {
+            let refused = step("shell after the peer's EOF", c.control.request(shell, true)).await;
+            assert!(
+                matches!(refused, Err(TransportError::ReplyAfterPeerEof)),
+                "{refused:?}"
+            );
+        }
+        TransportKind::Tcp => {
+            let answering = async {
+                let got = next_request(&mut s.requests, "shell after EOF").await;
+                assert_eq!(got.request, ChannelRequest::Shell);
+                got.reply.send(true);
+            };
+            let (answer, ()) = step("shell after the peer's EOF", async {
+                tokio::join!(c.control.request(shell, true), answering)
+            })
+            .await;
+            assert!(answer.expect("shell after the peer's EOF"));
+        }
+    }
+    let sent = step(
+        "window-change after the peer's EOF",
+        c.control.request(ChannelRequest::WindowChange(size), false),
+    )
+    .await;
+    assert!(sent.expect("a request without reply still goes"));
+    let got = next_request(&mut s.requests, "server gets window-change").await;
+    assert_eq!(got.request, ChannelRequest::WindowChange(size));
+    send_eof(&mut c.data_out, "client EOF").await;
+    step("client closes", c.control.close()).await;
+    step("server closes", s.control.close()).await;
+    step("server sees the channel closed", s.control.closed()).await;
+}
+
+/// The acceptor sees each request's want-reply flag as the sender set it,
+/// for every request type, and only a request that wants a reply gets one.
+pub async fn the_want_reply_flag_arrives_as_sent<C: Connection, S: Connection>(
+    client: &C,
+    server: &S,
+) {
+    let (c, mut s) = open_pair(client, server, ChannelKind::Session).await;
+    let size = sshq_core::channel::WindowSize {
+        cols: 100,
+        rows: 40,
+        pix_width: 0,
+        pix_height: 0,
+    };
+    let cases = [
+        (ChannelRequest::Exec(b"true".to_vec()), false),
+        (
+            ChannelRequest::Env {
+                name: "ASKED".to_string(),
+                value: "yes".to_string(),
+            },
+            true,
+        ),
+        // Without reply only: sshq-tcp's client sends window-change (like
+        // signal and exit-status) through russh calls that never ask for
+        // one, as OpenSSH's ssh does.
+        (ChannelRequest::WindowChange(size), false),
+        (ChannelRequest::Subsystem("sftp".into()), false),
+        (ChannelRequest::Shell, true),
+    ];
+    for (request, want_reply) in cases {
+        let answering = async {
+            let got = next_request(&mut s.requests, "the request").await;
+            assert_eq!(got.request, request);
+            assert_eq!(
+                got.reply.wants_reply(),
+                want_reply,
+                "{request:?} sent with want reply {want_reply}"
+            );
+            got.reply.send(true);
+        };
+        let (sent, ()) = step("a request", async {
+            tokio::join!(c.control.request(request.clone(), want_reply), answering)
+        })
+        .await;
+        assert!(sent.expect("the request"), "{request:?}");
+    }
 }
 
 /// Object-safe view of a channel control, to pick the closing end at run time.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sshq_core::channel::{ChannelKind, ChannelRequest, OpenFailure, OpenFailureReason};
 
-use super::{ChannelClosed, ChannelEnd, ChannelEvent, ChannelMachine};
+use super::{ChannelEnd, ChannelEvent, ChannelMachine, RequestRefused};
 use crate::proto::control::tests::noise;
 use crate::proto::fuzzing::{drive_channel, ChannelPair};
 use crate::proto::{ProtocolError, RequestId, StreamKind, Transmit};
@@ -198,7 +198,10 @@ fn refusal_fails_the_pipelined_requests() {
     assert_eq!(ended(&p.acceptor_events), Some(&ChannelEnd::Refused));
     // The pipelined request never reached the application.
     assert!(request_ids(&p.acceptor_events).is_empty());
-    assert_eq!(p.opener.send_request(exec(), true), Err(ChannelClosed));
+    assert_eq!(
+        p.opener.send_request(exec(), true),
+        Err(RequestRefused::Closed)
+    );
 }
 
 #[test]
@@ -366,7 +369,7 @@ fn eof_acceptor_first_then_opener() {
     assert_eq!(
         p.acceptor
             .send_request(ChannelRequest::ExitStatus(0), false),
-        Err(ChannelClosed)
+        Err(RequestRefused::AfterOurEof)
     );
     p.opener.finish();
     p.run();
@@ -527,5 +530,102 @@ fn a_stop_before_the_answer_leaves_the_refusal_its_say() {
     assert_eq!(
         p.opener.poll_event(),
         Some(ChannelEvent::Closed(ChannelEnd::PeerAborted))
+    );
+}
+
+#[test]
+fn no_want_reply_request_after_the_peers_fin() {
+    let mut p = open_pair();
+    p.acceptor.finish();
+    p.run();
+    assert_eq!(p.opener_events, vec![ChannelEvent::Eof]);
+    // draft §8.7: the peer can no longer answer, so the call is refused
+    // before anything is sent; a request without reply still goes.
+    assert_eq!(
+        p.opener.send_request(exec(), true),
+        Err(RequestRefused::ReplyAfterPeerEof)
+    );
+    assert_eq!(
+        p.opener
+            .send_request(ChannelRequest::WindowChange(Default::default()), false),
+        Ok(None)
+    );
+    p.run();
+    assert_eq!(request_ids(&p.acceptor_events).len(), 1);
+}
+
+#[test]
+fn no_request_once_our_fin_waits_for_answers() {
+    let mut p = open_pair();
+    p.opener.send_request(exec(), true).expect("sent");
+    p.run();
+    let ids = request_ids(&p.acceptor_events);
+    // Our EOF is asked for while the answer is owed: the FIN waits, and
+    // nothing may be sent behind it any more.
+    p.acceptor.finish();
+    assert_eq!(
+        p.acceptor
+            .send_request(ChannelRequest::ExitStatus(0), false),
+        Err(RequestRefused::AfterOurEof)
+    );
+    p.acceptor.answer(p.now, ids[0], true);
+    p.run();
+    assert_eq!(
+        p.opener_events
+            .iter()
+            .filter(|e| matches!(e, ChannelEvent::Reply { .. } | ChannelEvent::Eof))
+            .count(),
+        2,
+        "the answer, then EOF: {:?}",
+        p.opener_events
+    );
+}
+
+#[test]
+fn a_want_reply_request_after_our_fin_is_ignored() {
+    let mut p = open_pair();
+    p.acceptor.finish();
+    p.run();
+    p.acceptor_events.clear();
+    // A peer breaking §8.7: its want-reply request after our FIN can get no
+    // answer, so it neither reaches the application nor holds a queue slot.
+    for _ in 0..2 * sshq_core::replies::REQUEST_QUEUE {
+        p.acceptor.handle_frame(
+            p.now,
+            Frame::ChannelRequest {
+                request: exec(),
+                want_reply: true,
+            },
+        );
+    }
+    let events: Vec<_> = std::iter::from_fn(|| p.acceptor.poll_event()).collect();
+    assert!(request_ids(&events).is_empty(), "{events:?}");
+    assert!(p.acceptor.wants_input(), "the stream is still read");
+}
+
+#[test]
+fn an_open_reset_before_the_decision_starts_nothing() {
+    let mut p = pair();
+    p.opener.send_request(exec(), true).expect("sent");
+    p.run();
+    assert_eq!(
+        p.acceptor_events,
+        vec![ChannelEvent::OpenRequested(ChannelKind::Session)]
+    );
+    p.acceptor_events.clear();
+    // draft §8.4: the opener reset the stream before our answer; the
+    // driver tells the machine before it carries out the decision.
+    p.acceptor.handle_peer_abort();
+    p.acceptor.accept(p.now);
+    let events: Vec<_> = std::iter::from_fn(|| p.acceptor.poll_event()).collect();
+    assert!(
+        request_ids(&events).is_empty(),
+        "the exec is not handed out"
+    );
+    assert_eq!(ended(&events), Some(&ChannelEnd::PeerAborted));
+    assert!(
+        !std::iter::from_fn(|| p.acceptor.poll_transmit())
+            .any(|t| t == Transmit::Frame(Frame::OpenConfirmation)),
+        "no confirmation for a channel already gone"
     );
 }

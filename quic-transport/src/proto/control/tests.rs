@@ -567,7 +567,7 @@ fn the_fuzzing_entry_point_survives_noise() {
 }
 
 #[test]
-fn a_reset_control_stream_ends_the_login_but_not_a_session() {
+fn a_reset_control_stream_before_login_ends_the_login() {
     let mut p = pair(6);
     p.server.handle_peer_reset();
     p.run();
@@ -575,9 +575,95 @@ fn a_reset_control_stream_ends_the_login_but_not_a_session() {
     assert_eq!(code, ErrorCode::ProtocolError);
     assert_eq!(error, ProtocolError::ControlEndedBeforeAuth);
 
-    // After login, the connection's own close says why; the machine waits.
-    let mut p = logged_in();
-    p.server.handle_peer_reset();
+    // The sshq client, still authenticating, closes with BY_APPLICATION.
+    let mut p = pair(6);
+    p.client.send_userauth(request("alice"));
     p.run();
-    assert!(closed(&p.server_events).is_none());
+    p.client.handle_peer_stop();
+    p.run();
+    assert_eq!(
+        closed(&p.client_events).map(|c| c.code),
+        Some(ErrorCode::ByApplication)
+    );
+}
+
+/// draft §7.8 (Appendix A item 4): the control stream lives as long as the
+/// connection; its reset or STOP_SENDING after login closes the connection
+/// with PROTOCOL_ERROR, whichever side sees it.
+#[test]
+fn a_reset_or_stopped_control_stream_after_login_is_a_protocol_error() {
+    type Abort = fn(&mut Control);
+    let cases: [(&str, Abort, ProtocolError); 2] = [
+        (
+            "RESET_STREAM",
+            Control::handle_peer_reset,
+            ProtocolError::ControlStreamReset,
+        ),
+        (
+            "STOP_SENDING",
+            Control::handle_peer_stop,
+            ProtocolError::ControlStreamStopped,
+        ),
+    ];
+    for (what, abort, expected) in cases {
+        let mut p = logged_in();
+        abort(&mut p.server);
+        p.run();
+        assert_eq!(
+            closed_with(&p.server_events),
+            (ErrorCode::ProtocolError, expected.clone()),
+            "server, {what}"
+        );
+        assert!(p.server.is_closed());
+        assert!(!p.server.wants_input(), "server, {what}: still reading");
+
+        let mut p = logged_in();
+        abort(&mut p.client);
+        p.run();
+        assert_eq!(
+            closed_with(&p.client_events),
+            (ErrorCode::ProtocolError, expected),
+            "client, {what}"
+        );
+        assert_eq!(
+            p.client.send_global_request(forward(0), true),
+            Err(SendError::Closed),
+            "client, {what}: requests after the close"
+        );
+    }
+}
+
+#[test]
+fn stop_sending_after_our_own_fin_is_no_error() {
+    let mut p = logged_in();
+    p.client.finish();
+    p.run();
+    p.client.handle_peer_stop();
+    p.run();
+    assert!(closed(&p.client_events).is_none());
+    // The server saw the FIN and ends the session with NO_ERROR.
+    assert_eq!(
+        closed(&p.server_events).map(|c| c.code),
+        Some(ErrorCode::NoError)
+    );
+}
+
+#[test]
+fn an_abort_after_the_close_changes_nothing() {
+    let mut p = logged_in();
+    p.to_server.finished = true;
+    p.run();
+    p.server.handle_peer_reset();
+    p.server.handle_peer_stop();
+    p.run();
+    let closes = p
+        .server_events
+        .iter()
+        .filter(|e| matches!(e, ControlEvent::Closed(_)))
+        .count();
+    assert_eq!(closes, 1);
+    assert_eq!(
+        closed(&p.server_events).map(|c| c.code),
+        Some(ErrorCode::NoError)
+    );
 }

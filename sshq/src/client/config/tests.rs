@@ -404,3 +404,18 @@ fn clear_all_forwardings() {
     assert_eq!(o.clear_all_forwardings, Some(true));
     assert!(err("ClearAllForwardings maybe\n").contains("maybe"));
 }
+
+#[test]
+fn text_from_memory_reads_as_the_file_does() {
+    let good = "Host other\n  Port 1\nHost h\n  Port 2222\n  User bob\n";
+    let mut from_memory = ClientOptions::default();
+    from_memory.apply_str("F", good, "h").unwrap();
+    assert_eq!(from_memory, parse(good, "h").unwrap());
+    assert_eq!(from_memory.port, Some(2222));
+    let bad = "Port 22\nPort x\nFrobnicate 1\n";
+    let mut o = ClientOptions::default();
+    assert_eq!(
+        o.apply_str("F", bad, "h").unwrap_err().to_string(),
+        err(bad)
+    );
+}

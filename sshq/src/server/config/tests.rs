@@ -317,3 +317,25 @@ fn client_alive_and_syslog_facility() {
     assert!(err("ClientAliveInterval x\n").ends_with("invalid time value."));
     assert!(err("SyslogFacility KERN\n").ends_with("unsupported log facility 'KERN'"));
 }
+
+#[test]
+fn text_from_memory_reads_as_the_file_does() {
+    let good = "Port 2222\nListenAddress [::1]:2200\nPermitRootLogin no\n";
+    let opts = ["PasswordAuthentication yes".to_string()];
+    let from_memory = ServerConfig::parse_str("F", good, &opts).unwrap();
+    let from_file = load_with(good, &["PasswordAuthentication yes"], &[], &[]).unwrap();
+    assert_eq!(from_memory, from_file);
+    assert_eq!(from_memory.ports, [2222]);
+    assert!(from_memory.password_authentication);
+    let bad = "Port 22\nPort x\nFrobnicate 1\n";
+    let from_memory = ServerConfig::parse_str("F", bad, &[])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(from_memory, err(bad));
+    // Host names are left for `load` to resolve.
+    let named = ServerConfig::parse_str("F", "ListenAddress no-such-host.invalid\n", &[]);
+    assert_eq!(
+        named.unwrap().listen_addresses[0].host,
+        "no-such-host.invalid"
+    );
+}

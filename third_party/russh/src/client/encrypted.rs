@@ -576,9 +576,13 @@ impl Session {
                 }
 
                 if let Some(sender) = self.channels.remove(&channel_num) {
-                    let _ = sender
-                        .send(ChannelMsg::OpenFailure(reason_code.clone()))
-                        .await;
+                    // sshq change 6: the opener gets the server's code and
+                    // description as sent, not the code alone.
+                    let described = ChannelOpenFailure::Other {
+                        code: reason_code.code(),
+                        reason: descr.clone(),
+                    };
+                    let _ = sender.send(ChannelMsg::OpenFailure(described)).await;
                 }
 
                 let _ = self.sender.send(Reply::ChannelOpenFailure);

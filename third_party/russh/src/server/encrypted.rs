@@ -1954,8 +1954,14 @@ impl Session {
                 }
 
                 if let Some(channel_sender) = self.channels.remove(&channel_num) {
+                    // sshq change 6: the opener gets the client's code and
+                    // description as sent, not the code alone.
+                    let described = ChannelOpenFailure::Other {
+                        code: reason.code(),
+                        reason: description,
+                    };
                     channel_sender
-                        .send(ChannelMsg::OpenFailure(reason))
+                        .send(ChannelMsg::OpenFailure(described))
                         .await
                         .map_err(|_| crate::Error::SendError)?;
                 }

@@ -668,7 +668,7 @@ impl Session {
         let mut is_reading = None;
 
         // Packets that have arrived are read before more output is queued
-        // (sshq change 7): each pass of this loop waits until its output is
+        // (sshq change 8): each pass of this loop waits until its output is
         // written, so with output always ready (a bulk channel) and one
         // packet read per pass, input arriving faster than the socket
         // drains piled up unread (a shell's keystrokes behind a forward).
@@ -1075,6 +1075,18 @@ impl Session {
             self.common.wants_reply = false;
             push_packet!(enc.write, enc.write.push(msg::REQUEST_FAILURE))
         }
+    }
+
+    /// Whether the client asked for a reply to the channel request being
+    /// handled on `channel` (its `want reply` field). Until
+    /// [`Session::channel_success`] or [`Session::channel_failure`] answers
+    /// it; false for a channel that is not open. (sshq change 5.)
+    pub fn channel_wants_reply(&self, channel: ChannelId) -> bool {
+        self.common
+            .encrypted
+            .as_ref()
+            .and_then(|enc| enc.channels.get(&channel))
+            .is_some_and(|channel| channel.wants_reply)
     }
 
     /// Send a "success" reply to a channel request. Always call this
