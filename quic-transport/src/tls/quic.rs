@@ -26,8 +26,13 @@ pub const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// The connection-level receive window of [`transport_config`].
 pub const RECEIVE_WINDOW: u32 = 64 * MIB;
 
-/// The concurrent bidirectional streams of [`transport_config`].
-pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 256;
+/// The concurrent bidirectional streams of [`transport_config`]: sshqd's
+/// 256 channels per connection (draft §12.7), the control stream, and one
+/// more, so that an open beyond the cap is answered (OPEN_FAILURE, reason
+/// 4, as over TCP) instead of waiting for stream credit that never comes.
+/// Not more: quinn keeps state for every stream allowed, a cost per idle
+/// connection (interop/results/bench-idle).
+pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 258;
 
 /// Wraps a server TLS configuration (from [`super::server_tls`]) for quinn,
 /// with [`transport_config`] under the pre-authentication limits
