@@ -74,6 +74,9 @@ enum Out {
     Finish,
     /// Abandon the channel.
     Reset(ErrorCode),
+    /// A pty was requested on the channel: its stream goes first from now
+    /// on ([`INTERACTIVE_PRIORITY`]).
+    Interactive,
 }
 
 /// What the channel's handles ask of its driver.
@@ -125,17 +128,23 @@ pub struct QuicChannel {
 ///
 /// Sessions (terminals, commands) go before forwarded connections and
 /// agent requests, as OpenSSH marks interactive traffic `lowdelay` and the
-/// rest `throughput`: when the congestion window opens, a keystroke's echo
-/// takes the next packet instead of waiting for its round-robin turn behind
-/// a bulk forward. That turn is short (one packet), so `interop/run hol`
-/// measured no difference above its noise; what an echo still waits for
-/// beside bulk is the congestion window itself (draft-notes, Appendix C).
+/// rest `throughput`; a session with a pty (a terminal) goes before every
+/// other stream ([`INTERACTIVE_PRIORITY`], set when the pty is requested,
+/// on both ends), so a `scp` or `rsync` session does not share a terminal's
+/// rank. When the congestion window opens, a keystroke's echo takes the next
+/// packet instead of waiting for its round-robin turn behind bulk data,
+/// however much of it quinn holds unsent; what an echo still waits for
+/// beside bulk is the congestion window and the path's queue (draft-notes,
+/// Appendix C).
 fn send_priority(kind: &ChannelKind) -> i32 {
     match kind {
         ChannelKind::Session => 1,
         _ => 0,
     }
 }
+
+/// The priority of a channel that carries a terminal (a pty was requested).
+const INTERACTIVE_PRIORITY: i32 = 2;
 
 /// Gives `send` the priority of its channel's kind.
 fn prioritized(kind: &ChannelKind, send: quinn::SendStream) -> quinn::SendStream {
@@ -387,7 +396,7 @@ async fn write_loop(
             let len = match &item {
                 Out::Frame(frame) => frame.len(),
                 Out::Data(header, payload) => header.len().saturating_add(payload.len()),
-                Out::Finish | Out::Reset(_) => 0,
+                Out::Finish | Out::Reset(_) | Out::Interactive => 0,
             };
             credit.take(len).await;
         }
@@ -404,6 +413,11 @@ async fn write_loop(
             Out::Reset(code) => {
                 let _ = send.reset(code.code().into());
                 return;
+            }
+            Out::Interactive => {
+                // Fails only on a stream already closed.
+                let _ = send.set_priority(INTERACTIVE_PRIORITY);
+                continue;
             }
         };
         if result.is_err() {
@@ -554,6 +568,10 @@ impl Driver {
                     request,
                     want_reply,
                 } => {
+                    if matches!(request, ChannelRequest::Pty(_)) {
+                        // The terminal's output goes first (see send_priority).
+                        let _ = core.out.send(Out::Interactive).await;
+                    }
                     let reply = match (want_reply, core.answers.upgrade()) {
                         (false, _) => ReplyHandle::none(),
                         // A strong sender (see [`Command`]), held until the
@@ -608,19 +626,25 @@ impl Core {
                 request,
                 want_reply,
                 reply,
-            } => match self.machine.send_request(request, want_reply) {
-                Ok(Some(id)) => {
-                    self.waiting.insert(id, reply);
+            } => {
+                if matches!(request, ChannelRequest::Pty(_)) {
+                    // Our keystrokes go first (see send_priority).
+                    let _ = self.out.send(Out::Interactive).await;
                 }
-                Ok(None) => {
-                    // Queued for the writer before the caller goes on.
-                    self.flush().await;
-                    let _ = reply.send(Ok(true));
+                match self.machine.send_request(request, want_reply) {
+                    Ok(Some(id)) => {
+                        self.waiting.insert(id, reply);
+                    }
+                    Ok(None) => {
+                        // Queued for the writer before the caller goes on.
+                        self.flush().await;
+                        let _ = reply.send(Ok(true));
+                    }
+                    Err(refused) => {
+                        let _ = reply.send(Err(self.refusal(refused)));
+                    }
                 }
-                Err(refused) => {
-                    let _ = reply.send(Err(self.refusal(refused)));
-                }
-            },
+            }
             Command::Answer { id, success } => self.machine.answer(now(), id, success),
             Command::Finish => self.machine.finish(),
             Command::Abandon => self.machine.abandon(),

@@ -193,6 +193,7 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
             pacing: pacing(),
             _part: part.clone(),
         };
+        let grant = write_half.window_grant();
         let write = Arc::new(Mutex::new(write_half));
         tokio::spawn(demultiplex(
             read_half,
@@ -211,11 +212,7 @@ impl<S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel fo
                 confirmed: self.confirmed.clone(),
             },
         ));
-        tokio::spawn(grant_consumed(
-            write.clone(),
-            consumed.clone(),
-            closed_rx.clone(),
-        ));
+        tokio::spawn(grant_consumed(grant, consumed.clone(), closed_rx.clone()));
         ChannelParts {
             data_in: ChannelReader {
                 inner: ConsumingReader::new(data_rx, consumed.clone()),

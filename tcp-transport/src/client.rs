@@ -16,7 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::ending::{EndingSender, EndingWatch};
-use crate::pacing::{Paced, Pacer, SEND_BUDGET};
+use crate::paced::Paced;
+use crate::pacing::{Pacer, SEND_BUDGET};
 
 use crate::channel::{Side, TcpChannel};
 

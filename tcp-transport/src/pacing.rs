@@ -19,10 +19,11 @@
 //!   exactly as fast as the socket takes data: channel data is pulled into
 //!   the SSH layer only when the socket can take it.
 //!
-//! All of this applies only while an interactive channel (one with a pty)
-//! is open on the connection: with no keystroke to protect, bulk data is
-//! never held (a transfer alone runs at the socket's speed; holding it cost
-//! loopback uploads four fifths of their throughput).
+//! The small budgets apply only while an interactive channel (one with a
+//! pty) is open on the connection: with no keystroke to protect, bulk data
+//! is held only at [`BULK_ONLY_BUDGET`], however often the socket pushes
+//! back (a transfer alone runs at the socket's speed; holding it at the
+//! small budget cost loopback uploads four fifths of their throughput).
 //!
 //! Interactive channels are never held: their data goes
 //! straight to russh, behind at most the budget and the low-water mark.
@@ -32,7 +33,8 @@
 //!
 //! The third place, russh's session loop, reads the socket only between
 //! writes; third_party/russh change 8 makes it read what has arrived
-//! before it queues more output.
+//! before it queues more output, and `paced.rs` makes its writes return at
+//! once (a writer task drains them), so a write never keeps it from reading.
 
 use std::future::Future;
 use std::io;
@@ -42,7 +44,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 /// Bulk channel bytes russh may hold that the socket has not taken yet
@@ -59,6 +60,14 @@ pub const SEND_BUDGET: usize = 32 * 1024;
 /// a deeper pipeline keeps loopback bulk transfers fast when the channel
 /// writer and russh's session task take turns on a busy machine.
 pub const OPEN_BUDGET: usize = 512 * 1024;
+
+/// The budget while no interactive channel is open: no keystroke to
+/// protect, so it need not shrink when the socket pushes back, but it
+/// still bounds what waits in russh and in the queue in front of the
+/// socket (`paced.rs`): a shell opened next would otherwise find the bulk
+/// channels' whole windows queued ahead of it. The open budget: enough to
+/// keep a loopback transfer's pipeline full.
+pub const BULK_ONLY_BUDGET: usize = OPEN_BUDGET;
 
 /// How long a write that had to wait for the kernel keeps the budget at
 /// [`SEND_BUDGET`]. Long: on a slow or lossy link the socket pushes back
@@ -162,8 +171,11 @@ impl Pacer {
     }
 
     fn has_room(&self) -> bool {
-        self.state.interactive_open.load(Ordering::Acquire) == 0
-            || self.state.queued.load(Ordering::Acquire) < self.budget()
+        let budget = match self.state.interactive_open.load(Ordering::Acquire) {
+            0 => BULK_ONLY_BUDGET,
+            _ => self.budget(),
+        };
+        self.state.queued.load(Ordering::Acquire) < budget
     }
 
     fn interactive_opened(&self) {
@@ -209,10 +221,19 @@ impl Pacer {
         self.state.queued.fetch_add(bytes, Ordering::AcqRel);
     }
 
-    /// Counts bytes russh wrote to the socket. They include packet
+    /// Notes whether a socket write is waiting for the kernel to take data
+    /// (a wait is a pushback).
+    pub(crate) fn write_waiting(&self, waiting: bool) {
+        self.state.write_blocked.store(waiting, Ordering::Release);
+        if waiting {
+            self.pushed_back();
+        }
+    }
+
+    /// Counts bytes written to the socket. They include packet
     /// overhead and other channels' data, so the count of bulk bytes may
     /// fall slightly faster than the truth: a few percent of the budget.
-    fn written(&self, bytes: usize) {
+    pub(crate) fn written(&self, bytes: usize) {
         let _ = self
             .state
             .queued
@@ -352,86 +373,6 @@ impl Drop for InteractiveFlag {
     }
 }
 
-/// The socket under russh, counting what it writes for the [`Pacer`].
-pub(crate) struct Paced<S> {
-    inner: S,
-    pacer: Pacer,
-}
-
-impl<S> Paced<S> {
-    pub(crate) fn new(inner: S, pacer: Pacer) -> Paced<S> {
-        Paced { inner, pacer }
-    }
-
-    fn count(&self, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
-        match &result {
-            Poll::Ready(Ok(bytes)) => {
-                self.pacer
-                    .state
-                    .write_blocked
-                    .store(false, Ordering::Release);
-                self.pacer.written(*bytes);
-            }
-            Poll::Ready(Err(_)) => {
-                self.pacer
-                    .state
-                    .write_blocked
-                    .store(false, Ordering::Release);
-            }
-            Poll::Pending => {
-                self.pacer
-                    .state
-                    .write_blocked
-                    .store(true, Ordering::Release);
-                self.pacer.pushed_back();
-            }
-        }
-        result
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Paced<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Paced<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.count(result)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.count(result)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,18 +461,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn without_an_interactive_channel_bulk_is_never_held() {
+    async fn without_an_interactive_channel_bulk_is_held_only_at_the_open_budget() {
         let pacer = Pacer::new(100);
         pacer.pushed_back();
-        pacer.handed_over(10 * OPEN_BUDGET);
-        assert!(pacer.has_room(), "no keystroke to protect: no holding");
+        pacer.handed_over(OPEN_BUDGET / 2);
+        assert!(pacer.has_room(), "no keystroke to protect: the open budget");
         let shell = open_shell(&pacer);
         assert!(!pacer.has_room(), "a shell opened: the budget applies");
         let writer_clone = shell.clone();
         drop(shell);
         assert!(!pacer.has_room(), "still open while any part holds it");
         drop(writer_clone);
-        assert!(pacer.has_room(), "the shell is gone: no holding again");
+        assert!(pacer.has_room(), "the shell is gone: the open budget again");
+        pacer.handed_over(OPEN_BUDGET);
+        assert!(!pacer.has_room(), "never beyond the open budget");
     }
 
     fn futures_noop_waker() -> std::task::Waker {

@@ -29,7 +29,8 @@ use crate::auth_tries::{is_security_key, AuthFailures};
 use crate::channel::{core_modes, signal_name_of, Side, TcpChannel, CONNECTION_HANDOVER_LIMIT};
 use crate::ending::EndingWatch;
 pub use crate::kex::KexList;
-use crate::pacing::{Interactive, Paced, Pacer, SEND_BUDGET};
+use crate::paced::Paced;
+use crate::pacing::{Interactive, Pacer, SEND_BUDGET};
 
 /// A server-side channel over TCP.
 pub type ServerChannel = TcpChannel<Msg>;

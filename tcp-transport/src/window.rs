@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use russh::{ChannelMsg, ChannelWriteHalf};
+use russh::{ChannelMsg, WindowGrant};
 use sshq_core::pipe::PipeReader;
 use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
-use tokio::sync::{watch, Mutex, Notify};
+use tokio::sync::{watch, Notify};
 
 /// Consumed bytes are granted back once this many have gathered: an
 /// eighth of the window, so the peer always has most of it and a bulk
@@ -54,9 +54,11 @@ impl Consumed {
 }
 
 /// Grants the peer what the application consumed on a channel, until the
-/// channel closes.
+/// channel closes. The grants go ahead of any channel data queued in the
+/// session (russh's priority queue): behind data that waits for the peer's
+/// window they could stall both directions of a full-duplex channel.
 pub(crate) async fn grant_consumed<S>(
-    write: Arc<Mutex<ChannelWriteHalf<S>>>,
+    grant: WindowGrant<S>,
     consumed: Arc<Consumed>,
     mut closed: watch::Receiver<bool>,
 ) where
@@ -72,7 +74,7 @@ pub(crate) async fn grant_consumed<S>(
             // russh caps the grant at the configured window.
             let step = u32::try_from(bytes).unwrap_or(u32::MAX);
             bytes -= u64::from(step);
-            if write.lock().await.consumed(step).await.is_err() {
+            if grant.consumed(step).is_err() {
                 return; // the session is gone
             }
         }

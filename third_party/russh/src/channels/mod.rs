@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc::{Receiver, Sender};
+use tokio::sync::mpsc::{Receiver, Sender, UnboundedSender};
 use tokio::sync::{Mutex, Notify};
 
 use crate::{ChannelId, ChannelOpenFailure, Error, Pty, Sig};
@@ -185,8 +185,30 @@ impl ChannelReadHalf {
 pub struct ChannelWriteHalf<Send: From<(ChannelId, ChannelMsg)>> {
     pub(crate) id: ChannelId,
     pub(crate) sender: Sender<Send>,
+    /// The session's unbounded priority queue, for window grants (sshq
+    /// change 7): a grant must never wait behind channel data that is
+    /// itself waiting for the peer's window, or both ends can stall.
+    pub(crate) grants: UnboundedSender<Send>,
     pub(crate) max_packet_size: u32,
     pub(crate) window_size: WindowSizeRef,
+}
+
+/// Reports consumed data of one channel to its session, which grants it
+/// back to the peer as window (sshq change 7). Grants go through the
+/// session's priority queue, ahead of queued channel data, and never block.
+pub struct WindowGrant<S: From<(ChannelId, ChannelMsg)>> {
+    id: ChannelId,
+    grants: UnboundedSender<S>,
+}
+
+impl<S: From<(ChannelId, ChannelMsg)>> WindowGrant<S> {
+    /// The application has consumed `bytes` of the peer's data. Fails only
+    /// when the session is gone.
+    pub fn consumed(&self, bytes: u32) -> Result<(), Error> {
+        self.grants
+            .send((self.id, ChannelMsg::Consumed { bytes }).into())
+            .map_err(|_| Error::SendError)
+    }
 }
 
 impl<S: From<(ChannelId, ChannelMsg)>> std::fmt::Debug for ChannelWriteHalf<S> {
@@ -424,10 +446,13 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> ChannelWriteHalf<
         self.send_msg(ChannelMsg::Close).await
     }
 
-    /// Tells the session that the application has consumed `bytes` of the
-    /// peer's data on this channel (see [`ChannelMsg::Consumed`]).
-    pub async fn consumed(&self, bytes: u32) -> Result<(), Error> {
-        self.send_msg(ChannelMsg::Consumed { bytes }).await
+    /// A handle that tells the session the application has consumed
+    /// data on this channel (see [`ChannelMsg::Consumed`]).
+    pub fn window_grant(&self) -> WindowGrant<S> {
+        WindowGrant {
+            id: self.id,
+            grants: self.grants.clone(),
+        }
     }
 
     async fn send_msg(&self, msg: ChannelMsg) -> Result<(), Error> {
@@ -477,6 +502,7 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel<S> {
     pub(crate) fn new(
         id: ChannelId,
         sender: Sender<S>,
+        grants: UnboundedSender<S>,
         max_packet_size: u32,
         window_size: u32,
         channel_buffer_size: usize,
@@ -487,6 +513,7 @@ impl<S: From<(ChannelId, ChannelMsg)> + Send + Sync + 'static> Channel<S> {
         let write_half = ChannelWriteHalf {
             id,
             sender,
+            grants,
             max_packet_size,
             window_size: window_size.clone(),
         };
@@ -726,10 +753,12 @@ mod tests {
         mpsc::Receiver<(ChannelId, ChannelMsg)>,
     ) {
         let (sender, receiver) = mpsc::channel(8);
+        let (grants, _) = mpsc::unbounded_channel();
         (
             ChannelWriteHalf {
                 id: ChannelId(7),
                 sender,
+                grants,
                 max_packet_size,
                 window_size,
             },

@@ -866,6 +866,7 @@ impl Session {
                 let (channel, channel_ref) = Channel::new(
                     id,
                     self.inbound_channel_sender.clone(),
+                    self.priority_sender.clone(),
                     channel_params.recipient_maximum_packet_size,
                     channel_params.recipient_window_size,
                     self.common.config.channel_buffer_size,

@@ -315,6 +315,8 @@ pub enum DisconnectReason<E: From<crate::Error> + Send> {
 /// the request/response cycle.
 pub struct Handle<H: Handler> {
     sender: Sender<Msg>,
+    /// The session's priority queue, for window grants (sshq change 7).
+    grants: UnboundedSender<Msg>,
     receiver: UnboundedReceiver<Reply>,
     join: russh_util::runtime::JoinHandle<Result<(), H::Error>>,
     channel_buffer_size: usize,
@@ -756,6 +758,7 @@ impl<H: Handler> Handle<H> {
                         write_half: ChannelWriteHalf {
                             id,
                             sender: self.sender.clone(),
+                            grants: self.grants.clone(),
                             max_packet_size,
                             window_size: window_size_ref,
                         },
@@ -1257,6 +1260,7 @@ where
         session_sender,
     );
     session.begin_rekey()?;
+    let grants = session.priority_sender.clone();
     let (kex_done_signal, kex_done_signal_rx) = oneshot::channel();
     let join = russh_util::runtime::spawn(session.run(stream, handler, Some(kex_done_signal)));
 
@@ -1273,6 +1277,7 @@ where
 
     Ok(Handle {
         sender: handle_sender,
+        grants,
         receiver: handle_receiver,
         join,
         channel_buffer_size,

@@ -2078,6 +2078,7 @@ impl Session {
         let (channel, channel_ref) = Channel::new(
             sender_channel,
             self.sender.sender.clone(),
+            self.sender.priority_sender.clone(),
             channel_params.recipient_maximum_packet_size,
             channel_params.recipient_window_size,
             self.common.config.channel_buffer_size,

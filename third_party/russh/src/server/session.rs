@@ -411,6 +411,7 @@ impl Handle {
                         write_half: ChannelWriteHalf {
                             id,
                             sender: self.sender.clone(),
+                            grants: self.priority_sender.clone(),
                             max_packet_size,
                             window_size: window_size_ref,
                         },
