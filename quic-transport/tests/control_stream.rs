@@ -194,6 +194,20 @@ async fn the_client_closes_when_the_server_aborts_its_control_stream_after_login
     }
 }
 
+/// A client session that offers a key the server refuses, then the user's.
+async fn stranger_then_user(f: &Fixture, conn: quinn::Connection) -> QuicConnection {
+    let auth = ClientAuth {
+        user: USER.to_string(),
+        keys: vec![
+            f.stranger.clone() as Arc<dyn UserKey>,
+            f.user_key.clone() as Arc<dyn UserKey>,
+        ],
+    };
+    sshq_quic::client_session(conn, auth)
+        .await
+        .expect("client session")
+}
+
 /// More channel data than the server's whole pre-authentication window
 /// (64 KiB), pipelined before login, with a first key the server refuses:
 /// the client still sends its second key's request, logs in before
@@ -205,16 +219,7 @@ async fn pipelined_data_leaves_room_for_the_next_userauth_request() {
     let grace = Duration::from_secs(10);
     let f = Fixture::new(6, Some(grace));
     let (endpoint, conn) = f.quic().await;
-    let auth = ClientAuth {
-        user: USER.to_string(),
-        keys: vec![
-            f.stranger.clone() as Arc<dyn UserKey>,
-            f.user_key.clone() as Arc<dyn UserKey>,
-        ],
-    };
-    let session = sshq_quic::client_session(conn, auth)
-        .await
-        .expect("client session");
+    let session = stranger_then_user(&f, conn).await;
     let channel = step("open", session.open_channel(ChannelKind::Session))
         .await
         .expect("open a session channel before login");
@@ -256,16 +261,7 @@ async fn pipelined_data_leaves_room_for_the_next_userauth_request() {
 async fn a_global_request_before_login_waits_for_it() {
     let f = Fixture::new(6, None);
     let (_endpoint, conn) = f.quic().await;
-    let auth = ClientAuth {
-        user: USER.to_string(),
-        keys: vec![
-            f.stranger.clone() as Arc<dyn UserKey>,
-            f.user_key.clone() as Arc<dyn UserKey>,
-        ],
-    };
-    let session = sshq_quic::client_session(conn, auth)
-        .await
-        .expect("client session");
+    let session = stranger_then_user(&f, conn).await;
     let request = sshq_core::channel::GlobalRequest::Unknown {
         name: "keepalive@openssh.com".to_string(),
     };

@@ -16,62 +16,21 @@
 //! accepted the same way and must leave its marker: the harness does run
 //! what it is handed.
 
+#[allow(dead_code)]
+mod lab;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use sshq_core::auth::{AuthPolicy, BoxFuture, FileKey, ServerKeyVerifier, UserKey};
+use sshq_core::auth::{FileKey, UserKey};
 use sshq_core::channel::{ChannelKind, ChannelRequest};
-use sshq_core::ssh_key::{PrivateKey, PublicKey};
 use sshq_core::transport::{Channel, Connection, Incoming, PendingChannel, RequestStream};
 use sshq_quic::wire::{self, Frame};
 use sshq_quic::{endpoint, kx, tls, ClientAuth, QuicChannel, QuicConnection, ServerAuth};
 
-const USER: &str = "tester";
-const STEP: Duration = Duration::from_secs(20);
-
-async fn step<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
-    match tokio::time::timeout(STEP, work).await {
-        Ok(done) => done,
-        Err(_) => panic!("{what}: no progress within {STEP:?}"),
-    }
-}
-
-struct OneKey(PublicKey);
-
-impl AuthPolicy for OneKey {
-    fn publickey_allowed<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool> {
-        let allowed = user == USER && key.key_data() == self.0.key_data();
-        Box::pin(async move { allowed })
-    }
-
-    fn max_auth_tries(&self) -> u32 {
-        6
-    }
-}
-
-struct OneHostKey(PublicKey);
-
-impl ServerKeyVerifier for OneHostKey {
-    fn verify(&self, key: &PublicKey) -> bool {
-        key.key_data() == self.0.key_data()
-    }
-}
-
-/// A key made by the real ssh-keygen in `dir`.
-fn keygen(dir: &Path, name: &str) -> PrivateKey {
-    let path = dir.join(name);
-    let status = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&path)
-        .status()
-        .expect("ssh-keygen must be installed (openssh-client)");
-    assert!(status.success(), "ssh-keygen failed");
-    let text = std::fs::read_to_string(&path).expect("read the key");
-    PrivateKey::from_openssh(text).expect("parse the key")
-}
+use lab::{keygen, step, TestPolicy, TrustHostKey, USER};
 
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
@@ -96,7 +55,7 @@ async fn logged_in(dir: &Path) -> LoggedIn {
         endpoint::server_endpoint(loopback(), server_config).expect("server endpoint");
     let addr = server_endpoint.local_addr().expect("server address");
     let auth = Arc::new(ServerAuth {
-        policy: Arc::new(OneKey(user.public_key().clone())),
+        policy: Arc::new(TestPolicy::new(user.public_key().clone(), 6)),
         login_grace_time: None,
         client_alive_interval: None,
         client_alive_count_max: 3,
@@ -106,7 +65,7 @@ async fn logged_in(dir: &Path) -> LoggedIn {
         let incoming = accepting.accept().await.expect("a QUIC client");
         sshq_quic::accept(incoming, auth).await.expect("login")
     };
-    let verifier = Arc::new(OneHostKey(host.public_key().clone()));
+    let verifier = Arc::new(TrustHostKey(host.public_key().clone()));
     let client_tls = tls::client_tls(verifier, provider()).expect("client TLS");
     let client_config = tls::client_config(client_tls).expect("quinn client config");
     let client_endpoint = endpoint::client_endpoint(loopback()).expect("client endpoint");

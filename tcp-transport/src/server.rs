@@ -437,6 +437,18 @@ impl ServerHandler {
         crate::offer_channel(&self.incoming, kind, channel, reply);
     }
 
+    /// Passes a request to the channel's owner, answering it if the client
+    /// asked for an answer.
+    async fn deliver_as_asked(
+        &mut self,
+        channel: ChannelId,
+        request: ChannelRequest,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        let answer = session.channel_wants_reply(channel);
+        self.deliver(channel, request, answer, session).await
+    }
+
     /// Passes a request to the channel's owner. `answer` is the client's
     /// own want-reply flag (`Session::channel_wants_reply`, russh change 5),
     /// or false where russh answers by itself. When a reply is wanted,
@@ -665,13 +677,7 @@ impl russh::server::Handler for ServerHandler {
         if let Some(interactive) = self.interactive.get(&channel) {
             interactive.mark();
         }
-        self.deliver(
-            channel,
-            request,
-            session.channel_wants_reply(channel),
-            session,
-        )
-        .await
+        self.deliver_as_asked(channel, request, session).await
     }
 
     async fn env_request(
@@ -685,13 +691,7 @@ impl russh::server::Handler for ServerHandler {
             name: variable_name.to_string(),
             value: variable_value.to_string(),
         };
-        self.deliver(
-            channel,
-            request,
-            session.channel_wants_reply(channel),
-            session,
-        )
-        .await
+        self.deliver_as_asked(channel, request, session).await
     }
 
     async fn shell_request(
@@ -699,8 +699,7 @@ impl russh::server::Handler for ServerHandler {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let answer = session.channel_wants_reply(channel);
-        self.deliver(channel, ChannelRequest::Shell, answer, session)
+        self.deliver_as_asked(channel, ChannelRequest::Shell, session)
             .await
     }
 
@@ -710,14 +709,8 @@ impl russh::server::Handler for ServerHandler {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let answer = session.channel_wants_reply(channel);
-        self.deliver(
-            channel,
-            ChannelRequest::Exec(data.to_vec()),
-            answer,
-            session,
-        )
-        .await
+        self.deliver_as_asked(channel, ChannelRequest::Exec(data.to_vec()), session)
+            .await
     }
 
     async fn subsystem_request(
@@ -727,13 +720,7 @@ impl russh::server::Handler for ServerHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let request = ChannelRequest::Subsystem(name.to_string());
-        self.deliver(
-            channel,
-            request,
-            session.channel_wants_reply(channel),
-            session,
-        )
-        .await
+        self.deliver_as_asked(channel, request, session).await
     }
 
     async fn window_change_request(
@@ -751,8 +738,7 @@ impl russh::server::Handler for ServerHandler {
             pix_width,
             pix_height,
         });
-        let answer = session.channel_wants_reply(channel);
-        self.deliver(channel, request, answer, session).await
+        self.deliver_as_asked(channel, request, session).await
     }
 
     async fn signal(
@@ -762,8 +748,7 @@ impl russh::server::Handler for ServerHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let request = ChannelRequest::Signal(signal_name_of(&signal));
-        let answer = session.channel_wants_reply(channel);
-        self.deliver(channel, request, answer, session).await
+        self.deliver_as_asked(channel, request, session).await
     }
 
     async fn agent_request(

@@ -31,9 +31,15 @@ pub const STEP: Duration = Duration::from_secs(20);
 // --- the server ---------------------------------------------------------
 
 /// Lets [`USER`] in with one key; allows `max_tries` attempts.
-struct TestPolicy {
+pub struct TestPolicy {
     key: PublicKey,
     max_tries: u32,
+}
+
+impl TestPolicy {
+    pub fn new(key: PublicKey, max_tries: u32) -> TestPolicy {
+        TestPolicy { key, max_tries }
+    }
 }
 
 impl AuthPolicy for TestPolicy {
@@ -185,10 +191,7 @@ impl Fixture {
         let host_key = keygen(dir.path(), "host");
         let user = keygen(dir.path(), "user");
         let stranger = keygen(dir.path(), "stranger");
-        let policy = TestPolicy {
-            key: user.public_key().clone(),
-            max_tries,
-        };
+        let policy = TestPolicy::new(user.public_key().clone(), max_tries);
         Fixture {
             server: TestServer::start(&host_key, policy, grace),
             host: host_key.public_key().clone(),
