@@ -175,6 +175,7 @@ async fn pair(pause: Option<Duration>) -> Pair {
             verifier: Arc::new(OneHostKey(host.public_key().clone())),
             kex: None,
             known_host_key_types: Vec::new(),
+            congestion: None,
         },
     );
     let (server, client) = step("login", async { tokio::join!(server, client) }).await;

@@ -41,6 +41,9 @@ pub struct ClientParams {
     /// does: a host known by its ECDSA key must not look "changed" merely
     /// because it would rather present its Ed25519 key.
     pub known_host_key_types: Vec<String>,
+    /// The socket's congestion controller ([`connect_tcp`] only; None: the
+    /// system's default).
+    pub congestion: Option<crate::TcpCongestion>,
 }
 
 /// AES-GCM first: with AES instructions it is several times faster than
@@ -77,7 +80,13 @@ pub async fn connect_tcp(
         })?;
     // Interactive sessions send small packets: never wait for Nagle; and
     // the kernel holds little unsent data (see pacing.rs).
-    let _ = crate::pacing::tune_socket(&stream);
+    let _ = crate::socket_options::tune_socket(&stream);
+    if let Some(controller) = params.congestion {
+        // Not fatal: the connection works with the system's controller.
+        if let Err(e) = crate::socket_options::set_congestion_control(&stream, controller) {
+            tracing::warn!("{e}; using the system's default");
+        }
+    }
     let local = stream.local_addr().ok();
     connect_stream(stream, local, Some(addr), params).await
 }

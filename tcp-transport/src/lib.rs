@@ -14,6 +14,7 @@ mod kex;
 mod paced;
 mod pacing;
 pub mod server;
+mod socket_options;
 mod window;
 
 pub use channel::TcpChannel;
@@ -21,8 +22,11 @@ pub use channel::{ChannelReader, ChannelRequests};
 pub use client::{connect_stream, connect_tcp, ClientParams, TcpClientConnection};
 pub use kex::KexList;
 pub use paced::QUEUE_LIMIT;
-pub use pacing::{tune_socket, BULK_ONLY_BUDGET, MAX_BULK_WRITE, NOTSENT_LOWAT, SEND_BUDGET};
+pub use pacing::{BULK_ONLY_BUDGET, MAX_BULK_WRITE, NOTSENT_LOWAT, SEND_BUDGET};
 pub use server::{accept, ServerParams, TcpServerConnection};
+pub use socket_options::{
+    congestion_control, set_congestion_control, tune_socket, CongestionError, TcpCongestion,
+};
 pub use sshq_core::error::HandshakeError;
 pub use sshq_core::pipe::PipeReader;
 pub use window::ConsumingReader;

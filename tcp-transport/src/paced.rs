@@ -26,6 +26,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
@@ -40,6 +41,12 @@ pub const QUEUE_LIMIT: usize = 32 * 1024 * 1024;
 /// Chunks joined into one write to the socket, at most.
 const WRITE_BATCH: usize = 256 * 1024;
 
+/// How long output still queued when russh lets go of the stream may take
+/// to reach the peer (a DISCONNECT, the last of a channel's data). Without
+/// a bound, a peer that stops reading would keep the socket and this task
+/// alive after its session ended.
+const LINGER: Duration = Duration::from_secs(10);
+
 /// The socket under russh: reads go to the socket, writes to a queue that a
 /// writer task drains (see the module documentation).
 pub(crate) struct Paced<S> {
@@ -50,7 +57,9 @@ pub(crate) struct Paced<S> {
 #[derive(Default)]
 struct Queue {
     state: Mutex<QueueState>,
-    /// Wakes the writer task: data queued, or the end of output.
+    /// Wakes the writer task: data queued, or the end of output (its
+    /// waiters register before they look at the state, so
+    /// `notify_waiters` loses nothing).
     more: Notify,
 }
 
@@ -108,30 +117,54 @@ impl<S> Drop for Paced<S> {
     fn drop(&mut self) {
         // What russh queued (a DISCONNECT, say) still goes out.
         self.queue.lock().closing = true;
-        self.queue.more.notify_one();
+        self.queue.more.notify_waiters();
     }
 }
 
 /// Moves queued output to the socket until output is closed and sent, or
 /// the socket fails.
-async fn drain<S: AsyncWrite>(mut socket: WriteHalf<S>, queue: Arc<Queue>, pacer: Pacer) {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
+async fn drain<S: AsyncWrite>(socket: WriteHalf<S>, queue: Arc<Queue>, pacer: Pacer) {
+    let lingering = queue.clone();
+    let draining = drain_until_closed(socket, queue, pacer);
+    tokio::pin!(draining);
+    // Until output is closed, as long as the connection lasts; after that,
+    // at most LINGER.
+    let closed = async {
+        loop {
+            let more = lingering.more.notified();
+            tokio::pin!(more);
+            more.as_mut().enable();
+            if lingering.lock().closing {
+                tokio::time::sleep(LINGER).await;
+                return;
+            }
+            more.await;
+        }
+    };
+    tokio::select! {
+        () = &mut draining => {}
+        () = closed => {
+            tracing::debug!("TCP output: the peer took nothing for {LINGER:?} after the session ended");
+            end(&lingering, Some(io::ErrorKind::TimedOut.into()));
+        }
+    }
+}
+
+/// [`drain`] without the bound on lingering.
+async fn drain_until_closed<S: AsyncWrite>(
+    mut socket: WriteHalf<S>,
+    queue: Arc<Queue>,
+    pacer: Pacer,
+) {
     loop {
         let more = queue.more.notified();
         tokio::pin!(more);
         more.as_mut().enable();
-        let closing = {
+        let (batch, closing) = {
             let mut state = queue.lock();
-            while let Some(chunk) = state.chunks.front() {
-                if !batch.is_empty() && batch.len() + chunk.len() > WRITE_BATCH {
-                    break;
-                }
-                batch.extend_from_slice(chunk);
-                state.chunks.pop_front();
-            }
-            state.closing
+            (take_batch(&mut state.chunks), state.closing)
         };
-        if batch.is_empty() {
+        let Some(batch) = batch else {
             if closing {
                 let result = socket.shutdown().await;
                 end(&queue, result.err());
@@ -139,7 +172,7 @@ async fn drain<S: AsyncWrite>(mut socket: WriteHalf<S>, queue: Arc<Queue>, pacer
             }
             more.await;
             continue;
-        }
+        };
         if let Err(error) = write_counted(&mut socket, &batch, &pacer).await {
             end(&queue, Some(error));
             return;
@@ -147,9 +180,22 @@ async fn drain<S: AsyncWrite>(mut socket: WriteHalf<S>, queue: Arc<Queue>, pacer
         let mut state = queue.lock();
         state.len = state.len.saturating_sub(batch.len());
         state.wake_session();
-        drop(state);
-        batch.clear();
     }
+}
+
+/// The next write to the socket: the first queued chunk, joined with those
+/// after it up to [`WRITE_BATCH`] (a copy only when there are several, and
+/// no buffer kept between writes: an idle connection holds none).
+fn take_batch(chunks: &mut VecDeque<Vec<u8>>) -> Option<Vec<u8>> {
+    let mut batch = chunks.pop_front()?;
+    while let Some(next) = chunks.front() {
+        if batch.len() + next.len() > WRITE_BATCH {
+            break;
+        }
+        batch.extend_from_slice(next);
+        chunks.pop_front();
+    }
+    Some(batch)
 }
 
 /// Writes all of `bytes`, telling the pacer when the kernel makes the write
@@ -219,7 +265,7 @@ impl<S> AsyncWrite for Paced<S> {
         state.chunks.push_back(buf.to_vec());
         state.len += buf.len();
         drop(state);
-        queue.more.notify_one();
+        queue.more.notify_waiters();
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -244,7 +290,7 @@ impl<S> AsyncWrite for Paced<S> {
         state.closing = true;
         drop(state);
         if newly {
-            queue.more.notify_one();
+            queue.more.notify_waiters();
         }
         Poll::Pending
     }
@@ -292,6 +338,23 @@ mod tests {
         .expect("read while our own output waits")
         .expect("read");
         assert_eq!(&got, b"keystroke");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_reads_nothing_is_let_go_after_the_linger() {
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let mut paced = Paced::new(ours, Pacer::new(100));
+        paced.write_all(&[1u8; 10_000]).await.expect("queued");
+        drop(paced);
+        tokio::time::sleep(LINGER * 2).await;
+        // The writer task has given up and dropped its half: the peer sees
+        // what fitted in its buffer, then the end.
+        let mut back = Vec::new();
+        tokio::time::timeout(LINGER, theirs.read_to_end(&mut back))
+            .await
+            .expect("the writer let go")
+            .expect("read");
+        assert!(back.len() < 10_000, "read {} bytes", back.len());
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@
 //! path. Only the last is needed to keep the link busy. This module bounds
 //! the other two:
 //!
-//! - the kernel: [`tune_socket`] sets `TCP_NOTSENT_LOWAT`, so the socket
+//! - the kernel: `socket_options::tune_socket` sets `TCP_NOTSENT_LOWAT`, so the socket
 //!   stops taking data once [`NOTSENT_LOWAT`] bytes wait unsent (data in
 //!   flight is the congestion window's business, not a queue of ours);
 //! - russh: a [`Pacer`] per connection counts the bytes of bulk channels
@@ -37,7 +37,6 @@
 //! once (a writer task drains them), so a write never keeps it from reading.
 
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -92,41 +91,6 @@ pub const NOTSENT_LOWAT: u32 = 16 * 1024;
 /// reached when nothing at all is written and no write is blocked, so it
 /// never fires while the socket is merely slow.
 const STALE_AFTER: Duration = Duration::from_millis(100);
-
-/// Sets TCP_NODELAY and `TCP_NOTSENT_LOWAT` ([`NOTSENT_LOWAT`]) on a
-/// socket that will carry SSH.
-pub fn tune_socket(stream: &tokio::net::TcpStream) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    set_notsent_lowat(stream, NOTSENT_LOWAT)
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn set_notsent_lowat(stream: &tokio::net::TcpStream, bytes: u32) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: the descriptor is the live socket `stream` borrows, and the
-    // option value is a c_int whose size is passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NOTSENT_LOWAT,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Elsewhere only the budget in russh bounds the queue.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn set_notsent_lowat(_stream: &tokio::net::TcpStream, _bytes: u32) -> io::Result<()> {
-    Ok(())
-}
 
 /// One connection's count of bulk bytes in russh not yet on the socket.
 #[derive(Clone)]

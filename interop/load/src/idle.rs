@@ -14,8 +14,6 @@
 //! on unauthenticated connections (MaxStartups 10:30:100, and sshqd's
 //! default PerSourceMaxStartups of 5) are never what is measured.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,16 +27,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::{
-    quic_endpoints, quic_login, quic_params, reason, tcp_login, AnyHostKey, Held, Transport,
+    gather, quic_endpoints, quic_login, quic_params, read_key, tcp_login, until_stdin_closes,
+    AnyHostKey, Held, Target, Transport,
 };
 
 /// What the idle command was asked to do.
 pub struct IdleArgs {
-    pub transport: Transport,
-    pub port: u16,
-    pub count: usize,
-    pub user: String,
-    pub key_path: std::path::PathBuf,
+    pub target: Target,
     pub parallel: usize,
     pub timeout: Duration,
     pub hold: Duration,
@@ -170,7 +165,14 @@ async fn one_session(
 ) -> Result<Session, String> {
     match (transport, endpoint) {
         (Transport::Quic, Some(endpoint)) => {
-            let held = quic_login(endpoint, &params, args.port, &args.user, file_key).await?;
+            let held = quic_login(
+                endpoint,
+                &params,
+                args.target.port,
+                &args.target.user,
+                file_key,
+            )
+            .await?;
             let reader = match &held {
                 Held::Quic(conn) => quic_shell(conn).await?,
                 Held::Tcp(_) => return Err("internal: TCP connection for QUIC".to_string()),
@@ -178,7 +180,7 @@ async fn one_session(
             Ok(Session { conn: held, reader })
         }
         _ => {
-            let held = tcp_login(args.port, &args.user, key).await?;
+            let held = tcp_login(args.target.port, &args.target.user, key).await?;
             let reader = match &held {
                 Held::Tcp(handle) => tcp_shell(handle).await?,
                 Held::Quic(_) => return Err("internal: QUIC connection for TCP".to_string()),
@@ -188,60 +190,48 @@ async fn one_session(
     }
 }
 
-fn read_key(path: &Path) -> Result<(Arc<PrivateKey>, Arc<FileKey>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let key = PrivateKey::from_openssh(text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file_key = Arc::new(FileKey::new(key.clone(), path.display().to_string()));
-    Ok((Arc::new(key), file_key))
-}
-
 /// Opens the sessions, prints one JSON line once they are up, holds them
 /// until standard input closes (or `hold` passes), and returns how many
 /// were still open at the end.
 pub async fn idle(args: IdleArgs) -> Result<serde_json::Value, String> {
-    let (key, file_key) = read_key(&args.key_path)?;
+    let (key, file_key) = read_key(&args.target.key)?;
     let params = Arc::new(quic_params());
     // A few client sockets, so that one endpoint driver is not the limit.
-    let endpoints = quic_endpoints(args.transport, 4, std::net::Ipv4Addr::LOCALHOST)?;
+    let endpoints = quic_endpoints(args.target.transport, 4, std::net::Ipv4Addr::LOCALHOST)?;
     let args = Arc::new(args);
     let gate = Arc::new(Semaphore::new(args.parallel.max(1)));
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(args.count);
-    for i in 0..args.count {
+    let mut tasks = Vec::with_capacity(args.target.count);
+    for i in 0..args.target.count {
         let (args, gate) = (args.clone(), gate.clone());
         let (key, file_key, params) = (key.clone(), file_key.clone(), params.clone());
         let endpoint = endpoints.get(i % endpoints.len().max(1)).cloned();
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
-            let attempt = one_session(args.transport, endpoint, params, &args, key, file_key);
+            let attempt = one_session(
+                args.target.transport,
+                endpoint,
+                params,
+                &args,
+                key,
+                file_key,
+            );
             match tokio::time::timeout(args.timeout, attempt).await {
                 Ok(result) => result,
                 Err(_) => Err("timed out".to_string()),
             }
         }));
     }
-    let mut sessions = Vec::with_capacity(args.count);
-    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
-    for task in tasks {
-        match task.await {
-            Ok(Ok(session)) => sessions.push(session),
-            Ok(Err(e)) => *failures.entry(reason(&e)).or_default() += 1,
-            Err(e) => *failures.entry(format!("task: {e}")).or_default() += 1,
-        }
-    }
+    let (sessions, failures) = gather(tasks).await;
     let up = serde_json::json!({
-        "transport": if args.transport == Transport::Quic { "quic" } else { "tcp" },
-        "attempted": args.count,
+        "transport": if args.target.transport == Transport::Quic { "quic" } else { "tcp" },
+        "attempted": args.target.count,
         "established": sessions.len(),
         "failures": failures,
         "setup_s": started.elapsed().as_secs_f64(),
     });
     println!("{up}");
-    let stdin_closed = tokio::task::spawn_blocking(|| {
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-    });
-    let _ = tokio::time::timeout(args.hold, stdin_closed).await;
+    until_stdin_closes(args.hold).await;
     let still_open = sessions.iter().filter(|s| !s.reader.is_finished()).count();
     for session in sessions {
         session.close().await;

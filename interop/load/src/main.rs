@@ -45,21 +45,28 @@ enum Transport {
     Quic,
 }
 
+/// Who logs in where, and how many times: shared by `logins` and `idle`.
+#[derive(clap::Args)]
+pub(crate) struct Target {
+    #[arg(long, value_enum)]
+    pub(crate) transport: Transport,
+    #[arg(long)]
+    pub(crate) port: u16,
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) count: usize,
+    #[arg(long)]
+    pub(crate) user: String,
+    /// The user's private key (OpenSSH format, no passphrase).
+    #[arg(long)]
+    pub(crate) key: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// N logins at once; prints a JSON summary.
     Logins {
-        #[arg(long, value_enum)]
-        transport: Transport,
-        #[arg(long)]
-        port: u16,
-        #[arg(long, default_value_t = 1000)]
-        count: usize,
-        #[arg(long)]
-        user: String,
-        /// The user's private key (OpenSSH format, no passphrase).
-        #[arg(long)]
-        key: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// Give up on one login after this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
@@ -81,17 +88,8 @@ enum Command {
     /// N idle pty shells, held open until stdin closes; prints a JSON line
     /// once they are up and another at the end.
     Idle {
-        #[arg(long, value_enum)]
-        transport: Transport,
-        #[arg(long)]
-        port: u16,
-        #[arg(long, default_value_t = 1000)]
-        count: usize,
-        #[arg(long)]
-        user: String,
-        /// The user's private key (OpenSSH format, no passphrase).
-        #[arg(long)]
-        key: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// Logins in flight at once.
         #[arg(long, default_value_t = 8)]
         parallel: usize,
@@ -227,19 +225,50 @@ fn percentile(sorted: &[f64], pct: f64) -> Option<f64> {
     sorted.get(rank.min(sorted.len() - 1)).copied()
 }
 
-async fn logins(
-    transport: Transport,
-    port: u16,
-    count: usize,
-    user: String,
-    key_path: PathBuf,
-    timeout: Duration,
-) -> Result<serde_json::Value, String> {
-    let text =
-        std::fs::read_to_string(&key_path).map_err(|e| format!("{}: {e}", key_path.display()))?;
-    let key = PrivateKey::from_openssh(text).map_err(|e| format!("{}: {e}", key_path.display()))?;
-    let key = Arc::new(key);
-    let file_key = Arc::new(FileKey::new((*key).clone(), key_path.display().to_string()));
+/// Reads an OpenSSH private key (no passphrase), for both transports.
+fn read_key(path: &std::path::Path) -> Result<(Arc<PrivateKey>, Arc<FileKey>), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let key = PrivateKey::from_openssh(text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file_key = Arc::new(FileKey::new(key.clone(), path.display().to_string()));
+    Ok((Arc::new(key), file_key))
+}
+
+/// Waits for every task: what they made, and their failures counted by
+/// reason.
+async fn gather<T>(
+    tasks: Vec<tokio::task::JoinHandle<Result<T, String>>>,
+) -> (Vec<T>, BTreeMap<String, usize>) {
+    let mut made = Vec::with_capacity(tasks.len());
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
+    for task in tasks {
+        match task.await {
+            Ok(Ok(item)) => made.push(item),
+            Ok(Err(e)) => *failures.entry(reason(&e)).or_default() += 1,
+            Err(e) => *failures.entry(format!("task: {e}")).or_default() += 1,
+        }
+    }
+    (made, failures)
+}
+
+/// Holds on until standard input closes (the driver is done) or `hold`
+/// has passed.
+async fn until_stdin_closes(hold: Duration) {
+    let stdin_closed = tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    });
+    let _ = tokio::time::timeout(hold, stdin_closed).await;
+}
+
+async fn logins(target: Target, timeout: Duration) -> Result<serde_json::Value, String> {
+    let Target {
+        transport,
+        port,
+        count,
+        user,
+        key,
+    } = target;
+    let (key, file_key) = read_key(&key)?;
     let params = Arc::new(quic_params());
     // Several client sockets, so the client's one-task-per-endpoint driver is
     // not what limits the batch.
@@ -264,22 +293,14 @@ async fn logins(
                 Ok(result) => result,
                 Err(_) => Err("timed out".to_string()),
             };
-            (begun.elapsed(), result)
+            result.map(|conn| (begun.elapsed(), conn))
         }));
     }
-    let mut latencies = Vec::new();
-    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
-    let mut held = Vec::new();
-    for task in tasks {
-        match task.await {
-            Ok((elapsed, Ok(conn))) => {
-                latencies.push(elapsed.as_secs_f64() * 1000.0);
-                held.push(conn);
-            }
-            Ok((_, Err(e))) => *failures.entry(reason(&e)).or_default() += 1,
-            Err(e) => *failures.entry(format!("task: {e}")).or_default() += 1,
-        }
-    }
+    let (held, failures) = gather(tasks).await;
+    let mut latencies: Vec<f64> = held
+        .iter()
+        .map(|(elapsed, _)| elapsed.as_secs_f64() * 1000.0)
+        .collect();
     let total = started.elapsed().as_secs_f64();
     let open_at_end = held.len();
     drop(held);
@@ -338,15 +359,7 @@ async fn flood(
                 .unwrap_or_else(|_| Err("timed out".to_string()))
         }));
     }
-    let mut held = Vec::new();
-    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
-    for task in tasks {
-        match task.await {
-            Ok(Ok(conn)) => held.push(conn),
-            Ok(Err(e)) => *failures.entry(reason(&e)).or_default() += 1,
-            Err(e) => *failures.entry(format!("task: {e}")).or_default() += 1,
-        }
-    }
+    let (held, failures) = gather(tasks).await;
     let up = serde_json::json!({
         "transport": if transport == Transport::Quic { "quic" } else { "tcp" },
         "source": source.to_string(),
@@ -355,12 +368,7 @@ async fn flood(
         "failures": failures,
     });
     println!("{up}");
-    // Hold until stdin closes (the driver is done) or the time is up.
-    let stdin_closed = tokio::task::spawn_blocking(|| {
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-    });
-    let _ = tokio::time::timeout(hold, stdin_closed).await;
+    until_stdin_closes(hold).await;
     let still_open = held.iter().filter(|c| c.open()).count();
     Ok(serde_json::json!({ "still_open_at_end": still_open }))
 }
@@ -405,23 +413,8 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Logins {
-                transport,
-                port,
-                count,
-                user,
-                key,
-                timeout,
-            } => {
-                logins(
-                    transport,
-                    port,
-                    count,
-                    user,
-                    key,
-                    Duration::from_secs(timeout),
-                )
-                .await
+            Command::Logins { target, timeout } => {
+                logins(target, Duration::from_secs(timeout)).await
             }
             Command::Flood {
                 transport,
@@ -431,21 +424,13 @@ fn main() -> std::process::ExitCode {
                 seconds,
             } => flood(transport, port, count, source, Duration::from_secs(seconds)).await,
             Command::Idle {
-                transport,
-                port,
-                count,
-                user,
-                key,
+                target,
                 parallel,
                 timeout,
                 seconds,
             } => {
                 idle::idle(idle::IdleArgs {
-                    transport,
-                    port,
-                    count,
-                    user,
-                    key_path: key,
+                    target,
                     parallel,
                     timeout: Duration::from_secs(timeout),
                     hold: Duration::from_secs(seconds),

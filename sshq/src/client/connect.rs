@@ -266,6 +266,7 @@ async fn connect_tcp(
         verifier: prepared.verifier.clone(),
         kex: kex.clone(),
         known_host_key_types: prepared.known_types.clone(),
+        congestion: plan.options.congestion_control.map(crate::tcp_congestion),
     };
     match route {
         Route::Via(hop) => {

@@ -367,6 +367,13 @@ fn quic_ending(error: &sshq_quic::HandshakeError) -> Ending {
     }
 }
 
+/// Logs the first failure to set a TCP connection's congestion controller
+/// (the same would follow for every connection).
+fn warn_once_about_congestion(error: &sshq_tcp::CongestionError) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| tracing::warn!("{error}; TCP connections use the system's default"));
+}
+
 async fn accept_tcp(
     listener: TcpListener,
     params: Arc<sshq_tcp::ServerParams>,
@@ -387,6 +394,12 @@ async fn accept_tcp(
         // keystroke's echo (sshq_tcp::tune_socket).
         if let Err(e) = sshq_tcp::tune_socket(&stream) {
             tracing::debug!("TCP socket options: {e}");
+        }
+        // CongestionControl applies to TCP connections too, per socket.
+        if let Some(controller) = config.congestion_control.map(crate::tcp_congestion) {
+            if let Err(e) = sshq_tcp::set_congestion_control(&stream, controller) {
+                warn_once_about_congestion(&e);
+            }
         }
         let local = stream.local_addr().ok();
         let Some(mut permit) = gate.admit(peer, local) else {

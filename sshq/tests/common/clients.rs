@@ -66,6 +66,7 @@ pub async fn tcp_client(lab: &Lab, server: &Server) -> sshq_tcp::TcpClientConnec
         verifier: trust_lab_host_key(lab),
         kex: None,
         known_host_key_types: Vec::new(),
+        congestion: None,
     };
     step(
         "TCP login",

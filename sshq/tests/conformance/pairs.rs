@@ -112,6 +112,7 @@ pub async fn tcp() -> Pair<TcpClientConnection, TcpServerConnection> {
             verifier: keys.verifier(),
             kex: None,
             known_host_key_types: Vec::new(),
+            congestion: None,
         },
     );
     let (server, client) = step("TCP login", async { tokio::join!(server, client) }).await;
