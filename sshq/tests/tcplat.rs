@@ -17,9 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sshq_core::auth::{AuthPolicy, BoxFuture, FileKey, ServerKeyVerifier, UserKey};
+use sshq_core::auth::{FileKey, UserKey};
 use sshq_core::channel::{ChannelKind, ChannelRequest, PtyRequest, WindowSize};
-use sshq_core::ssh_key::PublicKey;
 use sshq_core::transport::{
     Channel, ChannelControl, ChannelParts, Connection, Incoming, RequestStream,
 };
@@ -27,6 +26,7 @@ use sshq_tcp::{ClientParams, KexList, ServerParams, TcpClientConnection, TcpServ
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
 
+use common::clients::{OneHostKey, OneKey};
 use common::Lab;
 
 const USER: &str = "tcplat";
@@ -47,27 +47,6 @@ async fn step<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
     match tokio::time::timeout(STEP, work).await {
         Ok(done) => done,
         Err(_) => panic!("{what}: no progress within {STEP:?}"),
-    }
-}
-
-struct OneKey(PublicKey);
-
-impl AuthPolicy for OneKey {
-    fn publickey_allowed<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool> {
-        let allowed = user == USER && key.key_data() == self.0.key_data();
-        Box::pin(async move { allowed })
-    }
-
-    fn max_auth_tries(&self) -> u32 {
-        6
-    }
-}
-
-struct OneHostKey(PublicKey);
-
-impl ServerKeyVerifier for OneHostKey {
-    fn verify(&self, key: &PublicKey) -> bool {
-        key.key_data() == self.0.key_data()
     }
 }
 
@@ -152,7 +131,10 @@ async fn pair(pause: Option<Duration>) -> Pair {
     tokio::spawn(proxy(proxy_listener, server_addr, downstream.clone()));
     let params = Arc::new(ServerParams {
         host_keys: vec![host.clone()],
-        policy: Arc::new(OneKey(user.public_key().clone())),
+        policy: Arc::new(OneKey {
+            user: USER,
+            key: user.public_key().clone(),
+        }),
         login_grace_time: None,
         allow_agent_forwarding: false,
         client_alive_interval: None,

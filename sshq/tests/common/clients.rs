@@ -104,3 +104,34 @@ pub async fn quic_client(lab: &Lab, server: &Server) -> sshq_quic::QuicConnectio
         .expect("QUIC login");
     session
 }
+
+/// A server policy that lets one user in with one key (for transports
+/// driven in-process, without sshqd).
+pub struct OneKey {
+    pub user: &'static str,
+    pub key: PublicKey,
+}
+
+impl sshq_core::auth::AuthPolicy for OneKey {
+    fn publickey_allowed<'a>(
+        &'a self,
+        user: &'a str,
+        key: &'a PublicKey,
+    ) -> sshq_core::auth::BoxFuture<'a, bool> {
+        let allowed = user == self.user && key.key_data() == self.key.key_data();
+        Box::pin(async move { allowed })
+    }
+
+    fn max_auth_tries(&self) -> u32 {
+        6
+    }
+}
+
+/// A client verifier that trusts exactly one host key.
+pub struct OneHostKey(pub PublicKey);
+
+impl ServerKeyVerifier for OneHostKey {
+    fn verify(&self, key: &PublicKey) -> bool {
+        key.key_data() == self.0.key_data()
+    }
+}

@@ -6,12 +6,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sshq_core::auth::{AuthPolicy, BoxFuture, FileKey, ServerKeyVerifier, UserKey};
-use sshq_core::ssh_key::{PrivateKey, PublicKey};
+use sshq_core::auth::{FileKey, UserKey};
+use sshq_core::ssh_key::PrivateKey;
 use sshq_core::transport::Connection;
 use sshq_quic::{endpoint, kx, tls, ClientAuth, QuicConnection, ServerAuth};
 use sshq_tcp::{ClientParams, KexList, ServerParams, TcpClientConnection, TcpServerConnection};
 
+use crate::common::clients::{OneHostKey, OneKey};
 use crate::common::Lab;
 use crate::suite::step;
 
@@ -23,29 +24,6 @@ pub struct Pair<C: Connection, S: Connection> {
     pub client: C,
     pub server: S,
     _keep: Box<dyn std::any::Any + Send>,
-}
-
-/// Lets [`USER`] in with one key.
-struct OneKey(PublicKey);
-
-impl AuthPolicy for OneKey {
-    fn publickey_allowed<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool> {
-        let allowed = user == USER && key.key_data() == self.0.key_data();
-        Box::pin(async move { allowed })
-    }
-
-    fn max_auth_tries(&self) -> u32 {
-        6
-    }
-}
-
-/// Trusts exactly the pair's host key.
-struct OneHostKey(PublicKey);
-
-impl ServerKeyVerifier for OneHostKey {
-    fn verify(&self, key: &PublicKey) -> bool {
-        key.key_data() == self.0.key_data()
-    }
 }
 
 /// The lab's host and user keys (made by ssh-keygen).
@@ -66,7 +44,10 @@ impl Keys {
     }
 
     fn policy(&self) -> Arc<OneKey> {
-        Arc::new(OneKey(self.user.public_key().clone()))
+        Arc::new(OneKey {
+            user: USER,
+            key: self.user.public_key().clone(),
+        })
     }
 
     fn verifier(&self) -> Arc<OneHostKey> {
