@@ -26,7 +26,7 @@ import sys
 import threading
 
 from sshqlab import experiment, stats
-from sshqlab.link import congestion_for, link_description, tcp_congestion_in_use
+from sshqlab.link import QUIC_TRANSPORTS, congestion_for, link_description, tcp_congestion_in_use
 from sshqlab.probes import run_probe
 from sshqlab.results import pyplot, results_dir, write_csv
 from sshqlab.servers import TRANSPORTS, TRANSPORT_LABELS
@@ -75,7 +75,7 @@ class CongestionSampler:
         """What `ss` showed for TCP (configured value if nothing was seen);
         the configured controller for QUIC."""
         configured = congestion_for(self.transport, tcp_cc, quic_cc)
-        if self.transport in ("sshq-quic", "openssh-quic-tunnel"):
+        if self.transport in QUIC_TRANSPORTS:
             return configured
         return "+".join(sorted(self.seen)) or configured
 
@@ -136,7 +136,7 @@ def plot(rows, samples, cells, out):
     plt = pyplot()
     rtts = sorted({rtt for _, rtt in cells})
     fig, axes = plt.subplots(1, len(rtts), figsize=(max(8, 5 * len(rtts)), 5), squeeze=False, sharey=True)
-    colors = dict(zip(TRANSPORTS, ["tab:blue", "tab:orange", "tab:green", "tab:red"]))
+    colors = dict(zip(TRANSPORTS, ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:red"]))
     for ax, rtt in zip(axes[0], rtts):
         for transport in TRANSPORTS:
             for bulk, style in ((True, "-"), (False, ":")):
@@ -209,6 +209,7 @@ def write_summary(rows, cells, args, meta, out, command):
             del tcp
         lines.append("")
     lines += target_lines(rows, cells, args)
+    lines += baseline_lines(rows, cells, args)
     losses = sorted({lo for lo, _ in cells})
     rtts = sorted({r for _, r in cells})
     if len(cells) > 2:
@@ -295,6 +296,29 @@ def target_lines(rows, cells, args):
     return lines + [""]
 
 
+def baseline_lines(rows, cells, args):
+    """Head-of-line blocking alone: sshq over QUIC against the same stack
+    with every channel on one stream (draft-notes, Appendix C.2.1)."""
+    if not {"sshq-quic", "sshq-quic-one-stream"} <= set(args.transports):
+        return []
+    lines = ["## Head-of-line blocking alone", "",
+             "`sshq-quic-one-stream` differs from `sshq-quic` only in carrying every channel on one QUIC "
+             "stream (same quinn connection, controller, windows and channel layer; a terminal's frames "
+             "still go first and bulk data is held to the congestion window plus 16 KiB, as sshq over "
+             "TCP holds it). What separates their p99 with bulk is head-of-line blocking: a lost packet "
+             "of the bulk channel delays the echo behind it. `openssh-quic-tunnel` (OpenSSH in one QUIC "
+             "stream) adds OpenSSH's own buffering on top.", "",
+             "| loss % | RTT ms | p99 with bulk, one stream | p99 with bulk, stream per channel | one / per-channel |",
+             "|---:|---:|---:|---:|---:|"]
+    for loss, rtt in cells:
+        one = p99_of(rows, "sshq-quic-one-stream", loss, rtt, True)
+        per = p99_of(rows, "sshq-quic", loss, rtt, True)
+        quotient = f"{one / per:.2f}" if one and per else "-"
+        lines.append(f"| {loss} | {rtt} | {one if one is not None else '-'} | "
+                     f"{per if per is not None else '-'} | {quotient} |")
+    return lines + [""]
+
+
 def report_again(out):
     """Rebuilds the plots and summary.md from summary.json, samples.csv and
     meta.json (e.g. after changing how they are drawn)."""
@@ -327,7 +351,7 @@ def main():
     ap.add_argument("--drain-timeout", type=float, default=5,
                     help="how long to wait for outstanding echoes after the last keystroke (s); "
                     "keystrokes still unanswered count with their wait so far (a lower bound)")
-    experiment.add_common_arguments(ap, seed=True)
+    experiment.add_common_arguments(ap, seed=True, transports=TRANSPORTS)
     ap.add_argument("--report-only", action="store_true",
                     help="rebuild the plots and summary.md from the results already in --out")
     args = ap.parse_args()

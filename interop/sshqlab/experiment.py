@@ -16,14 +16,15 @@ from pathlib import Path
 
 from . import gitinfo, results
 from .link import Link, add_link_arguments
-from .servers import TRANSPORTS, Servers, require_root_and_tools
+from .servers import DEFAULT_TRANSPORTS, TRANSPORTS, Servers, require_root_and_tools
 
 
-def add_common_arguments(parser, seed=False):
-    """--transports, the link's arguments (--rate-mbit, --queue-packets,
-    --tcp-cc, --quic-cc), --out and, with `seed`, --seed."""
-    parser.add_argument("--transports", default=",".join(TRANSPORTS),
-                        help=f"comma-separated, from {', '.join(TRANSPORTS)} (default: all)")
+def add_common_arguments(parser, seed=False, transports=DEFAULT_TRANSPORTS):
+    """--transports (default `transports`), the link's arguments
+    (--rate-mbit, --queue-packets, --tcp-cc, --quic-cc), --out and, with
+    `seed`, --seed."""
+    parser.add_argument("--transports", default=",".join(transports),
+                        help=f"comma-separated, from {', '.join(TRANSPORTS)} (default: {','.join(transports)})")
     add_link_arguments(parser)
     if seed:
         parser.add_argument("--seed", type=int, default=1, help="the link emulator's random seed")

@@ -24,6 +24,10 @@ CONGESTION_CHOICES = ("cubic", "bbr")
 
 # The server's ports inside NAME-s (its own namespace: nothing else there).
 SSHD_PORT, SSHQD_PORT, RELAY_PORT, BULK_PORT = 2201, 2202, 2203, 2204
+# The sshqd that runs the one-stream baseline (OneStreamBaseline, QUIC only).
+ONE_STREAM_PORT = 2205
+# The transports whose bulk sender is a QUIC connection.
+QUIC_TRANSPORTS = ("sshq-quic", "openssh-quic-tunnel", "sshq-quic-one-stream")
 # The client's -L port for the bulk channel, inside NAME-c.
 BULK_LOCAL_PORT = 2299
 
@@ -134,7 +138,8 @@ def linkem_control(path, command):
 def congestion_for(transport, tcp_cc, quic_cc):
     """The congestion controller configured for `transport`'s bulk sender
     (the server side)."""
-    return quic_cc if transport in ("sshq-quic", "openssh-quic-tunnel") else tcp_cc
+    return quic_cc if transport in QUIC_TRANSPORTS else tcp_cc
+
 
 
 def add_link_arguments(parser):

@@ -2,9 +2,11 @@
 
 In the server namespace: OpenSSH's sshd, sshqd (QUIC and TCP on one port),
 a second sshqd that only relays QUIC tunnel streams to that sshd
-(`QuicRelay`, for "OpenSSH carried in one QUIC stream"), and a bulk source
-(a TCP server sending zeros as fast as its peer reads them); the four
-transports are client command lines run in the client namespace. All
+(`QuicRelay`, for "OpenSSH carried in one QUIC stream"), a third that runs
+the one-stream baseline (`OneStreamBaseline`: sshq over QUIC with every
+channel on one stream), and a bulk source (a TCP server sending zeros as
+fast as its peer reads them); the transports are client command lines run
+in the client namespace. All
 servers share one Ed25519 host key, so one known_hosts file serves every
 transport. Sessions log in as a dedicated user whose shell reads no rc
 files (root's rc on these machines is slow).
@@ -19,8 +21,8 @@ import time
 from pathlib import Path
 
 from .keys import bench_user, keygen
-from .link import (BULK_LOCAL_PORT, BULK_PORT, DEFAULT_CONGESTION, RELAY_PORT, SERVER_ADDR,
-                   SSHD_PORT, SSHQD_PORT)
+from .link import (BULK_LOCAL_PORT, BULK_PORT, DEFAULT_CONGESTION, ONE_STREAM_PORT, RELAY_PORT,
+                   SERVER_ADDR, SSHD_PORT, SSHQD_PORT)
 from .paths import LINKEM, SSHQ, SSHQD
 from .ports import free_port, wait_tcp
 from .probes import probe_argv
@@ -28,13 +30,17 @@ from .procs import in_ns, stop
 
 # The transports every experiment compares, in the order they are run and
 # plotted. The names are what the CSVs and summary.json carry.
-TRANSPORTS = ("sshq-tcp", "openssh", "openssh-quic-tunnel", "sshq-quic")
+TRANSPORTS = ("sshq-tcp", "openssh", "openssh-quic-tunnel", "sshq-quic-one-stream", "sshq-quic")
 TRANSPORT_LABELS = {
     "sshq-tcp": "sshq over TCP",
     "openssh": "OpenSSH (TCP)",
     "openssh-quic-tunnel": "OpenSSH in one QUIC stream",
+    "sshq-quic-one-stream": "sshq over QUIC, all channels on one stream",
     "sshq-quic": "sshq over QUIC (stream per channel)",
 }
+# What experiments run unless --transports says otherwise: the one-stream
+# baseline only matters to the head-of-line study (hol.py asks for it).
+DEFAULT_TRANSPORTS = tuple(t for t in TRANSPORTS if t != "sshq-quic-one-stream")
 
 
 def require_root_and_tools():
@@ -78,11 +84,14 @@ class Servers:
         (d / "sshqd_config").write_text(f"Port {SSHQD_PORT}\n{common}Transports quic,tcp\n")
         (d / "relay_config").write_text(
             f"Port {RELAY_PORT}\n{common}Transports quic\nQuicRelay 127.0.0.1:{SSHD_PORT}\n")
+        (d / "one_stream_config").write_text(
+            f"Port {ONE_STREAM_PORT}\n{common}Transports quic\nOneStreamBaseline yes\n")
         ns = self.link.server_ns
         self.log = open(d / "servers.log", "w")
         self._start(in_ns(ns, ["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "sshd_config")]))
         self._start(in_ns(ns, [str(SSHQD), "-D", "-e", "-f", str(d / "sshqd_config")]))
         self._start(in_ns(ns, [str(SSHQD), "-D", "-e", "-f", str(d / "relay_config")]))
+        self._start(in_ns(ns, [str(SSHQD), "-D", "-e", "-f", str(d / "one_stream_config")]))
         self._start(probe_argv(ns, "bulk-source", "--port", BULK_PORT))
         self._wait_listening()
         return self
@@ -97,7 +106,7 @@ class Servers:
             out = subprocess.run(in_ns(self.link.server_ns, ["ss", "-ltnH"]), capture_output=True, text=True).stdout
             udp = subprocess.run(in_ns(self.link.server_ns, ["ss", "-lunH"]), capture_output=True, text=True).stdout
             tcp_ok = all(f":{p} " in out for p in want)
-            if tcp_ok and f":{RELAY_PORT} " in udp and f":{SSHQD_PORT} " in udp:
+            if tcp_ok and all(f":{p} " in udp for p in (RELAY_PORT, SSHQD_PORT, ONE_STREAM_PORT)):
                 return
             for p in self.procs:
                 if p.poll() is not None:
@@ -128,6 +137,9 @@ class Servers:
             return [str(SSHQ), *common, "-o", "Transport=tcp", "-p", str(SSHQD_PORT), target]
         if transport == "sshq-quic":
             return [str(SSHQ), *common, *quic_cc, "-o", "Transport=quic", "-p", str(SSHQD_PORT), target]
+        if transport == "sshq-quic-one-stream":
+            return [str(SSHQ), *common, *quic_cc, "-o", "Transport=quic", "-o", "OneStreamBaseline=yes",
+                    "-p", str(ONE_STREAM_PORT), target]
         if transport == "openssh":
             return ["ssh", *common, "-p", str(SSHD_PORT), target]
         if transport == "openssh-quic-tunnel":

@@ -34,6 +34,7 @@ use crate::conn::now;
 use crate::preauth_credit::PreauthCredit;
 use crate::proto::channel::{ChannelEnd, ChannelEvent, ChannelMachine, RequestRefused};
 use crate::proto::{RequestId, Transmit};
+use crate::streams::{RecvHalf, SendHalf};
 use crate::wire::{self, encode_frame, ErrorCode, MAX_DATA_PAYLOAD};
 
 /// Bytes of the peer's data buffered per channel half before the reader
@@ -111,8 +112,8 @@ enum Command {
 /// An SSH channel on a QUIC stream.
 pub struct QuicChannel {
     kind: ChannelKind,
-    send: Option<quinn::SendStream>,
-    recv: Option<quinn::RecvStream>,
+    send: Option<SendHalf>,
+    recv: Option<RecvHalf>,
     machine: Option<ChannelMachine>,
     /// The acceptor's decision, so that a refused channel can say why
     /// when dropped.
@@ -147,20 +148,15 @@ fn send_priority(kind: &ChannelKind) -> i32 {
 const INTERACTIVE_PRIORITY: i32 = 2;
 
 /// Gives `send` the priority of its channel's kind.
-fn prioritized(kind: &ChannelKind, send: quinn::SendStream) -> quinn::SendStream {
-    // Fails only on a stream already closed, which has nothing left to order.
-    let _ = send.set_priority(send_priority(kind));
+fn prioritized(kind: &ChannelKind, send: SendHalf) -> SendHalf {
+    send.set_priority(send_priority(kind), false);
     send
 }
 
 impl QuicChannel {
     /// A channel we open: the OPEN frame is queued now, and the channel can
     /// be used at once (requests wait for the peer's answer).
-    pub(crate) fn opened(
-        kind: ChannelKind,
-        send: quinn::SendStream,
-        recv: quinn::RecvStream,
-    ) -> Self {
+    pub(crate) fn opened(kind: ChannelKind, send: SendHalf, recv: RecvHalf) -> Self {
         let send = prioritized(&kind, send);
         QuicChannel {
             machine: Some(ChannelMachine::opener(kind.clone())),
@@ -191,8 +187,8 @@ impl QuicChannel {
     /// `machine` (which holds whatever the peer pipelined behind it).
     pub(crate) fn accepted(
         kind: ChannelKind,
-        send: quinn::SendStream,
-        recv: quinn::RecvStream,
+        send: SendHalf,
+        recv: RecvHalf,
         machine: ChannelMachine,
         decision: oneshot::Receiver<Result<(), OpenFailure>>,
     ) -> Self {
@@ -235,8 +231,8 @@ impl Drop for QuicChannel {
 /// Carries out the last transmits of a channel that never opened (a
 /// refusal, or a stream broken before its OPEN frame).
 pub(crate) async fn write_final(
-    send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
+    send: &mut SendHalf,
+    recv: &mut RecvHalf,
     machine: &mut ChannelMachine,
 ) {
     while let Some(transmit) = machine.poll_transmit() {
@@ -244,22 +240,16 @@ pub(crate) async fn write_final(
             Transmit::Frame(frame) => {
                 let Ok(bytes) = encode_frame(&frame) else {
                     // Only a frame this side built can be oversized.
-                    let _ = send.reset(ErrorCode::InternalError.code().into());
+                    send.reset(ErrorCode::InternalError);
                     return;
                 };
-                if send.write_chunk(bytes).await.is_err() {
+                if send.write_chunks(&mut [bytes]).await.is_err() {
                     return;
                 }
             }
-            Transmit::Finish => {
-                let _ = send.finish();
-            }
-            Transmit::Reset(code) => {
-                let _ = send.reset(code.code().into());
-            }
-            Transmit::StopSending(code) => {
-                let _ = recv.stop(code.code().into());
-            }
+            Transmit::Finish => send.finish(),
+            Transmit::Reset(code) => send.reset(code),
+            Transmit::StopSending(code) => recv.stop(code),
         }
     }
 }
@@ -359,23 +349,12 @@ impl Channel for QuicChannel {
 
 /// Whether the opener of a channel we are accepting has already reset its
 /// direction or stopped ours, as far as the stream shows right now.
-pub(crate) fn opener_gave_up(send: &quinn::SendStream, recv: &mut quinn::RecvStream) -> bool {
-    let reset = matches!(ready_now(recv.received_reset()), Some(Ok(Some(_))));
-    reset || matches!(ready_now(send.stopped()), Some(Ok(Some(_))))
-}
-
-/// The output of `future` if it is ready without waiting.
-fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(output) => Some(output),
-        Poll::Pending => None,
-    }
+pub(crate) fn opener_gave_up(send: &SendHalf, recv: &mut RecvHalf) -> bool {
+    recv.is_reset_now() || send.is_stopped_now()
 }
 
 async fn write_loop(
-    mut send: quinn::SendStream,
+    mut send: SendHalf,
     mut out: mpsc::Receiver<Out>,
     driver: mpsc::WeakSender<Command>,
     credit: Option<PreauthCredit>,
@@ -385,7 +364,7 @@ async fn write_loop(
     // (A plain finish that the peer acknowledges is not a close.)
     let stopped = send.stopped();
     tokio::spawn(async move {
-        if !matches!(stopped.await, Ok(None)) {
+        if stopped.await {
             if let Some(driver) = driver.upgrade() {
                 let _ = driver.send(Command::PeerStopped).await;
             }
@@ -401,22 +380,18 @@ async fn write_loop(
             credit.take(len).await;
         }
         let result = match item {
-            Out::Frame(frame) => send.write_chunk(frame).await.map_err(|_| ()),
-            Out::Data(header, payload) => send
-                .write_all_chunks(&mut [header, payload])
-                .await
-                .map_err(|_| ()),
+            Out::Frame(frame) => send.write_chunks(&mut [frame]).await,
+            Out::Data(header, payload) => send.write_chunks(&mut [header, payload]).await,
             Out::Finish => {
-                let _ = send.finish();
+                send.finish();
                 return;
             }
             Out::Reset(code) => {
-                let _ = send.reset(code.code().into());
+                send.reset(code);
                 return;
             }
             Out::Interactive => {
-                // Fails only on a stream already closed.
-                let _ = send.set_priority(INTERACTIVE_PRIORITY);
+                send.set_priority(INTERACTIVE_PRIORITY, true);
                 continue;
             }
         };
@@ -425,7 +400,7 @@ async fn write_loop(
         }
     }
     // Every writer is gone without EOF: close our direction anyway.
-    let _ = send.finish();
+    send.finish();
 }
 
 /// Moves one channel's bytes, requests and answers through its machine.
@@ -442,7 +417,7 @@ struct Driver {
 
 /// The machine and what it writes to.
 struct Core {
-    recv: quinn::RecvStream,
+    recv: RecvHalf,
     machine: ChannelMachine,
     open: watch::Sender<OpenState>,
     /// Our requests waiting for their replies.
@@ -488,8 +463,8 @@ impl Driver {
             }
             let core = &mut self.core;
             tokio::select! {
-                read = core.recv.read_chunk(64 * 1024, true), if reading => match read {
-                    Ok(Some(chunk)) => core.machine.handle_bytes(now(), &chunk.bytes),
+                read = core.recv.read(64 * 1024), if reading => match read {
+                    Ok(Some(bytes)) => core.machine.handle_bytes(now(), &bytes),
                     Ok(None) => {
                         recv_done = true;
                         core.machine.handle_fin(now());
@@ -686,7 +661,7 @@ impl Core {
                 Transmit::Finish => Out::Finish,
                 Transmit::Reset(code) => Out::Reset(code),
                 Transmit::StopSending(code) => {
-                    let _ = self.recv.stop(code.code().into());
+                    self.recv.stop(code);
                     continue;
                 }
             };

@@ -19,6 +19,7 @@ use sshq_core::error::TransportError;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::kx::{KexError, NegotiatedGroup};
+use crate::one_stream::ChannelMapping;
 use crate::relay::Tunnel;
 use crate::tls::{CongestionControl, HandshakeFailure, TlsError};
 use crate::tunnel::TUNNEL_ALPN;
@@ -37,6 +38,8 @@ pub struct ConnectParams {
     pub kex: Vec<String>,
     /// `None` keeps the default congestion controller.
     pub congestion_control: Option<CongestionControl>,
+    /// StreamPerChannel (sshq/1), or the one-stream lab baseline.
+    pub channel_mapping: ChannelMapping,
 }
 
 /// Why a QUIC connection attempt failed.
@@ -123,7 +126,7 @@ impl ClientEndpoint {
     ) -> Result<QuicConnection, ConnectFailure> {
         let (conn, group) = self.handshake(addr, params, crate::tls::ALPN).await?;
         let local = self.local_addr();
-        let mut session = crate::client_session(conn, auth)
+        let mut session = crate::client_session_with(conn, auth, params.channel_mapping)
             .await
             .map_err(ConnectFailure::Session)?;
         session.set_kex(group.map(str::to_string));

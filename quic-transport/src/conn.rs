@@ -12,25 +12,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sshq_core::auth::{AuthPolicy, UserKey};
-use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest, OpenFailure};
+use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest};
 use sshq_core::error::{HandshakeError, ProtocolError as TransportProtocolError, TransportError};
 use sshq_core::log_escape;
 use sshq_core::pipe::PipeBudget;
 use sshq_core::transport::{
-    Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, PendingChannel, TransportKind,
+    Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, TransportKind,
 };
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use crate::channel::{QuicChannel, CONNECTION_PIPE_BUDGET};
+use crate::channel_streams::ChannelStreams;
+use crate::one_stream::ChannelMapping;
 use crate::preauth_credit::{PreauthCredit, PREAUTH_CHANNEL_BUDGET};
-use crate::proto::channel::{ChannelEvent, ChannelMachine};
 use crate::proto::control::{Close, Control, ControlEvent};
 use crate::proto::{ProtocolError, RequestId, Transmit};
 use crate::wire::{encode_frame, ErrorCode, USERAUTH_EXPORTER_LABEL, USERAUTH_EXPORTER_LEN};
 use crate::{keepalive, userauth};
-
-/// How long the other side may take to send a channel's OPEN frame.
-const OPEN_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The drivers' clock: tokio's, so that the machines and the timers that
 /// wake them agree.
@@ -213,6 +211,10 @@ pub struct QuicConnection {
     endpoint: Option<quinn::Endpoint>,
     /// The client's channels share this until USERAUTH_SUCCESS (draft §7.6).
     preauth_credit: Option<PreauthCredit>,
+    /// Where channels get their streams.
+    streams: ChannelStreams,
+    /// Where the channels the peer opens go (weak: the accept loop owns it).
+    incoming_tx: mpsc::WeakUnboundedSender<Incoming<QuicChannel>>,
 }
 
 impl QuicConnection {
@@ -276,6 +278,16 @@ pub async fn client_session(
     conn: quinn::Connection,
     auth: ClientAuth,
 ) -> Result<QuicConnection, TransportError> {
+    client_session_with(conn, auth, ChannelMapping::StreamPerChannel).await
+}
+
+/// [`client_session`] with a choice of channel mapping: `OneStream` is the
+/// lab baseline of [`crate::one_stream`], which the server must run too.
+pub async fn client_session_with(
+    conn: quinn::Connection,
+    auth: ClientAuth,
+    mapping: ChannelMapping,
+) -> Result<QuicConnection, TransportError> {
     let lost = |e: &dyn std::fmt::Display| TransportError::ConnectionClosed(Some(e.to_string()));
     let (send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
     let mut exporter = [0u8; USERAUTH_EXPORTER_LEN];
@@ -301,12 +313,14 @@ pub async fn client_session(
         }
     }
     let budget = PipeBudget::new(CONNECTION_PIPE_BUDGET);
+    let streams = ChannelStreams::new(conn.clone(), mapping, budget.clone());
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
+    let incoming_weak = incoming_tx.downgrade();
     let (commands_tx, commands_rx) = mpsc::channel(CONTROL_QUEUE);
     let user = auth.user.clone();
     {
         let conn = conn.clone();
-        let budget = budget.clone();
+        let streams = streams.clone();
         let answers = commands_tx.clone();
         let credit = credit.clone();
         tokio::spawn(async move {
@@ -326,18 +340,17 @@ pub async fn client_session(
                 }
             }
             // draft §7.6: server-initiated channels only after USERAUTH_SUCCESS.
-            tokio::spawn(accept_channels(conn, incoming_tx.clone(), budget));
+            tokio::spawn(streams.accept(incoming_tx.clone()));
             run_control(driver, commands_rx, answers, incoming_tx).await;
         });
     }
     let mut session = QuicConnection::new(
         conn,
         commands_tx,
-        incoming_rx,
-        budget,
+        (incoming_rx, incoming_weak),
+        streams,
         auth_rx,
         auth.user,
-        TransportKind::Quic,
     );
     session.preauth_credit = Some(credit);
     Ok(session)
@@ -403,6 +416,9 @@ pub struct ServerAuth {
     pub client_alive_interval: Option<Duration>,
     /// ClientAliveCountMax (0: ask, but never give up, as in sshd).
     pub client_alive_count_max: u32,
+    /// StreamPerChannel (sshq/1), or the one-stream lab baseline
+    /// (`OneStreamBaseline yes`, see [`crate::one_stream`]).
+    pub channel_mapping: ChannelMapping,
 }
 
 /// Runs the QUIC handshake and user authentication for one incoming
@@ -453,6 +469,7 @@ pub async fn login(
     crate::preauth::lift(&conn);
     let _ = driver.flush().await; // USERAUTH_SUCCESS
     let budget = PipeBudget::new(CONNECTION_PIPE_BUDGET);
+    let streams = ChannelStreams::new(conn.clone(), auth.channel_mapping, budget);
     let (commands_tx, commands_rx) = mpsc::channel(CONTROL_QUEUE);
     if let Some(interval) = auth.client_alive_interval.filter(|i| !i.is_zero()) {
         let alive = keepalive::ClientAlive {
@@ -467,12 +484,9 @@ pub async fn login(
         ));
     }
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
+    let incoming_weak = incoming_tx.downgrade();
     // draft §7.7: channel streams are read only after USERAUTH_SUCCESS.
-    tokio::spawn(accept_channels(
-        conn.clone(),
-        incoming_tx.clone(),
-        budget.clone(),
-    ));
+    tokio::spawn(streams.clone().accept(incoming_tx.clone()));
     tokio::spawn(run_control(
         driver,
         commands_rx,
@@ -483,11 +497,10 @@ pub async fn login(
     Ok(QuicConnection::new(
         conn,
         commands_tx,
-        incoming_rx,
-        budget,
+        (incoming_rx, incoming_weak),
+        streams,
         auth_rx,
         user,
-        TransportKind::Quic,
     ))
 }
 
@@ -591,14 +604,16 @@ impl QuicConnection {
     fn new(
         conn: quinn::Connection,
         commands: CommandSender,
-        incoming: mpsc::UnboundedReceiver<Incoming<QuicChannel>>,
-        budget: PipeBudget,
+        (incoming, incoming_tx): (
+            mpsc::UnboundedReceiver<Incoming<QuicChannel>>,
+            mpsc::WeakUnboundedSender<Incoming<QuicChannel>>,
+        ),
+        streams: ChannelStreams,
         auth: watch::Receiver<AuthState>,
         user: String,
-        transport: TransportKind,
     ) -> Self {
         let info = ConnectionInfo {
-            transport,
+            transport: TransportKind::Quic,
             local_addr: None,
             peer_addr: Some(conn.remote_address()),
             user,
@@ -608,11 +623,13 @@ impl QuicConnection {
             conn,
             commands,
             incoming: Mutex::new(incoming),
-            budget,
+            budget: streams.budget().clone(),
             info,
             auth,
             endpoint: None,
             preauth_credit: None,
+            streams,
+            incoming_tx,
         }
     }
 
@@ -700,73 +717,11 @@ async fn run_control(
     }
 }
 
-/// Every further bidirectional stream is a channel the peer opens.
-async fn accept_channels(
-    conn: quinn::Connection,
-    incoming: mpsc::UnboundedSender<Incoming<QuicChannel>>,
-    budget: PipeBudget,
-) {
-    while let Ok((send, recv)) = conn.accept_bi().await {
-        tokio::spawn(receive_open(send, recv, incoming.clone(), budget.clone()));
-    }
-}
-
-/// Reads a stream's OPEN frame and offers the channel; a stream that does
-/// not start with one is reset, and only that stream suffers.
-async fn receive_open(
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-    incoming: mpsc::UnboundedSender<Incoming<QuicChannel>>,
-    budget: PipeBudget,
-) {
-    let mut machine = ChannelMachine::acceptor(now(), OPEN_FRAME_TIMEOUT);
-    let kind = loop {
-        match machine.poll_event() {
-            Some(ChannelEvent::OpenRequested(kind)) => break Some(kind),
-            Some(_) => break None,
-            None => {}
-        }
-        if !machine.wants_input() {
-            break None;
-        }
-        match until(machine.poll_timeout(), recv.read_chunk(64 * 1024, true)).await {
-            None => machine.handle_timeout(now()),
-            Some(Ok(Some(chunk))) => machine.handle_bytes(now(), &chunk.bytes),
-            Some(Ok(None)) => machine.handle_fin(now()),
-            Some(Err(_)) => machine.handle_peer_abort(),
-        }
-    };
-    let kind = match kind {
-        // draft §8.4: an open the opener already gave up is not offered at all
-        Some(_) if crate::channel::opener_gave_up(&send, &mut recv) => {
-            machine.handle_peer_abort();
-            None
-        }
-        kind => kind,
-    };
-    let Some(kind) = kind else {
-        // Refused (an unknown type), broken or given up: carry out what
-        // the machine decided, on this stream only.
-        crate::channel::write_final(&mut send, &mut recv, &mut machine).await;
-        return;
-    };
-    let (decide_tx, decide_rx) = oneshot::channel::<Result<(), OpenFailure>>();
-    let channel =
-        QuicChannel::accepted(kind.clone(), send, recv, machine, decide_rx).within_budget(&budget);
-    let _ = incoming.send(Incoming::Channel(PendingChannel::new(
-        kind, channel, decide_tx,
-    )));
-}
-
 impl Connection for QuicConnection {
     type Channel = QuicChannel;
 
     async fn open_channel(&self, kind: ChannelKind) -> Result<QuicChannel, TransportError> {
-        let (send, recv) = self
-            .conn
-            .open_bi()
-            .await
-            .map_err(|e| TransportError::ConnectionClosed(Some(e.to_string())))?;
+        let (send, recv) = self.streams.open(&self.incoming_tx).await?;
         Ok(QuicChannel::opened(kind, send, recv)
             .within_budget(&self.budget)
             .with_preauth_credit(self.preauth_credit.as_ref()))

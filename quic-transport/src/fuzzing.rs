@@ -167,6 +167,25 @@ pub fn run_ready<F: Future>(future: F) -> Option<F::Output> {
     }
 }
 
+/// Decodes `data` as the one-stream baseline's carrier (the lab mapping of
+/// `crate::one_stream`), whole and in pieces of the first byte's size: the
+/// frames and the error must not depend on how the bytes arrive, an
+/// incomplete frame must consume nothing, and every frame must re-encode
+/// to the bytes it came from.
+pub fn decode_carrier(data: &[u8]) {
+    let Some((&piece, stream)) = data.split_first() else {
+        return;
+    };
+    let whole = crate::one_stream::fuzzing::decode_carrier(stream, stream.len().max(1));
+    let pieces = crate::one_stream::fuzzing::decode_carrier(stream, usize::from(piece).max(1));
+    assert_eq!(whole, pieces, "decoding depends on how the bytes arrive");
+    let (encoded, _) = whole;
+    assert!(
+        stream.starts_with(&encoded),
+        "frames do not re-encode to the bytes they came from"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! identity, and every SSH channel on its own QUIC stream.
 
 mod channel;
+mod channel_streams;
 pub mod client;
 mod conn;
 pub mod danger;
@@ -11,6 +12,7 @@ pub mod endpoint;
 pub mod fuzzing;
 mod keepalive;
 pub mod kx;
+pub mod one_stream;
 pub mod preauth;
 pub mod preauth_credit;
 pub mod proto;
@@ -18,6 +20,7 @@ pub mod relay;
 pub mod server;
 mod stats;
 pub mod stream_socket;
+mod streams;
 pub mod tls;
 pub mod tunnel;
 mod userauth;
@@ -25,7 +28,8 @@ pub mod wire;
 
 pub use channel::QuicChannel;
 pub use conn::{
-    accept, client_session, handshake, login, AuthOutcome, ClientAuth, QuicConnection, ServerAuth,
+    accept, client_session, client_session_with, handshake, login, AuthOutcome, ClientAuth,
+    QuicConnection, ServerAuth,
 };
 pub use sshq_core::error::HandshakeError;
 pub use stats::PathStats;

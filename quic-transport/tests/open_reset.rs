@@ -59,6 +59,7 @@ async fn logged_in(dir: &Path) -> LoggedIn {
         login_grace_time: None,
         client_alive_interval: None,
         client_alive_count_max: 3,
+        channel_mapping: Default::default(),
     });
     let accepting = server_endpoint.clone();
     let server = async move {

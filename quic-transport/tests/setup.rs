@@ -59,6 +59,7 @@ fn params(trusted: &PrivateKey) -> ConnectParams {
         verifier: Arc::new(Trust(trusted.public_key().clone())),
         kex: kex(),
         congestion_control: None,
+        channel_mapping: Default::default(),
     }
 }
 

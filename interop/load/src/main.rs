@@ -137,6 +137,7 @@ fn quic_params() -> ConnectParams {
             .map(|name| name.to_string())
             .collect(),
         congestion_control: None,
+        channel_mapping: Default::default(),
     }
 }
 

@@ -19,6 +19,7 @@ use sshq_quic::wire::{self, decode_frame, ErrorCode, Frame, UserauthRequest};
 fn encode_frame(frame: &Frame) -> Bytes {
     sshq_quic::wire::encode_frame(frame).expect("a test frame encodes")
 }
+use sshq_quic::one_stream::ChannelMapping;
 use sshq_quic::{endpoint, kx, tls, ClientAuth, QuicConnection, ServerAuth};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -75,7 +76,12 @@ pub struct TestServer {
 
 impl TestServer {
     /// A server on a free loopback port with every key exchange sshq has.
-    fn start(host_key: &PrivateKey, policy: TestPolicy, grace: Option<Duration>) -> TestServer {
+    fn start(
+        host_key: &PrivateKey,
+        policy: TestPolicy,
+        grace: Option<Duration>,
+        mapping: ChannelMapping,
+    ) -> TestServer {
         let provider = kx::crypto_provider(kx::DEFAULT_KEX).expect("crypto provider");
         let tls = tls::server_tls(host_key, provider).expect("server TLS");
         let config = tls::server_config(tls).expect("quinn server config");
@@ -87,6 +93,7 @@ impl TestServer {
             login_grace_time: grace,
             client_alive_interval: None,
             client_alive_count_max: 3,
+            channel_mapping: mapping,
         });
         let events = Arc::new(Mutex::new(Events::default()));
         tokio::spawn(accept_loop(endpoint.clone(), auth, events.clone()));
@@ -187,13 +194,22 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new(max_tries: u32, grace: Option<Duration>) -> Fixture {
+        Fixture::with_mapping(max_tries, grace, ChannelMapping::StreamPerChannel)
+    }
+
+    /// A fixture whose server maps channels onto streams as `mapping` says.
+    pub fn with_mapping(
+        max_tries: u32,
+        grace: Option<Duration>,
+        mapping: ChannelMapping,
+    ) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let host_key = keygen(dir.path(), "host");
         let user = keygen(dir.path(), "user");
         let stranger = keygen(dir.path(), "stranger");
         let policy = TestPolicy::new(user.public_key().clone(), max_tries);
         Fixture {
-            server: TestServer::start(&host_key, policy, grace),
+            server: TestServer::start(&host_key, policy, grace, mapping),
             host: host_key.public_key().clone(),
             user_key: Arc::new(FileKey::new(user, "user")),
             stranger: Arc::new(FileKey::new(stranger, "stranger")),
@@ -250,12 +266,17 @@ impl Fixture {
 
     /// sshq's own client, logged in with the user key.
     pub async fn normal(&self) -> (quinn::Endpoint, QuicConnection) {
+        self.normal_with(ChannelMapping::StreamPerChannel).await
+    }
+
+    /// sshq's own client mapping channels as `mapping` says, logged in.
+    pub async fn normal_with(&self, mapping: ChannelMapping) -> (quinn::Endpoint, QuicConnection) {
         let (endpoint, conn) = self.quic().await;
         let auth = ClientAuth {
             user: USER.to_string(),
             keys: vec![self.user_key.clone() as Arc<dyn UserKey>],
         };
-        let session = sshq_quic::client_session(conn, auth)
+        let session = sshq_quic::client_session_with(conn, auth, mapping)
             .await
             .expect("client session");
         step("login", session.authenticated())

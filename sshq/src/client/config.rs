@@ -221,6 +221,10 @@ pub struct ClientOptions {
     pub quic_fallback_timeout: Option<Duration>,
     /// sshq's own `CongestionControl` for QUIC (cubic, bbr, newreno).
     pub congestion_control: Option<sshq_quic::tls::CongestionControl>,
+    /// sshq's own `OneStreamBaseline`: a lab baseline that carries every
+    /// channel on one QUIC stream (`sshq_quic::one_stream`); the server
+    /// must run it too.
+    pub one_stream_baseline: Option<bool>,
 }
 
 /// Where a file came from: it decides where relative `Include` paths live
@@ -461,6 +465,9 @@ impl ClientOptions {
             "congestioncontrol" => {
                 let v = at.pick(one()?, sshq_quic::tls::CongestionControl::NAMES)?;
                 first(&mut self.congestion_control, on, v);
+            }
+            "onestreambaseline" => {
+                first(&mut self.one_stream_baseline, on, at.pick(one()?, FLAG)?);
             }
             "stricthostkeychecking" => {
                 let v = at.pick(one()?, STRICT)?;

@@ -229,6 +229,9 @@ pub struct ServerConfig {
     /// sshqd's own `CongestionControl` for QUIC (cubic, bbr, newreno);
     /// `None` keeps quinn's default (cubic).
     pub congestion_control: Option<sshq_quic::tls::CongestionControl>,
+    /// sshqd's own `OneStreamBaseline`: QUIC clients carry every channel on
+    /// one stream, a lab baseline (`sshq_quic::one_stream`), never sshq/1.
+    pub one_stream_baseline: bool,
     /// MaxStartups, PerSourceMaxStartups, PerSourceNetBlockSize,
     /// PerSourcePenalties, PerSourcePenaltyExemptList.
     pub preauth: PreauthLimits,
@@ -276,6 +279,7 @@ impl Default for ServerConfig {
             allow_udp_relay: super::context::AllowUdpRelay::Quic,
             kex_algorithms: None,
             congestion_control: None,
+            one_stream_baseline: false,
             preauth: PreauthLimits::new(),
         }
     }
@@ -802,6 +806,7 @@ impl Parser {
                 let v = at.pick(one()?, sshq_quic::tls::CongestionControl::NAMES)?;
                 set(fresh, &mut c.congestion_control, Some(v))
             }
+            "onestreambaseline" => set(fresh, &mut c.one_stream_baseline, flag()?),
             "include" => {
                 let Some(dir) = dir else {
                     return Err(at.bad("Include directive not supported as a command-line option"));

@@ -188,6 +188,15 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
             login_grace_time: config.login_grace_time,
             client_alive_interval: config.client_alive_interval,
             client_alive_count_max: config.client_alive_count_max,
+            channel_mapping: if config.one_stream_baseline {
+                tracing::warn!(
+                    "OneStreamBaseline yes: QUIC clients must carry every channel on one \
+                     stream (a lab baseline); ordinary sshq clients cannot use this server"
+                );
+                sshq_quic::one_stream::ChannelMapping::OneStream
+            } else {
+                sshq_quic::one_stream::ChannelMapping::StreamPerChannel
+            },
         });
         // QuicRelay: tunnels (ALPN sshq-tunnel/1) go to this SSH server.
         let relay = config

@@ -118,6 +118,7 @@ pub async fn quic() -> Pair<QuicConnection, QuicConnection> {
         login_grace_time: None,
         client_alive_interval: None,
         client_alive_count_max: 3,
+        channel_mapping: Default::default(),
     });
     let accepting = server_endpoint.clone();
     let server = async move {

@@ -52,7 +52,7 @@ fn every_keyword() {
         RemoteForward 9090 localhost:90\nRemoteForward 1080\nDynamicForward 1081\n\
         ForwardAgent ~/agent.sock\nExitOnForwardFailure yes\nStreamLocalBindUnlink yes\n\
         StreamLocalBindMask 0117\nClearAllForwardings no\nIgnoreUnknown UseKeychain\nTransport quic\nQuicPort 4433\n\
-        KexAlgorithms +curve25519-sha256\nQuicFallbackTimeout 250ms\nCongestionControl BBR\n";
+        KexAlgorithms +curve25519-sha256\nQuicFallbackTimeout 250ms\nCongestionControl BBR\nOneStreamBaseline yes\n";
     let agent = home.join("agent.sock").display().to_string();
     let expected = ClientOptions {
         host_name: Some("real.example".into()),
@@ -87,6 +87,7 @@ fn every_keyword() {
         kex_algorithms: Some("+curve25519-sha256".into()),
         quic_fallback_timeout: Some(Duration::from_millis(250)),
         congestion_control: Some(sshq_quic::tls::CongestionControl::Bbr),
+        one_stream_baseline: Some(true),
     };
     assert_eq!(parse(text, "h").map_err(|e| e.to_string()), Ok(expected));
     let text = "ForwardAgent no\nConnectTimeout none\nUserKnownHostsFile none\nTransport AUTO\n";

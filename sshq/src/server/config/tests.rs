@@ -163,6 +163,8 @@ fn every_keyword() {
         c.congestion_control,
         Some(sshq_quic::tls::CongestionControl::NewReno)
     );
+    assert!(!c.one_stream_baseline, "the lab baseline is off by default");
+    assert!(load("OneStreamBaseline yes\n").one_stream_baseline);
     let text =
         "LoginGraceTime 0\nAuthorizedKeysFile none\nPermitOpen none\nAllowTcpForwarding all\n";
     let c = load(text);

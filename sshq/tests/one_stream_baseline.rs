@@ -1,0 +1,116 @@
+//! The head-of-line study's one-stream baseline (`OneStreamBaseline`, see
+//! `sshq_quic::one_stream`) with the real sshq and sshqd on loopback: a
+//! command, a pty and many -L connections all on one QUIC stream; and an
+//! ordinary client turned away with a message that names the option.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
+
+use common::setup::Setup;
+use common::{
+    check_echo, concurrently, echo_service, random_bytes, text, wait_until, Background, Endpoint,
+    Listeners, SSHQ,
+};
+
+const BASELINE: &str = "Transports quic\nOneStreamBaseline yes\n";
+const ONE_STREAM: [&str; 2] = ["-o", "OneStreamBaseline=yes"];
+
+#[test]
+fn a_command_runs_with_its_output_and_exit_status() {
+    let s = Setup::quic_with(BASELINE, Listeners::Quic);
+    let out = s.run(
+        &ONE_STREAM,
+        &["cat; echo done >&2; exit 7"],
+        b"through one stream\n",
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", s.show(&out));
+    assert_eq!(
+        text(&out.stdout),
+        "through one stream\n",
+        "{}",
+        s.show(&out)
+    );
+    assert!(text(&out.stderr).contains("done"), "{}", s.show(&out));
+}
+
+#[test]
+fn forwarded_connections_share_the_stream_intact() {
+    let s = Setup::quic_with(BASELINE, Listeners::Quic);
+    let target = echo_service();
+    let local = common::free_port();
+    let spec = format!("{local}:127.0.0.1:{}", target.port);
+    let mut extra = ONE_STREAM.to_vec();
+    extra.extend(["-N", "-L", &spec]);
+    let args = s.args("user", "accept-new", &extra, &[]);
+    let mut client = Background::spawn(SSHQ, &args, s.lab.path("sshq-forward.log"));
+    let listening = wait_until(Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", local)).is_ok()
+    });
+    assert!(
+        listening && client.alive(),
+        "sshq -N -L {spec} does not listen; its log:\n{}\n{}",
+        client.log_text(),
+        s.server_log()
+    );
+    let to = Endpoint::Port(local);
+    // Twenty connections at once, one of them bulk: their bytes are
+    // interleaved on the carrier and must come apart intact.
+    let failures = concurrently(20, move |i| {
+        let len = if i == 0 { 4 << 20 } else { 1000 + i as usize };
+        check_echo(&to, &random_bytes(len))
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of 20 forwarded connections failed:\n{}\nsshq log:\n{}\n{}",
+        failures.len(),
+        failures.join("\n"),
+        client.log_text(),
+        s.server_log()
+    );
+    assert_eq!(s.logins_over("quic"), 1, "{}", s.server_log());
+}
+
+#[test]
+fn a_half_closed_forward_still_gets_its_answer() {
+    let s = Setup::quic_with(BASELINE, Listeners::Quic);
+    let target = echo_service();
+    let local = common::free_port();
+    let spec = format!("{local}:127.0.0.1:{}", target.port);
+    let mut extra = ONE_STREAM.to_vec();
+    extra.extend(["-N", "-L", &spec]);
+    let args = s.args("user", "accept-new", &extra, &[]);
+    let client = Background::spawn(SSHQ, &args, s.lab.path("sshq-forward.log"));
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", local)).is_ok()
+        }),
+        "no forward: {}",
+        client.log_text()
+    );
+    // Our EOF travels as a virtual stream's FIN; the echo's comes back.
+    let mut stream = TcpStream::connect(("127.0.0.1", local)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream.write_all(b"ping").expect("write");
+    stream.shutdown(Shutdown::Write).expect("half close");
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back).expect("read to EOF");
+    assert_eq!(back, b"ping", "{}", client.log_text());
+}
+
+#[test]
+fn an_ordinary_client_is_told_what_the_server_runs() {
+    let s = Setup::quic_with(BASELINE, Listeners::Quic);
+    let out = s.run(&[], &["echo never"], b"");
+    assert_ne!(out.status.code(), Some(0), "{}", s.show(&out));
+    assert!(!text(&out.stdout).contains("never"), "{}", s.show(&out));
+    assert!(
+        s.server_log().contains("OneStreamBaseline"),
+        "the server says why at startup: {}",
+        s.server_log()
+    );
+}
