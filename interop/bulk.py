@@ -18,7 +18,7 @@ import statistics
 from sshqlab import experiment
 from sshqlab.link import congestion_for, link_description
 from sshqlab.probes import run_probe
-from sshqlab.results import pyplot, write_csv
+from sshqlab.results import pyplot, results_dir, write_csv
 from sshqlab.servers import TRANSPORT_LABELS
 
 FULL_LOSSES = [0, 0.5, 1, 2, 5]
@@ -34,7 +34,12 @@ def main():
     ap.add_argument("--runs", type=int, default=None, help="runs per transport and cell (default 3)")
     ap.add_argument("--seconds", type=float, default=None, help="measuring window per run (default 10)")
     experiment.add_common_arguments(ap)
+    ap.add_argument("--report-only", action="store_true",
+                    help="rebuild bulk.png and summary.md from the summary.json already in --out")
     args = ap.parse_args()
+    if args.report_only:
+        report_again(results_dir("bulk", args.out))
+        return
     if args.quick:
         cells = QUICK_CELLS
     else:
@@ -70,11 +75,17 @@ def main():
                          "runs": len(xs), "congestion": congestion_for(t, args.tcp_cc, args.quic_cc)})
     out, command = lab_run.out, lab_run.command
     meta = lab_run.metadata(runs=runs, seconds_per_run=seconds, tcp_congestion=args.tcp_cc,
-                            quic_congestion=args.quic_cc)
+                            quic_congestion=args.quic_cc, link=link_description(args))
     write_csv(out / "samples.csv", samples, list(samples[0]))
     write_csv(out / "summary.csv", rows, list(rows[0]))
     (out / "summary.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
 
+    report(rows, cells, transports, meta, out, command)
+
+
+def report(rows, cells, transports, meta, out, command):
+    """bulk.png and summary.md from the per-cell medians."""
+    tcp_cc, quic_cc = meta["tcp_congestion"], meta["quic_congestion"]
     plt = pyplot()
     rtts = sorted({r for _, r in cells})
     fig, axes = plt.subplots(1, len(rtts), figsize=(5 * len(rtts), 4.2), squeeze=False, sharey=True)
@@ -89,25 +100,48 @@ def main():
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("throughput (Mbit/s, median)")
     axes[0][-1].legend(fontsize=7)
-    fig.suptitle(f"Bulk throughput, server to client (TCP {args.tcp_cc}, QUIC {args.quic_cc})")
+    fig.suptitle(f"Bulk throughput, server to client (TCP {tcp_cc}, QUIC {quic_cc})")
     fig.tight_layout()
     fig.savefig(out / "bulk.png", dpi=110)
     plt.close(fig)
 
+    median = {(r["transport"], r["loss_pct"], r["rtt_ms"]): r["mbit_s_median"] for r in rows}
     lines = [f"# Bulk throughput versus loss and RTT ({meta['date']})", "",
              f"Commit {meta['commit']}, {meta['openssh']}. `client host 'cat /dev/zero'`, bytes read in the "
-             f"{seconds:g} s after the first byte, {runs} interleaved runs per transport and cell, medians. "
-             f"The data flows from the server, whose congestion controller is the one that counts. "
-             f"{link_description(args)}.", "",
+             f"{meta['seconds_per_run']:g} s after the first byte, {meta['runs']} interleaved runs per transport "
+             f"and cell, medians. The data flows from the server, whose congestion controller is the one that "
+             f"counts." + (f" {meta['link']}." if meta.get("link") else ""), "",
              "| loss % | RTT ms | " + " | ".join(TRANSPORT_LABELS[t] for t in transports) + " |",
              "|---:|---:|" + "---:|" * len(transports)]
     for loss, rtt in cells:
-        vals = [next((r["mbit_s_median"] for r in rows if (r["transport"], r["loss_pct"], r["rtt_ms"])
-                      == (t, loss, rtt)), None) for t in transports]
+        vals = [median.get((t, loss, rtt)) for t in transports]
         lines.append(f"| {loss:g} | {rtt:g} | " + " | ".join(str(v) for v in vals) + " |")
-    lines += ["", "Mbit/s. Plot: `bulk.png`.", "", f"Rerun: `{command}`."]
+    lines += ["", "Mbit/s. Plot: `bulk.png`.", ""]
+    if {"sshq-quic", "openssh"} <= set(transports):
+        lines += [f"## Target: sshq over QUIC at least OpenSSH's throughput, same controller ({quic_cc})", "",
+                  "| loss % | RTT ms | sshq over QUIC / OpenSSH | verdict |", "|---:|---:|---:|---|"]
+        met = 0
+        for loss, rtt in cells:
+            q, o = median.get(("sshq-quic", loss, rtt)), median.get(("openssh", loss, rtt))
+            if q is None or o is None:
+                lines.append(f"| {loss:g} | {rtt:g} | - | no figures |")
+                continue
+            ok = q >= o
+            met += ok
+            lines.append(f"| {loss:g} | {rtt:g} | {q / o:.2f} | {'met' if ok else 'MISSED'} |")
+        lines += ["", f"Met in {met} of {len(cells)} cells.", ""]
+    lines += [f"Rerun: `{command}`."]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def report_again(out):
+    """Rebuilds bulk.png and summary.md from summary.json."""
+    saved = json.loads((out / "summary.json").read_text())
+    rows, meta = saved["rows"], saved["meta"]
+    cells = list(dict.fromkeys((r["loss_pct"], r["rtt_ms"]) for r in rows))
+    transports = list(dict.fromkeys(r["transport"] for r in rows))
+    report(rows, cells, transports, meta, out, meta["command"])
 
 
 if __name__ == "__main__":

@@ -184,19 +184,7 @@ impl Carrier {
         };
         let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                streams: HashMap::new(),
-                ready: VecDeque::new(),
-                control: VecDeque::new(),
-                next_local: local_parity,
-                highest_remote: None,
-                written: 0,
-                peer_consumed: 0,
-                unconsumed: 0,
-                unreported: 0,
-                broken: None,
-                incoming: Some(incoming_tx),
-            }),
+            state: Mutex::new(State::new(local_parity, Some(incoming_tx))),
             writer: Notify::new(),
             conn,
             local_parity,
@@ -269,6 +257,25 @@ impl Shared {
 }
 
 impl State {
+    fn new(
+        local_parity: u32,
+        incoming: Option<mpsc::UnboundedSender<(SharedSend, SharedRecv)>>,
+    ) -> State {
+        State {
+            streams: HashMap::new(),
+            ready: VecDeque::new(),
+            control: VecDeque::new(),
+            next_local: local_parity,
+            highest_remote: None,
+            written: 0,
+            peer_consumed: 0,
+            unconsumed: 0,
+            unreported: 0,
+            broken: None,
+            incoming,
+        }
+    }
+
     /// Queues `item` for stream `id` and gives the stream a turn.
     fn queue(&mut self, id: u32, item: Pending) {
         let Some(stream) = self.streams.get_mut(&id) else {

@@ -10,10 +10,7 @@ use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use common::setup::Setup;
-use common::{
-    check_echo, concurrently, echo_service, random_bytes, text, wait_until, Background, Endpoint,
-    Listeners, SSHQ,
-};
+use common::{check_echo, concurrently, echo_service, random_bytes, text, Endpoint, Listeners};
 
 const BASELINE: &str = "Transports quic\nOneStreamBaseline yes\n";
 const ONE_STREAM: [&str; 2] = ["-o", "OneStreamBaseline=yes"];
@@ -40,21 +37,7 @@ fn a_command_runs_with_its_output_and_exit_status() {
 fn forwarded_connections_share_the_stream_intact() {
     let s = Setup::quic_with(BASELINE, Listeners::Quic);
     let target = echo_service();
-    let local = common::free_port();
-    let spec = format!("{local}:127.0.0.1:{}", target.port);
-    let mut extra = ONE_STREAM.to_vec();
-    extra.extend(["-N", "-L", &spec]);
-    let args = s.args("user", "accept-new", &extra, &[]);
-    let mut client = Background::spawn(SSHQ, &args, s.lab.path("sshq-forward.log"));
-    let listening = wait_until(Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", local)).is_ok()
-    });
-    assert!(
-        listening && client.alive(),
-        "sshq -N -L {spec} does not listen; its log:\n{}\n{}",
-        client.log_text(),
-        s.server_log()
-    );
+    let (client, local) = s.local_forward(&ONE_STREAM, target.port);
     let to = Endpoint::Port(local);
     // Twenty connections at once, one of them bulk: their bytes are
     // interleaved on the carrier and must come apart intact.
@@ -62,14 +45,7 @@ fn forwarded_connections_share_the_stream_intact() {
         let len = if i == 0 { 4 << 20 } else { 1000 + i as usize };
         check_echo(&to, &random_bytes(len))
     });
-    assert!(
-        failures.is_empty(),
-        "{} of 20 forwarded connections failed:\n{}\nsshq log:\n{}\n{}",
-        failures.len(),
-        failures.join("\n"),
-        client.log_text(),
-        s.server_log()
-    );
+    s.assert_none_failed(&failures, 20, &client);
     assert_eq!(s.logins_over("quic"), 1, "{}", s.server_log());
 }
 
@@ -77,19 +53,7 @@ fn forwarded_connections_share_the_stream_intact() {
 fn a_half_closed_forward_still_gets_its_answer() {
     let s = Setup::quic_with(BASELINE, Listeners::Quic);
     let target = echo_service();
-    let local = common::free_port();
-    let spec = format!("{local}:127.0.0.1:{}", target.port);
-    let mut extra = ONE_STREAM.to_vec();
-    extra.extend(["-N", "-L", &spec]);
-    let args = s.args("user", "accept-new", &extra, &[]);
-    let client = Background::spawn(SSHQ, &args, s.lab.path("sshq-forward.log"));
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", local)).is_ok()
-        }),
-        "no forward: {}",
-        client.log_text()
-    );
+    let (client, local) = s.local_forward(&ONE_STREAM, target.port);
     // Our EOF travels as a virtual stream's FIN; the echo's comes back.
     let mut stream = TcpStream::connect(("127.0.0.1", local)).expect("connect");
     stream

@@ -16,10 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::setup::{Dir, Setup};
-use common::{
-    concurrently, random_bytes, show, text, wait_until, Background, Lab, Listeners, TcpService,
-    SSHQ,
-};
+use common::{concurrently, random_bytes, show, text, wait_until, Lab, Listeners, TcpService};
 
 /// An orderly exit must reach the server at once (not at its idle timeout),
 /// even for a session done within the client's first round trip.
@@ -287,30 +284,6 @@ fn forward_target(fired: Arc<AtomicU64>) -> TcpService {
     })
 }
 
-/// `sshq -N -L local:127.0.0.1:target_port` over QUIC to the lab's sshqd;
-/// returns once the local port accepts.
-fn forward(s: &Setup, target_port: u16) -> (Background, u16) {
-    let local = common::free_port();
-    let spec = format!("{local}:127.0.0.1:{target_port}");
-    let args = s.args(
-        "user",
-        "accept-new",
-        &["-o", "Transport=quic", "-N", "-L", &spec],
-        &[],
-    );
-    let mut client = Background::spawn(SSHQ, &args, s.lab.path("sshq-forward.log"));
-    let listening = wait_until(Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", local)).is_ok()
-    });
-    assert!(
-        listening && client.alive(),
-        "sshq -N -L {spec} does not listen; its log:\n{}\n{}",
-        client.log_text(),
-        s.server_log()
-    );
-    (client, local)
-}
-
 fn connect_local(port: u16) -> TcpStream {
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the forward");
     stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
@@ -339,7 +312,7 @@ fn echo_through(port: u16, data: &[u8]) -> std::io::Result<Vec<u8>> {
 fn local_forward_50_concurrent_connections() {
     let s = Setup::new(Dir::sshq_quic_to_sshqd);
     let target = forward_target(Arc::default());
-    let (client, local) = forward(&s, target.port);
+    let (client, local) = s.local_forward(&[], target.port);
     let failures = concurrently(50, move |i| {
         let data = random_bytes(256 * 1024 + i as usize);
         match echo_through(local, &data) {
@@ -352,21 +325,14 @@ fn local_forward_50_concurrent_connections() {
             Err(e) => Err(e.to_string()),
         }
     });
-    assert!(
-        failures.is_empty(),
-        "{} of 50 forwarded connections failed:\n{}\nsshq log:\n{}\n{}",
-        failures.len(),
-        failures.join("\n"),
-        client.log_text(),
-        s.server_log()
-    );
+    s.assert_none_failed(&failures, 50, &client);
 }
 
 #[test]
 fn local_forward_200_channels_on_one_connection() {
     let s = Setup::new(Dir::sshq_quic_to_sshqd);
     let target = forward_target(Arc::default());
-    let (client, local) = forward(&s, target.port);
+    let (client, local) = s.local_forward(&[], target.port);
     let failures = concurrently(200, move |id| {
         let mut stream = connect_local(local);
         let mut request = vec![PAYLOAD];
@@ -383,14 +349,7 @@ fn local_forward_200_channels_on_one_connection() {
             ))
         }
     });
-    assert!(
-        failures.is_empty(),
-        "{} of 200 channels failed:\n{}\nsshq log:\n{}\n{}",
-        failures.len(),
-        failures.join("\n"),
-        client.log_text(),
-        s.server_log()
-    );
+    s.assert_none_failed(&failures, 200, &client);
     // One QUIC connection carried them all.
     assert_eq!(s.logins_over("quic"), 1, "{}", s.server_log());
 }
@@ -402,7 +361,7 @@ fn stalled_forward_does_not_stall_another() {
     let s = Setup::new(Dir::sshq_quic_to_sshqd);
     let fired = Arc::new(AtomicU64::new(0));
     let target = forward_target(fired.clone());
-    let (client, local) = forward(&s, target.port);
+    let (client, local) = s.local_forward(&[], target.port);
 
     let mut a = connect_local(local);
     a.write_all(&[FIREHOSE]).expect("start the flood");

@@ -161,7 +161,10 @@ mod tests {
                     code: 0x10,
                 },
             ),
-            ("stop_stream5_code0", CarrierFrame::Stop { stream: 5, code: 0 }),
+            (
+                "stop_stream5_code0",
+                CarrierFrame::Stop { stream: 5, code: 0 },
+            ),
             ("consumed_70000", CarrierFrame::Consumed { bytes: 70000 }),
         ];
         assert_eq!(vectors.len(), expected.len(), "every vector is checked");

@@ -4,19 +4,9 @@
 use super::*;
 
 fn state(streams: &[u32]) -> State {
-    State {
-        streams: streams.iter().map(|&id| (id, Virtual::new())).collect(),
-        ready: VecDeque::new(),
-        control: VecDeque::new(),
-        next_local: 0,
-        highest_remote: None,
-        written: 0,
-        peer_consumed: 0,
-        unconsumed: 0,
-        unreported: 0,
-        broken: None,
-        incoming: None,
-    }
+    let mut state = State::new(0, None);
+    state.streams = streams.iter().map(|&id| (id, Virtual::new())).collect();
+    state
 }
 
 fn data(len: usize) -> Pending {

@@ -4,9 +4,11 @@
 //! every [`Dir`]; `tests/quic.rs` uses the QUIC direction for what only
 //! QUIC has.
 
+use std::net::TcpStream;
 use std::process::Output;
+use std::time::Duration;
 
-use super::{show, Lab, Listeners, PtyClient, Server, SSHQ};
+use super::{show, wait_until, Background, Lab, Listeners, PtyClient, Server, SSHQ};
 
 /// Which client talks to which server, over which transport.
 #[allow(non_camel_case_types)]
@@ -103,6 +105,41 @@ impl Setup {
     pub fn args(&self, key: &str, strict: &str, extra: &[&str], command: &[&str]) -> Vec<String> {
         self.lab
             .client_args(key, strict, self.port(), extra, command)
+    }
+
+    /// `sshq -N -L local:127.0.0.1:target_port` (with this direction's
+    /// transport options and `extra`) in the background; returns it and
+    /// its local port once that port accepts.
+    pub fn local_forward(&self, extra: &[&str], target_port: u16) -> (Background, u16) {
+        let local = super::free_port();
+        let spec = format!("{local}:127.0.0.1:{target_port}");
+        let mut options = self.with_transport(extra);
+        options.extend(["-N", "-L", &spec]);
+        let args = self.args("user", "accept-new", &options, &[]);
+        let mut client = Background::spawn(SSHQ, &args, self.lab.path("sshq-forward.log"));
+        let listening = wait_until(Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", local)).is_ok()
+        });
+        assert!(
+            listening && client.alive(),
+            "sshq -N -L {spec} does not listen; its log:\n{}\n{}",
+            client.log_text(),
+            self.server_log()
+        );
+        (client, local)
+    }
+
+    /// Fails the test if any of `total` forwarded connections through
+    /// `client` failed, with their errors and both sides' logs.
+    pub fn assert_none_failed(&self, failures: &[String], total: usize, client: &Background) {
+        assert!(
+            failures.is_empty(),
+            "{} of {total} forwarded connections failed:\n{}\nsshq log:\n{}\n{}",
+            failures.len(),
+            failures.join("\n"),
+            client.log_text(),
+            self.server_log()
+        );
     }
 
     /// The client with the lab's user key and StrictHostKeyChecking=accept-new.
