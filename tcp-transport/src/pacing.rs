@@ -19,6 +19,11 @@
 //!   exactly as fast as the socket takes data: channel data is pulled into
 //!   the SSH layer only when the socket can take it.
 //!
+//! On a slow path the budget shrinks further, to what the socket drains in
+//! [`QUEUE_TIME`] (at least [`MIN_BUDGET`]), and so does the largest bulk
+//! write: the measured drain rate, sampled while the socket pushes back,
+//! sets how many bytes are a short wait.
+//!
 //! The small budgets apply only while an interactive channel (one with a
 //! pty) is open on the connection: with no keystroke to protect, bulk data
 //! is held only at [`BULK_ONLY_BUDGET`], however often the socket pushes
@@ -80,6 +85,21 @@ const PUSHBACK_MEMORY: Duration = Duration::from_secs(5);
 /// when the peer accepts 64 KiB packets.
 pub const MAX_BULK_WRITE: usize = 32 * 1024;
 
+/// While the socket pushes back, the budget is also at most what the
+/// socket drains in this long (and the largest bulk write at most the
+/// budget): on a slow path, 32 KiB is a long wait in front of a keystroke
+/// (at 1% loss and 50 ms RTT a CUBIC flow drains about 250 KB/s, and 64 KiB
+/// of budget and write took a quarter of a second); at 50 Mbit/s this is
+/// 125 KB, and [`SEND_BUDGET`] applies.
+const QUEUE_TIME: Duration = Duration::from_millis(20);
+
+/// The smallest budget, however slow the path: a few packets, so that bulk
+/// data still moves in writes of a useful size.
+pub const MIN_BUDGET: usize = 4 * 1024;
+
+/// How often the drain rate is sampled (see [`Pacer::written`]).
+const RATE_INTERVAL: Duration = Duration::from_millis(100);
+
 /// `TCP_NOTSENT_LOWAT` on sshq's and sshqd's TCP sockets: unsent bytes the
 /// kernel accepts. Data in flight is the congestion window's; this is only
 /// the queue behind it, kept to half a packet of ours.
@@ -116,6 +136,13 @@ struct PacerState {
     /// keystroke to protect, and bulk data is not held at all: the socket's
     /// own backpressure paces it, at full speed.
     interactive_open: AtomicUsize,
+    /// The socket's drain rate, bytes per second (0: not measured yet),
+    /// sampled every [`RATE_INTERVAL`] while the socket pushes back (when it
+    /// does not, writes are limited by the sender, not the path).
+    drain_rate: AtomicU64,
+    /// The last rate sample: when (as `last_pushback_ms`) and `written` then.
+    sampled_ms: AtomicU64,
+    sampled_written: AtomicU64,
 }
 
 impl Pacer {
@@ -130,6 +157,9 @@ impl Pacer {
                 epoch: std::time::Instant::now(),
                 room: Notify::new(),
                 interactive_open: AtomicUsize::new(0),
+                drain_rate: AtomicU64::new(0),
+                sampled_ms: AtomicU64::new(0),
+                sampled_written: AtomicU64::new(0),
             }),
         }
     }
@@ -157,17 +187,76 @@ impl Pacer {
         self.state.room.notify_waiters();
     }
 
-    /// The small budget while the socket pushes back, else the open one
-    /// (never below the small one).
+    /// The small budget while the socket pushes back (smaller still on a
+    /// slow path, see [`QUEUE_TIME`]), else the open one.
     fn budget(&self) -> usize {
-        let last = self.state.last_pushback_ms.load(Ordering::Acquire);
-        let recent = last != 0
-            && self.now_ms().saturating_sub(last - 1) < PUSHBACK_MEMORY.as_millis() as u64;
-        if recent {
-            self.state.budget
+        if self.pushed_back_within(PUSHBACK_MEMORY) {
+            self.small_budget()
         } else {
             self.state.budget.max(OPEN_BUDGET)
         }
+    }
+
+    /// The configured budget, cut to [`QUEUE_TIME`] of the measured drain
+    /// rate, never below [`MIN_BUDGET`] (nor above the configured one).
+    fn small_budget(&self) -> usize {
+        let configured = self.state.budget;
+        let rate = self.state.drain_rate.load(Ordering::Acquire);
+        if rate == 0 {
+            return configured;
+        }
+        let per_queue_time = rate.saturating_mul(QUEUE_TIME.as_millis() as u64) / 1000;
+        let adapted = usize::try_from(per_queue_time).unwrap_or(usize::MAX);
+        adapted.max(MIN_BUDGET).min(configured)
+    }
+
+    /// The most a bulk channel may hand russh in one write.
+    fn write_limit(&self) -> usize {
+        if self.state.interactive_open.load(Ordering::Acquire) == 0 {
+            return MAX_BULK_WRITE;
+        }
+        MAX_BULK_WRITE.min(self.budget())
+    }
+
+    /// Whether a socket write had to wait in the last `within`.
+    fn pushed_back_within(&self, within: Duration) -> bool {
+        let last = self.state.last_pushback_ms.load(Ordering::Acquire);
+        last != 0 && self.now_ms().saturating_sub(last - 1) < within.as_millis() as u64
+    }
+
+    /// Samples the drain rate once per [`RATE_INTERVAL`], from the bytes
+    /// written since the last sample; a sample counts only if the socket
+    /// pushed back during it (else the sender, not the path, set the pace).
+    fn sample_rate(&self) {
+        let now = self.now_ms();
+        let since = self.state.sampled_ms.load(Ordering::Acquire);
+        let elapsed = now.saturating_sub(since);
+        if elapsed < RATE_INTERVAL.as_millis() as u64 {
+            return;
+        }
+        // One writer samples; a racing one finds the new mark and returns.
+        if self
+            .state
+            .sampled_ms
+            .compare_exchange(since, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let written = self.state.written.load(Ordering::Acquire);
+        let before = self.state.sampled_written.swap(written, Ordering::AcqRel);
+        if since == 0 || !self.pushed_back_within(Duration::from_millis(elapsed)) {
+            return;
+        }
+        let sample = written.saturating_sub(before).saturating_mul(1000) / elapsed.max(1);
+        let old = self.state.drain_rate.load(Ordering::Acquire);
+        // A moving average over about four samples.
+        let rate = if old == 0 {
+            sample
+        } else {
+            (old * 3 + sample) / 4
+        };
+        self.state.drain_rate.store(rate, Ordering::Release);
     }
 
     fn now_ms(&self) -> u64 {
@@ -205,6 +294,7 @@ impl Pacer {
                 Some(queued.saturating_sub(bytes))
             });
         self.state.written.fetch_add(bytes as u64, Ordering::AcqRel);
+        self.sample_rate();
         if self.has_room() {
             self.state.room.notify_waiters();
         }
@@ -261,7 +351,7 @@ impl WriterPacing {
         if self.interactive.get() {
             buf
         } else {
-            buf.get(..MAX_BULK_WRITE).unwrap_or(buf)
+            buf.get(..self.pacer.write_limit()).unwrap_or(buf)
         }
     }
 
@@ -439,6 +529,48 @@ mod tests {
         assert!(pacer.has_room(), "the shell is gone: the open budget again");
         pacer.handed_over(OPEN_BUDGET);
         assert!(!pacer.has_room(), "never beyond the open budget");
+    }
+
+    #[tokio::test]
+    async fn a_slow_path_shrinks_the_budget_and_the_writes() {
+        let pacer = Pacer::new(SEND_BUDGET);
+        let _shell = open_shell(&pacer);
+        pacer.pushed_back();
+        assert_eq!(pacer.budget(), SEND_BUDGET, "no rate measured yet");
+        // The socket drains 100 KB/s while it pushes back: 20 ms of that is
+        // 2 KB, below the floor.
+        pacer.state.drain_rate.store(100_000, Ordering::Release);
+        assert_eq!(pacer.budget(), MIN_BUDGET);
+        assert_eq!(pacer.write_limit(), MIN_BUDGET);
+        // 1 MB/s: 20 KB.
+        pacer.state.drain_rate.store(1_000_000, Ordering::Release);
+        assert_eq!(pacer.budget(), 20_000);
+        // A fast path keeps the configured budget and packet size.
+        pacer.state.drain_rate.store(50_000_000, Ordering::Release);
+        assert_eq!(pacer.budget(), SEND_BUDGET);
+        assert_eq!(pacer.write_limit(), MAX_BULK_WRITE);
+    }
+
+    #[tokio::test]
+    async fn the_rate_is_sampled_only_while_the_socket_pushes_back() {
+        let pacer = Pacer::new(SEND_BUDGET);
+        // The first sample only sets the mark.
+        pacer.written(1);
+        tokio::time::sleep(RATE_INTERVAL + Duration::from_millis(20)).await;
+        pacer.written(50_000);
+        assert_eq!(
+            pacer.state.drain_rate.load(Ordering::Acquire),
+            0,
+            "no pushback: the sender set the pace, not the path"
+        );
+        tokio::time::sleep(RATE_INTERVAL + Duration::from_millis(20)).await;
+        pacer.pushed_back();
+        pacer.written(12_000);
+        let rate = pacer.state.drain_rate.load(Ordering::Acquire);
+        assert!(
+            (20_000..=120_000).contains(&rate),
+            "about 12 KB over about 120 ms: {rate} B/s"
+        );
     }
 
     fn futures_noop_waker() -> std::task::Waker {
