@@ -44,6 +44,10 @@ pub(crate) enum CarrierError {
     UnknownType(u8),
     #[error("carrier DATA of {0} bytes is over the {MAX_DATA}-byte limit")]
     DataTooLong(u32),
+    /// A field the frame type fixes at zero (FIN's value, CONSUMED's
+    /// stream) is not.
+    #[error("carrier frame type {0} with a nonzero reserved field")]
+    ReservedNotZero(u8),
 }
 
 impl CarrierFrame {
@@ -104,6 +108,7 @@ impl CarrierFrame {
                 let payload = buf.split_to(value as usize).freeze();
                 return Ok(Some(CarrierFrame::Data { stream, payload }));
             }
+            FIN if value != 0 => return Err(CarrierError::ReservedNotZero(FIN)),
             FIN => CarrierFrame::Fin { stream },
             RESET => CarrierFrame::Reset {
                 stream,
@@ -113,6 +118,7 @@ impl CarrierFrame {
                 stream,
                 code: value,
             },
+            CONSUMED if stream != 0 => return Err(CarrierError::ReservedNotZero(CONSUMED)),
             CONSUMED => CarrierFrame::Consumed { bytes: value },
             other => return Err(CarrierError::UnknownType(other)),
         };
@@ -203,6 +209,16 @@ mod tests {
         assert_eq!(
             decode_all(&too_long),
             Err(CarrierError::DataTooLong(MAX_DATA + 1))
+        );
+        // Every frame has one encoding: fields the type fixes at zero are
+        // zero (the fuzz target's first find: a FIN with a value).
+        assert_eq!(
+            decode_all(&[1, 0, 0, 0, 2, 0, 0, 0, 0x23]),
+            Err(CarrierError::ReservedNotZero(1))
+        );
+        assert_eq!(
+            decode_all(&[4, 0, 0, 0, 1, 0, 0, 0, 5]),
+            Err(CarrierError::ReservedNotZero(4))
         );
     }
 
