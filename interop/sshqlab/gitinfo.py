@@ -8,10 +8,12 @@ from .paths import ROOT
 
 
 def git_commit():
-    """The short commit hash, marked when tracked files have uncommitted changes."""
+    """The short commit hash, marked when tracked files other than results
+    (which the experiments themselves rewrite) have uncommitted changes."""
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                           capture_output=True, text=True).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no",
+                            "--", ".", ":(exclude)interop/results"],
                            capture_output=True, text=True).stdout.strip()
     return head + (" with uncommitted changes" if dirty else "")
 
