@@ -299,10 +299,10 @@ def target_lines(rows, cells, args):
 def baseline_lines(rows, cells, args):
     """Head-of-line blocking alone: sshq over QUIC against the same stack
     with every channel on one stream (draft-notes, Appendix C.2.1)."""
-    if not {"sshq-quic", "sshq-quic-one-stream"} <= set(args.transports):
+    if not {"sshq-quic", "sshq-one-stream"} <= set(args.transports):
         return []
     lines = ["## Head-of-line blocking alone", "",
-             "`sshq-quic-one-stream` differs from `sshq-quic` only in carrying every channel on one QUIC "
+             "`sshq-one-stream` differs from `sshq-quic` only in carrying every channel on one QUIC "
              "stream (same quinn connection, controller, windows and channel layer; a terminal's frames "
              "still go first and bulk data is held to the congestion window plus 16 KiB, as sshq over "
              "TCP holds it). What separates their p99 with bulk is head-of-line blocking: a lost packet "
@@ -311,7 +311,7 @@ def baseline_lines(rows, cells, args):
              "| loss % | RTT ms | p99 with bulk, one stream | p99 with bulk, stream per channel | one / per-channel |",
              "|---:|---:|---:|---:|---:|"]
     for loss, rtt in cells:
-        one = p99_of(rows, "sshq-quic-one-stream", loss, rtt, True)
+        one = p99_of(rows, "sshq-one-stream", loss, rtt, True)
         per = p99_of(rows, "sshq-quic", loss, rtt, True)
         quotient = f"{one / per:.2f}" if one and per else "-"
         lines.append(f"| {loss} | {rtt} | {one if one is not None else '-'} | "

@@ -30,17 +30,17 @@ from .procs import in_ns, stop
 
 # The transports every experiment compares, in the order they are run and
 # plotted. The names are what the CSVs and summary.json carry.
-TRANSPORTS = ("sshq-tcp", "openssh", "openssh-quic-tunnel", "sshq-quic-one-stream", "sshq-quic")
+TRANSPORTS = ("sshq-tcp", "openssh", "openssh-quic-tunnel", "sshq-one-stream", "sshq-quic")
 TRANSPORT_LABELS = {
     "sshq-tcp": "sshq over TCP",
     "openssh": "OpenSSH (TCP)",
     "openssh-quic-tunnel": "OpenSSH in one QUIC stream",
-    "sshq-quic-one-stream": "sshq over QUIC, all channels on one stream",
+    "sshq-one-stream": "sshq over QUIC, all channels on one stream",
     "sshq-quic": "sshq over QUIC (stream per channel)",
 }
 # What experiments run unless --transports says otherwise: the one-stream
 # baseline only matters to the head-of-line study (hol.py asks for it).
-DEFAULT_TRANSPORTS = tuple(t for t in TRANSPORTS if t != "sshq-quic-one-stream")
+DEFAULT_TRANSPORTS = tuple(t for t in TRANSPORTS if t != "sshq-one-stream")
 
 
 def require_root_and_tools():
@@ -137,7 +137,7 @@ class Servers:
             return [str(SSHQ), *common, "-o", "Transport=tcp", "-p", str(SSHQD_PORT), target]
         if transport == "sshq-quic":
             return [str(SSHQ), *common, *quic_cc, "-o", "Transport=quic", "-p", str(SSHQD_PORT), target]
-        if transport == "sshq-quic-one-stream":
+        if transport == "sshq-one-stream":
             return [str(SSHQ), *common, *quic_cc, "-o", "Transport=quic", "-o", "OneStreamBaseline=yes",
                     "-p", str(ONE_STREAM_PORT), target]
         if transport == "openssh":
