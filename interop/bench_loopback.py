@@ -3,7 +3,9 @@
 
 Measures, for each client/server pair, the whole-process time of
 `client host true` (connect, key exchange, authentication, exec, exit) and
-the wall time of a bulk transfer `head -c SIZE /dev/zero | client host 'cat >/dev/null'`.
+the wall time of a bulk transfer `head -c SIZE /dev/zero | client host 'cat >/dev/null'`,
+with the CPU time the client and the server spent on it (per GiB: a figure
+that machine noise moves far less than throughput does).
 Repetitions are interleaved so that machine noise hits every pair alike;
 medians and ratios against OpenSSH's ssh -> sshd are reported.
 
@@ -15,6 +17,7 @@ Run as root to measure through a dedicated user with an empty shell rc
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -76,19 +79,31 @@ def main():
                 connect[name].append((time.perf_counter() - t) * 1000)
         size_bytes = parse_size(args.size)
         bulk = {name: [] for name in bulk_pairs}
+        cpu = {name: {"client": [], "server": []} for name in bulk_pairs}
+        servers = {"sshd": CpuGroup("sshd", procs[0].pid), "sshqd": CpuGroup("sshqd", procs[1].pid)}
+        gib = size_bytes / (1 << 30)
         for _ in range(args.bulks):
             for name in bulk_pairs:
                 cmd = pairs[name]
+                server = servers["sshqd" if "sshqd" in name else "sshd"]
                 src = subprocess.Popen(["head", "-c", args.size, "/dev/zero"], stdout=subprocess.PIPE)
+                server_before, client_before = server.seconds(), children_cpu()
                 t = time.perf_counter()
                 subprocess.run(cmd + ["cat >/dev/null"], stdin=src.stdout, capture_output=True, timeout=600, check=True)
                 bulk[name].append(size_bytes / (time.perf_counter() - t) / 1e6)
+                cpu[name]["client"].append((children_cpu() - client_before) / gib)
                 src.wait()
+                # The server's session processes finish a moment later.
+                time.sleep(0.5)
+                if server_before is not None:
+                    cpu[name]["server"].append((server.seconds() - server_before) / gib)
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait()
+        for group in locals().get("servers", {}).values():
+            group.remove()
         shutil.rmtree(tmp, ignore_errors=True)
 
     base = "ssh -> sshd"
@@ -104,6 +119,8 @@ def main():
             "bulk_ratio_vs_openssh": round(b / statistics.median(bulk[base]), 3) if b else None,
             "connect_samples_ms": [round(x, 1) for x in connect[name]],
             "bulk_samples_MBps": [round(x, 1) for x in bulk.get(name, [])],
+            "client_cpu_s_per_gib_median": median_or_none(cpu.get(name, {}).get("client")),
+            "server_cpu_s_per_gib_median": median_or_none(cpu.get(name, {}).get("server")),
         })
     hybrid = statistics.median(connect["sshq(quic) -> sshqd(quic)"])
     classic = statistics.median(connect["sshq(quic,x25519) -> sshqd(quic)"])
@@ -118,16 +135,75 @@ def main():
              f"{meta['openssh']}; user `{user}`; {args.connects} connects and {args.bulks} bulk transfers "
              f"of {args.size} per pair, interleaved. Ratios are against `ssh -> sshd` in the same run "
              "(connect: lower is better; bulk: higher is better).", "",
-             "| pair | connect+exec median ms | ratio | bulk median MB/s | ratio |",
-             "|---|---:|---:|---:|---:|"]
+             "| pair | connect+exec median ms | ratio | bulk median MB/s | ratio | client CPU s/GiB | "
+             "server CPU s/GiB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['pair']} | {r['connect_exec_ms_median']} | {r['connect_ratio_vs_openssh']} | "
-                     f"{r['bulk_MBps_median'] or '-'} | {r['bulk_ratio_vs_openssh'] or '-'} |")
+                     f"{r['bulk_MBps_median'] or '-'} | {r['bulk_ratio_vs_openssh'] or '-'} | "
+                     f"{r['client_cpu_s_per_gib_median'] or '-'} | {r['server_cpu_s_per_gib_median'] or '-'} |")
     lines += ["", f"Whole-process connect+exec over QUIC with the hybrid X25519+sntrup761 group vs plain X25519: "
               f"{meta['hybrid_vs_x25519_connect_ratio']}x (median {hybrid:.1f} ms vs {classic:.1f} ms)."]
+    lines += ["", "CPU per GiB: user plus system time of the client process, and of the server with every "
+              "process of the session (the remote `cat` included, for every pair alike), per GiB moved; medians."]
     lines += ["", "Rerun: `interop/run bench-loopback` (options: `--connects N --bulks N --size 1G`)."]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def children_cpu():
+    """CPU seconds of this process's waited-for children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuGroup:
+    """A cgroup holding one server and every process it starts (sessions,
+    shells), for their CPU time; None of that where no cgroup can be made
+    (then the server column stays empty)."""
+
+    # cgroup v1's cpuacct, else cgroup v2 (its cpu.stat counts usage).
+    ROOTS = (Path("/sys/fs/cgroup/cpuacct"), Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
+
+    def __init__(self, name, pid):
+        self.dir = None
+        for root in self.ROOTS:
+            if not (root / "cgroup.procs").exists():
+                continue
+            path = root / f"sshq-bench-{os.getpid()}-{name}"
+            try:
+                path.mkdir(exist_ok=True)
+                (path / "cgroup.procs").write_text(f"{pid}\n")
+            except OSError:
+                continue
+            self.dir = path
+            if self.seconds() is not None:
+                return
+        self.dir = None
+
+    def seconds(self):
+        """CPU seconds used in the group so far, or None."""
+        if self.dir is None:
+            return None
+        usage = self.dir / "cpuacct.usage"
+        if usage.exists():
+            return int(usage.read_text()) / 1e9
+        stat = self.dir / "cpu.stat"
+        if stat.exists():
+            fields = dict(line.split() for line in stat.read_text().splitlines() if line.strip())
+            return int(fields["usage_usec"]) / 1e6
+        return None
+
+    def remove(self):
+        if self.dir is not None:
+            try:
+                self.dir.rmdir()
+            except OSError:
+                pass
+
+
+def median_or_none(samples):
+    return round(statistics.median(samples), 2) if samples else None
 
 
 if __name__ == "__main__":
