@@ -84,7 +84,7 @@ impl ChannelStreams {
                 lost("one-stream baseline: the client has opened no channel yet".to_string())
             })?,
         };
-        let (send, recv) = carrier.open().map_err(lost)?;
+        let (send, recv) = carrier.open().map_err(|e| lost(e.to_string()))?;
         Ok((SendHalf::Shared(send), RecvHalf::Shared(recv)))
     }
 

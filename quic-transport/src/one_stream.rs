@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, watch, Notify};
 
-use frame::CarrierFrame;
+use frame::{CarrierError, CarrierFrame};
 
 use crate::streams::StreamGone;
 use crate::wire::ErrorCode;
@@ -74,6 +74,29 @@ const MAX_STREAMS: usize = 4 * crate::tls::MAX_CONCURRENT_BIDI_STREAMS as usize;
 
 /// A QUIC application error code for a carrier the peer broke.
 const CARRIER_BROKEN: u32 = 0x10;
+
+/// Why a carrier broke: every channel on it ends with the connection.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum CarrierFailure {
+    #[error("the peer's carrier is malformed: {0}")]
+    Malformed(CarrierError),
+    #[error("the peer reported more bytes consumed than were sent")]
+    ConsumedMoreThanSent,
+    #[error("the peer sent past the carrier's flow control")]
+    PastFlowControl,
+    #[error("the peer wrote to stream {0}, which was never opened")]
+    NeverOpened(u32),
+    #[error("the peer opened stream {0}: too many streams at once")]
+    TooManyStreams(u32),
+    #[error("out of stream ids")]
+    OutOfStreamIds,
+    #[error("the peer finished the carrier stream")]
+    PeerFinished,
+    #[error("the carrier stream failed: {0} (do both ends run OneStreamBaseline yes?)")]
+    Read(quinn::ReadError),
+    #[error("the carrier stream failed: {0}")]
+    Write(quinn::WriteError),
+}
 
 /// What happened to our direction of a virtual stream (see
 /// [`SharedSend::stopped`]).
@@ -151,7 +174,7 @@ struct State {
     /// Ours: held unconsumed, and passed on but not yet reported.
     unconsumed: u64,
     unreported: u64,
-    broken: Option<String>,
+    broken: Option<CarrierFailure>,
     incoming: Option<mpsc::UnboundedSender<(SharedSend, SharedRecv)>>,
 }
 
@@ -195,15 +218,13 @@ impl Carrier {
     }
 
     /// Opens a virtual stream; the peer learns of it with its first byte.
-    pub(crate) fn open(&self) -> Result<(SharedSend, SharedRecv), String> {
+    pub(crate) fn open(&self) -> Result<(SharedSend, SharedRecv), CarrierFailure> {
         let mut state = self.shared.lock();
         if let Some(why) = &state.broken {
             return Err(why.clone());
         }
         let id = state.next_local;
-        state.next_local = id
-            .checked_add(2)
-            .ok_or_else(|| "one-stream baseline: out of stream ids".to_string())?;
+        state.next_local = id.checked_add(2).ok_or(CarrierFailure::OutOfStreamIds)?;
         Ok(new_stream(&self.shared, &mut state, id))
     }
 }
@@ -238,7 +259,7 @@ impl Shared {
     }
 
     /// The carrier is unusable from now on: every stream learns it.
-    fn break_carrier(&self, why: String) {
+    fn break_carrier(&self, why: CarrierFailure) {
         let mut state = self.lock();
         if state.broken.is_some() {
             return;
@@ -402,7 +423,7 @@ async fn write_carrier(shared: Arc<Shared>, mut send: quinn::SendStream) {
             other => send.write_all_chunks(&mut [other.encode()]).await,
         };
         if let Err(e) = written {
-            shared.break_carrier(format!("the carrier stream failed: {e}"));
+            shared.break_carrier(CarrierFailure::Write(e));
             return;
         }
     }
@@ -437,7 +458,7 @@ async fn read_carrier(shared: Arc<Shared>, mut recv: quinn::RecvStream) {
                     shared
                         .conn
                         .close(ErrorCode::ProtocolError.code().into(), reason);
-                    shared.break_carrier(format!("the peer's carrier is malformed: {e}"));
+                    shared.break_carrier(CarrierFailure::Malformed(e));
                     return;
                 }
             }
@@ -445,14 +466,11 @@ async fn read_carrier(shared: Arc<Shared>, mut recv: quinn::RecvStream) {
         match recv.read_chunk(64 * 1024, true).await {
             Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
             Ok(None) => {
-                shared.break_carrier("the peer finished the carrier stream".to_string());
+                shared.break_carrier(CarrierFailure::PeerFinished);
                 return;
             }
             Err(e) => {
-                shared.break_carrier(format!(
-                    "the carrier stream failed: {e} (does the server run with \
-                     OneStreamBaseline yes?)"
-                ));
+                shared.break_carrier(CarrierFailure::Read(e));
                 return;
             }
         }
@@ -460,13 +478,13 @@ async fn read_carrier(shared: Arc<Shared>, mut recv: quinn::RecvStream) {
 }
 
 /// Applies one of the peer's frames; an error breaks the carrier.
-fn deliver(shared: &Arc<Shared>, frame: CarrierFrame) -> Result<(), String> {
+fn deliver(shared: &Arc<Shared>, frame: CarrierFrame) -> Result<(), CarrierFailure> {
     let mut state = shared.lock();
     match frame {
         CarrierFrame::Consumed { bytes } => {
             state.peer_consumed += u64::from(bytes);
             if state.peer_consumed > state.written {
-                return Err("the peer reported more consumed than was sent".to_string());
+                return Err(CarrierFailure::ConsumedMoreThanSent);
             }
             drop(state);
             shared.writer.notify_one();
@@ -478,7 +496,7 @@ fn deliver(shared: &Arc<Shared>, frame: CarrierFrame) -> Result<(), String> {
             let len = payload.len();
             state.unconsumed += len as u64;
             if state.unconsumed > MAX_UNCONSUMED {
-                return Err("the peer sent past the carrier's flow control".to_string());
+                return Err(CarrierFailure::PastFlowControl);
             }
             let known = stream_for_peer_frame(shared, &mut state, id)?;
             let readable = known.and_then(|stream| {
@@ -531,14 +549,12 @@ fn stream_for_peer_frame<'s>(
     shared: &Arc<Shared>,
     state: &'s mut State,
     id: u32,
-) -> Result<Option<&'s mut Virtual>, String> {
+) -> Result<Option<&'s mut Virtual>, CarrierFailure> {
     if !state.streams.contains_key(&id) {
         if id % 2 == shared.local_parity {
             // One of ours that is over (or was never opened).
             if id >= state.next_local {
-                return Err(format!(
-                    "the peer wrote to stream {id}, which we never opened"
-                ));
+                return Err(CarrierFailure::NeverOpened(id));
             }
             return Ok(None);
         }
@@ -553,9 +569,7 @@ fn stream_for_peer_frame<'s>(
         };
         let opening = (id - first_unseen) / 2 + 1;
         if opening > MAX_OPEN_AT_ONCE || state.streams.len() >= MAX_STREAMS {
-            return Err(format!(
-                "the peer opened stream {id}: too many streams at once"
-            ));
+            return Err(CarrierFailure::TooManyStreams(id));
         }
         state.highest_remote = Some(id);
         for opened in (first_unseen..=id).step_by(2) {
