@@ -12,7 +12,7 @@ use sshq_core::pipe::PipeBudget;
 use sshq_core::transport::{Incoming, PendingChannel};
 use tokio::sync::{mpsc, oneshot, OnceCell};
 
-use crate::channel::QuicChannel;
+use crate::channel::{QuicChannel, CONNECTION_PIPE_BUDGET};
 use crate::conn::{now, until};
 use crate::one_stream::{Carrier, ChannelMapping, SharedRecv, SharedSend};
 use crate::proto::channel::{ChannelEvent, ChannelMachine};
@@ -32,20 +32,25 @@ pub(crate) struct ChannelStreams {
     /// The one-stream baseline's carrier, once opened (the client opens it
     /// with its first channel; the server accepts it).
     carrier: Arc<OnceCell<Carrier>>,
+    /// Bounds the peer's unread data over all channels.
     budget: PipeBudget,
+    /// Where the channels the peer opens on a carrier we start go (weak:
+    /// the connection's own accept loop decides when accepting ends).
+    incoming: mpsc::WeakUnboundedSender<Incoming<QuicChannel>>,
 }
 
 impl ChannelStreams {
     pub(crate) fn new(
         conn: quinn::Connection,
         mapping: ChannelMapping,
-        budget: PipeBudget,
+        incoming: &IncomingSender,
     ) -> Self {
         ChannelStreams {
             conn,
             mapping,
             carrier: Arc::new(OnceCell::new()),
-            budget,
+            budget: PipeBudget::new(CONNECTION_PIPE_BUDGET),
+            incoming: incoming.downgrade(),
         }
     }
 
@@ -54,13 +59,8 @@ impl ChannelStreams {
         &self.budget
     }
 
-    /// The streams of a channel we open. `incoming` is where the channels
-    /// the peer opens on a carrier we start go (weak: the connection's own
-    /// accept loop decides when accepting ends).
-    pub(crate) async fn open(
-        &self,
-        incoming: &mpsc::WeakUnboundedSender<Incoming<QuicChannel>>,
-    ) -> Result<(SendHalf, RecvHalf), TransportError> {
+    /// The streams of a channel we open.
+    pub(crate) async fn open(&self) -> Result<(SendHalf, RecvHalf), TransportError> {
         let lost = |why: String| TransportError::ConnectionClosed(Some(why));
         if self.mapping == ChannelMapping::StreamPerChannel {
             let (send, recv) = self.conn.open_bi().await.map_err(|e| lost(e.to_string()))?;
@@ -73,7 +73,7 @@ impl ChannelStreams {
                         let (send, recv) =
                             self.conn.open_bi().await.map_err(|e| lost(e.to_string()))?;
                         let (carrier, peer_streams) = Carrier::start(self.conn.clone(), send, recv);
-                        if let Some(incoming) = incoming.upgrade() {
+                        if let Some(incoming) = self.incoming.upgrade() {
                             tokio::spawn(self.clone().accept_virtual(peer_streams, incoming));
                         }
                         Ok::<_, TransportError>(carrier)

@@ -15,13 +15,12 @@ use sshq_core::auth::{AuthPolicy, UserKey};
 use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest};
 use sshq_core::error::{HandshakeError, ProtocolError as TransportProtocolError, TransportError};
 use sshq_core::log_escape;
-use sshq_core::pipe::PipeBudget;
 use sshq_core::transport::{
     Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, TransportKind,
 };
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
-use crate::channel::{QuicChannel, CONNECTION_PIPE_BUDGET};
+use crate::channel::QuicChannel;
 use crate::channel_streams::ChannelStreams;
 use crate::one_stream::ChannelMapping;
 use crate::preauth_credit::{PreauthCredit, PREAUTH_CHANNEL_BUDGET};
@@ -202,8 +201,6 @@ pub struct QuicConnection {
     conn: quinn::Connection,
     commands: CommandSender,
     incoming: Mutex<mpsc::UnboundedReceiver<Incoming<QuicChannel>>>,
-    /// Bounds the peer's unread data over all channels.
-    budget: PipeBudget,
     info: ConnectionInfo,
     auth: watch::Receiver<AuthState>,
     /// The client's endpoint, kept so that closing can wait for the
@@ -211,10 +208,8 @@ pub struct QuicConnection {
     endpoint: Option<quinn::Endpoint>,
     /// The client's channels share this until USERAUTH_SUCCESS (draft §7.6).
     preauth_credit: Option<PreauthCredit>,
-    /// Where channels get their streams.
+    /// Where channels get their streams, and the budget for their unread data.
     streams: ChannelStreams,
-    /// Where the channels the peer opens go (weak: the accept loop owns it).
-    incoming_tx: mpsc::WeakUnboundedSender<Incoming<QuicChannel>>,
 }
 
 impl QuicConnection {
@@ -312,10 +307,8 @@ pub async fn client_session_with(
             credit.lift();
         }
     }
-    let budget = PipeBudget::new(CONNECTION_PIPE_BUDGET);
-    let streams = ChannelStreams::new(conn.clone(), mapping, budget.clone());
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
-    let incoming_weak = incoming_tx.downgrade();
+    let streams = ChannelStreams::new(conn.clone(), mapping, &incoming_tx);
     let (commands_tx, commands_rx) = mpsc::channel(CONTROL_QUEUE);
     let user = auth.user.clone();
     {
@@ -344,14 +337,8 @@ pub async fn client_session_with(
             run_control(driver, commands_rx, answers, incoming_tx).await;
         });
     }
-    let mut session = QuicConnection::new(
-        conn,
-        commands_tx,
-        (incoming_rx, incoming_weak),
-        streams,
-        auth_rx,
-        auth.user,
-    );
+    let mut session =
+        QuicConnection::new(conn, commands_tx, incoming_rx, streams, auth_rx, auth.user);
     session.preauth_credit = Some(credit);
     Ok(session)
 }
@@ -468,8 +455,8 @@ pub async fn login(
     // (draft §7.7, pre-authentication credit).
     crate::preauth::lift(&conn);
     let _ = driver.flush().await; // USERAUTH_SUCCESS
-    let budget = PipeBudget::new(CONNECTION_PIPE_BUDGET);
-    let streams = ChannelStreams::new(conn.clone(), auth.channel_mapping, budget);
+    let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
+    let streams = ChannelStreams::new(conn.clone(), auth.channel_mapping, &incoming_tx);
     let (commands_tx, commands_rx) = mpsc::channel(CONTROL_QUEUE);
     if let Some(interval) = auth.client_alive_interval.filter(|i| !i.is_zero()) {
         let alive = keepalive::ClientAlive {
@@ -483,8 +470,6 @@ pub async fn login(
             user.clone(),
         ));
     }
-    let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
-    let incoming_weak = incoming_tx.downgrade();
     // draft §7.7: channel streams are read only after USERAUTH_SUCCESS.
     tokio::spawn(streams.clone().accept(incoming_tx.clone()));
     tokio::spawn(run_control(
@@ -497,7 +482,7 @@ pub async fn login(
     Ok(QuicConnection::new(
         conn,
         commands_tx,
-        (incoming_rx, incoming_weak),
+        incoming_rx,
         streams,
         auth_rx,
         user,
@@ -604,10 +589,7 @@ impl QuicConnection {
     fn new(
         conn: quinn::Connection,
         commands: CommandSender,
-        (incoming, incoming_tx): (
-            mpsc::UnboundedReceiver<Incoming<QuicChannel>>,
-            mpsc::WeakUnboundedSender<Incoming<QuicChannel>>,
-        ),
+        incoming: mpsc::UnboundedReceiver<Incoming<QuicChannel>>,
         streams: ChannelStreams,
         auth: watch::Receiver<AuthState>,
         user: String,
@@ -623,13 +605,11 @@ impl QuicConnection {
             conn,
             commands,
             incoming: Mutex::new(incoming),
-            budget: streams.budget().clone(),
             info,
             auth,
             endpoint: None,
             preauth_credit: None,
             streams,
-            incoming_tx,
         }
     }
 
@@ -721,9 +701,9 @@ impl Connection for QuicConnection {
     type Channel = QuicChannel;
 
     async fn open_channel(&self, kind: ChannelKind) -> Result<QuicChannel, TransportError> {
-        let (send, recv) = self.streams.open(&self.incoming_tx).await?;
+        let (send, recv) = self.streams.open().await?;
         Ok(QuicChannel::opened(kind, send, recv)
-            .within_budget(&self.budget)
+            .within_budget(self.streams.budget())
             .with_preauth_credit(self.preauth_credit.as_ref()))
     }
 
