@@ -15,12 +15,13 @@ use quinn::{ApplicationClose, ConnectionClose, ConnectionError, TransportErrorCo
 use sshq_core::auth::{AuthPolicy, BoxFuture};
 use sshq_core::ssh_key::PublicKey;
 
+use crate::one_stream::frame::CarrierFrame;
 use crate::tunnel;
-use crate::wire::{self, ErrorCode, Frame, WireError};
+use crate::wire::{self, ErrorCode, Frame};
 
 /// What the frames of a byte stream decode to: the frames, then how the
 /// stream stopped (`None`: it needs more bytes).
-type Decoded = (Vec<Frame>, Option<WireError>);
+type Decoded<T, E> = (Vec<T>, Option<E>);
 
 /// Decodes `data` as the bytes of one QUIC stream, the way the control and
 /// channel stream readers do. The first byte chooses how the rest arrives:
@@ -31,22 +32,28 @@ pub fn decode_frames(data: &[u8]) {
     let Some((&piece, stream)) = data.split_first() else {
         return;
     };
-    let whole = decode_stream(stream, stream.len().max(1));
-    let pieces = decode_stream(stream, usize::from(piece).max(1));
+    let whole = decode_in_pieces(stream, stream.len().max(1), wire::decode_frame);
+    let pieces = decode_in_pieces(stream, usize::from(piece).max(1), wire::decode_frame);
     assert_eq!(whole, pieces, "decoding depends on how the bytes arrive");
     for frame in &whole.0 {
         check_round_trip(frame);
     }
 }
 
-fn decode_stream(stream: &[u8], piece: usize) -> Decoded {
+/// Feeds `stream` to `decode`, `piece` bytes at a time, as a stream reader
+/// does; an incomplete frame must consume nothing.
+fn decode_in_pieces<T, E>(
+    stream: &[u8],
+    piece: usize,
+    decode: impl Fn(&mut BytesMut) -> Result<Option<T>, E>,
+) -> Decoded<T, E> {
     let mut buffered = BytesMut::new();
     let mut frames = Vec::new();
     for chunk in stream.chunks(piece) {
         buffered.extend_from_slice(chunk);
         loop {
             let before = buffered.len();
-            match wire::decode_frame(&mut buffered) {
+            match decode(&mut buffered) {
                 Ok(Some(frame)) => frames.push(frame),
                 Ok(None) => {
                     assert_eq!(buffered.len(), before, "an incomplete frame was consumed");
@@ -176,10 +183,10 @@ pub fn decode_carrier(data: &[u8]) {
     let Some((&piece, stream)) = data.split_first() else {
         return;
     };
-    let whole = crate::one_stream::fuzzing::decode_carrier(stream, stream.len().max(1));
-    let pieces = crate::one_stream::fuzzing::decode_carrier(stream, usize::from(piece).max(1));
+    let whole = decode_in_pieces(stream, stream.len().max(1), CarrierFrame::decode);
+    let pieces = decode_in_pieces(stream, usize::from(piece).max(1), CarrierFrame::decode);
     assert_eq!(whole, pieces, "decoding depends on how the bytes arrive");
-    let (encoded, _) = whole;
+    let encoded: Vec<u8> = whole.0.iter().flat_map(|frame| frame.encode()).collect();
     assert!(
         stream.starts_with(&encoded),
         "frames do not re-encode to the bytes they came from"

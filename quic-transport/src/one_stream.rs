@@ -22,7 +22,7 @@
 //! This is not part of the sshq/1 protocol: both ends must be set up for it
 //! (`OneStreamBaseline yes`), and it exists for measurement only.
 
-mod frame;
+pub(crate) mod frame;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -318,21 +318,21 @@ impl State {
         }
     }
 
-    /// Counts `len` bytes the channel read; says whether a report is due.
-    fn consumed(&mut self, len: usize, ran_dry: bool) -> bool {
+    /// Counts `len` bytes passed on to a channel (or dropped for one that
+    /// is over) and queues a CONSUMED frame when one is due: after
+    /// [`REPORT_EVERY`], or at once when the stream `ran_dry`. True if a
+    /// frame was queued (the writer is then to be woken).
+    fn pass_on(&mut self, len: usize, ran_dry: bool) -> bool {
         let len = len as u64;
         self.unconsumed = self.unconsumed.saturating_sub(len);
         self.unreported += len;
-        (self.unreported >= REPORT_EVERY || ran_dry) && self.unreported > 0
-    }
-
-    /// Moves what was passed on into a CONSUMED frame.
-    fn report(&mut self) {
-        while self.unreported > 0 {
+        let due = (self.unreported >= REPORT_EVERY || ran_dry) && self.unreported > 0;
+        while due && self.unreported > 0 {
             let bytes = u32::try_from(self.unreported).unwrap_or(u32::MAX);
             self.unreported -= u64::from(bytes);
             self.control.push_back(CarrierFrame::Consumed { bytes });
         }
+        due
     }
 
     /// The next frame for the writer, if one may go now. `window` is
@@ -509,8 +509,7 @@ fn deliver(shared: &Arc<Shared>, frame: CarrierFrame) -> Result<(), CarrierFailu
                 Some(readable) => readable.notify_one(),
                 // A stream already over: its bytes count as passed on.
                 None => {
-                    if state.consumed(len, true) {
-                        state.report();
+                    if state.pass_on(len, true) {
                         drop(state);
                         shared.writer.notify_one();
                     }
@@ -730,8 +729,7 @@ impl SharedRecv {
                 };
                 if let Some(bytes) = stream.received.pop_front() {
                     let ran_dry = stream.received.is_empty();
-                    if state.consumed(bytes.len(), ran_dry) {
-                        state.report();
+                    if state.pass_on(bytes.len(), ran_dry) {
                         drop(state);
                         self.shared.writer.notify_one();
                     }
@@ -770,8 +768,7 @@ impl SharedRecv {
                 code,
             });
         }
-        state.consumed(dropped, true);
-        state.report();
+        state.pass_on(dropped, true);
         state.forget_if_over(self.id);
         drop(state);
         self.shared.writer.notify_one();
@@ -796,32 +793,3 @@ impl Drop for SharedRecv {
 
 #[cfg(test)]
 mod tests;
-
-/// The carrier decoder, for the fuzz target (`crate::fuzzing`).
-pub(crate) mod fuzzing {
-    use bytes::BytesMut;
-
-    use super::frame::CarrierFrame;
-
-    /// Feeds `stream` to the decoder `piece` bytes at a time: the frames
-    /// re-encoded back to back, and the error that stopped decoding.
-    pub(crate) fn decode_carrier(stream: &[u8], piece: usize) -> (Vec<u8>, Option<String>) {
-        let mut buffered = BytesMut::new();
-        let mut encoded = Vec::new();
-        for chunk in stream.chunks(piece) {
-            buffered.extend_from_slice(chunk);
-            loop {
-                let before = buffered.len();
-                match CarrierFrame::decode(&mut buffered) {
-                    Ok(Some(frame)) => encoded.extend_from_slice(&frame.encode()),
-                    Ok(None) => {
-                        assert_eq!(buffered.len(), before, "an incomplete frame was consumed");
-                        break;
-                    }
-                    Err(e) => return (encoded, Some(e.to_string())),
-                }
-            }
-        }
-        (encoded, None)
-    }
-}

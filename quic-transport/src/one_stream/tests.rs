@@ -65,10 +65,10 @@ fn control_frames_go_first_and_consumption_is_reported() {
     s.queue(0, data(10));
     s.unconsumed = 20_000;
     // Below the reporting step, and the stream still has data queued.
-    assert!(!s.consumed(100, false));
+    assert!(!s.pass_on(100, false));
+    assert!(s.control.is_empty(), "no report yet");
     // Ran dry: what was passed on is reported at once.
-    assert!(s.consumed(100, true));
-    s.report();
+    assert!(s.pass_on(100, true));
     assert_eq!(
         s.next_frame(u64::MAX),
         Some(CarrierFrame::Consumed { bytes: 200 })
