@@ -47,6 +47,7 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="sshq-bench."))
     os.chmod(tmp, 0o755)
     procs = []
+    servers = {}
     try:
         sshd_port, sshqd_port = start_loopback_servers(tmp, procs)
 
@@ -80,7 +81,7 @@ def main():
         size_bytes = parse_size(args.size)
         bulk = {name: [] for name in bulk_pairs}
         cpu = {name: {"client": [], "server": []} for name in bulk_pairs}
-        servers = {"sshd": CpuGroup("sshd", procs[0].pid), "sshqd": CpuGroup("sshqd", procs[1].pid)}
+        servers.update(sshd=CpuGroup("sshd", procs[0].pid), sshqd=CpuGroup("sshqd", procs[1].pid))
         gib = size_bytes / (1 << 30)
         for _ in range(args.bulks):
             for name in bulk_pairs:
@@ -102,7 +103,7 @@ def main():
             p.terminate()
         for p in procs:
             p.wait()
-        for group in locals().get("servers", {}).values():
+        for group in servers.values():
             group.remove()
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -166,13 +167,14 @@ class CpuGroup:
     ROOTS = (Path("/sys/fs/cgroup/cpuacct"), Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
 
     def __init__(self, name, pid):
-        self.dir = None
+        self.dir, self.made = None, []
         for root in self.ROOTS:
             if not (root / "cgroup.procs").exists():
                 continue
             path = root / f"sshq-bench-{os.getpid()}-{name}"
             try:
                 path.mkdir(exist_ok=True)
+                self.made.append(path)
                 (path / "cgroup.procs").write_text(f"{pid}\n")
             except OSError:
                 continue
@@ -195,9 +197,10 @@ class CpuGroup:
         return None
 
     def remove(self):
-        if self.dir is not None:
+        """Removes every group made (they are empty once the server is gone)."""
+        for path in self.made:
             try:
-                self.dir.rmdir()
+                path.rmdir()
             except OSError:
                 pass
 
