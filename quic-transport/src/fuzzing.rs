@@ -29,15 +29,30 @@ type Decoded<T, E> = (Vec<T>, Option<E>);
 /// the error must be the same. Every decoded frame must encode to bytes
 /// that decode to the same frame.
 pub fn decode_frames(data: &[u8]) {
-    let Some((&piece, stream)) = data.split_first() else {
+    let Some((frames, _)) = decode_whole_and_in_pieces(data, wire::decode_frame) else {
         return;
     };
-    let whole = decode_in_pieces(stream, stream.len().max(1), wire::decode_frame);
-    let pieces = decode_in_pieces(stream, usize::from(piece).max(1), wire::decode_frame);
-    assert_eq!(whole, pieces, "decoding depends on how the bytes arrive");
-    for frame in &whole.0 {
+    for frame in &frames {
         check_round_trip(frame);
     }
+}
+
+/// Decodes the bytes after `data`'s first byte whole and in pieces of that
+/// byte's size (at least 1), and checks that both give the same frames and
+/// error; None for empty `data`.
+fn decode_whole_and_in_pieces<T, E>(
+    data: &[u8],
+    decode: impl Fn(&mut BytesMut) -> Result<Option<T>, E>,
+) -> Option<Decoded<T, E>>
+where
+    T: PartialEq + std::fmt::Debug,
+    E: PartialEq + std::fmt::Debug,
+{
+    let (&piece, stream) = data.split_first()?;
+    let whole = decode_in_pieces(stream, stream.len().max(1), &decode);
+    let pieces = decode_in_pieces(stream, usize::from(piece).max(1), &decode);
+    assert_eq!(whole, pieces, "decoding depends on how the bytes arrive");
+    Some(whole)
 }
 
 /// Feeds `stream` to `decode`, `piece` bytes at a time, as a stream reader
@@ -180,15 +195,13 @@ pub fn run_ready<F: Future>(future: F) -> Option<F::Output> {
 /// incomplete frame must consume nothing, and every frame must re-encode
 /// to the bytes it came from.
 pub fn decode_carrier(data: &[u8]) {
-    let Some((&piece, stream)) = data.split_first() else {
+    let Some((frames, _)) = decode_whole_and_in_pieces(data, CarrierFrame::decode) else {
         return;
     };
-    let whole = decode_in_pieces(stream, stream.len().max(1), CarrierFrame::decode);
-    let pieces = decode_in_pieces(stream, usize::from(piece).max(1), CarrierFrame::decode);
-    assert_eq!(whole, pieces, "decoding depends on how the bytes arrive");
-    let encoded: Vec<u8> = whole.0.iter().flat_map(|frame| frame.encode()).collect();
+    let encoded: Vec<u8> = frames.iter().flat_map(|frame| frame.encode()).collect();
     assert!(
-        stream.starts_with(&encoded),
+        data.get(1..)
+            .is_some_and(|stream| stream.starts_with(&encoded)),
         "frames do not re-encode to the bytes they came from"
     );
 }
