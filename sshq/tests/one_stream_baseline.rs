@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::time::Duration;
-
 use common::setup::Setup;
-use common::{check_echo, concurrently, echo_service, random_bytes, text, Endpoint, Listeners};
+use common::{
+    check_echo, concurrently, echo_service, echo_through, random_bytes, text, Endpoint, Listeners,
+};
 
 const BASELINE: &str = "Transports quic\nOneStreamBaseline yes\n";
 const ONE_STREAM: [&str; 2] = ["-o", "OneStreamBaseline=yes"];
@@ -54,15 +52,9 @@ fn a_half_closed_forward_still_gets_its_answer() {
     let s = Setup::quic_with(BASELINE, Listeners::Quic);
     let target = echo_service();
     let (client, local) = s.local_forward(&ONE_STREAM, target.port);
-    // Our EOF travels as a virtual stream's FIN; the echo's comes back.
-    let mut stream = TcpStream::connect(("127.0.0.1", local)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    stream.write_all(b"ping").expect("write");
-    stream.shutdown(Shutdown::Write).expect("half close");
-    let mut back = Vec::new();
-    stream.read_to_end(&mut back).expect("read to EOF");
+    // Our EOF (echo_through half-closes) travels as a virtual stream's
+    // FIN; the echo's comes back.
+    let back = echo_through(&Endpoint::Port(local), b"ping").expect("echo to EOF");
     assert_eq!(back, b"ping", "{}", client.log_text());
 }
 
