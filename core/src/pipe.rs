@@ -68,7 +68,9 @@ struct Charge {
 
 /// The sending end, driven by the transport.
 pub struct PipeWriter {
-    chunks: Option<mpsc::UnboundedSender<(Bytes, Charge)>>,
+    /// Boxed, as the request queue's are (`crate::replies::RequestSender`):
+    /// tokio allocates a queue's slots 32 at a time, up front.
+    chunks: Option<mpsc::UnboundedSender<Box<(Bytes, Charge)>>>,
     budget: Arc<Semaphore>,
     limit: usize,
     connection: Option<PipeBudget>,
@@ -76,7 +78,7 @@ pub struct PipeWriter {
 
 /// The receiving end: the channel's `data_in` or `ext_in`.
 pub struct PipeReader {
-    chunks: mpsc::UnboundedReceiver<(Bytes, Charge)>,
+    chunks: mpsc::UnboundedReceiver<Box<(Bytes, Charge)>>,
     /// What is left of the chunk being read; its charge is released (and
     /// the budgets refilled) once it is read in full.
     current: VecDeque<(Bytes, Charge)>,
@@ -148,7 +150,7 @@ impl PipeWriter {
             _pipe: pipe,
             _connection: connection,
         };
-        chunks.send((data, charge)).map_err(|_| ())
+        chunks.send(Box::new((data, charge))).map_err(|_| ())
     }
 
     /// End of data: the reader sees EOF once it has read what is queued.
@@ -173,7 +175,7 @@ impl AsyncRead for PipeReader {
                 return Poll::Ready(Ok(()));
             }
             match self.chunks.poll_recv(cx) {
-                Poll::Ready(Some(next)) => self.current.push_back(next),
+                Poll::Ready(Some(next)) => self.current.push_back(*next),
                 // All senders gone: EOF.
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
                 Poll::Pending => return Poll::Pending,
@@ -188,7 +190,7 @@ impl AsyncBufRead for PipeReader {
         while this.current.is_empty() {
             match this.chunks.poll_recv(cx) {
                 Poll::Ready(Some(next)) if next.0.is_empty() => {}
-                Poll::Ready(Some(next)) => this.current.push_back(next),
+                Poll::Ready(Some(next)) => this.current.push_back(*next),
                 Poll::Ready(None) => return Poll::Ready(Ok(&[])),
                 Poll::Pending => return Poll::Pending,
             }

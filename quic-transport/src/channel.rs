@@ -66,7 +66,10 @@ enum OpenState {
     Refused(OpenFailure),
 }
 
-/// What the writer task is asked to do.
+/// What the writer task is asked to do. Queued boxed, as `Command` is:
+/// tokio allocates a queue's slots 32 at a time when it is made, and every
+/// channel of every idle session has both queues (bench-idle's heap
+/// profile); a pointer per slot keeps that small.
 enum Out {
     Frame(Bytes),
     /// A data frame's header and payload, sent without copying.
@@ -300,11 +303,11 @@ impl Channel for QuicChannel {
         if let Some(Transmit::Frame(frame)) = machine.poll_transmit() {
             match encode_frame(&frame) {
                 Ok(bytes) => {
-                    let _ = out_tx.try_send(Out::Frame(bytes));
+                    let _ = out_tx.try_send(Box::new(Out::Frame(bytes)));
                 }
                 Err(e) => {
                     tracing::warn!("channel stream: {e}");
-                    let _ = out_tx.try_send(Out::Reset(ErrorCode::InternalError));
+                    let _ = out_tx.try_send(Box::new(Out::Reset(ErrorCode::InternalError)));
                 }
             }
         }
@@ -355,8 +358,8 @@ pub(crate) fn opener_gave_up(send: &SendHalf, recv: &mut RecvHalf) -> bool {
 
 async fn write_loop(
     mut send: SendHalf,
-    mut out: mpsc::Receiver<Out>,
-    driver: mpsc::WeakSender<Command>,
+    mut out: mpsc::Receiver<Box<Out>>,
+    driver: mpsc::WeakSender<Box<Command>>,
     credit: Option<PreauthCredit>,
 ) {
     // The peer stopping our direction (or the connection ending) closes the
@@ -366,11 +369,12 @@ async fn write_loop(
     tokio::spawn(async move {
         if stopped.await {
             if let Some(driver) = driver.upgrade() {
-                let _ = driver.send(Command::PeerStopped).await;
+                let _ = driver.send(Box::new(Command::PeerStopped)).await;
             }
         }
     });
     while let Some(item) = out.recv().await {
+        let item = *item;
         if let Some(credit) = &credit {
             let len = match &item {
                 Out::Frame(frame) => frame.len(),
@@ -422,17 +426,17 @@ struct Core {
     open: watch::Sender<OpenState>,
     /// Our requests waiting for their replies.
     waiting: HashMap<RequestId, oneshot::Sender<Result<bool, TransportError>>>,
-    out: mpsc::Sender<Out>,
+    out: mpsc::Sender<Box<Out>>,
     closed: watch::Sender<bool>,
     /// Where the application's answers come back; weak (see [`Command`]):
     /// when it no longer upgrades, no part of the channel is left to answer.
-    answers: mpsc::WeakSender<Command>,
+    answers: mpsc::WeakSender<Box<Command>>,
 }
 
 /// The commands from the channel's handles, until they are all gone (the
 /// peer's data may still be read then).
 struct Commands {
-    rx: mpsc::Receiver<Command>,
+    rx: mpsc::Receiver<Box<Command>>,
     open: bool,
 }
 
@@ -448,7 +452,7 @@ impl Commands {
 }
 
 impl Driver {
-    async fn run(mut self, rx: mpsc::Receiver<Command>) {
+    async fn run(mut self, rx: mpsc::Receiver<Box<Command>>) {
         let mut commands = Commands { rx, open: true };
         let mut recv_done = false;
         loop {
@@ -476,7 +480,7 @@ impl Driver {
                     }
                 },
                 command = commands.rx.recv(), if commands.open => match command {
-                    Some(command) => core.command(command).await,
+                    Some(command) => core.command(*command).await,
                     None => commands.let_go(core),
                 },
             }
@@ -500,7 +504,7 @@ impl Driver {
                 _ = &mut delivery => return true,
                 command = commands.rx.recv(), if commands.open => match command {
                     Some(command) => {
-                        core.command(command).await;
+                        core.command(*command).await;
                         core.flush().await;
                         if core.machine.is_closed() {
                             return false;
@@ -545,7 +549,7 @@ impl Driver {
                 } => {
                     if matches!(request, ChannelRequest::Pty(_)) {
                         // The terminal's output goes first (see send_priority).
-                        let _ = core.out.send(Out::Interactive).await;
+                        let _ = core.out.send(Box::new(Out::Interactive)).await;
                     }
                     let reply = match (want_reply, core.answers.upgrade()) {
                         (false, _) => ReplyHandle::none(),
@@ -558,7 +562,9 @@ impl Driver {
                             let (tx, rx) = oneshot::channel();
                             tokio::spawn(async move {
                                 let success = rx.await.unwrap_or(false);
-                                let _ = answers.send(Command::Answer { id, success }).await;
+                                let _ = answers
+                                    .send(Box::new(Command::Answer { id, success }))
+                                    .await;
                             });
                             ReplyHandle::new(tx)
                         }
@@ -604,7 +610,7 @@ impl Core {
             } => {
                 if matches!(request, ChannelRequest::Pty(_)) {
                     // Our keystrokes go first (see send_priority).
-                    let _ = self.out.send(Out::Interactive).await;
+                    let _ = self.out.send(Box::new(Out::Interactive)).await;
                 }
                 match self.machine.send_request(request, want_reply) {
                     Ok(Some(id)) => {
@@ -666,7 +672,7 @@ impl Core {
                 }
             };
             // The writer is gone only once the stream is.
-            let _ = self.out.send(out).await;
+            let _ = self.out.send(Box::new(out)).await;
         }
     }
 
@@ -712,14 +718,18 @@ fn compact(payload: Bytes) -> Bytes {
 
 /// Our data (or stderr) for one channel, framed and handed to the writer.
 pub struct ChannelWriter {
-    out: PollSender<Out>,
+    out: PollSender<Box<Out>>,
     /// EOF goes through the channel's machine.
-    driver: PollSender<Command>,
+    driver: PollSender<Box<Command>>,
     data_type: Option<u32>,
 }
 
 impl ChannelWriter {
-    fn new(out: mpsc::Sender<Out>, driver: mpsc::Sender<Command>, data_type: Option<u32>) -> Self {
+    fn new(
+        out: mpsc::Sender<Box<Out>>,
+        driver: mpsc::Sender<Box<Command>>,
+        data_type: Option<u32>,
+    ) -> Self {
         ChannelWriter {
             out: PollSender::new(out),
             driver: PollSender::new(driver),
@@ -750,7 +760,7 @@ impl AsyncWrite for ChannelWriter {
             Ok(header) => header,
             Err(e) => return Poll::Ready(Err(e.into())),
         };
-        match self.out.send_item(Out::Data(header, payload)) {
+        match self.out.send_item(Box::new(Out::Data(header, payload))) {
             Ok(()) => Poll::Ready(Ok(n)),
             Err(_) => Poll::Ready(Err(closed())),
         }
@@ -769,7 +779,7 @@ impl AsyncWrite for ChannelWriter {
         if std::task::ready!(self.driver.poll_reserve(cx)).is_err() {
             return Poll::Ready(Ok(())); // already closed
         }
-        let _ = self.driver.send_item(Command::Finish);
+        let _ = self.driver.send_item(Box::new(Command::Finish));
         self.driver.close();
         self.out.close();
         Poll::Ready(Ok(()))
@@ -778,7 +788,7 @@ impl AsyncWrite for ChannelWriter {
 
 /// Sends requests on a QUIC channel; its driver matches the replies.
 pub struct QuicControl {
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<Box<Command>>,
     open: watch::Receiver<OpenState>,
     closed: watch::Receiver<bool>,
 }
@@ -791,11 +801,11 @@ impl ChannelControl for QuicControl {
     ) -> Result<bool, TransportError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Request {
+            .send(Box::new(Command::Request {
                 request,
                 want_reply,
                 reply,
-            })
+            }))
             .await
             .map_err(|_| self.closed_error())?;
         answer.await.unwrap_or_else(|_| Err(self.closed_error()))
@@ -815,7 +825,7 @@ impl ChannelControl for QuicControl {
     }
 
     async fn close(&self) {
-        let _ = self.commands.send(Command::Finish).await;
+        let _ = self.commands.send(Box::new(Command::Finish)).await;
     }
 
     async fn closed(&self) {
@@ -827,7 +837,7 @@ impl ChannelControl for QuicControl {
     /// and resets ours with CHANNEL_CLOSED, which the peer takes as the
     /// channel closed (draft §8.8, "Abort").
     async fn abandon(&self) {
-        let _ = self.commands.send(Command::Abandon).await;
+        let _ = self.commands.send(Box::new(Command::Abandon)).await;
     }
 }
 

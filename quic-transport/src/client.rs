@@ -79,6 +79,9 @@ impl ConnectFailure {
 #[derive(Clone)]
 pub struct ClientEndpoint {
     endpoint: quinn::Endpoint,
+    /// Whether datagrams go over a byte stream to a relay: then no local
+    /// route says how large they may be on the far side.
+    over_stream: bool,
 }
 
 impl ClientEndpoint {
@@ -96,7 +99,10 @@ impl ClientEndpoint {
     /// An endpoint on `addr` (port 0: an ephemeral one), for a caller that
     /// chooses the source address.
     pub fn bind(addr: SocketAddr) -> io::Result<ClientEndpoint> {
-        crate::endpoint::client_endpoint(addr).map(|endpoint| ClientEndpoint { endpoint })
+        crate::endpoint::client_endpoint(addr).map(|endpoint| ClientEndpoint {
+            endpoint,
+            over_stream: false,
+        })
     }
 
     /// An endpoint whose datagrams travel over `stream`, length-prefixed
@@ -105,8 +111,12 @@ impl ClientEndpoint {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        crate::stream_socket::client_endpoint_over_stream(stream, peer)
-            .map(|endpoint| ClientEndpoint { endpoint })
+        crate::stream_socket::client_endpoint_over_stream(stream, peer).map(|endpoint| {
+            ClientEndpoint {
+                endpoint,
+                over_stream: true,
+            }
+        })
     }
 
     /// The local address, when the endpoint has a real socket.
@@ -160,10 +170,15 @@ impl ClientEndpoint {
             crate::tls::client_tls_with_outcome(params.verifier.clone(), provider)?;
         tls.alpn_protocols = vec![alpn.to_vec()];
         let mut config = crate::tls::client_config(tls)?;
-        if let Some(controller) = params.congestion_control {
-            let transport = crate::tls::transport_config_with(controller);
-            config.transport_config(Arc::new(transport));
-        }
+        let transport = crate::tls::transport_config_with(
+            params.congestion_control.unwrap_or_default(),
+            match self.over_stream {
+                // The relay's own UDP path is unknown here.
+                true => crate::path_mtu::ETHERNET_IPV4_UDP_PAYLOAD,
+                false => crate::path_mtu::upper_bound(addr),
+            },
+        );
+        config.transport_config(Arc::new(transport));
         let connecting = self
             .endpoint
             .connect_with(config, addr, SERVER_NAME)

@@ -200,7 +200,7 @@ pub(crate) enum AuthState {
 pub struct QuicConnection {
     conn: quinn::Connection,
     commands: CommandSender,
-    incoming: Mutex<mpsc::UnboundedReceiver<Incoming<QuicChannel>>>,
+    incoming: Mutex<mpsc::UnboundedReceiver<Box<Incoming<QuicChannel>>>>,
     info: ConnectionInfo,
     auth: watch::Receiver<AuthState>,
     /// The client's endpoint, kept so that closing can wait for the
@@ -428,9 +428,21 @@ pub async fn handshake(
     incoming: quinn::Incoming,
     deadline: Option<tokio::time::Instant>,
 ) -> Result<quinn::Connection, HandshakeError> {
-    let connecting = incoming
-        .accept()
-        .map_err(|e| HandshakeError::Quic(Box::new(e)))?;
+    handshake_with(incoming, None, deadline).await
+}
+
+/// [`handshake`] under `config` instead of the endpoint's own server
+/// configuration.
+pub(crate) async fn handshake_with(
+    incoming: quinn::Incoming,
+    config: Option<Arc<quinn::ServerConfig>>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<quinn::Connection, HandshakeError> {
+    let connecting = match config {
+        Some(config) => incoming.accept_with(config),
+        None => incoming.accept(),
+    }
+    .map_err(|e| HandshakeError::Quic(Box::new(e)))?;
     match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, connecting).await {
             Ok(result) => result,
@@ -589,7 +601,7 @@ impl QuicConnection {
     fn new(
         conn: quinn::Connection,
         commands: CommandSender,
-        incoming: mpsc::UnboundedReceiver<Incoming<QuicChannel>>,
+        incoming: mpsc::UnboundedReceiver<Box<Incoming<QuicChannel>>>,
         streams: ChannelStreams,
         auth: watch::Receiver<AuthState>,
         user: String,
@@ -631,7 +643,7 @@ async fn run_control(
     mut driver: ControlDriver,
     mut commands: mpsc::Receiver<Command>,
     answers: CommandSender,
-    incoming: mpsc::UnboundedSender<Incoming<QuicChannel>>,
+    incoming: crate::channel_streams::IncomingSender,
 ) {
     // Our requests waiting for their replies.
     let mut waiting: HashMap<RequestId, oneshot::Sender<GlobalReply>> = HashMap::new();
@@ -648,10 +660,11 @@ async fn run_control(
                         let reply = rx.await.unwrap_or(GlobalReply::Failure);
                         let _ = answers.send(Command::Answer { id, reply }).await;
                     });
-                    let _ = incoming.send(Incoming::GlobalRequest(IncomingGlobalRequest {
-                        request,
-                        reply: Some(tx),
-                    }));
+                    let _ =
+                        incoming.send(Box::new(Incoming::GlobalRequest(IncomingGlobalRequest {
+                            request,
+                            reply: Some(tx),
+                        })));
                 }
                 ControlEvent::GlobalReply { id, reply } => {
                     if let Some(waiter) = waiting.remove(&id) {
@@ -708,7 +721,12 @@ impl Connection for QuicConnection {
     }
 
     async fn accept(&self) -> Option<Incoming<QuicChannel>> {
-        self.incoming.lock().await.recv().await
+        self.incoming
+            .lock()
+            .await
+            .recv()
+            .await
+            .map(|incoming| *incoming)
     }
 
     async fn global_request(&self, request: GlobalRequest) -> Result<GlobalReply, TransportError> {

@@ -13,6 +13,7 @@ pub mod fuzzing;
 mod keepalive;
 pub mod kx;
 pub mod one_stream;
+pub mod path_mtu;
 pub mod preauth;
 pub mod preauth_credit;
 pub mod proto;

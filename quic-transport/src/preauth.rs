@@ -8,7 +8,7 @@
 
 use quinn::{TransportConfig, VarInt};
 
-use crate::tls::{MAX_CONCURRENT_BIDI_STREAMS, RECEIVE_WINDOW};
+use crate::tls::{INITIAL_BIDI_STREAMS, MAX_CONCURRENT_BIDI_STREAMS, RECEIVE_WINDOW};
 
 /// Bidirectional streams a client may open before logging in: the control
 /// stream and four channels pipelined behind the first userauth request
@@ -30,10 +30,19 @@ pub fn restrict(config: &mut TransportConfig) {
         .receive_window(VarInt::from_u32(PREAUTH_RECEIVE_WINDOW));
 }
 
-/// Raises a connection's limits to the normal ones, once its client has
-/// logged in (or, for a QuicRelay tunnel, once it is handed to the relay,
-/// whose target authenticates).
+/// Raises a connection's limits to the normal ones once its client has
+/// logged in. Stream credit goes to [`INITIAL_BIDI_STREAMS`]; the channel
+/// accept loop raises it further as channels are opened
+/// (`crate::channel_streams`).
 pub fn lift(conn: &quinn::Connection) {
+    conn.set_max_concurrent_bi_streams(VarInt::from_u32(INITIAL_BIDI_STREAMS));
+    conn.set_receive_window(VarInt::from_u32(RECEIVE_WINDOW));
+}
+
+/// Raises a QuicRelay tunnel's limits once it is handed to the relay, whose
+/// target authenticates: to the full stream credit at once, as nothing
+/// raises it later.
+pub fn lift_tunnel(conn: &quinn::Connection) {
     conn.set_max_concurrent_bi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS));
     conn.set_receive_window(VarInt::from_u32(RECEIVE_WINDOW));
 }

@@ -45,7 +45,10 @@ pub enum ServerSetupError {
 
 /// A server's QUIC configuration, shared by all its listening endpoints.
 #[derive(Clone)]
-pub struct ListenerConfig(quinn::ServerConfig);
+pub struct ListenerConfig {
+    quic: quinn::ServerConfig,
+    congestion_control: CongestionControl,
+}
 
 impl ListenerConfig {
     /// Builds the configuration; every listener starts under the
@@ -56,26 +59,41 @@ impl ListenerConfig {
         if settings.offer_tunnels {
             crate::tunnel::offer_tunnel(&mut tls);
         }
-        let mut quic = crate::tls::server_config(tls)?;
-        if let Some(controller) = settings.congestion_control {
-            let mut transport = crate::tls::transport_config_with(controller);
-            crate::preauth::restrict(&mut transport);
-            quic.transport_config(Arc::new(transport));
-        }
-        Ok(ListenerConfig(quic))
+        let quic = crate::tls::server_config(tls)?;
+        Ok(ListenerConfig {
+            quic,
+            congestion_control: settings.congestion_control.unwrap_or_default(),
+        })
+    }
+
+    /// The configuration for a connection from `peer`: MTU discovery up to
+    /// what the route to it carries (`crate::path_mtu`), under the
+    /// pre-authentication limits.
+    fn for_peer(&self, peer: SocketAddr) -> Arc<quinn::ServerConfig> {
+        let mut transport = crate::tls::transport_config_with(
+            self.congestion_control,
+            crate::path_mtu::upper_bound(peer),
+        );
+        crate::preauth::restrict(&mut transport);
+        let mut quic = self.quic.clone();
+        quic.transport_config(Arc::new(transport));
+        Arc::new(quic)
     }
 }
 
 /// A listening UDP endpoint.
 pub struct ServerEndpoint {
     endpoint: quinn::Endpoint,
+    config: ListenerConfig,
 }
 
 impl ServerEndpoint {
     /// Listens on `addr` (a socket sized for bulk transfers).
     pub fn bind(addr: SocketAddr, config: &ListenerConfig) -> io::Result<ServerEndpoint> {
-        crate::endpoint::server_endpoint(addr, config.0.clone())
-            .map(|endpoint| ServerEndpoint { endpoint })
+        crate::endpoint::server_endpoint(addr, config.quic.clone()).map(|endpoint| ServerEndpoint {
+            endpoint,
+            config: config.clone(),
+        })
     }
 
     /// The address it listens on.
@@ -85,29 +103,36 @@ impl ServerEndpoint {
 
     /// The next connection attempt; `None` once the endpoint is closed.
     pub async fn accept(&self) -> Option<IncomingConnection> {
-        self.endpoint.accept().await.map(IncomingConnection)
+        let incoming = self.endpoint.accept().await?;
+        Some(IncomingConnection {
+            incoming,
+            config: self.config.clone(),
+        })
     }
 }
 
 /// A connection attempt, before any key-exchange work: admit it, ask it
 /// to prove its address (Retry), or refuse it.
-pub struct IncomingConnection(quinn::Incoming);
+pub struct IncomingConnection {
+    incoming: quinn::Incoming,
+    config: ListenerConfig,
+}
 
 impl IncomingConnection {
     /// The address the attempt claims to come from.
     pub fn remote_address(&self) -> SocketAddr {
-        self.0.remote_address()
+        self.incoming.remote_address()
     }
 
     /// Whether the client has shown it receives at that address (a Retry
     /// token came back).
     pub fn remote_address_validated(&self) -> bool {
-        self.0.remote_address_validated()
+        self.incoming.remote_address_validated()
     }
 
     /// Whether a Retry may be sent (not already done for this attempt).
     pub fn may_retry(&self) -> bool {
-        self.0.may_retry()
+        self.incoming.may_retry()
     }
 
     /// Answers with a Retry: one round trip, no key-exchange work, and a
@@ -115,12 +140,12 @@ impl IncomingConnection {
     pub fn retry(self) {
         // Fails only when a Retry was already sent ([`Self::may_retry`]);
         // the attempt is then dropped, unanswered.
-        let _ = self.0.retry();
+        let _ = self.incoming.retry();
     }
 
     /// Refuses the attempt (CONNECTION_REFUSED).
     pub fn refuse(self) {
-        self.0.refuse();
+        self.incoming.refuse();
     }
 
     /// Runs the QUIC handshake, until `deadline` (LoginGraceTime).
@@ -128,7 +153,10 @@ impl IncomingConnection {
         self,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<Handshaken, HandshakeError> {
-        crate::handshake(self.0, deadline).await.map(Handshaken)
+        let config = self.config.for_peer(self.incoming.remote_address());
+        crate::conn::handshake_with(self.incoming, Some(config), deadline)
+            .await
+            .map(Handshaken)
     }
 }
 
@@ -146,7 +174,7 @@ impl Handshaken {
     /// The tunnel, out of the pre-authentication limits: the relay's
     /// target authenticates the user.
     pub fn into_tunnel(self) -> Tunnel {
-        crate::preauth::lift(&self.0);
+        crate::preauth::lift_tunnel(&self.0);
         Tunnel::new(self.0, None)
     }
 

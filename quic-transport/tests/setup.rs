@@ -311,3 +311,44 @@ async fn a_session_reports_its_path_statistics() {
     };
     both("path statistics", accepting, connecting).await;
 }
+
+/// On loopback (a 64 KiB MTU), MTU discovery goes past Ethernet's 1472
+/// bytes, up to what one GSO batch carries (`sshq_quic::path_mtu`); the
+/// client's direction is the one measured here.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn loopback_paths_discover_large_datagrams() {
+    use sshq_quic::path_mtu::{ETHERNET_IPV4_UDP_PAYLOAD, MAX_UDP_PAYLOAD};
+
+    let key = host_key(8);
+    let server = server(&key, false);
+    let (client, addr) = client_for(&server);
+    let accepting = async {
+        let incoming = server.accept().await.expect("an attempt");
+        let conn = incoming.handshake(None).await.expect("handshake");
+        // Hold the connection until the client has looked.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(conn);
+    };
+    let connecting = async {
+        let session = client
+            .connect_session(addr, &params(&key), nobody())
+            .await
+            .expect("session");
+        // Discovery is a binary search, one probe per round trip: a few
+        // milliseconds on loopback; this waits at most 2 s.
+        let mut mtu = session.path_stats().mtu;
+        for _ in 0..100 {
+            if mtu > ETHERNET_IPV4_UDP_PAYLOAD {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            mtu = session.path_stats().mtu;
+        }
+        assert!(
+            mtu > ETHERNET_IPV4_UDP_PAYLOAD && mtu <= MAX_UDP_PAYLOAD,
+            "loopback MTU discovery ended at {mtu} bytes"
+        );
+    };
+    both("loopback MTU discovery", accepting, connecting).await;
+}

@@ -23,10 +23,6 @@ const MIB: u32 = 1024 * 1024;
 /// removes the loss.
 pub const SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
-/// The largest UDP payload an Ethernet MTU of 1500 carries over IPv4
-/// (1500 - 20 - 8): MTU discovery's upper bound.
-const ETHERNET_IPV4_UDP_PAYLOAD: u16 = 1472;
-
 /// The connection-level receive window of [`transport_config`].
 pub const RECEIVE_WINDOW: u32 = 64 * MIB;
 
@@ -37,6 +33,14 @@ pub const RECEIVE_WINDOW: u32 = 64 * MIB;
 /// Not more: quinn keeps state for every stream allowed, a cost per idle
 /// connection (interop/results/bench-idle).
 pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 258;
+
+/// The concurrent bidirectional streams a connection starts with once the
+/// user has logged in: the control stream and 31 channels. quinn allocates
+/// the state of every stream the peer may open as soon as it may, so the
+/// credit is raised only as the peer's channels need it, up to
+/// [`MAX_CONCURRENT_BIDI_STREAMS`] (`crate::channel_streams`): an idle
+/// session costs a 32-stream table, not a 258-stream one.
+pub const INITIAL_BIDI_STREAMS: u32 = 32;
 
 /// Wraps a server TLS configuration (from [`super::server_tls`]) for quinn,
 /// with [`transport_config`] under the pre-authentication limits
@@ -60,7 +64,9 @@ pub fn client_config(tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, T
     Ok(config)
 }
 
-/// The QUIC transport parameters both sides use.
+/// The QUIC transport parameters both sides use, for a peer whose route is
+/// not known yet: MTU discovery stops at an Ethernet path's 1472 bytes.
+/// [`transport_config_with`] is the same, tuned to a peer's route.
 ///
 /// Flow-control windows are limits, not allocations: memory is only used
 /// when the application falls behind reading, and the connection window caps
@@ -68,8 +74,12 @@ pub fn client_config(tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, T
 /// for now; they are meant to become configurable (as ServerAliveInterval /
 /// ServerAliveCountMax and ClientAliveInterval are for SSH over TCP).
 pub fn transport_config() -> TransportConfig {
+    base_transport_config(crate::path_mtu::ETHERNET_IPV4_UDP_PAYLOAD)
+}
+
+fn base_transport_config(mtu_upper_bound: u16) -> TransportConfig {
     let mut mtu_discovery = MtuDiscoveryConfig::default();
-    mtu_discovery.upper_bound(ETHERNET_IPV4_UDP_PAYLOAD);
+    mtu_discovery.upper_bound(mtu_upper_bound);
     let mut config = TransportConfig::default();
     config
         .mtu_discovery_config(Some(mtu_discovery))
@@ -86,15 +96,15 @@ pub fn transport_config() -> TransportConfig {
         // had acknowledged is buffered here.
         .send_window(u64::from(64 * MIB))
         // Each SSH channel (session, forwarded connection, agent request) is
-        // a bidirectional stream; 256 at once is far beyond an ordinary
-        // session (browsers keep a few dozen connections per proxy) yet
-        // bounds what one peer can make us track; beyond it, new channels
-        // wait for credit rather than fail. quinn's default (100) could
-        // stall a busy port forward. Not more: quinn allocates the state of
-        // every stream the peer may open up front, and with 1024 that was
-        // ~86 KiB per connection, most of sshqd's memory per idle session
-        // (interop/results/bench-idle).
-        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS))
+        // a bidirectional stream. The peer starts with credit for 32 at
+        // once, raised ahead of its demand up to 258
+        // (MAX_CONCURRENT_BIDI_STREAMS): far beyond an ordinary session
+        // (browsers keep a few dozen connections per proxy) yet a bound on
+        // what one peer can make us track. quinn allocates the state of
+        // every stream the peer may open up front (with 1024 that was ~86
+        // KiB per connection, most of sshqd's memory per idle session,
+        // interop/results/bench-idle), hence the small start.
+        .max_concurrent_bidi_streams(VarInt::from_u32(INITIAL_BIDI_STREAMS))
         // sshq/1 uses neither unidirectional streams nor DATAGRAM frames
         // (draft §3.2): allowing none means a peer cannot make us hold
         // streams or datagrams that nothing ever reads.
@@ -119,14 +129,12 @@ pub fn transport_config() -> TransportConfig {
         // because it is most of quinn's bulk speed (~10 datagrams per send
         // syscall) and must not be turned off casually.
         .enable_segmentation_offload(true);
-    // MTU discovery may go up to 1472 bytes, the most an Ethernet MTU of
-    // 1500 carries over IPv4 (quinn's default stops at 1452, IPv6's): 20
-    // more bytes of every packet are data. On a path that carries less, the
-    // probe is lost and the largest size that got through stays. Raising
-    // it to loopback's 64 KiB was measured: discovery then fell back to
-    // 1200-byte packets (black-hole detection) and bulk got slower. Asking
-    // the peer to acknowledge less often (ACK frequency, thresholds 9 and
-    // 31) was measured too and made no difference above the noise.
+    // MTU discovery searches up to `mtu_upper_bound` (crate::path_mtu:
+    // the route's MTU, at most what a GSO batch carries). On a path that
+    // carries less, the probe is lost and the largest size that got
+    // through stays. Asking the peer to acknowledge less often (ACK
+    // frequency, thresholds 9 and 31) was measured and made no difference
+    // above the noise.
     config
 }
 
@@ -163,10 +171,15 @@ impl CongestionControl {
     }
 }
 
-/// [`transport_config`] with congestion controller `controller`.
-pub fn transport_config_with(controller: CongestionControl) -> TransportConfig {
+/// [`transport_config`] with congestion controller `controller`, and MTU
+/// discovery up to `mtu_upper_bound` ([`crate::path_mtu::upper_bound`] of
+/// the peer's address).
+pub fn transport_config_with(
+    controller: CongestionControl,
+    mtu_upper_bound: u16,
+) -> TransportConfig {
     use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
-    let mut config = transport_config();
+    let mut config = base_transport_config(mtu_upper_bound);
     match controller {
         CongestionControl::Cubic => {
             config.congestion_controller_factory(Arc::new(CubicConfig::default()))
