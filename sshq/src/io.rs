@@ -10,7 +10,7 @@ pub const COPY_BUFFER: usize = 256 * 1024;
 /// The buffer [`copy_large`] reads into while output is small: part of the
 /// pump's own future, so a quiet pump holds no buffer on the heap. Enough
 /// for what a terminal shows after a keystroke.
-const IDLE_BUFFER: usize = 1024;
+const IDLE_BUFFER: usize = 256;
 
 /// The first heap buffer of [`copy_large`], once a read filled
 /// [`IDLE_BUFFER`].
@@ -81,26 +81,6 @@ where
 mod tests {
     use super::*;
 
-    /// A reader that hands out at most `step` bytes per read, like a pipe.
-    struct Trickle<'a> {
-        data: &'a [u8],
-        step: usize,
-    }
-
-    impl AsyncRead for Trickle<'_> {
-        fn poll_read(
-            mut self: std::pin::Pin<&mut Self>,
-            _cx: &mut std::task::Context<'_>,
-            buf: &mut tokio::io::ReadBuf<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            let n = self.data.len().min(self.step).min(buf.remaining());
-            let (now, rest) = self.data.split_at(n);
-            buf.put_slice(now);
-            self.data = rest;
-            std::task::Poll::Ready(Ok(()))
-        }
-    }
-
     #[tokio::test]
     async fn copy_large_copies_everything_while_its_buffer_grows() {
         let data: Vec<u8> = (0..3 * COPY_BUFFER + 12_345)
@@ -108,15 +88,20 @@ mod tests {
             .collect();
         for step in [1, 100, IDLE_BUFFER, FIRST_BUFFER, COPY_BUFFER, usize::MAX] {
             let mut out = Vec::new();
-            let from = Trickle { data: &data, step };
+            let from = Bursts {
+                data: &data,
+                steps: &[step],
+                next: 0,
+            };
             let copied = copy_large(from, &mut out).await.expect("copy");
             assert_eq!(copied, data.len() as u64, "step {step}");
             assert!(out == data, "step {step}: the copy differs");
         }
     }
 
-    /// A reader whose reads cycle through `steps` bytes each: output that
-    /// turns from bulk to a trickle and back.
+    /// A reader whose reads hand out at most `steps[0]`, `steps[1]`, ...
+    /// bytes, cycling, like a pipe (one step), or output that turns from
+    /// bulk to a trickle and back (several).
     struct Bursts<'a> {
         data: &'a [u8],
         steps: &'a [usize],

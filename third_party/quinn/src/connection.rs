@@ -1016,6 +1016,9 @@ impl State {
     fn drive_transmit(&mut self, cx: &mut Context) -> io::Result<bool> {
         let now = self.runtime.now();
         let mut transmits = 0;
+        // sshq patch (PATCHES.md, change 1): whether this call sent a batch
+        // of more than one datagram.
+        let mut batched = false;
 
         let max_datagrams = self
             .socket
@@ -1038,9 +1041,20 @@ impl State {
                                 None => 1,
                                 Some(s) => t.size.div_ceil(s), // round up
                             };
+                            batched |= t.segment_size.is_some();
                             t
                         }
-                        None => break,
+                        None => {
+                            // sshq patch (PATCHES.md, change 1): once
+                            // everything is sent, the buffer is let go
+                            // unless this call sent a GSO batch (a bulk
+                            // transfer, which soon sends another): an idle
+                            // connection keeps none.
+                            if !batched {
+                                self.send_buffer = Vec::new();
+                            }
+                            break;
+                        }
                     }
                 }
             };
