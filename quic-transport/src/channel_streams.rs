@@ -224,11 +224,45 @@ impl StreamCredit {
         {
             return;
         }
-        self.granted = self
-            .granted
-            .saturating_mul(2)
-            .min(MAX_CONCURRENT_BIDI_STREAMS);
+        self.granted = next_credit(self.granted);
         self.conn
             .set_max_concurrent_bi_streams(quinn::VarInt::from_u32(self.granted));
+    }
+}
+
+/// The credit after `granted`: double, but straight to the maximum when
+/// doubling would leave less than an eighth of the new credit to go.
+/// quinn announces a raise (MAX_STREAMS) only when it adds more than an
+/// eighth of the new credit, so a last step of 256 -> 258 would never be
+/// sent and the peer's 257th channel would wait forever.
+fn next_credit(granted: u32) -> u32 {
+    let doubled = granted.saturating_mul(2);
+    if doubled.saturating_add(doubled / 8) >= MAX_CONCURRENT_BIDI_STREAMS {
+        MAX_CONCURRENT_BIDI_STREAMS
+    } else {
+        doubled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credit_reaches_the_maximum_in_steps_quinn_announces() {
+        let mut granted = INITIAL_BIDI_STREAMS;
+        let mut steps = vec![granted];
+        while granted < MAX_CONCURRENT_BIDI_STREAMS {
+            let next = next_credit(granted);
+            // quinn-proto's StreamsState::queue_max_stream_id sends
+            // MAX_STREAMS only for a raise of more than an eighth.
+            assert!(
+                next - granted > next / 8,
+                "{granted} -> {next} would not be announced"
+            );
+            granted = next;
+            steps.push(granted);
+        }
+        assert_eq!(steps, [32, 64, 128, MAX_CONCURRENT_BIDI_STREAMS]);
     }
 }

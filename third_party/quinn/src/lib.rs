@@ -99,7 +99,10 @@ enum ConnectionEvent {
         error_code: VarInt,
         reason: bytes::Bytes,
     },
-    Proto(proto::ConnectionEvent),
+    // sshq patch (PATCHES.md, change 2): boxed, so that the connection's
+    // event queue, whose first block of 32 slots is allocated with it, stays
+    // small.
+    Proto(Box<proto::ConnectionEvent>),
     Rebind(Arc<dyn AsyncUdpSocket>),
 }
 
