@@ -172,10 +172,11 @@ impl ClientEndpoint {
         let mut config = crate::tls::client_config(tls)?;
         let transport = crate::tls::transport_config_with(
             params.congestion_control.unwrap_or_default(),
-            match self.over_stream {
+            if self.over_stream {
                 // The relay's own UDP path is unknown here.
-                true => crate::path_mtu::ETHERNET_IPV4_UDP_PAYLOAD,
-                false => crate::path_mtu::upper_bound(addr),
+                crate::path_mtu::ETHERNET_IPV4_UDP_PAYLOAD
+            } else {
+                crate::path_mtu::upper_bound(addr)
             },
         );
         config.transport_config(Arc::new(transport));
