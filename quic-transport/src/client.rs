@@ -38,6 +38,8 @@ pub struct ConnectParams {
     pub kex: Vec<String>,
     /// `None` keeps the default congestion controller.
     pub congestion_control: Option<CongestionControl>,
+    /// QuicIdleTimeout and QuicKeepAlive.
+    pub liveness: crate::tls::Liveness,
     /// StreamPerChannel (sshq/1), or the one-stream lab baseline.
     pub channel_mapping: ChannelMapping,
 }
@@ -178,6 +180,7 @@ impl ClientEndpoint {
             } else {
                 crate::path_mtu::upper_bound(addr)
             },
+            params.liveness,
         );
         config.transport_config(Arc::new(transport));
         let connecting = self

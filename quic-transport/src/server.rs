@@ -29,6 +29,8 @@ pub struct ServerSettings<'a> {
     pub offer_tunnels: bool,
     /// `None` keeps the default congestion controller.
     pub congestion_control: Option<CongestionControl>,
+    /// QuicIdleTimeout and QuicKeepAlive.
+    pub liveness: crate::tls::Liveness,
 }
 
 /// Why the server's QUIC configuration could not be built.
@@ -48,6 +50,7 @@ pub enum ServerSetupError {
 pub struct ListenerConfig {
     quic: quinn::ServerConfig,
     congestion_control: CongestionControl,
+    liveness: crate::tls::Liveness,
 }
 
 impl ListenerConfig {
@@ -63,6 +66,7 @@ impl ListenerConfig {
         Ok(ListenerConfig {
             quic,
             congestion_control: settings.congestion_control.unwrap_or_default(),
+            liveness: settings.liveness,
         })
     }
 
@@ -73,6 +77,7 @@ impl ListenerConfig {
         let mut transport = crate::tls::transport_config_with(
             self.congestion_control,
             crate::path_mtu::upper_bound(peer),
+            self.liveness,
         );
         crate::preauth::restrict(&mut transport);
         let mut quic = self.quic.clone();

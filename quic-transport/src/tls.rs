@@ -34,7 +34,7 @@ pub use client::{
 pub use keys::{ed25519_spki, parse_ed25519_spki, ED25519_SPKI_LEN, ED25519_SPKI_PREFIX};
 pub use quic::{
     bind_endpoint_socket, client_config, server_config, transport_config, transport_config_with,
-    CongestionControl, INITIAL_BIDI_STREAMS, MAX_CONCURRENT_BIDI_STREAMS, RECEIVE_WINDOW,
+    CongestionControl, Liveness, INITIAL_BIDI_STREAMS, MAX_CONCURRENT_BIDI_STREAMS, RECEIVE_WINDOW,
     SOCKET_BUFFER_BYTES,
 };
 pub use server::server_tls;

@@ -49,6 +49,7 @@ fn server(key: &PrivateKey, offer_tunnels: bool) -> ServerEndpoint {
         kex: &kex,
         offer_tunnels,
         congestion_control: None,
+        liveness: sshq_quic::tls::Liveness::SERVER,
     })
     .expect("server configuration");
     ServerEndpoint::bind(SocketAddr::from(([127, 0, 0, 1], 0)), &config).expect("server endpoint")
@@ -59,6 +60,7 @@ fn params(trusted: &PrivateKey) -> ConnectParams {
         verifier: Arc::new(Trust(trusted.public_key().clone())),
         kex: kex(),
         congestion_control: None,
+        liveness: sshq_quic::tls::Liveness::CLIENT,
         channel_mapping: Default::default(),
     }
 }

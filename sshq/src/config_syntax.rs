@@ -147,6 +147,35 @@ pub fn split_line(line: &str) -> Result<Option<(String, Vec<String>)>, &'static 
     }
 }
 
+/// A byte count: a number with an optional K, M or G suffix (powers of
+/// 1024, any case), as OpenSSH writes sizes (`RekeyLimit 1G`).
+pub fn parse_size(s: &str) -> Option<usize> {
+    let (digits, unit) = match s.char_indices().last()? {
+        (at, c) if c.is_ascii_alphabetic() => (s.get(..at)?, c.to_ascii_uppercase()),
+        _ => (s, ' '),
+    };
+    let multiplier: usize = match unit {
+        ' ' => 1,
+        'K' => 1 << 10,
+        'M' => 1 << 20,
+        'G' => 1 << 30,
+        _ => return None,
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<usize>().ok()?.checked_mul(multiplier)
+}
+
+/// A time that may be switched off, as QuicIdleTimeout and QuicKeepAlive
+/// are: `none` or `0` give `Some(None)`; anything else as [`parse_duration`].
+pub fn parse_duration_or_none(s: &str) -> Option<Option<Duration>> {
+    if s.eq_ignore_ascii_case("none") {
+        return Some(None);
+    }
+    parse_duration(s).map(|d| (!d.is_zero()).then_some(d))
+}
+
 /// Parses OpenSSH's time format: a plain number of seconds, or a sequence of
 /// number+unit with units s, m, h, d, w (any case), e.g. `1h30m`; sshq also
 /// accepts `ms` because QUIC fallback wants sub-second values.

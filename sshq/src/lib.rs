@@ -7,6 +7,7 @@ pub mod fs_identity;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod io;
+pub mod reattach;
 pub mod server;
 
 /// The Linux TCP controller for a `CongestionControl` value: the option

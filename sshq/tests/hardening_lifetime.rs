@@ -140,10 +140,11 @@ fn client_alive_keeps_a_live_idle_sshq_client_over_quic() {
 
 #[test]
 fn an_idle_quic_session_outlives_the_quic_idle_timeout() {
-    // No ClientAliveInterval: only QUIC's own keep-alives flow, and 25 s of
-    // silence is past QUIC's 20 s idle timeout.
+    // No ClientAliveInterval: only QUIC's own keep-alives (the client's,
+    // every 15 s) flow, and 25 s of silence is past the 20 s idle timeout
+    // the server asks for.
     let lab = Lab::new();
-    let server = lab.start_sshqd_on("Transports quic", Listeners::Quic);
+    let server = lab.start_sshqd_on("Transports quic\nQuicIdleTimeout 20", Listeners::Quic);
     let out = lab.sshq(
         server.port,
         &["-o", "Transport=quic"],

@@ -440,7 +440,7 @@ fn openssh_whose_output_nobody_reads_ends_the_remote_command() {
 #[test]
 fn a_lost_connection_ends_its_sessions_processes() {
     let lab = Lab::new();
-    let server = sshqd(&lab, "");
+    let server = sshqd(&lab, "QuicIdleTimeout 20");
     for transport in TRANSPORTS {
         let sleeper = format!("sleep 4{}.{}", std::process::id() % 1000, transport.len());
         let option = format!("Transport={transport}");

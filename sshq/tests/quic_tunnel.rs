@@ -129,7 +129,7 @@ fn openssh_through_the_tunnel_keeps_exit_status_stderr_and_16_mib_each_way() {
     assert!(text(&out.stderr).contains("err"), "{}", show(&out));
     // ssh hangs up its ProxyCommand (SIGHUP) as it exits: the proxy closes
     // the QUIC connection then, so the relay ends at once, not after the
-    // 20 s idle timeout, and nobody is told of a failure.
+    // idle timeout, and nobody is told of a failure.
     assert!(!text(&out.stderr).contains("sshq proxy"), "{}", show(&out));
     assert!(
         wait_until(Duration::from_secs(3), || t

@@ -54,7 +54,7 @@ fn check_echo(port: u16, data: &[u8]) -> Result<(), String> {
 
 /// `sshq -N -R P:127.0.0.1:echo`: 16 MiB through once, then 20 at once.
 fn fixed_port(transport: &str) {
-    let s = Setup::new("");
+    let s = Setup::new("QuicIdleTimeout 20");
     let service = echo_service();
     let port = common::free_port();
     let spec = format!("{port}:127.0.0.1:{}", service.port);
@@ -97,7 +97,7 @@ fn fixed_port(transport: &str) {
     assert!(client.alive(), "sshq exited:\n{}", client.log_text());
 
     // The listener belongs to the connection: once the client is gone (killed,
-    // so over QUIC the server only notices at its 20 s idle timeout), it stops.
+    // so over QUIC the server only notices at its idle timeout, 20 s here), it stops.
     drop(client);
     let limit = Duration::from_secs(if transport == "quic" { 40 } else { 10 });
     assert!(

@@ -137,6 +137,7 @@ fn quic_params() -> ConnectParams {
             .map(|name| name.to_string())
             .collect(),
         congestion_control: None,
+        liveness: sshq_quic::tls::Liveness::CLIENT,
         channel_mapping: Default::default(),
     }
 }

@@ -53,7 +53,8 @@ pub fn server_config(tls: rustls::ServerConfig) -> Result<quinn::ServerConfig, T
     // A hybrid group whenever the client offers one (draft §4.4.4).
     let crypto = crate::kx::server_crypto(tls).map_err(TlsError::NoInitialCipherSuite)?;
     let mut config = quinn::ServerConfig::with_crypto(crypto);
-    let mut transport = transport_config();
+    let mut transport =
+        base_transport_config(crate::path_mtu::ETHERNET_IPV4_UDP_PAYLOAD, Liveness::SERVER);
     crate::preauth::restrict(&mut transport);
     config.transport_config(Arc::new(transport));
     Ok(config)
@@ -68,20 +69,77 @@ pub fn client_config(tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, T
     Ok(config)
 }
 
+/// How long a connection lives without hearing from its peer, and how often
+/// it speaks up itself when it has nothing to say: `QuicIdleTimeout` and
+/// `QuicKeepAlive` in sshq's and sshqd's configuration.
+///
+/// The defaults are chosen for laptops and phones (draft §4.1):
+/// - **idle timeout 60 s** on both sides: a lid closed for half a minute,
+///   a train tunnel or a Wi-Fi hand-over come back to the same connection,
+///   without the reattach of `sshq::reattach`. QUIC uses the smaller of the
+///   two sides' values. Longer gains little: after a longer silence the
+///   client reattaches to its session anyway, and a server should not hold
+///   a dead client's connection state for long.
+/// - **keep-alive 15 s from the client**, none from the server. NAT and
+///   firewall UDP mappings commonly expire after 30 s without traffic
+///   (Linux conntrack's unreplied timeout, many home routers); a PING every
+///   15 s keeps them with one PING lost. Only the client needs to send: its
+///   PING refreshes the mapping and the server's acknowledgement resets the
+///   server's idle timer too. A server that pinged as well would only wake
+///   a sleeping phone's radio for nothing. mosh sends every 3 s; 15 s costs
+///   a radio a quarter of the wake-ups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// `None`: never time out (only for labs; a vanished peer's state is
+    /// then kept for ever).
+    pub idle_timeout: Option<Duration>,
+    /// `None`: send no keep-alive PINGs.
+    pub keep_alive: Option<Duration>,
+}
+
+impl Liveness {
+    /// The default idle timeout, on both sides.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The client's default keep-alive interval.
+    pub const DEFAULT_CLIENT_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+    /// A client's defaults.
+    pub const CLIENT: Liveness = Liveness {
+        idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
+        keep_alive: Some(Self::DEFAULT_CLIENT_KEEP_ALIVE),
+    };
+    /// A server's defaults.
+    pub const SERVER: Liveness = Liveness {
+        idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
+        keep_alive: None,
+    };
+
+    fn apply(self, config: &mut TransportConfig) {
+        // quinn takes milliseconds up to 2^62; anything beyond a VarInt is
+        // as good as no timeout at all.
+        let idle = self.idle_timeout.map(|timeout| {
+            let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            IdleTimeout::from(VarInt::from_u64(millis).unwrap_or(VarInt::MAX))
+        });
+        config
+            .max_idle_timeout(idle)
+            .keep_alive_interval(self.keep_alive);
+    }
+}
+
 /// The QUIC transport parameters both sides use, for a peer whose route is
-/// not known yet: MTU discovery stops at an Ethernet path's 1472 bytes.
-/// [`transport_config_with`] is the same, tuned to a peer's route.
+/// not known yet: MTU discovery stops at an Ethernet path's 1472 bytes, and
+/// the client's [`Liveness`]. [`transport_config_with`] is the same, tuned
+/// to a peer's route and a side's liveness settings.
 ///
 /// Flow-control windows are limits, not allocations: memory is only used
 /// when the application falls behind reading, and the connection window caps
-/// the total across all streams. The keep-alive and idle timeout are fixed
-/// for now; they are meant to become configurable (as ServerAliveInterval /
-/// ServerAliveCountMax and ClientAliveInterval are for SSH over TCP).
+/// the total across all streams.
 pub fn transport_config() -> TransportConfig {
-    base_transport_config(crate::path_mtu::ETHERNET_IPV4_UDP_PAYLOAD)
+    base_transport_config(crate::path_mtu::ETHERNET_IPV4_UDP_PAYLOAD, Liveness::CLIENT)
 }
 
-fn base_transport_config(mtu_upper_bound: u16) -> TransportConfig {
+fn base_transport_config(mtu_upper_bound: u16, liveness: Liveness) -> TransportConfig {
     let mut mtu_discovery = MtuDiscoveryConfig::default();
     mtu_discovery.upper_bound(mtu_upper_bound);
     let mut config = TransportConfig::default();
@@ -114,18 +172,6 @@ fn base_transport_config(mtu_upper_bound: u16) -> TransportConfig {
         // streams or datagrams that nothing ever reads.
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .datagram_receive_buffer_size(None)
-        // Every 5 s of silence, a PING: keeps NAT and firewall UDP mappings
-        // (often dropped after 30 s idle) open during a quiet interactive
-        // session, and notices a dead path well before the idle timeout.
-        // draft §4.1: a client MUST keep an idle connection alive for as long as its session lasts
-        .keep_alive_interval(Some(Duration::from_secs(5)))
-        // 20 s without hearing from the peer ends the connection: four missed
-        // keep-alives, so loss and outages of several seconds are survived.
-        // Over UDP nothing else tells a server that its client died (no RST
-        // as with TCP), so this is also how long a killed client's remote
-        // processes outlive it; 60 s was measured as too long for that.
-        // The effective value is the smaller of the two sides'.
-        .max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(20_000))))
         // Initial RTT: quinn's default (333 ms, RFC 9002), deliberately not
         // lowered: it only matters until the first sample, and too low a
         // guess causes spurious retransmissions on long paths.
@@ -133,6 +179,8 @@ fn base_transport_config(mtu_upper_bound: u16) -> TransportConfig {
         // because it is most of quinn's bulk speed (~10 datagrams per send
         // syscall) and must not be turned off casually.
         .enable_segmentation_offload(true);
+    // draft §4.1: a client MUST keep an idle connection alive for as long as its session lasts
+    liveness.apply(&mut config);
     // MTU discovery searches up to `mtu_upper_bound` (crate::path_mtu:
     // the route's MTU, at most what a GSO batch carries). On a path that
     // carries less, the probe is lost and the largest size that got
@@ -175,15 +223,16 @@ impl CongestionControl {
     }
 }
 
-/// [`transport_config`] with congestion controller `controller`, and MTU
+/// [`transport_config`] with congestion controller `controller`, MTU
 /// discovery up to `mtu_upper_bound` ([`crate::path_mtu::upper_bound`] of
-/// the peer's address).
+/// the peer's address) and `liveness`.
 pub fn transport_config_with(
     controller: CongestionControl,
     mtu_upper_bound: u16,
+    liveness: Liveness,
 ) -> TransportConfig {
     use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
-    let mut config = base_transport_config(mtu_upper_bound);
+    let mut config = base_transport_config(mtu_upper_bound, liveness);
     match controller {
         CongestionControl::Cubic => {
             config.congestion_controller_factory(Arc::new(CubicConfig::default()))

@@ -57,6 +57,9 @@ pub struct Cli {
     /// Port to connect to (both TCP and, unless QuicPort is set, UDP).
     #[arg(short = 'p', value_name = "port")]
     pub port: Option<String>,
+    /// The escape character for sessions with a pty (`~` by default; `none`).
+    #[arg(short = 'e', value_name = "escape_char")]
+    pub escape_char: Option<String>,
     /// Quiet mode.
     #[arg(short = 'q')]
     pub quiet: bool,

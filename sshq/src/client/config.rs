@@ -16,7 +16,7 @@ use sshq_core::pattern::{matches, matches_list};
 
 pub use crate::config_syntax::{
     departs_from_default, glob_paths, io_reason, lines_of, parse_bind_mask, parse_duration,
-    parse_port, split_line, LogLevel,
+    parse_duration_or_none, parse_port, split_line, LogLevel,
 };
 
 /// OpenSSH's limit on nested `Include`s; it stops include loops.
@@ -225,6 +225,17 @@ pub struct ClientOptions {
     /// channel on one QUIC stream (`sshq_quic::one_stream`); the server
     /// must run it too.
     pub one_stream_baseline: Option<bool>,
+    /// sshq's own `QuicIdleTimeout`: the QUIC connection ends after this long
+    /// without a packet from the server; `Some(None)` for `none`.
+    pub quic_idle_timeout: Option<Option<Duration>>,
+    /// sshq's own `QuicKeepAlive`: how often an idle QUIC connection sends a
+    /// PING; `Some(None)` for `none`.
+    pub quic_keep_alive: Option<Option<Duration>>,
+    /// sshq's own `Reattach`: ask for sessions the server holds across a
+    /// lost connection (default yes).
+    pub reattach: Option<bool>,
+    /// `EscapeChar`; `Some(None)` for `none`.
+    pub escape_char: Option<Option<u8>>,
 }
 
 /// Where a file came from: it decides where relative `Include` paths live
@@ -299,6 +310,17 @@ impl At<'_> {
     }
 }
 
+/// EscapeChar's value as ssh reads it: `none`, one character, or `^X` for
+/// a control character.
+pub fn parse_escape_char(v: &str) -> Option<Option<u8>> {
+    match v.as_bytes() {
+        _ if v.eq_ignore_ascii_case("none") => Some(None),
+        [c] if c.is_ascii() => Some(Some(*c)),
+        [b'^', c] if c.is_ascii() => Some(Some(c & 0x1f)),
+        _ => None,
+    }
+}
+
 /// Stores a value unless one was obtained before: OpenSSH's "first value wins".
 fn first<T>(slot: &mut Option<T>, active: bool, value: T) {
     if active && slot.is_none() {
@@ -307,6 +329,15 @@ fn first<T>(slot: &mut Option<T>, active: bool, value: T) {
 }
 
 impl ClientOptions {
+    /// QuicIdleTimeout and QuicKeepAlive, over the client's defaults.
+    pub fn quic_liveness(&self) -> sshq_quic::tls::Liveness {
+        let defaults = sshq_quic::tls::Liveness::CLIENT;
+        sshq_quic::tls::Liveness {
+            idle_timeout: self.quic_idle_timeout.unwrap_or(defaults.idle_timeout),
+            keep_alive: self.quic_keep_alive.unwrap_or(defaults.keep_alive),
+        }
+    }
+
     /// Applies one `-o` option, `Option=value` or `Option value`. Call it for the
     /// `-o` options before reading files so they take precedence.
     pub fn apply_option_str(&mut self, option: &str) -> Result<(), ConfigError> {
@@ -468,6 +499,23 @@ impl ClientOptions {
             }
             "onestreambaseline" => {
                 first(&mut self.one_stream_baseline, on, at.pick(one()?, FLAG)?);
+            }
+            "reattach" => first(&mut self.reattach, on, at.pick(one()?, FLAG)?),
+            "escapechar" => {
+                let v = one()?;
+                let c = parse_escape_char(v)
+                    .ok_or_else(|| at.bad(format!("Bad escape character '{v}'.")))?;
+                first(&mut self.escape_char, on, c);
+            }
+            "quicidletimeout" => {
+                let v =
+                    parse_duration_or_none(one()?).ok_or_else(|| at.bad("invalid time value."))?;
+                first(&mut self.quic_idle_timeout, on, v);
+            }
+            "quickeepalive" => {
+                let v =
+                    parse_duration_or_none(one()?).ok_or_else(|| at.bad("invalid time value."))?;
+                first(&mut self.quic_keep_alive, on, v);
             }
             "stricthostkeychecking" => {
                 let v = at.pick(one()?, STRICT)?;

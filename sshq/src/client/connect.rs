@@ -397,6 +397,7 @@ pub(super) fn quic_params(
         verifier,
         kex: quic_kex(plan)?,
         congestion_control: plan.options.congestion_control,
+        liveness: plan.options.quic_liveness(),
         channel_mapping: match plan.options.one_stream_baseline {
             Some(true) => sshq_quic::one_stream::ChannelMapping::OneStream,
             _ => sshq_quic::one_stream::ChannelMapping::StreamPerChannel,

@@ -48,6 +48,19 @@ pub enum ClientError {
     StdioOpen(TransportError),
     #[error("{0}")]
     Session(#[from] SessionError),
+    /// The connection under a reattachable session went; the session is
+    /// resumed on a new one (this is never printed as the last word).
+    #[error("sshq: connection lost: {0}")]
+    SessionLost(String),
+    /// Reconnecting to a held session gave up.
+    #[error("sshq: the session is gone: {0}")]
+    ReattachGaveUp(String),
+    /// SIGHUP or SIGTERM while reconnecting.
+    #[error("Killed by signal {0}.")]
+    KilledWhileDisconnected(i32),
+    /// `~.` while reconnecting.
+    #[error("Connection to {0} closed.")]
+    TerminatedWhileDisconnected(String),
 }
 
 /// What ssh prints when it cannot establish a session, for `e`; empty for a

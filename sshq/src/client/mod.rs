@@ -7,12 +7,15 @@ pub mod cli;
 pub mod config;
 mod connect;
 pub mod error;
+mod escape;
 mod hostkeys;
 pub mod identity;
 mod jump;
 mod keepalive;
 pub mod proxy;
 mod proxy_command;
+mod reattach;
+mod reconnect;
 mod route;
 pub mod session;
 mod stdio;
@@ -76,6 +79,9 @@ struct Plan {
     exposure: hostkeys::Exposure,
     /// Set by the host-key check when the key was let through untrusted.
     host_key_trust: Arc<hostkeys::HostKeyTrust>,
+    /// Set while the session is one the server holds for a reattach: a
+    /// silent server then means reconnecting, not giving up.
+    reattachable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn run(cli: Cli) -> Result<i32, ClientError> {
@@ -95,26 +101,61 @@ async fn run(cli: Cli) -> Result<i32, ClientError> {
         return background::start().await;
     }
     let hops = jump::hop_plans(&cli, &plan)?;
-    let chain = jump::connect_hops(&hops).await?;
-    let conn = connect::connect(&plan, chain.route()).await?;
+    let (mut chain, mut conn) = establish(&hops, &plan).await?;
+    let mut carry: Option<Box<reattach::Carry>> = None;
+    loop {
+        let result = run_connection(conn, &cli, &plan, &mut carry).await;
+        let Some(held) = carry.as_mut() else {
+            return result;
+        };
+        // The session is held by the server: log in again and take it over.
+        match &result {
+            Err(ClientError::SessionLost(why)) => tracing::debug!("connection lost: {why}"),
+            _ => return result,
+        }
+        drop(chain);
+        (chain, conn) = reconnect::reconnect(&hops, &plan, held).await?;
+    }
+}
+
+/// Connects through the jump hosts to the destination.
+async fn establish(
+    hops: &[Plan],
+    plan: &Plan,
+) -> Result<(jump::JumpChain, connect::AnyConnection), ClientError> {
+    let chain = jump::connect_hops(hops).await?;
+    let conn = connect::connect(plan, chain.route()).await?;
     let conn = if background::is_child() {
         // Going to the background is for after login, so wait for it here.
-        connect::logged_in(conn, &plan).await?
+        connect::logged_in(conn, plan).await?
     } else {
         conn
     };
+    Ok((chain, conn))
+}
+
+/// Runs what the command line asks for on `conn`, until it ends; sets
+/// `carry` when the session outlives the connection.
+async fn run_connection(
+    conn: connect::AnyConnection,
+    cli: &Cli,
+    plan: &Plan,
+    carry: &mut Option<Box<reattach::Carry>>,
+) -> Result<i32, ClientError> {
     match conn {
         connect::AnyConnection::Tcp(conn) => {
-            log_connected(&conn, &plan);
-            run_watched(Arc::new(conn), &cli, &plan).await
+            log_connected(&conn, plan);
+            run_watched(Arc::new(conn), cli, plan, carry).await
         }
         connect::AnyConnection::Quic(conn) => {
-            log_connected(&conn, &plan);
+            log_connected(&conn, plan);
             let conn = Arc::new(conn);
             // Login runs alongside the session's first round trip; its
             // failure is what the user must hear about.
-            let (auth, result) =
-                tokio::join!(conn.authenticated(), run_watched(conn.clone(), &cli, &plan));
+            let (auth, result) = tokio::join!(
+                conn.authenticated(),
+                run_watched(conn.clone(), cli, plan, carry)
+            );
             let path = conn.path_stats();
             tracing::debug!(
                 "QUIC path: rtt {:?}, mtu {}, {} packets sent, {} lost, {} congestion events",
@@ -126,7 +167,11 @@ async fn run(cli: Cli) -> Result<i32, ClientError> {
             );
             match auth {
                 Ok(()) => result,
-                Err(outcome) => Err(connect::quic_auth_error(&plan, outcome).into()),
+                Err(outcome) => {
+                    // Without a login there is nothing to take over.
+                    *carry = None;
+                    Err(connect::quic_auth_error(plan, outcome).into())
+                }
             }
         }
     }
@@ -166,6 +211,9 @@ fn resolve(cli: &Cli, destination: &Destination) -> Result<Plan, ClientError> {
     if let Some(jump) = &cli.jump {
         options.proxy_jump = Some(jump.clone());
     }
+    if let Some(escape) = &cli.escape_char {
+        options.apply_option_str(&format!("EscapeChar={escape}"))?;
+    }
     for option in &cli.options {
         options.apply_option_str(option)?;
     }
@@ -190,6 +238,7 @@ fn resolve(cli: &Cli, destination: &Destination) -> Result<Plan, ClientError> {
         quiet,
         exposure,
         host_key_trust: Arc::default(),
+        reattachable: Arc::default(),
     })
 }
 
@@ -226,6 +275,7 @@ fn resolve_hop(cli: &Cli, hop: &Destination, quiet: bool) -> Result<Plan, Client
         // it goes on like this.)
         exposure: hostkeys::Exposure::default(),
         host_key_trust: Arc::default(),
+        reattachable: Arc::default(),
     })
 }
 
@@ -275,22 +325,38 @@ fn init_logging(verbose: u8, quiet: bool) {
         .try_init();
 }
 
-/// [`run_on`], ended early if the server stops answering keepalives.
+/// [`run_on`], ended early if the server stops answering keepalives. A
+/// reattachable session is not cut off but told, by closing the
+/// connection under it: it then comes back as lost, to be resumed.
 async fn run_watched<C: Connection>(
     conn: Arc<C>,
     cli: &Cli,
     plan: &Plan,
+    carry: &mut Option<Box<reattach::Carry>>,
 ) -> Result<i32, ClientError> {
+    let reattachable = plan.reattachable.clone();
+    let run = run_on(conn.clone(), cli, plan, carry);
+    tokio::pin!(run);
     tokio::select! {
-        result = run_on(conn.clone(), cli, plan) => result,
+        result = &mut run => result,
         timeout = keepalive::watchdog(conn.as_ref(), plan) => {
-            Err(ClientError::ServerAliveTimeout(timeout))
+            if !reattachable.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(ClientError::ServerAliveTimeout(timeout));
+            }
+            tracing::debug!("{timeout}");
+            conn.close("server not responding").await;
+            run.await
         }
     }
 }
 
 /// Runs what the command line asks for on an established connection.
-async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i32, ClientError> {
+async fn run_on<C: Connection>(
+    conn: Arc<C>,
+    cli: &Cli,
+    plan: &Plan,
+    carry: &mut Option<Box<reattach::Carry>>,
+) -> Result<i32, ClientError> {
     if let Some(target) = &cli.stdio_forward {
         // -W implies -N and ClearAllForwardings, as in ssh.
         background::ready();
@@ -335,6 +401,9 @@ async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i
         agent_socket.clone(),
     )));
     forwards.request_remote(conn.as_ref(), &remote).await?;
+    if carry.is_some() {
+        return resume_session(conn.as_ref(), plan, carry).await;
+    }
     background::ready();
     if cli.no_command {
         // -N: nothing to run; stay until the connection ends.
@@ -362,14 +431,69 @@ async fn run_on<C: Connection>(conn: Arc<C>, cli: &Cli, plan: &Plan) -> Result<i
         env: environment_to_send(&plan.options),
         null_stdin: cli.null_stdin || cli.background,
         agent_forward: agent_socket.is_some(),
+        reattach: plan.options.reattach.unwrap_or(true),
+        escape_char: plan.options.escape_char.unwrap_or(Some(b'~')),
+        host: plan.host.clone(),
     };
-    match session::run(conn.as_ref(), options).await {
-        Ok(exit) => {
+    match session::run(conn.as_ref(), options).await? {
+        session::SessionEnd::Exited(exit) => {
             conn.close("disconnected by user").await;
             Ok(exit.exit_code())
         }
-        Err(e) => Err(e.into()),
+        session::SessionEnd::Terminated => Ok(terminated(conn.as_ref(), plan).await),
+        session::SessionEnd::Killed(signal) => Ok(killed(conn.as_ref(), signal).await),
+        session::SessionEnd::Lost { why, carry: held } => {
+            plan.reattachable
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            *carry = Some(held);
+            Err(ClientError::SessionLost(why))
+        }
     }
+}
+
+/// `~.`: ssh's words, and its status for a session that ended without one.
+async fn terminated<C: Connection>(conn: &C, plan: &Plan) -> i32 {
+    conn.close("disconnected by user").await;
+    reattach::status_line(&format!("Connection to {} closed.", plan.host));
+    EXIT_FAILURE
+}
+
+/// SIGHUP or SIGTERM: ssh's words for it.
+async fn killed<C: Connection>(conn: &C, signal: i32) -> i32 {
+    conn.close("disconnected by user").await;
+    reattach::status_line(&format!("Killed by signal {signal}."));
+    EXIT_FAILURE
+}
+
+/// Takes the held session over on `conn`. A failure that another
+/// connection may not have (the channel could not open, the connection
+/// went again) keeps the carry for another try; the server saying the
+/// session is gone ends it.
+async fn resume_session<C: Connection>(
+    conn: &C,
+    plan: &Plan,
+    carry: &mut Option<Box<reattach::Carry>>,
+) -> Result<i32, ClientError> {
+    let Some(held) = carry.as_mut() else {
+        return Err(ClientError::SessionLost("nothing to resume".into()));
+    };
+    let result = match reattach::resume(conn, held).await {
+        Ok(reattach::Outcome::Lost(why)) => return Err(ClientError::SessionLost(why)),
+        Err(e @ (session::SessionError::OpenFailed(_) | session::SessionError::Transport(_))) => {
+            return Err(ClientError::SessionLost(e.to_string()))
+        }
+        Ok(reattach::Outcome::Exited(exit)) => {
+            conn.close("disconnected by user").await;
+            Ok(exit.exit_code())
+        }
+        Ok(reattach::Outcome::Terminated) => Ok(terminated(conn, plan).await),
+        Ok(reattach::Outcome::Killed(signal)) => Ok(killed(conn, signal).await),
+        Err(e) => Err(e.into()),
+    };
+    *carry = None;
+    plan.reattachable
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    result
 }
 
 /// Hands forwarded-tcpip and -streamlocal channels to the remote forwards (-R), agent

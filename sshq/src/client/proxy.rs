@@ -187,6 +187,7 @@ fn resolve(cli: &ProxyCli) -> Result<Plan, ProxyError> {
         // checks its server's key and decides about its own forwarding.
         exposure: hostkeys::Exposure::default(),
         host_key_trust: Default::default(),
+        reattachable: Default::default(),
     })
 }
 

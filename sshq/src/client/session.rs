@@ -27,6 +27,29 @@ pub struct SessionOptions {
     pub null_stdin: bool,
     /// Ask the server to forward our agent (-A, with an agent to forward).
     pub agent_forward: bool,
+    /// Ask for a reattachable session when there is a pty (`Reattach`).
+    pub reattach: bool,
+    /// EscapeChar; `None` for `none`. Escapes are recognised only with a pty.
+    pub escape_char: Option<u8>,
+    /// The destination as named, for messages.
+    pub host: String,
+}
+
+/// How a session ended, when it did not fail.
+pub enum SessionEnd {
+    /// The remote side ended.
+    Exited(RemoteExit),
+    /// The user typed `~.`.
+    Terminated,
+    /// sshq got SIGHUP or SIGTERM (this number) during a reattachable
+    /// session, which has ended it.
+    Killed(i32),
+    /// The connection went while the server holds the session: the carry
+    /// resumes it on a new connection.
+    Lost {
+        why: String,
+        carry: Box<super::reattach::Carry>,
+    },
 }
 
 /// How the remote side ended, turned into ssh's exit status.
@@ -59,13 +82,19 @@ pub enum SessionError {
     OpenFailed(TransportError),
     #[error("{0}")]
     Transport(#[from] TransportError),
+    /// The reattach protocol failed (a broken exchange, not a refusal).
+    #[error("sshq: reattachable session: {0}")]
+    Reattach(String),
+    /// The server no longer holds the session.
+    #[error("sshq: the session is gone: {0}")]
+    SessionGone(String),
 }
 
 /// Runs the session to its end and returns how the remote side exited.
 pub async fn run<C: Connection>(
     conn: &C,
     options: SessionOptions,
-) -> Result<RemoteExit, SessionError> {
+) -> Result<SessionEnd, SessionError> {
     let channel = conn
         .open_channel(ChannelKind::Session)
         .await
@@ -100,6 +129,22 @@ pub async fn run<C: Connection>(
     if options.agent_forward {
         // Like ssh: no reply wanted; a refusal only means no agent remotely.
         control.request(ChannelRequest::AgentForward, false).await?;
+    }
+    if options.pty && options.reattach && super::reattach::ask(&control).await? {
+        let program = match &options.command {
+            Some(command) => crate::reattach::wire::Program::Command(command.clone()),
+            None => crate::reattach::wire::Program::Shell,
+        };
+        drop(ext_in); // a pty has no separate stderr
+        let terminal =
+            super::reattach::LocalTerminal::open(options.escape_char, options.null_stdin);
+        let channel = super::reattach::Halves {
+            data_in,
+            data_out,
+            control,
+            requests,
+        };
+        return super::reattach::start(channel, program, terminal, &options.host).await;
     }
     let (start, what) = match (&options.command, options.subsystem) {
         (Some(name), true) => (
@@ -164,7 +209,7 @@ pub async fn run<C: Connection>(
     if let Some(task) = resize_task {
         task.abort();
     }
-    Ok(exit)
+    Ok(SessionEnd::Exited(exit))
 }
 
 /// How much of stdin one read takes. tokio's stdin reads 8 KiB at a time
@@ -207,7 +252,7 @@ async fn copy_out<R: AsyncBufRead + Unpin, W: AsyncWrite + Unpin>(
 }
 
 /// Sends window-change whenever the local terminal is resized (SIGWINCH).
-async fn forward_window_changes<K: ChannelControl>(control: std::sync::Arc<K>) {
+pub(super) async fn forward_window_changes<K: ChannelControl>(control: std::sync::Arc<K>) {
     let Ok(mut winch) =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
     else {

@@ -72,6 +72,20 @@ pub fn restore() {
     }
 }
 
+/// `~^Z`: gives the terminal back, stops sshq as the shell's job control
+/// expects, and takes raw mode again when continued (`fg`).
+pub fn suspend() {
+    let was_raw = SAVED.lock().map(|saved| saved.is_some()).unwrap_or(false);
+    restore();
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGTSTP);
+    // Running again: the guard held by the session restores on its way out.
+    if was_raw {
+        if let Some(raw) = RawMode::enter() {
+            std::mem::forget(raw);
+        }
+    }
+}
+
 /// The size of the terminal on `fd`, if it is one.
 pub fn window_size_of(fd: BorrowedFd<'_>) -> Option<WindowSize> {
     let mut ws = nix::libc::winsize {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::admission::keywords::PreauthLimits;
 use crate::config_syntax::{
     departs_from_default, glob_paths, io_reason, lines_of, parse_bind_mask, parse_duration,
-    parse_port, split_line, LogLevel,
+    parse_duration_or_none, parse_port, split_line, LogLevel,
 };
 
 /// sshd's file name for `-o` options (with line 0).
@@ -232,6 +232,10 @@ pub struct ServerConfig {
     /// sshqd's own `OneStreamBaseline`: QUIC clients carry every channel on
     /// one stream, a lab baseline (`sshq_quic::one_stream`), never sshq/1.
     pub one_stream_baseline: bool,
+    /// sshqd's own `QuicIdleTimeout` and `QuicKeepAlive`.
+    pub quic_liveness: sshq_quic::tls::Liveness,
+    /// sshqd's own `ClientReattachTimeout` and `ClientReattachBuffer`.
+    pub reattach: super::reattach::ReattachPolicy,
     /// MaxStartups, PerSourceMaxStartups, PerSourceNetBlockSize,
     /// PerSourcePenalties, PerSourcePenaltyExemptList.
     pub preauth: PreauthLimits,
@@ -280,6 +284,8 @@ impl Default for ServerConfig {
             kex_algorithms: None,
             congestion_control: None,
             one_stream_baseline: false,
+            quic_liveness: sshq_quic::tls::Liveness::SERVER,
+            reattach: super::reattach::ReattachPolicy::default(),
             preauth: PreauthLimits::new(),
         }
     }
@@ -499,6 +505,12 @@ impl At<'_> {
 }
 
 /// Stores `value` only for the first occurrence of a keyword.
+/// The bounds of ClientReattachBuffer: below 64 KiB a burst of output
+/// overflows it in a moment; above 1 GiB one session could take a large
+/// share of the server's memory.
+const REATTACH_BUFFER_MIN: usize = 64 * 1024;
+const REATTACH_BUFFER_MAX: usize = 1024 * 1024 * 1024;
+
 fn set<T>(fresh: bool, slot: &mut T, value: T) {
     if fresh {
         *slot = value;
@@ -807,6 +819,31 @@ impl Parser {
                 set(fresh, &mut c.congestion_control, Some(v))
             }
             "onestreambaseline" => set(fresh, &mut c.one_stream_baseline, flag()?),
+            "clientreattachtimeout" => {
+                let d = parse_duration(one()?).ok_or_else(|| at.bad("invalid time value."))?;
+                set(fresh, &mut c.reattach.hold, (!d.is_zero()).then_some(d))
+            }
+            "clientreattachbuffer" => {
+                let v = one()?;
+                let bytes = crate::config_syntax::parse_size(v)
+                    .filter(|n| (REATTACH_BUFFER_MIN..=REATTACH_BUFFER_MAX).contains(n))
+                    .ok_or_else(|| {
+                        at.bad(format!(
+                            "ClientReattachBuffer '{v}' is not a size from 64K to 1G."
+                        ))
+                    })?;
+                set(fresh, &mut c.reattach.buffer, bytes)
+            }
+            "quicidletimeout" => {
+                let v =
+                    parse_duration_or_none(one()?).ok_or_else(|| at.bad("invalid time value."))?;
+                set(fresh, &mut c.quic_liveness.idle_timeout, v)
+            }
+            "quickeepalive" => {
+                let v =
+                    parse_duration_or_none(one()?).ok_or_else(|| at.bad("invalid time value."))?;
+                set(fresh, &mut c.quic_liveness.keep_alive, v)
+            }
             "include" => {
                 let Some(dir) = dir else {
                     return Err(at.bad("Include directive not supported as a command-line option"));

@@ -27,6 +27,8 @@ pub struct SessionContext {
     pub forwarding: ForwardingPolicy,
     /// MaxSessions and the other per-connection ceilings.
     pub limits: ConnectionLimits,
+    /// ClientReattachTimeout and ClientReattachBuffer.
+    pub reattach: super::reattach::ReattachPolicy,
 }
 
 /// What the configuration lets a connection forward: TCP both ways, Unix

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod logging;
 pub mod prepare;
 pub mod process;
+pub mod reattach;
 pub mod relay;
 pub mod session;
 pub mod startup;
@@ -295,6 +296,7 @@ fn quic_server_config(
         // handshake (no_application_protocol), which the client explains.
         offer_tunnels: config.quic_relay.is_some(),
         congestion_control: config.congestion_control,
+        liveness: config.quic_liveness,
     };
     Ok(ListenerConfig::new(&settings)?)
 }
@@ -494,6 +496,7 @@ async fn run_connection<C: Connection>(
         ),
         forwarding: context::ForwardingPolicy::from_config(config),
         limits: limits::ConnectionLimits::new(config.max_sessions),
+        reattach: config.reattach,
     });
     session::serve(Arc::new(conn), ctx).await;
     tracing::info!(

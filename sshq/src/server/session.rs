@@ -244,6 +244,20 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
             }
             ChannelRequest::Shell => Program::Shell,
             ChannelRequest::Exec(command) => Program::Command(command),
+            ChannelRequest::Subsystem(name) if name == crate::reattach::wire::SUBSYSTEM => {
+                let offered = super::reattach::offered(&ctx, pty.is_some());
+                incoming.reply.send(offered);
+                if !offered {
+                    continue; // the client goes on with an ordinary session
+                }
+                drop(ext_out);
+                let setup = super::reattach::Setup { pty, env, agent };
+                super::reattach::serve::<C::Channel>(
+                    data_in, data_out, control, requests, setup, ctx,
+                )
+                .await;
+                return;
+            }
             ChannelRequest::Subsystem(name) if sshq_quic::wire::udp_relay::is_subsystem(&name) => {
                 let offered = super::udp_relay::offered(&ctx);
                 incoming.reply.send(offered);
@@ -284,30 +298,7 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
                 continue;
             }
         };
-        let request = SpawnRequest {
-            user: ctx.user.clone(),
-            program,
-            pty: pty.clone(),
-            env: env.clone(),
-            ssh_connection: ctx.ssh_connection.clone(),
-            auth_sock: agent.as_ref().map(|socket| socket.path().to_path_buf()),
-        };
-        // The NSS group lookup, /etc/nologin and fork/exec block: off the
-        // async worker, so one slow start stalls no other client. The
-        // program may be gone before this task runs again; its exit status
-        // and EOF still follow the answer below, which the transports
-        // guarantee (over QUIC the FIN waits for answers owed).
-        let started = super::blocking::off_worker(
-            "starting the session program",
-            super::blocking::SPAWN_LIMIT,
-            move || process::spawn(request),
-        )
-        .await;
-        let started = match started {
-            Ok(spawned) => spawned.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match started {
+        match start_program(&ctx, program, pty.clone(), env.clone(), &agent).await {
             Ok(session) => {
                 incoming.reply.send(true);
                 break session;
@@ -377,6 +368,39 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
     control.close().await;
     drop(session);
     drop(agent);
+}
+
+/// Starts `program` for the session's user. The NSS group lookup,
+/// /etc/nologin and fork/exec block: off the async worker, so one slow
+/// start stalls no other client. The program may be gone before the caller
+/// runs again; its exit status and EOF still follow the answer the caller
+/// sends, which the transports guarantee (over QUIC the FIN waits for
+/// answers owed).
+pub(super) async fn start_program(
+    ctx: &SessionContext,
+    program: Program,
+    pty: Option<sshq_core::channel::PtyRequest>,
+    env: Vec<(String, String)>,
+    agent: &Option<super::agent::AgentSocket>,
+) -> Result<SessionProcess, String> {
+    let request = SpawnRequest {
+        user: ctx.user.clone(),
+        program,
+        pty,
+        env,
+        ssh_connection: ctx.ssh_connection.clone(),
+        auth_sock: agent.as_ref().map(|socket| socket.path().to_path_buf()),
+    };
+    let started = super::blocking::off_worker(
+        "starting the session program",
+        super::blocking::SPAWN_LIMIT,
+        move || process::spawn(request),
+    )
+    .await;
+    match started {
+        Ok(spawned) => spawned.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Copies a program's output to the channel until the program closes it.

@@ -88,6 +88,7 @@ pub async fn quic_client(lab: &Lab, server: &Server) -> sshq_quic::QuicConnectio
             .map(|name| name.to_string())
             .collect(),
         congestion_control: None,
+        liveness: sshq_quic::tls::Liveness::CLIENT,
         channel_mapping: Default::default(),
     };
     let auth = sshq_quic::ClientAuth {

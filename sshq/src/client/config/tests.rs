@@ -52,7 +52,8 @@ fn every_keyword() {
         RemoteForward 9090 localhost:90\nRemoteForward 1080\nDynamicForward 1081\n\
         ForwardAgent ~/agent.sock\nExitOnForwardFailure yes\nStreamLocalBindUnlink yes\n\
         StreamLocalBindMask 0117\nClearAllForwardings no\nIgnoreUnknown UseKeychain\nTransport quic\nQuicPort 4433\n\
-        KexAlgorithms +curve25519-sha256\nQuicFallbackTimeout 250ms\nCongestionControl BBR\nOneStreamBaseline yes\n";
+        KexAlgorithms +curve25519-sha256\nQuicFallbackTimeout 250ms\nCongestionControl BBR\nOneStreamBaseline yes\n\
+        QuicIdleTimeout 5m\nQuicKeepAlive none\n";
     let agent = home.join("agent.sock").display().to_string();
     let expected = ClientOptions {
         host_name: Some("real.example".into()),
@@ -88,6 +89,10 @@ fn every_keyword() {
         quic_fallback_timeout: Some(Duration::from_millis(250)),
         congestion_control: Some(sshq_quic::tls::CongestionControl::Bbr),
         one_stream_baseline: Some(true),
+        quic_idle_timeout: Some(Some(Duration::from_secs(300))),
+        quic_keep_alive: Some(None),
+        reattach: None,
+        escape_char: None,
     };
     assert_eq!(parse(text, "h").map_err(|e| e.to_string()), Ok(expected));
     let text = "ForwardAgent no\nConnectTimeout none\nUserKnownHostsFile none\nTransport AUTO\n";
@@ -96,6 +101,40 @@ fn every_keyword() {
     assert_eq!(o.connect_timeout, Some(Duration::ZERO));
     assert_eq!(o.user_known_hosts_files, Some(vec![]));
     assert_eq!(o.transport, Some(Transport::Auto));
+}
+
+#[test]
+fn reattach_and_escape_char() {
+    let o = parse("Reattach no\nEscapeChar ^]\n", "h").unwrap();
+    assert_eq!((o.reattach, o.escape_char), (Some(false), Some(Some(0x1d))));
+    assert_eq!(
+        parse("EscapeChar none\n", "h").unwrap().escape_char,
+        Some(None)
+    );
+    assert_eq!(
+        parse("EscapeChar %\n", "h").unwrap().escape_char,
+        Some(Some(b'%'))
+    );
+    let error = parse("EscapeChar ab\n", "h").unwrap_err().to_string();
+    assert!(error.contains("Bad escape character 'ab'."), "{error}");
+}
+
+#[test]
+fn quic_liveness_defaults_and_overrides() {
+    use sshq_quic::tls::Liveness;
+    assert_eq!(parse("", "h").unwrap().quic_liveness(), Liveness::CLIENT);
+    let o = parse("QuicIdleTimeout 0\nQuicKeepAlive 500ms\n", "h").unwrap();
+    let liveness = o.quic_liveness();
+    assert_eq!(liveness.idle_timeout, None);
+    assert_eq!(liveness.keep_alive, Some(Duration::from_millis(500)));
+    let o = parse("QuicIdleTimeout 2h\n", "h").unwrap();
+    assert_eq!(
+        o.quic_liveness().idle_timeout,
+        Some(Duration::from_secs(7200))
+    );
+    assert_eq!(o.quic_liveness().keep_alive, Liveness::CLIENT.keep_alive);
+    let error = parse("QuicKeepAlive soon\n", "h").unwrap_err().to_string();
+    assert!(error.contains("invalid time value."), "{error}");
 }
 
 #[test]

@@ -321,6 +321,34 @@ fn client_alive_and_syslog_facility() {
 }
 
 #[test]
+fn quic_idle_timeout_and_keep_alive() {
+    use sshq_quic::tls::Liveness;
+    assert_eq!(load("").quic_liveness, Liveness::SERVER);
+    let c = load("QuicIdleTimeout 20\nQuicKeepAlive 5s\nQuicIdleTimeout 90\n");
+    assert_eq!(c.quic_liveness.idle_timeout, Some(Duration::from_secs(20)));
+    assert_eq!(c.quic_liveness.keep_alive, Some(Duration::from_secs(5)));
+    assert_eq!(
+        load("QuicIdleTimeout none\n").quic_liveness.idle_timeout,
+        None
+    );
+    assert!(err("QuicKeepAlive -1\n").ends_with("invalid time value."));
+}
+
+#[test]
+fn client_reattach_timeout_and_buffer() {
+    let c = load("");
+    assert_eq!(c.reattach.hold, Some(Duration::from_secs(3600)));
+    assert_eq!(c.reattach.buffer, 16 * 1024 * 1024);
+    let c = load("ClientReattachTimeout 5m\nClientReattachBuffer 64k\n");
+    assert_eq!(c.reattach.hold, Some(Duration::from_secs(300)));
+    assert_eq!(c.reattach.buffer, 64 * 1024);
+    assert_eq!(load("ClientReattachTimeout 0\n").reattach.hold, None);
+    assert!(err("ClientReattachBuffer 1k\n").ends_with("is not a size from 64K to 1G."));
+    assert!(err("ClientReattachBuffer 2G\n").ends_with("is not a size from 64K to 1G."));
+    assert!(err("ClientReattachTimeout soon\n").ends_with("invalid time value."));
+}
+
+#[test]
 fn text_from_memory_reads_as_the_file_does() {
     let good = "Port 2222\nListenAddress [::1]:2200\nPermitRootLogin no\n";
     let opts = ["PasswordAuthentication yes".to_string()];

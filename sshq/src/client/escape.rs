@@ -1,0 +1,153 @@
+//! ssh's escape sequences: the escape character (`~` by default,
+//! `EscapeChar`) typed at the start of a line, followed by a command
+//! character. Recognised only at the start of a line (after Enter, or as
+//! the first key of the session), as ssh does; anything else passes
+//! through unchanged.
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Escape {
+    /// `~.`: end the session now.
+    Terminate,
+    /// `~^Z`: suspend sshq.
+    Suspend,
+    /// `~?`: list the escapes.
+    Help,
+    /// `~#`: list forwarded connections.
+    ListForwards,
+    /// `~s` (sshq's own): transport, path, RTT, loss and reattach state.
+    Status,
+}
+
+/// One piece of filtered input: bytes to send, or an escape to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Bytes(Vec<u8>),
+    Escape(Escape),
+}
+
+/// The help `~?` prints, in ssh's shape, with `%c` as the escape character.
+pub fn help(escape_char: u8) -> String {
+    let c = char::from(escape_char);
+    [
+        "Supported escape sequences:".to_string(),
+        format!(" {c}.   - terminate connection (and any multiplexed sessions)"),
+        format!(" {c}^Z  - suspend ssh"),
+        format!(" {c}#   - list forwarded connections"),
+        format!(" {c}s   - show the transport, path and reattach state (sshq)"),
+        format!(" {c}?   - this message"),
+        format!(" {c}{c}   - send the escape character by typing it twice"),
+        "(Note that escapes are only recognized immediately after newline.)".to_string(),
+    ]
+    .join("\r\n")
+        + "\r\n"
+}
+
+/// The state of escape recognition across reads.
+#[derive(Debug)]
+pub struct EscapeFilter {
+    escape_char: u8,
+    at_line_start: bool,
+    /// The escape character was typed at a line start: the next key decides.
+    pending: bool,
+}
+
+const CTRL_Z: u8 = 0x1a;
+
+impl EscapeFilter {
+    pub fn new(escape_char: u8) -> EscapeFilter {
+        EscapeFilter {
+            escape_char,
+            at_line_start: true,
+            pending: false,
+        }
+    }
+
+    /// Splits `input` into bytes to send and escapes, in order.
+    pub fn filter(&mut self, input: &[u8]) -> Vec<Piece> {
+        let mut pieces = Vec::new();
+        let mut bytes = Vec::with_capacity(input.len());
+        for &b in input {
+            if self.pending {
+                self.pending = false;
+                let escape = match b {
+                    b'.' => Some(Escape::Terminate),
+                    CTRL_Z => Some(Escape::Suspend),
+                    b'?' => Some(Escape::Help),
+                    b'#' => Some(Escape::ListForwards),
+                    b's' => Some(Escape::Status),
+                    _ => None,
+                };
+                if let Some(escape) = escape {
+                    if !bytes.is_empty() {
+                        pieces.push(Piece::Bytes(std::mem::take(&mut bytes)));
+                    }
+                    pieces.push(Piece::Escape(escape));
+                    // After an escape the next key is again at a line start.
+                    self.at_line_start = true;
+                    continue;
+                }
+                // `~~` sends one; `~` and anything else send both, as ssh.
+                if b != self.escape_char {
+                    bytes.push(self.escape_char);
+                }
+                bytes.push(b);
+                self.at_line_start = false;
+                continue;
+            }
+            if self.at_line_start && b == self.escape_char {
+                self.pending = true;
+                continue;
+            }
+            bytes.push(b);
+            self.at_line_start = b == b'\r' || b == b'\n';
+        }
+        if !bytes.is_empty() {
+            pieces.push(Piece::Bytes(bytes));
+        }
+        pieces
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(b: &[u8]) -> Piece {
+        Piece::Bytes(b.to_vec())
+    }
+
+    #[test]
+    fn escapes_only_at_line_start() {
+        let mut f = EscapeFilter::new(b'~');
+        assert_eq!(f.filter(b"~."), [Piece::Escape(Escape::Terminate)]);
+        let mut f = EscapeFilter::new(b'~');
+        assert_eq!(f.filter(b"a~."), [bytes(b"a~.")]);
+        assert_eq!(
+            f.filter(b"\r~?x"),
+            [bytes(b"\r"), Piece::Escape(Escape::Help), bytes(b"x")]
+        );
+    }
+
+    #[test]
+    fn split_reads_and_doubled_escape() {
+        let mut f = EscapeFilter::new(b'~');
+        assert_eq!(f.filter(b"ls\r~"), [bytes(b"ls\r")]);
+        assert_eq!(f.filter(b"~"), [bytes(b"~")]);
+        assert_eq!(f.filter(b"\n~x"), [bytes(b"\n~x")]);
+        assert_eq!(
+            f.filter(b"\r~\x1a"),
+            [bytes(b"\r"), Piece::Escape(Escape::Suspend)]
+        );
+        assert_eq!(f.filter(b"~s"), [Piece::Escape(Escape::Status)]);
+    }
+
+    #[test]
+    fn another_escape_character() {
+        let mut f = EscapeFilter::new(b'%');
+        assert_eq!(
+            f.filter(b"~.\r%#"),
+            [bytes(b"~.\r"), Piece::Escape(Escape::ListForwards)]
+        );
+    }
+}

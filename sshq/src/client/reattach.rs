@@ -1,0 +1,539 @@
+//! The client's side of reattachable sessions (draft §8.12): running a pty
+//! session through `sshq-session@sshq.dev`, and taking it over again on a
+//! new connection after the old one was lost.
+//!
+//! What survives a lost connection is a [`Carry`]: the local terminal
+//! (raw mode, the thread reading it, escape recognition), the session's
+//! token, how much output arrived, and the input the server has not
+//! acknowledged. `super::run` reconnects and calls [`resume`] with it.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sshq_core::channel::{ChannelKind, ChannelRequest};
+use sshq_core::error::TransportError;
+use sshq_core::transport::{Channel, ChannelControl, ChannelParts, Connection, RequestStream};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::escape::{Escape, EscapeFilter, Piece};
+use super::session::{RemoteExit, SessionEnd, SessionError};
+use super::terminal;
+use crate::reattach::replay::InputLog;
+use crate::reattach::wire::{Frame, Program, Token};
+use crate::reattach::{send, FrameReader};
+
+/// How often the server hears how much output arrived: what it may drop
+/// from its replay buffer.
+const OUTPUT_ACK_INTERVAL: Duration = Duration::from_millis(500);
+/// ... or sooner, once this much arrived unacknowledged, so the server's
+/// buffer stays small during bulk output.
+const OUTPUT_ACK_BYTES: u64 = 256 * 1024;
+/// The most unacknowledged input kept for a resend; past it the terminal
+/// is not read until the server catches up (a paste into a stalled link
+/// waits instead of growing without bound).
+const INPUT_LOG_LIMIT: usize = 1024 * 1024;
+
+/// The local terminal of an interactive session, kept across connections.
+pub struct LocalTerminal {
+    chunks: mpsc::Receiver<Vec<u8>>,
+    /// SIGHUP (the terminal closed) and SIGTERM: the user is gone, and so
+    /// is any reason to hold the session.
+    hangup: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+    stdin_ended: bool,
+    escape: Option<EscapeFilter>,
+    escape_char: Option<u8>,
+    _raw: Option<terminal::RawMode>,
+}
+
+impl LocalTerminal {
+    /// Raw mode on (if stdin is a terminal) and stdin read from now on.
+    pub fn open(escape_char: Option<u8>, null_stdin: bool) -> LocalTerminal {
+        let chunks = if null_stdin {
+            mpsc::channel(1).1
+        } else {
+            super::session::read_stdin_in_chunks()
+        };
+        use tokio::signal::unix::{signal, SignalKind};
+        LocalTerminal {
+            chunks,
+            hangup: signal(SignalKind::hangup()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+            stdin_ended: null_stdin,
+            escape: escape_char.map(EscapeFilter::new),
+            escape_char,
+            _raw: terminal::RawMode::enter(),
+        }
+    }
+
+    /// The next input: bytes or escapes, the end of stdin, or the signal
+    /// that tells sshq to go.
+    async fn next(&mut self) -> Input {
+        async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        let chunks = &mut self.chunks;
+        let stdin_ended = self.stdin_ended;
+        let chunk = async {
+            if stdin_ended {
+                return std::future::pending().await;
+            }
+            chunks.recv().await
+        };
+        let chunk = tokio::select! {
+            chunk = chunk => chunk,
+            () = recv(&mut self.hangup) => return Input::Killed(libc::SIGHUP),
+            () = recv(&mut self.terminate) => return Input::Killed(libc::SIGTERM),
+        };
+        match chunk {
+            Some(chunk) => Input::Pieces(match &mut self.escape {
+                Some(filter) => filter.filter(&chunk),
+                None => vec![Piece::Bytes(chunk)],
+            }),
+            None => {
+                self.stdin_ended = true;
+                Input::Ended
+            }
+        }
+    }
+}
+
+/// What [`LocalTerminal::next`] brings.
+enum Input {
+    Pieces(Vec<Piece>),
+    Ended,
+    Killed(i32),
+}
+
+/// A session the server holds for us.
+pub struct HeldSession {
+    token: Token,
+    hold: Duration,
+    output_received: u64,
+    output_acked: u64,
+    input: InputLog,
+    eof_sent: bool,
+}
+
+/// What survives from one connection to the next.
+pub struct Carry {
+    pub terminal: LocalTerminal,
+    pub session: HeldSession,
+    /// The host, for messages.
+    pub host: String,
+}
+
+impl Carry {
+    /// How long the server keeps the session once the connection is lost.
+    pub fn hold(&self) -> Duration {
+        self.session.hold
+    }
+}
+
+/// How an attachment ended.
+pub enum Outcome {
+    /// The remote program ended.
+    Exited(RemoteExit),
+    /// The user typed `~.`.
+    Terminated,
+    /// sshq got SIGHUP or SIGTERM (this number).
+    Killed(i32),
+    /// The connection or channel went; the session can be resumed.
+    Lost(String),
+}
+
+/// Asks for `sshq-session@sshq.dev` on a channel that has its pty; `false`
+/// when the server does not offer it (an OpenSSH server, sshqd with
+/// `ClientReattachTimeout 0`): the channel is then used as usual.
+pub async fn ask<K: ChannelControl>(control: &K) -> Result<bool, TransportError> {
+    let request = ChannelRequest::Subsystem(crate::reattach::wire::SUBSYSTEM.to_string());
+    control.request(request, true).await
+}
+
+/// The halves of a channel a reattachable session uses (a pty has no
+/// separate stderr).
+pub struct Halves<R, W, K, Q> {
+    pub data_in: R,
+    pub data_out: W,
+    pub control: K,
+    pub requests: Q,
+}
+
+/// Starts `program` on a channel the server granted the subsystem, and runs
+/// the session until it ends or the connection is lost.
+pub async fn start<R, W, K, Q>(
+    channel: Halves<R, W, K, Q>,
+    program: Program,
+    terminal: LocalTerminal,
+    host: &str,
+) -> Result<SessionEnd, SessionError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+    K: ChannelControl,
+    Q: RequestStream,
+{
+    let Halves {
+        data_in,
+        data_out: mut writer,
+        control,
+        requests,
+    } = channel;
+    let mut frames = FrameReader::new(data_in);
+    let refused = |what: String| SessionError::Reattach(what);
+    send(&mut writer, &Frame::Start(program))
+        .await
+        .map_err(|e| refused(e.to_string()))?;
+    let session = match frames.next().await {
+        Ok(Some(Frame::Session { token, hold_secs })) => HeldSession {
+            token,
+            hold: Duration::from_secs(u64::from(hold_secs)),
+            output_received: 0,
+            output_acked: 0,
+            input: InputLog::default(),
+            eof_sent: false,
+        },
+        Ok(Some(Frame::Refused(reason))) => return Err(refused(reason)),
+        Ok(other) => return Err(refused(format!("unexpected answer {other:?}"))),
+        Err(e) => return Err(refused(e.to_string())),
+    };
+    let mut carry = Carry {
+        terminal,
+        session,
+        host: host.to_string(),
+    };
+    let outcome = attached(frames, writer, Arc::new(control), requests, &mut carry).await;
+    Ok(outcome.into_end(carry))
+}
+
+impl Outcome {
+    /// The session's end as `super::run` sees it.
+    pub fn into_end(self, carry: Carry) -> SessionEnd {
+        match self {
+            Outcome::Exited(exit) => SessionEnd::Exited(exit),
+            Outcome::Terminated => SessionEnd::Terminated,
+            Outcome::Killed(signal) => SessionEnd::Killed(signal),
+            Outcome::Lost(why) => SessionEnd::Lost {
+                why,
+                carry: Box::new(carry),
+            },
+        }
+    }
+}
+
+/// Takes the held session over on `conn`.
+pub async fn resume<C: Connection>(conn: &C, carry: &mut Carry) -> Result<Outcome, SessionError> {
+    let channel = conn
+        .open_channel(ChannelKind::Session)
+        .await
+        .map_err(SessionError::OpenFailed)?;
+    let ChannelParts {
+        data_in,
+        data_out: mut writer,
+        control,
+        requests,
+        ..
+    } = channel.split();
+    if !ask(&control).await? {
+        return Err(SessionError::Reattach(
+            "the server no longer offers reattachable sessions".into(),
+        ));
+    }
+    let mut frames = FrameReader::new(data_in);
+    let resume = Frame::Resume {
+        token: carry.session.token.clone(),
+        output_received: carry.session.output_received,
+    };
+    let sent = send(&mut writer, &resume).await;
+    sent.map_err(|e| SessionError::Reattach(e.to_string()))?;
+    let (input_received, output_from) = match frames.next().await {
+        Ok(Some(Frame::Resumed {
+            input_received,
+            output_from,
+        })) => (input_received, output_from),
+        Ok(Some(Frame::Refused(reason))) => return Err(SessionError::SessionGone(reason)),
+        Ok(other) => {
+            let what = format!("unexpected answer {other:?}");
+            return Err(SessionError::Reattach(what));
+        }
+        Err(e) => return Err(SessionError::Reattach(e.to_string())),
+    };
+    let session = &mut carry.session;
+    if output_from < session.output_received {
+        let what = "the server resumed before what we had received".to_string();
+        return Err(SessionError::Reattach(what));
+    }
+    let lost = output_from - session.output_received;
+    if lost > 0 {
+        status_line(&format!(
+            "sshq: {lost} bytes of output were lost while disconnected \
+             (more than the server holds); the screen is redrawn"
+        ));
+        session.output_received = output_from;
+    }
+    session.output_acked = session.output_received;
+    // Input typed while disconnected (or in flight when the link went):
+    // everything the server did not get goes again, before anything new.
+    if session.input.ack(input_received).is_err() {
+        let what = "the server acknowledged input never sent".to_string();
+        return Err(SessionError::Reattach(what));
+    }
+    let pending = session.input.since(input_received);
+    if !pending.is_empty() {
+        let sent = crate::reattach::send_data(&mut writer, &pending).await;
+        sent.map_err(|e| SessionError::Reattach(e.to_string()))?;
+    }
+    if carry.terminal.stdin_ended && !session.eof_sent {
+        session.eof_sent = send(&mut writer, &Frame::Eof).await.is_ok();
+    }
+    let control = Arc::new(control);
+    // The terminal may have changed size while disconnected.
+    let size = terminal::local_window_size();
+    let _ = control
+        .request(ChannelRequest::WindowChange(size), false)
+        .await;
+    Ok(attached(frames, writer, control, requests, carry).await)
+}
+
+/// Runs an attached session: input out (filtered for escapes, logged until
+/// acknowledged), output in (counted and acknowledged), window changes out.
+async fn attached<R, W, K, Q>(
+    mut frames: FrameReader<R>,
+    mut writer: W,
+    control: Arc<K>,
+    mut requests: Q,
+    carry: &mut Carry,
+) -> Outcome
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+    K: ChannelControl,
+    Q: RequestStream,
+{
+    let resize = super::AbortOnDrop(tokio::spawn(super::session::forward_window_changes(
+        control.clone(),
+    )));
+    let mut stdout = tokio::io::stdout();
+    let mut exit: Option<RemoteExit> = None;
+    let mut ack_due = Instant::now() + OUTPUT_ACK_INTERVAL;
+    let Carry {
+        terminal, session, ..
+    } = carry;
+    let outcome = loop {
+        let unacked = session.output_received - session.output_acked;
+        let read_input = session.input.len() < INPUT_LOG_LIMIT;
+        tokio::select! {
+            frame = frames.next() => match frame {
+                Ok(Some(Frame::Data(bytes))) => {
+                    if stdout.write_all(&bytes).await.is_err() || stdout.flush().await.is_err() {
+                        break Outcome::Terminated;
+                    }
+                    session.output_received += bytes.len() as u64;
+                    if session.output_received - session.output_acked >= OUTPUT_ACK_BYTES {
+                        if let Err(e) = ack(&mut writer, session).await {
+                            break Outcome::Lost(e.to_string());
+                        }
+                    }
+                }
+                Ok(Some(Frame::Ack(offset))) => {
+                    if session.input.ack(offset).is_err() {
+                        break Outcome::Lost("the server acknowledged input never sent".into());
+                    }
+                }
+                Ok(Some(other)) => break Outcome::Lost(format!("unexpected {other:?} from the server")),
+                Ok(None) => match &exit {
+                    Some(status) => break Outcome::Exited(status.clone()),
+                    None => break Outcome::Lost(wait_for_exit(&mut requests, &mut exit).await),
+                },
+                Err(e) => break Outcome::Lost(e.to_string()),
+            },
+            input = terminal.next(), if read_input => {
+                let pieces = match input {
+                    Input::Pieces(pieces) => pieces,
+                    Input::Killed(signal) => break Outcome::Killed(signal),
+                    Input::Ended => {
+                        if !session.eof_sent {
+                            session.eof_sent = send(&mut writer, &Frame::Eof).await.is_ok();
+                        }
+                        continue;
+                    }
+                };
+                match send_input(&mut writer, session, terminal.escape_char, pieces).await {
+                    Ok(None) => {}
+                    Ok(Some(outcome)) => break outcome,
+                    Err(e) => break Outcome::Lost(e.to_string()),
+                }
+            },
+            request = requests.next() => match request {
+                Some(incoming) => {
+                    match &incoming.request {
+                        ChannelRequest::ExitStatus(code) => exit = Some(RemoteExit::Status(*code)),
+                        ChannelRequest::ExitSignal(signal) => {
+                            exit = Some(RemoteExit::Signal(signal.signal.clone()))
+                        }
+                        other => tracing::debug!("ignoring channel request {}", other.wire_name()),
+                    }
+                    incoming.reply.send(false);
+                }
+                None => {
+                    // No more requests: the output may still be draining.
+                    let outcome = drain(&mut frames, &mut stdout, session).await;
+                    break match (outcome, &exit) {
+                        (Ok(()), Some(status)) => Outcome::Exited(status.clone()),
+                        (Ok(()), None) => Outcome::Lost("the channel closed".into()),
+                        (Err(e), _) => Outcome::Lost(e),
+                    };
+                }
+            },
+            () = tokio::time::sleep_until(ack_due), if unacked > 0 => {
+                if let Err(e) = ack(&mut writer, session).await {
+                    break Outcome::Lost(e.to_string());
+                }
+            }
+        }
+        if session.output_acked == session.output_received {
+            ack_due = Instant::now() + OUTPUT_ACK_INTERVAL;
+        }
+    };
+    if matches!(outcome, Outcome::Terminated | Outcome::Killed(_)) {
+        // Nothing is held for a session the user left.
+        let _ = send(&mut writer, &Frame::End).await;
+        let _ = writer.shutdown().await;
+        control.close().await;
+    }
+    drop(resize);
+    outcome
+}
+
+/// Sends the input pieces; acts on escapes.
+async fn send_input<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut W,
+    session: &mut HeldSession,
+    escape_char: Option<u8>,
+    pieces: Vec<Piece>,
+) -> std::io::Result<Option<Outcome>> {
+    for piece in pieces {
+        match piece {
+            Piece::Bytes(bytes) => {
+                session.input.push(&bytes);
+                crate::reattach::send_data(writer, &bytes).await?;
+            }
+            Piece::Escape(Escape::Terminate) => return Ok(Some(Outcome::Terminated)),
+            Piece::Escape(Escape::Help) => {
+                status_text(&super::escape::help(escape_char.unwrap_or(b'~')))
+            }
+            Piece::Escape(Escape::Status) => status_text(&format!(
+                "sshq: reattachable session, held {} s by the server if the connection is lost; \
+                 {} bytes of output received, {} bytes of input not yet acknowledged\r\n",
+                session.hold.as_secs(),
+                session.output_received,
+                session.input.len()
+            )),
+            Piece::Escape(Escape::ListForwards) => {
+                status_text("The following connections are open:\r\n")
+            }
+            Piece::Escape(Escape::Suspend) => terminal::suspend(),
+        }
+    }
+    Ok(None)
+}
+
+async fn ack<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut W,
+    session: &mut HeldSession,
+) -> std::io::Result<()> {
+    send(writer, &Frame::Ack(session.output_received)).await?;
+    session.output_acked = session.output_received;
+    Ok(())
+}
+
+/// After the frames ended without an exit status: a short wait for the
+/// status (it travels apart from the data over some transports), then why
+/// the session counts as lost.
+async fn wait_for_exit<Q: RequestStream>(
+    requests: &mut Q,
+    exit: &mut Option<RemoteExit>,
+) -> String {
+    let wait = async {
+        while let Some(incoming) = requests.next().await {
+            match &incoming.request {
+                ChannelRequest::ExitStatus(code) => *exit = Some(RemoteExit::Status(*code)),
+                ChannelRequest::ExitSignal(signal) => {
+                    *exit = Some(RemoteExit::Signal(signal.signal.clone()))
+                }
+                _ => {}
+            }
+            incoming.reply.send(false);
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
+    "the server's stream ended".to_string()
+}
+
+/// Writes what output is left once the requests ended.
+async fn drain<R: tokio::io::AsyncRead + Unpin>(
+    frames: &mut FrameReader<R>,
+    stdout: &mut tokio::io::Stdout,
+    session: &mut HeldSession,
+) -> Result<(), String> {
+    loop {
+        match frames.next().await {
+            Ok(Some(Frame::Data(bytes))) => {
+                let _ = stdout.write_all(&bytes).await;
+                session.output_received += bytes.len() as u64;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let _ = stdout.flush().await;
+                return Ok(());
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Prints a line of sshq's own in a raw terminal.
+pub fn status_line(text: &str) {
+    status_text(&format!("\r\n{text}\r\n"));
+}
+
+fn status_text(text: &str) {
+    let mut stderr = std::io::stderr();
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.flush();
+}
+
+impl LocalTerminal {
+    /// While disconnected: the next escape typed, keeping other input for
+    /// the resend. Resolves with `Terminated` on `~.`.
+    pub async fn while_disconnected(&mut self, session: &mut HeldSession) -> Outcome {
+        loop {
+            if session.input.len() >= INPUT_LOG_LIMIT {
+                return std::future::pending().await;
+            }
+            let pieces = match self.next().await {
+                Input::Pieces(pieces) => pieces,
+                Input::Killed(signal) => return Outcome::Killed(signal),
+                Input::Ended => continue,
+            };
+            for piece in pieces {
+                match piece {
+                    Piece::Bytes(bytes) => session.input.push(&bytes),
+                    Piece::Escape(Escape::Terminate) => return Outcome::Terminated,
+                    Piece::Escape(Escape::Suspend) => terminal::suspend(),
+                    Piece::Escape(_) => {
+                        status_text("sshq: not connected; reconnecting (~. to give up)\r\n")
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! A channel attached to a held session: output from the replay buffer
+//! out, the client's input and acknowledgements in, window changes and
+//! signals through, until the program's end is delivered, the client ends
+//! the session, or the channel goes (and the session stays held).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sshq_core::channel::{ChannelRequest, ExitSignal};
+use sshq_core::log_escape;
+use sshq_core::transport::{Channel, ChannelControl, IncomingRequest, RequestStream};
+use tokio::io::AsyncWriteExt;
+
+use super::super::context::SessionContext;
+use super::super::process::ExitStatus;
+use super::Held;
+use crate::reattach::wire::{Frame, MAX_DATA};
+use crate::reattach::{send, send_data, FrameReader};
+
+/// How often the client hears how much of its input arrived, while it
+/// types; it resends what was not acknowledged after a reattach.
+const INPUT_ACK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The channel's halves, as [`serve`] uses them.
+pub struct Attached<Ch: Channel> {
+    pub frames: FrameReader<Ch::Reader>,
+    pub data_out: Ch::Writer,
+    pub control: Ch::Control,
+    pub requests: Ch::Requests,
+}
+
+/// How an attachment ended.
+enum Ending {
+    /// The program's end reached the client.
+    Delivered(ExitStatus),
+    /// Another channel took the session over.
+    Superseded,
+    /// The client ended the session (END).
+    EndedByClient,
+    /// The channel or its connection is gone; the session stays held.
+    Lost(String),
+}
+
+/// Serves `held` on `channel`: a fresh session (`resume_from` `None`) is
+/// told its token, a resumed one where its output resumes.
+pub async fn serve<Ch: Channel>(
+    held: Arc<Held>,
+    channel: Attached<Ch>,
+    resume_from: Option<u64>,
+    ctx: &SessionContext,
+) {
+    let Attached {
+        mut frames,
+        mut data_out,
+        control,
+        mut requests,
+    } = channel;
+    let Some(generation) = held.attach() else {
+        let reason = "the session has ended".to_string();
+        let _ = send(&mut data_out, &Frame::Refused(reason)).await;
+        return;
+    };
+    let opening = opening(&held, resume_from);
+    let (first, cursor, lost) = match opening {
+        Ok(opening) => opening,
+        Err(reason) => {
+            let _ = send(&mut data_out, &Frame::Refused(reason)).await;
+            held.detach(generation);
+            return;
+        }
+    };
+    if send(&mut data_out, &first).await.is_err() {
+        held.detach(generation);
+        return;
+    }
+    if resume_from.is_some() {
+        tracing::info!(
+            "{}: reattached to the session {} started{}",
+            ctx.peer,
+            held.label(),
+            match lost {
+                0 => String::new(),
+                lost => format!(" ({lost} bytes of output were lost)"),
+            }
+        );
+    }
+    if lost > 0 {
+        let redraw = held.clone();
+        tokio::spawn(async move { redraw.redraw().await });
+    }
+    let ending = tokio::select! {
+        ending = output(&held, generation, cursor, &mut data_out) => ending,
+        ending = input(&held, &mut frames) => ending,
+        () = requests_to(&held, &mut requests, ctx) => Ending::Lost("no more requests".into()),
+        () = control.closed() => Ending::Lost("channel closed".into()),
+    };
+    match ending {
+        Ending::Delivered(status) => {
+            let request = match status {
+                ExitStatus::Code(code) => ChannelRequest::ExitStatus(code),
+                ExitStatus::Signal { name, core_dumped } => {
+                    ChannelRequest::ExitSignal(ExitSignal {
+                        signal: name,
+                        core_dumped,
+                        message: String::new(),
+                    })
+                }
+            };
+            let _ = control.request(request, false).await;
+            let _ = data_out.shutdown().await;
+            held.end("the program ended");
+        }
+        Ending::EndedByClient => held.end("the client ended it"),
+        Ending::Superseded => {
+            tracing::info!("{}: session taken over by a newer connection", ctx.peer);
+            held.detach(generation);
+        }
+        Ending::Lost(why) => {
+            tracing::info!(
+                "{}: session detached ({why}); held for {} s",
+                ctx.peer,
+                held.hold().as_secs()
+            );
+            held.detach(generation);
+        }
+    }
+    control.close().await;
+}
+
+/// The first frame to send, the output offset to go on from, and how much
+/// output the client lost: SESSION for a fresh session; RESUMED, or a
+/// refusal, for a resumed one.
+fn opening(held: &Held, resume_from: Option<u64>) -> Result<(Frame, u64, u64), String> {
+    let state = held.state();
+    let Some(received) = resume_from else {
+        let session = Frame::Session {
+            token: held.token().clone(),
+            hold_secs: u32::try_from(held.hold().as_secs()).unwrap_or(u32::MAX),
+        };
+        return Ok((session, 0, 0));
+    };
+    if received > state.output.end() {
+        return Err(format!(
+            "resumed at output byte {received}, beyond the {} sent",
+            state.output.end()
+        ));
+    }
+    // Output the client never saw was dropped: replay nothing (what is
+    // left may start inside an escape sequence) and have the program
+    // redraw instead.
+    let from = if received < state.output.start() {
+        state.output.end()
+    } else {
+        received
+    };
+    let resumed = Frame::Resumed {
+        input_received: state.input_received,
+        output_from: from,
+    };
+    Ok((resumed, from, from - received))
+}
+
+/// Sends output from `cursor` on, and acknowledgements of input, until the
+/// program's end is delivered or the session is taken over.
+async fn output<W: AsyncWriteExt + Unpin>(
+    held: &Held,
+    generation: u64,
+    mut cursor: u64,
+    to: &mut W,
+) -> Ending {
+    let mut acked_input = held.state().input_received;
+    let mut last_ack = tokio::time::Instant::now();
+    loop {
+        let changed = held.changed();
+        let (chunk, exit, input_received) = {
+            let state = held.state();
+            if state.attachment != generation {
+                return Ending::Superseded;
+            }
+            // Dropped while attached (the client fell more than the buffer
+            // behind in acknowledging): carry on from what is left.
+            cursor = cursor.max(state.output.start());
+            let chunk = state.output.read_from(cursor, 4 * MAX_DATA).to_vec();
+            let exit = (state.output_ended && chunk.is_empty())
+                .then(|| state.exit.clone())
+                .flatten();
+            (chunk, exit, state.input_received)
+        };
+        // Input acknowledgements go out at most every INPUT_ACK_INTERVAL:
+        // a keystroke's echo already tells the user it arrived.
+        let ack_due = last_ack + INPUT_ACK_INTERVAL;
+        if input_received > acked_input && ack_due <= tokio::time::Instant::now() {
+            acked_input = input_received;
+            last_ack = tokio::time::Instant::now();
+            if let Err(e) = send(to, &Frame::Ack(acked_input)).await {
+                return Ending::Lost(e.to_string());
+            }
+        }
+        if !chunk.is_empty() {
+            if let Err(e) = send_data(to, &chunk).await {
+                return Ending::Lost(e.to_string());
+            }
+            cursor += chunk.len() as u64;
+            continue;
+        }
+        if let Some(status) = exit {
+            return Ending::Delivered(status);
+        }
+        let ack_pending = input_received > acked_input;
+        tokio::select! {
+            () = changed => {}
+            () = tokio::time::sleep_until(ack_due), if ack_pending => {}
+        };
+    }
+}
+
+/// Reads the client's frames: input to the pty, acknowledgements to the
+/// replay buffer.
+async fn input<R: tokio::io::AsyncRead + Unpin>(
+    held: &Held,
+    frames: &mut FrameReader<R>,
+) -> Ending {
+    loop {
+        let frame = match frames.next().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ending::Lost("end of the client's stream".into()),
+            Err(e) => return Ending::Lost(e.to_string()),
+        };
+        match frame {
+            Frame::Data(bytes) => {
+                if let Err(e) = held.write_input(&bytes).await {
+                    tracing::debug!("{}: writing to the pty: {e}", held.label());
+                }
+            }
+            Frame::Ack(offset) => {
+                if let Err(e) = held.update(|state| state.output.ack(offset)) {
+                    return Ending::Lost(e.to_string());
+                }
+            }
+            Frame::Eof => held.close_input().await,
+            Frame::End => return Ending::EndedByClient,
+            other => return Ending::Lost(format!("unexpected {other:?} from the client")),
+        }
+    }
+}
+
+/// Window changes and signals, while attached.
+async fn requests_to<R: RequestStream>(held: &Held, requests: &mut R, ctx: &SessionContext) {
+    while let Some(IncomingRequest { request, reply }) = requests.next().await {
+        let ok = match &request {
+            ChannelRequest::WindowChange(size) => held.resize(*size).is_ok(),
+            ChannelRequest::Signal(name) => match held.signal(name) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::info!(
+                        "{}: signal {}: {}",
+                        ctx.peer,
+                        log_escape::peer_text(name),
+                        log_escape::peer_text(&e)
+                    );
+                    false
+                }
+            },
+            other => {
+                tracing::debug!(
+                    "{}: refused channel request {} on a reattachable session",
+                    ctx.peer,
+                    other.wire_name()
+                );
+                false
+            }
+        };
+        reply.send(ok);
+    }
+    // Over QUIC the request stream ends with the client's EOF, which a
+    // reattachable session never sends while it runs: the channel is gone.
+    std::future::pending::<()>().await;
+}
