@@ -619,3 +619,75 @@ fn sshqd_sets_umask_022() {
     let out = lab.sshq(port, &["-o", "Transport=tcp"], &["umask"], b"");
     assert_eq!(text(&out.stdout).trim(), "0022", "{}", show(&out));
 }
+
+/// Reattach (issue 13): a session token is good only together with a login
+/// as the session's own user. Another user, with their own key, who
+/// somehow holds the token is refused, in the same words as for a token
+/// that never existed; the owner, logged in afresh, gets the session.
+#[test]
+fn a_reattach_as_another_user_is_refused() {
+    use sshq::reattach::wire::{Frame, Program, SUBSYSTEM};
+    use sshq::reattach::{send, FrameReader};
+    use sshq_core::channel::{ChannelKind, ChannelRequest, PtyRequest};
+    use sshq_core::transport::{Channel, ChannelControl, Connection};
+
+    need_root();
+    let _serial = serial();
+    let lab = Lab::new();
+    lab.keygen("other", "ed25519", "other");
+    let owner = TestUser::create("ro", &lab);
+    let other = TestUser::create("rx", &lab);
+    std::fs::copy(lab.path("other.pub"), other.keys_file()).expect("other's key");
+    let server = start_sshqd(&lab, "");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        // The session channel as the client opens one, up to the first answer.
+        async fn open<C: Connection>(conn: &C, pty: bool, first: Frame) -> Frame {
+            let channel = conn
+                .open_channel(ChannelKind::Session)
+                .await
+                .expect("channel");
+            let parts = channel.split();
+            if pty {
+                let request = ChannelRequest::Pty(PtyRequest {
+                    term: "xterm".into(),
+                    ..PtyRequest::default()
+                });
+                assert!(parts.control.request(request, true).await.expect("pty-req"));
+            }
+            let subsystem = ChannelRequest::Subsystem(SUBSYSTEM.to_string());
+            assert!(parts
+                .control
+                .request(subsystem, true)
+                .await
+                .expect("subsystem"));
+            let mut data_out = parts.data_out;
+            send(&mut data_out, &first).await.expect("first frame");
+            let answer = FrameReader::new(parts.data_in).next().await;
+            // Keep the channel's other halves until the answer is in.
+            drop((data_out, parts.control, parts.requests));
+            answer.expect("an answer").expect("a frame")
+        }
+        let conn = common::clients::tcp_client_as(&lab, &server, &owner.name, "user").await;
+        let Frame::Session { token, .. } = open(&conn, true, Frame::Start(Program::Shell)).await
+        else {
+            panic!("no session started");
+        };
+        conn.close("bye").await;
+        let resume = Frame::Resume {
+            token,
+            output_received: 0,
+        };
+        let stranger = common::clients::tcp_client_as(&lab, &server, &other.name, "other").await;
+        match open(&stranger, false, resume.clone()).await {
+            Frame::Refused(reason) => assert!(reason.contains("no such session"), "{reason}"),
+            other => panic!("another user took the session over: {other:?}"),
+        }
+        let owner_again = common::clients::tcp_client_as(&lab, &server, &owner.name, "user").await;
+        let answer = open(&owner_again, false, resume).await;
+        assert!(matches!(answer, Frame::Resumed { .. }), "{answer:?}");
+    });
+    assert!(server
+        .log_text()
+        .contains("refused a reattach to a session of another user"));
+}

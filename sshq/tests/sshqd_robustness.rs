@@ -285,12 +285,18 @@ fn no_child_left_behind_sshq_quic() {
     no_child_left_behind(SSHQ, &["-o", "Transport=quic"], QUIC_BOUND);
 }
 
+// With a pty, sshq asks for a reattachable session, which sshqd holds
+// after a lost connection by design (tests/reattach.rs covers that, and
+// its end after ClientReattachTimeout): these ask for an ordinary one.
+
 #[test]
 fn no_child_left_behind_sshq_with_pty() {
-    no_child_left_behind(SSHQ, &["-tt", "-o", "Transport=tcp"], TCP_BOUND);
+    let extra = ["-tt", "-o", "Transport=tcp", "-o", "Reattach=no"];
+    no_child_left_behind(SSHQ, &extra, TCP_BOUND);
 }
 
 #[test]
 fn no_child_left_behind_sshq_quic_with_pty() {
-    no_child_left_behind(SSHQ, &["-tt", "-o", "Transport=quic"], QUIC_BOUND);
+    let extra = ["-tt", "-o", "Transport=quic", "-o", "Reattach=no"];
+    no_child_left_behind(SSHQ, &extra, QUIC_BOUND);
 }

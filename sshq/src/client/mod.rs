@@ -488,6 +488,10 @@ async fn resume_session<C: Connection>(
         }
         Ok(reattach::Outcome::Terminated) => Ok(terminated(conn, plan).await),
         Ok(reattach::Outcome::Killed(signal)) => Ok(killed(conn, signal).await),
+        Ok(reattach::Outcome::OutputGone) => {
+            conn.close("disconnected by user").await;
+            Ok(EXIT_FAILURE)
+        }
         Err(e) => Err(e.into()),
     };
     *carry = None;

@@ -36,6 +36,9 @@ const OUTPUT_ACK_BYTES: u64 = 256 * 1024;
 /// waits instead of growing without bound).
 const INPUT_LOG_LIMIT: usize = 1024 * 1024;
 
+/// How long `~.` waits for the server to confirm the end of the session.
+const END_CONFIRMATION: Duration = Duration::from_secs(2);
+
 /// The local terminal of an interactive session, kept across connections.
 pub struct LocalTerminal {
     chunks: mpsc::Receiver<Vec<u8>>,
@@ -146,6 +149,10 @@ pub enum Outcome {
     Terminated,
     /// sshq got SIGHUP or SIGTERM (this number).
     Killed(i32),
+    /// Our stdout is gone (the reader of `sshq -t host cmd | head -1`
+    /// exited): the session is given up, as ssh's eow@openssh.com has sshd
+    /// end the command.
+    OutputGone,
     /// The connection or channel went; the session can be resumed.
     Lost(String),
 }
@@ -221,6 +228,7 @@ impl Outcome {
             Outcome::Exited(exit) => SessionEnd::Exited(exit),
             Outcome::Terminated => SessionEnd::Terminated,
             Outcome::Killed(signal) => SessionEnd::Killed(signal),
+            Outcome::OutputGone => SessionEnd::Exited(RemoteExit::Unknown),
             Outcome::Lost(why) => SessionEnd::Lost {
                 why,
                 carry: Box::new(carry),
@@ -334,7 +342,7 @@ where
             frame = frames.next() => match frame {
                 Ok(Some(Frame::Data(bytes))) => {
                     if stdout.write_all(&bytes).await.is_err() || stdout.flush().await.is_err() {
-                        break Outcome::Terminated;
+                        break Outcome::OutputGone;
                     }
                     session.output_received += bytes.len() as u64;
                     if session.output_received - session.output_acked >= OUTPUT_ACK_BYTES {
@@ -349,10 +357,16 @@ where
                     }
                 }
                 Ok(Some(other)) => break Outcome::Lost(format!("unexpected {other:?} from the server")),
-                Ok(None) => match &exit {
-                    Some(status) => break Outcome::Exited(status.clone()),
-                    None => break Outcome::Lost(wait_for_exit(&mut requests, &mut exit).await),
-                },
+                Ok(None) => {
+                    // The exit status may be queued on the requests still.
+                    if exit.is_none() {
+                        wait_for_exit(&mut requests, &mut exit).await;
+                    }
+                    match &exit {
+                        Some(status) => break Outcome::Exited(status.clone()),
+                        None => break Outcome::Lost("the server's stream ended".into()),
+                    }
+                }
                 Err(e) => break Outcome::Lost(e.to_string()),
             },
             input = terminal.next(), if read_input => {
@@ -403,10 +417,17 @@ where
             ack_due = Instant::now() + OUTPUT_ACK_INTERVAL;
         }
     };
-    if matches!(outcome, Outcome::Terminated | Outcome::Killed(_)) {
-        // Nothing is held for a session the user left.
+    if matches!(
+        outcome,
+        Outcome::Terminated | Outcome::Killed(_) | Outcome::OutputGone
+    ) {
+        // Nothing is held for a session the user left. The server closes
+        // the channel once it has ended the session; until then END may
+        // still be in flight, and closing the connection (which a QUIC
+        // close does at once) would lose it, leaving the session held.
         let _ = send(&mut writer, &Frame::End).await;
         let _ = writer.shutdown().await;
+        let _ = tokio::time::timeout(END_CONFIRMATION, control.closed()).await;
         control.close().await;
     }
     drop(resize);
@@ -456,12 +477,9 @@ async fn ack<W: tokio::io::AsyncWrite + Unpin>(
 }
 
 /// After the frames ended without an exit status: a short wait for the
-/// status (it travels apart from the data over some transports), then why
-/// the session counts as lost.
-async fn wait_for_exit<Q: RequestStream>(
-    requests: &mut Q,
-    exit: &mut Option<RemoteExit>,
-) -> String {
+/// status, which travels apart from the data (and an ended session's
+/// channel closes right after it).
+async fn wait_for_exit<Q: RequestStream>(requests: &mut Q, exit: &mut Option<RemoteExit>) {
     let wait = async {
         while let Some(incoming) = requests.next().await {
             match &incoming.request {
@@ -472,10 +490,12 @@ async fn wait_for_exit<Q: RequestStream>(
                 _ => {}
             }
             incoming.reply.send(false);
+            if exit.is_some() {
+                return;
+            }
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
-    "the server's stream ended".to_string()
 }
 
 /// Writes what output is left once the requests ended.

@@ -95,7 +95,9 @@ fn given_up(outcome: Outcome, plan: &Plan) -> ClientError {
     match outcome {
         Outcome::Terminated => ClientError::TerminatedWhileDisconnected(plan.host.clone()),
         Outcome::Killed(signal) => ClientError::KilledWhileDisconnected(signal),
-        _ => ClientError::ReattachGaveUp("the terminal went away".into()),
+        Outcome::Exited(_) | Outcome::Lost(_) | Outcome::OutputGone => {
+            ClientError::ReattachGaveUp("the terminal went away".into())
+        }
     }
 }
 

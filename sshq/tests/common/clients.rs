@@ -59,10 +59,21 @@ pub fn server_addr(server: &Server) -> SocketAddr {
 
 /// The lab's user logged in to `server` over TCP.
 pub async fn tcp_client(lab: &Lab, server: &Server) -> sshq_tcp::TcpClientConnection {
+    tcp_client_as(lab, server, &lab.user, "user").await
+}
+
+/// `user` logged in to `server` over TCP with the lab's key `key`.
+pub async fn tcp_client_as(
+    lab: &Lab,
+    server: &Server,
+    user: &str,
+    key: &str,
+) -> sshq_tcp::TcpClientConnection {
+    let key_file = PrivateKey::read_openssh_file(lab.path(key)).expect("user key");
     let params = sshq_tcp::ClientParams {
         host: "127.0.0.1".to_string(),
-        user: lab.user.clone(),
-        keys: user_keys(lab),
+        user: user.to_string(),
+        keys: vec![Arc::new(FileKey::new(key_file, key)) as Arc<dyn UserKey>],
         verifier: trust_lab_host_key(lab),
         kex: None,
         known_host_key_types: Vec::new(),

@@ -539,6 +539,25 @@ impl PtyClient {
         wait_until(limit, || self.output().contains(needle))
     }
 
+    /// Types `keys` on the terminal, as a user would.
+    pub fn type_keys(&self, keys: &str) {
+        use std::io::Write;
+        (&self.pty)
+            .write_all(keys.as_bytes())
+            .expect("type on the pty");
+    }
+
+    /// Sends `signal` to the client (SIGSTOP for a laptop lid closing).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, signal).expect("signal the client");
+    }
+
+    /// Whether the client still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Resizes the terminal: the kernel sends SIGWINCH to the client.
     pub fn resize(&self, rows: u16, cols: u16) {
         self.pty

@@ -1,0 +1,288 @@
+//! Reattachable sessions (issue 13, draft §8.12), end to end: a real sshq
+//! on a real pty, frozen with SIGSTOP as a laptop lid closes, against a
+//! real sshqd that drops silent clients (ClientAliveInterval), over QUIC
+//! and TCP. The client comes back to the same shell by itself; what the
+//! shell wrote meanwhile arrives exactly once; what was typed meanwhile is
+//! not lost; a session the server gave up on, or one ended with `~.`,
+//! ends clearly.
+
+mod common;
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use common::{Lab, Listeners, PtyClient, Server, SSHQ};
+
+/// sshqd dropping a client that is silent for about 3 s.
+const DROPS_SILENT_CLIENTS: &str = "ClientAliveInterval 1\nClientAliveCountMax 2";
+
+/// How long a frozen client stays frozen: past the server's drop.
+const FREEZE: Duration = Duration::from_secs(6);
+
+const WAIT: Duration = Duration::from_secs(40);
+
+fn client(lab: &Lab, server: &Server, transport: &str, extra: &[&str]) -> PtyClient {
+    let option = format!("Transport={transport}");
+    let mut options = vec!["-o", &option];
+    options.extend_from_slice(extra);
+    let args = lab.client_args("user", "accept-new", server.port, &options, &[]);
+    PtyClient::spawn(SSHQ, &args, 40, 120, &[("TERM", "xterm")])
+}
+
+/// Starts a shell and waits for it; `X` is set in it, to recognise it later.
+fn shell_ready(client: &PtyClient, server: &Server) {
+    client.type_keys("PS1='$ '; export X=$((40+2)); echo READY-$((1+1))\r");
+    assert!(
+        client.wait_for("READY-2", WAIT),
+        "no shell; terminal:\n{}\n{}",
+        client.output(),
+        server.log_text()
+    );
+}
+
+fn freeze(client: &PtyClient, how_long: Duration) {
+    client.signal(Signal::SIGSTOP);
+    std::thread::sleep(how_long);
+    client.signal(Signal::SIGCONT);
+}
+
+fn same_shell_after_a_freeze(transport: &str) {
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on(DROPS_SILENT_CLIENTS, Listeners::Both);
+    let mut client = client(&lab, &server, transport, &[]);
+    shell_ready(&client, &server);
+    client.type_keys("(sleep 3; echo LATE-$((6*7))) &\r");
+    std::thread::sleep(Duration::from_millis(500));
+    client.signal(Signal::SIGSTOP);
+    // Typed while the client is frozen: it reads it once it runs again,
+    // while reconnecting, and must send it after the reattach.
+    client.type_keys("echo TYPED-$X\r");
+    std::thread::sleep(FREEZE);
+    client.signal(Signal::SIGCONT);
+    for expected in ["LATE-42", "TYPED-42"] {
+        assert!(
+            client.wait_for(expected, WAIT),
+            "{transport}: {expected} never arrived; terminal:\n{}\n{}",
+            client.output(),
+            server.log_text()
+        );
+    }
+    let log = server.log_text();
+    assert!(log.contains("reattached to the session"), "{log}");
+    assert_eq!(log.matches("Accepted publickey").count(), 2, "{log}");
+    // Each shows once: nothing replayed twice.
+    let screen = client.output();
+    assert_eq!(screen.matches("LATE-42").count(), 1, "{screen}");
+    assert_eq!(screen.matches("TYPED-42").count(), 1, "{screen}");
+    assert!(client.running());
+    client.type_keys("exit 7\r");
+    let (status, screen) = client.finish();
+    assert_eq!(status.code(), Some(7), "{screen}");
+}
+
+#[test]
+fn a_frozen_client_comes_back_to_the_same_shell_over_quic() {
+    same_shell_after_a_freeze("quic");
+}
+
+#[test]
+fn a_frozen_client_comes_back_to_the_same_shell_over_tcp() {
+    same_shell_after_a_freeze("tcp");
+}
+
+/// The numbers `seq` printed, in the order the terminal showed them. A
+/// line may start with what a terminal would have overwritten: bash's
+/// bracketed-paste switch, or sshq's status line and the sequence that
+/// clears it (`ESC [ K`).
+fn numbers(screen: &str) -> Vec<u64> {
+    without_status_lines(screen)
+        .lines()
+        .map(after_last_escape_sequence)
+        .filter_map(|line| line.trim().parse::<u64>().ok())
+        .collect()
+}
+
+/// The session's own bytes: sshq's status line while disconnected starts
+/// on a line of its own, is rewritten in place (each time ending in
+/// `ESC [ K`), and is cleared (`CR ESC [ K`) before the session's output
+/// goes on; CRs are already gone from `screen`.
+fn without_status_lines(screen: &str) -> String {
+    const START: &str = "\nsshq: connection lost";
+    const CLEARED: &str = "\x1b[K\x1b[K";
+    let mut rest = screen;
+    let mut kept = String::with_capacity(screen.len());
+    while let Some(start) = rest.find(START) {
+        kept.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find(CLEARED) else {
+            return kept; // still disconnected
+        };
+        rest = &rest[start + end + CLEARED.len()..];
+    }
+    kept.push_str(rest);
+    kept
+}
+
+fn after_last_escape_sequence(line: &str) -> &str {
+    let Some(start) = line.rfind('\x1b') else {
+        return line;
+    };
+    let rest = &line[start..];
+    match rest.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(end) => &rest[end + 1..],
+        None => "",
+    }
+}
+
+const LINES: u64 = 1_500_000; // about 10.9 MB of output
+
+/// Output written while the client is away (about 11 MB, far more than
+/// the socket buffers hold) arrives whole, in order, exactly once.
+#[test]
+fn output_written_during_an_outage_arrives_byte_for_byte() {
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on(DROPS_SILENT_CLIENTS, Listeners::Both);
+    let client = client(&lab, &server, "quic", &[]);
+    shell_ready(&client, &server);
+    client.type_keys(&format!("sleep 2; seq 1 {LINES}; echo SEQ-$((1+1))-DONE\r"));
+    // Frozen once the shell has the command (its echo came back).
+    assert!(client.wait_for(&format!("seq 1 {LINES}; echo"), WAIT));
+    freeze(&client, FREEZE);
+    assert!(
+        client.wait_for("SEQ-2-DONE", Duration::from_secs(120)),
+        "the output never finished; server log:\n{}",
+        server.log_text()
+    );
+    let seen = numbers(&client.output());
+    let expected: Vec<u64> = (1..=LINES).collect();
+    assert!(
+        seen == expected,
+        "{} numbers seen, first wrong at index {:?}",
+        seen.len(),
+        seen.iter().zip(&expected).position(|(a, b)| a != b)
+    );
+    assert!(server.log_text().contains("reattached to the session"));
+}
+
+/// With a replay buffer smaller than the output, the client says what was
+/// lost, shows nothing twice, and the shell goes on.
+#[test]
+fn overflowing_the_replay_buffer_is_said_and_the_session_goes_on() {
+    let lab = Lab::new();
+    let config = format!("{DROPS_SILENT_CLIENTS}\nClientReattachBuffer 64K");
+    let server = lab.start_sshqd_on(&config, Listeners::Both);
+    let client = client(&lab, &server, "tcp", &[]);
+    shell_ready(&client, &server);
+    client.type_keys(&format!("sleep 2; seq 1 {LINES}\r"));
+    assert!(client.wait_for(&format!("seq 1 {LINES}"), WAIT));
+    freeze(&client, FREEZE);
+    assert!(
+        client.wait_for("bytes of output were lost while disconnected", WAIT),
+        "no notice; server log:\n{}",
+        server.log_text()
+    );
+    client.type_keys("echo AFTER-$((2+2))\r");
+    assert!(client.wait_for("AFTER-4", WAIT), "{}", client.output());
+    let seen = numbers(&client.output());
+    assert!(
+        seen.windows(2).all(|pair| pair[0] < pair[1]),
+        "numbers shown twice or out of order"
+    );
+    assert!((seen.len() as u64) < LINES, "nothing was lost?");
+}
+
+/// A session the server stopped holding: a clear message and status 255.
+#[test]
+fn a_reattach_after_the_server_timeout_fails_clearly() {
+    let lab = Lab::new();
+    let config = format!("{DROPS_SILENT_CLIENTS}\nClientReattachTimeout 2");
+    let server = lab.start_sshqd_on(&config, Listeners::Both);
+    let client = client(&lab, &server, "quic", &[]);
+    shell_ready(&client, &server);
+    // Dropped after about 3 s, forgotten 2 s later.
+    freeze(&client, Duration::from_secs(8));
+    let (status, screen) = client.finish();
+    assert_eq!(status.code(), Some(255), "{screen}");
+    assert!(
+        screen.contains("sshq: the session is gone: no such session"),
+        "{screen}"
+    );
+    assert!(server
+        .log_text()
+        .contains("nobody reattached within ClientReattachTimeout"));
+}
+
+/// `~.` ends the session at once, and nothing is held for it.
+#[test]
+fn tilde_dot_ends_the_session_and_nothing_is_held() {
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on("", Listeners::Both);
+    let client = client(&lab, &server, "quic", &[]);
+    shell_ready(&client, &server);
+    client.type_keys("\r~.");
+    let (status, screen) = client.finish();
+    assert_eq!(status.code(), Some(255), "{screen}");
+    assert!(
+        screen.contains("Connection to 127.0.0.1 closed."),
+        "{screen}"
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(10), || server
+            .log_text()
+            .contains("held session ended: the client ended it")),
+        "{}",
+        server.log_text()
+    );
+}
+
+/// A killed client (no goodbye) leaves its session held, processes and
+/// all, for ClientReattachTimeout; then they go.
+#[test]
+fn a_killed_clients_session_is_held_then_ended() {
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on("ClientReattachTimeout 4", Listeners::Both);
+    let client = client(&lab, &server, "tcp", &[]);
+    shell_ready(&client, &server);
+    let marker = format!("sleep 7{}", std::process::id() % 1000);
+    client.type_keys(&format!("{marker} &\r"));
+    assert!(common::wait_until(WAIT, || !common::pgrep(&marker).is_empty()));
+    drop(client); // SIGKILL
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !common::pgrep(&marker).is_empty(),
+        "the held session's processes went with the connection"
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(15), || common::pgrep(&marker)
+            .is_empty()),
+        "still running after ClientReattachTimeout: {:?}\n{}",
+        common::pgrep(&marker),
+        server.log_text()
+    );
+}
+
+/// `Reattach no`, or a server with `ClientReattachTimeout 0`: an ordinary
+/// session, as with OpenSSH.
+#[test]
+fn without_reattach_the_session_is_an_ordinary_one() {
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on("ClientReattachTimeout 0", Listeners::Both);
+    let client = client(&lab, &server, "quic", &[]);
+    shell_ready(&client, &server);
+    client.type_keys("exit 3\r");
+    let (status, screen) = client.finish();
+    assert_eq!(status.code(), Some(3), "{screen}");
+    assert!(!server.log_text().contains("reattachable session started"));
+
+    let server = lab.start_sshqd_on("", Listeners::Both);
+    let client = client_with(&lab, &server, &["-o", "Reattach=no"]);
+    shell_ready(&client, &server);
+    client.type_keys("exit 4\r");
+    let (status, _) = client.finish();
+    assert_eq!(status.code(), Some(4));
+    assert!(!server.log_text().contains("reattachable session started"));
+}
+
+fn client_with(lab: &Lab, server: &Server, extra: &[&str]) -> PtyClient {
+    client(lab, server, "tcp", extra)
+}
