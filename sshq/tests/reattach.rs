@@ -286,3 +286,27 @@ fn without_reattach_the_session_is_an_ordinary_one() {
 fn client_with(lab: &Lab, server: &Server, extra: &[&str]) -> PtyClient {
     client(lab, server, "tcp", extra)
 }
+
+/// Against OpenSSH's sshd, which has no reattachable sessions, the session
+/// is an ordinary one, and the escapes work the same: `~?` lists them,
+/// `~.` ends the session at once.
+#[test]
+fn escapes_in_an_ordinary_session_with_openssh() {
+    let lab = Lab::new();
+    let server = lab.start_sshd();
+    let client = client(&lab, &server, "tcp", &[]);
+    shell_ready(&client, &server);
+    client.type_keys("\r~?");
+    assert!(
+        client.wait_for("Supported escape sequences:", WAIT),
+        "{}",
+        client.output()
+    );
+    client.type_keys("~.");
+    let (status, screen) = client.finish();
+    assert_eq!(status.code(), Some(255), "{screen}");
+    assert!(
+        screen.contains("Connection to 127.0.0.1 closed."),
+        "{screen}"
+    );
+}

@@ -3,7 +3,8 @@
 fn main() {
     // umask 022, and nothing inherited leaks into sessions.
     sshq::server::startup::harden_process();
-    let (cli, config, host_keys) = match sshq::server::prepare(std::env::args().collect()) {
+    let args: Vec<String> = std::env::args().collect();
+    let (cli, config, host_keys) = match sshq::server::prepare(args.clone()) {
         Ok(prepared) => prepared,
         Err(error) => {
             let message = error.to_string();
@@ -36,7 +37,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(message) = runtime.block_on(sshq::server::serve(config, host_keys)) {
+    if let Err(message) = runtime.block_on(sshq::server::serve(config, host_keys, args)) {
         eprintln!("{message}");
         std::process::exit(1);
     }

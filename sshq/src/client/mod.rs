@@ -22,6 +22,7 @@ mod stdio;
 pub mod terminal;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use sshq_core::transport::Connection;
@@ -437,6 +438,11 @@ async fn run_on<C: Connection>(
     };
     match session::run(conn.as_ref(), options).await? {
         session::SessionEnd::Exited(exit) => {
+            // No status because the server closed the connection: ssh's notice.
+            let gone = tokio::time::timeout(Duration::from_millis(200), conn.closed());
+            if exit == session::RemoteExit::Unknown && gone.await.is_ok() && !plan.quiet {
+                eprintln!("Connection to {} closed by remote host.", plan.host);
+            }
             conn.close("disconnected by user").await;
             Ok(exit.exit_code())
         }

@@ -8,6 +8,7 @@ use sshq_core::error::TransportError;
 use sshq_core::transport::{Channel, ChannelControl, ChannelParts, Connection, RequestStream};
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
 
+use super::escape::{Escape, Piece};
 use super::terminal;
 
 /// What to run remotely, and how.
@@ -165,12 +166,32 @@ pub async fn run<C: Connection>(
     };
 
     let null_stdin = options.null_stdin;
+    // Escapes, as in ssh, only in a session with a pty.
+    let escape_char = options.escape_char.filter(|_| options.pty);
+    let (terminate, mut terminated) = tokio::sync::oneshot::channel::<()>();
     let stdin_task = tokio::spawn(async move {
         if !null_stdin {
             let mut chunks = read_stdin_in_chunks();
+            let mut escapes = escape_char.map(super::escape::EscapeFilter::new);
             while let Some(chunk) = chunks.recv().await {
-                if data_out.write_all(&chunk).await.is_err() {
-                    break;
+                let pieces = match &mut escapes {
+                    Some(filter) => filter.filter(&chunk),
+                    None => vec![Piece::Bytes(chunk)],
+                };
+                for piece in pieces {
+                    let Piece::Escape(escape) = piece else {
+                        if let Piece::Bytes(bytes) = piece {
+                            if data_out.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                        continue;
+                    };
+                    if escape == Escape::Terminate {
+                        let _ = terminate.send(());
+                        return;
+                    }
+                    ordinary_escape(escape, escape_char.unwrap_or(b'~'));
                 }
             }
         }
@@ -194,7 +215,28 @@ pub async fn run<C: Connection>(
     });
     let stderr = tokio::spawn(copy_out(ext_in, tokio::io::stderr()));
     let mut exit = RemoteExit::Unknown;
-    while let Some(incoming) = requests.next().await {
+    let mut watching_escapes = true;
+    loop {
+        let incoming = tokio::select! {
+            incoming = requests.next() => incoming,
+            sent = &mut terminated, if watching_escapes => {
+                if sent.is_err() {
+                    watching_escapes = false; // stdin ended
+                    continue;
+                }
+                // `~.`: the channel goes now, output and all.
+                control.close().await;
+                stdout.abort();
+                stderr.abort();
+                if let Some(task) = resize_task {
+                    task.abort();
+                }
+                return Ok(SessionEnd::Terminated);
+            }
+        };
+        let Some(incoming) = incoming else {
+            break;
+        };
         match &incoming.request {
             ChannelRequest::ExitStatus(status) => exit = RemoteExit::Status(*status),
             ChannelRequest::ExitSignal(signal) => exit = RemoteExit::Signal(signal.signal.clone()),
@@ -210,6 +252,26 @@ pub async fn run<C: Connection>(
         task.abort();
     }
     Ok(SessionEnd::Exited(exit))
+}
+
+/// An escape other than `~.` in an ordinary session.
+fn ordinary_escape(escape: Escape, escape_char: u8) {
+    let text = match escape {
+        Escape::Help => super::escape::help(escape_char),
+        Escape::Status => "sshq: an ordinary session: it ends with the connection \
+             (the server does not hold it for a reattach)\r\n"
+            .to_string(),
+        Escape::ListForwards => "The following connections are open:\r\n".to_string(),
+        Escape::Suspend => {
+            super::terminal::suspend();
+            return;
+        }
+        Escape::Terminate => return,
+    };
+    use std::io::Write;
+    let mut stderr = std::io::stderr();
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.flush();
 }
 
 /// How much of stdin one read takes. tokio's stdin reads 8 KiB at a time

@@ -8,6 +8,7 @@ pub mod blocking;
 pub mod config;
 pub mod context;
 pub mod forwarding;
+pub mod lifecycle;
 pub mod limits;
 pub mod logging;
 pub mod prepare;
@@ -149,8 +150,13 @@ impl From<ServerSetupError> for ServeError {
     }
 }
 
-/// Runs the server until it is killed.
-pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(), ServeError> {
+/// Runs the server until SIGTERM or SIGINT (see [`lifecycle`]); SIGHUP
+/// reloads the configuration from `args` (sshqd's command line).
+pub async fn serve(
+    config: ServerConfig,
+    host_keys: Vec<PrivateKey>,
+    args: Vec<String>,
+) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let tcp_params = Arc::new(sshq_tcp::ServerParams {
         host_keys,
@@ -230,7 +236,10 @@ pub async fn serve(config: ServerConfig, host_keys: Vec<PrivateKey>) -> Result<(
     if tasks.is_empty() {
         return Err(ServeError::NoTransport);
     }
-    while tasks.join_next().await.is_some() {}
+    tokio::select! {
+        () = async { while tasks.join_next().await.is_some() {} } => {}
+        () = lifecycle::handle_signals(args) => {}
+    }
     Ok(())
 }
 
@@ -449,8 +458,10 @@ async fn run_connection<C: Connection>(
     conn: C,
     local: Option<SocketAddr>,
     peer: SocketAddr,
-    config: &ServerConfig,
+    config: &Arc<ServerConfig>,
 ) {
+    // SIGHUP's configuration, for this connection's sessions.
+    let config = &lifecycle::session_config(config);
     let info = conn.info();
     let name = info.user.clone();
     let lookup = move || process::SessionUser::lookup(&name);
@@ -498,7 +509,11 @@ async fn run_connection<C: Connection>(
         limits: limits::ConnectionLimits::new(config.max_sessions),
         reattach: config.reattach,
     });
-    session::serve(Arc::new(conn), ctx).await;
+    let conn = Arc::new(conn);
+    tokio::select! {
+        () = session::serve(conn.clone(), ctx) => {}
+        () = lifecycle::shutting_down() => conn.close(lifecycle::SHUTDOWN_REASON).await,
+    }
     tracing::info!(
         "Disconnected from user {} {} port {}",
         log_escape::peer_text(&info.user),
