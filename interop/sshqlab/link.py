@@ -27,7 +27,7 @@ SSHD_PORT, SSHQD_PORT, RELAY_PORT, BULK_PORT = 2201, 2202, 2203, 2204
 # The sshqd that runs the one-stream baseline (OneStreamBaseline, QUIC only).
 ONE_STREAM_PORT = 2205
 # The transports whose bulk sender is a QUIC connection.
-QUIC_TRANSPORTS = ("sshq-quic", "openssh-quic-tunnel", "sshq-one-stream")
+QUIC_TRANSPORTS = ("sshq-quic", "openssh-quic-tunnel", "sshq-one-stream", "sshq-auto")
 # The client's -L port for the bulk channel, inside NAME-c.
 BULK_LOCAL_PORT = 2299
 

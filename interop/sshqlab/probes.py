@@ -157,6 +157,19 @@ class BulkReader:
         self.sock.close()
 
 
+def client_event(client, command):
+    """`client stop` / `client cont`: the client process frozen (SIGSTOP, as
+    a laptop lid closes) and woken (SIGCONT). None for link commands."""
+    signals = {"client stop": signal.SIGSTOP, "client cont": signal.SIGCONT}
+    if command not in signals:
+        return None
+    try:
+        os.kill(client.proc.pid, signals[command])
+        return "ok"
+    except OSError as e:
+        return f"error: {e}"
+
+
 def probe_echo(args):
     """Keystrokes every `interval` ms, each echo timed; optionally with a bulk
     channel on the same connection, and control commands at given times."""
@@ -185,7 +198,7 @@ def probe_echo(args):
             at = start + i * interval
             while events and start + events[0][0] <= at:
                 seconds, command = events.pop(0)
-                answer = linkem_control(args.control, command)
+                answer = client_event(client, command) or linkem_control(args.control, command)
                 result["events"].append({"at_s": seconds, "command": command, "answer": answer})
             pause = at - time.perf_counter()
             if pause > 0:

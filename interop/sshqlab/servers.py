@@ -30,17 +30,20 @@ from .procs import in_ns, stop
 
 # The transports every experiment compares, in the order they are run and
 # plotted. The names are what the CSVs and summary.json carry.
-TRANSPORTS = ("sshq-tcp", "openssh", "openssh-quic-tunnel", "sshq-one-stream", "sshq-quic")
+TRANSPORTS = ("sshq-tcp", "openssh", "openssh-quic-tunnel", "sshq-one-stream", "sshq-quic", "sshq-auto")
 TRANSPORT_LABELS = {
     "sshq-tcp": "sshq over TCP",
     "openssh": "OpenSSH (TCP)",
     "openssh-quic-tunnel": "OpenSSH in one QUIC stream",
     "sshq-one-stream": "sshq over QUIC, all channels on one stream",
     "sshq-quic": "sshq over QUIC (stream per channel)",
+    "sshq-auto": "sshq, Transport=auto",
 }
 # What experiments run unless --transports says otherwise: the one-stream
 # baseline only matters to the head-of-line study (hol.py asks for it).
-DEFAULT_TRANSPORTS = tuple(t for t in TRANSPORTS if t != "sshq-one-stream")
+# sshq-auto (QUIC first, TCP where UDP does not pass) only matters to the
+# roaming lab, which adds it.
+DEFAULT_TRANSPORTS = tuple(t for t in TRANSPORTS if t not in ("sshq-one-stream", "sshq-auto"))
 
 
 def require_root_and_tools():
@@ -137,6 +140,8 @@ class Servers:
             return [str(SSHQ), *common, "-o", "Transport=tcp", "-p", str(SSHQD_PORT), target]
         if transport == "sshq-quic":
             return [str(SSHQ), *common, *quic_cc, "-o", "Transport=quic", "-p", str(SSHQD_PORT), target]
+        if transport == "sshq-auto":
+            return [str(SSHQ), *common, *quic_cc, "-o", "Transport=auto", "-p", str(SSHQD_PORT), target]
         if transport == "sshq-one-stream":
             return [str(SSHQ), *common, *quic_cc, "-o", "Transport=quic", "-o", "OneStreamBaseline=yes",
                     "-p", str(ONE_STREAM_PORT), target]

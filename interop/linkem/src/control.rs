@@ -3,6 +3,7 @@
 //! ```text
 //! set <option> <value>    e.g. `set loss-pct 2`, `set up-delay-ms 30`   -> ok
 //! blackout on|off                                                       -> ok
+//! udp-block on|off        drop every UDP packet (a TCP-only network)    -> ok
 //! roam                    the client moves to its next address          -> ok 10.77.0.2
 //! rebind                  the client's NAT makes new port mappings      -> ok
 //! stats                   counters per direction                        -> ok {json}
@@ -14,12 +15,14 @@
 pub enum Command {
     Set { option: String, value: String },
     Blackout(bool),
+    UdpBlock(bool),
     Roam,
     Rebind,
     Stats,
 }
 
-const USAGE: &str = "commands: set <option> <value>, blackout on|off, roam, rebind, stats";
+const USAGE: &str =
+    "commands: set <option> <value>, blackout on|off, udp-block on|off, roam, rebind, stats";
 
 /// Longest command line accepted; the longest real one is well under 100 bytes.
 pub const MAX_LINE: usize = 1024;
@@ -35,6 +38,9 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ["blackout", "on"] => Ok(Command::Blackout(true)),
         ["blackout", "off"] => Ok(Command::Blackout(false)),
         ["blackout", ..] => Err("usage: blackout on|off".to_string()),
+        ["udp-block", "on"] => Ok(Command::UdpBlock(true)),
+        ["udp-block", "off"] => Ok(Command::UdpBlock(false)),
+        ["udp-block", ..] => Err("usage: udp-block on|off".to_string()),
         ["roam"] => Ok(Command::Roam),
         ["rebind"] => Ok(Command::Rebind),
         ["stats"] => Ok(Command::Stats),
@@ -59,6 +65,8 @@ mod tests {
         );
         assert_eq!(parse("  blackout   on "), Ok(Command::Blackout(true)));
         assert_eq!(parse("blackout off"), Ok(Command::Blackout(false)));
+        assert_eq!(parse("udp-block on"), Ok(Command::UdpBlock(true)));
+        assert!(parse("udp-block").unwrap_err().contains("on|off"));
         assert_eq!(parse("roam"), Ok(Command::Roam));
         assert_eq!(parse("rebind"), Ok(Command::Rebind));
         assert_eq!(parse("stats"), Ok(Command::Stats));

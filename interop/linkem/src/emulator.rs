@@ -333,6 +333,11 @@ impl Emulator<'_> {
                 self.down.set_blackout(on);
                 "ok".to_string()
             }
+            Ok(Command::UdpBlock(on)) => {
+                self.up.set_udp_blocked(on);
+                self.down.set_udp_blocked(on);
+                "ok".to_string()
+            }
             Ok(Command::Roam) => {
                 // .1 to .254 in turn, then around again.
                 let next = if self.client_host >= 254 {

@@ -6,7 +6,8 @@
 //! ([`Link::poll_timeout`]). Tests drive it with virtual time.
 //!
 //! A packet goes through these stages, in this order:
-//! 1. blackout: while the link is down every packet is dropped;
+//! 1. blackout: while the link is down every packet is dropped; with UDP
+//!    blocked (a network that passes only TCP), every UDP packet is;
 //! 2. loss: random loss, then Gilbert-Elliott bursty loss;
 //! 3. bottleneck: at a limited rate, a packet waits for the packets ahead of
 //!    it and is then serialized; the queue is bounded and drops at the tail;
@@ -38,6 +39,8 @@ pub struct LinkStats {
     pub dropped_queue: u64,
     /// Dropped because the link was blacked out on arrival or at delivery.
     pub dropped_blackout: u64,
+    /// UDP packets dropped while UDP is blocked.
+    pub dropped_udp_blocked: u64,
 }
 
 /// What happened to a packet handed to [`Link::handle_packet`].
@@ -53,6 +56,7 @@ pub enum DropReason {
     Loss,
     Queue,
     Blackout,
+    UdpBlocked,
 }
 
 /// A packet in the delay line, ordered so that [`BinaryHeap`] (a max-heap)
@@ -84,10 +88,22 @@ impl PartialEq for Scheduled {
 
 impl Eq for Scheduled {}
 
+/// Whether an IP packet carries UDP: IPv4's protocol field, IPv6's next
+/// header (the lab sends no extension headers).
+fn is_udp(packet: &[u8]) -> bool {
+    const UDP: u8 = 17;
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => packet.get(9) == Some(&UDP),
+        Some(6) => packet.get(6) == Some(&UDP),
+        _ => false,
+    }
+}
+
 pub struct Link {
     config: LinkConfig,
     rng: Xoshiro256PlusPlus,
     blackout: bool,
+    udp_blocked: bool,
     /// Current Gilbert-Elliott state.
     in_bad_state: bool,
     /// When each packet still at the bottleneck finishes serializing, oldest
@@ -110,6 +126,7 @@ impl Link {
             config,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             blackout: false,
+            udp_blocked: false,
             in_bad_state: false,
             bottleneck: VecDeque::new(),
             bottleneck_free_at: None,
@@ -138,6 +155,16 @@ impl Link {
         self.blackout
     }
 
+    /// Drops UDP from now on (or no longer), as a network that lets only
+    /// TCP through does.
+    pub fn set_udp_blocked(&mut self, on: bool) {
+        self.udp_blocked = on;
+    }
+
+    pub fn udp_blocked(&self) -> bool {
+        self.udp_blocked
+    }
+
     pub fn stats(&self) -> LinkStats {
         self.stats
     }
@@ -153,6 +180,10 @@ impl Link {
         if self.blackout {
             self.stats.dropped_blackout += 1;
             return Verdict::Dropped(DropReason::Blackout);
+        }
+        if self.udp_blocked && is_udp(&packet) {
+            self.stats.dropped_udp_blocked += 1;
+            return Verdict::Dropped(DropReason::UdpBlocked);
         }
         if self.is_lost() {
             self.stats.dropped_loss += 1;

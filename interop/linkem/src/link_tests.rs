@@ -408,3 +408,24 @@ fn lowering_the_delay_does_not_reorder_packets_in_flight() {
     assert_eq!(id_of(&link.poll_transmit(due).unwrap()), 0);
     assert_eq!(id_of(&link.poll_transmit(due).unwrap()), 1);
 }
+
+#[test]
+fn udp_block_drops_udp_only() {
+    let mut link = Link::new(config(), 1);
+    let now = Instant::now();
+    let mut udp4 = vec![0x45; 28];
+    udp4[9] = 17;
+    let mut tcp4 = vec![0x45; 40];
+    tcp4[9] = 6;
+    let mut udp6 = vec![0x60; 48];
+    udp6[6] = 17;
+    assert_eq!(link.handle_packet(now, udp4.clone()), Verdict::Accepted);
+    link.set_udp_blocked(true);
+    let dropped = Verdict::Dropped(DropReason::UdpBlocked);
+    assert_eq!(link.handle_packet(now, udp4), dropped);
+    assert_eq!(link.handle_packet(now, udp6), dropped);
+    assert_eq!(link.handle_packet(now, tcp4.clone()), Verdict::Accepted);
+    assert_eq!(link.stats().dropped_udp_blocked, 2);
+    link.set_udp_blocked(false);
+    assert_eq!(link.handle_packet(now, tcp4), Verdict::Accepted);
+}

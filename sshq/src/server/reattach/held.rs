@@ -16,6 +16,9 @@ use super::super::process::{ExitStatus, SessionOutput, SessionProcess, SessionSt
 use crate::reattach::replay::ReplayBuffer;
 use crate::reattach::wire::{Token, MAX_DATA};
 
+/// The first read size of a held session's pty: a screenful of typing.
+const IDLE_READ: usize = 1024;
+
 /// A held session, shared by the registry, its own tasks and the channel
 /// attached to it.
 pub struct Held {
@@ -231,11 +234,16 @@ async fn pump_output(
     wait: impl std::future::Future<Output = std::io::Result<ExitStatus>>,
 ) {
     if let Some(mut stdout) = stdout {
-        let mut chunk = vec![0u8; MAX_DATA];
+        // Small while the session is interactive (a held shell is mostly
+        // idle), the frame's maximum once a read fills it.
+        let mut chunk = vec![0u8; IDLE_READ];
         loop {
             match stdout.read(&mut chunk).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    if n == chunk.len() && chunk.len() < MAX_DATA {
+                        chunk.resize(MAX_DATA, 0);
+                    }
                     let bytes = chunk.get(..n).unwrap_or_default().to_vec();
                     let dropped = held.update(|state| state.output.push(bytes));
                     if dropped > 0 {
