@@ -310,3 +310,34 @@ fn escapes_in_an_ordinary_session_with_openssh() {
         "{screen}"
     );
 }
+
+/// -L and -R come back with the session: after a reattach both forward
+/// again, over TCP (the old connection's -R listener went with it).
+#[test]
+fn forwards_come_back_after_a_reattach() {
+    use common::{echo_service, echo_works_within, free_port, Endpoint};
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on(DROPS_SILENT_CLIENTS, Listeners::Both);
+    let service = echo_service();
+    let (local, remote) = (free_port(), free_port());
+    let l = format!("{local}:127.0.0.1:{}", service.port);
+    let r = format!("{remote}:127.0.0.1:{}", service.port);
+    let client = client(&lab, &server, "tcp", &["-L", &l, "-R", &r]);
+    shell_ready(&client, &server);
+    for port in [local, remote] {
+        assert!(
+            echo_works_within(&Endpoint::Port(port), WAIT),
+            "port {port}"
+        );
+    }
+    freeze(&client, FREEZE);
+    client.type_keys("echo BACK-$X\r");
+    assert!(client.wait_for("BACK-42", WAIT), "{}", client.output());
+    for port in [local, remote] {
+        assert!(
+            echo_works_within(&Endpoint::Port(port), WAIT),
+            "port {port} does not forward after the reattach\n{}",
+            server.log_text()
+        );
+    }
+}

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use sshq_core::channel::PtyRequest;
 use sshq_core::log_escape;
-use sshq_core::transport::Channel;
+use sshq_core::transport::{Channel, Connection};
 
 use super::context::SessionContext;
 use super::process::{Program, SessionProcess};
@@ -102,6 +102,14 @@ pub fn offered(ctx: &SessionContext, has_pty: bool) -> bool {
     offered
 }
 
+/// The halves of the channel a reattachable session uses.
+pub struct ChannelHalves<Ch: Channel> {
+    pub data_in: Ch::Reader,
+    pub data_out: Ch::Writer,
+    pub control: Ch::Control,
+    pub requests: Ch::Requests,
+}
+
 /// What the session's channel asked for before the subsystem request.
 pub struct Setup {
     /// Required to start a session; a resume has none.
@@ -113,14 +121,18 @@ pub struct Setup {
 /// Serves a channel that was granted `sshq-session@sshq.dev`: reads its
 /// first frame, starts or resumes the session, and serves it until the
 /// channel or the program ends.
-pub async fn serve<Ch: Channel>(
-    data_in: Ch::Reader,
-    mut data_out: Ch::Writer,
-    control: Ch::Control,
-    requests: Ch::Requests,
+pub async fn serve<C: Connection>(
+    conn: Arc<C>,
+    channel: ChannelHalves<C::Channel>,
     setup: Setup,
     ctx: Arc<SessionContext>,
 ) {
+    let ChannelHalves {
+        data_in,
+        mut data_out,
+        control,
+        requests,
+    } = channel;
     let mut frames = FrameReader::new(data_in);
     let first = match frames.next().await {
         Ok(Some(frame)) => frame,
@@ -151,13 +163,19 @@ pub async fn serve<Ch: Channel>(
             return;
         }
     };
-    let channel = attach::Attached::<Ch> {
+    let channel = attach::Attached::<C::Channel> {
         frames,
         data_out,
         control,
         requests,
     };
-    attach::serve(held, channel, output_from, &ctx).await;
+    if attach::serve(held, channel, output_from, &ctx).await == attach::Ended::Superseded {
+        // The client reattached on another connection because it saw this
+        // one lost: close it, so that its -R listeners free their ports for
+        // the new connection's.
+        conn.close("the session was taken over by a newer connection")
+            .await;
+    }
 }
 
 /// Starts the program and holds it under a new token.

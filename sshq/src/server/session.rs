@@ -252,10 +252,13 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
                 }
                 drop(ext_out);
                 let setup = super::reattach::Setup { pty, env, agent };
-                super::reattach::serve::<C::Channel>(
-                    data_in, data_out, control, requests, setup, ctx,
-                )
-                .await;
+                let channel = super::reattach::ChannelHalves::<C::Channel> {
+                    data_in,
+                    data_out,
+                    control,
+                    requests,
+                };
+                super::reattach::serve(conn, channel, setup, ctx).await;
                 return;
             }
             ChannelRequest::Subsystem(name) if sshq_quic::wire::udp_relay::is_subsystem(&name) => {

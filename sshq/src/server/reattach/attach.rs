@@ -41,6 +41,13 @@ enum Ending {
     Lost(String),
 }
 
+/// Whether the attachment ended because another channel took the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Superseded,
+    Otherwise,
+}
+
 /// Serves `held` on `channel`: a fresh session (`resume_from` `None`) is
 /// told its token, a resumed one where its output resumes.
 pub async fn serve<Ch: Channel>(
@@ -48,7 +55,7 @@ pub async fn serve<Ch: Channel>(
     channel: Attached<Ch>,
     resume_from: Option<u64>,
     ctx: &SessionContext,
-) {
+) -> Ended {
     let Attached {
         mut frames,
         mut data_out,
@@ -58,7 +65,7 @@ pub async fn serve<Ch: Channel>(
     let Some(generation) = held.attach() else {
         let reason = "the session has ended".to_string();
         let _ = send(&mut data_out, &Frame::Refused(reason)).await;
-        return;
+        return Ended::Otherwise;
     };
     let opening = opening(&held, resume_from);
     let (first, cursor, lost) = match opening {
@@ -66,12 +73,12 @@ pub async fn serve<Ch: Channel>(
         Err(reason) => {
             let _ = send(&mut data_out, &Frame::Refused(reason)).await;
             held.detach(generation);
-            return;
+            return Ended::Otherwise;
         }
     };
     if send(&mut data_out, &first).await.is_err() {
         held.detach(generation);
-        return;
+        return Ended::Otherwise;
     }
     if resume_from.is_some() {
         tracing::info!(
@@ -94,6 +101,7 @@ pub async fn serve<Ch: Channel>(
         () = requests_to(&held, &mut requests, ctx) => Ending::Lost("no more requests".into()),
         () = control.closed() => Ending::Lost("channel closed".into()),
     };
+    let superseded = matches!(ending, Ending::Superseded);
     match ending {
         Ending::Delivered(status) => {
             let request = match status {
@@ -125,6 +133,11 @@ pub async fn serve<Ch: Channel>(
         }
     }
     control.close().await;
+    if superseded {
+        Ended::Superseded
+    } else {
+        Ended::Otherwise
+    }
 }
 
 /// The first frame to send, the output offset to go on from, and how much
