@@ -186,6 +186,40 @@ pub fn sshd_config(data: &[u8]) {
     let _ = ServerConfig::parse_str("sshd_config", "", &options);
 }
 
+/// Reattachable sessions' frames (draft §8.12.2), as a peer sends them:
+/// decoded one after another until the bytes run out or are refused.
+/// Every frame that decodes encodes back to exactly its bytes (one
+/// encoding per frame), and ACK offsets drive a replay buffer and an input
+/// log, which refuse acknowledgements of what was never sent.
+pub fn reattach(data: &[u8]) {
+    use crate::reattach::replay::{InputLog, ReplayBuffer};
+    use crate::reattach::wire::Frame;
+    let mut rest = data;
+    let mut replay = ReplayBuffer::new(4096);
+    let mut input = InputLog::default();
+    while let Ok(Some((frame, used))) = Frame::decode(rest) {
+        let (this, next) = rest.split_at(used);
+        let mut again = Vec::new();
+        frame.encode(&mut again);
+        assert_eq!(again, this, "{frame:?} does not encode back to its bytes");
+        match frame {
+            Frame::Data(bytes) => {
+                input.push(&bytes);
+                replay.push(bytes);
+            }
+            Frame::Ack(offset) => {
+                let beyond = offset > replay.end();
+                assert_eq!(replay.ack(offset).is_err(), beyond);
+                assert_eq!(input.ack(offset).is_err(), offset > input.end());
+                let _ = replay.read_from(offset, 100);
+                let _ = input.since(offset);
+            }
+            _ => {}
+        }
+        rest = next;
+    }
+}
+
 /// `-L`, `-R` and `-D` specifications.
 pub fn forward_spec(data: &[u8]) {
     let spec = String::from_utf8_lossy(data);
@@ -223,6 +257,7 @@ mod tests {
             ssh_config(input);
             sshd_config(input);
             forward_spec(input);
+            reattach(input);
         }
     }
 

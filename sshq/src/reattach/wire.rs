@@ -87,6 +87,8 @@ pub enum WireError {
     TrailingBytes { what: &'static str, extra: usize },
     #[error("START names unknown program kind {0}")]
     UnknownProgram(u8),
+    #[error("START for a shell carries a command")]
+    ShellWithCommand,
     #[error("token of {0} bytes, not {TOKEN_LEN}")]
     TokenLength(usize),
     #[error("REFUSED reason is not UTF-8")]
@@ -191,10 +193,8 @@ impl Frame {
         let frame = match kind {
             START => {
                 let program = match r.u8()? {
-                    0 => {
-                        r.string()?;
-                        Program::Shell
-                    }
+                    0 if r.string()?.is_empty() => Program::Shell,
+                    0 => return Err(WireError::ShellWithCommand),
                     1 => Program::Command(r.string()?.to_vec()),
                     other => return Err(WireError::UnknownProgram(other)),
                 };
