@@ -36,6 +36,15 @@ const OUTPUT_ACK_BYTES: u64 = 256 * 1024;
 /// waits instead of growing without bound).
 const INPUT_LOG_LIMIT: usize = 1024 * 1024;
 
+/// How long typed input may go unanswered (no acknowledgement, no output,
+/// nothing at all from the server) before the connection counts as lost.
+/// TCP alone would notice a path that vanished (the laptop moved to
+/// another network) only after many minutes of retransmissions, and
+/// QUIC's idle timeout after a minute; a user who types and sees nothing
+/// for this long is better served by a new connection. An idle session is
+/// not probed: nothing is lost by noticing at the next keystroke.
+const SILENCE_LIMIT: Duration = Duration::from_secs(10);
+
 /// How long `~.` waits for the server to confirm the end of the session.
 const END_CONFIRMATION: Duration = Duration::from_secs(2);
 
@@ -332,15 +341,21 @@ where
     let mut stdout = tokio::io::stdout();
     let mut exit: Option<RemoteExit> = None;
     let mut ack_due = Instant::now() + OUTPUT_ACK_INTERVAL;
+    // Since when input has waited for the server's acknowledgement, and
+    // when the server was last heard from: see SILENCE_LIMIT.
+    let mut waiting_since: Option<Instant> = None;
+    let mut last_heard = Instant::now();
     let Carry {
         terminal, session, ..
     } = carry;
     let outcome = loop {
         let unacked = session.output_received - session.output_acked;
         let read_input = session.input.len() < INPUT_LOG_LIMIT;
+        let silent_until = waiting_since.map(|since| since.max(last_heard) + SILENCE_LIMIT);
         tokio::select! {
             frame = frames.next() => match frame {
                 Ok(Some(Frame::Data(bytes))) => {
+                    last_heard = Instant::now();
                     if stdout.write_all(&bytes).await.is_err() || stdout.flush().await.is_err() {
                         break Outcome::OutputGone;
                     }
@@ -352,6 +367,7 @@ where
                     }
                 }
                 Ok(Some(Frame::Ack(offset))) => {
+                    last_heard = Instant::now();
                     if session.input.ack(offset).is_err() {
                         break Outcome::Lost("the server acknowledged input never sent".into());
                     }
@@ -412,9 +428,22 @@ where
                     break Outcome::Lost(e.to_string());
                 }
             }
+            () = sleep_until_some(silent_until) => {
+                break Outcome::Lost(format!(
+                    "the server has not answered typed input for {} s",
+                    SILENCE_LIMIT.as_secs()
+                ));
+            }
         }
         if session.output_acked == session.output_received {
             ack_due = Instant::now() + OUTPUT_ACK_INTERVAL;
+        }
+        // Input waits for its acknowledgement from when it is first
+        // unacknowledged, however much more is typed meanwhile.
+        if session.input.is_empty() {
+            waiting_since = None;
+        } else if waiting_since.is_none() {
+            waiting_since = Some(Instant::now());
         }
     };
     if matches!(
@@ -432,6 +461,14 @@ where
     }
     drop(resize);
     outcome
+}
+
+/// Sleeps until `deadline`; for ever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sends the input pieces; acts on escapes.
