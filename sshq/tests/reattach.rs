@@ -341,3 +341,31 @@ fn forwards_come_back_after_a_reattach() {
         );
     }
 }
+
+/// A path that vanished without a word (here: the server stopped, as when
+/// a laptop moved to another network) is noticed once typed input goes
+/// unanswered for 10 s, not after minutes of TCP retransmissions; the
+/// client reattaches and the input is run once.
+#[test]
+fn unanswered_typing_leads_to_a_reattach() {
+    for transport in ["tcp", "quic"] {
+        let lab = Lab::new();
+        let server = lab.start_sshqd_on("", Listeners::Both);
+        let client = client(&lab, &server, transport, &[]);
+        shell_ready(&client, &server);
+        server.signal(Signal::SIGSTOP);
+        client.type_keys("echo TYPED-$((6*7))-ONCE\r");
+        std::thread::sleep(Duration::from_secs(13));
+        server.signal(Signal::SIGCONT);
+        assert!(
+            client.wait_for("TYPED-42-ONCE", WAIT),
+            "{transport}: {}\n{}",
+            client.output(),
+            server.log_text()
+        );
+        let screen = client.output();
+        assert!(screen.contains("sshq: connection lost"), "{screen}");
+        assert_eq!(screen.matches("TYPED-42-ONCE").count(), 1, "{screen}");
+        assert!(server.log_text().contains("reattached to the session"));
+    }
+}
