@@ -369,3 +369,50 @@ fn unanswered_typing_leads_to_a_reattach() {
         assert!(server.log_text().contains("reattached to the session"));
     }
 }
+
+/// `~C`: forwards added and cancelled while the session runs, in a
+/// reattachable session (sshqd) and an ordinary one (OpenSSH).
+#[test]
+fn command_line_adds_and_cancels_forwards() {
+    use common::{echo_service, echo_works_within, free_port, Endpoint};
+    let lab = Lab::new();
+    let service = echo_service();
+    let refused = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
+    for server in [lab.start_sshqd_on("", Listeners::Both), lab.start_sshd()] {
+        let client = client(&lab, &server, "tcp", &[]);
+        shell_ready(&client, &server);
+        let (local, remote) = (free_port(), free_port());
+        for (flag, port) in [("L", local), ("R", remote)] {
+            let added = || client.output().matches("Forwarding port.").count();
+            let before = added();
+            client.type_keys(&format!("\r~C-{flag} {port}:127.0.0.1:{}\r", service.port));
+            assert!(
+                common::wait_until(WAIT, || added() > before),
+                "{}",
+                client.output()
+            );
+            assert!(
+                echo_works_within(&Endpoint::Port(port), WAIT),
+                "-{flag} {port}"
+            );
+            client.type_keys(&format!("\r~C-K{flag} {port}\r"));
+            assert!(
+                common::wait_until(WAIT, || refused(port)),
+                "-K{flag} {port} did not cancel: {}",
+                client.output()
+            );
+        }
+        let screen = client.output();
+        assert_eq!(
+            screen.matches("Canceled forwarding.").count(),
+            2,
+            "{screen}"
+        );
+        client.type_keys("\r~C-X\r");
+        assert!(
+            client.wait_for("Invalid command.", WAIT),
+            "{}",
+            client.output()
+        );
+    }
+}

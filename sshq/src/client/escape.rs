@@ -24,7 +24,16 @@ pub enum Escape {
 pub enum Piece {
     Bytes(Vec<u8>),
     Escape(Escape),
+    /// `~C`: show ssh's `ssh> ` prompt; what follows is the command line.
+    Prompt,
+    /// Show these bytes: the command line's own echo (the terminal is raw).
+    Echo(Vec<u8>),
+    /// The command line, once Enter ends it (empty when cancelled).
+    Command(String),
 }
+
+/// The longest command line kept (ssh's is 512 bytes).
+const MAX_COMMAND: usize = 512;
 
 /// The help `~?` prints, in ssh's shape, with `%c` as the escape character.
 pub fn help(escape_char: u8) -> String {
@@ -34,6 +43,7 @@ pub fn help(escape_char: u8) -> String {
         format!(" {c}.   - terminate connection (and any multiplexed sessions)"),
         format!(" {c}^Z  - suspend ssh"),
         format!(" {c}#   - list forwarded connections"),
+        format!(" {c}C   - open a command line"),
         format!(" {c}s   - show the transport, path and reattach state (sshq)"),
         format!(" {c}?   - this message"),
         format!(" {c}{c}   - send the escape character by typing it twice"),
@@ -50,6 +60,8 @@ pub struct EscapeFilter {
     at_line_start: bool,
     /// The escape character was typed at a line start: the next key decides.
     pending: bool,
+    /// After `~C`: the command line typed so far.
+    command: Option<Vec<u8>>,
 }
 
 const CTRL_Z: u8 = 0x1a;
@@ -60,6 +72,7 @@ impl EscapeFilter {
             escape_char,
             at_line_start: true,
             pending: false,
+            command: None,
         }
     }
 
@@ -68,6 +81,36 @@ impl EscapeFilter {
         let mut pieces = Vec::new();
         let mut bytes = Vec::with_capacity(input.len());
         for &b in input {
+            if let Some(line) = &mut self.command {
+                match b {
+                    b'\r' | b'\n' => {
+                        let line = String::from_utf8_lossy(line).into_owned();
+                        pieces.push(Piece::Echo(b"\r\n".to_vec()));
+                        pieces.push(Piece::Command(line));
+                        self.command = None;
+                        self.at_line_start = true;
+                    }
+                    // Backspace and DEL: one character back.
+                    0x08 | 0x7f => {
+                        if line.pop().is_some() {
+                            pieces.push(Piece::Echo(b"\x08 \x08".to_vec()));
+                        }
+                    }
+                    // ^C and ^U: the line is given up.
+                    0x03 | 0x15 => {
+                        pieces.push(Piece::Echo(b"\r\n".to_vec()));
+                        pieces.push(Piece::Command(String::new()));
+                        self.command = None;
+                        self.at_line_start = true;
+                    }
+                    0x20..=0x7e if line.len() < MAX_COMMAND => {
+                        line.push(b);
+                        pieces.push(Piece::Echo(vec![b]));
+                    }
+                    _ => {}
+                }
+                continue;
+            }
             if self.pending {
                 self.pending = false;
                 let escape = match b {
@@ -76,6 +119,14 @@ impl EscapeFilter {
                     b'?' => Some(Escape::Help),
                     b'#' => Some(Escape::ListForwards),
                     b's' => Some(Escape::Status),
+                    b'C' => {
+                        if !bytes.is_empty() {
+                            pieces.push(Piece::Bytes(std::mem::take(&mut bytes)));
+                        }
+                        pieces.push(Piece::Prompt);
+                        self.command = Some(Vec::new());
+                        continue;
+                    }
                     _ => None,
                 };
                 if let Some(escape) = escape {
@@ -140,6 +191,48 @@ mod tests {
             [bytes(b"\r"), Piece::Escape(Escape::Suspend)]
         );
         assert_eq!(f.filter(b"~s"), [Piece::Escape(Escape::Status)]);
+    }
+
+    #[test]
+    fn command_line_after_tilde_capital_c() {
+        let mut f = EscapeFilter::new(b'~');
+        let pieces = f.filter(b"x\r~C-L 80x\x7f:h:80\rls");
+        assert_eq!(
+            pieces,
+            [
+                bytes(b"x\r"),
+                Piece::Prompt,
+                Piece::Echo(b"-".to_vec()),
+                Piece::Echo(b"L".to_vec()),
+                Piece::Echo(b" ".to_vec()),
+                Piece::Echo(b"8".to_vec()),
+                Piece::Echo(b"0".to_vec()),
+                Piece::Echo(b"x".to_vec()),
+                Piece::Echo(b"\x08 \x08".to_vec()),
+                Piece::Echo(b":".to_vec()),
+                Piece::Echo(b"h".to_vec()),
+                Piece::Echo(b":".to_vec()),
+                Piece::Echo(b"8".to_vec()),
+                Piece::Echo(b"0".to_vec()),
+                Piece::Echo(b"\r\n".to_vec()),
+                Piece::Command("-L 80:h:80".into()),
+                bytes(b"ls"),
+            ]
+        );
+        // ^C gives the line up; split reads keep it.
+        let mut f = EscapeFilter::new(b'~');
+        assert_eq!(
+            f.filter(b"~C-K"),
+            [
+                Piece::Prompt,
+                Piece::Echo(b"-".to_vec()),
+                Piece::Echo(b"K".to_vec())
+            ]
+        );
+        assert_eq!(
+            f.filter(b"\x03"),
+            [Piece::Echo(b"\r\n".to_vec()), Piece::Command(String::new())]
+        );
     }
 
     #[test]

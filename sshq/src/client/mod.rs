@@ -4,6 +4,7 @@
 pub mod agent;
 mod background;
 pub mod cli;
+mod command_line;
 pub mod config;
 mod connect;
 pub mod error;
@@ -402,8 +403,12 @@ async fn run_on<C: Connection>(
         agent_socket.clone(),
     )));
     forwards.request_remote(conn.as_ref(), &remote).await?;
+    // ~C: forwards added and cancelled while the session runs.
+    let (commands, command_task) =
+        command_line::start(conn.clone(), remote.clone(), forwards.bind, plan.quiet);
+    let _command_task = AbortOnDrop(command_task);
     if carry.is_some() {
-        return resume_session(conn.as_ref(), plan, carry).await;
+        return resume_session(conn.as_ref(), plan, carry, commands).await;
     }
     background::ready();
     if cli.no_command {
@@ -436,7 +441,7 @@ async fn run_on<C: Connection>(
         escape_char: plan.options.escape_char.unwrap_or(Some(b'~')),
         host: plan.host.clone(),
     };
-    match session::run(conn.as_ref(), options).await? {
+    match session::run(conn.as_ref(), options, commands).await? {
         session::SessionEnd::Exited(exit) => {
             // No status because the server closed the connection: ssh's notice.
             let gone = tokio::time::timeout(Duration::from_millis(200), conn.closed());
@@ -479,11 +484,12 @@ async fn resume_session<C: Connection>(
     conn: &C,
     plan: &Plan,
     carry: &mut Option<Box<reattach::Carry>>,
+    commands: command_line::CommandLine,
 ) -> Result<i32, ClientError> {
     let Some(held) = carry.as_mut() else {
         return Err(ClientError::SessionLost("nothing to resume".into()));
     };
-    let result = match reattach::resume(conn, held).await {
+    let result = match reattach::resume(conn, held, commands).await {
         Ok(reattach::Outcome::Lost(why)) => return Err(ClientError::SessionLost(why)),
         Err(e @ (session::SessionError::OpenFailed(_) | session::SessionError::Transport(_))) => {
             return Err(ClientError::SessionLost(e.to_string()))

@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::command_line::CommandLine;
 use super::escape::{Escape, EscapeFilter, Piece};
 use super::session::{RemoteExit, SessionEnd, SessionError};
 use super::terminal;
@@ -190,6 +191,7 @@ pub async fn start<R, W, K, Q>(
     program: Program,
     terminal: LocalTerminal,
     host: &str,
+    commands: CommandLine,
 ) -> Result<SessionEnd, SessionError>
 where
     R: tokio::io::AsyncRead + Unpin,
@@ -226,7 +228,8 @@ where
         session,
         host: host.to_string(),
     };
-    let outcome = attached(frames, writer, Arc::new(control), requests, &mut carry).await;
+    let channel = (frames, writer, Arc::new(control), requests);
+    let outcome = attached(channel, &mut carry, &commands).await;
     Ok(outcome.into_end(carry))
 }
 
@@ -247,7 +250,11 @@ impl Outcome {
 }
 
 /// Takes the held session over on `conn`.
-pub async fn resume<C: Connection>(conn: &C, carry: &mut Carry) -> Result<Outcome, SessionError> {
+pub async fn resume<C: Connection>(
+    conn: &C,
+    carry: &mut Carry,
+    commands: CommandLine,
+) -> Result<Outcome, SessionError> {
     let channel = conn
         .open_channel(ChannelKind::Session)
         .await
@@ -317,17 +324,15 @@ pub async fn resume<C: Connection>(conn: &C, carry: &mut Carry) -> Result<Outcom
     let _ = control
         .request(ChannelRequest::WindowChange(size), false)
         .await;
-    Ok(attached(frames, writer, control, requests, carry).await)
+    Ok(attached((frames, writer, control, requests), carry, &commands).await)
 }
 
 /// Runs an attached session: input out (filtered for escapes, logged until
 /// acknowledged), output in (counted and acknowledged), window changes out.
 async fn attached<R, W, K, Q>(
-    mut frames: FrameReader<R>,
-    mut writer: W,
-    control: Arc<K>,
-    mut requests: Q,
+    channel: (FrameReader<R>, W, Arc<K>, Q),
     carry: &mut Carry,
+    commands: &CommandLine,
 ) -> Outcome
 where
     R: tokio::io::AsyncRead + Unpin,
@@ -335,6 +340,7 @@ where
     K: ChannelControl,
     Q: RequestStream,
 {
+    let (mut frames, mut writer, control, mut requests) = channel;
     let resize = super::AbortOnDrop(tokio::spawn(super::session::forward_window_changes(
         control.clone(),
     )));
@@ -396,7 +402,8 @@ where
                         continue;
                     }
                 };
-                match send_input(&mut writer, session, terminal.escape_char, pieces).await {
+                let escape_char = terminal.escape_char;
+                match send_input(&mut writer, session, escape_char, pieces, commands).await {
                     Ok(None) => {}
                     Ok(Some(outcome)) => break outcome,
                     Err(e) => break Outcome::Lost(e.to_string()),
@@ -477,6 +484,7 @@ async fn send_input<W: tokio::io::AsyncWrite + Unpin>(
     session: &mut HeldSession,
     escape_char: Option<u8>,
     pieces: Vec<Piece>,
+    commands: &CommandLine,
 ) -> std::io::Result<Option<Outcome>> {
     for piece in pieces {
         match piece {
@@ -499,6 +507,7 @@ async fn send_input<W: tokio::io::AsyncWrite + Unpin>(
                 status_text("The following connections are open:\r\n")
             }
             Piece::Escape(Escape::Suspend) => terminal::suspend(),
+            other => super::command_line::interact(&other, Some(commands)).await,
         }
     }
     Ok(None)
@@ -589,6 +598,7 @@ impl LocalTerminal {
                     Piece::Escape(_) => {
                         status_text("sshq: not connected; reconnecting (~. to give up)\r\n")
                     }
+                    other => super::command_line::interact(&other, None).await,
                 }
             }
         }

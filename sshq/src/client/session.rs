@@ -95,6 +95,7 @@ pub enum SessionError {
 pub async fn run<C: Connection>(
     conn: &C,
     options: SessionOptions,
+    commands: super::command_line::CommandLine,
 ) -> Result<SessionEnd, SessionError> {
     let channel = conn
         .open_channel(ChannelKind::Session)
@@ -145,7 +146,7 @@ pub async fn run<C: Connection>(
             control,
             requests,
         };
-        return super::reattach::start(channel, program, terminal, &options.host).await;
+        return super::reattach::start(channel, program, terminal, &options.host, commands).await;
     }
     let (start, what) = match (&options.command, options.subsystem) {
         (Some(name), true) => (
@@ -179,19 +180,21 @@ pub async fn run<C: Connection>(
                     None => vec![Piece::Bytes(chunk)],
                 };
                 for piece in pieces {
-                    let Piece::Escape(escape) = piece else {
-                        if let Piece::Bytes(bytes) = piece {
+                    match piece {
+                        Piece::Bytes(bytes) => {
                             if data_out.write_all(&bytes).await.is_err() {
                                 return;
                             }
                         }
-                        continue;
-                    };
-                    if escape == Escape::Terminate {
-                        let _ = terminate.send(());
-                        return;
+                        Piece::Escape(Escape::Terminate) => {
+                            let _ = terminate.send(());
+                            return;
+                        }
+                        Piece::Escape(escape) => {
+                            ordinary_escape(escape, escape_char.unwrap_or(b'~'))
+                        }
+                        other => super::command_line::interact(&other, Some(&commands)).await,
                     }
-                    ordinary_escape(escape, escape_char.unwrap_or(b'~'));
                 }
             }
         }

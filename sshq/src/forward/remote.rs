@@ -68,6 +68,35 @@ impl RemoteForwards {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Cancels the forward the server listens for on `[bind_address:]port`
+    /// (ssh's `~C -KR`); `Ok(false)` when no such forward is active.
+    pub async fn cancel<C: Connection>(
+        &self,
+        conn: &C,
+        bind_address: Option<&str>,
+        port: u16,
+    ) -> Result<bool, ForwardError> {
+        let address = request_address(bind_address);
+        let wanted = ServerListen::Port {
+            address: address.clone(),
+            port: u32::from(port),
+        };
+        let found = self.active().iter().any(|active| active.listen == wanted);
+        if !found {
+            return Ok(false);
+        }
+        let request = GlobalRequest::CancelTcpipForward {
+            address,
+            port: u32::from(port),
+        };
+        let reply = conn
+            .global_request(request)
+            .await
+            .map_err(ForwardError::Remote)?;
+        self.active().retain(|active| active.listen != wanted);
+        Ok(matches!(reply, GlobalReply::Success { .. }))
+    }
+
     /// Asks the server for every forward, in order. A refused one is
     /// reported as ssh reports it; it ends the session (`Err`, already
     /// reported) only with ExitOnForwardFailure. A lost connection is an
