@@ -91,10 +91,8 @@ impl EscapeFilter {
                         self.at_line_start = true;
                     }
                     // Backspace and DEL: one character back.
-                    0x08 | 0x7f => {
-                        if line.pop().is_some() {
-                            pieces.push(Piece::Echo(b"\x08 \x08".to_vec()));
-                        }
+                    0x08 | 0x7f if line.pop().is_some() => {
+                        pieces.push(Piece::Echo(b"\x08 \x08".to_vec()));
                     }
                     // ^C and ^U: the line is given up.
                     0x03 | 0x15 => {
