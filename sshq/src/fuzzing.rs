@@ -205,7 +205,7 @@ pub fn reattach(data: &[u8]) {
         match frame {
             Frame::Data(bytes) => {
                 input.push(&bytes);
-                replay.push(bytes);
+                replay.push(bytes, true);
             }
             Frame::Ack(offset) => {
                 let beyond = offset > replay.end();

@@ -29,9 +29,11 @@ use crate::reattach::{send, FrameReader};
 /// How often the server hears how much output arrived: what it may drop
 /// from its replay buffer.
 const OUTPUT_ACK_INTERVAL: Duration = Duration::from_millis(500);
-/// ... or sooner, once this much arrived unacknowledged, so the server's
-/// buffer stays small during bulk output.
-const OUTPUT_ACK_BYTES: u64 = 256 * 1024;
+/// ... or sooner, once this much arrived unacknowledged: the server stops
+/// reading the program's output while its buffer (at least 64 KiB, sshqd's
+/// `ClientReattachBuffer`) holds only unacknowledged bytes, so
+/// acknowledgements must come well before that fills.
+const OUTPUT_ACK_BYTES: u64 = 16 * 1024;
 /// The most unacknowledged input kept for a resend; past it the terminal
 /// is not read until the server catches up (a paste into a stalled link
 /// waits instead of growing without bound).
@@ -45,6 +47,10 @@ const INPUT_LOG_LIMIT: usize = 1024 * 1024;
 /// for this long is better served by a new connection. An idle session is
 /// not probed: nothing is lost by noticing at the next keystroke.
 const SILENCE_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long a reattach waits for the server's answer to RESUME before it
+/// counts the new connection as lost too.
+const RESUME_LIMIT: Duration = Duration::from_secs(20);
 
 /// How long `~.` waits for the server to confirm the end of the session.
 const END_CONFIRMATION: Duration = Duration::from_secs(2);
@@ -276,19 +282,29 @@ pub async fn resume<C: Connection>(
         token: carry.session.token.clone(),
         output_received: carry.session.output_received,
     };
-    let sent = send(&mut writer, &resume).await;
-    sent.map_err(|e| SessionError::Reattach(e.to_string()))?;
-    let (input_received, output_from) = match frames.next().await {
-        Ok(Some(Frame::Resumed {
+    // The connection may go again before the answer: that is one more
+    // lost connection (tried again), not the end of the session.
+    if let Err(e) = send(&mut writer, &resume).await {
+        return Ok(Outcome::Lost(e.to_string()));
+    }
+    let answer = tokio::time::timeout(RESUME_LIMIT, frames.next()).await;
+    let (input_received, output_from) = match answer {
+        Ok(Ok(Some(Frame::Resumed {
             input_received,
             output_from,
-        })) => (input_received, output_from),
-        Ok(Some(Frame::Refused(reason))) => return Err(SessionError::SessionGone(reason)),
-        Ok(other) => {
+        }))) => (input_received, output_from),
+        Ok(Ok(Some(Frame::Refused(reason)))) => return Err(SessionError::SessionGone(reason)),
+        Ok(Ok(Some(other))) => {
             let what = format!("unexpected answer {other:?}");
             return Err(SessionError::Reattach(what));
         }
-        Err(e) => return Err(SessionError::Reattach(e.to_string())),
+        Ok(Ok(None)) => return Ok(Outcome::Lost("the channel closed before RESUMED".into())),
+        Ok(Err(e)) => return Ok(Outcome::Lost(e.to_string())),
+        Err(_) => {
+            return Ok(Outcome::Lost(format!(
+                "no answer to RESUME within {RESUME_LIMIT:?}"
+            )))
+        }
     };
     let session = &mut carry.session;
     if output_from < session.output_received {
@@ -312,8 +328,9 @@ pub async fn resume<C: Connection>(
     }
     let pending = session.input.since(input_received);
     if !pending.is_empty() {
-        let sent = crate::reattach::send_data(&mut writer, &pending).await;
-        sent.map_err(|e| SessionError::Reattach(e.to_string()))?;
+        if let Err(e) = crate::reattach::send_data(&mut writer, &pending).await {
+            return Ok(Outcome::Lost(e.to_string()));
+        }
     }
     if carry.terminal.stdin_ended && !session.eof_sent {
         session.eof_sent = send(&mut writer, &Frame::Eof).await.is_ok();
@@ -365,7 +382,8 @@ where
                     if stdout.write_all(&bytes).await.is_err() || stdout.flush().await.is_err() {
                         break Outcome::OutputGone;
                     }
-                    session.output_received += bytes.len() as u64;
+                    session.output_received =
+                        session.output_received.saturating_add(bytes.len() as u64);
                     if session.output_received - session.output_acked >= OUTPUT_ACK_BYTES {
                         if let Err(e) = ack(&mut writer, session).await {
                             break Outcome::Lost(e.to_string());
@@ -554,7 +572,8 @@ async fn drain<R: tokio::io::AsyncRead + Unpin>(
         match frames.next().await {
             Ok(Some(Frame::Data(bytes))) => {
                 let _ = stdout.write_all(&bytes).await;
-                session.output_received += bytes.len() as u64;
+                session.output_received =
+                    session.output_received.saturating_add(bytes.len() as u64);
             }
             Ok(Some(_)) => {}
             Ok(None) => {

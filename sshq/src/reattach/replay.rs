@@ -8,6 +8,9 @@
 
 use std::collections::VecDeque;
 
+/// Chunks shorter than this take the next read's bytes too.
+const JOIN_BELOW: usize = 4096;
+
 /// Output the client may not have received yet, at most `limit` bytes of
 /// it: past that the oldest is dropped, and a client reattaching from
 /// before it is told its output was lost (draft §8.12.4).
@@ -30,16 +33,26 @@ impl ReplayBuffer {
         }
     }
 
-    /// Appends output; returns how many old bytes were dropped to stay
-    /// within the limit.
-    pub fn push(&mut self, bytes: Vec<u8>) -> u64 {
+    /// Appends output; with `may_drop` (nobody attached), drops the oldest
+    /// to stay within the limit and returns how many bytes went. While a
+    /// client is attached nothing is dropped (its offsets must stay true):
+    /// the caller stops reading the program's output at [`is_full`]
+    /// instead, so the buffer exceeds the limit by at most one read.
+    ///
+    /// [`is_full`]: Self::is_full
+    pub fn push(&mut self, bytes: Vec<u8>, may_drop: bool) -> u64 {
         if bytes.is_empty() {
             return 0;
         }
         self.held += bytes.len();
-        self.chunks.push_back(bytes);
+        // Small reads (a program writing a byte at a time) join the last
+        // chunk, so the bookkeeping per byte stays small.
+        match self.chunks.back_mut() {
+            Some(last) if last.len() < JOIN_BELOW => last.extend_from_slice(&bytes),
+            _ => self.chunks.push_back(bytes),
+        }
         let mut dropped = 0;
-        while self.held > self.limit {
+        while may_drop && self.held > self.limit {
             let Some(front) = self.chunks.pop_front() else {
                 break;
             };
@@ -48,6 +61,12 @@ impl ReplayBuffer {
             dropped += front.len() as u64;
         }
         dropped
+    }
+
+    /// At or over the limit: an attached client must acknowledge before
+    /// more output is read.
+    pub fn is_full(&self) -> bool {
+        self.held >= self.limit
     }
 
     /// The offset just past the last byte pushed.
@@ -174,30 +193,39 @@ mod tests {
     #[test]
     fn replay_keeps_what_is_unacknowledged() {
         let mut buffer = ReplayBuffer::new(100);
-        assert_eq!(buffer.push(b"hello ".to_vec()), 0);
-        assert_eq!(buffer.push(b"world".to_vec()), 0);
+        assert_eq!(buffer.push(b"hello ".to_vec(), true), 0);
+        assert_eq!(buffer.push(b"world".to_vec(), true), 0);
         assert_eq!(buffer.end(), 11);
-        assert_eq!(buffer.read_from(3, 100), b"lo ");
+        assert_eq!(buffer.read_from(3, 100), b"lo world");
         assert_eq!(buffer.read_from(6, 2), b"wo");
         assert_eq!(buffer.read_from(11, 100), b"");
+        // Small writes joined one chunk, which stays whole until all of it
+        // is acknowledged.
         buffer.ack(8).unwrap();
-        // The chunk holding offset 8 stays whole.
-        assert_eq!((buffer.start(), buffer.len()), (6, 5));
+        assert_eq!((buffer.start(), buffer.len()), (0, 11));
         assert_eq!(buffer.read_from(8, 100), b"rld");
-        assert_eq!(buffer.read_from(2, 100), b"", "before the start");
         buffer.ack(11).unwrap();
+        assert_eq!(buffer.read_from(2, 100), b"", "before the start");
         assert!(buffer.is_empty());
         assert_eq!(buffer.ack(12), Err(AckBeyondEnd { acked: 12, end: 11 }));
     }
 
     #[test]
     fn replay_drops_the_oldest_beyond_its_limit() {
-        let mut buffer = ReplayBuffer::new(10);
-        buffer.push(vec![1; 6]);
-        buffer.push(vec![2; 4]);
-        assert_eq!(buffer.push(vec![3; 3]), 6);
-        assert_eq!((buffer.start(), buffer.end()), (6, 13));
-        assert_eq!(buffer.read_from(6, 100), [2; 4]);
+        let mut buffer = ReplayBuffer::new(10 * JOIN_BELOW);
+        buffer.push(vec![1; 6 * JOIN_BELOW], true);
+        buffer.push(vec![2; 4 * JOIN_BELOW], true);
+        assert!(buffer.is_full());
+        assert_eq!(buffer.push(vec![3; 3], true), 6 * JOIN_BELOW as u64);
+        let start = 6 * JOIN_BELOW as u64;
+        assert_eq!(
+            (buffer.start(), buffer.end()),
+            (start, start + 4 * JOIN_BELOW as u64 + 3)
+        );
+        assert_eq!(buffer.read_from(start, 100), [2; 100]);
+        // Attached: nothing is dropped, the caller waits instead.
+        assert_eq!(buffer.push(vec![4; JOIN_BELOW], false), 0);
+        assert_eq!(buffer.start(), start);
     }
 
     #[test]

@@ -148,7 +148,8 @@ pub async fn serve<C: Connection>(
             token,
             output_received,
         } => resume(&token, output_received, &ctx),
-        other => Err(format!("expected START or RESUME, got {other:?}")),
+        // Named only: a first frame of DATA would be keystrokes.
+        _ => Err("the first frame must be START or RESUME".to_string()),
     };
     let (held, output_from) = match attached {
         Ok(attached) => attached,
@@ -191,6 +192,13 @@ async fn start(
     let Some(pty) = setup.pty else {
         return Err("a reattachable session needs a pty".to_string());
     };
+    // Checked again here: channels granted the subsystem together could
+    // otherwise all start one past the limit.
+    if count_for(ctx.user.uid) >= MAX_HELD_PER_USER {
+        return Err(format!(
+            "{MAX_HELD_PER_USER} sessions are held for this user already"
+        ));
+    }
     let size = pty.size;
     let process: SessionProcess =
         super::session::start_program(ctx, program, Some(pty), setup.env, &setup.agent).await?;

@@ -62,20 +62,23 @@ pub async fn serve<Ch: Channel>(
         control,
         mut requests,
     } = channel;
+    // A RESUME that cannot be honoured is refused before it takes the
+    // session from the channel attached now.
+    let end = held.state().output.end();
+    if let Some(received) = resume_from.filter(|received| *received > end) {
+        let reason = format!("resumed at output byte {received}, beyond the {end} sent");
+        let _ = send(&mut data_out, &Frame::Refused(reason)).await;
+        return Ended::Otherwise;
+    }
     let Some(generation) = held.attach() else {
         let reason = "the session has ended".to_string();
         let _ = send(&mut data_out, &Frame::Refused(reason)).await;
         return Ended::Otherwise;
     };
-    let opening = opening(&held, resume_from);
-    let (first, cursor, lost) = match opening {
-        Ok(opening) => opening,
-        Err(reason) => {
-            let _ = send(&mut data_out, &Frame::Refused(reason)).await;
-            held.detach(generation);
-            return Ended::Otherwise;
-        }
-    };
+    // The previous attachment's input writes stop now; what they wrote is
+    // counted before the count goes to the client.
+    held.input_idle().await;
+    let (first, cursor, lost) = opening(&held, resume_from);
     if send(&mut data_out, &first).await.is_err() {
         held.detach(generation);
         return Ended::Otherwise;
@@ -97,7 +100,7 @@ pub async fn serve<Ch: Channel>(
     }
     let ending = tokio::select! {
         ending = output(&held, generation, cursor, &mut data_out) => ending,
-        ending = input(&held, &mut frames) => ending,
+        ending = input(&held, generation, &mut frames) => ending,
         () = requests_to(&held, &mut requests, ctx) => Ending::Lost("no more requests".into()),
         () = control.closed() => Ending::Lost("channel closed".into()),
     };
@@ -141,36 +144,30 @@ pub async fn serve<Ch: Channel>(
 }
 
 /// The first frame to send, the output offset to go on from, and how much
-/// output the client lost: SESSION for a fresh session; RESUMED, or a
-/// refusal, for a resumed one.
-fn opening(held: &Held, resume_from: Option<u64>) -> Result<(Frame, u64, u64), String> {
+/// output the client lost: SESSION for a fresh session, RESUMED for a
+/// resumed one (whose offset was checked before it attached).
+fn opening(held: &Held, resume_from: Option<u64>) -> (Frame, u64, u64) {
     let state = held.state();
     let Some(received) = resume_from else {
         let session = Frame::Session {
             token: held.token().clone(),
             hold_secs: u32::try_from(held.hold().as_secs()).unwrap_or(u32::MAX),
         };
-        return Ok((session, 0, 0));
+        return (session, 0, 0);
     };
-    if received > state.output.end() {
-        return Err(format!(
-            "resumed at output byte {received}, beyond the {} sent",
-            state.output.end()
-        ));
-    }
     // Output the client never saw was dropped: replay nothing (what is
     // left may start inside an escape sequence) and have the program
     // redraw instead.
     let from = if received < state.output.start() {
         state.output.end()
     } else {
-        received
+        received.min(state.output.end())
     };
     let resumed = Frame::Resumed {
         input_received: state.input_received,
         output_from: from,
     };
-    Ok((resumed, from, from - received))
+    (resumed, from, from.saturating_sub(received))
 }
 
 /// Sends output from `cursor` on, and acknowledgements of input, until the
@@ -231,6 +228,7 @@ async fn output<W: AsyncWriteExt + Unpin>(
 /// replay buffer.
 async fn input<R: tokio::io::AsyncRead + Unpin>(
     held: &Held,
+    generation: u64,
     frames: &mut FrameReader<R>,
 ) -> Ending {
     loop {
@@ -241,8 +239,8 @@ async fn input<R: tokio::io::AsyncRead + Unpin>(
         };
         match frame {
             Frame::Data(bytes) => {
-                if let Err(e) = held.write_input(&bytes).await {
-                    tracing::debug!("{}: writing to the pty: {e}", held.label());
+                if let Err(e) = held.queue_input(generation, bytes) {
+                    return Ending::Lost(e);
                 }
             }
             Frame::Ack(offset) => {
@@ -250,7 +248,7 @@ async fn input<R: tokio::io::AsyncRead + Unpin>(
                     return Ending::Lost(e.to_string());
                 }
             }
-            Frame::Eof => held.close_input().await,
+            Frame::Eof => held.close_input(generation),
             Frame::End => return Ending::EndedByClient,
             other => return Ending::Lost(format!("unexpected {other:?} from the client")),
         }

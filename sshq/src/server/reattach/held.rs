@@ -3,18 +3,29 @@
 //! reached a client, the client ends it, or nobody reattached within
 //! `ClientReattachTimeout`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sshq_core::channel::WindowSize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::super::context::SessionContext;
 use super::super::process::{ExitStatus, SessionOutput, SessionProcess, SessionStdin};
 use crate::reattach::replay::ReplayBuffer;
 use crate::reattach::wire::{Token, MAX_DATA};
+
+/// Client input queued for the pty at most (a client keeps at most 1 MiB
+/// unacknowledged, draft §8.12.4).
+pub const MAX_QUEUED_INPUT: usize = 2 * 1024 * 1024;
+
+/// What the input writer does.
+enum InputOp {
+    Data(u64, Vec<u8>),
+    Eof(u64),
+}
 
 /// The first read size of a held session's pty: a screenful of typing.
 const IDLE_READ: usize = 1024;
@@ -31,8 +42,15 @@ pub struct Held {
     state: Mutex<State>,
     /// Woken on every change of `state`.
     changed: Notify,
-    /// The pty's writing side; one attachment writes at a time.
+    /// The pty's writing side, held by the input writer during each write
+    /// (see [`Held::input_idle`]).
     stdin: tokio::sync::Mutex<Option<SessionStdin>>,
+    /// Client input on its way to the pty, with the attachment it came on.
+    input: mpsc::UnboundedSender<InputOp>,
+    /// Bytes in `input`: a client that sends more than the pty takes is
+    /// bounded by its own unacknowledged-input limit; one that does not
+    /// is stopped at [`MAX_QUEUED_INPUT`].
+    queued_input: AtomicUsize,
     /// Taken (and dropped, which hangs the program up) when the session ends.
     process: Mutex<Option<SessionProcess>>,
 }
@@ -69,6 +87,7 @@ impl Held {
     ) -> Arc<Held> {
         let stdout = process.take_stdout();
         let stdin = process.take_stdin();
+        let (input, input_ops) = mpsc::unbounded_channel();
         let held = Arc::new(Held {
             token,
             user_name: ctx.user.name.clone(),
@@ -89,11 +108,14 @@ impl Held {
             }),
             changed: Notify::new(),
             stdin: tokio::sync::Mutex::new(stdin),
+            input,
+            queued_input: AtomicUsize::new(0),
             process: Mutex::new(None),
         });
         let wait = process.wait();
         *held.lock_process() = Some(process);
         tokio::spawn(pump_output(held.clone(), stdout, wait));
+        tokio::spawn(write_input(held.clone(), input_ops));
         tokio::spawn(keep(held.clone()));
         held
     }
@@ -168,29 +190,46 @@ impl Held {
     /// Ends the session: forgets it, and hangs the program up if it runs.
     pub fn end(&self, why: &str) {
         super::forget(&self.token);
+        // Wakes the output pump, which then lets the pty's reading side go.
         self.update(|state| state.ended = true);
         let process = self.lock_process().take();
         if process.is_some() {
             tracing::info!("{}: held session ended: {why}", self.label);
         }
         drop(process);
+        // The writing side too, unless a write holds it (it is dropped with
+        // the session then): with both sides closed the kernel hangs the
+        // terminal up even for jobs that ignored SIGHUP.
+        if let Ok(mut stdin) = self.stdin.try_lock() {
+            stdin.take();
+        }
     }
 
-    /// Writes client input to the pty; counts it once written.
-    pub async fn write_input(&self, bytes: &[u8]) -> std::io::Result<()> {
-        let mut stdin = self.stdin.lock().await;
-        if let Some(stdin) = stdin.as_mut() {
-            stdin.write_all(bytes).await?;
+    /// Queues client input that came on attachment `generation` for the
+    /// pty. Never waits, so a program that does not read its input holds up
+    /// no acknowledgement or END behind it; fails once the client has
+    /// queued more than [`MAX_QUEUED_INPUT`].
+    pub fn queue_input(&self, generation: u64, bytes: Vec<u8>) -> Result<(), String> {
+        let queued = self.queued_input.fetch_add(bytes.len(), Ordering::SeqCst) + bytes.len();
+        if queued > MAX_QUEUED_INPUT {
+            return Err(format!(
+                "more than {MAX_QUEUED_INPUT} bytes of input queued"
+            ));
         }
-        self.update(|state| state.input_received += bytes.len() as u64);
+        let _ = self.input.send(InputOp::Data(generation, bytes));
         Ok(())
     }
 
-    /// The client's input ended.
-    pub async fn close_input(&self) {
-        if let Some(mut stdin) = self.stdin.lock().await.take() {
-            let _ = stdin.shutdown().await;
-        }
+    /// The client's input ended (on attachment `generation`).
+    pub fn close_input(&self, generation: u64) {
+        let _ = self.input.send(InputOp::Eof(generation));
+    }
+
+    /// Waits until no write of an earlier attachment's input is under way,
+    /// so that `input_received` is final for them: a new attachment reads
+    /// it to tell the client what to send again.
+    pub async fn input_idle(&self) {
+        drop(self.stdin.lock().await);
     }
 
     /// Applies a window change.
@@ -222,7 +261,11 @@ impl Held {
         }
         let _ = self.resize(smaller);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let _ = self.resize(size);
+        // The client's own window change may have come meanwhile: only
+        // undo ours.
+        if self.state().size == smaller {
+            let _ = self.resize(size);
+        }
     }
 }
 
@@ -238,14 +281,37 @@ async fn pump_output(
         // idle), the frame's maximum once a read fills it.
         let mut chunk = vec![0u8; IDLE_READ];
         loop {
-            match stdout.read(&mut chunk).await {
+            // An attached client that has not acknowledged a buffer's worth
+            // is not ahead of us: wait for it (the program blocks on its
+            // terminal, as behind a slow link), rather than drop output it
+            // has not seen while its offsets run on.
+            let changed = held.changed();
+            let (ended, wait_for_acks) = {
+                let state = held.state();
+                (state.ended, state.attachment != 0 && state.output.is_full())
+            };
+            if ended {
+                break;
+            }
+            if wait_for_acks {
+                changed.await;
+                continue;
+            }
+            let read = tokio::select! {
+                read = stdout.read(&mut chunk) => read,
+                () = changed => continue,
+            };
+            match read {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     if n == chunk.len() && chunk.len() < MAX_DATA {
                         chunk.resize(MAX_DATA, 0);
                     }
                     let bytes = chunk.get(..n).unwrap_or_default().to_vec();
-                    let dropped = held.update(|state| state.output.push(bytes));
+                    let dropped = held.update(|state| {
+                        let may_drop = state.attachment == 0;
+                        state.output.push(bytes, may_drop)
+                    });
                     if dropped > 0 {
                         tracing::debug!(
                             "{}: {dropped} bytes of unacknowledged output dropped",
@@ -265,6 +331,53 @@ async fn pump_output(
             core_dumped: false,
         }));
     });
+}
+
+/// Writes queued client input to the pty, counting what the pty took.
+/// Input of an attachment that is no longer the current one is not
+/// written: its client resends what was not counted on the new one.
+async fn write_input(held: Arc<Held>, mut ops: mpsc::UnboundedReceiver<InputOp>) {
+    while let Some(op) = ops.recv().await {
+        let mut stdin = held.stdin.lock().await;
+        let current = |generation: u64| {
+            let state = held.state();
+            state.attachment == generation && !state.ended
+        };
+        match op {
+            InputOp::Data(generation, bytes) => {
+                held.queued_input.fetch_sub(bytes.len(), Ordering::SeqCst);
+                let mut at = 0;
+                while at < bytes.len() && current(generation) {
+                    let Some(pty) = stdin.as_mut() else {
+                        break;
+                    };
+                    let rest = bytes.get(at..).unwrap_or_default();
+                    // A new attachment (or the end) interrupts a write the
+                    // program is slow to take; a pty write is all or nothing,
+                    // so nothing is half counted.
+                    let changed = held.changed();
+                    let written = tokio::select! {
+                        written = pty.write(rest) => written,
+                        () = changed => continue,
+                    };
+                    match written {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            at += n;
+                            held.update(|state| state.input_received += n as u64);
+                        }
+                    }
+                }
+            }
+            InputOp::Eof(generation) => {
+                if current(generation) {
+                    if let Some(mut pty) = stdin.take() {
+                        let _ = pty.shutdown().await;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Ends the session once nobody has been attached for the hold time.
