@@ -79,6 +79,32 @@ fn same_shell_after_a_freeze(transport: &str) {
     client.type_keys("exit 7\r");
     let (status, screen) = client.finish();
     assert_eq!(status.code(), Some(7), "{screen}");
+    // The client acknowledged the last output, so nothing stays held.
+    assert!(
+        common::wait_until(Duration::from_secs(10), || server
+            .log_text()
+            .contains("held session ended: the program ended")),
+        "{}",
+        server.log_text()
+    );
+}
+
+/// The shell ends while the client is away: its last words and its exit
+/// status still arrive, once.
+#[test]
+fn a_session_that_ended_during_an_outage_still_reports() {
+    for transport in ["quic", "tcp"] {
+        let lab = Lab::new();
+        let server = lab.start_sshqd_on(DROPS_SILENT_CLIENTS, Listeners::Both);
+        let client = client(&lab, &server, transport, &[]);
+        shell_ready(&client, &server);
+        client.type_keys("sleep 1; echo BYE-$((1+1)); exit 5\r");
+        assert!(client.wait_for("exit 5", WAIT));
+        freeze(&client, FREEZE);
+        let (status, screen) = client.finish();
+        assert_eq!(status.code(), Some(5), "{transport}: {screen}");
+        assert_eq!(screen.matches("BYE-2").count(), 1, "{transport}: {screen}");
+    }
 }
 
 #[test]

@@ -471,6 +471,14 @@ where
             waiting_since = Some(Instant::now());
         }
     };
+    if let Outcome::Exited(_) = &outcome {
+        // All output is here: say so, which lets the server forget the
+        // session, and wait for it to close the channel, so the
+        // acknowledgement is not lost with the connection.
+        if ack(&mut writer, session).await.is_ok() {
+            let _ = tokio::time::timeout(END_CONFIRMATION, control.closed()).await;
+        }
+    }
     if matches!(
         outcome,
         Outcome::Terminated | Outcome::Killed(_) | Outcome::OutputGone

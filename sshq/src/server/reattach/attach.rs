@@ -21,6 +21,10 @@ use crate::reattach::{send, send_data, FrameReader};
 /// types; it resends what was not acknowledged after a reattach.
 const INPUT_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How long the client has to acknowledge the last output of a program
+/// that ended before the session counts as detached instead of over.
+const FINAL_ACK_LIMIT: Duration = Duration::from_secs(10);
+
 /// The channel's halves, as [`serve`] uses them.
 pub struct Attached<Ch: Channel> {
     pub frames: FrameReader<Ch::Reader>,
@@ -119,7 +123,20 @@ pub async fn serve<Ch: Channel>(
             };
             let _ = control.request(request, false).await;
             let _ = data_out.shutdown().await;
-            held.end("the program ended");
+            // The session's end is the client's once it acknowledged all
+            // the output; until then (the link may go just now) the session
+            // stays held, its last output and status ready for a reattach.
+            if final_ack(&held, &mut frames).await {
+                held.end("the program ended");
+            } else {
+                tracing::info!(
+                    "{}: the program ended, but its last output was not acknowledged; \
+                     held for {} s",
+                    ctx.peer,
+                    held.hold().as_secs()
+                );
+                held.detach(generation);
+            }
         }
         Ending::EndedByClient => held.end("the client ended it"),
         Ending::Superseded => {
@@ -141,6 +158,27 @@ pub async fn serve<Ch: Channel>(
     } else {
         Ended::Otherwise
     }
+}
+
+/// Waits (at most [`FINAL_ACK_LIMIT`]) for the client to acknowledge all
+/// the output after the program ended.
+async fn final_ack<R: tokio::io::AsyncRead + Unpin>(
+    held: &Held,
+    frames: &mut FrameReader<R>,
+) -> bool {
+    let end = held.state().output.end();
+    let acknowledged = async {
+        loop {
+            match frames.next().await {
+                Ok(Some(Frame::Ack(offset))) if offset >= end => return true,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(FINAL_ACK_LIMIT, acknowledged)
+        .await
+        .unwrap_or(false)
 }
 
 /// The first frame to send, the output offset to go on from, and how much
