@@ -402,14 +402,28 @@ async fn run_on<C: Connection>(
         remote.clone(),
         agent_socket.clone(),
     )));
-    forwards.request_remote(conn.as_ref(), &remote).await?;
     // ~C: forwards added and cancelled while the session runs.
     let (commands, command_task) =
         command_line::start(conn.clone(), remote.clone(), forwards.bind, plan.quiet);
     let _command_task = AbortOnDrop(command_task);
     if carry.is_some() {
-        return resume_session(conn.as_ref(), plan, carry, commands).await;
+        // -R once the session is taken over: until then the server may
+        // still hold the ports for the old connection, which the takeover
+        // closes. A refusal is a warning here, whatever
+        // ExitOnForwardFailure says: the session is worth more.
+        let remote_again = async {
+            let on_refusal = crate::forward::remote::OnRefusal {
+                exit: false,
+                quiet: plan.quiet,
+            };
+            let requested = remote.request_all(conn.as_ref(), &forwards.remote, on_refusal);
+            if let Err(e) = requested.await {
+                tracing::debug!("-R after a reattach: {e}");
+            }
+        };
+        return resume_session(conn.as_ref(), plan, carry, commands, remote_again).await;
     }
+    forwards.request_remote(conn.as_ref(), &remote).await?;
     background::ready();
     if cli.no_command {
         // -N: nothing to run; stay until the connection ends.
@@ -485,11 +499,12 @@ async fn resume_session<C: Connection>(
     plan: &Plan,
     carry: &mut Option<Box<reattach::Carry>>,
     commands: command_line::CommandLine,
+    after_resumed: impl std::future::Future<Output = ()>,
 ) -> Result<i32, ClientError> {
     let Some(held) = carry.as_mut() else {
         return Err(ClientError::SessionLost("nothing to resume".into()));
     };
-    let result = match reattach::resume(conn, held, commands).await {
+    let result = match reattach::resume(conn, held, commands, after_resumed).await {
         Ok(reattach::Outcome::Lost(why)) => return Err(ClientError::SessionLost(why)),
         Err(e @ (session::SessionError::OpenFailed(_) | session::SessionError::Transport(_))) => {
             return Err(ClientError::SessionLost(e.to_string()))

@@ -255,11 +255,13 @@ impl Outcome {
     }
 }
 
-/// Takes the held session over on `conn`.
+/// Takes the held session over on `conn`; runs `after_resumed` (the -R
+/// requests) once the server has handed it over.
 pub async fn resume<C: Connection>(
     conn: &C,
     carry: &mut Carry,
     commands: CommandLine,
+    after_resumed: impl std::future::Future<Output = ()>,
 ) -> Result<Outcome, SessionError> {
     let channel = conn
         .open_channel(ChannelKind::Session)
@@ -335,6 +337,7 @@ pub async fn resume<C: Connection>(
     if carry.terminal.stdin_ended && !session.eof_sent {
         session.eof_sent = send(&mut writer, &Frame::Eof).await.is_ok();
     }
+    after_resumed.await;
     let control = Arc::new(control);
     // The terminal may have changed size while disconnected.
     let size = terminal::local_window_size();

@@ -107,6 +107,8 @@ pub async fn serve<Ch: Channel>(
         ending = input(&held, generation, &mut frames) => ending,
         () = requests_to(&held, &mut requests, ctx) => Ending::Lost("no more requests".into()),
         () = control.closed() => Ending::Lost("channel closed".into()),
+        // Also while `output` waits on a dead connection's full window.
+        () = superseded(&held, generation) => Ending::Superseded,
     };
     let superseded = matches!(ending, Ending::Superseded);
     match ending {
@@ -157,6 +159,17 @@ pub async fn serve<Ch: Channel>(
         Ended::Superseded
     } else {
         Ended::Otherwise
+    }
+}
+
+/// Resolves once another attachment has taken the session.
+async fn superseded(held: &Held, generation: u64) {
+    loop {
+        let changed = held.changed();
+        if held.state().attachment != generation {
+            return;
+        }
+        changed.await;
     }
 }
 
