@@ -212,6 +212,19 @@ impl ExitStatus {
             ExitStatus::Code(255)
         }
     }
+
+    /// The `exit-status` or `exit-signal` request that reports it.
+    pub fn into_request(self) -> sshq_core::channel::ChannelRequest {
+        use sshq_core::channel::{ChannelRequest, ExitSignal};
+        match self {
+            ExitStatus::Code(code) => ChannelRequest::ExitStatus(code),
+            ExitStatus::Signal { name, core_dumped } => ChannelRequest::ExitSignal(ExitSignal {
+                signal: name,
+                core_dumped,
+                message: String::new(),
+            }),
+        }
+    }
 }
 
 /// Sending a signal on behalf of the client failed.

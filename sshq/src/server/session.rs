@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use sshq_core::channel::{
-    ChannelKind, ChannelRequest, ExitSignal, GlobalReply, GlobalRequest, OpenFailure,
-    OpenFailureReason, END_OF_WRITE,
+    ChannelKind, ChannelRequest, GlobalReply, GlobalRequest, OpenFailure, OpenFailureReason,
+    END_OF_WRITE,
 };
 use sshq_core::log_escape;
 use sshq_core::transport::{
@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use super::context::SessionContext;
-use super::process::{self, ExitStatus, Program, SessionProcess, SpawnRequest};
+use super::process::{self, Program, SessionProcess, SpawnRequest};
 
 /// Serves one authenticated connection until the client goes away.
 pub async fn serve<C: Connection>(conn: Arc<C>, ctx: Arc<SessionContext>) {
@@ -350,16 +350,7 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
     input.abort();
     match status {
         Some(Ok(status)) => {
-            let request = match status {
-                ExitStatus::Code(code) => ChannelRequest::ExitStatus(code),
-                ExitStatus::Signal { name, core_dumped } => {
-                    ChannelRequest::ExitSignal(ExitSignal {
-                        signal: name,
-                        core_dumped,
-                        message: String::new(),
-                    })
-                }
-            };
+            let request = status.into_request();
             // The status goes before EOF: over QUIC, EOF is the stream's
             // FIN, after which this side sends nothing more.
             let _ = control.request(request, false).await;

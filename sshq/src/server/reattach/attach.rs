@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sshq_core::channel::{ChannelRequest, ExitSignal};
+use sshq_core::channel::ChannelRequest;
 use sshq_core::log_escape;
 use sshq_core::transport::{Channel, ChannelControl, IncomingRequest, RequestStream};
 use tokio::io::AsyncWriteExt;
@@ -113,16 +113,7 @@ pub async fn serve<Ch: Channel>(
     let superseded = matches!(ending, Ending::Superseded);
     match ending {
         Ending::Delivered(status) => {
-            let request = match status {
-                ExitStatus::Code(code) => ChannelRequest::ExitStatus(code),
-                ExitStatus::Signal { name, core_dumped } => {
-                    ChannelRequest::ExitSignal(ExitSignal {
-                        signal: name,
-                        core_dumped,
-                        message: String::new(),
-                    })
-                }
-            };
+            let request = status.into_request();
             let _ = control.request(request, false).await;
             let _ = data_out.shutdown().await;
             // The session's end is the client's once it acknowledged all
