@@ -210,6 +210,14 @@ def probe_echo(args):
             except OSError:
                 result["error"] = f"the client stopped reading after {i} keystrokes"
                 break
+        # Events the loop did not reach (the client died early) still run,
+        # at once: a link left dark or without UDP would spoil every later
+        # run of the experiment.
+        for seconds, command in events:
+            answer = client_event(client, command) or linkem_control(args.control, command)
+            result["events"].append({"at_s": seconds, "command": command, "answer": answer,
+                                     "late": True})
+        events = []
         client.wait_arrivals(len(sent), time.perf_counter() + args.drain_timeout)
         if bulk:
             bulk.mark()
