@@ -447,7 +447,7 @@ where
                     break match (outcome, &exit) {
                         (Ok(()), Some(status)) => Outcome::Exited(status.clone()),
                         (Ok(()), None) => Outcome::Lost("the channel closed".into()),
-                        (Err(e), _) => Outcome::Lost(e),
+                        (Err(e), _) => Outcome::Lost(e.to_string()),
                     };
                 }
             },
@@ -578,7 +578,7 @@ async fn drain<R: tokio::io::AsyncRead + Unpin>(
     frames: &mut FrameReader<R>,
     stdout: &mut tokio::io::Stdout,
     session: &mut HeldSession,
-) -> Result<(), String> {
+) -> Result<(), crate::reattach::FrameError> {
     loop {
         match frames.next().await {
             Ok(Some(Frame::Data(bytes))) => {
@@ -591,7 +591,7 @@ async fn drain<R: tokio::io::AsyncRead + Unpin>(
                 let _ = stdout.flush().await;
                 return Ok(());
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e),
         }
     }
 }

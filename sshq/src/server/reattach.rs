@@ -110,6 +110,11 @@ pub struct ChannelHalves<Ch: Channel> {
     pub requests: Ch::Requests,
 }
 
+/// Why a START or RESUME is not honoured: the reason REFUSED carries to
+/// the client (and sshqd logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
 /// What the session's channel asked for before the subsystem request.
 pub struct Setup {
     /// Required to start a session; a resume has none.
@@ -149,11 +154,13 @@ pub async fn serve<C: Connection>(
             output_received,
         } => resume(&token, output_received, &ctx),
         // Named only: a first frame of DATA would be keystrokes.
-        _ => Err("the first frame must be START or RESUME".to_string()),
+        _ => Err(Refusal(
+            "the first frame must be START or RESUME".to_string(),
+        )),
     };
     let (held, output_from) = match attached {
         Ok(attached) => attached,
-        Err(reason) => {
+        Err(Refusal(reason)) => {
             tracing::info!(
                 "{}: session not started or resumed: {}",
                 ctx.peer,
@@ -184,25 +191,28 @@ async fn start(
     program: wire::Program,
     setup: Setup,
     ctx: &Arc<SessionContext>,
-) -> Result<(Arc<Held>, Option<u64>), String> {
+) -> Result<(Arc<Held>, Option<u64>), Refusal> {
     let program = match program {
         wire::Program::Shell => Program::Shell,
         wire::Program::Command(command) => Program::Command(command),
     };
     let Some(pty) = setup.pty else {
-        return Err("a reattachable session needs a pty".to_string());
+        return Err(Refusal("a reattachable session needs a pty".to_string()));
     };
     // Checked again here: channels granted the subsystem together could
     // otherwise all start one past the limit.
     if count_for(ctx.user.uid) >= MAX_HELD_PER_USER {
-        return Err(format!(
+        return Err(Refusal(format!(
             "{MAX_HELD_PER_USER} sessions are held for this user already"
-        ));
+        )));
     }
     let size = pty.size;
     let process: SessionProcess =
-        super::session::start_program(ctx, program, Some(pty), setup.env, &setup.agent).await?;
-    let token = Token(rand_token()?);
+        super::session::start_program(ctx, program, Some(pty), setup.env, &setup.agent)
+            .await
+            .map_err(|e| Refusal(e.to_string()))?;
+    let token =
+        Token(rand_token().map_err(|e| Refusal(format!("cannot make a session token: {e}")))?);
     let hold = ctx.reattach.hold.unwrap_or_default();
     let held = Held::start(token.clone(), process, size, setup.agent, ctx);
     HELD.lock().insert(token, held.clone());
@@ -219,10 +229,10 @@ fn resume(
     token: &Token,
     output_received: u64,
     ctx: &SessionContext,
-) -> Result<(Arc<Held>, Option<u64>), String> {
+) -> Result<(Arc<Held>, Option<u64>), Refusal> {
     // The same message whether the token is unknown or another user's:
     // a token is no way to learn about other users' sessions.
-    let gone = || "no such session: it ended, or the server stopped holding it".to_string();
+    let gone = || Refusal("no such session: it ended, or the server stopped holding it".into());
     let Some(held) = find(token) else {
         return Err(gone());
     };
@@ -237,9 +247,9 @@ fn resume(
 }
 
 /// 32 bytes from the kernel's random generator.
-fn rand_token() -> Result<[u8; wire::TOKEN_LEN], String> {
+fn rand_token() -> std::io::Result<[u8; wire::TOKEN_LEN]> {
     let mut token = [0u8; wire::TOKEN_LEN];
-    getrandom(&mut token).map_err(|e| format!("cannot make a session token: {e}"))?;
+    getrandom(&mut token)?;
     Ok(token)
 }
 

@@ -376,7 +376,7 @@ pub(super) async fn start_program(
     pty: Option<sshq_core::channel::PtyRequest>,
     env: Vec<(String, String)>,
     agent: &Option<super::agent::AgentSocket>,
-) -> Result<SessionProcess, String> {
+) -> Result<SessionProcess, StartError> {
     let request = SpawnRequest {
         user: ctx.user.clone(),
         program,
@@ -391,10 +391,16 @@ pub(super) async fn start_program(
         move || process::spawn(request),
     )
     .await;
-    match started {
-        Ok(spawned) => spawned.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+    Ok(started??)
+}
+
+/// Why a session's program did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Spawn(#[from] process::SpawnError),
+    #[error("{0}")]
+    Blocking(#[from] super::blocking::BlockingError),
 }
 
 /// Copies a program's output to the channel until the program closes it.

@@ -282,7 +282,7 @@ async fn input<R: tokio::io::AsyncRead + Unpin>(
         match frame {
             Frame::Data(bytes) => {
                 if let Err(e) = held.queue_input(generation, bytes) {
-                    return Ending::Lost(e);
+                    return Ending::Lost(e.to_string());
                 }
             }
             Frame::Ack(offset) => {
@@ -309,7 +309,7 @@ async fn requests_to<R: RequestStream>(held: &Held, requests: &mut R, ctx: &Sess
                         "{}: signal {}: {}",
                         ctx.peer,
                         log_escape::peer_text(name),
-                        log_escape::peer_text(&e)
+                        log_escape::peer_text(&e.to_string())
                     );
                     false
                 }

@@ -13,13 +13,18 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::super::context::SessionContext;
-use super::super::process::{ExitStatus, SessionOutput, SessionProcess, SessionStdin};
+use super::super::process::{ExitStatus, SessionOutput, SessionProcess, SessionStdin, SignalError};
 use crate::reattach::replay::ReplayBuffer;
 use crate::reattach::wire::{Token, MAX_DATA};
 
 /// Client input queued for the pty at most (a client keeps at most 1 MiB
 /// unacknowledged, draft §8.12.4).
 pub const MAX_QUEUED_INPUT: usize = 2 * 1024 * 1024;
+
+/// A client queued more input than [`MAX_QUEUED_INPUT`].
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("more than {MAX_QUEUED_INPUT} bytes of input queued for the terminal")]
+pub struct InputFlood;
 
 /// What the input writer does.
 enum InputOp {
@@ -209,12 +214,10 @@ impl Held {
     /// pty. Never waits, so a program that does not read its input holds up
     /// no acknowledgement or END behind it; fails once the client has
     /// queued more than [`MAX_QUEUED_INPUT`].
-    pub fn queue_input(&self, generation: u64, bytes: Vec<u8>) -> Result<(), String> {
+    pub fn queue_input(&self, generation: u64, bytes: Vec<u8>) -> Result<(), InputFlood> {
         let queued = self.queued_input.fetch_add(bytes.len(), Ordering::SeqCst) + bytes.len();
         if queued > MAX_QUEUED_INPUT {
-            return Err(format!(
-                "more than {MAX_QUEUED_INPUT} bytes of input queued"
-            ));
+            return Err(InputFlood);
         }
         let _ = self.input.send(InputOp::Data(generation, bytes));
         Ok(())
@@ -242,10 +245,10 @@ impl Held {
     }
 
     /// Sends a signal to the program's process group.
-    pub fn signal(&self, name: &str) -> Result<(), String> {
+    pub fn signal(&self, name: &str) -> Result<(), SignalError> {
         match self.lock_process().as_ref() {
-            Some(process) => process.signal(name).map_err(|e| e.to_string()),
-            None => Err("the session has ended".to_string()),
+            Some(process) => process.signal(name),
+            None => Err(SignalError::Exited),
         }
     }
 
