@@ -117,10 +117,7 @@ pub async fn interact(piece: &Piece, commands: Option<&CommandLine>) {
         }
         Piece::Bytes(_) | Piece::Escape(_) => return,
     };
-    use std::io::Write;
-    let mut stderr = std::io::stderr();
-    let _ = stderr.write_all(text.as_bytes());
-    let _ = stderr.flush();
+    super::terminal::print_now(&text);
 }
 
 /// A listener added with `~C`, until cancelled or the connection goes.

@@ -53,6 +53,21 @@ pub fn help(escape_char: u8) -> String {
         + "\r\n"
 }
 
+/// Acts on an escape that stays on this side: `~?`, `~#`, `~^Z`, and
+/// `~s` with `status`, what the session has to say about itself. `~.`
+/// ends the session, which is the caller's to do.
+pub fn act_locally(escape: Escape, escape_char: u8, status: &str) {
+    match escape {
+        Escape::Help => super::terminal::print_now(&help(escape_char)),
+        Escape::ListForwards => {
+            super::terminal::print_now("The following connections are open:\r\n")
+        }
+        Escape::Status => super::terminal::print_now(status),
+        Escape::Suspend => super::terminal::suspend(),
+        Escape::Terminate => {}
+    }
+}
+
 /// The state of escape recognition across reads.
 #[derive(Debug)]
 pub struct EscapeFilter {

@@ -7,7 +7,6 @@
 //! token, how much output arrived, and the input the server has not
 //! acknowledged. `super::run` reconnects and calls [`resume`] with it.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -522,20 +521,17 @@ async fn send_input<W: tokio::io::AsyncWrite + Unpin>(
                 crate::reattach::send_data(writer, &bytes).await?;
             }
             Piece::Escape(Escape::Terminate) => return Ok(Some(Outcome::Terminated)),
-            Piece::Escape(Escape::Help) => {
-                status_text(&super::escape::help(escape_char.unwrap_or(b'~')))
+            Piece::Escape(escape) => {
+                let status = format!(
+                    "sshq: reattachable session, held {} s by the server if the connection \
+                     is lost; {} bytes of output received, {} bytes of input not yet \
+                     acknowledged\r\n",
+                    session.hold.as_secs(),
+                    session.output_received,
+                    session.input.len()
+                );
+                super::escape::act_locally(escape, escape_char.unwrap_or(b'~'), &status);
             }
-            Piece::Escape(Escape::Status) => status_text(&format!(
-                "sshq: reattachable session, held {} s by the server if the connection is lost; \
-                 {} bytes of output received, {} bytes of input not yet acknowledged\r\n",
-                session.hold.as_secs(),
-                session.output_received,
-                session.input.len()
-            )),
-            Piece::Escape(Escape::ListForwards) => {
-                status_text("The following connections are open:\r\n")
-            }
-            Piece::Escape(Escape::Suspend) => terminal::suspend(),
             other => super::command_line::interact(&other, Some(commands)).await,
         }
     }
@@ -598,13 +594,7 @@ async fn drain<R: tokio::io::AsyncRead + Unpin>(
 
 /// Prints a line of sshq's own in a raw terminal.
 pub fn status_line(text: &str) {
-    status_text(&format!("\r\n{text}\r\n"));
-}
-
-fn status_text(text: &str) {
-    let mut stderr = std::io::stderr();
-    let _ = stderr.write_all(text.as_bytes());
-    let _ = stderr.flush();
+    terminal::print_now(&format!("\r\n{text}\r\n"));
 }
 
 impl LocalTerminal {
@@ -626,7 +616,7 @@ impl LocalTerminal {
                     Piece::Escape(Escape::Terminate) => return Outcome::Terminated,
                     Piece::Escape(Escape::Suspend) => terminal::suspend(),
                     Piece::Escape(_) => {
-                        status_text("sshq: not connected; reconnecting (~. to give up)\r\n")
+                        terminal::print_now("sshq: not connected; reconnecting (~. to give up)\r\n")
                     }
                     other => super::command_line::interact(&other, None).await,
                 }

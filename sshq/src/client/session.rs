@@ -190,9 +190,11 @@ pub async fn run<C: Connection>(
                             let _ = terminate.send(());
                             return;
                         }
-                        Piece::Escape(escape) => {
-                            ordinary_escape(escape, escape_char.unwrap_or(b'~'))
-                        }
+                        Piece::Escape(escape) => super::escape::act_locally(
+                            escape,
+                            escape_char.unwrap_or(b'~'),
+                            ORDINARY_STATUS,
+                        ),
                         other => super::command_line::interact(&other, Some(&commands)).await,
                     }
                 }
@@ -257,25 +259,9 @@ pub async fn run<C: Connection>(
     Ok(SessionEnd::Exited(exit))
 }
 
-/// An escape other than `~.` in an ordinary session.
-fn ordinary_escape(escape: Escape, escape_char: u8) {
-    let text = match escape {
-        Escape::Help => super::escape::help(escape_char),
-        Escape::Status => "sshq: an ordinary session: it ends with the connection \
-             (the server does not hold it for a reattach)\r\n"
-            .to_string(),
-        Escape::ListForwards => "The following connections are open:\r\n".to_string(),
-        Escape::Suspend => {
-            super::terminal::suspend();
-            return;
-        }
-        Escape::Terminate => return,
-    };
-    use std::io::Write;
-    let mut stderr = std::io::stderr();
-    let _ = stderr.write_all(text.as_bytes());
-    let _ = stderr.flush();
-}
+/// `~s` in an ordinary session.
+const ORDINARY_STATUS: &str = "sshq: an ordinary session: it ends with the connection \
+     (the server does not hold it for a reattach)\r\n";
 
 /// How much of stdin one read takes. tokio's stdin reads 8 KiB at a time
 /// through the blocking pool, which costs more CPU than the cipher on bulk

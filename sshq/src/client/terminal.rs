@@ -72,6 +72,15 @@ pub fn restore() {
     }
 }
 
+/// Writes sshq's own text (escape answers, notices) to the terminal at
+/// once; in raw mode the caller's text carries its own `\r\n`.
+pub fn print_now(text: &str) {
+    use std::io::Write;
+    let mut stderr = std::io::stderr();
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.flush();
+}
+
 /// `~^Z`: gives the terminal back, stops sshq as the shell's job control
 /// expects, and takes raw mode again when continued (`fg`).
 pub fn suspend() {

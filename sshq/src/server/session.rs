@@ -364,6 +364,27 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
     drop(agent);
 }
 
+/// The answer to a `signal` request: whether it was sent (why not is
+/// logged, never told to the client, as in sshd).
+pub(super) fn signal_answer(
+    sent: Result<(), process::SignalError>,
+    name: &str,
+    ctx: &SessionContext,
+) -> bool {
+    match sent {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::info!(
+                "{}: signal {}: {}",
+                ctx.peer,
+                log_escape::peer_text(name),
+                log_escape::peer_text(&e.to_string())
+            );
+            false
+        }
+    }
+}
+
 /// Starts `program` for the session's user. The NSS group lookup,
 /// /etc/nologin and fork/exec block: off the async worker, so one slow
 /// start stalls no other client. The program may be gone before the caller
@@ -425,18 +446,7 @@ async fn handle_running_requests<R: RequestStream>(
             ChannelRequest::WindowChange(size) => session
                 .resize(size.cols, size.rows, size.pix_width, size.pix_height)
                 .is_ok(),
-            ChannelRequest::Signal(name) => match session.signal(name) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::info!(
-                        "{}: signal {}: {}",
-                        ctx.peer,
-                        log_escape::peer_text(name),
-                        log_escape::peer_text(&e.to_string())
-                    );
-                    false
-                }
-            },
+            ChannelRequest::Signal(name) => signal_answer(session.signal(name), name, ctx),
             // Never confirmed, as in sshd (OpenSSH asks for no reply).
             ChannelRequest::Unknown { name } if name == END_OF_WRITE => {
                 tracing::debug!("{}: {END_OF_WRITE}: closing the program's output", ctx.peer);

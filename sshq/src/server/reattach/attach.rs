@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sshq_core::channel::ChannelRequest;
-use sshq_core::log_escape;
 use sshq_core::transport::{Channel, ChannelControl, IncomingRequest, RequestStream};
 use tokio::io::AsyncWriteExt;
 
@@ -302,18 +301,9 @@ async fn requests_to<R: RequestStream>(held: &Held, requests: &mut R, ctx: &Sess
     while let Some(IncomingRequest { request, reply }) = requests.next().await {
         let ok = match &request {
             ChannelRequest::WindowChange(size) => held.resize(*size).is_ok(),
-            ChannelRequest::Signal(name) => match held.signal(name) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::info!(
-                        "{}: signal {}: {}",
-                        ctx.peer,
-                        log_escape::peer_text(name),
-                        log_escape::peer_text(&e.to_string())
-                    );
-                    false
-                }
-            },
+            ChannelRequest::Signal(name) => {
+                super::super::session::signal_answer(held.signal(name), name, ctx)
+            }
             other => {
                 tracing::debug!(
                     "{}: refused channel request {} on a reattachable session",
