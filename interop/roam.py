@@ -22,6 +22,14 @@ Over TCP a connection is tied to its addresses, so a roam ends it; QUIC
 connections migrate to the new address; sshq's reattachable sessions come
 back on a new connection after either.
 
+Mosh (Debian's mosh, started over OpenSSH, without local echo prediction)
+runs the same scenarios. It synchronises a screen rather than relaying
+bytes, so its keystrokes are counted on its screen
+(`probes.ScreenCounterClient`): a keystroke counts as echoed when the count
+shown reaches it; Mosh may skip intermediate screens but cannot repeat or
+reorder keystrokes, so "in order, once" holds by construction and only
+lost keystrokes count against it.
+
 Writes interop/results/roam/: results.csv, summary.json, roam.png and summary.md.
 """
 
@@ -32,7 +40,7 @@ from sshqlab import experiment
 from sshqlab.link import congestion_for, link_description
 from sshqlab.probes import run_probe
 from sshqlab.results import pyplot, write_csv
-from sshqlab.servers import DEFAULT_TRANSPORTS, TRANSPORT_LABELS
+from sshqlab.servers import DEFAULT_TRANSPORTS, SCREEN_TRANSPORTS, TRANSPORT_LABELS
 
 RTT_MS = 50
 EVENT_AT_S = 5
@@ -56,7 +64,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="one run per transport and scenario")
     ap.add_argument("--runs", type=int, default=None, help="runs per transport and scenario (default 3, quick 1)")
     ap.add_argument("--scenarios", default="", help="comma-separated (default: all; quick: all but the long sleeps)")
-    experiment.add_common_arguments(ap, transports=(*DEFAULT_TRANSPORTS, "sshq-auto"))
+    experiment.add_common_arguments(ap, transports=(*DEFAULT_TRANSPORTS, "sshq-auto", "mosh"))
     args = ap.parse_args()
     runs = args.runs or (1 if args.quick else 3)
     transports = experiment.parse_transports(args.transports, "roam")
@@ -81,7 +89,8 @@ def main():
                     r = run_probe(link.client_ns, "probe-echo", servers.client_argv(t, tty=True),
                                   str(workdir / "clients.log"), timeout=seconds + 150,
                                   count=count, interval_ms=interval_ms, control=link.control_path,
-                                  events=json.dumps(events), drain_timeout=60)
+                                  events=json.dumps(events), drain_timeout=60,
+                                  screen_counter=t in SCREEN_TRANSPORTS)
                     lat = r.get("latencies_ms") or []
                     survived = (not r.get("error") and r.get("unanswered", 1) == 0
                                 and r.get("mismatched", 1) == 0 and len(lat) == count)
@@ -126,7 +135,7 @@ def main():
 
     lines = [f"# Roaming and blackouts ({meta['date']})", "",
              f"Commit {meta['commit']}, {meta['openssh']}. Keystrokes every {interval_ms} ms over a {RTT_MS} ms "
-             f"RTT link; at {EVENT_AT_S} s: the client's address changes (roam); the link is dark for "
+             f"RTT link (Mosh: keystrokes counted on its screen, see roam.py); at {EVENT_AT_S} s: the client's address changes (roam); the link is dark for "
              f"{BLACKOUT_S} s (blackout) or 120 s (blackout120); the client process is stopped for 30 s "
              f"(sleep30), also roaming while stopped (sleep-roam), or for 5 or 30 minutes (sleep5m, sleep30m, "
              f"full run only, once); the client moves to a network that drops UDP (udp-blocked). Survived: "

@@ -105,6 +105,10 @@ class EchoClient:
                 return False
         return False
 
+    def freeze_targets(self):
+        """The processes `client stop` stops: the client."""
+        return [self.proc.pid]
+
     def close(self):
         try:
             self.proc.stdin.close()
@@ -113,6 +117,81 @@ class EchoClient:
         stop(self.proc, grace=2)
         self.stderr.close()
         return self.proc.returncode
+
+
+class ScreenCounterClient(EchoClient):
+    """For a client that shows the remote screen rather than relaying its
+    bytes (mosh): it may skip intermediate screens by design, so echoed
+    bytes cannot be matched one by one. The remote program counts the
+    keystrokes it read and shows the count alone on a row below the first
+    (where mosh's notification bar goes); the local screen is
+    emulated (pyte), and each new count stands for the keystrokes it covers,
+    at the time it appeared. Lost keystrokes show as a count that stops
+    short; duplicates cannot happen; `mismatched` stays 0 by construction.
+
+    The client runs under `ptyrun` (mosh-client refuses pipes), so freezing
+    it means freezing the wrapper and its child, the client proper."""
+
+    PROGRAM = ("stty raw -echo; printf '\\r\\n\\r\\n'; n=0; "
+               "while IFS= read -r -n1 -d '' c; do n=$((n+1)); printf '\\r%d\\033[K' \"$n\"; done")
+
+    def __init__(self, argv, stderr_path, cols=80, rows=24):
+        import pyte  # Debian's python3-pyte; only this client needs it
+
+        self.screen = pyte.Screen(cols, rows)
+        self.stream = pyte.ByteStream(self.screen)
+        self.shown = 0  # the count on screen
+        self.base = None  # the count when warm-up ended
+        wrapped = [sys.executable, "-m", "sshqlab.ptyrun", "--cols", str(cols), "--rows", str(rows), "--",
+                   *argv, "bash", "-c", self.PROGRAM]
+        self.stderr = open(stderr_path, "ab")
+        self.proc = subprocess.Popen(wrapped, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, bufsize=0,
+                                     env={**os.environ, "PYTHONPATH": str(INTEROP), "LANG": "C.UTF-8"})
+        self.arrivals = []
+        self.lock = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        fd = self.proc.stdout.fileno()
+        while True:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                data = b""
+            now = time.perf_counter()
+            with self.lock:
+                if not data:
+                    self.arrivals.append((now, None))
+                    self.lock.notify_all()
+                    return
+                self.stream.feed(data)
+                counts = [int(row) for row in map(str.strip, self.screen.display) if row.isdigit()]
+                count = max(counts, default=self.shown)
+                for k in range(self.shown + 1, count + 1):
+                    if self.base is None or k <= self.base:
+                        byte = self.WARM_UP
+                    else:
+                        byte = self.ALPHABET[(k - self.base - 1) % len(self.ALPHABET)]
+                    self.arrivals.append((now, byte))
+                self.shown = max(self.shown, count)
+                self.lock.notify_all()
+
+    def warm_up(self, timeout):
+        if not super().warm_up(timeout):
+            return False
+        with self.lock:
+            self.base = self.shown
+        return True
+
+    def freeze_targets(self):
+        children = []
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                children = [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+        return [self.proc.pid, *children]
 
 
 class BulkReader:
@@ -164,7 +243,8 @@ def client_event(client, command):
     if command not in signals:
         return None
     try:
-        os.kill(client.proc.pid, signals[command])
+        for pid in client.freeze_targets():
+            os.kill(pid, signals[command])
         return "ok"
     except OSError as e:
         return f"error: {e}"
@@ -176,7 +256,7 @@ def probe_echo(args):
     argv = json.loads(args.argv)
     result = {"latencies_ms": [], "censored_ms": [], "unanswered": 0, "mismatched": 0, "bulk_bytes": 0,
               "bulk_seconds": 0.0, "events": [], "max_gap_ms": None, "exit": None, "error": None}
-    client = EchoClient(argv, args.stderr)
+    client = ScreenCounterClient(argv, args.stderr) if args.screen_counter else EchoClient(argv, args.stderr)
     bulk = None
     try:
         if not client.warm_up(args.connect_timeout):
@@ -312,6 +392,8 @@ def main():
     e.add_argument("--drain-timeout", type=float, default=10)
     e.add_argument("--control", default="", help="sshq-linkem control socket, for --events")
     e.add_argument("--events", default="[]", help='JSON list of [seconds, "control command"]')
+    e.add_argument("--screen-counter", action="store_true",
+                   help="the client shows a screen (mosh): count keystrokes on it (ScreenCounterClient)")
     f = sub.add_parser("probe-first-byte", help="time to the first output byte of a command")
     f.add_argument("--argv", required=True)
     f.add_argument("--stderr", required=True)

@@ -30,7 +30,8 @@ from .procs import in_ns, stop
 
 # The transports every experiment compares, in the order they are run and
 # plotted. The names are what the CSVs and summary.json carry.
-TRANSPORTS = ("sshq-tcp", "openssh", "openssh-quic-tunnel", "sshq-one-stream", "sshq-quic", "sshq-auto")
+TRANSPORTS = ("sshq-tcp", "openssh", "openssh-quic-tunnel", "sshq-one-stream", "sshq-quic", "sshq-auto",
+              "mosh")
 TRANSPORT_LABELS = {
     "sshq-tcp": "sshq over TCP",
     "openssh": "OpenSSH (TCP)",
@@ -38,12 +39,16 @@ TRANSPORT_LABELS = {
     "sshq-one-stream": "sshq over QUIC, all channels on one stream",
     "sshq-quic": "sshq over QUIC (stream per channel)",
     "sshq-auto": "sshq, Transport=auto",
+    "mosh": "Mosh (UDP; started over OpenSSH)",
 }
 # What experiments run unless --transports says otherwise: the one-stream
 # baseline only matters to the head-of-line study (hol.py asks for it).
 # sshq-auto (QUIC first, TCP where UDP does not pass) only matters to the
-# roaming lab, which adds it.
-DEFAULT_TRANSPORTS = tuple(t for t in TRANSPORTS if t not in ("sshq-one-stream", "sshq-auto"))
+# roaming lab, which adds it, and Mosh, a terminal-state protocol rather than
+# a byte stream (see `probes.ScreenCounterClient`).
+DEFAULT_TRANSPORTS = tuple(t for t in TRANSPORTS if t not in ("sshq-one-stream", "sshq-auto", "mosh"))
+# Transports whose client shows a screen instead of relaying bytes.
+SCREEN_TRANSPORTS = ("mosh",)
 
 
 def require_root_and_tools():
@@ -151,6 +156,15 @@ class Servers:
             proxy = (f"{SSHQ} proxy -o UserKnownHostsFile={d}/known_hosts "
                      f"-o StrictHostKeyChecking=accept-new {' '.join(quic_cc)} %h %p")
             return ["ssh", *common, "-o", f"ProxyCommand={proxy}", "-p", str(RELAY_PORT), target]
+        if transport == "mosh":
+            # mosh logs in with ssh, starts mosh-server, then talks UDP to
+            # it; the command (appended by the probe) follows `--`. No
+            # local echo prediction: every echo shown is the server's.
+            if not shutil.which("mosh"):
+                raise SystemExit("lab: mosh is missing: apt-get install mosh (interop/run roam does)")
+            ssh = " ".join(["ssh", *[a for a in common if a != "-tt"], "-p", str(SSHD_PORT)])
+            return ["mosh", "--predict=never", f"--ssh={ssh}", "--server=env LANG=C.UTF-8 mosh-server",
+                    target, "--"]
         raise ValueError(f"unknown transport {transport}")
 
     def server_port(self, transport):

@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::super::context::SessionContext;
-use super::super::process::{ExitStatus, SessionOutput, SessionProcess, SessionStdin, SignalError};
+use super::super::process::{
+    ExitStatus, SessionOutput, SessionProcess, SessionStdin, SignalError, DEFAULT_HANGUP_GRACE,
+};
 use crate::reattach::replay::ReplayBuffer;
 use crate::reattach::wire::{Token, MAX_DATA};
 
@@ -75,6 +77,9 @@ pub struct State {
     detached_at: Option<Instant>,
     /// The session is over; nothing may attach.
     pub ended: bool,
+    /// The pty is let go (after the end, once the program is gone or had
+    /// its grace period): its output is no longer read.
+    terminal_released: bool,
     /// The window size last set, to redraw with after lost output.
     pub size: WindowSize,
     /// The forwarded agent's socket, kept while the session is.
@@ -108,6 +113,7 @@ impl Held {
                 next_generation: 1,
                 detached_at: Some(Instant::now()),
                 ended: false,
+                terminal_released: false,
                 size,
                 _agent: agent,
             }),
@@ -193,18 +199,41 @@ impl Held {
     }
 
     /// Ends the session: forgets it, and hangs the program up if it runs.
-    pub fn end(&self, why: &str) {
+    ///
+    /// A terminal hang-up in two steps: SIGHUP while the terminal is still
+    /// up, then the terminal closes once the program has gone or its grace
+    /// period is over. Both at once race in the shell: a read that sees the
+    /// closed terminal first makes it exit as at end of input, leaving its
+    /// background jobs running, where SIGHUP makes it hang them up too.
+    pub fn end(self: &Arc<Self>, why: &str) {
         super::forget(&self.token);
-        // Wakes the output pump, which then lets the pty's reading side go.
         self.update(|state| state.ended = true);
         let process = self.lock_process().take();
-        if process.is_some() {
-            tracing::info!("{}: held session ended: {why}", self.label);
-        }
+        let Some(process) = process else {
+            self.release_terminal();
+            return;
+        };
+        tracing::info!("{}: held session ended: {why}", self.label);
+        let gone = process.wait();
+        // SIGHUP now; SIGKILL to what is left after the grace period.
         drop(process);
-        // The writing side too, unless a write holds it (it is dropped with
-        // the session then): with both sides closed the kernel hangs the
-        // terminal up even for jobs that ignored SIGHUP.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.release_terminal();
+            return;
+        };
+        let held = Arc::clone(self);
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(DEFAULT_HANGUP_GRACE, gone).await;
+            held.release_terminal();
+        });
+    }
+
+    /// Lets the pty go: the output pump stops reading it and the writing
+    /// side closes, unless a write holds it (it is dropped with the session
+    /// then). With every side closed the kernel hangs the terminal up, even
+    /// for jobs that ignored SIGHUP.
+    fn release_terminal(&self) {
+        self.update(|state| state.terminal_released = true);
         if let Ok(mut stdin) = self.stdin.try_lock() {
             stdin.take();
         }
@@ -289,11 +318,14 @@ async fn pump_output(
             // terminal, as behind a slow link), rather than drop output it
             // has not seen while its offsets run on.
             let changed = held.changed();
-            let (ended, wait_for_acks) = {
+            let (released, wait_for_acks) = {
                 let state = held.state();
-                (state.ended, state.attachment != 0 && state.output.is_full())
+                (
+                    state.terminal_released,
+                    state.attachment != 0 && state.output.is_full(),
+                )
             };
-            if ended {
+            if released {
                 break;
             }
             if wait_for_acks {
