@@ -462,3 +462,43 @@ fn command_line_adds_and_cancels_forwards() {
         );
     }
 }
+
+/// ServerAliveInterval keeps its OpenSSH meaning (the connection is dead
+/// after ServerAliveCountMax unanswered keepalives), but a reattachable
+/// session then reconnects rather than exiting: a frozen server (as behind
+/// a dead network) is waited out, and the same shell comes back.
+#[test]
+fn server_alive_timeout_leads_to_a_reattach_not_an_exit() {
+    for transport in ["quic", "tcp"] {
+        let lab = Lab::new();
+        let server = lab.start_sshqd_on("", Listeners::Both);
+        let client = client(
+            &lab,
+            &server,
+            transport,
+            &["-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2"],
+        );
+        shell_ready(&client, &server);
+        server.signal(Signal::SIGSTOP);
+        // Past the client's verdict (about 3 s), so it gives the connection up.
+        std::thread::sleep(Duration::from_secs(5));
+        server.signal(Signal::SIGCONT);
+        client.type_keys("echo BACK-$X\r");
+        assert!(
+            client.wait_for("BACK-42", WAIT),
+            "{transport}: no reattach; terminal:\n{}\n{}",
+            client.output(),
+            server.log_text()
+        );
+        let screen = client.output();
+        assert!(!screen.contains("not responding"), "{transport}: {screen}");
+        assert!(
+            server.log_text().contains("reattached to the session"),
+            "{transport}: {}",
+            server.log_text()
+        );
+        client.type_keys("exit 4\r");
+        let (status, screen) = client.finish();
+        assert_eq!(status.code(), Some(4), "{transport}: {screen}");
+    }
+}

@@ -454,6 +454,7 @@ async fn run_on<C: Connection>(
         reattach: plan.options.reattach.unwrap_or(true),
         escape_char: plan.options.escape_char.unwrap_or(Some(b'~')),
         host: plan.host.clone(),
+        held: plan.reattachable.clone(),
     };
     match session::run(conn.as_ref(), options, commands).await? {
         session::SessionEnd::Exited(exit) => {

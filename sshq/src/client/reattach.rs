@@ -196,6 +196,7 @@ pub async fn start<R, W, K, Q>(
     program: Program,
     terminal: LocalTerminal,
     host: &str,
+    held: &std::sync::atomic::AtomicBool,
     commands: CommandLine,
 ) -> Result<SessionEnd, SessionError>
 where
@@ -228,6 +229,8 @@ where
         Ok(other) => return Err(refused(format!("unexpected answer {other:?}"))),
         Err(e) => return Err(refused(e.to_string())),
     };
+    // ServerAliveInterval's verdict now leads to a reattach (run_watched).
+    held.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut carry = Carry {
         terminal,
         session,
@@ -273,19 +276,26 @@ pub async fn resume<C: Connection>(
         requests,
         ..
     } = channel.split();
-    if !ask(&control).await? {
-        return Err(SessionError::Reattach(
-            "the server no longer offers reattachable sessions".into(),
-        ));
-    }
     let mut frames = FrameReader::new(data_in);
     let resume = Frame::Resume {
         token: carry.session.token.clone(),
         output_received: carry.session.output_received,
     };
+    // RESUME goes out behind the subsystem request rather than after its
+    // answer: with the login, the open and the request it makes one round
+    // trip, so a QUIC reattach shows the first replayed byte two round
+    // trips after its first packet (draft §8.12.6), as a fresh session its
+    // first output. The server keeps channel data until the subsystem
+    // reads it; one that refuses the subsystem never reads it.
+    let (offered, sent) = tokio::join!(ask(&control), send(&mut writer, &resume));
+    if !offered? {
+        return Err(SessionError::Reattach(
+            "the server no longer offers reattachable sessions".into(),
+        ));
+    }
     // The connection may go again before the answer: that is one more
     // lost connection (tried again), not the end of the session.
-    if let Err(e) = send(&mut writer, &resume).await {
+    if let Err(e) = sent {
         return Ok(Outcome::Lost(e.to_string()));
     }
     let answer = tokio::time::timeout(RESUME_LIMIT, frames.next()).await;

@@ -39,8 +39,12 @@ pub async fn reconnect(
         Some(limit) if !limit.is_zero() => limit,
         _ => ATTEMPT_LIMIT,
     };
+    let mut number = 0u32;
     loop {
+        number = number.saturating_add(1);
         status.show("reconnecting");
+        // interop/rtt_setup.py times a reattach from this line.
+        tracing::debug!("reconnect attempt {number}: connecting");
         let attempt = tokio::time::timeout(attempt_limit, super::establish(hops, plan));
         tokio::pin!(attempt);
         let result = loop {

@@ -34,6 +34,9 @@ pub struct SessionOptions {
     pub escape_char: Option<u8>,
     /// The destination as named, for messages.
     pub host: String,
+    /// Set once the server holds the session (its SESSION arrived): from
+    /// then on a dead connection means reconnecting, not exiting.
+    pub held: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How a session ended, when it did not fail.
@@ -146,7 +149,9 @@ pub async fn run<C: Connection>(
             control,
             requests,
         };
-        return super::reattach::start(channel, program, terminal, &options.host, commands).await;
+        let held = &options.held;
+        return super::reattach::start(channel, program, terminal, &options.host, held, commands)
+            .await;
     }
     let (start, what) = match (&options.command, options.subsystem) {
         (Some(name), true) => (
