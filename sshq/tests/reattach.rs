@@ -502,3 +502,55 @@ fn server_alive_timeout_leads_to_a_reattach_not_an_exit() {
         assert_eq!(status.code(), Some(4), "{transport}: {screen}");
     }
 }
+
+/// A forwarded agent keeps working after a reattach: the shell's
+/// SSH_AUTH_SOCK (made when the session started) now reaches the agent
+/// over the new connection, over QUIC and TCP.
+#[test]
+fn the_forwarded_agent_works_again_after_a_reattach() {
+    for transport in ["quic", "tcp"] {
+        let lab = Lab::new();
+        let agent = common::agent::Agent::start(&lab);
+        let server = lab.start_sshqd_on(DROPS_SILENT_CLIENTS, Listeners::Both);
+        let option = format!("Transport={transport}");
+        let args = lab.client_args(
+            "user",
+            "accept-new",
+            server.port,
+            &["-A", "-o", &option],
+            &[],
+        );
+        let socket = agent.socket.to_string_lossy().to_string();
+        let client = PtyClient::spawn(
+            SSHQ,
+            &args,
+            40,
+            120,
+            &[("TERM", "xterm"), ("SSH_AUTH_SOCK", &socket)],
+        );
+        shell_ready(&client, &server);
+        client.type_keys("ssh-add -l >/dev/null && echo AGENT-BEFORE-$((1+1))\r");
+        assert!(
+            client.wait_for("AGENT-BEFORE-2", WAIT),
+            "{transport}: no agent at first; terminal:\n{}\n{}",
+            client.output(),
+            server.log_text()
+        );
+        freeze(&client, FREEZE);
+        client.type_keys("ssh-add -l >/dev/null && echo AGENT-AFTER-$((1+1))\r");
+        assert!(
+            client.wait_for("AGENT-AFTER-2", WAIT),
+            "{transport}: no agent after the reattach; terminal:\n{}\n{}",
+            client.output(),
+            server.log_text()
+        );
+        assert!(
+            server.log_text().contains("reattached to the session"),
+            "{transport}: {}",
+            server.log_text()
+        );
+        client.type_keys("exit\r");
+        let (status, screen) = client.finish();
+        assert_eq!(status.code(), Some(0), "{transport}: {screen}");
+    }
+}

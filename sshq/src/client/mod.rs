@@ -421,7 +421,16 @@ async fn run_on<C: Connection>(
                 tracing::debug!("-R after a reattach: {e}");
             }
         };
-        return resume_session(conn.as_ref(), plan, carry, commands, remote_again).await;
+        let agent_forward = agent_socket.is_some();
+        return resume_session(
+            conn.as_ref(),
+            plan,
+            carry,
+            agent_forward,
+            commands,
+            remote_again,
+        )
+        .await;
     }
     forwards.request_remote(conn.as_ref(), &remote).await?;
     background::ready();
@@ -499,13 +508,14 @@ async fn resume_session<C: Connection>(
     conn: &C,
     plan: &Plan,
     carry: &mut Option<Box<reattach::Carry>>,
+    agent_forward: bool,
     commands: command_line::CommandLine,
     after_resumed: impl std::future::Future<Output = ()>,
 ) -> Result<i32, ClientError> {
     let Some(held) = carry.as_mut() else {
         return Err(ClientError::SessionLost("nothing to resume".into()));
     };
-    let result = match reattach::resume(conn, held, commands, after_resumed).await {
+    let result = match reattach::resume(conn, held, agent_forward, commands, after_resumed).await {
         Ok(reattach::Outcome::Lost(why)) => return Err(ClientError::SessionLost(why)),
         Err(e @ (session::SessionError::OpenFailed(_) | session::SessionError::Transport(_))) => {
             return Err(ClientError::SessionLost(e.to_string()))

@@ -258,10 +258,12 @@ impl Outcome {
 }
 
 /// Takes the held session over on `conn`; runs `after_resumed` (the -R
-/// requests) once the server has handed it over.
+/// requests) once the server has handed it over. With `agent_forward`, the
+/// session's agent socket on the server is pointed at this connection.
 pub async fn resume<C: Connection>(
     conn: &C,
     carry: &mut Carry,
+    agent_forward: bool,
     commands: CommandLine,
     after_resumed: impl std::future::Future<Output = ()>,
 ) -> Result<Outcome, SessionError> {
@@ -276,6 +278,9 @@ pub async fn resume<C: Connection>(
         requests,
         ..
     } = channel.split();
+    if agent_forward {
+        control.request(ChannelRequest::AgentForward, false).await?;
+    }
     let mut frames = FrameReader::new(data_in);
     let resume = Frame::Resume {
         token: carry.session.token.clone(),

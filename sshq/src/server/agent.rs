@@ -1,6 +1,8 @@
 //! Agent forwarding on the server (`auth-agent-req@openssh.com`): a private
 //! socket for the session's programs (SSH_AUTH_SOCK), each connection to
 //! which becomes an `auth-agent@openssh.com` channel back to the client.
+//! A held session's socket (its path is in its programs' environment)
+//! moves to the connection that reattached ([`AgentSocket::reroute`]).
 //!
 //! Like sshd, the socket lives in a fresh directory under /tmp: the
 //! directory is 0700 and the socket 0600, both owned by the session's user,
@@ -12,14 +14,16 @@
 //! redirected through a symlink the user swapped in. Made as the user, the
 //! files simply belong to the user and no chown is needed.
 
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sshq_core::channel::ChannelKind;
 use sshq_core::transport::Connection;
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 
 use super::process::SessionUser;
 use crate::fs_identity::{as_identity_detached, as_identity_within, Identity};
@@ -36,12 +40,41 @@ const SOCKET_MASK: u32 = 0o177;
 /// not hold the session forever).
 const SETUP_LIMIT: Duration = Duration::from_secs(10);
 
+/// Where the socket's connections go: an agent channel each, on one
+/// connection. Type-erased, so that a held session's socket can move to a
+/// connection of the other transport.
+trait AgentRoute: Send + Sync {
+    fn serve(&self, stream: UnixStream) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+struct OverConnection<C> {
+    conn: Arc<C>,
+    peer: String,
+}
+
+impl<C: Connection> AgentRoute for OverConnection<C> {
+    fn serve(&self, stream: UnixStream) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let conn = self.conn.clone();
+        let peer = self.peer.clone();
+        Box::pin(async move {
+            match conn.open_channel(ChannelKind::Agent).await {
+                Ok(channel) => crate::forward::splice(channel, stream).await,
+                Err(e) => tracing::info!("{peer}: agent channel open failed: {e}"),
+            }
+        })
+    }
+}
+
+/// The current route; `None` while the session's client forwards no agent.
+type SharedRoute = Arc<Mutex<Option<Arc<dyn AgentRoute>>>>;
+
 /// A forwarded agent's socket and the task serving it. Dropping it stops
 /// the task and removes the socket and its directory.
 pub struct AgentSocket {
     dir: PathBuf,
     path: PathBuf,
     identity: Identity,
+    route: SharedRoute,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -64,14 +97,34 @@ impl AgentSocket {
             dir,
             path,
             identity,
+            route: Arc::default(),
             task: None,
         };
         // From here on, dropping `socket` removes both files.
         listener.set_nonblocking(true)?;
         let listener = UnixListener::from_std(listener)?;
         tracing::debug!("{peer}: agent socket {}", socket.path.display());
-        socket.task = Some(tokio::spawn(relay(conn, listener, peer.to_string())));
+        socket.reroute(Some(conn), peer);
+        let route = socket.route.clone();
+        socket.task = Some(tokio::spawn(relay(route, listener, peer.to_string())));
         Ok(socket)
+    }
+
+    /// Sends the socket's connections to `conn` from now on; with `None`
+    /// (a reattach whose client forwards no agent) they are closed at once,
+    /// as an agent that refuses everything.
+    pub fn reroute<C: Connection>(&self, conn: Option<Arc<C>>, peer: &str) {
+        let route = conn.map(|conn| {
+            Arc::new(OverConnection {
+                conn,
+                peer: peer.to_string(),
+            }) as Arc<dyn AgentRoute>
+        });
+        // A plain value, consistent even if a holder panicked.
+        *self
+            .route
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = route;
     }
 
     /// The socket's path, for SSH_AUTH_SOCK.
@@ -118,8 +171,8 @@ impl Drop for AgentSocket {
 }
 
 /// Accepts connections on the agent socket; each one gets its own agent
-/// channel to the client.
-async fn relay<C: Connection>(conn: Arc<C>, listener: UnixListener, peer: String) {
+/// channel to the client, on the connection the route names then.
+async fn relay(route: SharedRoute, listener: UnixListener, peer: String) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -129,13 +182,15 @@ async fn relay<C: Connection>(conn: Arc<C>, listener: UnixListener, peer: String
                 continue;
             }
         };
-        let conn = conn.clone();
-        let peer = peer.clone();
-        tokio::spawn(async move {
-            match conn.open_channel(ChannelKind::Agent).await {
-                Ok(channel) => crate::forward::splice(channel, stream).await,
-                Err(e) => tracing::info!("{peer}: agent channel open failed: {e}"),
+        let current = route
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        match current {
+            Some(current) => {
+                tokio::spawn(current.serve(stream));
             }
-        });
+            None => drop(stream),
+        }
     }
 }

@@ -152,7 +152,17 @@ pub async fn serve<C: Connection>(
         Frame::Resume {
             token,
             output_received,
-        } => resume(&token, output_received, &ctx),
+        } => {
+            // The programs know the socket made when the session started:
+            // it moves here, and the one just made for this channel (if its
+            // client forwards an agent) goes.
+            let forwarded = setup.agent.is_some().then(|| conn.clone());
+            drop(setup);
+            resume(&token, output_received, &ctx).map(|(held, output_from)| {
+                held.reroute_agent(forwarded, &ctx.peer);
+                (held, output_from)
+            })
+        }
         // Named only: a first frame of DATA would be keystrokes.
         _ => Err(Refusal(
             "the first frame must be START or RESUME".to_string(),

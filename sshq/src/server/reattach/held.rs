@@ -83,7 +83,7 @@ pub struct State {
     /// The window size last set, to redraw with after lost output.
     pub size: WindowSize,
     /// The forwarded agent's socket, kept while the session is.
-    _agent: Option<super::super::agent::AgentSocket>,
+    agent: Option<super::super::agent::AgentSocket>,
 }
 
 impl Held {
@@ -115,7 +115,7 @@ impl Held {
                 ended: false,
                 terminal_released: false,
                 size,
-                _agent: agent,
+                agent,
             }),
             changed: Notify::new(),
             stdin: tokio::sync::Mutex::new(stdin),
@@ -262,6 +262,19 @@ impl Held {
     /// it to tell the client what to send again.
     pub async fn input_idle(&self) {
         drop(self.stdin.lock().await);
+    }
+
+    /// Points the session's agent socket (if it was started with one) at
+    /// `conn`, the connection that reattached; `None` when its client
+    /// forwards no agent this time.
+    pub fn reroute_agent<C: sshq_core::transport::Connection>(
+        &self,
+        conn: Option<Arc<C>>,
+        peer: &str,
+    ) {
+        if let Some(agent) = self.state().agent.as_ref() {
+            agent.reroute(conn, peer);
+        }
     }
 
     /// Applies a window change.
