@@ -158,6 +158,7 @@ async fn pair(pause: Option<Duration>) -> Pair {
             kex: None,
             known_host_key_types: Vec::new(),
             congestion: None,
+            tcp_keepalive: true,
         },
     );
     let (server, client) = step("login", async { tokio::join!(server, client) }).await;

@@ -44,6 +44,8 @@ pub struct ClientParams {
     /// The socket's congestion controller ([`connect_tcp`] only; None: the
     /// system's default).
     pub congestion: Option<crate::TcpCongestion>,
+    /// `TCPKeepAlive` ([`connect_tcp`] only).
+    pub tcp_keepalive: bool,
 }
 
 /// AES-GCM first: with AES instructions it is several times faster than
@@ -81,6 +83,9 @@ pub async fn connect_tcp(
     // Interactive sessions send small packets: never wait for Nagle; and
     // the kernel holds little unsent data (see pacing.rs).
     let _ = crate::socket_options::tune_socket(&stream);
+    if let Err(e) = crate::socket_options::set_keepalive(&stream, params.tcp_keepalive) {
+        tracing::debug!("TCPKeepAlive: {e}");
+    }
     if let Some(controller) = params.congestion {
         // Not fatal: the connection works with the system's controller.
         if let Err(e) = crate::socket_options::set_congestion_control(&stream, controller) {

@@ -25,7 +25,8 @@ pub use paced::QUEUE_LIMIT;
 pub use pacing::{BULK_ONLY_BUDGET, MAX_BULK_WRITE, NOTSENT_LOWAT, SEND_BUDGET};
 pub use server::{accept, ServerParams, TcpServerConnection};
 pub use socket_options::{
-    congestion_control, set_congestion_control, tune_socket, CongestionError, TcpCongestion,
+    congestion_control, keepalive, set_congestion_control, set_keepalive, tune_socket,
+    CongestionError, TcpCongestion,
 };
 pub use sshq_core::error::HandshakeError;
 pub use sshq_core::pipe::PipeReader;

@@ -12,6 +12,19 @@ pub fn tune_socket(stream: &tokio::net::TcpStream) -> io::Result<()> {
     set_notsent_lowat(stream, NOTSENT_LOWAT)
 }
 
+/// `TCPKeepAlive`: SO_KEEPALIVE on or off, as ssh and sshd set it (on by
+/// default in both). The kernel then probes an idle connection (after two
+/// hours, by its defaults) and ends it when the peer is gone, so that a
+/// vanished client's session is not kept forever.
+pub fn set_keepalive(stream: &tokio::net::TcpStream, on: bool) -> io::Result<()> {
+    socket2::SockRef::from(stream).set_keepalive(on)
+}
+
+/// Whether SO_KEEPALIVE is on.
+pub fn keepalive(stream: &tokio::net::TcpStream) -> io::Result<bool> {
+    socket2::SockRef::from(stream).keepalive()
+}
+
 /// A congestion controller for one socket (`TCP_CONGESTION`), so that
 /// sshq's `CongestionControl` applies to TCP as it does to QUIC, without a
 /// route or system-wide setting.

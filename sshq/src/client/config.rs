@@ -49,7 +49,7 @@ const IGNORED: &[&str] = &[
     "permitlocalcommand", "preferredauthentications", "protocol", "pubkeyacceptedalgorithms",
     "pubkeyacceptedkeytypes", "pubkeyauthentication", "rekeylimit", "requiredrsasize",
     "rhostsrsaauthentication", "rsaauthentication", "syslogfacility",
-    "tcpkeepalive", "tunnel", "tunneldevice", "updatehostkeys", "useprivilegedport",
+    "tunnel", "tunneldevice", "updatehostkeys", "useprivilegedport",
     "useroaming", "verifyhostkeydns", "visualhostkey", "xauthlocation",
 ];
 
@@ -214,6 +214,8 @@ pub struct ClientOptions {
     pub transport: Option<Transport>,
     /// sshq's own `QuicPort`: the UDP port for QUIC when it differs from `Port`.
     pub quic_port: Option<u16>,
+    /// `TCPKeepAlive` (default yes): SO_KEEPALIVE on TCP connections.
+    pub tcp_keepalive: Option<bool>,
     /// `KexAlgorithms`, raw (may start with `+`, `-` or `^` as in OpenSSH).
     pub kex_algorithms: Option<String>,
     /// sshq's own `QuicFallbackTimeout`: how long `auto` waits for QUIC before TCP.
@@ -457,6 +459,7 @@ impl ClientOptions {
             "quicport" => first(&mut self.quic_port, on, at.port(one()?)?),
             "identitiesonly" => first(&mut self.identities_only, on, at.pick(one()?, FLAG)?),
             "batchmode" => first(&mut self.batch_mode, on, at.pick(one()?, FLAG)?),
+            "tcpkeepalive" => first(&mut self.tcp_keepalive, on, at.pick(one()?, FLAG)?),
             "clearallforwardings" => {
                 let v = at.pick(one()?, FLAG)?;
                 first(&mut self.clear_all_forwardings, on, v)

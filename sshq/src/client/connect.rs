@@ -267,6 +267,7 @@ async fn connect_tcp(
         kex: kex.clone(),
         known_host_key_types: prepared.known_types.clone(),
         congestion: plan.options.congestion_control.map(crate::tcp_congestion),
+        tcp_keepalive: plan.options.tcp_keepalive.unwrap_or(true),
     };
     match route {
         Route::Via(hop) => {

@@ -41,7 +41,7 @@ const IGNORED: &[&str] = &[
     "gssapiauthentication", "gssapicleanupcredentials", "gssapikeyexchange",
     "gssapistrictacceptorcheck", "hostbasedauthentication", "ignorerhosts", "ipqos",
     "ignoreuserknownhosts", "kerberosauthentication", "kerberosorlocalpasswd",
-    "kerberosticketcleanup", "printlastlog", "tcpkeepalive", "usedns",
+    "kerberosticketcleanup", "printlastlog", "usedns",
     "x11displayoffset", "x11forwarding", "x11uselocalhost", "xauthlocation",
 ];
 
@@ -218,6 +218,10 @@ pub struct ServerConfig {
     /// `AcceptEnv` patterns (`*` and `?` wildcards).
     pub accept_env: Vec<String>,
     pub print_motd: bool,
+    /// `TCPKeepAlive` (default yes): SO_KEEPALIVE on TCP connections, so
+    /// that a vanished client's connection ends (and a reattachable
+    /// session's hold time starts) even when nothing is sent to it.
+    pub tcp_keepalive: bool,
     /// sshqd's own `Transports` (default both).
     pub transports: Transports,
     /// sshqd's own `QuicRelay`: `host:port` of an SSH server that QUIC sessions are relayed to.
@@ -275,6 +279,7 @@ impl Default for ServerConfig {
             strict_modes: true,
             accept_env: Vec::new(),
             print_motd: true,
+            tcp_keepalive: true,
             transports: Transports {
                 quic: true,
                 tcp: true,
@@ -660,6 +665,7 @@ impl Parser {
             "allowagentforwarding" => set(fresh, &mut c.allow_agent_forwarding, flag()?),
             "strictmodes" => set(fresh, &mut c.strict_modes, flag()?),
             "printmotd" => set(fresh, &mut c.print_motd, flag()?),
+            "tcpkeepalive" => set(fresh, &mut c.tcp_keepalive, flag()?),
             "allowtcpforwarding" => {
                 set(fresh, &mut c.allow_tcp_forwarding, at.pick(one()?, TCPFWD)?)
             }

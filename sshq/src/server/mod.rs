@@ -415,6 +415,9 @@ async fn accept_tcp(
         if let Err(e) = sshq_tcp::tune_socket(&stream) {
             tracing::debug!("TCP socket options: {e}");
         }
+        if let Err(e) = sshq_tcp::set_keepalive(&stream, config.tcp_keepalive) {
+            tracing::debug!("TCPKeepAlive: {e}");
+        }
         // CongestionControl applies to TCP connections too, per socket.
         if let Some(controller) = config.congestion_control.map(crate::tcp_congestion) {
             if let Err(e) = sshq_tcp::set_congestion_control(&stream, controller) {

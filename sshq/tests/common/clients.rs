@@ -78,6 +78,7 @@ pub async fn tcp_client_as(
         kex: None,
         known_host_key_types: Vec::new(),
         congestion: None,
+        tcp_keepalive: true,
     };
     step(
         "TCP login",

@@ -94,6 +94,7 @@ pub async fn tcp() -> Pair<TcpClientConnection, TcpServerConnection> {
             kex: None,
             known_host_key_types: Vec::new(),
             congestion: None,
+            tcp_keepalive: true,
         },
     );
     let (server, client) = step("TCP login", async { tokio::join!(server, client) }).await;

@@ -53,7 +53,7 @@ fn every_keyword() {
         ForwardAgent ~/agent.sock\nExitOnForwardFailure yes\nStreamLocalBindUnlink yes\n\
         StreamLocalBindMask 0117\nClearAllForwardings no\nIgnoreUnknown UseKeychain\nTransport quic\nQuicPort 4433\n\
         KexAlgorithms +curve25519-sha256\nQuicFallbackTimeout 250ms\nCongestionControl BBR\nOneStreamBaseline yes\n\
-        QuicIdleTimeout 5m\nQuicKeepAlive none\n";
+        QuicIdleTimeout 5m\nQuicKeepAlive none\nTCPKeepAlive no\n";
     let agent = home.join("agent.sock").display().to_string();
     let expected = ClientOptions {
         host_name: Some("real.example".into()),
@@ -85,6 +85,7 @@ fn every_keyword() {
         ignore_unknown: Some("UseKeychain".into()),
         transport: Some(Transport::Quic),
         quic_port: Some(4433),
+        tcp_keepalive: Some(false),
         kex_algorithms: Some("+curve25519-sha256".into()),
         quic_fallback_timeout: Some(Duration::from_millis(250)),
         congestion_control: Some(sshq_quic::tls::CongestionControl::Bbr),

@@ -106,7 +106,7 @@ fn every_keyword() {
          Subsystem sftp internal-sftp -l INFO\nSubsystem SFTP \"/usr/lib/a b\"\nLogLevel debug3\n\
          AllowTcpForwarding local\nGatewayPorts clientspecified\nPermitOpen host:22 *:80 [::1]:*\n\
          PermitListen 8080 localhost:9090\nAllowAgentForwarding no\nPidFile /run/sshqd.pid\n\
-         StrictModes yes\nAcceptEnv LANG LC_*\nAcceptEnv LANG TZ\nPrintMotd no\nUsePAM no\n\
+         StrictModes yes\nAcceptEnv LANG LC_*\nAcceptEnv LANG TZ\nPrintMotd no\nTCPKeepAlive no\nUsePAM no\n\
          Transports TCP\nKexAlgorithms -diffie-hellman*\nX11Forwarding yes\nPermitTTY yes\n\
          AllowStreamLocalForwarding remote\nStreamLocalBindUnlink yes\nStreamLocalBindMask 0077\n",
     );
@@ -147,7 +147,7 @@ fn every_keyword() {
     assert!(listen.allows("0.0.0.0", 8080) && listen.allows("LOCALHOST", 9090));
     assert!(!listen.allows("localhost", 8081));
     assert_eq!(c.pid_file, Some(PathBuf::from("/run/sshqd.pid")));
-    assert!(!c.allow_agent_forwarding && c.strict_modes && !c.print_motd);
+    assert!(!c.allow_agent_forwarding && c.strict_modes && !c.print_motd && !c.tcp_keepalive);
     assert_eq!(c.accept_env, ["LANG", "LC_*", "TZ"]);
     assert_eq!(
         c.transports,
