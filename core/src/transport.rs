@@ -65,6 +65,18 @@ pub trait Connection: Send + Sync + 'static {
     /// failed, as [`TransportError::ConnectionClosed`] with the reason (a
     /// peer's disconnect message, a broken stream, a timeout).
     fn closed(&self) -> impl Future<Output = Option<TransportError>> + Send;
+
+    /// Asks for fresh keys now (ssh's `~R`): a new key exchange over SSH, a
+    /// key update (RFC 9001, Section 6) over QUIC. Resolves once asked for,
+    /// not once done. Only clients offer it; the default says so.
+    fn rekey(&self) -> impl Future<Output = Result<(), TransportError>> + Send {
+        async {
+            Err(TransportError::Io(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "this side of the connection cannot ask for new keys",
+            )))
+        }
+    }
 }
 
 /// One SSH channel, before it is split into halves.

@@ -357,6 +357,48 @@ fn escapes_in_an_ordinary_session_with_openssh() {
     );
 }
 
+/// `~R` asks for new keys: a second key exchange that OpenSSH's sshd logs
+/// (over TCP), a QUIC key update (over QUIC); the session goes on either way.
+#[test]
+fn tilde_r_asks_for_new_keys() {
+    let lab = Lab::new();
+    let sshd = lab.start_sshd_with("LogLevel DEBUG1");
+    let over_tcp = client(&lab, &sshd, "tcp", &[]);
+    shell_ready(&over_tcp, &sshd);
+    let kex_count = || sshd.log_text().matches("SSH2_MSG_KEXINIT received").count();
+    let before = kex_count();
+    assert!(before >= 1, "{}", sshd.log_text());
+    over_tcp.type_keys("\r~R");
+    assert!(
+        common::wait_until(WAIT, || kex_count() > before),
+        "no second key exchange:\n{}",
+        sshd.log_text()
+    );
+    over_tcp.type_keys("echo AFTER-$((2+2))\r");
+    assert!(over_tcp.wait_for("AFTER-4", WAIT), "{}", over_tcp.output());
+    assert!(
+        !over_tcp.output().contains("Cannot rekey"),
+        "{}",
+        over_tcp.output()
+    );
+    over_tcp.type_keys("exit\r");
+    assert_eq!(over_tcp.finish().0.code(), Some(0));
+
+    let server = lab.start_sshqd_on("", Listeners::Both);
+    let client = client(&lab, &server, "quic", &[]);
+    shell_ready(&client, &server);
+    client.type_keys("\r~R");
+    client.type_keys("echo AFTER-$((3+3))\r");
+    assert!(client.wait_for("AFTER-6", WAIT), "{}", client.output());
+    assert!(
+        !client.output().contains("Cannot rekey"),
+        "{}",
+        client.output()
+    );
+    client.type_keys("exit\r");
+    assert_eq!(client.finish().0.code(), Some(0));
+}
+
 /// -L and -R come back with the session: after a reattach both forward
 /// again, over TCP (the old connection's -R listener went with it).
 #[test]

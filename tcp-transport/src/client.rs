@@ -346,6 +346,13 @@ impl russh::Signer for KeySigner {
 impl Connection for TcpClientConnection {
     type Channel = ClientChannel;
 
+    async fn rekey(&self) -> Result<(), TransportError> {
+        self.handle
+            .rekey_soon()
+            .await
+            .map_err(|_| TransportError::ConnectionClosed(None))
+    }
+
     async fn open_channel(&self, kind: ChannelKind) -> Result<ClientChannel, TransportError> {
         let closed = || TransportError::ConnectionClosed(None);
         let channel = match &kind {

@@ -78,22 +78,41 @@ pub fn parse(line: &str) -> Result<Command, &'static str> {
     Ok(Command::Cancel(kind, bind, port))
 }
 
-/// Hands command lines to the task of [`start`] and returns its answers.
+/// What the task of [`start`] is asked to do on the connection.
+enum Request {
+    /// A `~C` command line.
+    Line(String),
+    /// `~R`: new keys.
+    Rekey,
+}
+
+/// Hands command lines (and `~R`) to the task of [`start`] and returns its
+/// answers.
 #[derive(Clone)]
 pub struct CommandLine {
-    requests: mpsc::Sender<(String, oneshot::Sender<String>)>,
+    requests: mpsc::Sender<(Request, oneshot::Sender<String>)>,
 }
 
 impl CommandLine {
     /// Runs `line`; the answer to print (without line end).
     pub async fn run(&self, line: String) -> String {
-        let (reply, answer) = oneshot::channel();
-        if self.requests.send((line, reply)).await.is_err() {
-            return "The connection is gone; forwards cannot be changed now.".to_string();
-        }
-        answer
+        self.ask(Request::Line(line)).await.unwrap_or_else(|| {
+            "The connection is gone; forwards cannot be changed now.".to_string()
+        })
+    }
+
+    /// `~R`: asks the connection for new keys; what to print (nothing when
+    /// asked, as in ssh).
+    pub async fn rekey(&self) -> String {
+        self.ask(Request::Rekey)
             .await
-            .unwrap_or_else(|_| "The connection is gone.".to_string())
+            .unwrap_or_else(|| "The connection is gone.".to_string())
+    }
+
+    async fn ask(&self, request: Request) -> Option<String> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send((request, reply)).await.ok()?;
+        answer.await.ok()
     }
 }
 
@@ -120,6 +139,14 @@ pub async fn interact(piece: &Piece, commands: Option<&CommandLine>) {
     super::terminal::print_now(&text);
 }
 
+/// `~R`: asks for new keys, and says so only if that failed (as ssh).
+pub async fn rekey(commands: &CommandLine) {
+    let answer = commands.rekey().await;
+    if !answer.is_empty() {
+        super::terminal::print_now(&format!("{answer}\r\n"));
+    }
+}
+
 /// A listener added with `~C`, until cancelled or the connection goes.
 struct Added {
     kind: Kind,
@@ -137,13 +164,19 @@ pub fn start<C: Connection>(
     bind: BindOptions,
     quiet: bool,
 ) -> (CommandLine, JoinHandle<()>) {
-    let (requests, mut incoming) = mpsc::channel::<(String, oneshot::Sender<String>)>(1);
+    let (requests, mut incoming) = mpsc::channel::<(Request, oneshot::Sender<String>)>(1);
     let task = tokio::spawn(async move {
         let mut added: Vec<Added> = Vec::new();
-        while let Some((line, reply)) = incoming.recv().await {
-            let answer = match parse(&line) {
-                Ok(command) => run(command, &conn, &remote, bind, quiet, &mut added).await,
-                Err(message) => message.to_string(),
+        while let Some((request, reply)) = incoming.recv().await {
+            let answer = match request {
+                Request::Rekey => match conn.rekey().await {
+                    Ok(()) => String::new(),
+                    Err(e) => format!("Cannot rekey: {e}"),
+                },
+                Request::Line(line) => match parse(&line) {
+                    Ok(command) => run(command, &conn, &remote, bind, quiet, &mut added).await,
+                    Err(message) => message.to_string(),
+                },
             };
             let _ = reply.send(answer);
         }

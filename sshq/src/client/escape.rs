@@ -17,6 +17,8 @@ pub enum Escape {
     ListForwards,
     /// `~s` (sshq's own): transport, path, RTT, loss and reattach state.
     Status,
+    /// `~R`: new keys for the connection.
+    Rekey,
 }
 
 /// One piece of filtered input: bytes to send, or an escape to act on.
@@ -44,6 +46,7 @@ pub fn help(escape_char: u8) -> String {
         format!(" {c}^Z  - suspend ssh"),
         format!(" {c}#   - list forwarded connections"),
         format!(" {c}C   - open a command line"),
+        format!(" {c}R   - request rekey"),
         format!(" {c}s   - show the transport, path and reattach state (sshq)"),
         format!(" {c}?   - this message"),
         format!(" {c}{c}   - send the escape character by typing it twice"),
@@ -55,7 +58,8 @@ pub fn help(escape_char: u8) -> String {
 
 /// Acts on an escape that stays on this side: `~?`, `~#`, `~^Z`, and
 /// `~s` with `status`, what the session has to say about itself. `~.`
-/// ends the session, which is the caller's to do.
+/// ends the session, and `~R` needs the connection
+/// ([`super::command_line::CommandLine::rekey`]): the caller's to do.
 pub fn act_locally(escape: Escape, escape_char: u8, status: &str) {
     match escape {
         Escape::Help => super::terminal::print_now(&help(escape_char)),
@@ -64,7 +68,7 @@ pub fn act_locally(escape: Escape, escape_char: u8, status: &str) {
         }
         Escape::Status => super::terminal::print_now(status),
         Escape::Suspend => super::terminal::suspend(),
-        Escape::Terminate => {}
+        Escape::Terminate | Escape::Rekey => {}
     }
 }
 
@@ -132,6 +136,7 @@ impl EscapeFilter {
                     b'?' => Some(Escape::Help),
                     b'#' => Some(Escape::ListForwards),
                     b's' => Some(Escape::Status),
+                    b'R' => Some(Escape::Rekey),
                     b'C' => {
                         if !bytes.is_empty() {
                             pieces.push(Piece::Bytes(std::mem::take(&mut bytes)));
@@ -204,6 +209,10 @@ mod tests {
             [bytes(b"\r"), Piece::Escape(Escape::Suspend)]
         );
         assert_eq!(f.filter(b"~s"), [Piece::Escape(Escape::Status)]);
+        assert_eq!(
+            f.filter(b"\r~R"),
+            [bytes(b"\r"), Piece::Escape(Escape::Rekey)]
+        );
     }
 
     #[test]

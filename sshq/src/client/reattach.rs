@@ -536,6 +536,7 @@ async fn send_input<W: tokio::io::AsyncWrite + Unpin>(
                 crate::reattach::send_data(writer, &bytes).await?;
             }
             Piece::Escape(Escape::Terminate) => return Ok(Some(Outcome::Terminated)),
+            Piece::Escape(Escape::Rekey) => super::command_line::rekey(commands).await,
             Piece::Escape(escape) => {
                 let status = format!(
                     "sshq: reattachable session, held {} s by the server if the connection \

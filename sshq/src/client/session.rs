@@ -195,6 +195,7 @@ pub async fn run<C: Connection>(
                             let _ = terminate.send(());
                             return;
                         }
+                        Piece::Escape(Escape::Rekey) => super::command_line::rekey(&commands).await,
                         Piece::Escape(escape) => super::escape::act_locally(
                             escape,
                             escape_char.unwrap_or(b'~'),
