@@ -59,11 +59,43 @@ SCENARIOS = {
 }
 
 
+def plot(results, scenarios, transports, path):
+    """One bar chart per scenario: each transport's longest stall, green
+    where the session survived, red where it died."""
+    plt = pyplot()
+    columns = 2
+    rows_of_plots = (len(scenarios) + columns - 1) // columns
+    fig, axes = plt.subplots(rows_of_plots, columns, figsize=(11, 4.6 * rows_of_plots), squeeze=False)
+    for ax in axes.flat[len(scenarios):]:
+        ax.set_visible(False)
+    for ax, scenario in zip(axes.flat, scenarios):
+        labels, stalls, colors = [], [], []
+        for t in transports:
+            rs = [r for r in results if r["transport"] == t and r["scenario"] == scenario]
+            if not rs:
+                continue
+            ok = all(r["survived"] for r in rs)
+            labels.append(TRANSPORT_LABELS[t])
+            stalls.append(max((r["stall_ms"] or 0) for r in rs) / 1000)
+            colors.append("tab:green" if ok else "tab:red")
+        ax.bar(range(len(labels)), stalls, color=colors)
+        # Six long names side by side only fit slanted.
+        ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=25, ha="right")
+        ax.set_ylabel("longest output stall (s)")
+        ax.set_title(f"{scenario} at {EVENT_AT_S} s: green survived, red died", fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one run per transport and scenario")
     ap.add_argument("--runs", type=int, default=None, help="runs per transport and scenario (default 3, quick 1)")
     ap.add_argument("--scenarios", default="", help="comma-separated (default: all; quick: all but the long sleeps)")
+    ap.add_argument("--require-survival", action="store_true",
+                    help="exit 1 unless every sshq session survived (interop/run test uses this)")
     experiment.add_common_arguments(ap, transports=(*DEFAULT_TRANSPORTS, "sshq-auto", "mosh"))
     args = ap.parse_args()
     runs = args.runs or (1 if args.quick else 3)
@@ -110,28 +142,7 @@ def main():
     write_csv(out / "results.csv", results, list(results[0]))
     (out / "summary.json").write_text(json.dumps({"meta": meta, "rows": results}, indent=1) + "\n")
 
-    plt = pyplot()
-    columns = 2
-    rows_of_plots = (len(scenarios) + columns - 1) // columns
-    fig, axes = plt.subplots(rows_of_plots, columns, figsize=(11, 4.2 * rows_of_plots), squeeze=False)
-    for ax in axes.flat[len(scenarios):]:
-        ax.set_visible(False)
-    for ax, scenario in zip(axes.flat, scenarios):
-        labels, stalls, colors = [], [], []
-        for t in transports:
-            rs = [r for r in results if r["transport"] == t and r["scenario"] == scenario]
-            ok = all(r["survived"] for r in rs)
-            labels.append(TRANSPORT_LABELS[t].replace(" (", "\n("))
-            stalls.append(max((r["stall_ms"] or 0) for r in rs) / 1000)
-            colors.append("tab:green" if ok else "tab:red")
-        ax.bar(range(len(labels)), stalls, color=colors)
-        ax.set_xticks(range(len(labels)), labels, fontsize=7)
-        ax.set_ylabel("longest output stall (s)")
-        ax.set_title(f"{scenario} at {EVENT_AT_S} s: green survived, red died", fontsize=9)
-        ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "roam.png", dpi=110)
-    plt.close(fig)
+    plot(results, scenarios, transports, out / "roam.png")
 
     lines = [f"# Roaming and blackouts ({meta['date']})", "",
              f"Commit {meta['commit']}, {meta['openssh']}. Keystrokes every {interval_ms} ms over a {RTT_MS} ms "
@@ -155,6 +166,11 @@ def main():
     lines += ["", "Plot: `roam.png`.", "", f"Rerun: `{command}`."]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    if args.require_survival:
+        died = [f"{r['scenario']} over {r['transport']} (run {r['run']}): {r['error'] or 'keystrokes lost'}"
+                for r in results if r["transport"].startswith("sshq") and not r["survived"]]
+        if died:
+            raise SystemExit("roam: sshq sessions that did not survive:\n  " + "\n  ".join(died))
 
 
 if __name__ == "__main__":
