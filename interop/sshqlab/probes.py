@@ -54,11 +54,14 @@ class EchoClient:
     WARM_UP = ord("W")
 
     def __init__(self, argv, stderr_path):
-        self.stderr = open(stderr_path, "ab")
         # `stty raw` makes the pty pass and echo every byte at once; the
         # echo is then the only output (cat's own output goes nowhere).
-        self.proc = subprocess.Popen(argv + ["stty raw; exec cat >/dev/null"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr, bufsize=0)
+        self._start(argv + ["stty raw; exec cat >/dev/null"], stderr_path)
+
+    def _start(self, argv, stderr_path, env=None):
+        self.stderr = open(stderr_path, "ab")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, bufsize=0, env=env)
         self.arrivals = []  # (time, byte) of every output byte
         self.lock = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
@@ -76,8 +79,12 @@ class EchoClient:
                     self.arrivals.append((now, None))
                     self.lock.notify_all()
                     return
-                self.arrivals.extend((now, b) for b in data)
+                self._arrived(now, data)
                 self.lock.notify_all()
+
+    def _arrived(self, now, data):
+        """Output `data` came at `now` (called with the lock held)."""
+        self.arrivals.extend((now, b) for b in data)
 
     def send(self, byte):
         os.write(self.proc.stdin.fileno(), bytes([byte]))
@@ -144,38 +151,19 @@ class ScreenCounterClient(EchoClient):
         self.base = None  # the count when warm-up ended
         wrapped = [sys.executable, "-m", "sshqlab.ptyrun", "--cols", str(cols), "--rows", str(rows), "--",
                    *argv, "bash", "-c", self.PROGRAM]
-        self.stderr = open(stderr_path, "ab")
-        self.proc = subprocess.Popen(wrapped, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, bufsize=0,
-                                     env={**os.environ, "PYTHONPATH": str(INTEROP), "LANG": "C.UTF-8"})
-        self.arrivals = []
-        self.lock = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._start(wrapped, stderr_path, env={**os.environ, "PYTHONPATH": str(INTEROP), "LANG": "C.UTF-8"})
 
-    def _read(self):
-        fd = self.proc.stdout.fileno()
-        while True:
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                data = b""
-            now = time.perf_counter()
-            with self.lock:
-                if not data:
-                    self.arrivals.append((now, None))
-                    self.lock.notify_all()
-                    return
-                self.stream.feed(data)
-                counts = [int(row) for row in map(str.strip, self.screen.display) if row.isdigit()]
-                count = max(counts, default=self.shown)
-                for k in range(self.shown + 1, count + 1):
-                    if self.base is None or k <= self.base:
-                        byte = self.WARM_UP
-                    else:
-                        byte = self.ALPHABET[(k - self.base - 1) % len(self.ALPHABET)]
-                    self.arrivals.append((now, byte))
-                self.shown = max(self.shown, count)
-                self.lock.notify_all()
+    def _arrived(self, now, data):
+        self.stream.feed(data)
+        counts = [int(row) for row in map(str.strip, self.screen.display) if row.isdigit()]
+        count = max(counts, default=self.shown)
+        for k in range(self.shown + 1, count + 1):
+            if self.base is None or k <= self.base:
+                byte = self.WARM_UP
+            else:
+                byte = self.ALPHABET[(k - self.base - 1) % len(self.ALPHABET)]
+            self.arrivals.append((now, byte))
+        self.shown = max(self.shown, count)
 
     def warm_up(self, timeout):
         if not super().warm_up(timeout):
