@@ -591,3 +591,42 @@ fn the_forwarded_agent_works_again_after_a_reattach() {
         assert_eq!(status.code(), Some(0), "{transport}: {screen}");
     }
 }
+
+/// sshqd holds a session whose client never showed that SESSION arrived
+/// only briefly (nobody could reattach to it); sshq acknowledges SESSION at
+/// once, so even a session that prints nothing and reads nothing is held
+/// for the whole ClientReattachTimeout when its client dies.
+#[test]
+fn a_silent_session_is_held_for_the_whole_timeout() {
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on("ClientReattachTimeout 2m", Listeners::Both);
+    let marker = format!("sleep 8{}", std::process::id() % 1000);
+    let args = lab.client_args(
+        "user",
+        "accept-new",
+        server.port,
+        // TCP: the kernel closes a killed client's connection at once.
+        &["-tt", "-o", "Transport=tcp"],
+        &[&marker],
+    );
+    let client = PtyClient::spawn(SSHQ, &args, 40, 120, &[("TERM", "xterm")]);
+    assert!(
+        common::wait_until(WAIT, || !common::pgrep(&marker).is_empty()),
+        "{}",
+        server.log_text()
+    );
+    // The acknowledgement travels right after SESSION; let it arrive.
+    std::thread::sleep(Duration::from_secs(1));
+    drop(client); // SIGKILL
+    assert!(
+        common::wait_until(WAIT, || server.log_text().contains("session detached")),
+        "{}",
+        server.log_text()
+    );
+    let log = server.log_text();
+    assert!(log.contains("held for 120 s"), "{log}");
+    assert!(!common::pgrep(&marker).is_empty(), "{log}");
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &marker])
+        .status();
+}

@@ -229,6 +229,11 @@ where
         Ok(other) => return Err(refused(format!("unexpected answer {other:?}"))),
         Err(e) => return Err(refused(e.to_string())),
     };
+    // The server holds a session for its full time only once we show that
+    // SESSION arrived (draft §8.12.2): acknowledge it at once.
+    send(&mut writer, &Frame::Ack(0))
+        .await
+        .map_err(|e| refused(e.to_string()))?;
     // ServerAliveInterval's verdict now leads to a reattach (run_watched).
     held.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut carry = Carry {

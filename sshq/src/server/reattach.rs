@@ -253,6 +253,8 @@ fn resume(
         );
         return Err(gone());
     }
+    // RESUME shows that a client holds the token.
+    held.confirm();
     Ok((held, Some(output_received)))
 }
 

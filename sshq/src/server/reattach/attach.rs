@@ -192,7 +192,7 @@ fn opening(held: &Held, resume_from: Option<u64>) -> (Frame, u64, u64) {
     let Some(received) = resume_from else {
         let session = Frame::Session {
             token: held.token().clone(),
-            hold_secs: u32::try_from(held.hold().as_secs()).unwrap_or(u32::MAX),
+            hold_secs: u32::try_from(held.configured_hold().as_secs()).unwrap_or(u32::MAX),
         };
         return (session, 0, 0);
     };
@@ -278,6 +278,7 @@ async fn input<R: tokio::io::AsyncRead + Unpin>(
             Ok(None) => return Ending::Lost("end of the client's stream".into()),
             Err(e) => return Ending::Lost(e.to_string()),
         };
+        held.confirm();
         match frame {
             Frame::Data(bytes) => {
                 if let Err(e) = held.queue_input(generation, bytes) {

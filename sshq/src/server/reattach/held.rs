@@ -23,6 +23,11 @@ use crate::reattach::wire::{Token, MAX_DATA};
 /// unacknowledged, draft §8.12.4).
 pub const MAX_QUEUED_INPUT: usize = 2 * 1024 * 1024;
 
+/// How long a session is held, at most, whose client never showed that it
+/// got the token (no frame after START): most likely its SESSION never
+/// arrived, and then nobody can ever reattach to it.
+pub const UNCONFIRMED_HOLD: Duration = Duration::from_secs(30);
+
 /// A client queued more input than [`MAX_QUEUED_INPUT`].
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("more than {MAX_QUEUED_INPUT} bytes of input queued for the terminal")]
@@ -77,6 +82,9 @@ pub struct State {
     detached_at: Option<Instant>,
     /// The session is over; nothing may attach.
     pub ended: bool,
+    /// A client is known to hold the token: it sent a frame after SESSION
+    /// (sshq acknowledges SESSION at once), or it resumed.
+    confirmed: bool,
     /// The pty is let go (after the end, once the program is gone or had
     /// its grace period): its output is no longer read.
     terminal_released: bool,
@@ -113,6 +121,7 @@ impl Held {
                 next_generation: 1,
                 detached_at: Some(Instant::now()),
                 ended: false,
+                confirmed: false,
                 terminal_released: false,
                 size,
                 agent,
@@ -143,8 +152,26 @@ impl Held {
         &self.label
     }
 
+    /// How long the session is held once nobody is attached: the
+    /// configured time, or [`UNCONFIRMED_HOLD`] if no client ever showed
+    /// that it got the token.
     pub fn hold(&self) -> Duration {
+        match self.state().confirmed {
+            true => self.hold,
+            false => self.hold.min(UNCONFIRMED_HOLD),
+        }
+    }
+
+    /// The configured hold time (what SESSION announces).
+    pub fn configured_hold(&self) -> Duration {
         self.hold
+    }
+
+    /// Notes that a client holds the token.
+    pub fn confirm(&self) {
+        if !self.state().confirmed {
+            self.update(|state| state.confirmed = true);
+        }
     }
 
     pub fn token(&self) -> &Token {
@@ -437,14 +464,25 @@ async fn keep(held: Arc<Held>) {
             if state.ended {
                 return;
             }
-            state.detached_at.map(|since| since + held.hold)
+            let hold = match state.confirmed {
+                true => held.hold,
+                false => held.hold.min(UNCONFIRMED_HOLD),
+            };
+            state.detached_at.map(|since| since + hold)
         };
         match deadline {
             Some(deadline) if deadline <= Instant::now() => {
-                held.end(&format!(
-                    "nobody reattached within ClientReattachTimeout ({} s)",
-                    held.hold.as_secs()
-                ));
+                let why = match held.state().confirmed {
+                    true => format!(
+                        "nobody reattached within ClientReattachTimeout ({} s)",
+                        held.hold.as_secs()
+                    ),
+                    false => format!(
+                        "its client never confirmed it, and nobody reattached within {} s",
+                        held.hold().as_secs()
+                    ),
+                };
+                held.end(&why);
                 return;
             }
             Some(deadline) => {
