@@ -272,13 +272,18 @@ async fn input<R: tokio::io::AsyncRead + Unpin>(
     generation: u64,
     frames: &mut FrameReader<R>,
 ) -> Ending {
+    let mut confirmed = false;
     loop {
         let frame = match frames.next().await {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ending::Lost("end of the client's stream".into()),
             Err(e) => return Ending::Lost(e.to_string()),
         };
-        held.confirm();
+        // Once per attachment, not per keystroke: it takes the state's lock.
+        if !confirmed {
+            held.confirm();
+            confirmed = true;
+        }
         match frame {
             Frame::Data(bytes) => {
                 if let Err(e) = held.queue_input(generation, bytes) {

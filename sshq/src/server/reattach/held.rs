@@ -156,7 +156,11 @@ impl Held {
     /// configured time, or [`UNCONFIRMED_HOLD`] if no client ever showed
     /// that it got the token.
     pub fn hold(&self) -> Duration {
-        match self.state().confirmed {
+        self.hold_when(self.state().confirmed)
+    }
+
+    fn hold_when(&self, confirmed: bool) -> Duration {
+        match confirmed {
             true => self.hold,
             false => self.hold.min(UNCONFIRMED_HOLD),
         }
@@ -459,27 +463,24 @@ async fn write_input(held: Arc<Held>, mut ops: mpsc::UnboundedReceiver<InputOp>)
 async fn keep(held: Arc<Held>) {
     loop {
         let changed = held.changed();
-        let deadline = {
+        let (confirmed, deadline) = {
             let state = held.state();
             if state.ended {
                 return;
             }
-            let hold = match state.confirmed {
-                true => held.hold,
-                false => held.hold.min(UNCONFIRMED_HOLD),
-            };
-            state.detached_at.map(|since| since + hold)
+            let hold = held.hold_when(state.confirmed);
+            (state.confirmed, state.detached_at.map(|since| since + hold))
         };
         match deadline {
             Some(deadline) if deadline <= Instant::now() => {
-                let why = match held.state().confirmed {
+                let why = match confirmed {
                     true => format!(
                         "nobody reattached within ClientReattachTimeout ({} s)",
                         held.hold.as_secs()
                     ),
                     false => format!(
                         "its client never confirmed it, and nobody reattached within {} s",
-                        held.hold().as_secs()
+                        held.hold_when(false).as_secs()
                     ),
                 };
                 held.end(&why);
