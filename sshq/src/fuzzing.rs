@@ -191,6 +191,31 @@ pub fn sshd_config(data: &[u8]) {
 /// Every frame that decodes encodes back to exactly its bytes (one
 /// encoding per frame), and ACK offsets drive a replay buffer and an input
 /// log, which refuse acknowledgements of what was never sent.
+/// The messages between sshqd and a session holder, both ways: whatever
+/// decodes encodes to a message that decodes to the same, and every
+/// message takes the bytes it says.
+pub fn holder_wire(data: &[u8]) {
+    use crate::server::reattach::holder_wire::{FromHolder, Message, ToHolder};
+    fn each<M: Message + PartialEq + std::fmt::Debug>(data: &[u8]) {
+        let mut rest = data;
+        while let Ok(Some((message, used))) = M::decode(rest) {
+            assert!(used >= 5 && used <= rest.len());
+            let mut again = Vec::new();
+            message.encode(&mut again);
+            match M::decode(&again) {
+                Ok(Some((decoded, used_again))) => {
+                    assert_eq!(decoded, message);
+                    assert_eq!(used_again, again.len());
+                }
+                other => panic!("{message:?} does not decode again: {other:?}"),
+            }
+            rest = rest.get(used..).unwrap_or_default();
+        }
+    }
+    each::<ToHolder>(data);
+    each::<FromHolder>(data);
+}
+
 pub fn reattach(data: &[u8]) {
     use crate::reattach::replay::{InputLog, ReplayBuffer};
     use crate::reattach::wire::Frame;

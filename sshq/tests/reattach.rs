@@ -335,12 +335,15 @@ fn client_with(lab: &Lab, server: &Server, extra: &[&str]) -> PtyClient {
 
 /// Against OpenSSH's sshd, which has no reattachable sessions, the session
 /// is an ordinary one, and the escapes work the same: `~?` lists them,
-/// `~.` ends the session at once.
+/// `~#` lists the connections open through forwards, `~.` ends the
+/// session at once.
 #[test]
 fn escapes_in_an_ordinary_session_with_openssh() {
     let lab = Lab::new();
     let server = lab.start_sshd();
-    let client = client(&lab, &server, "tcp", &[]);
+    let port = common::free_port();
+    let forward = format!("{port}:127.0.0.1:{}", server.port);
+    let client = client(&lab, &server, "tcp", &["-L", &forward]);
     shell_ready(&client, &server);
     client.type_keys("\r~?");
     assert!(
@@ -348,6 +351,18 @@ fn escapes_in_an_ordinary_session_with_openssh() {
         "{}",
         client.output()
     );
+    // `~#` lists the session and a connection open through -L.
+    let _open = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to -L");
+    let listed = format!("direct-tcpip: listening port {port} for ");
+    assert!(
+        common::wait_until(WAIT, || {
+            client.type_keys("\r~#");
+            client.wait_for(&listed, Duration::from_secs(2))
+        }),
+        "{}",
+        client.output()
+    );
+    assert!(client.output().contains("#0 client-session"));
     client.type_keys("~.");
     let (status, screen) = client.finish();
     assert_eq!(status.code(), Some(255), "{screen}");

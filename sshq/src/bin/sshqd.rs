@@ -4,6 +4,10 @@ fn main() {
     // umask 022, and nothing inherited leaks into sessions.
     sshq::server::startup::harden_process();
     let args: Vec<String> = std::env::args().collect();
+    // sshqd runs itself as the holder of one reattachable session.
+    if args.get(1).map(String::as_str) == Some(sshq::server::reattach::holder::HOLDER_ARG) {
+        std::process::exit(sshq::server::reattach::holder::run());
+    }
     let (cli, config, host_keys) = match sshq::server::prepare(args.clone()) {
         Ok(prepared) => prepared,
         Err(error) => {

@@ -19,7 +19,15 @@ pub enum Escape {
     Status,
     /// `~R`: new keys for the connection.
     Rekey,
+    /// `~&`: ssh forks into the background; sshq says why it cannot.
+    Background,
 }
+
+/// What `~&` prints. ssh forks to go on serving forwarded connections in
+/// the background; a process with running threads (sshq's runtime) cannot
+/// fork safely, so sshq leaves the session as it is and says what works.
+pub const NO_BACKGROUND: &str = "~& is not available in sshq: it cannot fork into the background \
+     once connected. Start it with -f (and -N) to run in the background.\r\n";
 
 /// One piece of filtered input: bytes to send, or an escape to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +53,7 @@ pub fn help(escape_char: u8) -> String {
         format!(" {c}.   - terminate connection (and any multiplexed sessions)"),
         format!(" {c}^Z  - suspend ssh"),
         format!(" {c}#   - list forwarded connections"),
+        format!(" {c}&   - background ssh (not in sshq: use -f)"),
         format!(" {c}C   - open a command line"),
         format!(" {c}R   - request rekey"),
         format!(" {c}s   - show the transport, path and reattach state (sshq)"),
@@ -63,11 +72,10 @@ pub fn help(escape_char: u8) -> String {
 pub fn act_locally(escape: Escape, escape_char: u8, status: &str) {
     match escape {
         Escape::Help => super::terminal::print_now(&help(escape_char)),
-        Escape::ListForwards => {
-            super::terminal::print_now("The following connections are open:\r\n")
-        }
+        Escape::ListForwards => super::terminal::print_now(&crate::forward::listing::render()),
         Escape::Status => super::terminal::print_now(status),
         Escape::Suspend => super::terminal::suspend(),
+        Escape::Background => super::terminal::print_now(NO_BACKGROUND),
         Escape::Terminate | Escape::Rekey => {}
     }
 }
@@ -137,6 +145,7 @@ impl EscapeFilter {
                     b'#' => Some(Escape::ListForwards),
                     b's' => Some(Escape::Status),
                     b'R' => Some(Escape::Rekey),
+                    b'&' => Some(Escape::Background),
                     b'C' => {
                         if !bytes.is_empty() {
                             pieces.push(Piece::Bytes(std::mem::take(&mut bytes)));
@@ -212,6 +221,10 @@ mod tests {
         assert_eq!(
             f.filter(b"\r~R"),
             [bytes(b"\r"), Piece::Escape(Escape::Rekey)]
+        );
+        assert_eq!(
+            f.filter(b"\r~&"),
+            [bytes(b"\r"), Piece::Escape(Escape::Background)]
         );
     }
 

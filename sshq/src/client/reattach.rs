@@ -262,6 +262,15 @@ impl Outcome {
     }
 }
 
+/// Whether `error` says the connection (or the channel with it) is gone,
+/// rather than that the server refused something.
+fn connection_went(error: &TransportError) -> bool {
+    matches!(
+        error,
+        TransportError::ConnectionClosed(_) | TransportError::ChannelClosed | TransportError::Io(_)
+    )
+}
+
 /// Takes the held session over on `conn`; runs `after_resumed` (the -R
 /// requests) once the server has handed it over. With `agent_forward`, the
 /// session's agent socket on the server is pointed at this connection.
@@ -272,10 +281,13 @@ pub async fn resume<C: Connection>(
     commands: CommandLine,
     after_resumed: impl std::future::Future<Output = ()>,
 ) -> Result<Outcome, SessionError> {
-    let channel = conn
-        .open_channel(ChannelKind::Session)
-        .await
-        .map_err(SessionError::OpenFailed)?;
+    // The new connection may go as soon as it came (a server shutting
+    // down as it lets us in): one more lost connection, tried again.
+    let channel = match conn.open_channel(ChannelKind::Session).await {
+        Ok(channel) => channel,
+        Err(e) if connection_went(&e) => return Ok(Outcome::Lost(e.to_string())),
+        Err(e) => return Err(SessionError::OpenFailed(e)),
+    };
     let ChannelParts {
         data_in,
         data_out: mut writer,
@@ -284,7 +296,11 @@ pub async fn resume<C: Connection>(
         ..
     } = channel.split();
     if agent_forward {
-        control.request(ChannelRequest::AgentForward, false).await?;
+        match control.request(ChannelRequest::AgentForward, false).await {
+            Ok(_) => {}
+            Err(e) if connection_went(&e) => return Ok(Outcome::Lost(e.to_string())),
+            Err(e) => return Err(e.into()),
+        }
     }
     let mut frames = FrameReader::new(data_in);
     let resume = Frame::Resume {
@@ -294,11 +310,16 @@ pub async fn resume<C: Connection>(
     // RESUME goes out behind the subsystem request rather than after its
     // answer: with the login, the open and the request it makes one round
     // trip, so a QUIC reattach shows the first replayed byte two round
-    // trips after its first packet (draft §8.12.6), as a fresh session its
+    // trips after its first packet (draft §8.12.7), as a fresh session its
     // first output. The server keeps channel data until the subsystem
     // reads it; one that refuses the subsystem never reads it.
     let (offered, sent) = tokio::join!(ask(&control), send(&mut writer, &resume));
-    if !offered? {
+    let offered = match offered {
+        Ok(offered) => offered,
+        Err(e) if connection_went(&e) => return Ok(Outcome::Lost(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    if !offered {
         return Err(SessionError::Reattach(
             "the server no longer offers reattachable sessions".into(),
         ));

@@ -47,6 +47,13 @@ pub async fn bind(
 /// Accepts connections until the task is dropped, opening a channel to
 /// the forward's target for each.
 pub async fn serve<C: Connection>(conn: Arc<C>, listener: LocalListener, target: Target) {
+    let listening = match &listener {
+        LocalListener::Tcp(listener) => listener
+            .local_addr()
+            .map(|addr| format!("port {}", addr.port()))
+            .unwrap_or_default(),
+        LocalListener::Unix(_) => "path".to_string(),
+    };
     loop {
         let (stream, originator, originator_port): (Box<dyn ByteStream>, String, u32) =
             match &listener {
@@ -62,6 +69,13 @@ pub async fn serve<C: Connection>(conn: Arc<C>, listener: LocalListener, target:
                     (Box::new(stream), "127.0.0.1".to_string(), 0)
                 }
             };
+        let listed = super::listing::list(format!(
+            "{}: listening {listening} for {target}, connect from {originator} port {originator_port}",
+            match &target {
+                Target::Port { .. } => "direct-tcpip",
+                Target::Path(_) => "direct-streamlocal@openssh.com",
+            }
+        ));
         let kind = match &target {
             Target::Port { host, port } => ChannelKind::DirectTcpip {
                 host: host.clone(),
@@ -76,6 +90,7 @@ pub async fn serve<C: Connection>(conn: Arc<C>, listener: LocalListener, target:
         let conn = conn.clone();
         let target = target.clone();
         tokio::spawn(async move {
+            let _listed = listed;
             let what = format!("forwarding to {target}");
             match conn.open_channel(kind).await {
                 // Over QUIC the channel is usable before the server answers

@@ -14,9 +14,11 @@
 //! - [`unix_socket`]: Unix sockets made and reached with the right identity.
 //! - [`client`]: what the client sets up for a connection, and
 //!   ExitOnForwardFailure.
+//! - [`listing`]: the connections open through forwards, for `~#`.
 
 pub mod client;
 pub mod error;
+pub mod listing;
 pub mod local;
 pub mod remote;
 pub mod socks;

@@ -268,6 +268,22 @@ impl RemoteForwards {
                 forward.target
             );
         }
+        let _listed = super::listing::list(match &kind {
+            ChannelKind::ForwardedTcpip {
+                originator,
+                originator_port,
+                ..
+            } => format!(
+                "forwarded-tcpip: listening {} for {}, connect from {originator} port {originator_port}",
+                forward.listen, forward.target
+            ),
+            _ => format!(
+                "{}: listening {} for {}",
+                kind.wire_name(),
+                forward.listen,
+                forward.target
+            ),
+        });
         match super::connect_target(&forward.target, &Identity::Process).await {
             Ok(stream) => super::splice(pending.accept(), stream).await,
             Err(e) => {

@@ -109,6 +109,13 @@ pub async fn serve<C: Connection>(conn: Arc<C>, listener: TcpListener) {
             };
             match opened {
                 Ok(channel) => {
+                    let _listed = super::listing::list(format!(
+                        "dynamic-tcpip: {}:{}, connect from {} port {}",
+                        request.host,
+                        request.port,
+                        peer.ip(),
+                        peer.port()
+                    ));
                     if stream.write_all(&request.version.success()).await.is_ok() {
                         crate::forward::local::splice(channel, stream).await;
                     }

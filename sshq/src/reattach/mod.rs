@@ -42,6 +42,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The stream, and the bytes read from it past the last frame returned.
+    pub fn into_parts(self) -> (R, Vec<u8>) {
+        (self.inner, self.buffered)
+    }
+
     /// The next frame; `None` at the end of the stream between frames.
     pub async fn next(&mut self) -> Result<Option<Frame>, FrameError> {
         let mut scratch = [0u8; 16 * 1024];

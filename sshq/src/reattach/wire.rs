@@ -26,6 +26,16 @@ pub const MAX_FRAME: usize = 1 + MAX_DATA;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Token(pub [u8; TOKEN_LEN]);
 
+impl Token {
+    /// Compares in constant time: how long a wrong guess takes says
+    /// nothing of how much of it was right.
+    pub fn matches(&self, other: &Token) -> bool {
+        let differences =
+            (self.0.iter().zip(other.0.iter())).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(differences) == 0
+    }
+}
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never in logs.
@@ -251,19 +261,29 @@ fn name(kind: u8) -> &'static str {
     }
 }
 
-fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(0).to_be_bytes());
     out.extend_from_slice(bytes);
 }
 
 /// A bounds-checked cursor over a frame body.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     rest: &'a [u8],
     what: &'static str,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+    /// A cursor over `body`, a frame of kind `what` (for errors).
+    pub(crate) fn new(body: &'a [u8], what: &'static str) -> Reader<'a> {
+        Reader { rest: body, what }
+    }
+
+    /// What is left, all of it.
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.rest)
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.rest.len() < n {
             return Err(WireError::Truncated { what: self.what });
         }
@@ -272,27 +292,27 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn u8(&mut self) -> Result<u8, WireError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> Result<u32, WireError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, WireError> {
         let bytes = self.take(4)?;
         Ok(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
 
-    fn u64(&mut self) -> Result<u64, WireError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, WireError> {
         let high = u64::from(self.u32()?);
         let low = u64::from(self.u32()?);
         Ok(high << 32 | low)
     }
 
-    fn string(&mut self) -> Result<&'a [u8], WireError> {
+    pub(crate) fn string(&mut self) -> Result<&'a [u8], WireError> {
         let length = self.u32()? as usize;
         self.take(length)
     }
 
-    fn token(&mut self) -> Result<Token, WireError> {
+    pub(crate) fn token(&mut self) -> Result<Token, WireError> {
         let bytes = self.string()?;
         let token: [u8; TOKEN_LEN] = bytes
             .try_into()
@@ -300,7 +320,7 @@ impl<'a> Reader<'a> {
         Ok(Token(token))
     }
 
-    fn finish(self) -> Result<(), WireError> {
+    pub(crate) fn finish(self) -> Result<(), WireError> {
         match self.rest.len() {
             0 => Ok(()),
             extra => Err(WireError::TrailingBytes {

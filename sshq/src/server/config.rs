@@ -238,7 +238,8 @@ pub struct ServerConfig {
     pub one_stream_baseline: bool,
     /// sshqd's own `QuicIdleTimeout` and `QuicKeepAlive`.
     pub quic_liveness: sshq_quic::tls::Liveness,
-    /// sshqd's own `ClientReattachTimeout` and `ClientReattachBuffer`.
+    /// sshqd's own `ClientReattachTimeout`, `ClientReattachBuffer` and
+    /// `ClientReattachDirectory`.
     pub reattach: super::reattach::ReattachPolicy,
     /// MaxStartups, PerSourceMaxStartups, PerSourceNetBlockSize,
     /// PerSourcePenalties, PerSourcePenaltyExemptList.
@@ -828,6 +829,15 @@ impl Parser {
             "clientreattachtimeout" => {
                 let d = parse_duration(one()?).ok_or_else(|| at.bad("invalid time value."))?;
                 set(fresh, &mut c.reattach.hold, (!d.is_zero()).then_some(d))
+            }
+            "clientreattachdirectory" => {
+                let v = one()?;
+                if !v.starts_with('/') {
+                    return Err(at.bad(format!(
+                        "ClientReattachDirectory '{v}' is not an absolute path."
+                    )));
+                }
+                set(fresh, &mut c.reattach.directory, Some(PathBuf::from(v)))
             }
             "clientreattachbuffer" => {
                 let v = one()?;

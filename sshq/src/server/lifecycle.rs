@@ -1,9 +1,9 @@
-//! sshqd's signals, with sshd's meaning, adapted to a daemon that holds
-//! every session in one process:
+//! sshqd's signals, with sshd's meaning, adapted to a daemon that serves
+//! every connection in one process:
 //!
 //! - **SIGHUP** re-reads the configuration and drops nothing. sshd re-execs
-//!   itself, which its sessions (separate processes) survive; sshqd's would
-//!   not, so it reloads in place instead. A file that does not load is
+//!   itself, which its sessions (separate processes) survive; sshqd's
+//!   connections would not, so it reloads in place instead. A file that does not load is
 //!   logged and the running configuration stays. What a session is allowed
 //!   (forwarding, subsystems, AcceptEnv, MaxSessions, ClientReattach*)
 //!   applies to connections from then on; what the listeners and the login
@@ -11,7 +11,10 @@
 //!   authentication keywords) needs a restart, and the log says so.
 //! - **SIGTERM** and **SIGINT** are logged as sshd logs them, every client
 //!   is told (its connection is closed with a reason, so `sshq` prints
-//!   "Connection to HOST closed by remote host."), and sshqd exits.
+//!   "Connection to HOST closed by remote host."), nobody new is let in,
+//!   and sshqd exits. Reattachable sessions are not sshqd's to end: their
+//!   holders (`reattach::holder`) keep them, and their clients reattach to
+//!   the next sshqd.
 
 use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
@@ -38,6 +41,11 @@ static RELOADED: RwLock<Option<Arc<ServerConfig>>> = RwLock::new(None);
 pub fn session_config(started_with: &Arc<ServerConfig>) -> Arc<ServerConfig> {
     let reloaded = RELOADED.read().map(|slot| slot.clone()).unwrap_or(None);
     reloaded.unwrap_or_else(|| started_with.clone())
+}
+
+/// Whether sshqd is shutting down.
+pub fn is_shutting_down() -> bool {
+    *SHUTDOWN.borrow()
 }
 
 /// Resolves once sshqd is shutting down.

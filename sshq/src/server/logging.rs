@@ -44,6 +44,17 @@ impl SyslogFacility {
         Some(facility)
     }
 
+    /// The name [`SyslogFacility::parse`] reads back.
+    pub fn name(self) -> String {
+        match self {
+            SyslogFacility::Daemon => "DAEMON".to_string(),
+            SyslogFacility::User => "USER".to_string(),
+            SyslogFacility::Auth => "AUTH".to_string(),
+            SyslogFacility::AuthPriv => "AUTHPRIV".to_string(),
+            SyslogFacility::Local(n) => format!("LOCAL{n}"),
+        }
+    }
+
     fn code(self) -> libc::c_int {
         match self {
             SyslogFacility::Daemon => libc::LOG_DAEMON,
@@ -55,31 +66,73 @@ impl SyslogFacility {
     }
 }
 
-/// Starts logging at LogLevel (or debug with -d): to standard error with
-/// `-e` or `-d`, else to syslog, as sshd does.
-pub fn init_logging(cli: &Cli, config: &ServerConfig) {
-    let level = match cli.debug {
-        0 => config.log_level.tracing_filter(),
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},russh=warn"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_target(false);
-    if cli.log_stderr || cli.debug > 0 {
-        let _ = builder.with_writer(EscapedStderr).try_init();
-    } else {
-        open_syslog(config.syslog_facility);
-        // syslog stamps time, host and `sshqd[pid]:` itself.
-        let _ = builder
-            .without_time()
-            .with_level(false)
-            .with_writer(Syslog)
-            .try_init();
+/// Where log lines go and which pass: what sshqd starts with, and what it
+/// hands a session holder (`reattach::holder`), so that a held session's
+/// lines land where sshqd's do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSetup {
+    /// A tracing filter, from LogLevel or `-d`.
+    pub filter: String,
+    /// syslog with this facility; `None`: standard error.
+    pub syslog: Option<SyslogFacility>,
+}
+
+/// The setup this process logs with, once [`LogSetup::init`] ran.
+static CURRENT: std::sync::OnceLock<LogSetup> = std::sync::OnceLock::new();
+
+impl LogSetup {
+    /// LogLevel (or debug with -d), to standard error with `-e` or `-d`,
+    /// else to syslog, as sshd does.
+    pub fn new(cli: &Cli, config: &ServerConfig) -> LogSetup {
+        let level = match cli.debug {
+            0 => config.log_level.tracing_filter(),
+            1 => "debug",
+            _ => "trace",
+        };
+        LogSetup {
+            filter: format!("{level},russh=warn"),
+            syslog: (!cli.log_stderr && cli.debug == 0).then_some(config.syslog_facility),
+        }
     }
+
+    /// The setup this process started logging with (standard error at
+    /// info if it never did).
+    pub fn current() -> LogSetup {
+        CURRENT.get().cloned().unwrap_or(LogSetup {
+            filter: "info".to_string(),
+            syslog: None,
+        })
+    }
+
+    /// Starts logging; the first call in a process wins.
+    pub fn init(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.filter)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_target(false);
+        let _ = CURRENT.set(self.clone());
+        match self.syslog {
+            None => {
+                let _ = builder.with_writer(EscapedStderr).try_init();
+            }
+            Some(facility) => {
+                open_syslog(facility);
+                // syslog stamps time, host and `sshqd[pid]:` itself.
+                let _ = builder
+                    .without_time()
+                    .with_level(false)
+                    .with_writer(Syslog)
+                    .try_init();
+            }
+        }
+    }
+}
+
+/// Starts logging as [`LogSetup::new`] says.
+pub fn init_logging(cli: &Cli, config: &ServerConfig) {
+    LogSetup::new(cli, config).init();
 }
 
 /// The tag before every syslog line, as sshd uses its program name.

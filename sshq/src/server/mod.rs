@@ -167,6 +167,9 @@ pub async fn serve(
         client_alive_count_max: config.client_alive_count_max,
         kex: tcp_kex(&config)?,
     });
+    // Sessions an earlier sshqd started are held by their holders: theirs
+    // to reattach to from now on.
+    reattach::prepare_directory(&config.reattach);
     // One pre-authentication accounting for every listener of both transports.
     let gate = Gate::new(config.preauth.clone());
     let mut tasks = tokio::task::JoinSet::new();
@@ -319,6 +322,13 @@ async fn accept_quic(
 ) {
     let local = endpoint.local_addr();
     while let Some(incoming) = endpoint.accept().await {
+        // A shutting-down sshqd lets nobody new in: a client would only be
+        // dropped again (a reattaching one tries the next sshqd). The
+        // endpoint itself stays, for the connections' closes to go out.
+        if lifecycle::is_shutting_down() {
+            incoming.refuse();
+            continue;
+        }
         let peer = incoming.remote_address();
         // Under load, a client must first prove it receives at its address
         // (Retry, one round trip, no key-exchange work for us), so spoofed
@@ -401,7 +411,12 @@ async fn accept_tcp(
     gate: Arc<Gate>,
 ) {
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            // As for QUIC: nobody new once sshqd is shutting down.
+            () = lifecycle::shutting_down() => return,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: wait a moment, keep serving.
@@ -510,7 +525,7 @@ async fn run_connection<C: Connection>(
         ),
         forwarding: context::ForwardingPolicy::from_config(config),
         limits: limits::ConnectionLimits::new(config.max_sessions),
-        reattach: config.reattach,
+        reattach: config.reattach.clone(),
     });
     let conn = Arc::new(conn);
     tokio::select! {

@@ -125,7 +125,7 @@ pub enum Program {
 }
 
 /// Everything [`spawn`] needs to start a session's program.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpawnRequest {
     pub user: SessionUser,
     pub program: Program,

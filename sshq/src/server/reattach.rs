@@ -1,17 +1,24 @@
-//! sshqd's side of reattachable sessions (draft §8.12): the sessions it
-//! holds, and what it does with a channel that asks for
-//! `sshq-session@sshq.dev`.
+//! sshqd's side of reattachable sessions (draft §8.12): which channels get
+//! `sshq-session@sshq.dev`, and what sshqd does with one.
 //!
-//! A held session ([`held::Held`]) owns the program, its pty and the
-//! output the client has not acknowledged; a channel only borrows it while
-//! attached ([`attach`]). When the connection is lost the session stays,
-//! for `ClientReattachTimeout`, until the same user logs in again and
-//! presents its token.
+//! A held session lives in a session holder ([`holder`]), a process of
+//! its own that owns the program, its pty and the output the client has
+//! not acknowledged ([`held::Held`]), and serves the session's side of the
+//! protocol ([`attach`]). sshqd starts the holder for a START, finds it by
+//! its socket for a RESUME ([`directory`]), and relays the channel to it
+//! ([`relay`]). So a session outlives its connection and sshqd too: a
+//! restarted sshqd finds the holders the last one started.
 
 mod attach;
+mod directory;
 mod held;
+pub mod holder;
+pub mod holder_wire;
+mod link;
+mod relay;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -19,20 +26,27 @@ use sshq_core::channel::PtyRequest;
 use sshq_core::log_escape;
 use sshq_core::transport::{Channel, Connection};
 
+use super::agent::AgentSocket;
 use super::context::SessionContext;
-use super::process::{Program, SessionProcess};
+use super::logging::LogSetup;
+use super::process::{Program, SpawnRequest};
 use crate::reattach::wire::{self, Frame, Token};
 use crate::reattach::FrameReader;
-pub use held::Held;
+pub use directory::{DirectoryError, HolderDirectory};
+use holder_wire::{AttachOrder, SpawnOrder};
+use link::HolderLink;
 
-/// `ClientReattachTimeout` and `ClientReattachBuffer`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `ClientReattachTimeout`, `ClientReattachBuffer` and
+/// `ClientReattachDirectory`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReattachPolicy {
     /// How long a session with a pty is held after its connection is
     /// lost; `None` (`ClientReattachTimeout 0`): not at all, as in sshd.
     pub hold: Option<Duration>,
     /// The most output held for a client that has not acknowledged it.
     pub buffer: usize,
+    /// Where the session holders listen; `None`: [`directory::default_path`].
+    pub directory: Option<PathBuf>,
 }
 
 impl Default for ReattachPolicy {
@@ -40,7 +54,19 @@ impl Default for ReattachPolicy {
         ReattachPolicy {
             hold: Some(Duration::from_secs(3600)),
             buffer: 16 * 1024 * 1024,
+            directory: None,
         }
+    }
+}
+
+impl ReattachPolicy {
+    /// The holder directory, made and checked.
+    pub fn open_directory(&self) -> Result<HolderDirectory, DirectoryError> {
+        let path = self
+            .directory
+            .clone()
+            .unwrap_or_else(directory::default_path);
+        HolderDirectory::open(&path)
     }
 }
 
@@ -50,53 +76,73 @@ impl Default for ReattachPolicy {
 /// ordinary ones that end with their connection.
 pub const MAX_HELD_PER_USER: usize = 64;
 
-/// Every session this sshqd holds. One per process: a session belongs to
-/// the daemon, not to the listener or connection it started on.
-static HELD: LazyLock<HeldSessions> = LazyLock::new(HeldSessions::default);
-
-#[derive(Default)]
-struct HeldSessions {
-    sessions: Mutex<HashMap<Token, Arc<Held>>>,
-}
-
-impl HeldSessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Token, Arc<Held>>> {
-        // A panic while holding the map leaves it consistent (inserts and
-        // removes are single calls), so a poisoned lock is still usable.
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+/// Makes the holder directory at start and clears the sockets of holders
+/// that are gone; the sessions of the others are this sshqd's now.
+pub fn prepare_directory(policy: &ReattachPolicy) {
+    if policy.hold.is_none() {
+        return;
+    }
+    match policy.open_directory() {
+        Ok(directory) => {
+            let stale = directory.remove_stale();
+            if stale > 0 {
+                tracing::info!(
+                    "removed {stale} session socket{} of holders that are gone, from {}",
+                    if stale == 1 { "" } else { "s" },
+                    directory.path().display()
+                );
+            }
+        }
+        Err(e) => tracing::error!("no session can be held: {e}"),
     }
 }
 
-fn count_for(uid: u32) -> usize {
-    HELD.lock()
-        .values()
-        .filter(|held| held.uid() == uid)
-        .count()
+/// The agent sockets of held sessions this sshqd started or reattached:
+/// they live in sshqd (they forward over its connections), and are pointed
+/// at whichever connection reattached last. A session's entry goes once its
+/// holder's socket is gone.
+static AGENTS: LazyLock<Mutex<HashMap<Token, (PathBuf, AgentSocket)>>> =
+    LazyLock::new(Mutex::default);
+
+fn agents() -> std::sync::MutexGuard<'static, HashMap<Token, (PathBuf, AgentSocket)>> {
+    // Inserts and removes are single calls: a poisoned map is consistent.
+    AGENTS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn find(token: &Token) -> Option<Arc<Held>> {
-    HELD.lock().get(token).cloned()
-}
-
-pub(crate) fn forget(token: &Token) {
-    HELD.lock().remove(token);
+/// Forgets the agent sockets of sessions whose holder is gone.
+fn prune_agents() {
+    agents().retain(|_, (socket, _)| socket.exists());
 }
 
 /// Whether a channel asking for `sshq-session@sshq.dev` gets it: only when
-/// `ClientReattachTimeout` is not 0, and for a new session (one with a
-/// pty: what is worth coming back to is an interactive session) only
-/// within [`MAX_HELD_PER_USER`]. A channel without a pty can only resume.
-/// Otherwise the client falls back to an ordinary session on the same
-/// channel.
+/// `ClientReattachTimeout` is not 0, the holder directory is usable, and
+/// for a new session (one with a pty: what is worth coming back to is an
+/// interactive session) only within [`MAX_HELD_PER_USER`]. A channel
+/// without a pty can only resume. Otherwise the client falls back to an
+/// ordinary session on the same channel.
 pub fn offered(ctx: &SessionContext, has_pty: bool) -> bool {
+    let directory = match ctx.reattach.hold.map(|_| ctx.reattach.open_directory()) {
+        Some(Ok(directory)) => directory,
+        Some(Err(e)) => {
+            tracing::error!("{}: {} refused: {e}", ctx.peer, wire::SUBSYSTEM);
+            return false;
+        }
+        None => {
+            tracing::debug!(
+                "{}: {} refused (ClientReattachTimeout 0)",
+                ctx.peer,
+                wire::SUBSYSTEM
+            );
+            return false;
+        }
+    };
     let offered =
-        ctx.reattach.hold.is_some() && (!has_pty || count_for(ctx.user.uid) < MAX_HELD_PER_USER);
+        !has_pty || directory.count_for_within(ctx.user.uid, MAX_HELD_PER_USER) < MAX_HELD_PER_USER;
     if !offered {
-        tracing::debug!(
-            "{}: {} refused (ClientReattachTimeout: {:?}, {MAX_HELD_PER_USER} sessions held at most)",
+        tracing::info!(
+            "{}: {} refused: {MAX_HELD_PER_USER} sessions are held for this user already",
             ctx.peer,
             wire::SUBSYSTEM,
-            ctx.reattach.hold
         );
     }
     offered
@@ -147,47 +193,68 @@ pub async fn serve<C: Connection>(
             return;
         }
     };
-    let attached = match first {
-        Frame::Start(program) => start(program, setup, &ctx).await,
+    let directory = match ctx.reattach.open_directory() {
+        Ok(directory) => directory,
+        Err(e) => {
+            refuse(&mut data_out, &ctx, Refusal(e.to_string())).await;
+            return;
+        }
+    };
+    let resume_from = match &first {
         Frame::Resume {
-            token,
-            output_received,
-        } => {
+            output_received, ..
+        } => Some(*output_received),
+        _ => None,
+    };
+    let attached = match first {
+        Frame::Start(program) => start(program, setup, &ctx, &directory).await,
+        Frame::Resume { token, .. } => {
             // The programs know the socket made when the session started:
             // it moves here, and the one just made for this channel (if its
             // client forwards an agent) goes.
             let forwarded = setup.agent.is_some().then(|| conn.clone());
             drop(setup);
-            resume(&token, output_received, &ctx).map(|(held, output_from)| {
-                held.reroute_agent(forwarded, &ctx.peer);
-                (held, output_from)
-            })
+            let resumed = resume(&token, &ctx, &directory).await;
+            if resumed.is_ok() {
+                if let Some((_, agent)) = agents().get(&token) {
+                    agent.reroute(forwarded, &ctx.peer);
+                }
+            }
+            resumed.map(|link| (link, token))
         }
         // Named only: a first frame of DATA would be keystrokes.
         _ => Err(Refusal(
             "the first frame must be START or RESUME".to_string(),
         )),
     };
-    let (held, output_from) = match attached {
+    let (link, token) = match attached {
         Ok(attached) => attached,
-        Err(Refusal(reason)) => {
-            tracing::info!(
-                "{}: session not started or resumed: {}",
-                ctx.peer,
-                log_escape::peer_text(&reason)
-            );
-            let _ = crate::reattach::send(&mut data_out, &Frame::Refused(reason)).await;
-            let _ = tokio::io::AsyncWriteExt::shutdown(&mut data_out).await;
+        Err(refusal) => {
+            refuse(&mut data_out, &ctx, refusal).await;
             return;
         }
     };
-    let channel = attach::Attached::<C::Channel> {
-        frames,
+    let order = AttachOrder {
+        token: token.clone(),
+        uid: ctx.user.uid,
+        user: ctx.user.name.clone(),
+        peer: ctx.peer.clone(),
+        resume_from,
+    };
+    let (data_in, early) = frames.into_parts();
+    let channel = relay::Relayed::<C::Channel> {
+        early,
+        data_in,
         data_out,
         control,
         requests,
     };
-    if attach::serve(held, channel, output_from, &ctx).await == attach::Ended::Superseded {
+    let end = relay::relay(link, order, channel, &ctx.peer).await;
+    if end.session_ended {
+        agents().remove(&token);
+    }
+    prune_agents();
+    if end.superseded {
         // The client reattached on another connection because it saw this
         // one lost: close it, so that its -R listeners free their ports for
         // the new connection's.
@@ -196,12 +263,28 @@ pub async fn serve<C: Connection>(
     }
 }
 
-/// Starts the program and holds it under a new token.
+/// Tells the client why its START or RESUME is not honoured.
+async fn refuse<W: tokio::io::AsyncWrite + Unpin>(
+    data_out: &mut W,
+    ctx: &SessionContext,
+    Refusal(reason): Refusal,
+) {
+    tracing::info!(
+        "{}: session not started or resumed: {}",
+        ctx.peer,
+        log_escape::peer_text(&reason)
+    );
+    let _ = crate::reattach::send(data_out, &Frame::Refused(reason)).await;
+    let _ = tokio::io::AsyncWriteExt::shutdown(data_out).await;
+}
+
+/// Starts a holder running the program, under a new token.
 async fn start(
     program: wire::Program,
     setup: Setup,
     ctx: &Arc<SessionContext>,
-) -> Result<(Arc<Held>, Option<u64>), Refusal> {
+    directory: &HolderDirectory,
+) -> Result<(HolderLink, Token), Refusal> {
     let program = match program {
         wire::Program::Shell => Program::Shell,
         wire::Program::Command(command) => Program::Command(command),
@@ -211,51 +294,91 @@ async fn start(
     };
     // Checked again here: channels granted the subsystem together could
     // otherwise all start one past the limit.
-    if count_for(ctx.user.uid) >= MAX_HELD_PER_USER {
+    if directory.count_for_within(ctx.user.uid, MAX_HELD_PER_USER) >= MAX_HELD_PER_USER {
         return Err(Refusal(format!(
             "{MAX_HELD_PER_USER} sessions are held for this user already"
         )));
     }
-    let size = pty.size;
-    let process: SessionProcess =
-        super::session::start_program(ctx, program, Some(pty), setup.env, &setup.agent)
-            .await
-            .map_err(|e| Refusal(e.to_string()))?;
     let token =
         Token(rand_token().map_err(|e| Refusal(format!("cannot make a session token: {e}")))?);
     let hold = ctx.reattach.hold.unwrap_or_default();
-    let held = Held::start(token.clone(), process, size, setup.agent, ctx);
-    HELD.lock().insert(token, held.clone());
+    let socket = directory.socket_for(ctx.user.uid, &token);
+    let order = SpawnOrder {
+        token: token.clone(),
+        socket: socket.clone(),
+        hold,
+        buffer: ctx.reattach.buffer,
+        label: ctx.peer.clone(),
+        log: LogSetup::current(),
+        request: SpawnRequest {
+            user: ctx.user.clone(),
+            program,
+            pty: Some(pty),
+            env: setup.env,
+            ssh_connection: ctx.ssh_connection.clone(),
+            auth_sock: setup.agent.as_ref().map(|agent| agent.path().to_path_buf()),
+        },
+    };
+    let link = relay::start_holder(order).await?;
+    if let Some(agent) = setup.agent {
+        prune_agents();
+        agents().insert(token.clone(), (socket, agent));
+    }
     tracing::info!(
         "{}: reattachable session started (held {} s after a lost connection)",
         ctx.peer,
         hold.as_secs()
     );
-    Ok((held, None))
+    Ok((link, token))
 }
 
-/// Finds the held session `token` names, for the same user.
-fn resume(
+/// Reaches the holder of the session `token` names, for the same user.
+async fn resume(
     token: &Token,
-    output_received: u64,
     ctx: &SessionContext,
-) -> Result<(Arc<Held>, Option<u64>), Refusal> {
+    directory: &HolderDirectory,
+) -> Result<HolderLink, Refusal> {
     // The same message whether the token is unknown or another user's:
-    // a token is no way to learn about other users' sessions.
+    // a token is no way to learn about other users' sessions (the socket
+    // is named after the user too, and the holder checks both again).
     let gone = || Refusal("no such session: it ended, or the server stopped holding it".into());
-    let Some(held) = find(token) else {
-        return Err(gone());
-    };
-    if held.uid() != ctx.user.uid || held.user_name() != ctx.user.name {
-        tracing::warn!(
-            "{}: refused a reattach to a session of another user",
-            ctx.peer
-        );
-        return Err(gone());
+    let socket = directory.socket_for(ctx.user.uid, token);
+    match tokio::net::UnixStream::connect(&socket).await {
+        // Only a holder of sshqd's own user gets the token.
+        Ok(stream) => {
+            let link = HolderLink::new(stream);
+            let ours = nix::unistd::geteuid().as_raw();
+            if link.peer_uid() != Some(ours) {
+                tracing::error!(
+                    "{}: {} is not served by uid {ours}: refused",
+                    ctx.peer,
+                    socket.display()
+                );
+                return Err(gone());
+            }
+            Ok(link)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if directory.owner_of(token).is_some() {
+                tracing::warn!(
+                    "{}: refused a reattach to a session of another user",
+                    ctx.peer
+                );
+            }
+            Err(gone())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            // Its holder was killed before it could remove it.
+            let _ = std::fs::remove_file(&socket);
+            Err(gone())
+        }
+        Err(e) => {
+            tracing::error!("{}: cannot reach a session holder: {e}", ctx.peer);
+            Err(Refusal(format!(
+                "the session's holder cannot be reached: {e}"
+            )))
+        }
     }
-    // RESUME shows that a client holds the token.
-    held.confirm();
-    Ok((held, Some(output_received)))
 }
 
 /// 32 bytes from the kernel's random generator.

@@ -369,14 +369,14 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
 pub(super) fn signal_answer(
     sent: Result<(), process::SignalError>,
     name: &str,
-    ctx: &SessionContext,
+    peer: &str,
 ) -> bool {
     match sent {
         Ok(()) => true,
         Err(e) => {
             tracing::info!(
                 "{}: signal {}: {}",
-                ctx.peer,
+                peer,
                 log_escape::peer_text(name),
                 log_escape::peer_text(&e.to_string())
             );
@@ -446,7 +446,7 @@ async fn handle_running_requests<R: RequestStream>(
             ChannelRequest::WindowChange(size) => session
                 .resize(size.cols, size.rows, size.pix_width, size.pix_height)
                 .is_ok(),
-            ChannelRequest::Signal(name) => signal_answer(session.signal(name), name, ctx),
+            ChannelRequest::Signal(name) => signal_answer(session.signal(name), name, &ctx.peer),
             // Never confirmed, as in sshd (OpenSSH asks for no reply).
             ChannelRequest::Unknown { name } if name == END_OF_WRITE => {
                 tracing::debug!("{}: {END_OF_WRITE}: closing the program's output", ctx.peer);

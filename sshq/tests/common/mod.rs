@@ -105,6 +105,22 @@ pub struct Lab {
     pub user: String,
 }
 
+/// The lab's ClientReattachDirectory, inside its temporary directory.
+pub const HELD_DIR: &str = "held";
+
+impl Drop for Lab {
+    /// Held sessions outlive sshqd by design: their holders (and the
+    /// programs they hold) go with the lab, not an hour later.
+    fn drop(&mut self) {
+        for pid in self.holders() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 impl Lab {
     pub fn new() -> Lab {
         let dir = tempfile::Builder::new()
@@ -129,6 +145,26 @@ impl Lab {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// The session holders of this lab's sshqd servers: processes whose
+    /// command line names a socket in the lab's holder directory.
+    pub fn holders(&self) -> Vec<i32> {
+        let held = self.path(HELD_DIR);
+        let held = held.to_string_lossy();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+                (cmdline.contains("--session-holder") && cmdline.contains(held.as_ref()))
+                    .then_some(pid)
+            })
+            .collect()
     }
 
     pub fn keygen(&self, name: &str, kind: &str, comment: &str) {
@@ -231,6 +267,8 @@ impl Lab {
                     text.push('\n');
                     text.push_str(LAB_PREAUTH_LIMITS);
                 }
+                text.push('\n');
+                text.push_str(&self.held_directory_line());
                 std::fs::write(&config, text).expect("sshqd_config");
                 config
             },
@@ -262,35 +300,68 @@ impl Lab {
             let port = free_port();
             let config = config_for(port);
             let log = self.path(&format!("{name}.{port}.log"));
-            let child = Command::new(program)
-                .args(["-D", "-e", "-f"])
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).expect("log"))
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-            let mut server = Server { port, child, log };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let log = server.log_text();
-                if !server.alive() {
-                    if log.contains("Address already in use") {
-                        break; // lost the port to someone else: try another
-                    }
-                    panic!("{name} exited at start; its log:\n{log}");
-                }
-                // The log lines prove it is *our* server that listens.
-                if listeners.ready(&log, port) {
-                    return server;
-                }
-                if Instant::now() >= deadline {
-                    panic!("{name} does not listen on port {port} after 10 s; its log:\n{log}");
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            if let Some(server) = self.run_server(name, program, port, &config, log, listeners) {
+                return server;
             }
         }
         panic!("{name}: no free port found in 5 attempts");
+    }
+
+    /// Starts sshqd again on `port`, with the configuration it had, as an
+    /// administrator restarts it; its log is `sshqd.PORT.again.log`.
+    pub fn restart_sshqd(&self, port: u16, listeners: Listeners) -> Server {
+        let config = self.path(&format!("sshqd_config.{port}"));
+        let log = self.path(&format!("sshqd.{port}.again.log"));
+        // The old sockets may take a moment to go.
+        for _ in 0..20 {
+            if let Some(server) =
+                self.run_server("sshqd", SSHQD, port, &config, log.clone(), listeners)
+            {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("sshqd could not listen on port {port} again");
+    }
+
+    /// Runs `program -D -e -f config` on `port` until its log says it
+    /// listens there on `listeners`; `None` if the port is taken.
+    fn run_server(
+        &self,
+        name: &str,
+        program: &str,
+        port: u16,
+        config: &Path,
+        log: PathBuf,
+        listeners: Listeners,
+    ) -> Option<Server> {
+        let child = Command::new(program)
+            .args(["-D", "-e", "-f"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        let mut server = Server { port, child, log };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = server.log_text();
+            if !server.alive() {
+                if log.contains("Address already in use") {
+                    return None; // lost the port to someone else: try another
+                }
+                panic!("{name} exited at start; its log:\n{log}");
+            }
+            // The log lines prove it is *our* server that listens.
+            if listeners.ready(&log, port) {
+                return Some(server);
+            }
+            if Instant::now() >= deadline {
+                panic!("{name} does not listen on port {port} after 10 s; its log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Writes an sshqd configuration for `port` with these host keys, the
@@ -312,8 +383,17 @@ impl Lab {
         if !lower.contains("maxstartups") && !lower.contains("persource") {
             text.push_str(LAB_PREAUTH_LIMITS);
         }
+        text.push_str(&self.held_directory_line());
         std::fs::write(&config, text).expect("sshqd_config");
         config
+    }
+
+    /// Keeps the lab's held sessions in the lab (after `extra`, which wins).
+    fn held_directory_line(&self) -> String {
+        format!(
+            "ClientReattachDirectory {}\n",
+            self.path(HELD_DIR).display()
+        )
     }
 
     /// Runs `sshqd -D -e -f config` expecting it to refuse to start; fails

@@ -343,6 +343,10 @@ fn client_reattach_timeout_and_buffer() {
     assert_eq!(c.reattach.hold, Some(Duration::from_secs(300)));
     assert_eq!(c.reattach.buffer, 64 * 1024);
     assert_eq!(load("ClientReattachTimeout 0\n").reattach.hold, None);
+    assert_eq!(c.reattach.directory, None);
+    let c = load("ClientReattachDirectory /run/x/held\n");
+    assert_eq!(c.reattach.directory, Some("/run/x/held".into()));
+    assert!(err("ClientReattachDirectory held\n").ends_with("is not an absolute path."));
     assert!(err("ClientReattachBuffer 1k\n").ends_with("is not a size from 64K to 1G."));
     assert!(err("ClientReattachBuffer 2G\n").ends_with("is not a size from 64K to 1G."));
     assert!(err("ClientReattachTimeout soon\n").ends_with("invalid time value."));

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sshq_core::channel::ChannelRequest;
-use sshq_core::transport::{Channel, ChannelControl, IncomingRequest, RequestStream};
-use tokio::io::AsyncWriteExt;
+use sshq_core::transport::{ChannelControl, IncomingRequest, RequestStream};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 
-use super::super::context::SessionContext;
 use super::super::process::ExitStatus;
-use super::Held;
+use super::held::Held;
 use crate::reattach::wire::{Frame, MAX_DATA};
 use crate::reattach::{send, send_data, FrameReader};
 
@@ -24,12 +23,13 @@ const INPUT_ACK_INTERVAL: Duration = Duration::from_millis(500);
 /// that ended before the session counts as detached instead of over.
 const FINAL_ACK_LIMIT: Duration = Duration::from_secs(10);
 
-/// The channel's halves, as [`serve`] uses them.
-pub struct Attached<Ch: Channel> {
-    pub frames: FrameReader<Ch::Reader>,
-    pub data_out: Ch::Writer,
-    pub control: Ch::Control,
-    pub requests: Ch::Requests,
+/// The channel's halves, as [`serve`] uses them: in the holder, the ends
+/// of its link to sshqd, which relays them to the real channel.
+pub struct Attached<R, W, K, Q> {
+    pub frames: FrameReader<R>,
+    pub data_out: W,
+    pub control: K,
+    pub requests: Q,
 }
 
 /// How an attachment ended.
@@ -53,12 +53,18 @@ pub enum Ended {
 
 /// Serves `held` on `channel`: a fresh session (`resume_from` `None`) is
 /// told its token, a resumed one where its output resumes.
-pub async fn serve<Ch: Channel>(
+pub async fn serve<R, W, K, Q>(
     held: Arc<Held>,
-    channel: Attached<Ch>,
+    channel: Attached<R, W, K, Q>,
     resume_from: Option<u64>,
-    ctx: &SessionContext,
-) -> Ended {
+    peer: &str,
+) -> Ended
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWriteExt + Unpin,
+    K: ChannelControl,
+    Q: RequestStream,
+{
     let Attached {
         mut frames,
         mut data_out,
@@ -89,7 +95,7 @@ pub async fn serve<Ch: Channel>(
     if resume_from.is_some() {
         tracing::info!(
             "{}: reattached to the session {} started{}",
-            ctx.peer,
+            peer,
             held.label(),
             match lost {
                 0 => String::new(),
@@ -104,7 +110,7 @@ pub async fn serve<Ch: Channel>(
     let ending = tokio::select! {
         ending = output(&held, generation, cursor, &mut data_out) => ending,
         ending = input(&held, generation, &mut frames) => ending,
-        () = requests_to(&held, &mut requests, ctx) => Ending::Lost("no more requests".into()),
+        () = requests_to(&held, &mut requests, peer) => Ending::Lost("no more requests".into()),
         () = control.closed() => Ending::Lost("channel closed".into()),
         // Also while `output` waits on a dead connection's full window.
         () = superseded(&held, generation) => Ending::Superseded,
@@ -124,7 +130,7 @@ pub async fn serve<Ch: Channel>(
                 tracing::info!(
                     "{}: the program ended, but its last output was not acknowledged; \
                      held for {} s",
-                    ctx.peer,
+                    peer,
                     held.hold().as_secs()
                 );
                 held.detach(generation);
@@ -132,24 +138,25 @@ pub async fn serve<Ch: Channel>(
         }
         Ending::EndedByClient => held.end("the client ended it"),
         Ending::Superseded => {
-            tracing::info!("{}: session taken over by a newer connection", ctx.peer);
+            tracing::info!("{}: session taken over by a newer connection", peer);
             held.detach(generation);
         }
         Ending::Lost(why) => {
             tracing::info!(
                 "{}: session detached ({why}); held for {} s",
-                ctx.peer,
+                peer,
                 held.hold().as_secs()
             );
             held.detach(generation);
         }
     }
-    control.close().await;
+    // A superseded channel is the caller's to close: it says why first,
+    // so that sshqd closes that connection at once (draft §8.12.3).
     if superseded {
-        Ended::Superseded
-    } else {
-        Ended::Otherwise
+        return Ended::Superseded;
     }
+    control.close().await;
+    Ended::Otherwise
 }
 
 /// Resolves once another attachment has taken the session.
@@ -303,17 +310,17 @@ async fn input<R: tokio::io::AsyncRead + Unpin>(
 }
 
 /// Window changes and signals, while attached.
-async fn requests_to<R: RequestStream>(held: &Held, requests: &mut R, ctx: &SessionContext) {
+async fn requests_to<R: RequestStream>(held: &Held, requests: &mut R, peer: &str) {
     while let Some(IncomingRequest { request, reply }) = requests.next().await {
         let ok = match &request {
             ChannelRequest::WindowChange(size) => held.resize(*size).is_ok(),
             ChannelRequest::Signal(name) => {
-                super::super::session::signal_answer(held.signal(name), name, ctx)
+                super::super::session::signal_answer(held.signal(name), name, peer)
             }
             other => {
                 tracing::debug!(
                     "{}: refused channel request {} on a reattachable session",
-                    ctx.peer,
+                    peer,
                     other.wire_name()
                 );
                 false

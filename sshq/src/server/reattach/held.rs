@@ -1,7 +1,7 @@
 //! One held session: the program, its pty, the output the client has not
-//! acknowledged, and who is attached. It lives until the program's end has
-//! reached a client, the client ends it, or nobody reattached within
-//! `ClientReattachTimeout`.
+//! acknowledged, and who is attached. It lives in its session holder
+//! (`super::holder`) until the program's end has reached a client, the
+//! client ends it, or nobody reattached within `ClientReattachTimeout`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +12,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use super::super::context::SessionContext;
 use super::super::process::{
     ExitStatus, SessionOutput, SessionProcess, SessionStdin, SignalError, DEFAULT_HANGUP_GRACE,
 };
@@ -42,7 +41,20 @@ enum InputOp {
 /// The first read size of a held session's pty: a screenful of typing.
 const IDLE_READ: usize = 1024;
 
-/// A held session, shared by the registry, its own tasks and the channel
+/// Who a held session belongs to, and how it is held.
+#[derive(Debug, Clone)]
+pub struct HeldConfig {
+    pub user_name: String,
+    pub uid: u32,
+    /// For log lines: who started it.
+    pub label: String,
+    /// `ClientReattachTimeout`.
+    pub hold: Duration,
+    /// `ClientReattachBuffer`.
+    pub buffer: usize,
+}
+
+/// A held session, shared by its holder, its own tasks and the channel
 /// attached to it.
 pub struct Held {
     token: Token,
@@ -90,8 +102,6 @@ pub struct State {
     terminal_released: bool,
     /// The window size last set, to redraw with after lost output.
     pub size: WindowSize,
-    /// The forwarded agent's socket, kept while the session is.
-    agent: Option<super::super::agent::AgentSocket>,
 }
 
 impl Held {
@@ -100,20 +110,19 @@ impl Held {
         token: Token,
         mut process: SessionProcess,
         size: WindowSize,
-        agent: Option<super::super::agent::AgentSocket>,
-        ctx: &SessionContext,
+        config: HeldConfig,
     ) -> Arc<Held> {
         let stdout = process.take_stdout();
         let stdin = process.take_stdin();
         let (input, input_ops) = mpsc::unbounded_channel();
         let held = Arc::new(Held {
             token,
-            user_name: ctx.user.name.clone(),
-            uid: ctx.user.uid,
-            label: ctx.peer.clone(),
-            hold: ctx.reattach.hold.unwrap_or_default(),
+            user_name: config.user_name,
+            uid: config.uid,
+            label: config.label,
+            hold: config.hold,
             state: Mutex::new(State {
-                output: ReplayBuffer::new(ctx.reattach.buffer),
+                output: ReplayBuffer::new(config.buffer),
                 output_ended: false,
                 exit: None,
                 input_received: 0,
@@ -124,7 +133,6 @@ impl Held {
                 confirmed: false,
                 terminal_released: false,
                 size,
-                agent,
             }),
             changed: Notify::new(),
             stdin: tokio::sync::Mutex::new(stdin),
@@ -176,6 +184,12 @@ impl Held {
         if !self.state().confirmed {
             self.update(|state| state.confirmed = true);
         }
+    }
+
+    /// The session is over and its terminal let go: its holder may go.
+    pub fn finished(&self) -> bool {
+        let state = self.state();
+        state.ended && state.terminal_released
     }
 
     pub fn token(&self) -> &Token {
@@ -237,7 +251,6 @@ impl Held {
     /// closed terminal first makes it exit as at end of input, leaving its
     /// background jobs running, where SIGHUP makes it hang them up too.
     pub fn end(self: &Arc<Self>, why: &str) {
-        super::forget(&self.token);
         self.update(|state| state.ended = true);
         let process = self.lock_process().take();
         let Some(process) = process else {
@@ -293,19 +306,6 @@ impl Held {
     /// it to tell the client what to send again.
     pub async fn input_idle(&self) {
         drop(self.stdin.lock().await);
-    }
-
-    /// Points the session's agent socket (if it was started with one) at
-    /// `conn`, the connection that reattached; `None` when its client
-    /// forwards no agent this time.
-    pub fn reroute_agent<C: sshq_core::transport::Connection>(
-        &self,
-        conn: Option<Arc<C>>,
-        peer: &str,
-    ) {
-        if let Some(agent) = self.state().agent.as_ref() {
-            agent.reroute(conn, peer);
-        }
     }
 
     /// Applies a window change.
