@@ -115,6 +115,18 @@ pub trait AuthPolicy: Send + Sync + 'static {
     /// workers, with a time limit, so that one login never stalls another.
     fn publickey_allowed<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool>;
 
+    /// [`AuthPolicy::publickey_allowed`] for a client at `peer`, which a
+    /// key's authorized_keys line may restrict (`from=`). Transports that
+    /// know the client's address ask this; the default ignores it.
+    fn publickey_allowed_from<'a>(
+        &'a self,
+        user: &'a str,
+        key: &'a PublicKey,
+        _peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        self.publickey_allowed(user, key)
+    }
+
     /// Must a security key (`sk-*`) signature by `key` carry the
     /// user-presence flag (the authenticator was touched)? Yes, unless the
     /// authorized_keys line that lets `key` in says `no-touch-required`, as

@@ -15,6 +15,7 @@ use sshq_core::auth::{AuthPolicy, UserKey};
 use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest};
 use sshq_core::error::{HandshakeError, ProtocolError as TransportProtocolError, TransportError};
 use sshq_core::log_escape;
+use sshq_core::ssh_key::PublicKey;
 use sshq_core::transport::{
     Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, TransportKind,
 };
@@ -462,7 +463,7 @@ pub async fn login(
     deadline: Option<tokio::time::Instant>,
 ) -> Result<QuicConnection, HandshakeError> {
     let deadline = deadline.map(tokio::time::Instant::into_std);
-    let (user, mut driver) = server_login(&conn, &auth, deadline).await?;
+    let (user, user_key, mut driver) = server_login(&conn, &auth, deadline).await?;
     // Logged in: the normal stream and flow-control limits apply now
     // (draft §7.7, pre-authentication credit).
     crate::preauth::lift(&conn);
@@ -491,24 +492,20 @@ pub async fn login(
         incoming_tx,
     ));
     let (_, auth_rx) = watch::channel(AuthState::Succeeded);
-    Ok(QuicConnection::new(
-        conn,
-        commands_tx,
-        incoming_rx,
-        streams,
-        auth_rx,
-        user,
-    ))
+    let mut connection =
+        QuicConnection::new(conn, commands_tx, incoming_rx, streams, auth_rx, user);
+    connection.info.user_key = Some(user_key);
+    Ok(connection)
 }
 
 /// Runs the server's side of authentication on the control stream until
-/// a user has logged in: the user, and the driver (USERAUTH_SUCCESS still
-/// to be flushed, after the limits are lifted).
+/// a user has logged in: the user, the key, and the driver
+/// (USERAUTH_SUCCESS still to be flushed, after the limits are lifted).
 async fn server_login(
     conn: &quinn::Connection,
     auth: &ServerAuth,
     deadline: Option<Instant>,
-) -> Result<(String, ControlDriver), HandshakeError> {
+) -> Result<(String, PublicKey, ControlDriver), HandshakeError> {
     let mut machine = Control::server(now(), deadline, auth.policy.max_auth_tries());
     let (send, recv) = match until(deadline, conn.accept_bi()).await {
         Some(Ok(streams)) => streams,
@@ -524,6 +521,7 @@ async fn server_login(
     let mut driver = ControlDriver::new(conn.clone(), machine, send, recv);
     let peer = conn.remote_address();
     let mut user = String::new();
+    let mut user_key = None;
     loop {
         if driver.flush().await.is_err() {
             return Err(HandshakeError::Closed(None));
@@ -533,11 +531,13 @@ async fn server_login(
                 ControlEvent::UserauthRequest(request) => {
                     // The policy keeps its blocking work (files, user
                     // database) off the async workers itself.
-                    let check = userauth::verify(&request, &exporter, auth.policy.as_ref());
+                    let check =
+                        userauth::verify(&request, &exporter, auth.policy.as_ref(), Some(peer));
                     match until(driver.machine.poll_timeout(), check).await {
                         None => driver.machine.handle_timeout(now()),
-                        Some(Ok(_key)) => {
+                        Some(Ok(key)) => {
                             user = request.user;
+                            user_key = Some(key);
                             driver.machine.auth_verdict(now(), true);
                         }
                         Some(Err(refusal)) => {
@@ -554,7 +554,13 @@ async fn server_login(
                         }
                     }
                 }
-                ControlEvent::Authenticated => return Ok((user, driver)),
+                ControlEvent::Authenticated => {
+                    // The machine reports success only after a verdict of yes.
+                    let Some(key) = user_key.take() else {
+                        return Err(HandshakeError::Closed(None));
+                    };
+                    return Ok((user, key, driver));
+                }
                 closed @ ControlEvent::Closed(_) => return Err(close_login(conn, Some(closed))),
                 _ => {}
             }
@@ -611,6 +617,7 @@ impl QuicConnection {
             local_addr: None,
             peer_addr: Some(conn.remote_address()),
             user,
+            user_key: None,
             kex: None,
         };
         QuicConnection {

@@ -124,6 +124,7 @@ pub fn userauth(data: &[u8]) {
         &request,
         &VECTOR_EXPORTER,
         &AllowAll,
+        None,
     ));
     if let Some(Ok(key)) = verdict {
         // Whatever logged in is the key the request named.
@@ -235,6 +236,7 @@ mod tests {
             &request,
             &VECTOR_EXPORTER,
             &AllowAll,
+            None,
         ));
         assert!(matches!(verdict, Some(Ok(_))), "{verdict:?}");
         userauth(&frame);

@@ -86,6 +86,7 @@ pub async fn verify(
     request: &UserauthRequest,
     exporter: &[u8],
     policy: &dyn AuthPolicy,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<PublicKey, Refusal> {
     use signature::Verifier;
     use ssh_key::encoding::Decode;
@@ -119,7 +120,10 @@ pub async fn verify(
         &request.public_key,
     )?;
     Verifier::verify(key.key_data(), &data, &signature).map_err(|_| Refusal::WrongSignature)?;
-    if !policy.publickey_allowed(&request.user, &key).await {
+    if !policy
+        .publickey_allowed_from(&request.user, &key, peer)
+        .await
+    {
         return Err(Refusal::NotAuthorized(request.user.clone()));
     }
     // draft §7.5: the server MUST refuse an sk- signature whose flags lack user presence
@@ -244,20 +248,22 @@ mod tests {
     #[tokio::test]
     async fn security_key_signature_with_user_presence_is_accepted() {
         let request = security_key_request(SK_USER_PRESENCE);
-        assert!(verify(&request, EXPORTER, &TOUCH_REQUIRED).await.is_ok());
+        assert!(verify(&request, EXPORTER, &TOUCH_REQUIRED, None)
+            .await
+            .is_ok());
     }
 
     #[tokio::test]
     async fn security_key_signature_without_user_presence_is_refused() {
         let request = security_key_request(0);
         assert!(matches!(
-            verify(&request, EXPORTER, &TOUCH_REQUIRED).await,
+            verify(&request, EXPORTER, &TOUCH_REQUIRED, None).await,
             Err(Refusal::NoUserPresence)
         ));
         // User verification (0x04) alone is no touch either.
         let request = security_key_request(0x04);
         assert!(matches!(
-            verify(&request, EXPORTER, &TOUCH_REQUIRED).await,
+            verify(&request, EXPORTER, &TOUCH_REQUIRED, None).await,
             Err(Refusal::NoUserPresence)
         ));
     }
@@ -265,13 +271,15 @@ mod tests {
     #[tokio::test]
     async fn no_touch_required_accepts_a_security_key_signature_without_presence() {
         let request = security_key_request(0);
-        assert!(verify(&request, EXPORTER, &NO_TOUCH_REQUIRED).await.is_ok());
+        assert!(verify(&request, EXPORTER, &NO_TOUCH_REQUIRED, None)
+            .await
+            .is_ok());
         // The signature is still checked.
         let mut request = security_key_request(0);
         let flags_at = request.signature.len() - 5;
         request.signature[flags_at] = SK_USER_PRESENCE;
         assert!(matches!(
-            verify(&request, EXPORTER, &NO_TOUCH_REQUIRED).await,
+            verify(&request, EXPORTER, &NO_TOUCH_REQUIRED, None).await,
             Err(Refusal::WrongSignature)
         ));
     }
@@ -283,7 +291,7 @@ mod tests {
         let flags_at = request.signature.len() - 5;
         request.signature[flags_at] = SK_USER_PRESENCE;
         assert!(matches!(
-            verify(&request, EXPORTER, &TOUCH_REQUIRED).await,
+            verify(&request, EXPORTER, &TOUCH_REQUIRED, None).await,
             Err(Refusal::WrongSignature)
         ));
     }

@@ -135,8 +135,26 @@ pub fn known_hosts(data: &[u8]) {
 
 /// An authorized_keys file, checked for a key as sshqd checks a login.
 pub fn authorized_keys(data: &[u8]) {
+    use crate::server::auth::key_options;
     let text = String::from_utf8_lossy(data);
-    let _ = crate::server::auth::text_authorizes(&text, Path::new("authorized_keys"), vector_key());
+    let file = Path::new("authorized_keys");
+    let _ = crate::server::auth::text_authorizes(&text, file, vector_key());
+    let local = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+    let granted = crate::server::auth::text_grant(&text, file, vector_key(), local);
+    if let Some(grant) = &granted {
+        // A from= the address fails never lets the key in.
+        if let Some(patterns) = &grant.from {
+            assert!(key_options::from_allows(patterns, local));
+        }
+    }
+    for line in text.lines() {
+        if let Ok((options, _)) = key_options::parse_line(line) {
+            // restrict takes away at least what it names, in any order.
+            let restricted = line.to_ascii_lowercase().starts_with("restrict ");
+            assert!(!restricted || !options.port_forwarding);
+        }
+        let _ = key_options::from_allows(line, local);
+    }
 }
 
 /// Whether `data` mentions a keyword that would make the parser read other

@@ -154,6 +154,7 @@ where
             local_addr,
             peer_addr,
             user: params.user.clone(),
+            user_key: None,
             kex,
         },
         ending: ending_rx,

@@ -18,6 +18,7 @@ use sshq_core::kex::Role;
 use sshq_core::log_escape;
 use sshq_core::pipe::PipeBudget;
 use sshq_core::replies::{request_queue, RequestSender};
+use sshq_core::ssh_key::PublicKey;
 use sshq_core::transport::{
     Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, IncomingRequest, ReplyHandle,
     TransportKind,
@@ -128,6 +129,8 @@ where
         channels: HashMap::new(),
         authenticated: Some(auth_tx),
         user: None,
+        user_key: None,
+        peer_addr,
         failures: AuthFailures::new(params.policy.max_auth_tries(), peer_addr),
         session_handle: session_handle.clone(),
         logged_in_as: logged_in_as.clone(),
@@ -167,7 +170,7 @@ where
                 Ok(()) => ending.orderly(),
             }
         });
-        let Ok(user) = auth_rx.await else {
+        let Ok((user, user_key)) = auth_rx.await else {
             // The session ended before login: say why (a bad MAC, no common
             // algorithm, ...), as sshd does, when russh has said so by now.
             let why = tokio::time::timeout(Duration::from_millis(200), ended_rx)
@@ -177,9 +180,9 @@ where
                 .map(|e| Box::new(e) as sshq_core::error::BoxError);
             return Err(HandshakeError::Closed(why));
         };
-        Ok::<_, HandshakeError>((handle, user))
+        Ok::<_, HandshakeError>((handle, user, user_key))
     };
-    let (handle, user) = match within_grace(handshake).await {
+    let (handle, user, user_key) = match within_grace(handshake).await {
         Some(result) => result?,
         None => {
             cutter.cut();
@@ -196,6 +199,7 @@ where
             local_addr,
             peer_addr,
             user,
+            user_key: Some(user_key),
             kex: None,
         },
         ending: ending_rx,
@@ -352,8 +356,12 @@ struct ServerHandler {
     incoming: mpsc::UnboundedSender<Incoming<ServerChannel>>,
     /// Where each open channel's requests go.
     channels: HashMap<ChannelId, RequestSender>,
-    authenticated: Option<oneshot::Sender<String>>,
+    /// The user and key that logged in, for the connection's info.
+    authenticated: Option<oneshot::Sender<(String, PublicKey)>>,
     user: Option<String>,
+    user_key: Option<PublicKey>,
+    /// The client's address, which a key's `from=` may restrict.
+    peer_addr: Option<SocketAddr>,
     failures: AuthFailures,
     /// The session's handle, set as soon as russh has started it.
     session_handle: Arc<OnceLock<russh::server::Handle>>,
@@ -537,7 +545,7 @@ impl russh::server::Handler for ServerHandler {
         if self
             .params
             .policy
-            .publickey_allowed(user, offer.public_key)
+            .publickey_allowed_from(user, offer.public_key, self.peer_addr)
             .await
         {
             Ok(Auth::Accept)
@@ -564,10 +572,11 @@ impl russh::server::Handler for ServerHandler {
             && self
                 .params
                 .policy
-                .publickey_allowed(user, key.public_key)
+                .publickey_allowed_from(user, key.public_key, self.peer_addr)
                 .await
         {
             self.user = Some(user.to_string());
+            self.user_key = Some(key.public_key.clone());
             let _ = self.logged_in_as.set(user.to_string());
             Ok(Auth::Accept)
         } else {
@@ -576,8 +585,12 @@ impl russh::server::Handler for ServerHandler {
     }
 
     async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
-        if let (Some(tx), Some(user)) = (self.authenticated.take(), self.user.clone()) {
-            let _ = tx.send(user);
+        if let (Some(tx), Some(user), Some(key)) = (
+            self.authenticated.take(),
+            self.user.clone(),
+            self.user_key.clone(),
+        ) {
+            let _ = tx.send((user, key));
         }
         Ok(())
     }

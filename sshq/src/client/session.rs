@@ -114,13 +114,16 @@ pub async fn run<C: Connection>(
     } = channel.split();
     drop(ext_out);
 
+    // Whether the session has a pty: what a reattachable session needs.
+    let mut has_pty = false;
     if options.pty {
         let pty = PtyRequest {
             term: options.term.clone(),
             size: terminal::local_window_size(),
             modes: terminal::local_terminal_modes(),
         };
-        if !control.request(ChannelRequest::Pty(pty), true).await? {
+        has_pty = control.request(ChannelRequest::Pty(pty), true).await?;
+        if !has_pty {
             eprintln!("PTY allocation request failed on channel 0");
         }
     }
@@ -135,7 +138,7 @@ pub async fn run<C: Connection>(
         // Like ssh: no reply wanted; a refusal only means no agent remotely.
         control.request(ChannelRequest::AgentForward, false).await?;
     }
-    if options.pty && options.reattach && super::reattach::ask(&control).await? {
+    if has_pty && options.reattach && super::reattach::ask(&control).await? {
         let program = match &options.command {
             Some(command) => crate::reattach::wire::Program::Command(command.clone()),
             None => crate::reattach::wire::Program::Shell,

@@ -9,9 +9,11 @@
 //! user's identity, each within [`LOOKUP_LIMIT`].
 
 mod account;
+pub mod key_options;
 mod keys_file;
 
 use sshq_core::log_escape;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use sshq_core::auth::{AuthPolicy, BoxFuture};
 use sshq_core::ssh_key::PublicKey;
 
 use crate::fs_identity::{as_identity_within, Identity};
+pub use key_options::KeyOptions;
 pub use keys_file::MAX_KEYS_FILE;
 
 /// How long a user lookup, or reading a user's key files, may take before
@@ -30,7 +33,7 @@ pub const LOOKUP_LIMIT: Duration = Duration::from_secs(10);
 pub enum RootLogin {
     /// yes, prohibit-password, without-password: keys are fine.
     Allowed,
-    /// forced-commands-only: only keys with command= (not supported: refused).
+    /// forced-commands-only: only keys whose line has command=.
     ForcedCommandsOnly,
     No,
 }
@@ -51,12 +54,23 @@ pub struct KeyPolicy {
 
 impl AuthPolicy for KeyPolicy {
     fn publickey_allowed<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool> {
-        Box::pin(async move { self.grant(user, key).await.is_some() })
+        // Without the client's address, a line with from= lets no key in.
+        Box::pin(async move { self.grant(user, key, None).await.is_some() })
+    }
+
+    fn publickey_allowed_from<'a>(
+        &'a self,
+        user: &'a str,
+        key: &'a PublicKey,
+        peer: Option<SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        let peer = peer.map(|peer| peer.ip());
+        Box::pin(async move { self.grant(user, key, peer).await.is_some() })
     }
 
     fn touch_required<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool> {
         Box::pin(async move {
-            self.grant(user, key)
+            self.grant(user, key, None)
                 .await
                 .is_none_or(|grant| grant.touch_required)
         })
@@ -68,8 +82,21 @@ impl AuthPolicy for KeyPolicy {
 }
 
 impl KeyPolicy {
+    /// What the authorized_keys line that lets `user` in with `key` from
+    /// `peer` allows, if one does: for the sessions of a connection that
+    /// logged in with it (read again after the login, as sshd applies the
+    /// options of the line that matched).
+    pub async fn session_grant(
+        &self,
+        user: &str,
+        key: &PublicKey,
+        peer: Option<IpAddr>,
+    ) -> Option<KeyOptions> {
+        self.grant(user, key, peer).await
+    }
+
     /// The authorized_keys line that lets `user` in with `key`, if any.
-    async fn grant(&self, user: &str, key: &PublicKey) -> Option<KeyGrant> {
+    async fn grant(&self, user: &str, key: &PublicKey, peer: Option<IpAddr>) -> Option<KeyGrant> {
         if !self.pubkey_authentication {
             return None;
         }
@@ -118,10 +145,12 @@ impl KeyPolicy {
             );
             return None;
         }
+        let forced_commands_only =
+            account.uid == 0 && self.root_login == RootLogin::ForcedCommandsOnly;
         if account.uid == 0 {
             match self.root_login {
-                RootLogin::Allowed => {}
-                RootLogin::ForcedCommandsOnly | RootLogin::No => {
+                RootLogin::Allowed | RootLogin::ForcedCommandsOnly => {}
+                RootLogin::No => {
                     tracing::info!(
                         "ROOT LOGIN REFUSED for {}: PermitRootLogin",
                         log_escape::peer_text(user)
@@ -146,66 +175,98 @@ impl KeyPolicy {
         let read = as_identity_within(&identity, None, LOOKUP_LIMIT, move || {
             Ok(files.iter().find_map(|file| {
                 keys_file::read_keys_file(file, &owner, strict_modes)
-                    .and_then(|text| text_grant(&text, file, &key))
+                    .and_then(|text| text_grant(&text, file, &key, peer))
             }))
         })
         .await;
-        read.unwrap_or_else(|e| {
+        let grant = read.unwrap_or_else(|e| {
             tracing::error!("cannot read the authorized keys of {user}: {e}");
             None
-        })
+        })?;
+        if forced_commands_only && grant.command.is_none() {
+            tracing::info!(
+                "ROOT LOGIN REFUSED for {}: PermitRootLogin forced-commands-only, and the key has no command=",
+                log_escape::peer_text(user)
+            );
+            return None;
+        }
+        Some(grant)
     }
 }
 
 /// What an authorized_keys line grants its key beyond logging in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyGrant {
-    /// Security key signatures must show the authenticator was touched
-    /// (false with the line's `no-touch-required`).
-    pub touch_required: bool,
-}
+pub type KeyGrant = KeyOptions;
 
-/// The only key option sshqd enforces so far: it relaxes nothing but the
-/// touch of a security key, which the line's owner asked for.
-const NO_TOUCH_REQUIRED: &str = "no-touch-required";
-
-/// Whether the authorized_keys text `text` (of `file`) lists `key`.
+/// Whether the authorized_keys text `text` (of `file`) lists `key`, for a
+/// client whose address is unknown.
 pub fn text_authorizes(text: &str, file: &Path, key: &PublicKey) -> bool {
-    text_grant(text, file, key).is_some()
+    text_grant(text, file, key, None).is_some()
 }
 
-/// The first line of the authorized_keys text `text` (of `file`) that lets
-/// `key` in, as a [`KeyGrant`]. Lines we cannot parse are skipped. A
-/// matching line with key options other than `no-touch-required`
-/// (command=, from=, restrict, ...) is *not* honoured: sshqd does not
-/// enforce those yet, and ignoring a restriction would grant more than the
-/// owner meant.
-pub fn text_grant(text: &str, file: &Path, key: &PublicKey) -> Option<KeyGrant> {
+/// The options of the first line of the authorized_keys text `text` (of
+/// `file`) that lets `key` in from `peer`. Lines that do not parse, or
+/// carry an option sshqd does not enforce, are skipped with a log line;
+/// a line whose `from=` the client does not match, or whose
+/// `expiry-time=` has passed, lets nothing in either.
+pub fn text_grant(
+    text: &str,
+    file: &Path,
+    key: &PublicKey,
+    peer: Option<IpAddr>,
+) -> Option<KeyGrant> {
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let Ok(entry) = line.parse::<sshq_core::ssh_key::authorized_keys::Entry>() else {
-            continue;
+        let at = || format!("{}:{}", file.display(), number + 1);
+        let (options, listed) = match key_options::parse_line(line) {
+            Ok(parsed) => parsed,
+            Err(key_options::LineError::NotAKey) => continue,
+            Err(e) => {
+                // Only the line of the key in question is worth a word.
+                if line.contains(key_blob(key).as_str()) {
+                    tracing::warn!("{}: bad key options: {e}", at());
+                }
+                continue;
+            }
         };
-        if entry.public_key().key_data() != key.key_data() {
+        if listed.key_data() != key.key_data() {
             continue;
         }
-        let options = entry.config_opts();
-        if options.iter().any(|option| option != NO_TOUCH_REQUIRED) {
-            tracing::warn!(
-                "{}:{}: key options other than {NO_TOUCH_REQUIRED} are not supported by sshqd \
-                 yet; this key is not accepted",
-                file.display(),
-                number + 1
-            );
-            continue;
+        if let Some(patterns) = &options.from {
+            if !key_options::from_allows(patterns, peer) {
+                tracing::info!(
+                    "{}: key from {} refused: not a permitted address (from=\"{}\")",
+                    at(),
+                    peer.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string()),
+                    log_escape::peer_text(patterns)
+                );
+                continue;
+            }
         }
-        let touch_required = !options.iter().any(|option| option == NO_TOUCH_REQUIRED);
-        return Some(KeyGrant { touch_required });
+        if let Some(expires_at) = options.expires_at {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| {
+                    i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+                });
+            if now >= expires_at {
+                tracing::info!("{}: key refused: its expiry-time has passed", at());
+                continue;
+            }
+        }
+        return Some(options);
     }
     None
+}
+
+/// The key's base64 blob, to find its line among the others.
+fn key_blob(key: &PublicKey) -> String {
+    key.to_openssh()
+        .ok()
+        .and_then(|line| line.split_whitespace().nth(1).map(str::to_string))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -227,21 +288,42 @@ mod tests {
         let text = format!("# comment\n\ngarbage line\n{OTHER}\n{ED}\n");
         assert!(text_authorizes(&text, file, &key(ED)));
         assert!(!text_authorizes(&format!("{OTHER}\n"), file, &key(ED)));
-        // Options are not enforced, so such a line must not let the key in.
-        let text = format!("command=\"/bin/true\" {ED}\n");
-        assert!(!text_authorizes(&text, file, &key(ED)));
-        let plain = KeyGrant {
-            touch_required: true,
-        };
-        assert_eq!(text_grant(&format!("{ED}\n"), file, &key(ED)), Some(plain));
-        // no-touch-required is the one option honoured; with another
-        // option beside it the line is still refused.
+        let plain = KeyOptions::default();
+        assert_eq!(
+            text_grant(&format!("{ED}\n"), file, &key(ED), None),
+            Some(plain)
+        );
         let text = format!("no-touch-required {ED}\n");
-        let no_touch = KeyGrant {
-            touch_required: false,
-        };
-        assert_eq!(text_grant(&text, file, &key(ED)), Some(no_touch));
-        let text = format!("no-touch-required,command=\"/bin/true\" {ED}\n");
-        assert_eq!(text_grant(&text, file, &key(ED)), None);
+        let grant = text_grant(&text, file, &key(ED), None).unwrap();
+        assert!(!grant.touch_required);
+        // Honoured options come back with the grant.
+        let text = format!("command=\"/bin/true\",no-pty {ED}\n");
+        let grant = text_grant(&text, file, &key(ED), None).unwrap();
+        assert_eq!(grant.command.as_deref(), Some("/bin/true"));
+        assert!(!grant.pty);
+        // An option sshqd does not enforce: the line lets nothing in, and a
+        // later plain line for the same key still does.
+        let text = format!("permitopen=\"x:1\" {ED}\n");
+        assert_eq!(text_grant(&text, file, &key(ED), None), None);
+        let text = format!("permitopen=\"x:1\" {ED}\n{ED}\n");
+        assert_eq!(
+            text_grant(&text, file, &key(ED), None),
+            Some(KeyOptions::default())
+        );
+    }
+
+    #[test]
+    fn from_and_expiry_time() {
+        let file = Path::new("authorized_keys");
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let text = format!("from=\"10.0.0.0/8\" {ED}\n");
+        assert_eq!(text_grant(&text, file, &key(ED), Some(local)), None);
+        assert_eq!(text_grant(&text, file, &key(ED), None), None);
+        let text = format!("from=\"127.0.0.1\" {ED}\n");
+        assert!(text_grant(&text, file, &key(ED), Some(local)).is_some());
+        let text = format!("expiry-time=\"20200101\" {ED}\n");
+        assert_eq!(text_grant(&text, file, &key(ED), None), None);
+        let text = format!("expiry-time=\"29990101\" {ED}\n");
+        assert!(text_grant(&text, file, &key(ED), None).is_some());
     }
 }

@@ -27,8 +27,12 @@ pub struct SessionContext {
     pub forwarding: ForwardingPolicy,
     /// MaxSessions and the other per-connection ceilings.
     pub limits: ConnectionLimits,
-    /// ClientReattachTimeout and ClientReattachBuffer.
+    /// ClientReattachTimeout, ClientReattachBuffer, ClientReattachDirectory.
     pub reattach: super::reattach::ReattachPolicy,
+    /// The options of the authorized_keys line the user logged in with:
+    /// `command=` and `no-pty` apply to sessions; the forwarding ones are
+    /// already in `forwarding`.
+    pub key_options: super::auth::KeyOptions,
 }
 
 /// What the configuration lets a connection forward: TCP both ways, Unix
@@ -53,6 +57,23 @@ pub struct ForwardingPolicy {
 }
 
 impl ForwardingPolicy {
+    /// What is left of this policy under a key's authorized_keys options
+    /// (`no-port-forwarding` covers TCP, Unix socket and UDP forwarding,
+    /// as in sshd).
+    pub fn restricted_by(mut self, key: &super::auth::KeyOptions) -> ForwardingPolicy {
+        if !key.port_forwarding {
+            self.allow_local = false;
+            self.allow_remote = false;
+            self.streamlocal.allow_local = false;
+            self.streamlocal.allow_remote = false;
+            self.udp_relay.allow = AllowUdpRelay::No;
+        }
+        if !key.agent_forwarding {
+            self.allow_agent = false;
+        }
+        self
+    }
+
     /// The policy `config` sets.
     pub fn from_config(config: &ServerConfig) -> ForwardingPolicy {
         use config::AllowTcpForwarding;

@@ -500,6 +500,28 @@ async fn run_connection<C: Connection>(
             return;
         }
     };
+    // The options of the key's authorized_keys line, read again now.
+    let granted = match &info.user_key {
+        Some(key) => {
+            key_policy(config)
+                .session_grant(&info.user, key, Some(peer.ip()))
+                .await
+        }
+        None => None,
+    };
+    let Some(key_options) = granted else {
+        tracing::error!(
+            "{}: the key {} logged in with is no longer authorized",
+            log_escape::peer_text(&info.user),
+            if info.user_key.is_some() {
+                "it"
+            } else {
+                "nobody said it"
+            }
+        );
+        conn.close("key no longer authorized").await;
+        return;
+    };
     tracing::info!(
         "Accepted publickey for {} from {} port {} over {}",
         log_escape::peer_text(&info.user),
@@ -523,9 +545,10 @@ async fn run_connection<C: Connection>(
             peer.ip(),
             peer.port()
         ),
-        forwarding: context::ForwardingPolicy::from_config(config),
+        forwarding: context::ForwardingPolicy::from_config(config).restricted_by(&key_options),
         limits: limits::ConnectionLimits::new(config.max_sessions),
         reattach: config.reattach.clone(),
+        key_options,
     });
     let conn = Arc::new(conn);
     tokio::select! {

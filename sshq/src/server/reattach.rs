@@ -289,6 +289,8 @@ async fn start(
         wire::Program::Shell => Program::Shell,
         wire::Program::Command(command) => Program::Command(command),
     };
+    let mut env = setup.env;
+    let program = super::session::forced(ctx, program, &mut env);
     let Some(pty) = setup.pty else {
         return Err(Refusal("a reattachable session needs a pty".to_string()));
     };
@@ -314,7 +316,7 @@ async fn start(
             user: ctx.user.clone(),
             program,
             pty: Some(pty),
-            env: setup.env,
+            env,
             ssh_connection: ctx.ssh_connection.clone(),
             auth_sock: setup.agent.as_ref().map(|agent| agent.path().to_path_buf()),
         },

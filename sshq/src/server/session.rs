@@ -189,7 +189,11 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
         };
         let program = match incoming.request {
             ChannelRequest::Pty(request) => {
-                let ok = pty.is_none();
+                // no-pty (or restrict) on the key's authorized_keys line.
+                let ok = pty.is_none() && ctx.key_options.pty;
+                if !ctx.key_options.pty {
+                    tracing::info!("{}: pty refused: the key's options say no-pty", ctx.peer);
+                }
                 if ok {
                     pty = Some(request);
                 }
@@ -301,7 +305,9 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
                 continue;
             }
         };
-        match start_program(&ctx, program, pty.clone(), env.clone(), &agent).await {
+        let mut env = env.clone();
+        let program = forced(&ctx, program, &mut env);
+        match start_program(&ctx, program, pty.clone(), env, &agent).await {
             Ok(session) => {
                 incoming.reply.send(true);
                 break session;
@@ -383,6 +389,26 @@ pub(super) fn signal_answer(
             false
         }
     }
+}
+
+/// The program a session runs: `command=` on the key's authorized_keys
+/// line replaces what the client asked for (a shell, a command or a
+/// subsystem), as in sshd; a command asked for is then in
+/// SSH_ORIGINAL_COMMAND (set after the client's variables, so it wins).
+pub(super) fn forced(
+    ctx: &SessionContext,
+    program: Program,
+    env: &mut Vec<(String, String)>,
+) -> Program {
+    let Some(command) = &ctx.key_options.command else {
+        return program;
+    };
+    if let Program::Command(original) = &program {
+        let original = String::from_utf8_lossy(original).into_owned();
+        env.push(("SSH_ORIGINAL_COMMAND".to_string(), original));
+    }
+    tracing::debug!("{}: forced command (key option)", ctx.peer);
+    Program::Command(command.clone().into_bytes())
 }
 
 /// Starts `program` for the session's user. The NSS group lookup,

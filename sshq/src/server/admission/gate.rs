@@ -226,6 +226,21 @@ impl AuthPolicy for CountingPolicy {
         })
     }
 
+    fn publickey_allowed_from<'a>(
+        &'a self,
+        user: &'a str,
+        key: &'a PublicKey,
+        peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let allowed = self.inner.publickey_allowed_from(user, key, peer).await;
+            if !allowed {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+            allowed
+        })
+    }
+
     fn touch_required<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool> {
         self.inner.touch_required(user, key)
     }

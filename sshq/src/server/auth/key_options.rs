@@ -1,0 +1,371 @@
+//! authorized_keys lines with their options (sshd(8), AUTHORIZED_KEYS FILE
+//! FORMAT): `options keytype base64 comment`, where the options are
+//! comma-separated, names in any case, and values in double quotes (with
+//! `\"` inside) may hold spaces and commas.
+//!
+//! sshqd honours the options that restrict a key (`restrict`, `command=`,
+//! `from=`, `expiry-time=`, `no-pty`, `no-port-forwarding`,
+//! `no-agent-forwarding`, `no-X11-forwarding`, `no-user-rc`, and the `pty`,
+//! `port-forwarding`, `agent-forwarding`, `X11-forwarding`, `user-rc` that
+//! undo `restrict`), and `no-touch-required`. A line with an option it
+//! does not know, or one it does not enforce yet (`permitopen=`,
+//! `permitlisten=`, `environment=`, `principals=`, `cert-authority`,
+//! `tunnel=`, `verify-required`), lets no key in: ignoring a restriction
+//! would grant more than the line's owner meant.
+
+use std::net::IpAddr;
+
+use sshq_core::ssh_key::PublicKey;
+
+/// What a line's options allow, restrict and force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOptions {
+    /// `command=`: run this instead of what the client asks for.
+    pub command: Option<String>,
+    /// `from=`: the patterns the client's address must match.
+    pub from: Option<String>,
+    /// `expiry-time=`: the key is refused from this time on (Unix seconds).
+    pub expires_at: Option<i64>,
+    pub pty: bool,
+    pub port_forwarding: bool,
+    pub agent_forwarding: bool,
+    pub x11_forwarding: bool,
+    pub user_rc: bool,
+    /// False with `no-touch-required`.
+    pub touch_required: bool,
+}
+
+impl Default for KeyOptions {
+    /// A line without options: everything the configuration allows.
+    fn default() -> Self {
+        KeyOptions {
+            command: None,
+            from: None,
+            expires_at: None,
+            pty: true,
+            port_forwarding: true,
+            agent_forwarding: true,
+            x11_forwarding: true,
+            user_rc: true,
+            touch_required: true,
+        }
+    }
+}
+
+/// Why a line lets no key in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("not a key line")]
+    NotAKey,
+    #[error("unterminated quoted option value")]
+    Unterminated,
+    #[error("unknown key option {0}")]
+    Unknown(String),
+    #[error("key option {0} is not supported by sshqd yet; this key is not accepted")]
+    NotSupported(String),
+    #[error("key option {0} needs a value")]
+    MissingValue(String),
+    #[error("key option {0} takes no value")]
+    UnexpectedValue(String),
+    #[error("invalid expiry-time {0:?}")]
+    BadExpiry(String),
+}
+
+/// The options and key of one line (neither empty nor a comment).
+pub fn parse_line(line: &str) -> Result<(KeyOptions, PublicKey), LineError> {
+    let line = line.trim();
+    // A line that starts with a key has no options.
+    if let Ok(key) = PublicKey::from_openssh(line) {
+        return Ok((KeyOptions::default(), key));
+    }
+    let (options, rest) = split_options(line)?;
+    let key = PublicKey::from_openssh(rest.trim_start()).map_err(|_| LineError::NotAKey)?;
+    Ok((parse_options(&options)?, key))
+}
+
+/// An option's name and, after `=`, its value.
+type RawOption = (String, Option<String>);
+
+/// The options before the first space outside quotes, with the quotes and
+/// escapes taken off their values, and the rest of the line.
+fn split_options(line: &str) -> Result<(Vec<RawOption>, &str), LineError> {
+    let mut options = Vec::new();
+    let mut name = String::new();
+    let mut value: Option<String> = None;
+    let mut quoted = false;
+    let mut chars = line.char_indices();
+    while let Some((at, c)) = chars.next() {
+        if quoted {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, '"')) => value.get_or_insert_with(String::new).push('"'),
+                    Some((_, other)) => {
+                        let value = value.get_or_insert_with(String::new);
+                        value.push('\\');
+                        value.push(other);
+                    }
+                    None => return Err(LineError::Unterminated),
+                },
+                '"' => quoted = false,
+                other => value.get_or_insert_with(String::new).push(other),
+            }
+            continue;
+        }
+        match c {
+            '"' if value.is_some() => quoted = true,
+            '=' if value.is_none() => value = Some(String::new()),
+            ',' => options.push((std::mem::take(&mut name), value.take())),
+            ' ' | '\t' => {
+                options.push((name, value));
+                return Ok((options, line.get(at..).unwrap_or_default()));
+            }
+            other => match value.as_mut() {
+                Some(value) => value.push(other),
+                None => name.push(other),
+            },
+        }
+    }
+    match quoted {
+        true => Err(LineError::Unterminated),
+        false => Err(LineError::NotAKey),
+    }
+}
+
+fn parse_options(options: &[RawOption]) -> Result<KeyOptions, LineError> {
+    let mut parsed = KeyOptions::default();
+    for (name, value) in options {
+        let lower = name.to_ascii_lowercase();
+        let flag = |set: &mut bool, to: bool| match value {
+            None => {
+                *set = to;
+                Ok(())
+            }
+            Some(_) => Err(LineError::UnexpectedValue(name.clone())),
+        };
+        let needed = || {
+            value
+                .clone()
+                .ok_or_else(|| LineError::MissingValue(name.clone()))
+        };
+        match lower.as_str() {
+            "restrict" => {
+                if value.is_some() {
+                    return Err(LineError::UnexpectedValue(name.clone()));
+                }
+                parsed.pty = false;
+                parsed.port_forwarding = false;
+                parsed.agent_forwarding = false;
+                parsed.x11_forwarding = false;
+                parsed.user_rc = false;
+            }
+            "pty" => flag(&mut parsed.pty, true)?,
+            "no-pty" => flag(&mut parsed.pty, false)?,
+            "port-forwarding" => flag(&mut parsed.port_forwarding, true)?,
+            "no-port-forwarding" => flag(&mut parsed.port_forwarding, false)?,
+            "agent-forwarding" => flag(&mut parsed.agent_forwarding, true)?,
+            "no-agent-forwarding" => flag(&mut parsed.agent_forwarding, false)?,
+            "x11-forwarding" => flag(&mut parsed.x11_forwarding, true)?,
+            "no-x11-forwarding" => flag(&mut parsed.x11_forwarding, false)?,
+            "user-rc" => flag(&mut parsed.user_rc, true)?,
+            "no-user-rc" => flag(&mut parsed.user_rc, false)?,
+            "no-touch-required" => flag(&mut parsed.touch_required, false)?,
+            "command" => parsed.command = Some(needed()?),
+            "from" => parsed.from = Some(needed()?),
+            "expiry-time" => {
+                let text = needed()?;
+                let at = parse_expiry(&text).ok_or(LineError::BadExpiry(text))?;
+                // Several: the earliest holds, as in sshd.
+                parsed.expires_at = Some(parsed.expires_at.map_or(at, |was| was.min(at)));
+            }
+            "permitopen" | "permitlisten" | "environment" | "principals" | "cert-authority"
+            | "tunnel" | "verify-required" => return Err(LineError::NotSupported(lower)),
+            _ => return Err(LineError::Unknown(name.clone())),
+        }
+    }
+    Ok(parsed)
+}
+
+/// `YYYYMMDD[HHMM[SS]]`, in local time or, with a `Z`, UTC (sshd's
+/// parse_absolute_time), as Unix seconds.
+fn parse_expiry(text: &str) -> Option<i64> {
+    let (digits, utc) = match text.strip_suffix(['Z', 'z']) {
+        Some(digits) => (digits, true),
+        None => (text, false),
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let field = |range: std::ops::Range<usize>| -> Option<i32> { digits.get(range)?.parse().ok() };
+    let (hour, minute, second) = match digits.len() {
+        8 => (0, 0, 0),
+        12 => (field(8..10)?, field(10..12)?, 0),
+        14 => (field(8..10)?, field(10..12)?, field(12..14)?),
+        _ => return None,
+    };
+    let (year, month, day) = (field(0..4)?, field(4..6)?, field(6..8)?);
+    let valid = (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && hour < 24
+        && minute < 60
+        && second < 61;
+    if !valid {
+        return None;
+    }
+    // SAFETY: `tm` is a plain C struct, zeroed then filled; timegm and
+    // mktime only read and normalise it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    tm.tm_year = year - 1900;
+    tm.tm_mon = month - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hour;
+    tm.tm_min = minute;
+    tm.tm_sec = second;
+    tm.tm_isdst = -1;
+    // SAFETY: as above; both return -1 for a time they cannot represent.
+    let seconds = unsafe {
+        match utc {
+            true => libc::timegm(&mut tm),
+            false => libc::mktime(&mut tm),
+        }
+    };
+    (seconds != -1).then_some(seconds)
+}
+
+/// Whether the client at `peer` matches `from=`'s comma-separated
+/// patterns: wildcards or `address/bits` on its address, `!` to exclude
+/// (an excluded match refuses whatever else matched). sshqd does not look
+/// names up (sshd's UseDNS no), so only addresses match.
+pub fn from_allows(patterns: &str, peer: Option<IpAddr>) -> bool {
+    let Some(peer) = peer else {
+        return false;
+    };
+    let peer = match peer {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    let text = peer.to_string();
+    let mut matched = false;
+    for pattern in patterns.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (negated, pattern) = match pattern.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, pattern),
+        };
+        let hit = match pattern.split_once('/') {
+            Some((network, bits)) => in_network(peer, network, bits),
+            None => sshq_core::pattern::matches(pattern, &text),
+        };
+        if hit && negated {
+            return false;
+        }
+        matched |= hit;
+    }
+    matched
+}
+
+fn in_network(peer: IpAddr, network: &str, bits: &str) -> bool {
+    let (Ok(network), Ok(bits)) = (network.parse::<IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    match (peer, network) {
+        (IpAddr::V4(peer), IpAddr::V4(network)) if bits <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+            u32::from(peer) & mask == u32::from(network) & mask
+        }
+        (IpAddr::V6(peer), IpAddr::V6(network)) if bits <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            u128::from(peer) & mask == u128::from(network) & mask
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE+ZuGJgMw1nw7LH+uRGHb8MKMuvM24XJpx9yNhbPsoE user";
+
+    fn options(line_options: &str) -> Result<KeyOptions, LineError> {
+        parse_line(&format!("{line_options} {KEY}")).map(|(options, _)| options)
+    }
+
+    #[test]
+    fn plain_lines_and_quoted_values() {
+        let (plain, key) = parse_line(KEY).unwrap();
+        assert_eq!(plain, KeyOptions::default());
+        assert_eq!(key.algorithm().as_str(), "ssh-ed25519");
+        let forced = options(r#"command="echo \"hi, there\" $((6*7))",no-pty"#).unwrap();
+        assert_eq!(
+            forced.command.as_deref(),
+            Some(r#"echo "hi, there" $((6*7))"#)
+        );
+        assert!(!forced.pty && forced.port_forwarding);
+        let from = options(r#"from="10.0.0.0/8,!10.1.2.3""#).unwrap();
+        assert_eq!(from.from.as_deref(), Some("10.0.0.0/8,!10.1.2.3"));
+    }
+
+    #[test]
+    fn restrict_and_what_undoes_it() {
+        let restricted = options("restrict").unwrap();
+        assert!(!restricted.pty && !restricted.port_forwarding && !restricted.agent_forwarding);
+        assert!(!restricted.x11_forwarding && !restricted.user_rc && restricted.touch_required);
+        let with_pty = options("restrict,PTY,no-touch-required").unwrap();
+        assert!(with_pty.pty && !with_pty.port_forwarding && !with_pty.touch_required);
+    }
+
+    #[test]
+    fn unknown_unsupported_and_malformed_options_let_nothing_in() {
+        assert_eq!(
+            options("frobnicate"),
+            Err(LineError::Unknown("frobnicate".into()))
+        );
+        assert_eq!(
+            options(r#"permitopen="host:80""#),
+            Err(LineError::NotSupported("permitopen".into()))
+        );
+        assert_eq!(
+            options("command"),
+            Err(LineError::MissingValue("command".into()))
+        );
+        assert_eq!(
+            options(r#"no-pty="x""#),
+            Err(LineError::UnexpectedValue("no-pty".into()))
+        );
+        assert_eq!(
+            parse_line(&format!(r#"command="never closed {KEY}"#)),
+            Err(LineError::Unterminated)
+        );
+        assert_eq!(parse_line("no-pty garbage"), Err(LineError::NotAKey));
+        assert_eq!(
+            options(r#"expiry-time="2020""#),
+            Err(LineError::BadExpiry("2020".into()))
+        );
+    }
+
+    #[test]
+    fn expiry_times_as_sshd_reads_them() {
+        assert_eq!(parse_expiry("19700102Z"), Some(86_400));
+        assert_eq!(parse_expiry("197001020001Z"), Some(86_460));
+        assert_eq!(parse_expiry("19700102000102Z"), Some(86_462));
+        assert_eq!(parse_expiry("19701302Z"), None);
+        assert_eq!(parse_expiry("1970010"), None);
+        assert!(parse_expiry("20991231").is_some());
+        let twice = options(r#"expiry-time="20300101Z",expiry-time="20200101Z""#).unwrap();
+        assert_eq!(twice.expires_at, parse_expiry("20200101Z"));
+    }
+
+    #[test]
+    fn from_patterns() {
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert!(from_allows("127.0.0.1", Some(local)));
+        assert!(from_allows("127.0.0.*", Some(mapped)));
+        assert!(from_allows("10.0.0.0/8,127.0.0.0/8", Some(local)));
+        assert!(!from_allows("10.0.0.0/8", Some(local)));
+        assert!(!from_allows("127.0.0.0/8,!127.0.0.1", Some(local)));
+        assert!(from_allows("::1/128", Some("::1".parse().unwrap())));
+        assert!(!from_allows("*", None));
+        assert!(!from_allows("127.0.0.1/40", Some(local)));
+    }
+}

@@ -1,0 +1,195 @@
+//! authorized_keys options (issue 14, item 3), honoured by sshqd over both
+//! transports as sshd honours them: `command=` replaces what the client
+//! asks for (with SSH_ORIGINAL_COMMAND), `no-pty` and `restrict` refuse a
+//! pty and forwarding, `from=` and `expiry-time=` refuse the key, and a
+//! line with an option sshqd does not know lets nothing in. Real sshq and
+//! OpenSSH clients, a real sshqd.
+
+mod common;
+
+use common::{show, text, Lab, Listeners};
+
+const TRANSPORTS: [&str; 2] = ["quic", "tcp"];
+
+/// Puts `options` in front of the lab key's authorized_keys line.
+fn authorize_with(lab: &Lab, options: &str) {
+    let key = std::fs::read_to_string(lab.path("user.pub")).expect("user.pub");
+    let line = match options {
+        "" => key,
+        options => format!("{options} {key}"),
+    };
+    std::fs::write(lab.path("authorized_keys"), line).expect("authorized_keys");
+}
+
+fn transport(name: &str) -> String {
+    format!("Transport={name}")
+}
+
+#[test]
+fn a_forced_command_replaces_the_clients_over_both_transports() {
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on("", Listeners::Both);
+    authorize_with(
+        &lab,
+        r#"command="echo forced-$((6*7)) \"[$SSH_ORIGINAL_COMMAND]\"""#,
+    );
+    for name in TRANSPORTS {
+        let out = lab.sshq(
+            server.port,
+            &["-o", &transport(name)],
+            &["echo", "asked"],
+            b"",
+        );
+        assert_eq!(
+            text(&out.stdout),
+            "forced-42 [echo asked]\n",
+            "{name}: {}",
+            show(&out)
+        );
+        assert_eq!(out.status.code(), Some(0));
+    }
+    // OpenSSH's client gets the same.
+    let out = lab.ssh(server.port, &[], &["echo", "asked"], b"");
+    assert_eq!(
+        text(&out.stdout),
+        "forced-42 [echo asked]\n",
+        "{}",
+        show(&out)
+    );
+    // A shell request runs it too, with nothing in SSH_ORIGINAL_COMMAND.
+    let out = lab.sshq(server.port, &["-o", &transport("quic"), "-T"], &[], b"");
+    assert_eq!(text(&out.stdout), "forced-42 []\n", "{}", show(&out));
+}
+
+#[test]
+fn no_pty_and_restrict_refuse_what_they_name() {
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on("", Listeners::Both);
+    authorize_with(&lab, "no-pty");
+    for name in TRANSPORTS {
+        let out = lab.sshq(server.port, &["-o", &transport(name), "-tt"], &["tty"], b"");
+        assert!(
+            text(&out.stdout).contains("not a tty"),
+            "{name}: a pty was given: {}",
+            show(&out)
+        );
+    }
+    assert!(server
+        .log_text()
+        .contains("pty refused: the key's options say no-pty"));
+
+    // restrict: no forwarding (here -W, a direct-tcpip channel), no pty;
+    // `restrict,pty` gives the pty back and nothing else.
+    authorize_with(&lab, "restrict");
+    let target = format!("127.0.0.1:{}", server.port);
+    for name in TRANSPORTS {
+        let out = lab.sshq(
+            server.port,
+            &["-o", &transport(name), "-W", &target],
+            &[],
+            b"",
+        );
+        assert_ne!(out.status.code(), Some(0), "{name}: {}", show(&out));
+        assert!(
+            text(&out.stderr).contains("administratively prohibited")
+                || text(&out.stderr).contains("forwarding is not permitted"),
+            "{name}: {}",
+            show(&out)
+        );
+    }
+    authorize_with(&lab, "restrict,pty");
+    let out = lab.sshq(
+        server.port,
+        &["-o", &transport("tcp"), "-tt"],
+        &["tty"],
+        b"",
+    );
+    assert!(text(&out.stdout).contains("/dev/pts/"), "{}", show(&out));
+    let out = lab.sshq(
+        server.port,
+        &["-o", &transport("tcp"), "-W", &target],
+        &[],
+        b"",
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+}
+
+#[test]
+fn from_and_expiry_time_refuse_the_key() {
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on("", Listeners::Both);
+    let logs_in = |name: &str| {
+        let out = lab.sshq(server.port, &["-o", &transport(name)], &["echo", "in"], b"");
+        text(&out.stdout) == "in\n"
+    };
+    for (options, allowed) in [
+        (r#"from="10.0.0.0/8""#, false),
+        (r#"from="127.0.0.0/8,!127.0.0.1""#, false),
+        (r#"from="10.*,127.0.0.1""#, true),
+        (r#"expiry-time="20200101""#, false),
+        (r#"expiry-time="29991231Z""#, true),
+    ] {
+        authorize_with(&lab, options);
+        for name in TRANSPORTS {
+            assert_eq!(
+                logs_in(name),
+                allowed,
+                "{options} over {name}\n{}",
+                server.log_text()
+            );
+        }
+    }
+    assert!(server.log_text().contains("not a permitted address"));
+    assert!(server.log_text().contains("its expiry-time has passed"));
+}
+
+#[test]
+fn a_line_with_an_option_sshqd_does_not_know_lets_nothing_in() {
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on("", Listeners::Both);
+    for options in ["frobnicate", r#"permitopen="127.0.0.1:9""#] {
+        authorize_with(&lab, options);
+        for name in TRANSPORTS {
+            let out = lab.sshq(server.port, &["-o", &transport(name)], &["true"], b"");
+            assert_eq!(
+                out.status.code(),
+                Some(255),
+                "{options} over {name}: {}",
+                show(&out)
+            );
+        }
+    }
+    let log = server.log_text();
+    assert!(
+        log.contains("bad key options: unknown key option frobnicate"),
+        "{log}"
+    );
+    assert!(
+        log.contains("key option permitopen is not supported by sshqd yet"),
+        "{log}"
+    );
+}
+
+/// PermitRootLogin forced-commands-only: root gets in only with a key
+/// whose line forces a command.
+#[test]
+fn forced_commands_only_lets_root_in_with_a_forced_command() {
+    if !common::needs_root("logs in as root") {
+        return;
+    }
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on("PermitRootLogin forced-commands-only", Listeners::Both);
+    authorize_with(&lab, "");
+    let out = lab.sshq(
+        server.port,
+        &["-o", &transport("tcp")],
+        &["echo", "in"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
+    authorize_with(&lab, r#"command="echo forced""#);
+    for name in TRANSPORTS {
+        let out = lab.sshq(server.port, &["-o", &transport(name)], &["echo", "in"], b"");
+        assert_eq!(text(&out.stdout), "forced\n", "{name}: {}", show(&out));
+    }
+}
