@@ -137,6 +137,17 @@ pub trait AuthPolicy: Send + Sync + 'static {
         Box::pin(async { true })
     }
 
+    /// [`AuthPolicy::touch_required`] for a client at `peer`: decided by
+    /// the same authorized_keys line that let the key in from there.
+    fn touch_required_from<'a>(
+        &'a self,
+        user: &'a str,
+        key: &'a PublicKey,
+        _peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        self.touch_required(user, key)
+    }
+
     /// The most authentication attempts one connection may make.
     fn max_auth_tries(&self) -> u32;
 }

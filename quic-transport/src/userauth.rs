@@ -129,7 +129,7 @@ pub async fn verify(
     // draft §7.5: the server MUST refuse an sk- signature whose flags lack user presence
     // (unless its authorized_keys line says no-touch-required, as in sshd)
     if security_key_flags(&signature).is_some_and(|flags| flags & SK_USER_PRESENCE == 0)
-        && policy.touch_required(&request.user, &key).await
+        && policy.touch_required_from(&request.user, &key, peer).await
     {
         return Err(Refusal::NoUserPresence);
     }

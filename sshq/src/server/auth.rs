@@ -69,8 +69,18 @@ impl AuthPolicy for KeyPolicy {
     }
 
     fn touch_required<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool> {
+        self.touch_required_from(user, key, None)
+    }
+
+    fn touch_required_from<'a>(
+        &'a self,
+        user: &'a str,
+        key: &'a PublicKey,
+        peer: Option<SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        let peer = peer.map(|peer| peer.ip());
         Box::pin(async move {
-            self.grant(user, key, None)
+            self.grant(user, key, peer)
                 .await
                 .is_none_or(|grant| grant.touch_required)
         })

@@ -511,13 +511,10 @@ async fn run_connection<C: Connection>(
     };
     let Some(key_options) = granted else {
         tracing::error!(
-            "{}: the key {} logged in with is no longer authorized",
+            "{} from {}: the key they logged in with is no longer authorized \
+             (or their authorized_keys could not be read again): connection closed",
             log_escape::peer_text(&info.user),
-            if info.user_key.is_some() {
-                "it"
-            } else {
-                "nobody said it"
-            }
+            peer.ip()
         );
         conn.close("key no longer authorized").await;
         return;

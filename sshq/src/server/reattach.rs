@@ -208,6 +208,17 @@ pub async fn serve<C: Connection>(
     };
     let attached = match first {
         Frame::Start(program) => start(program, setup, &ctx, &directory).await,
+        // A key whose authorized_keys line forces a command or refuses a
+        // pty could otherwise take over a shell another login started.
+        Frame::Resume { .. } if ctx.key_options.command.is_some() || !ctx.key_options.pty => {
+            tracing::info!(
+                "{}: resume refused: the key's options (command= or no-pty) do not allow it",
+                ctx.peer
+            );
+            Err(Refusal(
+                "this key may not resume sessions: its authorized_keys options restrict it".into(),
+            ))
+        }
         Frame::Resume { token, .. } => {
             // The programs know the socket made when the session started:
             // it moves here, and the one just made for this channel (if its

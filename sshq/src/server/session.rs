@@ -403,8 +403,14 @@ pub(super) fn forced(
     let Some(command) = &ctx.key_options.command else {
         return program;
     };
-    if let Program::Command(original) = &program {
-        let original = String::from_utf8_lossy(original).into_owned();
+    // Not bytes: the environment is text here (invalid UTF-8 is replaced).
+    let original = match &program {
+        Program::Command(original) => Some(String::from_utf8_lossy(original).into_owned()),
+        // sshd's too: the subsystem's configured command line.
+        Program::Subsystem(line) => Some(line.clone()),
+        Program::Shell => None,
+    };
+    if let Some(original) = original {
         env.push(("SSH_ORIGINAL_COMMAND".to_string(), original));
     }
     tracing::debug!("{}: forced command (key option)", ctx.peer);

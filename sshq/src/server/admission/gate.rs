@@ -245,6 +245,15 @@ impl AuthPolicy for CountingPolicy {
         self.inner.touch_required(user, key)
     }
 
+    fn touch_required_from<'a>(
+        &'a self,
+        user: &'a str,
+        key: &'a PublicKey,
+        peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        self.inner.touch_required_from(user, key, peer)
+    }
+
     fn max_auth_tries(&self) -> u32 {
         self.inner.max_auth_tries()
     }

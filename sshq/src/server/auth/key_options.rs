@@ -59,6 +59,12 @@ pub enum LineError {
     NotAKey,
     #[error("unterminated quoted option value")]
     Unterminated,
+    #[error("an option value must be in double quotes")]
+    Unquoted,
+    #[error("unexpected text after an option")]
+    Malformed,
+    #[error("key option {0} given twice")]
+    Repeated(String),
     #[error("unknown key option {0}")]
     Unknown(String),
     #[error("key option {0} is not supported by sshqd yet; this key is not accepted")]
@@ -86,49 +92,51 @@ pub fn parse_line(line: &str) -> Result<(KeyOptions, PublicKey), LineError> {
 /// An option's name and, after `=`, its value.
 type RawOption = (String, Option<String>);
 
-/// The options before the first space outside quotes, with the quotes and
-/// escapes taken off their values, and the rest of the line.
+/// The options before the first space or tab, as sshd reads them
+/// (auth-options.c): a name, then for a value `=` and a double-quoted
+/// string in which only `\"` is an escape (any other backslash is itself);
+/// after each option a comma, or the space that ends them. Anything else
+/// (an unquoted value, text after a closing quote, a line that ends in the
+/// options) is an error, never a guess. Returns the rest of the line too.
 fn split_options(line: &str) -> Result<(Vec<RawOption>, &str), LineError> {
     let mut options = Vec::new();
-    let mut name = String::new();
-    let mut value: Option<String> = None;
-    let mut quoted = false;
-    let mut chars = line.char_indices();
+    let mut rest = line;
+    loop {
+        let name_end = rest.find(['=', ',', ' ', '\t']).ok_or(LineError::NotAKey)?;
+        let (name, after) = rest.split_at(name_end);
+        let mut value = None;
+        rest = after;
+        if let Some(quoted) = rest.strip_prefix('=') {
+            let body = quoted.strip_prefix('"').ok_or(LineError::Unquoted)?;
+            let (text, after) = dequote(body)?;
+            value = Some(text);
+            rest = after;
+        }
+        options.push((name.to_string(), value));
+        match rest.chars().next() {
+            Some(',') => rest = rest.get(1..).unwrap_or_default(),
+            Some(' ' | '\t') => return Ok((options, rest)),
+            Some(_) => return Err(LineError::Malformed),
+            None => return Err(LineError::NotAKey),
+        }
+    }
+}
+
+/// A quoted value's text up to its closing quote, and what follows that.
+fn dequote(body: &str) -> Result<(String, &str), LineError> {
+    let mut text = String::new();
+    let mut chars = body.char_indices().peekable();
     while let Some((at, c)) = chars.next() {
-        if quoted {
-            match c {
-                '\\' => match chars.next() {
-                    Some((_, '"')) => value.get_or_insert_with(String::new).push('"'),
-                    Some((_, other)) => {
-                        let value = value.get_or_insert_with(String::new);
-                        value.push('\\');
-                        value.push(other);
-                    }
-                    None => return Err(LineError::Unterminated),
-                },
-                '"' => quoted = false,
-                other => value.get_or_insert_with(String::new).push(other),
-            }
-            continue;
-        }
         match c {
-            '"' if value.is_some() => quoted = true,
-            '=' if value.is_none() => value = Some(String::new()),
-            ',' => options.push((std::mem::take(&mut name), value.take())),
-            ' ' | '\t' => {
-                options.push((name, value));
-                return Ok((options, line.get(at..).unwrap_or_default()));
+            '\\' if chars.peek().is_some_and(|(_, next)| *next == '"') => {
+                chars.next();
+                text.push('"');
             }
-            other => match value.as_mut() {
-                Some(value) => value.push(other),
-                None => name.push(other),
-            },
+            '"' => return Ok((text, body.get(at + 1..).unwrap_or_default())),
+            other => text.push(other),
         }
     }
-    match quoted {
-        true => Err(LineError::Unterminated),
-        false => Err(LineError::NotAKey),
-    }
+    Err(LineError::Unterminated)
 }
 
 fn parse_options(options: &[RawOption]) -> Result<KeyOptions, LineError> {
@@ -169,6 +177,10 @@ fn parse_options(options: &[RawOption]) -> Result<KeyOptions, LineError> {
             "user-rc" => flag(&mut parsed.user_rc, true)?,
             "no-user-rc" => flag(&mut parsed.user_rc, false)?,
             "no-touch-required" => flag(&mut parsed.touch_required, false)?,
+            // Twice is an error, as in sshd: a later one must not quietly
+            // replace a restriction put first.
+            "command" if parsed.command.is_some() => return Err(LineError::Repeated(lower)),
+            "from" if parsed.from.is_some() => return Err(LineError::Repeated(lower)),
             "command" => parsed.command = Some(needed()?),
             "from" => parsed.from = Some(needed()?),
             "expiry-time" => {
@@ -232,9 +244,12 @@ fn parse_expiry(text: &str) -> Option<i64> {
 }
 
 /// Whether the client at `peer` matches `from=`'s comma-separated
-/// patterns: wildcards or `address/bits` on its address, `!` to exclude
-/// (an excluded match refuses whatever else matched). sshqd does not look
-/// names up (sshd's UseDNS no), so only addresses match.
+/// patterns, as sshd's match_host_and_ip: an address, `address/bits`, or a
+/// wildcard pattern (any case) on the address; `!` excludes, and an
+/// excluded match refuses whatever else matched. A malformed entry (an
+/// empty one, a network with host bits set, a bad mask) refuses the key.
+/// sshqd does not look names up (sshd's UseDNS no), so only addresses
+/// match.
 pub fn from_allows(patterns: &str, peer: Option<IpAddr>) -> bool {
     let Some(peer) = peer else {
         return false;
@@ -243,16 +258,26 @@ pub fn from_allows(patterns: &str, peer: Option<IpAddr>) -> bool {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     };
-    let text = peer.to_string();
+    let text = peer.to_string().to_ascii_lowercase();
     let mut matched = false;
-    for pattern in patterns.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for pattern in patterns.split(',').map(str::trim) {
         let (negated, pattern) = match pattern.strip_prefix('!') {
             Some(rest) => (true, rest),
             None => (false, pattern),
         };
-        let hit = match pattern.split_once('/') {
-            Some((network, bits)) => in_network(peer, network, bits),
-            None => sshq_core::pattern::matches(pattern, &text),
+        if pattern.is_empty() {
+            return false;
+        }
+        let hit = if let Some((network, bits)) = pattern.split_once('/') {
+            match in_network(peer, network, bits) {
+                Some(hit) => hit,
+                None => return false,
+            }
+        } else if let Ok(address) = pattern.parse::<IpAddr>() {
+            // Numerically, so that 2001:DB8::1 and 2001:0db8::1 are one.
+            address == peer
+        } else {
+            sshq_core::pattern::matches(&pattern.to_ascii_lowercase(), &text)
         };
         if hit && negated {
             return false;
@@ -262,20 +287,27 @@ pub fn from_allows(patterns: &str, peer: Option<IpAddr>) -> bool {
     matched
 }
 
-fn in_network(peer: IpAddr, network: &str, bits: &str) -> bool {
-    let (Ok(network), Ok(bits)) = (network.parse::<IpAddr>(), bits.parse::<u32>()) else {
-        return false;
-    };
-    match (peer, network) {
-        (IpAddr::V4(peer), IpAddr::V4(network)) if bits <= 32 => {
-            let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
-            u32::from(peer) & mask == u32::from(network) & mask
+/// Whether `peer` is in `network/bits`; `None` when that is malformed.
+fn in_network(peer: IpAddr, network: &str, bits: &str) -> Option<bool> {
+    let network = network.parse::<IpAddr>().ok()?;
+    let bits = bits.parse::<u32>().ok()?;
+    match network {
+        IpAddr::V4(network) => {
+            let mask = (bits <= 32).then(|| u32::MAX.checked_shl(32 - bits).unwrap_or(0))?;
+            let network = u32::from(network);
+            if network & !mask != 0 {
+                return None;
+            }
+            Some(matches!(peer, IpAddr::V4(peer) if u32::from(peer) & mask == network))
         }
-        (IpAddr::V6(peer), IpAddr::V6(network)) if bits <= 128 => {
-            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-            u128::from(peer) & mask == u128::from(network) & mask
+        IpAddr::V6(network) => {
+            let mask = (bits <= 128).then(|| u128::MAX.checked_shl(128 - bits).unwrap_or(0))?;
+            let network = u128::from(network);
+            if network & !mask != 0 {
+                return None;
+            }
+            Some(matches!(peer, IpAddr::V6(peer) if u128::from(peer) & mask == network))
         }
-        _ => false,
     }
 }
 
@@ -366,6 +398,40 @@ mod tests {
         assert!(!from_allows("127.0.0.0/8,!127.0.0.1", Some(local)));
         assert!(from_allows("::1/128", Some("::1".parse().unwrap())));
         assert!(!from_allows("*", None));
+        // Malformed entries refuse, as in sshd.
         assert!(!from_allows("127.0.0.1/40", Some(local)));
+        assert!(!from_allows("127.0.0.1/8", Some(local)));
+        assert!(!from_allows("127.0.0.1,", Some(local)));
+        // Addresses compare as numbers; patterns ignore case.
+        let v6: IpAddr = "2001:db8::bad".parse().unwrap();
+        assert!(!from_allows("2001:db8::/32,!2001:DB8::BAD", Some(v6)));
+        assert!(!from_allows("2001:db8::/32,!2001:0db8::bad", Some(v6)));
+        assert!(from_allows("2001:DB8::*", Some(v6)));
+    }
+
+    #[test]
+    fn quoting_as_sshd_reads_it() {
+        // Only \" is an escape: a backslash before anything else is itself,
+        // so in `\\"` the quote is still escaped, and the value goes on:
+        // one command=, and restrict stands.
+        let tricky = r#"restrict,command="prefix \\",pty,port-forwarding,command=\\"""#;
+        let read = options(tricky).unwrap();
+        assert_eq!(
+            read.command.as_deref(),
+            Some(r#"prefix \",pty,port-forwarding,command=\""#)
+        );
+        assert!(!read.pty && !read.port_forwarding);
+        let kept = options(r#"command="a\b\"c""#).unwrap();
+        assert_eq!(kept.command.as_deref(), Some(r#"a\b"c"#));
+        assert_eq!(options("from=*"), Err(LineError::Unquoted));
+        assert_eq!(options(r#"command="x"y"#), Err(LineError::Malformed));
+        assert_eq!(
+            options(r#"command="a",command="b""#),
+            Err(LineError::Repeated("command".into()))
+        );
+        assert_eq!(
+            options(r#"from="10.0.0.0/8",from="*""#),
+            Err(LineError::Repeated("from".into()))
+        );
     }
 }
