@@ -22,24 +22,7 @@ const FREEZE: Duration = Duration::from_secs(6);
 
 const WAIT: Duration = Duration::from_secs(40);
 
-fn client(lab: &Lab, server: &Server, transport: &str, extra: &[&str]) -> PtyClient {
-    let option = format!("Transport={transport}");
-    let mut options = vec!["-o", &option];
-    options.extend_from_slice(extra);
-    let args = lab.client_args("user", "accept-new", server.port, &options, &[]);
-    PtyClient::spawn(SSHQ, &args, 40, 120, &[("TERM", "xterm")])
-}
-
-/// Starts a shell and waits for it; `X` is set in it, to recognise it later.
-fn shell_ready(client: &PtyClient, server: &Server) {
-    client.type_keys("PS1='$ '; export X=$((40+2)); echo READY-$((1+1))\r");
-    assert!(
-        client.wait_for("READY-2", WAIT),
-        "no shell; terminal:\n{}\n{}",
-        client.output(),
-        server.log_text()
-    );
-}
+use common::{pty_sshq as client, shell_ready};
 
 fn freeze(client: &PtyClient, how_long: Duration) {
     client.signal(Signal::SIGSTOP);

@@ -11,25 +11,13 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use common::{wait_until, Lab, Listeners, PtyClient, Server, SSHQ};
+use common::{shell_ready, wait_until, Lab, Listeners, PtyClient, Server};
 
 const WAIT: Duration = Duration::from_secs(40);
 
+/// An interactive sshq on a real pty over `transport`.
 fn client(lab: &Lab, server: &Server, transport: &str) -> PtyClient {
-    let option = format!("Transport={transport}");
-    let args = lab.client_args("user", "accept-new", server.port, &["-o", &option], &[]);
-    PtyClient::spawn(SSHQ, &args, 40, 120, &[("TERM", "xterm")])
-}
-
-/// Starts a shell and waits for it; `X` is set in it, to recognise it later.
-fn shell_ready(client: &PtyClient, server: &Server) {
-    client.type_keys("PS1='$ '; export X=$((40+2)); echo READY-$((1+1))\r");
-    assert!(
-        client.wait_for("READY-2", WAIT),
-        "no shell; terminal:\n{}\n{}",
-        client.output(),
-        server.log_text()
-    );
+    common::pty_sshq(lab, server, transport, &[])
 }
 
 /// Stops sshqd with `signal`, starts it again on the same port, and checks

@@ -108,6 +108,28 @@ pub struct Lab {
 /// The lab's ClientReattachDirectory, inside its temporary directory.
 pub const HELD_DIR: &str = "held";
 
+/// An interactive sshq on a real pty (40 rows, 120 columns, TERM=xterm)
+/// to `server` over `transport`, with `extra` options.
+pub fn pty_sshq(lab: &Lab, server: &Server, transport: &str, extra: &[&str]) -> PtyClient {
+    let option = format!("Transport={transport}");
+    let mut options = vec!["-o", &option];
+    options.extend_from_slice(extra);
+    let args = lab.client_args("user", "accept-new", server.port, &options, &[]);
+    PtyClient::spawn(SSHQ, &args, 40, 120, &[("TERM", "xterm")])
+}
+
+/// Starts a shell in `client` and waits (40 s at most) for it; `X` is set
+/// in it, to recognise the same shell later.
+pub fn shell_ready(client: &PtyClient, server: &Server) {
+    client.type_keys("PS1='$ '; export X=$((40+2)); echo READY-$((1+1))\r");
+    assert!(
+        client.wait_for("READY-2", Duration::from_secs(40)),
+        "no shell; terminal:\n{}\n{}",
+        client.output(),
+        server.log_text()
+    );
+}
+
 impl Drop for Lab {
     /// Held sessions outlive sshqd by design: their holders (and the
     /// programs they hold) go with the lab, not an hour later.
