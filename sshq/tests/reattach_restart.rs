@@ -159,20 +159,17 @@ fn the_holder_directory_is_private_and_the_token_is_checked() {
 
     // A made-up attachment: right user, wrong token. The holder refuses
     // it (a REFUSED frame, then the link closes) and keeps the session.
+    use sshq::server::reattach::holder_wire::{AttachOrder, Message, ToHolder};
     let mut stream = std::os::unix::net::UnixStream::connect(&sockets[0]).expect("connect");
-    let uid = nix::unistd::geteuid().as_raw();
     let mut attach = Vec::new();
-    let mut body = vec![2u8];
-    body.extend_from_slice(&1u32.to_be_bytes());
-    body.extend_from_slice(&32u32.to_be_bytes());
-    body.extend_from_slice(&[0u8; 32]);
-    body.extend_from_slice(&uid.to_be_bytes());
-    body.extend_from_slice(&(lab.user.len() as u32).to_be_bytes());
-    body.extend_from_slice(lab.user.as_bytes());
-    body.extend_from_slice(&0u32.to_be_bytes());
-    body.push(0);
-    attach.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    attach.extend_from_slice(&body);
+    ToHolder::Attach(AttachOrder {
+        token: sshq::reattach::wire::Token([0; 32]),
+        uid: nix::unistd::geteuid().as_raw(),
+        user: lab.user.clone(),
+        peer: String::new(),
+        resume_from: None,
+    })
+    .encode(&mut attach);
     use std::io::{Read, Write};
     stream.write_all(&attach).expect("write");
     stream

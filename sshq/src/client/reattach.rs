@@ -262,13 +262,19 @@ impl Outcome {
     }
 }
 
-/// Whether `error` says the connection (or the channel with it) is gone,
-/// rather than that the server refused something.
-fn connection_went(error: &TransportError) -> bool {
-    matches!(
-        error,
-        TransportError::ConnectionClosed(_) | TransportError::ChannelClosed | TransportError::Io(_)
-    )
+/// What a failure while resuming means: a connection (or channel) that
+/// went is one more lost connection, tried again; anything else is the
+/// server's answer, made into an error by `otherwise`.
+fn lost_or(
+    error: TransportError,
+    otherwise: impl FnOnce(TransportError) -> SessionError,
+) -> Result<Outcome, SessionError> {
+    match error {
+        TransportError::ConnectionClosed(_)
+        | TransportError::ChannelClosed
+        | TransportError::Io(_) => Ok(Outcome::Lost(error.to_string())),
+        error => Err(otherwise(error)),
+    }
 }
 
 /// Takes the held session over on `conn`; runs `after_resumed` (the -R
@@ -285,8 +291,7 @@ pub async fn resume<C: Connection>(
     // down as it lets us in): one more lost connection, tried again.
     let channel = match conn.open_channel(ChannelKind::Session).await {
         Ok(channel) => channel,
-        Err(e) if connection_went(&e) => return Ok(Outcome::Lost(e.to_string())),
-        Err(e) => return Err(SessionError::OpenFailed(e)),
+        Err(e) => return lost_or(e, SessionError::OpenFailed),
     };
     let ChannelParts {
         data_in,
@@ -296,10 +301,8 @@ pub async fn resume<C: Connection>(
         ..
     } = channel.split();
     if agent_forward {
-        match control.request(ChannelRequest::AgentForward, false).await {
-            Ok(_) => {}
-            Err(e) if connection_went(&e) => return Ok(Outcome::Lost(e.to_string())),
-            Err(e) => return Err(e.into()),
+        if let Err(e) = control.request(ChannelRequest::AgentForward, false).await {
+            return lost_or(e, SessionError::from);
         }
     }
     let mut frames = FrameReader::new(data_in);
@@ -316,8 +319,7 @@ pub async fn resume<C: Connection>(
     let (offered, sent) = tokio::join!(ask(&control), send(&mut writer, &resume));
     let offered = match offered {
         Ok(offered) => offered,
-        Err(e) if connection_went(&e) => return Ok(Outcome::Lost(e.to_string())),
-        Err(e) => return Err(e.into()),
+        Err(e) => return lost_or(e, SessionError::from),
     };
     if !offered {
         return Err(SessionError::Reattach(

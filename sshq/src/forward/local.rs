@@ -69,13 +69,7 @@ pub async fn serve<C: Connection>(conn: Arc<C>, listener: LocalListener, target:
                     (Box::new(stream), "127.0.0.1".to_string(), 0)
                 }
             };
-        let listed = super::listing::list(format!(
-            "{}: listening {listening} for {target}, connect from {originator} port {originator_port}",
-            match &target {
-                Target::Port { .. } => "direct-tcpip",
-                Target::Path(_) => "direct-streamlocal@openssh.com",
-            }
-        ));
+        let from = format!("{originator} port {originator_port}");
         let kind = match &target {
             Target::Port { host, port } => ChannelKind::DirectTcpip {
                 host: host.clone(),
@@ -87,6 +81,10 @@ pub async fn serve<C: Connection>(conn: Arc<C>, listener: LocalListener, target:
                 socket_path: path.clone(),
             },
         };
+        let listed = super::listing::list(format!(
+            "{}: listening {listening} for {target}, connect from {from}",
+            kind.wire_name()
+        ));
         let conn = conn.clone();
         let target = target.clone();
         tokio::spawn(async move {

@@ -28,7 +28,9 @@ pub enum FrameError {
     CutShort,
 }
 
-/// Reads frames from a channel's data stream.
+/// Reads frames from a channel's data stream (and, with
+/// [`FrameReader::next_with`], any length-prefixed messages from any
+/// stream: sshqd's link to a session holder uses it too).
 pub struct FrameReader<R> {
     inner: R,
     buffered: Vec<u8>,
@@ -49,17 +51,33 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// The next frame; `None` at the end of the stream between frames.
     pub async fn next(&mut self) -> Result<Option<Frame>, FrameError> {
+        self.next_with(
+            |bytes| Frame::decode(bytes).map_err(FrameError::from),
+            || FrameError::CutShort,
+        )
+        .await
+    }
+
+    /// The next item `decode` finds at the front of what was read (it
+    /// answers `Ok(None)` while it needs more bytes, else the item and the
+    /// bytes it took); `None` at the end of the stream between items, and
+    /// `cut_short()` at an end inside one.
+    pub async fn next_with<T, E: From<std::io::Error>>(
+        &mut self,
+        decode: impl Fn(&[u8]) -> Result<Option<(T, usize)>, E>,
+        cut_short: impl FnOnce() -> E,
+    ) -> Result<Option<T>, E> {
         let mut scratch = [0u8; 16 * 1024];
         loop {
-            if let Some((frame, used)) = Frame::decode(&self.buffered)? {
+            if let Some((item, used)) = decode(&self.buffered)? {
                 self.buffered.drain(..used);
-                return Ok(Some(frame));
+                return Ok(Some(item));
             }
             let n = self.inner.read(&mut scratch).await?;
             if n == 0 {
                 return match self.buffered.is_empty() {
                     true => Ok(None),
-                    false => Err(FrameError::CutShort),
+                    false => Err(cut_short()),
                 };
             }
             self.buffered

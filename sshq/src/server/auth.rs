@@ -92,21 +92,16 @@ impl AuthPolicy for KeyPolicy {
 }
 
 impl KeyPolicy {
-    /// What the authorized_keys line that lets `user` in with `key` from
-    /// `peer` allows, if one does: for the sessions of a connection that
-    /// logged in with it (read again after the login, as sshd applies the
-    /// options of the line that matched).
-    pub async fn session_grant(
+    /// The options of the authorized_keys line that lets `user` in with
+    /// `key` from `peer`, if one does. Asked at login, and again for the
+    /// sessions of a connection that logged in with it (as sshd applies
+    /// the options of the line that matched).
+    pub async fn grant(
         &self,
         user: &str,
         key: &PublicKey,
         peer: Option<IpAddr>,
     ) -> Option<KeyOptions> {
-        self.grant(user, key, peer).await
-    }
-
-    /// The authorized_keys line that lets `user` in with `key`, if any.
-    async fn grant(&self, user: &str, key: &PublicKey, peer: Option<IpAddr>) -> Option<KeyGrant> {
         if !self.pubkey_authentication {
             return None;
         }
@@ -204,9 +199,6 @@ impl KeyPolicy {
     }
 }
 
-/// What an authorized_keys line grants its key beyond logging in.
-pub type KeyGrant = KeyOptions;
-
 /// Whether the authorized_keys text `text` (of `file`) lists `key`, for a
 /// client whose address is unknown.
 pub fn text_authorizes(text: &str, file: &Path, key: &PublicKey) -> bool {
@@ -223,7 +215,10 @@ pub fn text_grant(
     file: &Path,
     key: &PublicKey,
     peer: Option<IpAddr>,
-) -> Option<KeyGrant> {
+) -> Option<KeyOptions> {
+    // The key's base64 blob, to tell its own line among bad ones: made
+    // once, on the first bad line.
+    let mut blob: Option<String> = None;
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -235,7 +230,8 @@ pub fn text_grant(
             Err(key_options::LineError::NotAKey) => continue,
             Err(e) => {
                 // Only the line of the key in question is worth a word.
-                if line.contains(key_blob(key).as_str()) {
+                let blob = blob.get_or_insert_with(|| key_blob(key));
+                if line.contains(blob.as_str()) {
                     tracing::warn!("{}: bad key options: {e}", at());
                 }
                 continue;

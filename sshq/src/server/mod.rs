@@ -504,7 +504,7 @@ async fn run_connection<C: Connection>(
     let granted = match &info.user_key {
         Some(key) => {
             key_policy(config)
-                .session_grant(&info.user, key, Some(peer.ip()))
+                .grant(&info.user, key, Some(peer.ip()))
                 .await
         }
         None => None,

@@ -114,18 +114,19 @@ fn prune_agents() {
     agents().retain(|_, (socket, _)| socket.exists());
 }
 
-/// Whether a channel asking for `sshq-session@sshq.dev` gets it: only when
-/// `ClientReattachTimeout` is not 0, the holder directory is usable, and
-/// for a new session (one with a pty: what is worth coming back to is an
-/// interactive session) only within [`MAX_HELD_PER_USER`]. A channel
-/// without a pty can only resume. Otherwise the client falls back to an
-/// ordinary session on the same channel.
-pub fn offered(ctx: &SessionContext, has_pty: bool) -> bool {
+/// Whether a channel asking for `sshq-session@sshq.dev` gets it, and the
+/// holder directory it is served from: only when `ClientReattachTimeout` is
+/// not 0, the holder directory is usable, and for a new session (one with
+/// a pty: what is worth coming back to is an interactive session) only
+/// within [`MAX_HELD_PER_USER`]. A channel without a pty can only resume.
+/// Otherwise (`None`) the client falls back to an ordinary session on the
+/// same channel.
+pub fn offered(ctx: &SessionContext, has_pty: bool) -> Option<HolderDirectory> {
     let directory = match ctx.reattach.hold.map(|_| ctx.reattach.open_directory()) {
         Some(Ok(directory)) => directory,
         Some(Err(e)) => {
             tracing::error!("{}: {} refused: {e}", ctx.peer, wire::SUBSYSTEM);
-            return false;
+            return None;
         }
         None => {
             tracing::debug!(
@@ -133,7 +134,7 @@ pub fn offered(ctx: &SessionContext, has_pty: bool) -> bool {
                 ctx.peer,
                 wire::SUBSYSTEM
             );
-            return false;
+            return None;
         }
     };
     let offered =
@@ -145,7 +146,7 @@ pub fn offered(ctx: &SessionContext, has_pty: bool) -> bool {
             wire::SUBSYSTEM,
         );
     }
-    offered
+    offered.then_some(directory)
 }
 
 /// The halves of the channel a reattachable session uses.
@@ -167,6 +168,8 @@ pub struct Setup {
     pub pty: Option<PtyRequest>,
     pub env: Vec<(String, String)>,
     pub agent: Option<super::agent::AgentSocket>,
+    /// Where the holders listen, as [`offered`] found it.
+    pub directory: HolderDirectory,
 }
 
 /// Serves a channel that was granted `sshq-session@sshq.dev`: reads its
@@ -193,13 +196,7 @@ pub async fn serve<C: Connection>(
             return;
         }
     };
-    let directory = match ctx.reattach.open_directory() {
-        Ok(directory) => directory,
-        Err(e) => {
-            refuse(&mut data_out, &ctx, Refusal(e.to_string())).await;
-            return;
-        }
-    };
+    let directory = setup.directory.clone();
     let resume_from = match &first {
         Frame::Resume {
             output_received, ..
@@ -253,14 +250,13 @@ pub async fn serve<C: Connection>(
         resume_from,
     };
     let (data_in, early) = frames.into_parts();
-    let channel = relay::Relayed::<C::Channel> {
-        early,
+    let channel = ChannelHalves::<C::Channel> {
         data_in,
         data_out,
         control,
         requests,
     };
-    let end = relay::relay(link, order, channel, &ctx.peer).await;
+    let end = relay::relay(link, order, channel, early, &ctx.peer).await;
     if end.session_ended {
         agents().remove(&token);
     }

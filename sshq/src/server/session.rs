@@ -250,12 +250,17 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
             ChannelRequest::Exec(command) => Program::Command(command),
             ChannelRequest::Subsystem(name) if name == crate::reattach::wire::SUBSYSTEM => {
                 let offered = super::reattach::offered(&ctx, pty.is_some());
-                incoming.reply.send(offered);
-                if !offered {
+                incoming.reply.send(offered.is_some());
+                let Some(directory) = offered else {
                     continue; // the client goes on with an ordinary session
-                }
+                };
                 drop(ext_out);
-                let setup = super::reattach::Setup { pty, env, agent };
+                let setup = super::reattach::Setup {
+                    pty,
+                    env,
+                    agent,
+                    directory,
+                };
                 let channel = super::reattach::ChannelHalves::<C::Channel> {
                     data_in,
                     data_out,

@@ -130,15 +130,14 @@ async fn hold(stream: std::os::unix::net::UnixStream) -> Result<(), HolderError>
     let socket_file = RemoveOnDrop(socket.clone());
     let size = request.pty.as_ref().map(|pty| pty.size).unwrap_or_default();
     let (uid, user_name) = (request.user.uid, request.user.name.clone());
-    let spawned = tokio::task::spawn_blocking(move || process::spawn(request)).await;
+    let spawned = match tokio::task::spawn_blocking(move || process::spawn(request)).await {
+        Ok(spawned) => spawned.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     let process = match spawned {
-        Ok(Ok(process)) => process,
-        Ok(Err(e)) => {
-            link.send(&FromHolder::Failed(e.to_string())).await?;
-            return Ok(());
-        }
-        Err(e) => {
-            link.send(&FromHolder::Failed(e.to_string())).await?;
+        Ok(process) => process,
+        Err(why) => {
+            link.send(&FromHolder::Failed(why)).await?;
             return Ok(());
         }
     };

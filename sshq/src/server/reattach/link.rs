@@ -1,11 +1,12 @@
 //! The framed Unix-socket link between sshqd and a session holder: whole
 //! messages of [`super::holder_wire`] each way.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
 use super::holder_wire::{HolderWireError, Message};
+use crate::reattach::FrameReader;
 
 /// The link failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +32,7 @@ impl HolderLink {
         let (read, write) = stream.into_split();
         HolderLink {
             reader: LinkReader {
-                inner: read,
-                buffered: Vec::new(),
+                inner: FrameReader::new(read),
             },
             writer: LinkWriter { inner: write },
             peer_uid,
@@ -59,29 +59,18 @@ impl HolderLink {
 
 /// The receiving half.
 pub struct LinkReader {
-    inner: OwnedReadHalf,
-    buffered: Vec<u8>,
+    inner: FrameReader<OwnedReadHalf>,
 }
 
 impl LinkReader {
     /// The next message; `None` when the link ends between messages.
     pub async fn receive<M: Message>(&mut self) -> Result<Option<M>, LinkError> {
-        let mut scratch = [0u8; 16 * 1024];
-        loop {
-            if let Some((message, used)) = M::decode(&self.buffered)? {
-                self.buffered.drain(..used);
-                return Ok(Some(message));
-            }
-            let n = self.inner.read(&mut scratch).await?;
-            if n == 0 {
-                return match self.buffered.is_empty() {
-                    true => Ok(None),
-                    false => Err(LinkError::CutShort),
-                };
-            }
-            self.buffered
-                .extend_from_slice(scratch.get(..n).unwrap_or_default());
-        }
+        self.inner
+            .next_with(
+                |bytes| M::decode(bytes).map_err(LinkError::from),
+                || LinkError::CutShort,
+            )
+            .await
     }
 }
 

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use super::holder::HOLDER_ARG;
 use super::holder_wire::{AttachOrder, FromHolder, SpawnOrder, ToHolder, MAX_DATA};
 use super::link::{HolderLink, LinkReader, LinkWriter};
-use super::Refusal;
+use super::{ChannelHalves, Refusal};
 use crate::reattach::wire::Token;
 
 /// How long a new holder has to start the program and say so.
@@ -82,15 +82,6 @@ pub async fn start_holder(order: SpawnOrder) -> Result<HolderLink, Refusal> {
     }
 }
 
-/// The channel's halves, and the bytes sshqd read past the first frame.
-pub struct Relayed<Ch: Channel> {
-    pub early: Vec<u8>,
-    pub data_in: Ch::Reader,
-    pub data_out: Ch::Writer,
-    pub control: Ch::Control,
-    pub requests: Ch::Requests,
-}
-
 /// The replies owed to the client, by the id the holder answers with.
 type Pending = Arc<Mutex<HashMap<u32, ReplyHandle>>>;
 
@@ -138,15 +129,16 @@ fn let_go(token: &Token, generation: u64) {
 }
 
 /// Attaches the channel to the holder and relays both ways until the
-/// holder ends the attachment or a newer relay takes the session.
+/// holder ends the attachment or a newer relay takes the session. `early`
+/// is what sshqd read from the channel past the first frame.
 pub async fn relay<Ch: Channel>(
     link: HolderLink,
     order: AttachOrder,
-    channel: Relayed<Ch>,
+    channel: ChannelHalves<Ch>,
+    early: Vec<u8>,
     peer: &str,
 ) -> RelayEnd {
-    let Relayed {
-        early,
+    let ChannelHalves {
         data_in,
         data_out,
         control,
