@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use ssh_key::{HashAlg, PrivateKey, PublicKey};
+use ssh_key::{Certificate, HashAlg, PrivateKey, PublicKey};
 
 /// A boxed future, for the object-safe signing trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -38,6 +38,54 @@ pub trait UserKey: Send + Sync {
 
     /// How to name the key in messages, e.g. its file name or agent comment.
     fn description(&self) -> String;
+
+    /// The OpenSSH certificate to offer instead of the bare key, if any:
+    /// the request then names the certificate, and the key signs it.
+    fn certificate(&self) -> Option<&Certificate> {
+        None
+    }
+}
+
+/// A key offered with an OpenSSH certificate for it (from `-cert.pub`
+/// beside an identity file, CertificateFile, or the agent).
+pub struct CertifiedKey {
+    key: Arc<dyn UserKey>,
+    certificate: Certificate,
+    /// Where the certificate came from, for messages.
+    source: String,
+}
+
+impl CertifiedKey {
+    /// `None` when the certificate does not certify `key`.
+    pub fn new(key: Arc<dyn UserKey>, certificate: Certificate, source: String) -> Option<Self> {
+        (certificate.public_key() == key.public_key().key_data()).then_some(CertifiedKey {
+            key,
+            certificate,
+            source,
+        })
+    }
+}
+
+impl UserKey for CertifiedKey {
+    fn public_key(&self) -> &PublicKey {
+        self.key.public_key()
+    }
+
+    fn sign<'a>(
+        &'a self,
+        data: &'a [u8],
+        rsa_hash: Option<HashAlg>,
+    ) -> BoxFuture<'a, Result<Vec<u8>, SignError>> {
+        self.key.sign(data, rsa_hash)
+    }
+
+    fn description(&self) -> String {
+        self.source.clone()
+    }
+
+    fn certificate(&self) -> Option<&Certificate> {
+        Some(&self.certificate)
+    }
 }
 
 /// A private key read from a file.
@@ -148,8 +196,54 @@ pub trait AuthPolicy: Send + Sync + 'static {
         self.touch_required(user, key)
     }
 
+    /// May `user`, connecting from `peer`, log in with an OpenSSH user
+    /// certificate (PROTOCOL.certkeys)? The transport has checked only
+    /// that the client holds the certified key; the policy checks all the
+    /// rest: a trusted CA's signature, the validity window, the principals,
+    /// the critical options and revocation. The default trusts no CA.
+    fn certificate_allowed_from<'a>(
+        &'a self,
+        _user: &'a str,
+        _certificate: &'a Certificate,
+        _peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+
+    /// [`AuthPolicy::touch_required_from`] for a certificate: no, only if
+    /// the certificate carries the `no-touch-required` extension and the
+    /// line that trusts its CA does not take it back.
+    fn certificate_touch_required_from<'a>(
+        &'a self,
+        _user: &'a str,
+        _certificate: &'a Certificate,
+        _peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async { true })
+    }
+
     /// The most authentication attempts one connection may make.
     fn max_auth_tries(&self) -> u32;
+}
+
+/// What a user logged in with: a plain public key, or an OpenSSH
+/// certificate for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserCredential {
+    Key(PublicKey),
+    Certificate(Box<Certificate>),
+}
+
+impl UserCredential {
+    /// The key whose possession the client proved.
+    pub fn public_key(&self) -> PublicKey {
+        match self {
+            UserCredential::Key(key) => key.clone(),
+            UserCredential::Certificate(certificate) => {
+                PublicKey::from(certificate.public_key().clone())
+            }
+        }
+    }
 }
 
 /// The client's decision about the server's host key, made by the host-key
@@ -159,4 +253,27 @@ pub trait ServerKeyVerifier: Send + Sync + 'static {
     /// `true` to proceed with this key; `false` ends the connection with
     /// "Host key verification failed." (the messages were already shown).
     fn verify(&self, key: &PublicKey) -> bool;
+
+    /// Whether known_hosts has an `@cert-authority` line for this host, so
+    /// that a host certificate could be trusted (over TCP the client then
+    /// offers the certificate host key algorithms).
+    fn trusts_host_certificates(&self) -> bool {
+        false
+    }
+
+    /// Whether to ask the server for its host certificate before deciding
+    /// on `key`: the host has `@cert-authority` lines and `key` itself is
+    /// neither known nor revoked (over QUIC this costs a round trip, so it
+    /// is asked only when the answer matters).
+    fn wants_certificate(&self, _key: &PublicKey) -> bool {
+        false
+    }
+
+    /// Checks a host certificate as ssh does: trusted when an
+    /// `@cert-authority` line for the host names its CA and it is a valid
+    /// host certificate for the host now; otherwise its plain key is
+    /// checked with [`ServerKeyVerifier::verify`], as OpenSSH falls back.
+    fn verify_certificate(&self, certificate: &Certificate) -> bool {
+        self.verify(&PublicKey::from(certificate.public_key().clone()))
+    }
 }

@@ -18,9 +18,12 @@
 //! caller prints OpenSSH's notices with [`turn_off_untrusted`] (which also
 //! applies ExitOnForwardFailure) and must then leave those features off.
 //!
-//! Not implemented: CheckHostIP (off by default since OpenSSH 8.5), host
-//! certificates (`@cert-authority` lines are ignored), VisualHostKey,
-//! VerifyHostKeyDNS, KnownHostsCommand, MD5 fingerprints.
+//! Host certificates (`@cert-authority` lines) are checked by
+//! [`crate::host_certificate`], which falls back to [`check_host_key`] with
+//! the certified plain key when the certificate is not trusted, as `ssh` does.
+//!
+//! Not implemented: CheckHostIP (off by default since OpenSSH 8.5),
+//! VisualHostKey, VerifyHostKeyDNS, KnownHostsCommand, MD5 fingerprints.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -461,21 +464,7 @@ pub fn check_host_key(
             Ok(HostKeyVerdict::Known)
         }
         Lookup::Revoked(revoked) => {
-            log.error(AT_LINE);
-            log.error("@       WARNING: REVOKED HOST KEY DETECTED!               @");
-            log.error(AT_LINE);
-            log.error(&format!(
-                "The {key_type} host key for {host} is marked as revoked."
-            ));
-            log.error("This could mean that a stolen key is being used to");
-            log.error("impersonate this host.");
-            if strict {
-                log.error(&format!(
-                    "{key_type} host key for {} was revoked and you have requested strict checking.",
-                    trunc(&host, 200)
-                ));
-            }
-            log.fatal(VERIFICATION_FAILED);
+            warn_revoked(&mut log, key_type, &host, strict);
             let server = server(host);
             Err(HostKeyError::Revoked { server, revoked })
         }
@@ -549,6 +538,26 @@ pub fn check_host_key(
     }
 }
 
+/// OpenSSH's HOST_REVOKED case of `check_host_key()`, ending with the
+/// final failure line: `sshq` refuses a revoked key in every mode.
+pub(crate) fn warn_revoked(log: &mut Log<'_>, key_type: &str, host: &str, strict: bool) {
+    log.error(AT_LINE);
+    log.error("@       WARNING: REVOKED HOST KEY DETECTED!               @");
+    log.error(AT_LINE);
+    log.error(&format!(
+        "The {key_type} host key for {host} is marked as revoked."
+    ));
+    log.error("This could mean that a stolen key is being used to");
+    log.error("impersonate this host.");
+    if strict {
+        log.error(&format!(
+            "{key_type} host key for {} was revoked and you have requested strict checking.",
+            trunc(host, 200)
+        ));
+    }
+    log.fatal(VERIFICATION_FAILED);
+}
+
 /// OpenSSH's `warn_changed_key()` and the lines after it that say which line
 /// to remove; shared by the refusal and by `StrictHostKeyChecking=no`.
 fn warn_changed(
@@ -611,7 +620,7 @@ fn new_host_question(
 /// The frame of OpenSSH's warning blocks.
 const AT_LINE: &str = "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@";
 /// OpenSSH's final fatal message for every refusal.
-const VERIFICATION_FAILED: &str = "Host key verification failed.";
+pub(crate) const VERIFICATION_FAILED: &str = "Host key verification failed.";
 /// OpenSSH lists at most this many other names for a key.
 const MAX_OTHER_NAMES: usize = 8;
 
@@ -662,9 +671,9 @@ fn other_names_message(known: &KnownHosts, check: &HostKeyCheck<'_>, key: &Publi
 }
 
 /// Writes OpenSSH-style log lines at or below the configured verbosity.
-struct Log<'a> {
-    out: &'a mut dyn Write,
-    level: Verbosity,
+pub(crate) struct Log<'a> {
+    pub(crate) out: &'a mut dyn Write,
+    pub(crate) level: Verbosity,
 }
 
 impl Log<'_> {
@@ -675,10 +684,10 @@ impl Log<'_> {
             let _ = self.out.flush();
         }
     }
-    fn fatal(&mut self, message: &str) {
+    pub(crate) fn fatal(&mut self, message: &str) {
         self.write(Verbosity::Fatal, message);
     }
-    fn error(&mut self, message: &str) {
+    pub(crate) fn error(&mut self, message: &str) {
         self.write(Verbosity::Error, message);
     }
     fn info(&mut self, message: &str) {

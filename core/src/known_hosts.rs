@@ -209,6 +209,24 @@ impl KnownHosts {
         Ok(all)
     }
 
+    /// Like [`Self::read_files`], but a file that cannot be read is skipped
+    /// (and logged at debug level) instead of failing the whole read: for
+    /// questions whose answer only tunes the key exchange, never for the
+    /// host key decision itself.
+    pub fn read_readable_files<P: AsRef<Path>>(paths: &[P]) -> Self {
+        let mut all = KnownHosts::default();
+        for path in paths {
+            match Self::read_files(std::slice::from_ref(path)) {
+                Ok(one) => {
+                    all.entries.extend(one.entries);
+                    all.invalid.extend(one.invalid);
+                }
+                Err(e) => tracing::debug!("{e}"),
+            }
+        }
+        all
+    }
+
     /// Parses in-memory content as if read from `path`.
     pub fn from_content(path: impl AsRef<Path>, content: &[u8]) -> Self {
         let mut all = KnownHosts::default();
@@ -295,6 +313,30 @@ impl KnownHosts {
         }
         // A revoked key is refused even if another line accepts it.
         revoked.map_or(status, Lookup::Revoked)
+    }
+
+    /// The `@cert-authority` lines whose host field names `name` (a hostfile
+    /// name: `host`, `[host]:port` or a HostKeyAlias), in file order.
+    pub fn cert_authorities(&self, name: &str) -> Vec<&Entry> {
+        let name = name.to_ascii_lowercase();
+        self.entries
+            .iter()
+            .filter(|e| e.marker == Some(Marker::CertAuthority) && e.matches_host(&name))
+            .collect()
+    }
+
+    /// The first `@revoked` line for `name` (a hostfile name) that holds
+    /// `key`, a plain key (OpenSSH's `sshkey_equal_public`).
+    pub fn revoked(&self, name: &str, key: &KeyData) -> Option<Location> {
+        let name = name.to_ascii_lowercase();
+        self.entries
+            .iter()
+            .find(|e| {
+                e.marker == Some(Marker::Revoked)
+                    && e.key.key_data() == key
+                    && e.matches_host(&name)
+            })
+            .map(Entry::location)
     }
 
     /// Algorithm names (`ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`...) of

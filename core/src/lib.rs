@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod channel;
 pub mod error;
+pub mod host_certificate;
 pub mod host_key_check;
 pub mod kex;
 pub mod known_hosts;

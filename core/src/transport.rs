@@ -278,9 +278,10 @@ pub struct ConnectionInfo {
     pub peer_addr: Option<SocketAddr>,
     /// The authenticated user (server side) or the user we logged in as.
     pub user: String,
-    /// Server side: the public key the user logged in with (its
-    /// authorized_keys line's options apply to the connection).
-    pub user_key: Option<crate::ssh_key::PublicKey>,
+    /// Server side: the key or certificate the user logged in with (the
+    /// options of the authorized_keys line or certificate that let it in
+    /// apply to the connection).
+    pub credential: Option<crate::auth::UserCredential>,
     /// The negotiated key exchange, e.g. "curve25519-sha256", when known.
     pub kex: Option<String>,
 }

@@ -18,10 +18,12 @@ use sshq_core::auth::ServerKeyVerifier;
 use sshq_core::error::TransportError;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::conn::SessionStart;
+use crate::host_certificate::PendingHostKey;
 use crate::kx::{KexError, NegotiatedGroup};
 use crate::one_stream::ChannelMapping;
 use crate::relay::Tunnel;
-use crate::tls::{CongestionControl, HandshakeFailure, TlsError};
+use crate::tls::{CongestionControl, HandshakeFailure, HostKeyVerdict, TlsError};
 use crate::tunnel::TUNNEL_ALPN;
 use crate::{ClientAuth, QuicConnection};
 
@@ -136,11 +138,17 @@ impl ClientEndpoint {
         params: &ConnectParams,
         auth: ClientAuth,
     ) -> Result<QuicConnection, ConnectFailure> {
-        let (conn, group) = self.handshake(addr, params, crate::tls::ALPN).await?;
+        let (conn, group, pending) = self.handshake(addr, params, crate::tls::ALPN).await?;
         let local = self.local_addr();
-        let mut session = crate::client_session_with(conn, auth, params.channel_mapping)
-            .await
-            .map_err(ConnectFailure::Session)?;
+        let mut session =
+            crate::conn::client_session_judged(conn, auth, params.channel_mapping, pending)
+                .await
+                .map_err(|e| match e {
+                    SessionStart::HostKeyRejected => {
+                        ConnectFailure::Handshake(HandshakeFailure::HostKeyRejected)
+                    }
+                    SessionStart::Transport(e) => ConnectFailure::Session(e),
+                })?;
         session.set_kex(group.map(str::to_string));
         session.set_local_addr(local);
         session.set_endpoint(self.endpoint);
@@ -154,18 +162,27 @@ impl ClientEndpoint {
         addr: SocketAddr,
         params: &ConnectParams,
     ) -> Result<(Tunnel, Option<&'static str>), ConnectFailure> {
-        let (conn, group) = self.handshake(addr, params, TUNNEL_ALPN).await?;
+        let (conn, group, pending) = self.handshake(addr, params, TUNNEL_ALPN).await?;
+        // A tunnel has no control stream to ask for a certificate on: its
+        // host key is judged bare (the SSH inside checks its own).
+        if let Some(pending) = pending {
+            if !tokio::task::block_in_place(|| pending.decide_blocking(&[])) {
+                conn.close(0u32.into(), b"host key verification failed");
+                return Err(ConnectFailure::Handshake(HandshakeFailure::HostKeyRejected));
+            }
+        }
         Ok((Tunnel::new(conn, Some(self.endpoint)), group))
     }
 
     /// One handshake asking for `alpn`, the host key checked by
-    /// `params.verifier`.
+    /// `params.verifier`; also returns the key when its judgment waits for
+    /// the server's host certificate (draft §5.5).
     pub(crate) async fn handshake(
         &self,
         addr: SocketAddr,
         params: &ConnectParams,
         alpn: &[u8],
-    ) -> Result<(quinn::Connection, Option<&'static str>), ConnectFailure> {
+    ) -> Result<Handshaken, ConnectFailure> {
         let observer = NegotiatedGroup::new();
         let provider = crate::kx::crypto_provider_observed(&params.kex, observer.clone())?;
         let (mut tls, outcome) =
@@ -188,7 +205,15 @@ impl ClientEndpoint {
             .connect_with(config, addr, SERVER_NAME)
             .map_err(|e| ConnectFailure::Start(e.to_string()))?;
         match connecting.await {
-            Ok(conn) => Ok((conn, observer.get())),
+            Ok(conn) => {
+                let pending = match outcome.verdict() {
+                    HostKeyVerdict::AwaitingCertificate(key) => {
+                        Some(PendingHostKey::new(key, params.verifier.clone()))
+                    }
+                    _ => None,
+                };
+                Ok((conn, observer.get(), pending))
+            }
             Err(error) => Err(ConnectFailure::Handshake(HandshakeFailure::classify(
                 &error,
                 &outcome,
@@ -197,6 +222,14 @@ impl ClientEndpoint {
         }
     }
 }
+
+/// A completed handshake: the connection, the key-exchange group, and the
+/// host key still to be judged, if any.
+pub(crate) type Handshaken = (
+    quinn::Connection,
+    Option<&'static str>,
+    Option<PendingHostKey>,
+);
 
 /// Waits at most `limit` for `endpoint`'s connections to have sent their
 /// last packets (a CONNECTION_CLOSE), before the process exits.

@@ -11,11 +11,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sshq_core::auth::{AuthPolicy, UserKey};
+use sshq_core::auth::{AuthPolicy, UserCredential, UserKey};
 use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest};
 use sshq_core::error::{HandshakeError, ProtocolError as TransportProtocolError, TransportError};
 use sshq_core::log_escape;
-use sshq_core::ssh_key::PublicKey;
 use sshq_core::transport::{
     Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, TransportKind,
 };
@@ -284,6 +283,44 @@ pub async fn client_session_with(
     auth: ClientAuth,
     mapping: ChannelMapping,
 ) -> Result<QuicConnection, TransportError> {
+    match client_session_judged(conn, auth, mapping, None).await {
+        Ok(session) => Ok(session),
+        Err(SessionStart::Transport(e)) => Err(e),
+        Err(SessionStart::HostKeyRejected) => Err(TransportError::ConnectionClosed(Some(
+            "Host key verification failed.".to_string(),
+        ))),
+    }
+}
+
+/// Why a session could not start.
+pub(crate) enum SessionStart {
+    /// The host-key policy refused the server once its certificate (or its
+    /// lack of one) was known (draft §5.5).
+    HostKeyRejected,
+    Transport(TransportError),
+}
+
+impl From<TransportError> for SessionStart {
+    fn from(error: TransportError) -> Self {
+        SessionStart::Transport(error)
+    }
+}
+
+impl From<TransportProtocolError> for SessionStart {
+    fn from(error: TransportProtocolError) -> Self {
+        SessionStart::Transport(error.into())
+    }
+}
+
+/// [`client_session_with`] for a connection whose host key still waits
+/// for the server's certificate (`pending`): that is settled first, and
+/// nothing else is sent before (draft §5.5).
+pub(crate) async fn client_session_judged(
+    conn: quinn::Connection,
+    auth: ClientAuth,
+    mapping: ChannelMapping,
+    pending: Option<crate::host_certificate::PendingHostKey>,
+) -> Result<QuicConnection, SessionStart> {
     let lost = |e: &dyn std::fmt::Display| TransportError::ConnectionClosed(Some(e.to_string()));
     let (send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
     let mut exporter = [0u8; USERAUTH_EXPORTER_LEN];
@@ -292,6 +329,16 @@ pub async fn client_session_with(
     let (auth_tx, auth_rx) = watch::channel(AuthState::Pending);
     let mut keys = auth.keys.into_iter();
     let mut driver = ControlDriver::new(conn.clone(), Control::client(), send, recv);
+    if let Some(pending) = pending {
+        let certificate = host_certificate(&mut driver).await.map_err(|e| lost(&e))?;
+        if !pending.decide(certificate).await {
+            conn.close(
+                ErrorCode::ByApplication.code().into(),
+                b"host key verification failed",
+            );
+            return Err(SessionStart::HostKeyRejected);
+        }
+    }
     // draft §7.6: channel data before USERAUTH_SUCCESS is bounded.
     let credit = PreauthCredit::new(PREAUTH_CHANNEL_BUDGET);
     // Sign and send the first request before returning (see above).
@@ -360,6 +407,23 @@ async fn next_request(
 
 /// The client's side of authentication: the next key after each
 /// USERAUTH_FAILURE (draft §7.6), until success or no key is left.
+/// Client: asks for the server's host certificate and waits for it
+/// (draft §5.5); empty when the server has none.
+async fn host_certificate(driver: &mut ControlDriver) -> Result<bytes::Bytes, String> {
+    driver.machine.request_host_certificate();
+    loop {
+        driver.flush().await.map_err(|e| e.to_string())?;
+        while let Some(event) = driver.machine.poll_event() {
+            match event {
+                ControlEvent::HostCertificate(certificate) => return Ok(certificate),
+                ControlEvent::Closed(close) => return Err(close.reason),
+                _ => {}
+            }
+        }
+        driver.read().await.map_err(|e| e.to_string())?;
+    }
+}
+
 async fn client_auth(
     driver: &mut ControlDriver,
     keys: &mut impl Iterator<Item = Arc<dyn UserKey>>,
@@ -407,6 +471,9 @@ pub struct ServerAuth {
     /// StreamPerChannel (sshq/1), or the one-stream lab baseline
     /// (`OneStreamBaseline yes`, see [`crate::one_stream`]).
     pub channel_mapping: ChannelMapping,
+    /// The OpenSSH certificate (blob) of the Ed25519 host key TLS
+    /// presents, sent to clients that ask (draft §5.5); empty for none.
+    pub host_certificate: bytes::Bytes,
 }
 
 /// Runs the QUIC handshake and user authentication for one incoming
@@ -463,7 +530,7 @@ pub async fn login(
     deadline: Option<tokio::time::Instant>,
 ) -> Result<QuicConnection, HandshakeError> {
     let deadline = deadline.map(tokio::time::Instant::into_std);
-    let (user, user_key, mut driver) = server_login(&conn, &auth, deadline).await?;
+    let (user, credential, mut driver) = server_login(&conn, &auth, deadline).await?;
     // Logged in: the normal stream and flow-control limits apply now
     // (draft §7.7, pre-authentication credit).
     crate::preauth::lift(&conn);
@@ -494,7 +561,7 @@ pub async fn login(
     let (_, auth_rx) = watch::channel(AuthState::Succeeded);
     let mut connection =
         QuicConnection::new(conn, commands_tx, incoming_rx, streams, auth_rx, user);
-    connection.info.user_key = Some(user_key);
+    connection.info.credential = Some(credential);
     Ok(connection)
 }
 
@@ -505,8 +572,9 @@ async fn server_login(
     conn: &quinn::Connection,
     auth: &ServerAuth,
     deadline: Option<Instant>,
-) -> Result<(String, PublicKey, ControlDriver), HandshakeError> {
-    let mut machine = Control::server(now(), deadline, auth.policy.max_auth_tries());
+) -> Result<(String, UserCredential, ControlDriver), HandshakeError> {
+    let mut machine = Control::server(now(), deadline, auth.policy.max_auth_tries())
+        .with_host_certificate(auth.host_certificate.clone());
     let (send, recv) = match until(deadline, conn.accept_bi()).await {
         Some(Ok(streams)) => streams,
         Some(Err(_)) => return Err(HandshakeError::Closed(None)),
@@ -521,7 +589,7 @@ async fn server_login(
     let mut driver = ControlDriver::new(conn.clone(), machine, send, recv);
     let peer = conn.remote_address();
     let mut user = String::new();
-    let mut user_key = None;
+    let mut credential = None;
     loop {
         if driver.flush().await.is_err() {
             return Err(HandshakeError::Closed(None));
@@ -535,9 +603,9 @@ async fn server_login(
                         userauth::verify(&request, &exporter, auth.policy.as_ref(), Some(peer));
                     match until(driver.machine.poll_timeout(), check).await {
                         None => driver.machine.handle_timeout(now()),
-                        Some(Ok(key)) => {
+                        Some(Ok(logged_in)) => {
                             user = request.user;
-                            user_key = Some(key);
+                            credential = Some(logged_in);
                             driver.machine.auth_verdict(now(), true);
                         }
                         Some(Err(refusal)) => {
@@ -556,10 +624,10 @@ async fn server_login(
                 }
                 ControlEvent::Authenticated => {
                     // The machine reports success only after a verdict of yes.
-                    let Some(key) = user_key.take() else {
+                    let Some(logged_in) = credential.take() else {
                         return Err(HandshakeError::Closed(None));
                     };
-                    return Ok((user, key, driver));
+                    return Ok((user, logged_in, driver));
                 }
                 closed @ ControlEvent::Closed(_) => return Err(close_login(conn, Some(closed))),
                 _ => {}
@@ -617,7 +685,7 @@ impl QuicConnection {
             local_addr: None,
             peer_addr: Some(conn.remote_address()),
             user,
-            user_key: None,
+            credential: None,
             kex: None,
         };
         QuicConnection {

@@ -25,6 +25,6 @@ pub async fn connect_silent(
     addr: SocketAddr,
     params: &ConnectParams,
 ) -> Result<SilentConnection, ConnectFailure> {
-    let (conn, _group) = endpoint.handshake(addr, params, crate::tls::ALPN).await?;
+    let (conn, _group, _pending) = endpoint.handshake(addr, params, crate::tls::ALPN).await?;
     Ok(SilentConnection(conn))
 }

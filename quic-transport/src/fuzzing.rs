@@ -99,11 +99,21 @@ fn check_round_trip(frame: &Frame) {
 /// that the vector in the seed corpus verifies all the way to the policy.
 const VECTOR_EXPORTER: [u8; 32] = [0x11; 32];
 
-/// A policy allowing every key, so the whole of `verify` is reached.
+/// A policy allowing every key and certificate, so the whole of `verify`
+/// is reached.
 struct AllowAll;
 
 impl AuthPolicy for AllowAll {
     fn publickey_allowed<'a>(&'a self, _user: &'a str, _key: &'a PublicKey) -> BoxFuture<'a, bool> {
+        Box::pin(async { true })
+    }
+
+    fn certificate_allowed_from<'a>(
+        &'a self,
+        _user: &'a str,
+        _certificate: &'a sshq_core::ssh_key::Certificate,
+        _peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
         Box::pin(async { true })
     }
 
@@ -126,12 +136,13 @@ pub fn userauth(data: &[u8]) {
         &AllowAll,
         None,
     ));
-    if let Some(Ok(key)) = verdict {
-        // Whatever logged in is the key the request named.
-        assert_eq!(
-            key.to_bytes().ok().as_deref(),
-            Some(&request.public_key[..])
-        );
+    if let Some(Ok(credential)) = verdict {
+        // Whatever logged in is the key or certificate the request named.
+        let blob = match &credential {
+            sshq_core::auth::UserCredential::Key(key) => key.to_bytes().ok(),
+            sshq_core::auth::UserCredential::Certificate(cert) => cert.to_bytes().ok(),
+        };
+        assert_eq!(blob.as_deref(), Some(&request.public_key[..]));
     }
 }
 

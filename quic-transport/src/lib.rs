@@ -10,6 +10,7 @@ pub mod danger;
 pub mod endpoint;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod host_certificate;
 mod keepalive;
 pub mod kx;
 pub mod one_stream;

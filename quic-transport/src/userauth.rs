@@ -6,8 +6,8 @@
 //! first key is right. The server checks the signature, then asks its
 //! policy (authorized_keys, PermitRootLogin) whether the key may log in.
 
-use sshq_core::auth::{AuthPolicy, SignError, UserKey};
-use sshq_core::ssh_key::{self, Algorithm, HashAlg, PublicKey, Signature};
+use sshq_core::auth::{AuthPolicy, SignError, UserCredential, UserKey};
+use sshq_core::ssh_key::{self, Algorithm, Certificate, HashAlg, PublicKey, Signature};
 
 use crate::wire::{userauth_signed_data, EncodeError, UserauthRequest};
 
@@ -26,7 +26,8 @@ pub enum RequestError {
     Sign(#[from] SignError),
 }
 
-/// Builds a signed request for `key`, bound to `exporter`.
+/// Builds a signed request for `key`, bound to `exporter`: for a key with
+/// a certificate, the request names the certificate (draft §7.5).
 pub async fn signed_request(
     key: &dyn UserKey,
     user: &str,
@@ -34,16 +35,24 @@ pub async fn signed_request(
 ) -> Result<UserauthRequest, RequestError> {
     let public = key.public_key();
     // RSA keys sign with SHA-512 (rsa-sha2-512); SHA-1 ssh-rsa is never used.
-    let (algorithm, rsa_hash) = match public.algorithm() {
+    let (signature_algorithm, rsa_hash) = match public.algorithm() {
         Algorithm::Rsa { .. } => ("rsa-sha2-512".to_string(), Some(HashAlg::Sha512)),
         other => (other.as_str().to_string(), None),
     };
-    let blob = public
-        .to_bytes()
-        .map_err(|source| RequestError::PublicKey {
-            key: key.description(),
-            source,
-        })?;
+    let encode_error = |source| RequestError::PublicKey {
+        key: key.description(),
+        source,
+    };
+    let (algorithm, blob) = match key.certificate() {
+        Some(certificate) => (
+            certificate_algorithm(&signature_algorithm),
+            certificate.to_bytes().map_err(encode_error)?,
+        ),
+        None => (
+            signature_algorithm,
+            public.to_bytes().map_err(encode_error)?,
+        ),
+    };
     let data = userauth_signed_data(exporter, user, SERVICE, &algorithm, &blob)?;
     let signature = key.sign(&data, rsa_hash).await?;
     Ok(UserauthRequest {
@@ -53,6 +62,15 @@ pub async fn signed_request(
         public_key: blob,
         signature,
     })
+}
+
+/// The certificate algorithm name for a signature algorithm: the inverse
+/// of [`certificate_signature_algorithm`].
+fn certificate_algorithm(signature_algorithm: &str) -> String {
+    let base = signature_algorithm
+        .strip_suffix("@openssh.com")
+        .unwrap_or(signature_algorithm);
+    format!("{base}{CERT_SUFFIX}")
 }
 
 /// Why a request was refused (logged by the server, never sent: the client
@@ -80,24 +98,55 @@ pub enum Refusal {
     NotAuthorized(String),
 }
 
+/// The suffix of OpenSSH's certificate algorithm names (PROTOCOL.certkeys).
+const CERT_SUFFIX: &str = "-cert-v01@openssh.com";
+
+/// The signature algorithm of a certificate algorithm name: the name
+/// without [`CERT_SUFFIX`] (`sk-` names keep their `@openssh.com`).
+/// `None` for a name that is not a certificate's.
+fn certificate_signature_algorithm(name: &str) -> Option<String> {
+    let base = name.strip_suffix(CERT_SUFFIX)?;
+    Some(match base.starts_with("sk-") {
+        true => format!("{base}@openssh.com"),
+        false => base.to_string(),
+    })
+}
+
 /// Checks a request: the signature over this connection's exporter value,
-/// then the policy. Returns the key that logged in.
+/// then the policy. Returns the key or certificate that logged in.
 pub async fn verify(
     request: &UserauthRequest,
     exporter: &[u8],
     policy: &dyn AuthPolicy,
     peer: Option<std::net::SocketAddr>,
-) -> Result<PublicKey, Refusal> {
+) -> Result<UserCredential, Refusal> {
     use signature::Verifier;
     use ssh_key::encoding::Decode;
 
     if request.service != SERVICE {
         return Err(Refusal::Service(request.service.clone()));
     }
-    let key =
-        PublicKey::from_bytes(&request.public_key).map_err(|e| Refusal::BadKey(e.to_string()))?;
+    // draft §7.5: a certificate algorithm carries a certificate blob; it
+    // signs with the algorithm of its key
+    let (credential, signature_algorithm) =
+        match certificate_signature_algorithm(&request.algorithm) {
+            Some(signature_algorithm) => {
+                let certificate = Certificate::from_bytes(&request.public_key)
+                    .map_err(|e| Refusal::BadKey(e.to_string()))?;
+                (
+                    UserCredential::Certificate(Box::new(certificate)),
+                    signature_algorithm,
+                )
+            }
+            None => {
+                let key = PublicKey::from_bytes(&request.public_key)
+                    .map_err(|e| Refusal::BadKey(e.to_string()))?;
+                (UserCredential::Key(key), request.algorithm.clone())
+            }
+        };
+    let key = credential.public_key();
     // draft §7.5: the algorithm name fits the key; RSA only as rsa-sha2-256/512, never SHA-1 ssh-rsa
-    if !algorithm_fits(&request.algorithm, &key.algorithm()) {
+    if !algorithm_fits(&signature_algorithm, &key.algorithm()) {
         return Err(Refusal::Algorithm {
             algorithm: request.algorithm.clone(),
             key: key.algorithm().as_str().to_string(),
@@ -106,7 +155,7 @@ pub async fn verify(
     let signature = Signature::decode(&mut request.signature.as_slice())
         .map_err(|e| Refusal::BadSignature(e.to_string()))?;
     // draft §7.5: the signature blob names the same algorithm as the request
-    if signature.algorithm().as_str() != request.algorithm {
+    if signature.algorithm().as_str() != signature_algorithm {
         return Err(Refusal::Algorithm {
             algorithm: signature.algorithm().as_str().to_string(),
             key: request.algorithm.clone(),
@@ -120,20 +169,32 @@ pub async fn verify(
         &request.public_key,
     )?;
     Verifier::verify(key.key_data(), &data, &signature).map_err(|_| Refusal::WrongSignature)?;
-    if !policy
-        .publickey_allowed_from(&request.user, &key, peer)
-        .await
-    {
+    let user = request.user.as_str();
+    let allowed = match &credential {
+        UserCredential::Key(key) => policy.publickey_allowed_from(user, key, peer).await,
+        UserCredential::Certificate(cert) => {
+            policy.certificate_allowed_from(user, cert, peer).await
+        }
+    };
+    if !allowed {
         return Err(Refusal::NotAuthorized(request.user.clone()));
     }
     // draft §7.5: the server MUST refuse an sk- signature whose flags lack user presence
-    // (unless its authorized_keys line says no-touch-required, as in sshd)
-    if security_key_flags(&signature).is_some_and(|flags| flags & SK_USER_PRESENCE == 0)
-        && policy.touch_required_from(&request.user, &key, peer).await
-    {
-        return Err(Refusal::NoUserPresence);
+    // (unless its authorized_keys line, or its certificate, says no-touch-required, as in sshd)
+    if security_key_flags(&signature).is_some_and(|flags| flags & SK_USER_PRESENCE == 0) {
+        let required = match &credential {
+            UserCredential::Key(key) => policy.touch_required_from(user, key, peer).await,
+            UserCredential::Certificate(cert) => {
+                policy
+                    .certificate_touch_required_from(user, cert, peer)
+                    .await
+            }
+        };
+        if required {
+            return Err(Refusal::NoUserPresence);
+        }
     }
-    Ok(key)
+    Ok(credential)
 }
 
 /// The user-presence bit of a security key signature's flags (PROTOCOL.u2f).

@@ -96,6 +96,9 @@ pub mod msg {
     pub const USERAUTH_REQUEST: u8 = 50;
     pub const USERAUTH_FAILURE: u8 = 51;
     pub const USERAUTH_SUCCESS: u8 = 52;
+    /// sshq's own, from SSH's local-extension range (RFC 4250 §4.1.2).
+    pub const HOST_CERTIFICATE_REQUEST: u8 = 192;
+    pub const HOST_CERTIFICATE: u8 = 193;
     pub const GLOBAL_REQUEST: u8 = 80;
     pub const REQUEST_SUCCESS: u8 = 81;
     pub const REQUEST_FAILURE: u8 = 82;
@@ -131,6 +134,12 @@ pub enum Frame {
         partial: bool,
     },
     UserauthSuccess,
+    /// Client, before any USERAUTH_REQUEST: asks for the server's host
+    /// certificate (draft §5.5).
+    HostCertificateRequest,
+    /// Server: the OpenSSH certificate of the host key TLS presented, or
+    /// empty when it has none (draft §5.5).
+    HostCertificate(Bytes),
     GlobalRequest {
         request: GlobalRequest,
         want_reply: bool,

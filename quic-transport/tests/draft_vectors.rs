@@ -16,8 +16,9 @@ use std::path::PathBuf;
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 use sshq_core::channel::{ChannelKind, ChannelRequest, GlobalRequest};
+use sshq_core::ssh_key::certificate::{self, CertType};
 use sshq_core::ssh_key::private::Ed25519Keypair;
-use sshq_core::ssh_key::{PrivateKey, Signature};
+use sshq_core::ssh_key::{Certificate, HashAlg, PrivateKey, Signature};
 use sshq_quic::wire::{
     data_header, decode_frame, msg, Codec, Datagram, Frame, UdpRelayTarget, UserauthRequest,
     USERAUTH_EXPORTER_LABEL, USERAUTH_EXPORTER_LEN,
@@ -323,4 +324,124 @@ fn tunnel_vectors() {
         v.check(name, &[octet]);
         assert_eq!(ErrorCode::from_code(u64::from(octet)), Some(code));
     }
+}
+
+/// An Ed25519 key from the SHA-256 of `label` (the vectors' seeds).
+fn seeded_key(v: &Vectors, seed_field: &str, label: &str) -> PrivateKey {
+    let seed: [u8; 32] = Sha256::digest(label.as_bytes()).into();
+    v.check(seed_field, &seed);
+    PrivateKey::from(Ed25519Keypair::from_seed(&seed))
+}
+
+/// What differs between the vectors' certificates; all are valid from
+/// 1700000000 to 4102444800, for Ed25519 keys, with no critical options.
+struct VectorCertificate {
+    /// The nonce is 32 copies of this octet.
+    nonce: u8,
+    serial: u64,
+    kind: CertType,
+    key_id: &'static str,
+    principal: &'static str,
+    extensions: &'static [&'static str],
+}
+
+impl VectorCertificate {
+    fn sign(&self, subject: &PrivateKey, ca: &PrivateKey) -> Certificate {
+        let mut builder = certificate::Builder::new(
+            [self.nonce; 32],
+            subject.public_key().key_data().clone(),
+            1_700_000_000,
+            4_102_444_800,
+        )
+        .expect("a certificate builder");
+        builder
+            .serial(self.serial)
+            .and_then(|b| b.cert_type(self.kind))
+            .and_then(|b| b.key_id(self.key_id))
+            .and_then(|b| b.valid_principal(self.principal))
+            .expect("certificate fields");
+        for extension in self.extensions {
+            builder.extension(*extension, "").expect("an extension");
+        }
+        builder.sign(ca).expect("the CA signs")
+    }
+}
+
+#[test]
+fn host_certificate_vectors() {
+    let v = Vectors::load("certificates.txt");
+    let ca = seeded_key(&v, "ca_seed", "sshq certificate authority test vector");
+    let host = seeded_key(&v, "host_seed", "sshq host key test vector");
+    let raw = |key: &PrivateKey| key.public_key().key_data().ed25519().map(|k| k.0.to_vec());
+    v.check("ca_public_key", &raw(&ca).expect("Ed25519"));
+    v.check("host_public_key", &raw(&host).expect("Ed25519"));
+
+    // draft §5.5: an OpenSSH host certificate, as ssh-key encodes one.
+    let certificate = VectorCertificate {
+        nonce: 0x22,
+        serial: 7,
+        kind: CertType::Host,
+        key_id: "host",
+        principal: "server.example",
+        extensions: &[],
+    }
+    .sign(&host, &ca);
+    let blob = certificate.to_bytes().expect("encode the certificate");
+    v.check("host_certificate", &blob);
+    let parsed = Certificate::from_bytes(v.get("host_certificate")).expect("parse the vector");
+    let ca_fingerprint = ca.public_key().fingerprint(HashAlg::Sha256);
+    parsed
+        .validate_at(1_800_000_000, [&ca_fingerprint])
+        .expect("the CA's signature verifies");
+
+    // draft §5.5: the request and both answers on the control stream.
+    let request = Frame::HostCertificateRequest;
+    v.check("host_certificate_request_frame", &encode_frame(&request));
+    assert_eq!(decode_one(v.get("host_certificate_request_frame")), request);
+    let answer = Frame::HostCertificate(Bytes::from(blob));
+    v.check("host_certificate_frame", &encode_frame(&answer));
+    assert_eq!(decode_one(v.get("host_certificate_frame")), answer);
+    let none = Frame::HostCertificate(Bytes::new());
+    v.check("host_certificate_none_frame", &encode_frame(&none));
+    assert_eq!(decode_one(v.get("host_certificate_none_frame")), none);
+}
+
+#[test]
+fn user_certificate_userauth_vector() {
+    let v = Vectors::load("certificates.txt");
+    let ca = seeded_key(&v, "ca_seed", "sshq certificate authority test vector");
+    let user = seeded_key(&v, "user_seed", "sshq userauth test vector");
+    let certificate = VectorCertificate {
+        nonce: 0x33,
+        serial: 8,
+        kind: CertType::User,
+        key_id: "alice@example",
+        principal: "alice",
+        extensions: &["permit-pty"],
+    }
+    .sign(&user, &ca);
+    let blob = certificate.to_bytes().expect("encode the certificate");
+    v.check("user_certificate", &blob);
+
+    // draft §7.5: the algorithm names the certificate; the key signs with its own algorithm.
+    let exporter = [0x11u8; USERAUTH_EXPORTER_LEN];
+    v.check("exporter", &exporter);
+    let algorithm = "ssh-ed25519-cert-v01@openssh.com";
+    let signed = userauth_signed_data(&exporter, "alice", "ssh-connection", algorithm, &blob);
+    v.check("user_cert_signed_data", &signed);
+    let signature_blob = sshq_core::auth::sign_with_private_key(&user, &signed, None, "vector key")
+        .expect("sign the vector");
+    v.check("user_cert_signature_blob", &signature_blob);
+    let request = Frame::UserauthRequest(UserauthRequest {
+        user: "alice".to_string(),
+        service: "ssh-connection".to_string(),
+        algorithm: algorithm.to_string(),
+        public_key: blob,
+        signature: signature_blob,
+    });
+    v.check("user_cert_userauth_request_frame", &encode_frame(&request));
+    assert_eq!(
+        decode_one(v.get("user_cert_userauth_request_frame")),
+        request
+    );
 }

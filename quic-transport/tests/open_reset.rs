@@ -60,6 +60,7 @@ async fn logged_in(dir: &Path) -> LoggedIn {
         client_alive_interval: None,
         client_alive_count_max: 3,
         channel_mapping: Default::default(),
+        host_certificate: Default::default(),
     });
     let accepting = server_endpoint.clone();
     let server = async move {

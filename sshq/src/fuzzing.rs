@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use sshq_core::known_hosts::{KnownHosts, Lookup};
-use sshq_core::ssh_key::PublicKey;
+use sshq_core::ssh_key::{Certificate, PublicKey};
 use sshq_quic::fuzzing::run_ready;
 use sshq_quic::stream_socket::DatagramReader;
 
@@ -157,6 +157,42 @@ pub fn authorized_keys(data: &[u8]) {
     }
 }
 
+/// A certificate of [`vector_key`] (serial 5, key ID "fuzz", valid
+/// always) from a CA whose KRLs are the seeds of the revoked_keys corpus.
+fn vector_certificate() -> &'static Certificate {
+    static CERTIFICATE: OnceLock<Certificate> = OnceLock::new();
+    CERTIFICATE.get_or_init(|| {
+        let line = "ssh-ed25519-cert-v01@openssh.com \
+            AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29tAAAAIGQ3JDTkeXZUluOCD2UM0m5sjxqZwz\
+            awltB7n3LDNAX0AAAAIBi2msD7CCOto2q6+AK2841ao4IHc6bAL8EyR2U4SRdQAAAAAAAAAAUAAAABAAAA\
+            BGZ1enoAAAAIAAAABHVzZXIAAAAAAAAAAP//////////AAAAAAAAAIIAAAAVcGVybWl0LVgxMS1mb3J3YX\
+            JkaW5nAAAAAAAAABdwZXJtaXQtYWdlbnQtZm9yd2FyZGluZwAAAAAAAAAWcGVybWl0LXBvcnQtZm9yd2Fy\
+            ZGluZwAAAAAAAAAKcGVybWl0LXB0eQAAAAAAAAAOcGVybWl0LXVzZXItcmMAAAAAAAAAAAAAADMAAAALc3\
+            NoLWVkMjU1MTkAAAAgFcqeEmnoPwEhYe0TKA/2/UHWrz+nYPcwGxxTU6ea590AAABTAAAAC3NzaC1lZDI1\
+            NTE5AAAAQC0uFTVleQZsXyZRP3CcO4GOheVodV9ssILAAmGkGlRKPscR/XenS+dLH7iuGZ/QolBdpiOG6f\
+            USlDSR+QQ1sg4= vector";
+        match Certificate::from_openssh(line) {
+            Ok(certificate) => certificate,
+            Err(e) => panic!("the vector certificate does not parse: {e}"),
+        }
+    })
+}
+
+/// A RevokedKeys file (a KRL or a list of keys), checked for a key and a
+/// certificate as sshqd checks a login. A certificate whose key or CA key
+/// is revoked is revoked.
+pub fn revoked_keys(data: &[u8]) {
+    use crate::server::auth::revoked::RevokedKeys;
+    let Ok(revoked) = RevokedKeys::parse(data) else {
+        return;
+    };
+    let certificate = vector_certificate();
+    let key_revoked = revoked.is_key_revoked(vector_key().key_data());
+    let ca_revoked = revoked.is_key_revoked(certificate.signature_key());
+    let certificate_revoked = revoked.is_certificate_revoked(certificate);
+    assert!(certificate_revoked || !(key_revoked || ca_revoked));
+}
+
 /// Whether `data` mentions a keyword that would make the parser read other
 /// files of this machine (`Include`), which is not the parser's input.
 fn names_other_files(data: &[u8]) -> bool {
@@ -297,6 +333,7 @@ mod tests {
             socks_request(input);
             known_hosts(input);
             authorized_keys(input);
+            revoked_keys(input);
             ssh_config(input);
             sshd_config(input);
             forward_spec(input);

@@ -131,6 +131,7 @@ async fn pair(pause: Option<Duration>) -> Pair {
     tokio::spawn(proxy(proxy_listener, server_addr, downstream.clone()));
     let params = Arc::new(ServerParams {
         host_keys: vec![host.clone()],
+        host_certificates: Vec::new(),
         policy: Arc::new(OneKey {
             user: USER,
             key: user.public_key().clone(),

@@ -120,6 +120,11 @@ where
         &params.known_host_key_types,
     ));
     config.preferred.kex = std::borrow::Cow::Owned(kex_names(params.kex.as_deref(), &params.host)?);
+    // Host certificates are asked for only when known_hosts has an
+    // @cert-authority line for the host: otherwise none could be trusted.
+    if params.verifier.trusts_host_certificates() {
+        config.preferred.host_key_certificates = config.preferred.key.clone();
+    }
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
     let (ending_tx, ending_rx) = crate::ending::ending();
     let pacer = Pacer::new(SEND_BUDGET);
@@ -154,7 +159,7 @@ where
             local_addr,
             peer_addr,
             user: params.user.clone(),
-            user_key: None,
+            credential: None,
             kex,
         },
         ending: ending_rx,
@@ -236,14 +241,28 @@ async fn authenticate(
     let mut methods = "publickey".to_string();
     for key in &params.keys {
         let mut signer = KeySigner { key: key.clone() };
-        let result = handle
-            .authenticate_publickey_with(
-                params.user.clone(),
-                key.public_key().clone(),
-                rsa_hash,
-                &mut signer,
-            )
-            .await;
+        let result = match key.certificate() {
+            Some(certificate) => {
+                handle
+                    .authenticate_certificate_with(
+                        params.user.clone(),
+                        certificate.clone(),
+                        rsa_hash,
+                        &mut signer,
+                    )
+                    .await
+            }
+            None => {
+                handle
+                    .authenticate_publickey_with(
+                        params.user.clone(),
+                        key.public_key().clone(),
+                        rsa_hash,
+                        &mut signer,
+                    )
+                    .await
+            }
+        };
         match result {
             Ok(russh::client::AuthResult::Success) => return Ok(()),
             Ok(russh::client::AuthResult::Failure {
@@ -493,15 +512,18 @@ impl russh::client::Handler for ClientHandler {
         &mut self,
         key: &PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let key = match key {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(cert) => cert.public_key().clone().into(),
+        let presented = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => Ok(key.clone()),
+            PublicKeyOrCertificate::Certificate(cert) => Err(cert.clone()),
         };
         let verifier = self.verifier.clone();
         // The policy may prompt on the terminal: keep it off the async threads.
-        let accepted = tokio::task::spawn_blocking(move || verifier.verify(&key))
-            .await
-            .unwrap_or(false);
+        let accepted = tokio::task::spawn_blocking(move || match presented {
+            Ok(key) => verifier.verify(&key),
+            Err(certificate) => verifier.verify_certificate(&certificate),
+        })
+        .await
+        .unwrap_or(false);
         if !accepted {
             if let Ok(mut rejected) = self.host_key_rejected.lock() {
                 *rejected = true;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use russh::keys::PrivateKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{ChannelId, MethodKind, MethodSet};
-use sshq_core::auth::AuthPolicy;
+use sshq_core::auth::{AuthPolicy, UserCredential};
 use sshq_core::channel::{
     ChannelKind, ChannelRequest, GlobalReply, GlobalRequest, PtyRequest, WindowSize, END_OF_WRITE,
 };
@@ -18,7 +18,7 @@ use sshq_core::kex::Role;
 use sshq_core::log_escape;
 use sshq_core::pipe::PipeBudget;
 use sshq_core::replies::{request_queue, RequestSender};
-use sshq_core::ssh_key::PublicKey;
+use sshq_core::ssh_key::{Certificate, PublicKey};
 use sshq_core::transport::{
     Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, IncomingRequest, ReplyHandle,
     TransportKind,
@@ -41,6 +41,9 @@ pub type ServerChannel = TcpChannel<Msg>;
 pub struct ServerParams {
     /// Host keys, in the order to offer them; at least one.
     pub host_keys: Vec<PrivateKey>,
+    /// HostCertificate: OpenSSH certificates of some of the host keys,
+    /// offered to clients that ask for certificate host key algorithms.
+    pub host_certificates: Vec<Certificate>,
     /// Who may log in with which key.
     pub policy: Arc<dyn AuthPolicy>,
     /// How long a client may take to authenticate (None: no limit).
@@ -129,7 +132,7 @@ where
         channels: HashMap::new(),
         authenticated: Some(auth_tx),
         user: None,
-        user_key: None,
+        credential: None,
         peer_addr,
         failures: AuthFailures::new(params.policy.max_auth_tries(), peer_addr),
         session_handle: session_handle.clone(),
@@ -170,7 +173,7 @@ where
                 Ok(()) => ending.orderly(),
             }
         });
-        let Ok((user, user_key)) = auth_rx.await else {
+        let Ok((user, credential)) = auth_rx.await else {
             // The session ended before login: say why (a bad MAC, no common
             // algorithm, ...), as sshd does, when russh has said so by now.
             let why = tokio::time::timeout(Duration::from_millis(200), ended_rx)
@@ -180,9 +183,9 @@ where
                 .map(|e| Box::new(e) as sshq_core::error::BoxError);
             return Err(HandshakeError::Closed(why));
         };
-        Ok::<_, HandshakeError>((handle, user, user_key))
+        Ok::<_, HandshakeError>((handle, user, credential))
     };
-    let (handle, user, user_key) = match within_grace(handshake).await {
+    let (handle, user, credential) = match within_grace(handshake).await {
         Some(result) => result?,
         None => {
             cutter.cut();
@@ -199,7 +202,7 @@ where
             local_addr,
             peer_addr,
             user,
-            user_key: Some(user_key),
+            credential: Some(credential),
             kex: None,
         },
         ending: ending_rx,
@@ -227,6 +230,7 @@ pub(crate) fn russh_config(params: &ServerParams) -> russh::server::Config {
     methods.push(MethodKind::PublicKey);
     let mut config = russh::server::Config {
         keys: params.host_keys.clone(),
+        certificates: params.host_certificates.clone(),
         methods,
         // MaxAuthTries is counted by the handler, the way sshd counts it
         // (russh takes 0 as "no limit"). russh's own limit stops the
@@ -356,10 +360,11 @@ struct ServerHandler {
     incoming: mpsc::UnboundedSender<Incoming<ServerChannel>>,
     /// Where each open channel's requests go.
     channels: HashMap<ChannelId, RequestSender>,
-    /// The user and key that logged in, for the connection's info.
-    authenticated: Option<oneshot::Sender<(String, PublicKey)>>,
+    /// The user and key or certificate that logged in, for the
+    /// connection's info.
+    authenticated: Option<oneshot::Sender<(String, UserCredential)>>,
     user: Option<String>,
-    user_key: Option<PublicKey>,
+    credential: Option<UserCredential>,
     /// The client's address, which a key's `from=` may restrict.
     peer_addr: Option<SocketAddr>,
     failures: AuthFailures,
@@ -542,12 +547,20 @@ impl russh::server::Handler for ServerHandler {
             );
             return Ok(self.refused(user));
         }
-        if self
-            .params
-            .policy
-            .publickey_allowed_from(user, offer.public_key, self.peer_addr)
-            .await
-        {
+        let policy = &self.params.policy;
+        let allowed = match offer.certificate {
+            Some(certificate) => {
+                policy
+                    .certificate_allowed_from(user, certificate, self.peer_addr)
+                    .await
+            }
+            None => {
+                policy
+                    .publickey_allowed_from(user, offer.public_key, self.peer_addr)
+                    .await
+            }
+        };
+        if allowed {
             Ok(Auth::Accept)
         } else {
             tracing::info!(
@@ -576,7 +589,35 @@ impl russh::server::Handler for ServerHandler {
                 .await
         {
             self.user = Some(user.to_string());
-            self.user_key = Some(key.public_key.clone());
+            self.credential = Some(UserCredential::Key(key.public_key.clone()));
+            let _ = self.logged_in_as.set(user.to_string());
+            Ok(Auth::Accept)
+        } else {
+            Ok(self.refused(user))
+        }
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &Certificate,
+    ) -> Result<Auth, Self::Error> {
+        if self.failures.failed_before_signature() {
+            return Ok(self.too_many_failures(user));
+        }
+        // russh checked the signature by the certified key, the
+        // certificate's own signature and its validity window; the policy
+        // decides on its CA, principals, options and revocation.
+        let key = PublicKey::from(certificate.public_key().clone());
+        if !is_security_key(&key)
+            && self
+                .params
+                .policy
+                .certificate_allowed_from(user, certificate, self.peer_addr)
+                .await
+        {
+            self.user = Some(user.to_string());
+            self.credential = Some(UserCredential::Certificate(Box::new(certificate.clone())));
             let _ = self.logged_in_as.set(user.to_string());
             Ok(Auth::Accept)
         } else {
@@ -585,12 +626,12 @@ impl russh::server::Handler for ServerHandler {
     }
 
     async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
-        if let (Some(tx), Some(user), Some(key)) = (
+        if let (Some(tx), Some(user), Some(credential)) = (
             self.authenticated.take(),
             self.user.clone(),
-            self.user_key.clone(),
+            self.credential.clone(),
         ) {
-            let _ = tx.send((user, key));
+            let _ = tx.send((user, credential));
         }
         Ok(())
     }
@@ -881,6 +922,7 @@ mod tests {
     fn params(interval: Option<Duration>, count_max: u32) -> ServerParams {
         ServerParams {
             host_keys: Vec::new(),
+            host_certificates: Vec::new(),
             policy: Arc::new(NoOne),
             login_grace_time: None,
             allow_agent_forwarding: false,

@@ -61,6 +61,9 @@ pub enum ControlEvent {
     /// Client: the last request was refused; send the next one
     /// ([`Control::send_userauth`]) or [`Control::give_up`].
     UserauthFailure { methods: String },
+    /// Client: the server's answer to [`Control::request_host_certificate`]
+    /// (empty: it has none). Decide on it before sending a request.
+    HostCertificate(bytes::Bytes),
     /// USERAUTH_SUCCESS was sent (server) or received (client).
     Authenticated,
     /// The peer's global request; answer it with [`Control::answer`]
@@ -106,6 +109,15 @@ pub struct Control {
     transmits: VecDeque<Transmit>,
     events: VecDeque<ControlEvent>,
     finished: bool,
+    /// Server: the certificate of its TLS host key, sent when asked
+    /// (draft §5.5); empty when it has none.
+    host_certificate: bytes::Bytes,
+    /// Whether HOST_CERTIFICATE_REQUEST was sent (client) or answered
+    /// (server), or a USERAUTH_REQUEST came first: it may come only once,
+    /// before any request.
+    host_certificate_asked: bool,
+    /// Client: asked and not yet answered.
+    host_certificate_pending: bool,
 }
 
 impl Control {
@@ -139,7 +151,34 @@ impl Control {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             finished: false,
+            host_certificate: bytes::Bytes::new(),
+            host_certificate_asked: false,
+            host_certificate_pending: false,
         }
+    }
+
+    /// Server: the OpenSSH certificate (blob) of the host key its TLS
+    /// handshake presents, sent to a client that asks (draft §5.5).
+    pub fn with_host_certificate(mut self, certificate: bytes::Bytes) -> Self {
+        self.host_certificate = certificate;
+        self
+    }
+
+    /// Client: asks for the server's host certificate (draft §5.5). Only
+    /// before the first request; the answer comes as
+    /// [`ControlEvent::HostCertificate`], and no request may be sent
+    /// before it.
+    pub fn request_host_certificate(&mut self) {
+        if self.role != Role::Client
+            || self.phase != Phase::Authenticating
+            || self.host_certificate_asked
+        {
+            return;
+        }
+        self.host_certificate_asked = true;
+        self.host_certificate_pending = true;
+        self.transmits
+            .push_back(Transmit::Frame(Frame::HostCertificateRequest));
     }
 
     pub fn role(&self) -> Role {
@@ -274,11 +313,16 @@ impl Control {
         self.process(now);
     }
 
-    /// Client: send a signed request (draft §7.6: one at a time).
+    /// Client: send a signed request (draft §7.6: one at a time; draft
+    /// §5.5: not while a host certificate is awaited).
     pub fn send_userauth(&mut self, request: UserauthRequest) {
-        if self.role != Role::Client || self.phase != Phase::Authenticating {
+        if self.role != Role::Client
+            || self.phase != Phase::Authenticating
+            || self.host_certificate_pending
+        {
             return;
         }
+        self.host_certificate_asked = true;
         self.transmits
             .push_back(Transmit::Frame(Frame::UserauthRequest(request)));
         self.phase = Phase::AwaitingVerdict;
@@ -438,6 +482,17 @@ impl Control {
     }
 
     fn server_auth_frame(&mut self, frame: Frame) {
+        if frame == Frame::HostCertificateRequest {
+            // draft §5.5: once, before any USERAUTH_REQUEST.
+            if self.host_certificate_asked {
+                return self.fail(ProtocolError::HostCertificateRequestOutOfPlace);
+            }
+            self.host_certificate_asked = true;
+            let certificate = self.host_certificate.clone();
+            self.transmits
+                .push_back(Transmit::Frame(Frame::HostCertificate(certificate)));
+            return;
+        }
         let Frame::UserauthRequest(request) = frame else {
             // draft §7.1: before USERAUTH_SUCCESS the client sends only
             // USERAUTH_REQUEST.
@@ -450,6 +505,7 @@ impl Control {
             return self.fail(ProtocolError::TooManyAuthFailures(user));
         }
         self.last_user = Some(log_escape::peer_text(&request.user));
+        self.host_certificate_asked = true;
         self.phase = Phase::AwaitingVerdict;
         self.events
             .push_back(ControlEvent::UserauthRequest(request));
@@ -458,6 +514,14 @@ impl Control {
     fn client_auth_frame(&mut self, frame: Frame) {
         let awaiting = self.phase == Phase::AwaitingVerdict;
         match frame {
+            Frame::HostCertificate(certificate) if self.host_certificate_pending => {
+                self.host_certificate_pending = false;
+                self.events
+                    .push_back(ControlEvent::HostCertificate(certificate));
+            }
+            Frame::HostCertificate(_) => {
+                self.fail(ProtocolError::UnsolicitedAuthReply("HOST_CERTIFICATE"))
+            }
             Frame::UserauthSuccess | Frame::UserauthFailure { .. } if !awaiting => {
                 // draft §7.6: one request at a time, so one answer each.
                 self.fail(ProtocolError::UnsolicitedAuthReply(frame_kind(&frame)))

@@ -112,6 +112,10 @@ pub enum ProtocolError {
     /// draft §10: no CHANNEL_OPEN within the time allowed.
     #[error("no CHANNEL_OPEN within the time allowed")]
     OpenTimeout,
+    /// draft §5.5: a second HOST_CERTIFICATE_REQUEST, or one after a
+    /// USERAUTH_REQUEST.
+    #[error("HOST_CERTIFICATE_REQUEST out of place (only one, before any USERAUTH_REQUEST)")]
+    HostCertificateRequestOutOfPlace,
     /// draft §7.7 MaxAuthTries. The user name is escaped (it is logged).
     #[error("too many authentication failures for {0}")]
     TooManyAuthFailures(String),
@@ -169,6 +173,8 @@ pub fn frame_kind(frame: &Frame) -> &'static str {
         Frame::UserauthRequest(_) => "USERAUTH_REQUEST",
         Frame::UserauthFailure { .. } => "USERAUTH_FAILURE",
         Frame::UserauthSuccess => "USERAUTH_SUCCESS",
+        Frame::HostCertificateRequest => "HOST_CERTIFICATE_REQUEST",
+        Frame::HostCertificate(_) => "HOST_CERTIFICATE",
         Frame::GlobalRequest { .. } => "GLOBAL_REQUEST",
         Frame::RequestSuccess { .. } => "REQUEST_SUCCESS",
         Frame::RequestFailure => "REQUEST_FAILURE",

@@ -29,6 +29,11 @@ pub enum HostKeyVerdict {
     NotChecked,
     /// The server proved it holds this key and the policy accepted it.
     Accepted(PublicKey),
+    /// The server proved it holds this key, which known_hosts does not
+    /// know, but an `@cert-authority` line could vouch for it: the
+    /// decision waits for the server's host certificate (draft §5.5).
+    /// Nothing but HOST_CERTIFICATE_REQUEST may be sent meanwhile.
+    AwaitingCertificate(PublicKey),
     /// The server proved it holds this key and the policy refused it. The
     /// policy has shown its messages; the caller reports
     /// "Host key verification failed." and exits as ssh does.
@@ -206,6 +211,11 @@ impl ServerCertVerifier for SshHostKeyVerifier {
             .inspect_err(|_| self.outcome.set(HostKeyVerdict::BadSignature))?;
 
         let key = PublicKey::from(key);
+        // draft §5.5: a key only a certificate authority could vouch for waits for the certificate
+        if self.policy.wants_certificate(&key) {
+            self.outcome.set(HostKeyVerdict::AwaitingCertificate(key));
+            return Ok(valid);
+        }
         // draft §5.2: the host-key policy is consulted only after CertificateVerify has verified
         if self.policy.verify(&key) {
             self.outcome.set(HostKeyVerdict::Accepted(key));
@@ -374,7 +384,9 @@ impl HandshakeFailure {
                         .to_string(),
                 )
             }
-            HostKeyVerdict::NotChecked | HostKeyVerdict::Accepted(_) => {}
+            HostKeyVerdict::NotChecked
+            | HostKeyVerdict::Accepted(_)
+            | HostKeyVerdict::AwaitingCertificate(_) => {}
         }
         if let Some(kex_error) = crate::kx::explain_handshake_failure(error, kex) {
             return Self::NoCommonGroup(kex_error);

@@ -78,6 +78,8 @@ impl Frame {
             Frame::UserauthRequest(_) => msg::USERAUTH_REQUEST,
             Frame::UserauthFailure { .. } => msg::USERAUTH_FAILURE,
             Frame::UserauthSuccess => msg::USERAUTH_SUCCESS,
+            Frame::HostCertificateRequest => msg::HOST_CERTIFICATE_REQUEST,
+            Frame::HostCertificate(_) => msg::HOST_CERTIFICATE,
             Frame::GlobalRequest { .. } => msg::GLOBAL_REQUEST,
             Frame::RequestSuccess { .. } => msg::REQUEST_SUCCESS,
             Frame::RequestFailure => msg::REQUEST_FAILURE,
@@ -188,6 +190,8 @@ fn read_payload(kind: u8, r: &mut Fields) -> Result<Frame, DecodeError> {
             partial: r.boolean("partial success")?,
         },
         msg::USERAUTH_SUCCESS => Frame::UserauthSuccess,
+        msg::HOST_CERTIFICATE_REQUEST => Frame::HostCertificateRequest,
+        msg::HOST_CERTIFICATE => Frame::HostCertificate(r.string("host certificate")?),
         msg::GLOBAL_REQUEST => {
             let name = r.utf8("request name")?;
             let want_reply = r.boolean("want reply")?;
@@ -367,6 +371,9 @@ fn write_payload(frame: &Frame, w: &mut Writer) -> Result<(), EncodeError> {
         Frame::UserauthFailure { methods, partial } => {
             w.string("methods", methods.as_bytes())?.boolean(*partial);
         }
+        Frame::HostCertificate(certificate) => {
+            w.string("host certificate", certificate)?;
+        }
         Frame::GlobalRequest {
             request,
             want_reply,
@@ -393,6 +400,7 @@ fn write_payload(frame: &Frame, w: &mut Writer) -> Result<(), EncodeError> {
             want_reply,
         } => write_channel_request(w, request, *want_reply)?,
         Frame::UserauthSuccess
+        | Frame::HostCertificateRequest
         | Frame::RequestFailure
         | Frame::OpenConfirmation
         | Frame::ChannelSuccess

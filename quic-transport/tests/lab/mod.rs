@@ -94,6 +94,7 @@ impl TestServer {
             client_alive_interval: None,
             client_alive_count_max: 3,
             channel_mapping: mapping,
+            host_certificate: Default::default(),
         });
         let events = Arc::new(Mutex::new(Events::default()));
         tokio::spawn(accept_loop(endpoint.clone(), auth, events.clone()));

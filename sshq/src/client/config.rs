@@ -60,7 +60,7 @@ const IGNORED: &[&str] = &[
 /// unnoticed in blocks for other hosts so one entry does not make sshq unusable.
 #[rustfmt::skip]
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("bindaddress", ""), ("bindinterface", ""), ("certificatefile", "none"),
+    ("bindaddress", ""), ("bindinterface", ""),
     ("forkafterauthentication", "no"), ("hostkeyalias", ""),
     ("identityagent", "SSH_AUTH_SOCK"), ("knownhostscommand", "none"),
     ("permitremoteopen", "any"), ("pkcs11provider", "none"), ("proxyusefdpass", "no"), ("remotecommand", "none"), ("revokedhostkeys", "none"),
@@ -169,6 +169,8 @@ pub struct ClientOptions {
     pub port: Option<u16>,
     /// `IdentityFile`, `~` expanded; accumulates, without duplicates.
     pub identity_files: Vec<PathBuf>,
+    /// `CertificateFile`, `~` expanded; accumulates, without duplicates.
+    pub certificate_files: Vec<PathBuf>,
     pub identities_only: Option<bool>,
     pub batch_mode: Option<bool>,
     /// `ClearAllForwardings`: drop every -L/-R/-D and their config
@@ -558,6 +560,13 @@ impl ClientOptions {
                 let path = expand_tilde(one()?);
                 if on && !self.identity_files.contains(&path) {
                     self.identity_files.push(path);
+                }
+            }
+            "certificatefile" => {
+                let value = one()?;
+                let path = expand_tilde(value);
+                if on && value != "none" && !self.certificate_files.contains(&path) {
+                    self.certificate_files.push(path);
                 }
             }
             "userknownhostsfile" => {

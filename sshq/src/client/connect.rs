@@ -66,6 +66,7 @@ pub async fn connect(plan: &Plan, route: Route<'_>) -> Result<AnyConnection, Con
         known_types,
         keys: identity::collect_keys(&identity::IdentityOptions {
             files: plan.options.identity_files.clone(),
+            certificate_files: plan.options.certificate_files.clone(),
             identities_only: plan.options.identities_only.unwrap_or(false),
             batch_mode: plan.options.batch_mode.unwrap_or(false),
             quiet: plan.quiet,
@@ -540,30 +541,56 @@ pub async fn logged_in(conn: AnyConnection, plan: &Plan) -> Result<AnyConnection
 }
 
 /// Host-key checks one at a time: when Transport=auto races both
-/// transports, the second check of the same key gets the first one's
-/// answer without a second transcript, so the user is never asked twice
-/// nor shown a changed-key warning twice.
+/// transports, the second check of the same key or certificate gets the
+/// first one's answer without a second transcript, so the user is never
+/// asked twice nor shown a changed-key warning twice.
 struct SerializedVerifier {
     inner: hostkeys::Verifier,
-    /// The last key judged, and the answer.
-    judged: std::sync::Mutex<Option<(PublicKey, bool)>>,
+    /// The last key or certificate judged (a certificate as
+    /// `KeyData::Certificate`, so it never passes for its plain key), and
+    /// the answer.
+    judged: std::sync::Mutex<Option<(sshq_core::ssh_key::public::KeyData, bool)>>,
 }
 
-impl ServerKeyVerifier for SerializedVerifier {
-    fn verify(&self, key: &PublicKey) -> bool {
+impl SerializedVerifier {
+    /// The cached answer for `seen`, or `judge`'s, remembered.
+    fn judge_once(
+        &self,
+        seen: sshq_core::ssh_key::public::KeyData,
+        judge: impl FnOnce() -> bool,
+    ) -> bool {
         // The value is a plain cache, consistent even if a holder panicked.
         let mut judged = self
             .judged
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((seen, answer)) = judged.as_ref() {
-            if seen.key_data() == key.key_data() {
+        if let Some((last, answer)) = judged.as_ref() {
+            if *last == seen {
                 return *answer;
             }
         }
-        let answer = self.inner.verify(key);
-        *judged = Some((key.clone(), answer));
+        let answer = judge();
+        *judged = Some((seen, answer));
         answer
+    }
+}
+
+impl ServerKeyVerifier for SerializedVerifier {
+    fn verify(&self, key: &PublicKey) -> bool {
+        self.judge_once(key.key_data().clone(), || self.inner.verify(key))
+    }
+
+    fn trusts_host_certificates(&self) -> bool {
+        self.inner.trusts_host_certificates()
+    }
+
+    fn wants_certificate(&self, key: &PublicKey) -> bool {
+        self.inner.wants_certificate(key)
+    }
+
+    fn verify_certificate(&self, certificate: &sshq_core::ssh_key::Certificate) -> bool {
+        let seen = sshq_core::ssh_key::public::KeyData::from(certificate.clone());
+        self.judge_once(seen, || self.inner.verify_certificate(certificate))
     }
 }
 

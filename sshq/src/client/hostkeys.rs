@@ -6,11 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use sshq_core::auth::ServerKeyVerifier;
-use sshq_core::host_key_check::{
-    check_host_key, turn_off_untrusted, HostKeyCheck, HostKeyVerdict, TtyPrompt, UntrustedFeature,
-    Verbosity,
+use sshq_core::host_certificate::{
+    check_host_certificate, trusts_host_certificates, wants_certificate,
 };
-use sshq_core::ssh_key::PublicKey;
+use sshq_core::host_key_check::{
+    check_host_key, turn_off_untrusted, HostKeyCheck, HostKeyError, HostKeyVerdict, TtyPrompt,
+    UntrustedFeature, Verbosity,
+};
+use sshq_core::ssh_key::{Certificate, PublicKey};
 
 use super::config::{ClientOptions, StrictHostKeyChecking};
 use super::Plan;
@@ -116,16 +119,22 @@ impl Verifier {
     }
 }
 
-impl ServerKeyVerifier for Verifier {
-    fn verify(&self, key: &PublicKey) -> bool {
+impl Verifier {
+    /// The core check's parameters for this connection.
+    fn check(&self) -> HostKeyCheck<'_> {
         let mut check = HostKeyCheck::new(&self.host, self.port, &self.user_files);
         check.policy = self.policy;
         check.global_known_hosts = &self.global_files;
         check.batch_mode = self.batch_mode;
         check.verbosity = self.verbosity;
-        let mut prompt = TtyPrompt::new();
+        check
+    }
+
+    /// Acts on the verdict on a host key or certificate: whether the
+    /// connection may go on.
+    fn conclude(&self, verdict: Result<HostKeyVerdict, HostKeyError>) -> bool {
         let mut stderr = std::io::stderr();
-        match check_host_key(&check, key, &mut prompt, &mut stderr) {
+        match verdict {
             // StrictHostKeyChecking=no let a changed key through: go on, but
             // with nothing a man in the middle could use (OpenSSH's
             // continue_unsafe). The flag is set before the handshake ends, so
@@ -146,6 +155,29 @@ impl ServerKeyVerifier for Verifier {
                 false
             }
         }
+    }
+}
+
+impl ServerKeyVerifier for Verifier {
+    fn verify(&self, key: &PublicKey) -> bool {
+        let mut prompt = TtyPrompt::new();
+        let verdict = check_host_key(&self.check(), key, &mut prompt, &mut std::io::stderr());
+        self.conclude(verdict)
+    }
+
+    fn trusts_host_certificates(&self) -> bool {
+        trusts_host_certificates(&self.check())
+    }
+
+    fn wants_certificate(&self, key: &PublicKey) -> bool {
+        wants_certificate(&self.check(), key)
+    }
+
+    fn verify_certificate(&self, certificate: &Certificate) -> bool {
+        let mut prompt = TtyPrompt::new();
+        let mut stderr = std::io::stderr();
+        let verdict = check_host_certificate(&self.check(), certificate, &mut prompt, &mut stderr);
+        self.conclude(verdict)
     }
 }
 

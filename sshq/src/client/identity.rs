@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use russh::keys::agent::client::AgentClient;
 use russh::keys::agent::AgentIdentity;
-use sshq_core::auth::{sign_with_private_key, BoxFuture, FileKey, SignError, UserKey};
-use sshq_core::ssh_key::{HashAlg, PrivateKey, PublicKey};
+use sshq_core::auth::{
+    sign_with_private_key, BoxFuture, CertifiedKey, FileKey, SignError, UserKey,
+};
+use sshq_core::ssh_key::{Certificate, HashAlg, PrivateKey, PublicKey};
 
 /// The identity files ssh tries when none is configured, in its order.
 pub const DEFAULT_IDENTITY_FILES: &[&str] =
@@ -19,6 +21,9 @@ pub const DEFAULT_IDENTITY_FILES: &[&str] =
 pub struct IdentityOptions {
     /// Configured identity files (`-i`, IdentityFile), `~` already expanded.
     pub files: Vec<PathBuf>,
+    /// CertificateFile, `~` already expanded: certificates for keys found
+    /// in the files or the agent.
+    pub certificate_files: Vec<PathBuf>,
     /// IdentitiesOnly: only the configured files, even if the agent has more.
     pub identities_only: bool,
     /// BatchMode: never ask for a passphrase.
@@ -29,8 +34,78 @@ pub struct IdentityOptions {
 
 /// Collects the keys to try, in ssh's order: agent keys first (all of them,
 /// or with IdentitiesOnly only those matching a configured file), then the
-/// files whose keys the agent does not hold.
+/// files whose keys the agent does not hold. A key with a certificate (an
+/// identity file's `-cert.pub`, or a CertificateFile) is offered with the
+/// certificate first, then bare.
 pub async fn collect_keys(options: &IdentityOptions) -> Vec<Arc<dyn UserKey>> {
+    let keys = collect_plain_keys(options).await;
+    let certificates = certificates_for(options);
+    let mut offered: Vec<Arc<dyn UserKey>> = Vec::new();
+    // A certificate the agent holds too is offered once.
+    let already = |offered: &[Arc<dyn UserKey>], certificate: &Certificate| {
+        offered.iter().any(|k| k.certificate() == Some(certificate))
+    };
+    for key in keys {
+        if key.certificate().is_none() {
+            for (certificate, source) in &certificates {
+                if already(&offered, certificate) {
+                    continue;
+                }
+                let certified = CertifiedKey::new(key.clone(), certificate.clone(), source.clone());
+                if let Some(certified) = certified {
+                    offered.push(Arc::new(certified));
+                }
+            }
+        } else if key.certificate().is_some_and(|c| already(&offered, c)) {
+            continue;
+        }
+        offered.push(key);
+    }
+    offered
+}
+
+/// The certificates that may go with the keys: each identity file's
+/// `-cert.pub` (missing ones skipped silently, as ssh does), then the
+/// CertificateFiles (a missing or bad one is reported).
+fn certificates_for(options: &IdentityOptions) -> Vec<(Certificate, String)> {
+    let mut found = Vec::new();
+    let identity_files: Vec<PathBuf> = if options.files.is_empty() {
+        DEFAULT_IDENTITY_FILES
+            .iter()
+            .map(|f| super::config::expand_tilde(f))
+            .collect()
+    } else {
+        options.files.clone()
+    };
+    for file in &identity_files {
+        let mut path = file.clone().into_os_string();
+        path.push("-cert.pub");
+        let path = PathBuf::from(path);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            match Certificate::from_openssh(text.trim()) {
+                Ok(certificate) => found.push((certificate, path.display().to_string())),
+                Err(e) => tracing::debug!("{}: not a certificate: {e}", path.display()),
+            }
+        }
+    }
+    for path in &options.certificate_files {
+        let read = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| Certificate::from_openssh(text.trim()).map_err(|e| e.to_string()));
+        match read {
+            Ok(certificate) => found.push((certificate, path.display().to_string())),
+            Err(message) if !options.quiet => eprintln!(
+                "Warning: Certificate file {} not accessible or invalid: {message}.",
+                path.display()
+            ),
+            Err(_) => {}
+        }
+    }
+    found
+}
+
+/// The keys of the agent and the files, without certificates from files.
+async fn collect_plain_keys(options: &IdentityOptions) -> Vec<Arc<dyn UserKey>> {
     let mut keys: Vec<Arc<dyn UserKey>> = Vec::new();
     let explicit = !options.files.is_empty();
     let files: Vec<PathBuf> = if explicit {
@@ -191,10 +266,11 @@ impl UserKey for LockedKey {
 
 type SharedAgent = Arc<tokio::sync::Mutex<AgentClient<tokio::net::UnixStream>>>;
 
-/// A key held by ssh-agent.
+/// A key held by ssh-agent, or a certificate the agent holds with its key.
 struct AgentKey {
     identity: AgentIdentity,
     public: PublicKey,
+    certificate: Option<Certificate>,
     comment: String,
     agent: SharedAgent,
 }
@@ -230,6 +306,10 @@ impl UserKey for AgentKey {
     fn description(&self) -> String {
         self.comment.clone()
     }
+
+    fn certificate(&self) -> Option<&Certificate> {
+        self.certificate.as_ref()
+    }
 }
 
 /// The keys in the agent at SSH_AUTH_SOCK; none if there is no agent.
@@ -243,15 +323,25 @@ async fn agent_keys() -> Vec<AgentKey> {
     let agent = Arc::new(tokio::sync::Mutex::new(client));
     identities
         .into_iter()
-        .filter_map(|identity| match &identity {
-            AgentIdentity::PublicKey { key, comment } => Some(AgentKey {
-                public: key.clone(),
-                comment: comment.clone(),
-                identity: identity.clone(),
+        .map(|identity| {
+            let (public, certificate, comment) = match &identity {
+                AgentIdentity::PublicKey { key, comment } => (key.clone(), None, comment.clone()),
+                AgentIdentity::Certificate {
+                    certificate,
+                    comment,
+                } => (
+                    PublicKey::from(certificate.public_key().clone()),
+                    Some(certificate.clone()),
+                    comment.clone(),
+                ),
+            };
+            AgentKey {
+                public,
+                certificate,
+                comment,
+                identity,
                 agent: agent.clone(),
-            }),
-            // Certificates are not offered yet.
-            AgentIdentity::Certificate { .. } => None,
+            }
         })
         .collect()
 }

@@ -9,16 +9,18 @@
 //! user's identity, each within [`LOOKUP_LIMIT`].
 
 mod account;
+pub mod certificate;
 pub mod key_options;
 mod keys_file;
+pub mod revoked;
 
 use sshq_core::log_escape;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sshq_core::auth::{AuthPolicy, BoxFuture};
-use sshq_core::ssh_key::PublicKey;
+use sshq_core::auth::{AuthPolicy, BoxFuture, UserCredential};
+use sshq_core::ssh_key::{Certificate, PublicKey};
 
 use crate::fs_identity::{as_identity_within, Identity};
 pub use key_options::KeyOptions;
@@ -41,6 +43,9 @@ pub enum RootLogin {
 /// Lists the authorized_keys files of a user, given the name and home.
 pub type AuthorizedKeysFiles = Box<dyn Fn(&str, &Path) -> Vec<PathBuf> + Send + Sync>;
 
+/// The AuthorizedPrincipalsFile of a user, given the name and home.
+pub type PrincipalsFile = Box<dyn Fn(&str, &Path) -> Option<PathBuf> + Send + Sync>;
+
 /// The server's key-based login policy.
 pub struct KeyPolicy {
     pub pubkey_authentication: bool,
@@ -50,6 +55,22 @@ pub struct KeyPolicy {
     pub authorized_keys: AuthorizedKeysFiles,
     /// StrictModes: refuse key files others could have written.
     pub strict_modes: bool,
+    /// TrustedUserCAKeys: CAs trusted for every user's certificates.
+    pub trusted_user_ca_keys: Option<PathBuf>,
+    /// AuthorizedPrincipalsFile, expanded per user.
+    pub principals_file: PrincipalsFile,
+    /// RevokedKeys: a KRL or key list; keys and certificates it names are
+    /// refused, and all are refused when it cannot be read.
+    pub revoked_keys: Option<PathBuf>,
+}
+
+/// The account a login is for, once sshqd has found it usable.
+struct Login {
+    owner: keys_file::Owner,
+    identity: Identity,
+    /// The key or certificate must force a command (PermitRootLogin
+    /// forced-commands-only, for root).
+    forced_commands_only: bool,
 }
 
 impl AuthPolicy for KeyPolicy {
@@ -86,12 +107,57 @@ impl AuthPolicy for KeyPolicy {
         })
     }
 
+    fn certificate_allowed_from<'a>(
+        &'a self,
+        user: &'a str,
+        certificate: &'a Certificate,
+        peer: Option<SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        let peer = peer.map(|peer| peer.ip());
+        Box::pin(async move {
+            self.certificate_grant(user, certificate, peer)
+                .await
+                .is_some()
+        })
+    }
+
+    fn certificate_touch_required_from<'a>(
+        &'a self,
+        user: &'a str,
+        certificate: &'a Certificate,
+        peer: Option<SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        let peer = peer.map(|peer| peer.ip());
+        Box::pin(async move {
+            self.certificate_grant(user, certificate, peer)
+                .await
+                .is_none_or(|grant| grant.touch_required)
+        })
+    }
+
     fn max_auth_tries(&self) -> u32 {
         self.max_auth_tries
     }
 }
 
 impl KeyPolicy {
+    /// The options that let `user` in with `credential` from `peer`, if
+    /// anything does: [`KeyPolicy::grant`] for a key,
+    /// [`KeyPolicy::certificate_grant`] for a certificate.
+    pub async fn credential_grant(
+        &self,
+        user: &str,
+        credential: &UserCredential,
+        peer: Option<IpAddr>,
+    ) -> Option<KeyOptions> {
+        match credential {
+            UserCredential::Key(key) => self.grant(user, key, peer).await,
+            UserCredential::Certificate(certificate) => {
+                self.certificate_grant(user, certificate, peer).await
+            }
+        }
+    }
+
     /// The options of the authorized_keys line that lets `user` in with
     /// `key` from `peer`, if one does. Asked at login, and again for the
     /// sessions of a connection that logged in with it (as sshd applies
@@ -102,6 +168,196 @@ impl KeyPolicy {
         key: &PublicKey,
         peer: Option<IpAddr>,
     ) -> Option<KeyOptions> {
+        let login = self.login(user).await?;
+        if self.revoked(RevocationQuery::Key(key.clone())).await {
+            tracing::info!(
+                "refusing {} key {} of {}: it is revoked (RevokedKeys)",
+                key.algorithm().as_str(),
+                key.fingerprint(sshq_core::ssh_key::HashAlg::Sha256),
+                log_escape::peer_text(user)
+            );
+            return None;
+        }
+        let files = (self.authorized_keys)(user, &login.owner.home);
+        let (owner, strict_modes, key) = (login.owner.clone(), self.strict_modes, key.clone());
+        let read = as_identity_within(&login.identity, None, LOOKUP_LIMIT, move || {
+            Ok(files.iter().find_map(|file| {
+                keys_file::read_keys_file(file, &owner, strict_modes)
+                    .and_then(|text| text_grant(&text, file, &key, peer))
+            }))
+        })
+        .await;
+        let grant = read.unwrap_or_else(|e| {
+            tracing::error!("cannot read the authorized keys of {user}: {e}");
+            None
+        })?;
+        login.admits(user, grant)
+    }
+
+    /// The options that let `user` in with a user certificate from `peer`,
+    /// if its CA is trusted for them (see [`certificate`]).
+    pub async fn certificate_grant(
+        &self,
+        user: &str,
+        cert: &Certificate,
+        peer: Option<IpAddr>,
+    ) -> Option<KeyOptions> {
+        let login = self.login(user).await?;
+        let id = || {
+            format!(
+                "certificate ID {} (serial {}) of {}",
+                log_escape::peer_text(cert.key_id()),
+                cert.serial(),
+                log_escape::peer_text(user)
+            )
+        };
+        let own = certificate::check_certificate(cert, certificate::unix_now())
+            .and_then(|()| certificate::certificate_options(cert, peer));
+        let own = match own {
+            Ok(own) => own,
+            Err(refusal) => {
+                tracing::info!("refusing {}: {refusal}", id());
+                return None;
+            }
+        };
+        if self
+            .revoked(RevocationQuery::Certificate(Box::new(cert.clone())))
+            .await
+        {
+            tracing::info!(
+                "refusing {}: it, its key or its CA is revoked (RevokedKeys)",
+                id()
+            );
+            return None;
+        }
+        let Some(line) = self.trusting_line(user, cert, peer, &login).await else {
+            tracing::info!(
+                "refusing {}: no trusted CA {} {} accepts it for this user",
+                id(),
+                cert.signature_key().algorithm().as_str(),
+                cert.signature_key()
+                    .fingerprint(sshq_core::ssh_key::HashAlg::Sha256)
+            );
+            return None;
+        };
+        match certificate::merge(&line, &own) {
+            Ok(grant) => login.admits(user, grant),
+            Err(refusal) => {
+                tracing::info!("refusing {}: {refusal}", id());
+                None
+            }
+        }
+    }
+
+    /// The options of what trusts the certificate's CA for `user`:
+    /// TrustedUserCAKeys (with AuthorizedPrincipalsFile), else a
+    /// `cert-authority` line of the user's authorized_keys.
+    async fn trusting_line(
+        &self,
+        user: &str,
+        cert: &Certificate,
+        peer: Option<IpAddr>,
+        login: &Login,
+    ) -> Option<KeyOptions> {
+        if let Some(path) = self.trusted_user_ca_keys.clone() {
+            let ca = cert.signature_key().clone();
+            let listed =
+                read_root_file(path.clone(), move |text| certificate::ca_listed(text, &ca)).await;
+            match listed {
+                Some(true) => {
+                    let principals = (self.principals_file)(user, &login.owner.home);
+                    let grant = match principals {
+                        None => cert
+                            .valid_principals()
+                            .iter()
+                            .any(|p| p == user)
+                            .then(KeyOptions::default),
+                        Some(file) => {
+                            let (owner, strict, cert) =
+                                (login.owner.clone(), self.strict_modes, cert.clone());
+                            as_identity_within(&login.identity, None, LOOKUP_LIMIT, move || {
+                                Ok(keys_file::read_keys_file(&file, &owner, strict).and_then(
+                                    |text| certificate::principals_grant(&text, &file, &cert),
+                                ))
+                            })
+                            .await
+                            .unwrap_or_else(|e| {
+                                tracing::error!("cannot read the principals of {user}: {e}");
+                                None
+                            })
+                        }
+                    };
+                    if grant.is_some() {
+                        return grant;
+                    }
+                    tracing::info!(
+                        "certificate ID {} names no principal accepted for {} (TrustedUserCAKeys)",
+                        log_escape::peer_text(cert.key_id()),
+                        log_escape::peer_text(user)
+                    );
+                }
+                Some(false) => {}
+                None => tracing::error!(
+                    "TrustedUserCAKeys {} cannot be read: no CA is trusted through it",
+                    path.display()
+                ),
+            }
+        }
+        let files = (self.authorized_keys)(user, &login.owner.home);
+        let (owner, strict, cert, user_name) = (
+            login.owner.clone(),
+            self.strict_modes,
+            cert.clone(),
+            user.to_string(),
+        );
+        as_identity_within(&login.identity, None, LOOKUP_LIMIT, move || {
+            Ok(files.iter().find_map(|file| {
+                keys_file::read_keys_file(file, &owner, strict).and_then(|text| {
+                    certificate::authorized_keys_ca_grant(&text, file, &cert, &user_name, peer)
+                })
+            }))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!("cannot read the authorized keys of {user}: {e}");
+            None
+        })
+    }
+
+    /// Whether RevokedKeys names the key or certificate; true as well when
+    /// the file is set but cannot be read or parsed (sshd refuses every
+    /// key then).
+    async fn revoked(&self, query: RevocationQuery) -> bool {
+        let Some(path) = self.revoked_keys.clone() else {
+            return false;
+        };
+        let shown = path.display().to_string();
+        let checked = tokio::time::timeout(
+            LOOKUP_LIMIT,
+            tokio::task::spawn_blocking(move || {
+                revoked::RevokedKeys::load(&path).map(|list| match &query {
+                    RevocationQuery::Key(key) => list.is_key_revoked(key.key_data()),
+                    RevocationQuery::Certificate(cert) => list.is_certificate_revoked(cert),
+                })
+            }),
+        )
+        .await;
+        match checked {
+            Ok(Ok(Ok(revoked))) => revoked,
+            Ok(Ok(Err(e))) => {
+                tracing::error!("RevokedKeys {shown}: {e}; refusing every key until it is fixed");
+                true
+            }
+            _ => {
+                tracing::error!("RevokedKeys {shown} cannot be read; refusing every key");
+                true
+            }
+        }
+    }
+
+    /// The account `user` names, if it exists, is usable, and may log in
+    /// with a key at all (PubkeyAuthentication, PermitRootLogin).
+    async fn login(&self, user: &str) -> Option<Login> {
         if !self.pubkey_authentication {
             return None;
         }
@@ -150,45 +406,35 @@ impl KeyPolicy {
             );
             return None;
         }
-        let forced_commands_only =
-            account.uid == 0 && self.root_login == RootLogin::ForcedCommandsOnly;
-        if account.uid == 0 {
-            match self.root_login {
-                RootLogin::Allowed | RootLogin::ForcedCommandsOnly => {}
-                RootLogin::No => {
-                    tracing::info!(
-                        "ROOT LOGIN REFUSED for {}: PermitRootLogin",
-                        log_escape::peer_text(user)
-                    );
-                    return None;
-                }
-            }
+        if account.uid == 0 && self.root_login == RootLogin::No {
+            tracing::info!(
+                "ROOT LOGIN REFUSED for {}: PermitRootLogin",
+                log_escape::peer_text(user)
+            );
+            return None;
         }
-        let files = (self.authorized_keys)(user, &account.home);
-        let owner = keys_file::Owner {
-            name: account.name.clone(),
-            uid: account.uid,
-            home: account.home.clone(),
-        };
-        let identity = Identity::User {
-            name: account.name,
-            uid: account.uid,
-            gid: account.gid,
-        };
-        let strict_modes = self.strict_modes;
-        let key = key.clone();
-        let read = as_identity_within(&identity, None, LOOKUP_LIMIT, move || {
-            Ok(files.iter().find_map(|file| {
-                keys_file::read_keys_file(file, &owner, strict_modes)
-                    .and_then(|text| text_grant(&text, file, &key, peer))
-            }))
+        Some(Login {
+            forced_commands_only: account.uid == 0
+                && self.root_login == RootLogin::ForcedCommandsOnly,
+            owner: keys_file::Owner {
+                name: account.name.clone(),
+                uid: account.uid,
+                home: account.home.clone(),
+            },
+            identity: Identity::User {
+                name: account.name,
+                uid: account.uid,
+                gid: account.gid,
+            },
         })
-        .await;
-        let grant = read.unwrap_or_else(|e| {
-            tracing::error!("cannot read the authorized keys of {user}: {e}");
-            None
-        })?;
-        if forced_commands_only && grant.command.is_none() {
+    }
+}
+
+impl Login {
+    /// `grant`, unless PermitRootLogin forced-commands-only wants a
+    /// forced command it lacks.
+    fn admits(&self, user: &str, grant: KeyOptions) -> Option<KeyOptions> {
+        if self.forced_commands_only && grant.command.is_none() {
             tracing::info!(
                 "ROOT LOGIN REFUSED for {}: PermitRootLogin forced-commands-only, and the key has no command=",
                 log_escape::peer_text(user)
@@ -196,6 +442,32 @@ impl KeyPolicy {
             return None;
         }
         Some(grant)
+    }
+}
+
+/// What RevokedKeys is asked about.
+enum RevocationQuery {
+    Key(PublicKey),
+    Certificate(Box<Certificate>),
+}
+
+/// Reads a file sshqd itself owns (TrustedUserCAKeys) on the blocking
+/// pool, within [`LOOKUP_LIMIT`], and answers `check` on its text; `None`
+/// when it cannot be read.
+async fn read_root_file<T: Send + 'static>(
+    path: PathBuf,
+    check: impl FnOnce(&str) -> T + Send + 'static,
+) -> Option<T> {
+    let read = tokio::time::timeout(
+        LOOKUP_LIMIT,
+        tokio::task::spawn_blocking(move || {
+            keys_file::read_limited(&path).map(|text| check(&text))
+        }),
+    )
+    .await;
+    match read {
+        Ok(Ok(Ok(answer))) => Some(answer),
+        _ => None,
     }
 }
 
@@ -240,31 +512,41 @@ pub fn text_grant(
         if listed.key_data() != key.key_data() {
             continue;
         }
-        if let Some(patterns) = &options.from {
-            if !key_options::from_allows(patterns, peer) {
-                tracing::info!(
-                    "{}: key from {} refused: not a permitted address (from=\"{}\")",
-                    at(),
-                    peer.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string()),
-                    log_escape::peer_text(patterns)
-                );
-                continue;
-            }
+        // A CA's line trusts its certificates, never the CA key itself.
+        if options.cert_authority || options.principals.is_some() {
+            tracing::info!("{}: the key is a cert-authority, not a user key", at());
+            continue;
         }
-        if let Some(expires_at) = options.expires_at {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |since| {
-                    i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-                });
-            if now >= expires_at {
-                tracing::info!("{}: key refused: its expiry-time has passed", at());
-                continue;
-            }
+        if !line_admits(&options, peer, &at) {
+            continue;
         }
         return Some(options);
     }
     None
+}
+
+/// Whether a line's `from=` lets the client at `peer` in and its
+/// `expiry-time=` has not passed (each refusal logged at `at`).
+fn line_admits(options: &KeyOptions, peer: Option<IpAddr>, at: &dyn Fn() -> String) -> bool {
+    if let Some(patterns) = &options.from {
+        if !key_options::from_allows(patterns, peer) {
+            tracing::info!(
+                "{}: key from {} refused: not a permitted address (from=\"{}\")",
+                at(),
+                peer.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string()),
+                log_escape::peer_text(patterns)
+            );
+            return false;
+        }
+    }
+    if let Some(expires_at) = options.expires_at {
+        let now = i64::try_from(certificate::unix_now()).unwrap_or(i64::MAX);
+        if now >= expires_at {
+            tracing::info!("{}: key refused: its expiry-time has passed", at());
+            return false;
+        }
+    }
+    true
 }
 
 /// The key's base64 blob, to find its line among the others.

@@ -54,15 +54,15 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("allowgroups", ""), ("allowusers", ""),
     ("authenticationmethods", "any"), ("authorizedkeyscommand", "none"),
     ("authorizedkeyscommanduser", ""), ("authorizedprincipalscommand", "none"),
-    ("authorizedprincipalscommanduser", ""), ("authorizedprincipalsfile", "none"),
+    ("authorizedprincipalscommanduser", ""),
     ("banner", "none"), ("casignaturealgorithms", ""), ("chrootdirectory", "none"),
     ("ciphers", ""), ("denygroups", ""), ("denyusers", ""), ("disableforwarding", "no"),
     ("exposeauthinfo", "no"), ("forcecommand", "none"), ("hostbasedacceptedalgorithms", ""),
-    ("hostcertificate", ""), ("hostkeyalgorithms", ""), ("macs", ""),
+    ("hostkeyalgorithms", ""), ("macs", ""),
     ("permitemptypasswords", "no"), ("permittty", "yes"),
     ("permittunnel", "no"), ("permituserenvironment", "no"), ("permituserrc", "yes"),
     ("pubkeyacceptedalgorithms", ""), ("rdomain", "none"),
-    ("revokedkeys", "none"), ("setenv", ""), ("trustedusercakeys", "none"),
+    ("setenv", ""),
 ];
 
 /// Everything that can be wrong with sshqd's configuration; `Display` gives the
@@ -244,6 +244,8 @@ pub struct ServerConfig {
     /// MaxStartups, PerSourceMaxStartups, PerSourceNetBlockSize,
     /// PerSourcePenalties, PerSourcePenaltyExemptList.
     pub preauth: PreauthLimits,
+    /// TrustedUserCAKeys, AuthorizedPrincipalsFile, RevokedKeys, HostCertificate.
+    pub identity: IdentitySettings,
 }
 
 impl Default for ServerConfig {
@@ -293,6 +295,7 @@ impl Default for ServerConfig {
             quic_liveness: sshq_quic::tls::Liveness::SERVER,
             reattach: super::reattach::ReattachPolicy::default(),
             preauth: PreauthLimits::new(),
+            identity: IdentitySettings::default(),
         }
     }
 }
@@ -881,6 +884,11 @@ impl Parser {
                     .apply(&kw, &keyword, &args, fresh)
                     .map_err(|m| at.bad(m.to_string()))?;
             }
+            k if identity::KEYWORDS.contains(&k) => {
+                c.identity
+                    .apply(&kw, &keyword, &args, fresh)
+                    .map_err(|m| at.bad(m))?;
+            }
             "match" => return Err(at.bad("Match is not supported by sshqd")),
             k if IGNORED.contains(&k) => {}
             _ if unsupported == Some(true) => {
@@ -900,6 +908,9 @@ impl Parser {
         Ok(())
     }
 }
+
+mod identity;
+pub use identity::IdentitySettings;
 
 #[cfg(test)]
 mod tests;

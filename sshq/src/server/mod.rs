@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use clap::{ArgAction, Parser};
 use sshq_core::log_escape;
+use sshq_core::ssh_key::public::KeyData;
 use sshq_core::ssh_key::{Algorithm, PrivateKey};
 use sshq_core::transport::Connection;
 use sshq_quic::server::{ListenerConfig, ServerEndpoint, ServerSettings, ServerSetupError};
@@ -158,8 +159,18 @@ pub async fn serve(
     args: Vec<String>,
 ) -> Result<(), ServeError> {
     let config = Arc::new(config);
+    let host_certificates =
+        prepare::load_host_certificates(&config.identity.host_certificates, &host_keys);
+    // draft §5.5: the certificate of the Ed25519 key TLS presents, for QUIC clients that ask
+    let quic_host_certificate = host_certificates
+        .iter()
+        .find(|certificate| matches!(certificate.public_key(), KeyData::Ed25519(_)))
+        .and_then(|certificate| certificate.to_bytes().ok())
+        .map(bytes::Bytes::from)
+        .unwrap_or_default();
     let tcp_params = Arc::new(sshq_tcp::ServerParams {
         host_keys,
+        host_certificates,
         policy: Arc::new(key_policy(&config)),
         login_grace_time: config.login_grace_time,
         allow_agent_forwarding: config.allow_agent_forwarding,
@@ -207,6 +218,7 @@ pub async fn serve(
             } else {
                 sshq_quic::one_stream::ChannelMapping::StreamPerChannel
             },
+            host_certificate: quic_host_certificate,
         });
         // QuicRelay: tunnels (ALPN sshq-tunnel/1) go to this SSH server.
         let relay = config
@@ -260,6 +272,12 @@ fn key_policy(config: &Arc<ServerConfig>) -> KeyPolicy {
         max_auth_tries: config.max_auth_tries,
         authorized_keys: Box::new(move |user, home| keys_config.authorized_keys_files(user, home)),
         strict_modes: config.strict_modes,
+        trusted_user_ca_keys: config.identity.trusted_user_ca_keys.clone(),
+        principals_file: {
+            let identity = config.identity.clone();
+            Box::new(move |user, home| identity.principals_file(user, home))
+        },
+        revoked_keys: config.identity.revoked_keys.clone(),
     }
 }
 
@@ -501,10 +519,10 @@ async fn run_connection<C: Connection>(
         }
     };
     // The options of the key's authorized_keys line, read again now.
-    let granted = match &info.user_key {
-        Some(key) => {
+    let granted = match &info.credential {
+        Some(credential) => {
             key_policy(config)
-                .grant(&info.user, key, Some(peer.ip()))
+                .credential_grant(&info.user, credential, Some(peer.ip()))
                 .await
         }
         None => None,
@@ -519,8 +537,16 @@ async fn run_connection<C: Connection>(
         conn.close("key no longer authorized").await;
         return;
     };
+    let method = match &info.credential {
+        Some(sshq_core::auth::UserCredential::Certificate(certificate)) => format!(
+            "certificate ID {} (serial {})",
+            log_escape::peer_text(certificate.key_id()),
+            certificate.serial()
+        ),
+        _ => "publickey".to_string(),
+    };
     tracing::info!(
-        "Accepted publickey for {} from {} port {} over {}",
+        "Accepted {method} for {} from {} port {} over {}",
         log_escape::peer_text(&info.user),
         peer.ip(),
         peer.port(),

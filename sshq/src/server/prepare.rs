@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use sshq_core::ssh_key::{Algorithm, PrivateKey};
+use sshq_core::ssh_key::certificate::CertType;
+use sshq_core::ssh_key::{Algorithm, Certificate, PrivateKey};
 
 use super::config::{ServerConfig, ServerConfigError};
 use super::{Cli, DEFAULT_CONFIG};
@@ -96,6 +97,40 @@ fn load_host_keys(paths: &[PathBuf]) -> Result<Vec<PrivateKey>, HostKeyError> {
         return Err(HostKeyError::NoEd25519);
     }
     Ok(keys)
+}
+
+/// Reads every HostCertificate, keeping those that certify one of the
+/// host keys; the others are reported and skipped, as sshd does.
+pub fn load_host_certificates(paths: &[PathBuf], keys: &[PrivateKey]) -> Vec<Certificate> {
+    let mut certificates = Vec::new();
+    for path in paths {
+        let loaded = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| Certificate::from_openssh(text.trim()).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(certificate) if certificate.cert_type() != CertType::Host => tracing::error!(
+                "HostCertificate {} is a user certificate, not a host certificate; skipped",
+                path.display()
+            ),
+            Ok(certificate)
+                if keys
+                    .iter()
+                    .any(|key| key.public_key().key_data() == certificate.public_key()) =>
+            {
+                tracing::debug!("host certificate: {}", path.display());
+                certificates.push(certificate);
+            }
+            Ok(_) => tracing::error!(
+                "No matching private key for certificate: {}",
+                path.display()
+            ),
+            Err(e) => tracing::error!(
+                "Could not load host certificate \"{}\": {e}",
+                path.display()
+            ),
+        }
+    }
+    certificates
 }
 
 /// Why sshqd cannot use its host keys.

@@ -72,6 +72,7 @@ pub async fn tcp() -> Pair<TcpClientConnection, TcpServerConnection> {
     let addr = listener.local_addr().expect("listener address");
     let params = Arc::new(ServerParams {
         host_keys: vec![keys.host.clone()],
+        host_certificates: Vec::new(),
         policy: keys.policy(),
         login_grace_time: None,
         allow_agent_forwarding: false,
@@ -120,6 +121,7 @@ pub async fn quic() -> Pair<QuicConnection, QuicConnection> {
         client_alive_interval: None,
         client_alive_count_max: 3,
         channel_mapping: Default::default(),
+        host_certificate: Default::default(),
     });
     let accepting = server_endpoint.clone();
     let server = async move {

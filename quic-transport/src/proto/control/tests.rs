@@ -667,3 +667,95 @@ fn an_abort_after_the_close_changes_nothing() {
         Some(ErrorCode::NoError)
     );
 }
+
+/// A pair whose server holds a host certificate (its bytes stand in for
+/// one: the machine carries them, it does not read them).
+fn pair_with_certificate(certificate: &'static [u8]) -> ControlPair {
+    let mut p = pair(6);
+    p.server = Control::server(p.now, Some(p.now + GRACE), 6)
+        .with_host_certificate(bytes::Bytes::from_static(certificate));
+    p
+}
+
+#[test]
+fn the_host_certificate_comes_before_any_request() {
+    let mut p = pair_with_certificate(b"certificate blob");
+    p.client.request_host_certificate();
+    // draft §5.5: nothing else goes out while the client waits.
+    p.client.send_userauth(request("alice"));
+    p.run();
+    assert_eq!(
+        p.client_events,
+        vec![ControlEvent::HostCertificate(bytes::Bytes::from_static(
+            b"certificate blob"
+        ))]
+    );
+    assert!(p.server_events.is_empty(), "{:?}", p.server_events);
+    // Decided: the login goes on as usual.
+    p.client.send_userauth(request("alice"));
+    p.run();
+    assert_eq!(
+        p.server_events,
+        vec![ControlEvent::UserauthRequest(request("alice"))]
+    );
+    p.server.auth_verdict(p.now, true);
+    p.run();
+    assert!(p.client.is_authenticated() && p.server.is_authenticated());
+}
+
+#[test]
+fn a_server_without_a_certificate_answers_empty() {
+    let mut p = pair(6);
+    p.client.request_host_certificate();
+    p.run();
+    assert_eq!(
+        p.client_events,
+        vec![ControlEvent::HostCertificate(bytes::Bytes::new())]
+    );
+    assert!(closed(&p.server_events).is_none());
+}
+
+#[test]
+fn a_second_or_late_certificate_request_is_a_protocol_error() {
+    let request_frame = encode_frame(&Frame::HostCertificateRequest);
+    // Twice.
+    let mut server = Control::server(Instant::now(), None, 6);
+    server.handle_bytes(Instant::now(), &request_frame);
+    server.handle_bytes(Instant::now(), &request_frame);
+    let events: Vec<_> = std::iter::from_fn(|| server.poll_event()).collect();
+    assert_eq!(
+        closed_with(&events),
+        (
+            ErrorCode::ProtocolError,
+            ProtocolError::HostCertificateRequestOutOfPlace
+        )
+    );
+    // After a USERAUTH_REQUEST (refused), too.
+    let mut p = pair(6);
+    p.client.send_userauth(request("alice"));
+    p.run();
+    p.server.auth_verdict(p.now, false);
+    p.run();
+    p.server.handle_bytes(p.now, &request_frame);
+    p.run();
+    assert_eq!(
+        closed_with(&p.server_events).1,
+        ProtocolError::HostCertificateRequestOutOfPlace
+    );
+}
+
+#[test]
+fn an_unrequested_host_certificate_is_a_protocol_error() {
+    let mut client = Control::client();
+    client.send_userauth(request("alice"));
+    let answer = encode_frame(&Frame::HostCertificate(bytes::Bytes::new()));
+    client.handle_bytes(Instant::now(), &answer);
+    let events: Vec<_> = std::iter::from_fn(|| client.poll_event()).collect();
+    assert_eq!(
+        closed_with(&events),
+        (
+            ErrorCode::ByApplication,
+            ProtocolError::UnsolicitedAuthReply("HOST_CERTIFICATE")
+        )
+    );
+}

@@ -60,6 +60,7 @@ fn every_keyword() {
         user: Some("bob".into()),
         port: Some(2222),
         identity_files: vec![home.join(".ssh/a"), "/k/b".into()],
+        certificate_files: Vec::new(),
         identities_only: Some(true),
         batch_mode: Some(true),
         clear_all_forwardings: Some(false),

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use sshq_core::auth::{AuthPolicy, BoxFuture};
-use sshq_core::ssh_key::PublicKey;
+use sshq_core::ssh_key::{Certificate, PublicKey};
 
 use super::keywords::PreauthLimits;
 use super::{Admission, Ending, Refusal, Ticket};
@@ -252,6 +252,34 @@ impl AuthPolicy for CountingPolicy {
         peer: Option<std::net::SocketAddr>,
     ) -> BoxFuture<'a, bool> {
         self.inner.touch_required_from(user, key, peer)
+    }
+
+    fn certificate_allowed_from<'a>(
+        &'a self,
+        user: &'a str,
+        certificate: &'a Certificate,
+        peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let allowed = self
+                .inner
+                .certificate_allowed_from(user, certificate, peer)
+                .await;
+            if !allowed {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+            allowed
+        })
+    }
+
+    fn certificate_touch_required_from<'a>(
+        &'a self,
+        user: &'a str,
+        certificate: &'a Certificate,
+        peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        self.inner
+            .certificate_touch_required_from(user, certificate, peer)
     }
 
     fn max_auth_tries(&self) -> u32 {

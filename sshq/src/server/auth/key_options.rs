@@ -7,11 +7,15 @@
 //! `from=`, `expiry-time=`, `no-pty`, `no-port-forwarding`,
 //! `no-agent-forwarding`, `no-X11-forwarding`, `no-user-rc`, and the `pty`,
 //! `port-forwarding`, `agent-forwarding`, `X11-forwarding`, `user-rc` that
-//! undo `restrict`), and `no-touch-required`. A line with an option it
-//! does not know, or one it does not enforce yet (`permitopen=`,
-//! `permitlisten=`, `environment=`, `principals=`, `cert-authority`,
+//! undo `restrict`), `no-touch-required`, and `cert-authority` with
+//! `principals=` (the line's key is a CA whose user certificates it
+//! trusts). A line with an option it does not know, or one it does not
+//! enforce yet (`permitopen=`, `permitlisten=`, `environment=`,
 //! `tunnel=`, `verify-required`), lets no key in: ignoring a restriction
 //! would grant more than the line's owner meant.
+//!
+//! AuthorizedPrincipalsFile lines use the same options before a
+//! principal name ([`parse_principal_line`]).
 
 use std::net::IpAddr;
 
@@ -33,6 +37,12 @@ pub struct KeyOptions {
     pub user_rc: bool,
     /// False with `no-touch-required`.
     pub touch_required: bool,
+    /// `cert-authority`: the line's key signs user certificates; it never
+    /// lets itself in as a plain key.
+    pub cert_authority: bool,
+    /// `principals=`: with `cert-authority`, the certificate principals
+    /// accepted (comma-separated patterns) instead of the user's name.
+    pub principals: Option<String>,
 }
 
 impl Default for KeyOptions {
@@ -48,6 +58,8 @@ impl Default for KeyOptions {
             x11_forwarding: true,
             user_rc: true,
             touch_required: true,
+            cert_authority: false,
+            principals: None,
         }
     }
 }
@@ -87,6 +99,28 @@ pub fn parse_line(line: &str) -> Result<(KeyOptions, PublicKey), LineError> {
     let (options, rest) = split_options(line)?;
     let key = PublicKey::from_openssh(rest.trim_start()).map_err(|_| LineError::NotAKey)?;
     Ok((parse_options(&options)?, key))
+}
+
+/// The options and principal of an AuthorizedPrincipalsFile line: the
+/// principal is the last word, options (authorized_keys syntax) may come
+/// before it (sshd's auth2-pubkeyfile.c).
+pub fn parse_principal_line(line: &str) -> Result<(KeyOptions, String), LineError> {
+    let line = line.trim();
+    match line.rfind([' ', '\t']) {
+        None => Ok((KeyOptions::default(), line.to_string())),
+        Some(at) => {
+            let (options_text, principal) = line.split_at(at);
+            let principal = principal.trim_start().to_string();
+            // The options end at the first blank: a blank inside them
+            // (outside quotes) leaves text that is not the principal.
+            let with_end = format!("{} ", options_text.trim_end());
+            let (options, rest) = split_options(&with_end)?;
+            if !rest.trim().is_empty() {
+                return Err(LineError::Malformed);
+            }
+            Ok((parse_options(&options)?, principal))
+        }
+    }
 }
 
 /// An option's name and, after `=`, its value.
@@ -181,6 +215,9 @@ fn parse_options(options: &[RawOption]) -> Result<KeyOptions, LineError> {
             // replace a restriction put first.
             "command" if parsed.command.is_some() => return Err(LineError::Repeated(lower)),
             "from" if parsed.from.is_some() => return Err(LineError::Repeated(lower)),
+            "principals" if parsed.principals.is_some() => return Err(LineError::Repeated(lower)),
+            "cert-authority" => flag(&mut parsed.cert_authority, true)?,
+            "principals" => parsed.principals = Some(needed()?),
             "command" => parsed.command = Some(needed()?),
             "from" => parsed.from = Some(needed()?),
             "expiry-time" => {
@@ -189,8 +226,9 @@ fn parse_options(options: &[RawOption]) -> Result<KeyOptions, LineError> {
                 // Several: the earliest holds, as in sshd.
                 parsed.expires_at = Some(parsed.expires_at.map_or(at, |was| was.min(at)));
             }
-            "permitopen" | "permitlisten" | "environment" | "principals" | "cert-authority"
-            | "tunnel" | "verify-required" => return Err(LineError::NotSupported(lower)),
+            "permitopen" | "permitlisten" | "environment" | "tunnel" | "verify-required" => {
+                return Err(LineError::NotSupported(lower))
+            }
             _ => return Err(LineError::Unknown(name.clone())),
         }
     }

@@ -103,6 +103,27 @@ pub fn read_keys_file(path: &Path, owner: &Owner, strict_modes: bool) -> Option<
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// The text of a file of sshqd's own configuration read at login
+/// (TrustedUserCAKeys): a regular file, opened without blocking on a FIFO,
+/// at most [`MAX_KEYS_FILE`] bytes.
+pub fn read_limited(path: &Path) -> io::Result<String> {
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_KEYS_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_KEYS_FILE {
+        return Err(io::Error::other(format!(
+            "larger than {MAX_KEYS_FILE} bytes"
+        )));
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Why StrictModes refuses a file: sshd's words (logged after
 /// "Authentication refused: ").
 #[derive(Debug, thiserror::Error)]

@@ -1199,6 +1199,10 @@ impl Encrypted {
                         let offer = PublicKeyOffer {
                             public_key: &pubkey,
                             algorithm: &algorithm,
+                            certificate: match pk_or_cert {
+                                PublicKeyOrCertificate::Certificate(ref cert) => Some(cert),
+                                PublicKeyOrCertificate::PublicKey { .. } => None,
+                            },
                         };
                         let auth = handler.auth_publickey_offered(user, offer).await?;
                         auth == Auth::Accept
@@ -1270,6 +1274,10 @@ impl Encrypted {
                     let offer = PublicKeyOffer {
                         public_key: &pubkey,
                         algorithm: &algorithm,
+                        certificate: match pk_or_cert {
+                            PublicKeyOrCertificate::Certificate(ref cert) => Some(cert),
+                            PublicKeyOrCertificate::PublicKey { .. } => None,
+                        },
                     };
                     let auth = handler.auth_publickey_offered(user, offer).await?;
                     match auth {

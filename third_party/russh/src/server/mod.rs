@@ -228,6 +228,10 @@ pub struct PublicKeyOffer<'a> {
     /// signature algorithm the certificate type maps to (for example
     /// `rsa-sha2-256` for `rsa-sha2-256-cert-v01@openssh.com`).
     pub algorithm: &'a ssh_key::Algorithm,
+    /// The OpenSSH certificate, when one was offered; `public_key` is
+    /// then the key it certifies. (sshq patch: the handler decides on the
+    /// certificate, not on its bare key.)
+    pub certificate: Option<&'a Certificate>,
 }
 
 /// A public key whose ownership has been verified, passed to
