@@ -2,7 +2,8 @@
 
 Clients {sshq, OpenSSH 9.2 ssh, OpenSSH 10.0 ssh, Dropbear dbclient} against
 servers {sshqd, OpenSSH 9.2 sshd, OpenSSH 10.0 sshd, Dropbear} over
-{tcp, quic, quic-tunnel}. Writes interop/results/matrix/{matrix.md,matrix.json}
+{tcp, quic, quic-tunnel}, including OpenSSH certificates (user certificates
+through TrustedUserCAKeys, host certificates through @cert-authority). Writes interop/results/matrix/{matrix.md,matrix.json}
 and logs/<cell>.log for each failing cell; exits 1 when any cell failed.
 
 Run through `interop/run matrix [--quick]` (which builds sshq first).
@@ -26,12 +27,15 @@ from pathlib import Path
 from sshqlab.gitinfo import git_commit
 
 from . import peers, report
-from .cases import CASES, RUNNERS, Cell, case_not_applicable, sha256
+from .cases import CASES, RUNNERS, Cell, case_not_applicable, server_instance, sha256
 from .clients import CLIENTS, SERVERS, TRANSPORTS, transport_not_applicable
 
 # The CI subset: every client, server and transport, and the cases that
-# matter most for interoperability (including the negotiated key exchange).
-QUICK_CASES = ["exec", "blob-16MiB", "hostkey-changed", "userkey-wrong", "kex"]
+# matter most for interoperability (including the negotiated key exchange and
+# OpenSSH certificates: user certificate accepted and expired one refused,
+# host certificate trusted through @cert-authority).
+QUICK_CASES = ["exec", "blob-16MiB", "hostkey-changed", "userkey-wrong", "cert-login", "cert-refused",
+               "host-cert", "kex"]
 
 
 class EchoHandler(socketserver.BaseRequestHandler):
@@ -50,7 +54,10 @@ class EchoServer(socketserver.ThreadingTCPServer):
 
 
 def plan(quick, servers, relays):
-    """Every cell of the run: (client, server, transport, case, port, reason it cannot run or None)."""
+    """Every cell of the run: (client, server, transport, case, endpoint, reason it cannot run or None).
+
+    The endpoint is the server process the client connects to (for quic-tunnel: the relay to it),
+    None for a cell that cannot run."""
     cells = []
     for transport in TRANSPORTS:
         for client in CLIENTS:
@@ -58,7 +65,8 @@ def plan(quick, servers, relays):
                 for case in (QUICK_CASES if quick else CASES):
                     why = transport_not_applicable(client, server, transport) or \
                         case_not_applicable(client, server, case)
-                    endpoint = relays[server] if transport == "quic-tunnel" else servers[server]
+                    instance = server_instance(server, case)
+                    endpoint = None if why else relays[instance] if transport == "quic-tunnel" else servers[instance]
                     cells.append((client, server, transport, case, endpoint, why))
     return cells
 
@@ -85,7 +93,8 @@ def run_cell(spec, rundir, ctx, logs, keep_logs):
         log.unlink(missing_ok=True)
     else:
         # The servers' own view of the failure: the relay's (quic-tunnel) and the server's.
-        involved = [endpoint] + ([ctx["servers"][server]] if endpoint is not ctx["servers"][server] else [])
+        target = ctx["servers"][server_instance(server, case)]
+        involved = [endpoint] + ([target] if endpoint is not target else [])
         tails = [f"--- {s.log.name} (last lines) ---\n{s.log_tail(25).replace(' | ', chr(10))}" for s in involved]
         log.write_text(f"{cell.name}: {detail}\n\n" + "\n".join(cell.log) + "\n\n" + "\n".join(tails) + "\n")
     shutil.rmtree(cell.dir, ignore_errors=True)
@@ -156,11 +165,12 @@ def main():
         echo = EchoServer(("127.0.0.1", 0), EchoHandler)
         threading.Thread(target=echo.serve_forever, daemon=True).start()
         agent, agent_sock, fingerprint = start_agent(rundir)
-        servers, relays = peers.start_servers(rundir)
+        certs = peers.make_certificates(rundir)
+        servers, relays = peers.start_servers(rundir, certs)
         home = Path(pwd.getpwnam(peers.MATRIX_USER).pw_dir)
         ctx = {"blob": blob, "blob_sha256": sha256(blob), "small": str(small), "small_sha256": sha256(small),
                "echo_port": echo.server_address[1], "agent_sock": agent_sock, "user_fingerprint": fingerprint,
-               "user_home": home, "leftovers": [], "servers": servers}
+               "user_home": home, "leftovers": [], "servers": servers, "certs": certs}
         cells = plan(args.quick, servers, relays)
         if args.only:
             cells = [c for c in cells if re.search(args.only, "-".join(c[:4]))]

@@ -2,8 +2,15 @@
 
 Each case function takes a Cell and returns (passed, detail). A case only
 passes when it ran and its output was checked; "refused" cases (changed host
-key, wrong user key) pass when the client refused with the expected message
-and the remote command did not run.
+key, wrong user key, expired certificate) pass when the client refused with
+the expected message and the remote command did not run.
+
+The certificate cases use certificates made in the run (peers.make_certificates):
+cert-login logs in with a user certificate the server trusts through
+TrustedUserCAKeys (its key alone is authorized nowhere), cert-refused offers
+the same key with an expired certificate, and host-cert trusts the server
+only through a known_hosts `@cert-authority` line, with
+StrictHostKeyChecking=yes, against servers that present a HostCertificate.
 """
 
 import fcntl
@@ -20,13 +27,18 @@ import uuid
 
 from sshqlab.ports import free_port
 
-from .clients import Invocation, write_known_hosts
-from .peers import ENV_NAME, KEYS
+from .clients import Invocation, write_cert_authority, write_known_hosts
+from .peers import ENV_NAME, HOST_CERT_SUFFIX, KEYS
 
 CASES = ["exec", "blob-16MiB", "stderr", "pty", "env", "forward-L", "forward-R", "forward-D",
-         "agent", "sftp", "scp", "hostkey-changed", "userkey-wrong", "kex"]
+         "agent", "sftp", "scp", "hostkey-changed", "userkey-wrong", "cert-login", "cert-refused", "host-cert",
+         "kex"]
 # Cases whose pass is a refusal.
-REFUSAL_CASES = {"hostkey-changed", "userkey-wrong"}
+REFUSAL_CASES = {"hostkey-changed", "userkey-wrong", "cert-refused"}
+# Cases about OpenSSH certificates, and those of them run against servers
+# presenting a host certificate (the "-hostcert" twins of peers.start_servers).
+CERT_CASES = {"cert-login", "cert-refused", "host-cert"}
+HOST_CERT_CASES = {"host-cert"}
 CLIENT_TIMEOUT = 60  # seconds any one client command may take
 
 
@@ -41,7 +53,17 @@ def case_not_applicable(client, server, case):
             return "dbclient 2022.83 has no -v: it does not report the negotiated key exchange"
     if server == "dropbear" and case == "env":
         return "Dropbear's server ignores env requests (it has no AcceptEnv)"
+    if case in CERT_CASES:
+        if client == "dropbear":
+            return "dbclient 2022.83 has no OpenSSH certificates: it offers none and reads no @cert-authority"
+        if server == "dropbear":
+            return "Dropbear's server 2022.83 has no OpenSSH certificates (no TrustedUserCAKeys, no HostCertificate)"
     return None
+
+
+def server_instance(server, case):
+    """The name, in peers.start_servers, of the server process `server` that a case's cells connect to."""
+    return server + HOST_CERT_SUFFIX if case in HOST_CERT_CASES else server
 
 
 class Cell:
@@ -268,12 +290,15 @@ REFUSED_HOSTKEY = {"dropbear": "host key mismatch", None: "REMOTE HOST IDENTIFIC
 REFUSED_USERKEY = {"dropbear": "No auth methods could be used", None: "Permission denied"}
 
 
-def refused(cell, inv, messages):
+def refused(cell, inv, messages, want_rc=None):
+    """A refusal: the client exits non-zero (exactly want_rc when given) with the expected message,
+    and the remote command did not run."""
     marker = f"matrix-marker-{uuid.uuid4().hex[:8]}"
     rc, out, err = cell.run(inv, inv.ssh(f"touch {marker}; echo ran"))
     message = messages.get(cell.client, messages[None])
     ran = "ran" in out or (cell.ctx["user_home"] / marker).exists()
-    ok = rc not in (0, None) and message in err and not ran
+    rc_ok = rc == want_rc if want_rc is not None else rc not in (0, None)
+    ok = rc_ok and message in err and not ran
     if ok:
         return True, f"refused (exit {rc}): {message}"
     seen = "seen" if message in err else "missing"
@@ -288,6 +313,31 @@ def case_hostkey_changed(cell):
 
 def case_userkey_wrong(cell):
     return refused(cell, cell.invocation(key="stranger"), REFUSED_USERKEY)
+
+
+def case_cert_login(cell):
+    """Login with `-i valid/id` (valid/id-cert.pub beside it): only the certificate can let it in."""
+    token = uuid.uuid4().hex[:8]
+    inv = cell.invocation(key=cell.ctx["certs"] / "valid/id")
+    rc, out, _ = cell.run(inv, inv.ssh(f"echo cert-{token}"))
+    ok = rc == 0 and out == f"cert-{token}\n"
+    return ok, "logged in with the user certificate (TrustedUserCAKeys)" if ok else f"exit {rc}, stdout {out[:80]!r}"
+
+
+def case_cert_refused(cell):
+    """The same key with a certificate that expired in 2020: refused, exit 255, nothing run."""
+    return refused(cell, cell.invocation(key=cell.ctx["certs"] / "expired/id"), REFUSED_USERKEY, want_rc=255)
+
+
+def case_host_cert(cell):
+    """known_hosts holds only `@cert-authority * <host CA>` and StrictHostKeyChecking=yes: login works only
+    when the client checks the server's host certificate (there is no plain key to fall back to)."""
+    token = uuid.uuid4().hex[:8]
+    inv = cell.invocation(host_check="yes")
+    write_cert_authority(cell, cell.ctx["certs"] / "host_ca.pub")
+    rc, out, _ = cell.run(inv, inv.ssh(f"echo host-cert-{token}"))
+    ok = rc == 0 and out == f"host-cert-{token}\n"
+    return ok, "host certificate trusted through @cert-authority" if ok else f"exit {rc}, stdout {out[:80]!r}"
 
 
 # Who speaks which post-quantum SSH key exchange (sshq and sshqd through
@@ -346,5 +396,7 @@ RUNNERS = {
     "exec": case_exec, "blob-16MiB": case_blob, "stderr": case_stderr, "pty": case_pty, "env": case_env,
     "forward-L": lambda c: forward(c, "L"), "forward-R": lambda c: forward(c, "R"),
     "forward-D": lambda c: forward(c, "D"), "agent": case_agent, "sftp": case_sftp, "scp": case_scp,
-    "hostkey-changed": case_hostkey_changed, "userkey-wrong": case_userkey_wrong, "kex": case_kex,
+    "hostkey-changed": case_hostkey_changed, "userkey-wrong": case_userkey_wrong,
+    "cert-login": case_cert_login, "cert-refused": case_cert_refused, "host-cert": case_host_cert,
+    "kex": case_kex,
 }

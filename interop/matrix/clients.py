@@ -1,7 +1,9 @@
 """How each client of the matrix is driven: its command line for a cell.
 
-Every client logs in as the matrix user with the matrix user key, trusts
-the servers' host key through a known_hosts file of the cell's own, never
+Every client logs in as the matrix user with the matrix user key (or the
+key a case names: a certificate case's key, with its -cert.pub beside it),
+trusts the servers' host key through a known_hosts file of the cell's own
+(accept-new, unless a case asks for StrictHostKeyChecking=yes), never
 prompts (BatchMode, no controlling terminal), and sees no ssh-agent unless
 the case asks for one.
 """
@@ -41,8 +43,12 @@ def transport_not_applicable(client, server, transport):
 class Invocation:
     """The pieces of one client command line for one cell."""
 
-    def __init__(self, cell, key="user", verbose=False):
-        self.cell, self.key, self.verbose = cell, key, verbose
+    def __init__(self, cell, key="user", verbose=False, host_check="accept-new"):
+        """key: a key of the matrix's (a name in interop/.peers/keys) or the Path of one
+        (OpenSSH's ssh and sshq also load the `<key>-cert.pub` beside it);
+        host_check: the StrictHostKeyChecking of OpenSSH's ssh and sshq."""
+        self.cell, self.key, self.verbose, self.host_check = cell, key, verbose, host_check
+        self.key_path = key if isinstance(key, Path) else KEYS / key
         self.client = cell.client
         self.env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
         if self.client == "dropbear":
@@ -59,9 +65,10 @@ class Invocation:
 
     def openssh_options(self):
         """ssh_config options (as -o pairs) shared by OpenSSH clients, sshq, and OpenSSH's sftp/scp."""
-        opts = ["-F", "/dev/null", "-i", str(KEYS / self.key),
+        opts = ["-F", "/dev/null", "-i", str(self.key_path),
                 "-o", f"UserKnownHostsFile={self.cell.dir}/known_hosts",
-                "-o", "StrictHostKeyChecking=accept-new", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"]
+                "-o", f"StrictHostKeyChecking={self.host_check}", "-o", "BatchMode=yes",
+                "-o", "IdentitiesOnly=yes"]
         if self.client == "sshq":
             # Through the tunnel sshq speaks SSH over TCP's byte stream, as ssh does.
             transport = "tcp" if self.cell.transport == "quic-tunnel" else self.cell.transport
@@ -71,7 +78,7 @@ class Invocation:
         return opts
 
     def dropbear_options(self):
-        opts = ["-i", str(KEYS / f"{self.key}.dropbear")]
+        opts = ["-i", f"{self.key_path}.dropbear"]
         if self.cell.transport == "quic-tunnel":
             # dbclient's -J runs a program in place of the TCP connection (no %h/%p).
             opts += ["-J", self.quic_hop(f"127.0.0.1 {self.cell.port}")]
@@ -96,12 +103,19 @@ class Invocation:
         argv = [binary, "-S", PROGRAM[self.client], "-P", str(self.cell.port)]
         if self.client == "dropbear":
             # sftp/scp pass their options on; dbclient ignores those it does not know.
-            argv += ["-i", str(KEYS / f"{self.key}.dropbear")]
+            argv += ["-i", f"{self.key_path}.dropbear"]
             if self.cell.transport == "quic-tunnel":
                 argv += ["-J", self.quic_hop(f"127.0.0.1 {self.cell.port}")]
         else:
             argv += self.openssh_options()
         return argv + list(args)
+
+
+def write_cert_authority(cell, ca_pub: Path):
+    """A known_hosts holding only `@cert-authority * <CA key>`: the server is trusted through its host
+    certificate alone (OpenSSH's ssh and sshq; dbclient reads no @cert-authority lines)."""
+    key = " ".join(ca_pub.read_text().split()[:2])
+    (cell.dir / "known_hosts").write_text(f"@cert-authority * {key}\n")
 
 
 def write_known_hosts(cell, host_pub: Path):

@@ -149,6 +149,43 @@ def ensure_keys():
                 raise SetupError(f"dropbearconvert could not convert the {name} key: {r.stderr.strip()}")
 
 
+def sign(ca, pub, options):
+    """`ssh-keygen -s ca ... pub`: the certificate `<pub without .pub>-cert.pub`, beside pub."""
+    r = run(["ssh-keygen", "-q", "-s", ca, *options, pub])
+    cert = pub.with_name(pub.name.removesuffix(".pub") + "-cert.pub")
+    if r.returncode != 0 or not cert.exists():
+        raise SetupError(f"ssh-keygen -s {ca.name} could not certify {pub}: {r.stderr.strip()}")
+    return cert
+
+
+def make_certificates(rundir):
+    """The certificates of the certificate cases, made in this run (validity starts now) by ssh-keygen -s.
+
+    certs/user_ca and certs/host_ca: the CAs the servers (TrustedUserCAKeys) and the host-cert case's
+    known_hosts (@cert-authority) trust. certs/valid/id and certs/expired/id: one key, not in any
+    authorized_keys, beside a certificate for the matrix user valid now (valid/id-cert.pub) and one
+    that expired in 2020 (expired/id-cert.pub), so that `-i <dir>/id` differs only in the validity.
+    certs/host-cert.pub: the matrix host key certified for 127.0.0.1 (the name every cell connects
+    to), for the servers' HostCertificate.
+    """
+    certs = rundir / "certs"
+    for d in (certs, certs / "valid", certs / "expired"):
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o755)
+    for name in ("user_ca", "host_ca"):
+        keygen(certs / name, f"sshq-matrix-{name}")
+    keygen(certs / "valid/id", "sshq-matrix-cert-user")
+    for name in ("id", "id.pub"):
+        shutil.copy2(certs / "valid" / name, certs / "expired" / name)
+    user = ["-I", "sshq-matrix-cert-user", "-n", MATRIX_USER]
+    sign(certs / "user_ca", certs / "valid/id.pub", [*user, "-V", "-5m:+1h"])
+    sign(certs / "user_ca", certs / "expired/id.pub", [*user, "-V", "20200101:20200102"])
+    shutil.copy2(KEYS / "host.pub", certs / "host.pub")
+    sign(certs / "host_ca", certs / "host.pub", ["-h", "-I", "sshq-matrix-host", "-n", "127.0.0.1",
+                                                 "-V", "-5m:+1h"])
+    return certs
+
+
 def ensure_user():
     """The login account, with the matrix user key authorized."""
     try:
@@ -244,40 +281,61 @@ def sshd_config(port, sftp_server, extra=""):
             f"MaxStartups 64\n{extra}")
 
 
-def start_servers(rundir):
-    """sshqd, OpenSSH 9.2 and 10.0 sshd, Dropbear; then one QUIC relay (sshqd with QuicRelay) for each."""
+# The servers of the host-cert case: each server again, presenting the matrix host
+# key's certificate (HostCertificate) too. The others present no certificate, so
+# that no other case depends on how a client treats one it cannot check.
+HOST_CERT_SUFFIX = "-hostcert"
+
+
+def sshqd_config(port, extra=""):
+    return (f"Port {port}\nListenAddress 127.0.0.1\nHostKey {KEYS / 'host'}\n"
+            "Subsystem sftp /usr/lib/openssh/sftp-server\nAllowTcpForwarding yes\n"
+            f"AllowAgentForwarding yes\nAcceptEnv {ENV_NAME}\nTransports quic,tcp\n"
+            # As for OpenSSH below: every cell comes from 127.0.0.1, so the
+            # per-source limit and PerSourcePenalties (after the wrong-key
+            # cells) would refuse later cells.
+            f"MaxStartups 64\nPerSourceMaxStartups none\nPerSourcePenalties no\n{extra}")
+
+
+def start_servers(rundir, certs):
+    """sshqd, OpenSSH 9.2 and 10.0 sshd, Dropbear; the host-certificate twins of the first three
+    (HOST_CERT_SUFFIX); then one QUIC relay (sshqd with QuicRelay) for each.
+
+    sshqd and sshd trust user certificates signed by certs/user_ca (TrustedUserCAKeys): that only
+    lets in the certificate cases' key, which no authorized_keys holds.
+    """
     os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory
-    servers = {}
-    port = free_port()
-    servers["sshqd"] = Server("sshqd", port, [SSHQD, "-D", "-e", "-f", rundir / "sshqd.conf"],
-                              f"Port {port}\nListenAddress 127.0.0.1\nHostKey {KEYS / 'host'}\n"
-                              "Subsystem sftp /usr/lib/openssh/sftp-server\nAllowTcpForwarding yes\n"
-                              f"AllowAgentForwarding yes\nAcceptEnv {ENV_NAME}\nTransports quic,tcp\n"
-                              # As for OpenSSH below: every cell comes from 127.0.0.1, so the
-                              # per-source limit and PerSourcePenalties (after the wrong-key
-                              # cells) would refuse later cells.
-                              "MaxStartups 64\nPerSourceMaxStartups none\nPerSourcePenalties no\n",
-                              rundir, udp=True)
-    port = free_port()
-    servers["openssh-9.2"] = Server("openssh-9.2", port, ["/usr/sbin/sshd", "-D", "-e", "-f",
-                                                          rundir / "openssh-9.2.conf"],
-                                    sshd_config(port, "/usr/lib/openssh/sftp-server"), rundir)
-    port = free_port()
+    trust = f"TrustedUserCAKeys {certs / 'user_ca.pub'}\n"
+    host_cert = f"HostCertificate {certs / 'host-cert.pub'}\n"
     libexec = OPENSSH10 / "usr/lib/openssh"
-    servers["openssh-10.0"] = Server(
-        "openssh-10.0", port, [OPENSSH10 / "usr/sbin/sshd", "-D", "-e", "-f", rundir / "openssh-10.0.conf"],
-        # OpenSSH 10 splits sshd into sshd, sshd-session and sshd-auth: point it at the
-        # unpacked helpers. PerSourcePenalties (9.8+) would refuse every connection from
-        # 127.0.0.1 for a while after the wrong-key cell's failed login.
-        sshd_config(port, libexec / "sftp-server",
-                    f"SshdSessionPath {libexec / 'sshd-session'}\nSshdAuthPath {libexec / 'sshd-auth'}\n"
-                    "PerSourcePenalties no\n"),
-        rundir)
-    port = free_port()
-    # -F foreground, -E log to stderr, -s no password logins, -r host key, -P pid file.
-    servers["dropbear"] = Server("dropbear", port, ["/usr/sbin/dropbear", "-F", "-E", "-s", "-p",
-                                                    f"127.0.0.1:{port}", "-r", KEYS / "host.dropbear",
-                                                    "-P", rundir / "dropbear.pid"], None, rundir)
+    servers = {}
+    for suffix, extra in (("", trust), (HOST_CERT_SUFFIX, trust + host_cert)):
+        name = f"sshqd{suffix}"
+        port = free_port()
+        servers[name] = Server(name, port, [SSHQD, "-D", "-e", "-f", rundir / f"{name}.conf"],
+                               sshqd_config(port, extra), rundir, udp=True)
+        name = f"openssh-9.2{suffix}"
+        port = free_port()
+        servers[name] = Server(name, port, ["/usr/sbin/sshd", "-D", "-e", "-f", rundir / f"{name}.conf"],
+                               sshd_config(port, "/usr/lib/openssh/sftp-server", extra), rundir)
+        name = f"openssh-10.0{suffix}"
+        port = free_port()
+        servers[name] = Server(
+            name, port, [OPENSSH10 / "usr/sbin/sshd", "-D", "-e", "-f", rundir / f"{name}.conf"],
+            # OpenSSH 10 splits sshd into sshd, sshd-session and sshd-auth: point it at the
+            # unpacked helpers. PerSourcePenalties (9.8+) would refuse every connection from
+            # 127.0.0.1 for a while after the wrong-key cell's failed login.
+            sshd_config(port, libexec / "sftp-server",
+                        f"SshdSessionPath {libexec / 'sshd-session'}\nSshdAuthPath {libexec / 'sshd-auth'}\n"
+                        f"PerSourcePenalties no\n{extra}"),
+            rundir)
+        if not suffix:
+            port = free_port()
+            # -F foreground, -E log to stderr, -s no password logins, -r host key, -P pid file.
+            # Dropbear has no certificates, so no twin.
+            servers["dropbear"] = Server("dropbear", port, ["/usr/sbin/dropbear", "-F", "-E", "-s", "-p",
+                                                            f"127.0.0.1:{port}", "-r", KEYS / "host.dropbear",
+                                                            "-P", rundir / "dropbear.pid"], None, rundir)
     relays = {}
     for target, server in servers.items():
         port = free_port()

@@ -28,7 +28,11 @@ def markdown(meta, records):
         "✗ ran and failed (log in `logs/<client>-<server>-<transport>-<case>.log`); "
         "n/a cannot apply (reason below the table). "
         f"{', '.join(sorted(REFUSAL_CASES))} pass only when the client refused with the expected message "
-        "and the remote command did not run. The kex column shows the negotiated key exchange "
+        "and the remote command did not run (cert-refused: with exit 255). cert-login logs in with a user "
+        "certificate made in the run and trusted through TrustedUserCAKeys (its key alone is authorized nowhere); "
+        "cert-refused offers the same key with an expired certificate; host-cert trusts the server (one presenting "
+        "a HostCertificate for 127.0.0.1) only through a known_hosts `@cert-authority *` line, with "
+        "StrictHostKeyChecking=yes. The kex column shows the negotiated key exchange "
         "(for quic-tunnel: the end-to-end SSH one). Transports: tcp is SSH over TCP; quic is sshq to sshqd over "
         "QUIC; quic-tunnel is the client's SSH stream carried by `sshq proxy` over QUIC to an sshqd whose "
         "`QuicRelay` passes it to the server's TCP port.", "",

@@ -115,6 +115,90 @@ fn no_pty_and_restrict_refuse_what_they_name() {
 }
 
 #[test]
+fn permitopen_limits_where_forwards_go() {
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on("", Listeners::Both);
+    // A listener the forward may reach, and the server's own port, which
+    // it may not.
+    let allowed = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let allowed_port = allowed.local_addr().expect("its address").port();
+    let answer = std::thread::spawn(move || {
+        use std::io::Write;
+        for stream in allowed.incoming().take(2) {
+            let _ = stream.and_then(|mut s| s.write_all(b"reached\n"));
+        }
+    });
+    authorize_with(
+        &lab,
+        &format!(r#"permitopen="127.0.0.1:{allowed_port}",environment="IGNORED=1""#),
+    );
+    for name in TRANSPORTS {
+        let target = format!("127.0.0.1:{allowed_port}");
+        let out = lab.sshq(
+            server.port,
+            &["-o", &transport(name), "-W", &target],
+            &[],
+            b"",
+        );
+        assert_eq!(text(&out.stdout), "reached\n", "{name}: {}", show(&out));
+        let refused = format!("127.0.0.1:{}", server.port);
+        let out = lab.sshq(
+            server.port,
+            &["-o", &transport(name), "-W", &refused],
+            &[],
+            b"",
+        );
+        assert_ne!(out.status.code(), Some(0), "{name}: {}", show(&out));
+        assert!(
+            text(&out.stderr).contains("administratively prohibited")
+                || text(&out.stderr).contains("forwarding is not permitted"),
+            "{name}: {}",
+            show(&out)
+        );
+    }
+    // environment= is read, and not applied (PermitUserEnvironment no).
+    let out = lab.sshq(
+        server.port,
+        &["-o", &transport("quic")],
+        &["echo", "[$IGNORED]"],
+        b"",
+    );
+    assert_eq!(text(&out.stdout), "[]\n", "{}", show(&out));
+    let _ = answer.join();
+}
+
+#[test]
+fn force_command_wins_over_the_keys_command() {
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on(
+        "ForceCommand echo from-config \"[$SSH_ORIGINAL_COMMAND]\"",
+        Listeners::Both,
+    );
+    authorize_with(&lab, r#"command="echo from-key""#);
+    for name in TRANSPORTS {
+        let out = lab.sshq(
+            server.port,
+            &["-o", &transport(name)],
+            &["echo", "asked"],
+            b"",
+        );
+        assert_eq!(
+            text(&out.stdout),
+            "from-config [echo asked]\n",
+            "{name}: {}",
+            show(&out)
+        );
+    }
+    let out = lab.ssh(server.port, &[], &["uptime"], b"");
+    assert_eq!(
+        text(&out.stdout),
+        "from-config [uptime]\n",
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
 fn from_and_expiry_time_refuse_the_key() {
     let lab = Lab::new();
     let server = lab.start_sshqd_on("", Listeners::Both);
@@ -147,7 +231,7 @@ fn from_and_expiry_time_refuse_the_key() {
 fn a_line_with_an_option_sshqd_does_not_know_lets_nothing_in() {
     let lab = Lab::new();
     let server = lab.start_sshqd_on("", Listeners::Both);
-    for options in ["frobnicate", r#"permitopen="127.0.0.1:9""#] {
+    for options in ["frobnicate", "verify-required"] {
         authorize_with(&lab, options);
         for name in TRANSPORTS {
             let out = lab.sshq(server.port, &["-o", &transport(name)], &["true"], b"");
@@ -165,7 +249,7 @@ fn a_line_with_an_option_sshqd_does_not_know_lets_nothing_in() {
         "{log}"
     );
     assert!(
-        log.contains("key option permitopen is not supported by sshqd yet"),
+        log.contains("key option verify-required is not supported by sshqd yet"),
         "{log}"
     );
 }

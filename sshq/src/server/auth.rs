@@ -591,9 +591,9 @@ mod tests {
         assert!(!grant.pty);
         // An option sshqd does not enforce: the line lets nothing in, and a
         // later plain line for the same key still does.
-        let text = format!("permitopen=\"x:1\" {ED}\n");
+        let text = format!("verify-required {ED}\n");
         assert_eq!(text_grant(&text, file, &key(ED), None), None);
-        let text = format!("permitopen=\"x:1\" {ED}\n{ED}\n");
+        let text = format!("verify-required {ED}\n{ED}\n");
         assert_eq!(
             text_grant(&text, file, &key(ED), None),
             Some(KeyOptions::default())

@@ -57,7 +57,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("authorizedprincipalscommanduser", ""),
     ("banner", "none"), ("casignaturealgorithms", ""), ("chrootdirectory", "none"),
     ("ciphers", ""), ("denygroups", ""), ("denyusers", ""), ("disableforwarding", "no"),
-    ("exposeauthinfo", "no"), ("forcecommand", "none"), ("hostbasedacceptedalgorithms", ""),
+    ("exposeauthinfo", "no"), ("hostbasedacceptedalgorithms", ""),
     ("hostkeyalgorithms", ""), ("macs", ""),
     ("permitemptypasswords", "no"), ("permittty", "yes"),
     ("permittunnel", "no"), ("permituserenvironment", "no"), ("permituserrc", "yes"),
@@ -195,6 +195,9 @@ pub struct ServerConfig {
     pub login_grace_time: Option<Duration>,
     /// `Subsystem`s as (name, command line); names are case-sensitive, as in sshd.
     pub subsystems: Vec<(String, String)>,
+    /// `ForceCommand`: run this instead of what the client asks for (and
+    /// of a key's `command=`), as sshd does; `None` for `none`.
+    pub force_command: Option<String>,
     pub log_level: LogLevel,
     /// `SyslogFacility` (AUTH by default), used unless logging to stderr.
     pub syslog_facility: super::logging::SyslogFacility,
@@ -266,6 +269,7 @@ impl Default for ServerConfig {
             max_sessions: super::limits::DEFAULT_MAX_SESSIONS,
             login_grace_time: Some(Duration::from_secs(120)),
             subsystems: Vec::new(),
+            force_command: None,
             log_level: LogLevel::Info,
             syslog_facility: super::logging::SyslogFacility::Auth,
             client_alive_interval: None,
@@ -766,6 +770,14 @@ impl Parser {
                     &mut c.permit_listen
                 };
                 set(fresh, slot, list);
+            }
+            "forcecommand" => {
+                let command = args.join(" ");
+                set(
+                    fresh,
+                    &mut c.force_command,
+                    (command != "none").then_some(command),
+                );
             }
             "pidfile" => {
                 let v = one()?;

@@ -35,17 +35,29 @@ pub struct SessionContext {
     pub key_options: super::auth::KeyOptions,
 }
 
+/// Lists that must all allow a forward: the configuration's and, when
+/// the key's line has any, the key's (sshd checks both).
+#[derive(Debug, Clone)]
+pub struct PermitLists(pub Vec<PermitList>);
+
+impl PermitLists {
+    /// Whether every list allows `host:port`.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        self.0.iter().all(|list| list.allows(host, port))
+    }
+}
+
 /// What the configuration lets a connection forward: TCP both ways, Unix
 /// sockets, the agent, and UDP relayed for a QUIC hop.
 pub struct ForwardingPolicy {
     /// AllowTcpForwarding permits direct-tcpip (yes, all or local).
     pub allow_local: bool,
-    /// PermitOpen: where direct-tcpip may connect.
-    pub permit_open: PermitList,
+    /// PermitOpen and a key's `permitopen=`: where direct-tcpip may connect.
+    pub permit_open: PermitLists,
     /// AllowTcpForwarding permits tcpip-forward (yes, all or remote).
     pub allow_remote: bool,
-    /// PermitListen: where tcpip-forward may listen.
-    pub permit_listen: PermitList,
+    /// PermitListen and a key's `permitlisten=`: where tcpip-forward may listen.
+    pub permit_listen: PermitLists,
     /// GatewayPorts: whether remote forwards may listen beyond loopback.
     pub gateway_ports: GatewayPorts,
     /// AllowAgentForwarding: whether auth-agent-req@openssh.com is honoured.
@@ -71,6 +83,16 @@ impl ForwardingPolicy {
         if !key.agent_forwarding {
             self.allow_agent = false;
         }
+        if !key.permit_open.is_empty() {
+            self.permit_open
+                .0
+                .push(PermitList::Only(key.permit_open.clone()));
+        }
+        if !key.permit_listen.is_empty() {
+            self.permit_listen
+                .0
+                .push(PermitList::Only(key.permit_listen.clone()));
+        }
         self
     }
 
@@ -82,12 +104,12 @@ impl ForwardingPolicy {
                 config.allow_tcp_forwarding,
                 AllowTcpForwarding::Yes | AllowTcpForwarding::Local
             ),
-            permit_open: config.permit_open.clone(),
+            permit_open: PermitLists(vec![config.permit_open.clone()]),
             allow_remote: matches!(
                 config.allow_tcp_forwarding,
                 AllowTcpForwarding::Yes | AllowTcpForwarding::Remote
             ),
-            permit_listen: config.permit_listen.clone(),
+            permit_listen: PermitLists(vec![config.permit_listen.clone()]),
             gateway_ports: config.gateway_ports,
             allow_agent: config.allow_agent_forwarding,
             streamlocal: StreamlocalPolicy::from_config(config),

@@ -537,6 +537,14 @@ async fn run_connection<C: Connection>(
         conn.close("key no longer authorized").await;
         return;
     };
+    // ForceCommand wins over the key's command=, as in sshd.
+    let key_options = match &config.force_command {
+        Some(command) => auth::KeyOptions {
+            command: Some(command.clone()),
+            ..key_options
+        },
+        None => key_options,
+    };
     let method = match &info.credential {
         Some(sshq_core::auth::UserCredential::Certificate(certificate)) => format!(
             "certificate ID {} (serial {})",

@@ -151,6 +151,8 @@ pub fn merge(
         touch_required: line.touch_required || certificate.touch_required,
         cert_authority: false,
         principals: None,
+        permit_open: line.permit_open.clone(),
+        permit_listen: line.permit_listen.clone(),
     })
 }
 

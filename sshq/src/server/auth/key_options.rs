@@ -7,12 +7,16 @@
 //! `from=`, `expiry-time=`, `no-pty`, `no-port-forwarding`,
 //! `no-agent-forwarding`, `no-X11-forwarding`, `no-user-rc`, and the `pty`,
 //! `port-forwarding`, `agent-forwarding`, `X11-forwarding`, `user-rc` that
-//! undo `restrict`), `no-touch-required`, and `cert-authority` with
+//! undo `restrict`), `no-touch-required`, `permitopen=` and
+//! `permitlisten=` (forwarding only to and from the places listed, on top
+//! of PermitOpen and PermitListen), and `cert-authority` with
 //! `principals=` (the line's key is a CA whose user certificates it
-//! trusts). A line with an option it does not know, or one it does not
-//! enforce yet (`permitopen=`, `permitlisten=`, `environment=`,
-//! `tunnel=`, `verify-required`), lets no key in: ignoring a restriction
-//! would grant more than the line's owner meant.
+//! trusts). `environment=` and `tunnel=` are read and have no effect, as
+//! in sshd under its defaults (PermitUserEnvironment no, PermitTunnel no,
+//! the only values sshqd accepts). A line with an option sshqd does not
+//! know, or one it does not enforce yet (`verify-required`), lets no key
+//! in: ignoring a restriction would grant more than the line's owner
+//! meant.
 //!
 //! AuthorizedPrincipalsFile lines use the same options before a
 //! principal name ([`parse_principal_line`]).
@@ -43,6 +47,12 @@ pub struct KeyOptions {
     /// `principals=`: with `cert-authority`, the certificate principals
     /// accepted (comma-separated patterns) instead of the user's name.
     pub principals: Option<String>,
+    /// `permitopen=`s: `host:port` (port or `*`) that direct-tcpip may
+    /// reach; empty: no limit beyond PermitOpen.
+    pub permit_open: Vec<String>,
+    /// `permitlisten=`s: `[host:]port` that tcpip-forward may listen on;
+    /// empty: no limit beyond PermitListen.
+    pub permit_listen: Vec<String>,
 }
 
 impl Default for KeyOptions {
@@ -60,6 +70,8 @@ impl Default for KeyOptions {
             touch_required: true,
             cert_authority: false,
             principals: None,
+            permit_open: Vec::new(),
+            permit_listen: Vec::new(),
         }
     }
 }
@@ -87,6 +99,14 @@ pub enum LineError {
     UnexpectedValue(String),
     #[error("invalid expiry-time {0:?}")]
     BadExpiry(String),
+    #[error("invalid {option} {value:?}: expected {expected}")]
+    BadPermit {
+        option: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("invalid environment {0:?}: expected NAME=value")]
+    BadEnvironment(String),
 }
 
 /// The options and key of one line (neither empty nor a comment).
@@ -226,13 +246,60 @@ fn parse_options(options: &[RawOption]) -> Result<KeyOptions, LineError> {
                 // Several: the earliest holds, as in sshd.
                 parsed.expires_at = Some(parsed.expires_at.map_or(at, |was| was.min(at)));
             }
-            "permitopen" | "permitlisten" | "environment" | "tunnel" | "verify-required" => {
-                return Err(LineError::NotSupported(lower))
+            "permitopen" => {
+                let value = needed()?;
+                check_permit(&value, false)?;
+                parsed.permit_open.push(value);
             }
+            "permitlisten" => {
+                let value = needed()?;
+                check_permit(&value, true)?;
+                parsed.permit_listen.push(value);
+            }
+            // Read, then dropped: PermitUserEnvironment is no (sshd
+            // parses the variable and does not set it).
+            "environment" => {
+                let value = needed()?;
+                if !value
+                    .split_once('=')
+                    .is_some_and(|(name, _)| !name.is_empty())
+                {
+                    return Err(LineError::BadEnvironment(value));
+                }
+            }
+            // Read, then dropped: PermitTunnel is no.
+            "tunnel" => {
+                needed()?;
+            }
+            "verify-required" => return Err(LineError::NotSupported(lower)),
             _ => return Err(LineError::Unknown(name.clone())),
         }
     }
     Ok(parsed)
+}
+
+/// A `permitopen=` value (`host:port`) or, with `listen`, a
+/// `permitlisten=` value (`[host:]port`): the port a number or `*`; an
+/// IPv6 host in brackets.
+fn check_permit(value: &str, listen: bool) -> Result<(), LineError> {
+    let bad = || LineError::BadPermit {
+        option: if listen { "permitlisten" } else { "permitopen" },
+        value: value.to_string(),
+        expected: if listen { "[host:]port" } else { "host:port" },
+    };
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => rest.split_once("]:").ok_or_else(bad)?,
+        None => match value.rsplit_once(':') {
+            Some(split) => split,
+            None if listen => ("*", value),
+            None => return Err(bad()),
+        },
+    };
+    let port_ok = port == "*" || port.parse::<u16>().is_ok_and(|p| p != 0);
+    if host.is_empty() || !port_ok {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// `YYYYMMDD[HHMM[SS]]`, in local time or, with a `Z`, UTC (sshd's
@@ -391,8 +458,20 @@ mod tests {
             Err(LineError::Unknown("frobnicate".into()))
         );
         assert_eq!(
-            options(r#"permitopen="host:80""#),
-            Err(LineError::NotSupported("permitopen".into()))
+            options("verify-required"),
+            Err(LineError::NotSupported("verify-required".into()))
+        );
+        assert!(matches!(
+            options(r#"permitopen="host""#),
+            Err(LineError::BadPermit { .. })
+        ));
+        assert!(matches!(
+            options(r#"permitlisten="host:0""#),
+            Err(LineError::BadPermit { .. })
+        ));
+        assert_eq!(
+            options(r#"environment="=x""#),
+            Err(LineError::BadEnvironment("=x".into()))
         );
         assert_eq!(
             options("command"),
@@ -411,6 +490,16 @@ mod tests {
             options(r#"expiry-time="2020""#),
             Err(LineError::BadExpiry("2020".into()))
         );
+    }
+
+    #[test]
+    fn permits_accumulate_and_environment_is_read() {
+        let read = options(
+            r#"permitopen="db:5432",permitopen="[::1]:*",permitlisten="8080",environment="A=b",tunnel="0""#,
+        )
+        .unwrap();
+        assert_eq!(read.permit_open, ["db:5432", "[::1]:*"]);
+        assert_eq!(read.permit_listen, ["8080"]);
     }
 
     #[test]

@@ -250,8 +250,8 @@ fn bad_values_stop_at_once() {
             "QuicRelay \"127.0.0.1\": expected host:port",
         ),
         (
-            "ForceCommand /bin/true",
-            "ForceCommand is not supported by sshqd",
+            "AuthorizedPrincipalsCommand /bin/true",
+            "AuthorizedPrincipalsCommand is not supported by sshqd",
         ),
         ("AllowUsers none", "AllowUsers is not supported by sshqd"),
         ("PermitTTY no", "PermitTTY is not supported by sshqd"),
