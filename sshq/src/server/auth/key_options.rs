@@ -260,9 +260,9 @@ fn parse_options(options: &[RawOption]) -> Result<KeyOptions, LineError> {
             // parses the variable and does not set it).
             "environment" => {
                 let value = needed()?;
-                if !value
+                if value
                     .split_once('=')
-                    .is_some_and(|(name, _)| !name.is_empty())
+                    .is_none_or(|(name, _)| name.is_empty())
                 {
                     return Err(LineError::BadEnvironment(value));
                 }
