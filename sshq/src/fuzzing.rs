@@ -234,6 +234,15 @@ pub fn sshd_config(data: &[u8]) {
             for listen in &config.listen_addresses {
                 assert!(!listen.host.is_empty() && listen.port != Some(0));
             }
+            // Match blocks were checked as they were read: applying them
+            // to a connection cannot fail.
+            let facts = crate::server::config::ConnectionFacts {
+                user: "root".to_string(),
+                groups: vec!["root".to_string(), "staff".to_string()],
+                address: Some(std::net::IpAddr::from([192, 0, 2, 1])),
+                local_port: Some(22),
+            };
+            assert!(config.for_connection(&facts).is_ok());
         }
     }
     let options: Vec<String> = text.lines().take(64).map(str::to_string).collect();

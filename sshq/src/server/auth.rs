@@ -22,7 +22,9 @@ use std::time::Duration;
 use sshq_core::auth::{AuthPolicy, BoxFuture, UserCredential};
 use sshq_core::ssh_key::{Certificate, PublicKey};
 
+use super::config::ConnectionFacts;
 use crate::fs_identity::{as_identity_within, Identity};
+pub use account::group_names;
 pub use key_options::KeyOptions;
 pub use keys_file::MAX_KEYS_FILE;
 
@@ -46,6 +48,10 @@ pub type AuthorizedKeysFiles = Box<dyn Fn(&str, &Path) -> Vec<PathBuf> + Send + 
 /// The AuthorizedPrincipalsFile of a user, given the name and home.
 pub type PrincipalsFile = Box<dyn Fn(&str, &Path) -> Option<PathBuf> + Send + Sync>;
 
+/// The policy under the `Match` blocks a login matches; `None` when the
+/// configuration cannot be applied (the login is then refused).
+pub type MatchedPolicy = Box<dyn Fn(&ConnectionFacts) -> Option<KeyPolicy> + Send + Sync>;
+
 /// The server's key-based login policy.
 pub struct KeyPolicy {
     pub pubkey_authentication: bool,
@@ -62,6 +68,9 @@ pub struct KeyPolicy {
     /// RevokedKeys: a KRL or key list; keys and certificates it names are
     /// refused, and all are refused when it cannot be read.
     pub revoked_keys: Option<PathBuf>,
+    /// With `Match` blocks: the policy for a login's user, groups and
+    /// address (the settings above are then the global ones).
+    pub matched: Option<MatchedPolicy>,
 }
 
 /// The account a login is for, once sshqd has found it usable.
@@ -71,6 +80,8 @@ struct Login {
     /// The key or certificate must force a command (PermitRootLogin
     /// forced-commands-only, for root).
     forced_commands_only: bool,
+    /// The policy under the `Match` blocks this login matches, if any.
+    matched: Option<Box<KeyPolicy>>,
 }
 
 impl AuthPolicy for KeyPolicy {
@@ -168,8 +179,9 @@ impl KeyPolicy {
         key: &PublicKey,
         peer: Option<IpAddr>,
     ) -> Option<KeyOptions> {
-        let login = self.login(user).await?;
-        if self.revoked(RevocationQuery::Key(key.clone())).await {
+        let login = self.login(user, peer).await?;
+        let policy = login.policy(self);
+        if policy.revoked(RevocationQuery::Key(key.clone())).await {
             tracing::info!(
                 "refusing {} key {} of {}: it is revoked (RevokedKeys)",
                 key.algorithm().as_str(),
@@ -178,8 +190,8 @@ impl KeyPolicy {
             );
             return None;
         }
-        let files = (self.authorized_keys)(user, &login.owner.home);
-        let (owner, strict_modes, key) = (login.owner.clone(), self.strict_modes, key.clone());
+        let files = (policy.authorized_keys)(user, &login.owner.home);
+        let (owner, strict_modes, key) = (login.owner.clone(), policy.strict_modes, key.clone());
         let read = as_identity_within(&login.identity, None, LOOKUP_LIMIT, move || {
             Ok(files.iter().find_map(|file| {
                 keys_file::read_keys_file(file, &owner, strict_modes)
@@ -202,7 +214,8 @@ impl KeyPolicy {
         cert: &Certificate,
         peer: Option<IpAddr>,
     ) -> Option<KeyOptions> {
-        let login = self.login(user).await?;
+        let login = self.login(user, peer).await?;
+        let policy = login.policy(self);
         let id = || {
             format!(
                 "certificate ID {} (serial {}) of {}",
@@ -220,7 +233,7 @@ impl KeyPolicy {
                 return None;
             }
         };
-        if self
+        if policy
             .revoked(RevocationQuery::Certificate(Box::new(cert.clone())))
             .await
         {
@@ -230,7 +243,7 @@ impl KeyPolicy {
             );
             return None;
         }
-        let Some(line) = self.trusting_line(user, cert, peer, &login).await else {
+        let Some(line) = policy.trusting_line(user, cert, peer, &login).await else {
             tracing::info!(
                 "refusing {}: no trusted CA {} {} accepts it for this user",
                 id(),
@@ -357,8 +370,8 @@ impl KeyPolicy {
 
     /// The account `user` names, if it exists, is usable, and may log in
     /// with a key at all (PubkeyAuthentication, PermitRootLogin).
-    async fn login(&self, user: &str) -> Option<Login> {
-        if !self.pubkey_authentication {
+    async fn login(&self, user: &str, peer: Option<IpAddr>) -> Option<Login> {
+        if self.matched.is_none() && !self.pubkey_authentication {
             return None;
         }
         let name = user.to_owned();
@@ -406,7 +419,44 @@ impl KeyPolicy {
             );
             return None;
         }
-        if account.uid == 0 && self.root_login == RootLogin::No {
+        let matched = match &self.matched {
+            Some(matched) => {
+                let (name, gid) = (account.name.clone(), account.gid);
+                let groups = tokio::time::timeout(
+                    LOOKUP_LIMIT,
+                    tokio::task::spawn_blocking(move || account::group_names(&name, gid)),
+                )
+                .await
+                .ok()?
+                .ok()?;
+                let facts = ConnectionFacts {
+                    user: user.to_string(),
+                    groups,
+                    address: peer,
+                    local_port: None,
+                };
+                match matched(&facts) {
+                    Some(policy) => Some(Box::new(policy)),
+                    None => {
+                        tracing::error!(
+                            "the Match blocks for {} cannot be applied: login refused",
+                            log_escape::peer_text(user)
+                        );
+                        return None;
+                    }
+                }
+            }
+            None => None,
+        };
+        let policy = matched.as_deref().unwrap_or(self);
+        if !policy.pubkey_authentication {
+            tracing::info!(
+                "publickey refused for {}: PubkeyAuthentication no",
+                log_escape::peer_text(user)
+            );
+            return None;
+        }
+        if account.uid == 0 && policy.root_login == RootLogin::No {
             tracing::info!(
                 "ROOT LOGIN REFUSED for {}: PermitRootLogin",
                 log_escape::peer_text(user)
@@ -415,7 +465,8 @@ impl KeyPolicy {
         }
         Some(Login {
             forced_commands_only: account.uid == 0
-                && self.root_login == RootLogin::ForcedCommandsOnly,
+                && policy.root_login == RootLogin::ForcedCommandsOnly,
+            matched,
             owner: keys_file::Owner {
                 name: account.name.clone(),
                 uid: account.uid,
@@ -431,6 +482,11 @@ impl KeyPolicy {
 }
 
 impl Login {
+    /// The policy that decides this login: the `Match`ed one, or `base`.
+    fn policy<'a>(&'a self, base: &'a KeyPolicy) -> &'a KeyPolicy {
+        self.matched.as_deref().unwrap_or(base)
+    }
+
     /// `grant`, unless PermitRootLogin forced-commands-only wants a
     /// forced command it lacks.
     fn admits(&self, user: &str, grant: KeyOptions) -> Option<KeyOptions> {

@@ -249,6 +249,9 @@ pub struct ServerConfig {
     pub preauth: PreauthLimits,
     /// TrustedUserCAKeys, AuthorizedPrincipalsFile, RevokedKeys, HostCertificate.
     pub identity: IdentitySettings,
+    /// `Match` blocks, applied per connection by
+    /// [`ServerConfig::for_connection`].
+    pub matches: Vec<MatchBlock>,
 }
 
 impl Default for ServerConfig {
@@ -300,6 +303,7 @@ impl Default for ServerConfig {
             reattach: super::reattach::ReattachPolicy::default(),
             preauth: PreauthLimits::new(),
             identity: IdentitySettings::default(),
+            matches: Vec::new(),
         }
     }
 }
@@ -536,6 +540,8 @@ struct Parser {
     seen: HashSet<String>,
     /// `-p` was given: `Port` lines are then checked but not used, as in sshd.
     cli_ports: bool,
+    /// The `Match` block lines now go to (an index into `cfg.matches`).
+    current_match: Option<usize>,
 }
 
 impl Parser {
@@ -552,6 +558,7 @@ impl Parser {
             cfg,
             seen: HashSet::new(),
             cli_ports,
+            current_match: None,
         };
         for option in overrides {
             parser.line(&CMDLINE, option, None, 0)?;
@@ -620,6 +627,15 @@ impl Parser {
         let mut kw = keyword.to_ascii_lowercase();
         if kw == "challengeresponseauthentication" {
             kw = "kbdinteractiveauthentication".to_string(); // sshd's older name for it
+        }
+        if kw == "match" {
+            let block = MatchBlock::parse(&args).map_err(|m| at.bad(m))?;
+            self.cfg.matches.push(block);
+            self.current_match = Some(self.cfg.matches.len() - 1);
+            return Ok(());
+        }
+        if let Some(index) = self.current_match {
+            return self.match_line(index, at, raw, &kw, &keyword);
         }
         let fresh = !self.seen.contains(&kw);
         let one = || at.single(&keyword, &args);
@@ -883,8 +899,11 @@ impl Parser {
                     return Err(at.bad("Too many recursive configuration includes"));
                 }
                 // Relative paths are taken from the including file's directory.
+                // A Match block in an included file ends with that file.
+                let outer = self.current_match;
                 for file in args.iter().flat_map(|arg| glob_paths(&dir.join(arg))) {
                     self.read_file(&file, depth + 1)?;
+                    self.current_match = outer;
                 }
             }
             "maxstartups"
@@ -901,7 +920,6 @@ impl Parser {
                     .apply(&kw, &keyword, &args, fresh)
                     .map_err(|m| at.bad(m))?;
             }
-            "match" => return Err(at.bad("Match is not supported by sshqd")),
             k if IGNORED.contains(&k) => {}
             _ if unsupported == Some(true) => {
                 return Err(at.bad(format!("{keyword} is not supported by sshqd")));
@@ -922,7 +940,9 @@ impl Parser {
 }
 
 mod identity;
+mod matching;
 pub use identity::IdentitySettings;
+pub use matching::{ConnectionFacts, MatchBlock, AUTHENTICATION_KEYWORDS};
 
 #[cfg(test)]
 mod tests;

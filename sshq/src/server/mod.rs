@@ -259,6 +259,21 @@ pub async fn serve(
 }
 
 fn key_policy(config: &Arc<ServerConfig>) -> KeyPolicy {
+    let mut policy = global_key_policy(config);
+    if !config.matches.is_empty() {
+        let base = config.clone();
+        policy.matched = Some(Box::new(move |facts| {
+            let matched = base.for_connection(facts);
+            matched
+                .ok()
+                .map(|config| global_key_policy(&Arc::new(config)))
+        }));
+    }
+    policy
+}
+
+/// The key policy of `config`'s settings, its `Match` blocks aside.
+fn global_key_policy(config: &Arc<ServerConfig>) -> KeyPolicy {
     let keys_config = config.clone();
     KeyPolicy {
         pubkey_authentication: config.pubkey_authentication,
@@ -278,6 +293,7 @@ fn key_policy(config: &Arc<ServerConfig>) -> KeyPolicy {
             Box::new(move |user, home| identity.principals_file(user, home))
         },
         revoked_keys: config.identity.revoked_keys.clone(),
+        matched: None,
     }
 }
 
@@ -489,6 +505,45 @@ async fn accept_tcp(
     }
 }
 
+/// The settings for a connection of `user` from `peer` to `local`: the
+/// global ones, or those of the `Match` blocks it matches. `None` when
+/// they cannot be applied (logged).
+async fn connection_config(
+    config: &Arc<ServerConfig>,
+    user: &str,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+) -> Option<Arc<ServerConfig>> {
+    if config.matches.is_empty() {
+        return Some(config.clone());
+    }
+    let name = user.to_string();
+    let groups = move || {
+        let gid = nix::unistd::User::from_name(&name)
+            .ok()
+            .flatten()
+            .map(|user| user.gid.as_raw());
+        gid.map(|gid| auth::group_names(&name, gid))
+            .unwrap_or_default()
+    };
+    let groups = blocking::off_worker("group lookup", blocking::USER_LOOKUP_LIMIT, groups)
+        .await
+        .unwrap_or_default();
+    let facts = config::ConnectionFacts {
+        user: user.to_string(),
+        groups,
+        address: Some(peer.ip()),
+        local_port: local.map(|local| local.port()),
+    };
+    match config.for_connection(&facts) {
+        Ok(matched) => Some(Arc::new(matched)),
+        Err(e) => {
+            tracing::error!("{e}: connection from {} refused", peer.ip());
+            None
+        }
+    }
+}
+
 /// Serves an authenticated connection of any transport.
 async fn run_connection<C: Connection>(
     conn: C,
@@ -499,6 +554,10 @@ async fn run_connection<C: Connection>(
     // SIGHUP's configuration, for this connection's sessions.
     let config = &lifecycle::session_config(config);
     let info = conn.info();
+    let Some(config) = &connection_config(config, &info.user, peer, local).await else {
+        conn.close("configuration error").await;
+        return;
+    };
     let name = info.user.clone();
     let lookup = move || process::SessionUser::lookup(&name);
     let user = match blocking::off_worker("user lookup", blocking::USER_LOOKUP_LIMIT, lookup).await

@@ -34,6 +34,21 @@ struct Shadow {
     expire: i64,
 }
 
+/// The names of the groups `name` (primary group `gid`) belongs to, for
+/// `Match Group`; groups without a name are left out. Blocks (NSS).
+pub fn group_names(name: &str, gid: u32) -> Vec<String> {
+    let Ok(c_name) = CString::new(name) else {
+        return Vec::new();
+    };
+    let groups = nix::unistd::getgrouplist(&c_name, nix::unistd::Gid::from_raw(gid))
+        .unwrap_or_else(|_| vec![nix::unistd::Gid::from_raw(gid)]);
+    groups
+        .into_iter()
+        .filter_map(|gid| nix::unistd::Group::from_gid(gid).ok().flatten())
+        .map(|group| group.name)
+        .collect()
+}
+
 /// Looks `name` up in passwd and shadow. `Ok(None)`: no such user.
 pub fn lookup(name: &str) -> Result<Option<Account>, UserLookupError> {
     let failed = |source| UserLookupError {

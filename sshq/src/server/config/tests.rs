@@ -236,7 +236,7 @@ fn bad_values_stop_at_once() {
             "UsePAM yes",
             "UsePAM yes is not supported: sshqd does not use PAM (set UsePAM no)",
         ),
-        ("Match User bob", "Match is not supported by sshqd"),
+        ("Match Host bob", "Unsupported Match attribute Host (sshqd matches User, Group, Address, LocalPort and All)"),
         (
             "AuthorizedKeysFile %h/%x",
             "AuthorizedKeysFile: unknown token %x in \"%h/%x\"",
