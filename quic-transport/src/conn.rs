@@ -330,7 +330,7 @@ pub(crate) async fn client_session_judged(
     let mut keys = auth.keys.into_iter();
     let mut driver = ControlDriver::new(conn.clone(), Control::client(), send, recv);
     if let Some(pending) = pending {
-        let certificate = host_certificate(&mut driver).await.map_err(|e| lost(&e))?;
+        let certificate = host_certificate(&mut driver).await?;
         if !pending.decide(certificate).await {
             conn.close(
                 ErrorCode::ByApplication.code().into(),
@@ -409,18 +409,19 @@ async fn next_request(
 /// USERAUTH_FAILURE (draft §7.6), until success or no key is left.
 /// Client: asks for the server's host certificate and waits for it
 /// (draft §5.5); empty when the server has none.
-async fn host_certificate(driver: &mut ControlDriver) -> Result<bytes::Bytes, String> {
+async fn host_certificate(driver: &mut ControlDriver) -> Result<bytes::Bytes, TransportError> {
+    let lost = |why: String| TransportError::ConnectionClosed(Some(why));
     driver.machine.request_host_certificate();
     loop {
-        driver.flush().await.map_err(|e| e.to_string())?;
+        driver.flush().await.map_err(|e| lost(e.to_string()))?;
         while let Some(event) = driver.machine.poll_event() {
             match event {
                 ControlEvent::HostCertificate(certificate) => return Ok(certificate),
-                ControlEvent::Closed(close) => return Err(close.reason),
+                ControlEvent::Closed(close) => return Err(lost(close.reason)),
                 _ => {}
             }
         }
-        driver.read().await.map_err(|e| e.to_string())?;
+        driver.read().await.map_err(|e| lost(e.to_string()))?;
     }
 }
 

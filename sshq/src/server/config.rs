@@ -629,7 +629,7 @@ impl Parser {
             kw = "kbdinteractiveauthentication".to_string(); // sshd's older name for it
         }
         if kw == "match" {
-            let block = MatchBlock::parse(&args).map_err(|m| at.bad(m))?;
+            let block = MatchBlock::parse(&args).map_err(|e| at.bad(e.to_string()))?;
             self.cfg.matches.push(block);
             self.current_match = Some(self.cfg.matches.len() - 1);
             return Ok(());
@@ -918,7 +918,7 @@ impl Parser {
             k if identity::KEYWORDS.contains(&k) => {
                 c.identity
                     .apply(&kw, &keyword, &args, fresh)
-                    .map_err(|m| at.bad(m))?;
+                    .map_err(|e| at.bad(e.to_string()))?;
             }
             k if IGNORED.contains(&k) => {}
             _ if unsupported == Some(true) => {

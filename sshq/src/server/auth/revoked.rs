@@ -167,7 +167,7 @@ fn parse_text(bytes: &[u8]) -> Result<HashSet<KeyData>, RevokedKeysError> {
         }
         let key = parse_key_line(line_text).map_err(|what| RevokedKeysError::Line {
             line: index + 1,
-            what,
+            what: what.0,
         })?;
         keys.insert(key);
     }
@@ -178,10 +178,28 @@ fn is_blank(b: &u8) -> bool {
     *b == b' ' || *b == b'\t'
 }
 
+/// Why a line of a key list is not a key (its words, for the error).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct KeyLineError(String);
+
+impl From<&str> for KeyLineError {
+    fn from(why: &str) -> Self {
+        KeyLineError(why.to_string())
+    }
+}
+
+impl From<String> for KeyLineError {
+    fn from(why: String) -> Self {
+        KeyLineError(why)
+    }
+}
+
 /// `type base64 [comment]` (sshkey_read): the key, or the certificate's key.
-fn parse_key_line(line: &[u8]) -> Result<KeyData, String> {
+fn parse_key_line(line: &[u8]) -> Result<KeyData, KeyLineError> {
     let type_end = line.iter().position(is_blank);
-    let (kind, rest) = line.split_at(type_end.ok_or("a key type without a key")?);
+    let (kind, rest) =
+        line.split_at(type_end.ok_or(KeyLineError::from("a key type without a key"))?);
     let start = rest.iter().position(|b| !is_blank(b)).unwrap_or(rest.len());
     // base64 skips white space: a line may end in "\r".
     let encoded: String = (rest.get(start..).unwrap_or_default().iter())
@@ -194,7 +212,7 @@ fn parse_key_line(line: &[u8]) -> Result<KeyData, String> {
     let mut reader = &blob[..];
     let key = KeyData::decode(&mut reader).map_err(|e| format!("bad {shown} key: {e}"))?;
     if !reader.is_empty() {
-        return Err(format!("{shown} key followed by {} bytes", reader.len()));
+        return Err(format!("{shown} key followed by {} bytes", reader.len()).into());
     }
     let actual = match &key {
         KeyData::Certificate(certificate) => certificate.algorithm().to_certificate_type(),
@@ -202,12 +220,12 @@ fn parse_key_line(line: &[u8]) -> Result<KeyData, String> {
     };
     let actual_shown = peer_bytes(actual.as_bytes());
     if matches!(key.algorithm(), Algorithm::Other(_)) {
-        return Err(format!("unsupported key type {actual_shown}"));
+        return Err(format!("unsupported key type {actual_shown}").into());
     }
     if actual.as_bytes() != canonical_type(kind) {
-        return Err(format!(
-            "key type {shown} does not match its key, a {actual_shown} key"
-        ));
+        return Err(
+            format!("key type {shown} does not match its key, a {actual_shown} key").into(),
+        );
     }
     Ok(plain(&key).clone())
 }

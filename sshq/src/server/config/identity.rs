@@ -21,6 +21,17 @@ pub struct IdentitySettings {
     pub host_certificates: Vec<PathBuf>,
 }
 
+/// Why a line of these keywords is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityKeywordError {
+    #[error("{0}: expected one argument")]
+    OneArgument(String),
+    #[error("AuthorizedPrincipalsFile: unknown token {token} in \"{value}\"")]
+    UnknownToken { token: String, value: String },
+    #[error("{0}: not an identity keyword")]
+    NotIdentityKeyword(String),
+}
+
 /// The keywords [`IdentitySettings::apply`] takes.
 pub const KEYWORDS: &[&str] = &[
     "trustedusercakeys",
@@ -39,9 +50,9 @@ impl IdentitySettings {
         keyword: &str,
         args: &[String],
         fresh: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), IdentityKeywordError> {
         let [value] = args else {
-            return Err(format!("{keyword}: expected one argument"));
+            return Err(IdentityKeywordError::OneArgument(keyword.to_string()));
         };
         let none = value == "none";
         match kw {
@@ -57,9 +68,10 @@ impl IdentitySettings {
             }
             "authorizedprincipalsfile" => {
                 if let Err(token) = super::expand_tokens(value, "u", "/h") {
-                    return Err(format!(
-                        "AuthorizedPrincipalsFile: unknown token {token} in \"{value}\""
-                    ));
+                    return Err(IdentityKeywordError::UnknownToken {
+                        token: token.to_string(),
+                        value: value.clone(),
+                    });
                 }
                 if fresh {
                     self.authorized_principals_file = (!none).then(|| value.clone());
@@ -71,7 +83,10 @@ impl IdentitySettings {
                     self.host_certificates.push(path);
                 }
             }
-            _ => return Err(format!("{keyword}: not an identity keyword")),
+            _ => {
+                let keyword = keyword.to_string();
+                return Err(IdentityKeywordError::NotIdentityKeyword(keyword));
+            }
         }
         Ok(())
     }
@@ -133,7 +148,10 @@ mod tests {
             Some(PathBuf::from("/home/alice/.ssh/principals_alice"))
         );
         let err = settings.apply(kw, "AuthorizedPrincipalsFile", &args("/p/%q"), true);
-        assert!(err.unwrap_err().contains("unknown token"));
+        assert!(matches!(
+            err,
+            Err(IdentityKeywordError::UnknownToken { .. })
+        ));
     }
 
     #[test]

@@ -35,6 +35,32 @@ enum Criterion {
     LocalPort(String),
 }
 
+/// What is wrong with a `Match` line, or with a line inside a block;
+/// `Display` gives sshd's words where sshd has them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatchError {
+    #[error("'all' cannot be combined with other Match attributes")]
+    AllCombined,
+    #[error("Missing Match criteria for {0}")]
+    MissingCriteria(String),
+    #[error("Invalid LocalPort '{0}' on Match line")]
+    BadLocalPort(String),
+    #[error(
+        "Unsupported Match attribute {0} (sshqd matches User, Group, Address, LocalPort and All)"
+    )]
+    UnsupportedAttribute(String),
+    #[error("One or more attributes required for Match")]
+    NoAttributes,
+    #[error("{0} is not supported inside Match by sshqd (set it globally)")]
+    GlobalOnly(String),
+    #[error("Directive '{0}' is not allowed within a Match block")]
+    NotAllowed(String),
+    #[error(
+        "{0} cannot be set in a Match LocalPort block: sshqd decides logins without the local port"
+    )]
+    LoginKeywordByPort(String),
+}
+
 /// A `Match` block: what it matches and its lines, as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchBlock {
@@ -84,22 +110,22 @@ pub const AUTHENTICATION_KEYWORDS: &[&str] = &[
 ];
 
 impl MatchBlock {
-    /// The block a `Match` line opens; the error is sshd's message.
-    pub fn parse(args: &[String]) -> Result<MatchBlock, String> {
+    /// The block a `Match` line opens.
+    pub fn parse(args: &[String]) -> Result<MatchBlock, MatchError> {
         let mut criteria = Vec::new();
         let mut words = args.iter();
         while let Some(word) = words.next() {
             let lower = word.to_ascii_lowercase();
             if lower == "all" {
                 if args.len() != 1 {
-                    return Err("'all' cannot be combined with other Match attributes".into());
+                    return Err(MatchError::AllCombined);
                 }
                 criteria.push(Criterion::All);
                 continue;
             }
             let value = words
                 .next()
-                .ok_or_else(|| format!("Missing Match criteria for {word}"))?
+                .ok_or_else(|| MatchError::MissingCriteria(word.clone()))?
                 .clone();
             criteria.push(match lower.as_str() {
                 "user" => Criterion::User(value),
@@ -111,20 +137,15 @@ impl MatchBlock {
                         p.parse::<u16>().is_ok_and(|n| n != 0)
                     });
                     if !ports_ok {
-                        return Err(format!("Invalid LocalPort '{value}' on Match line"));
+                        return Err(MatchError::BadLocalPort(value));
                     }
                     Criterion::LocalPort(value)
                 }
-                _ => {
-                    return Err(format!(
-                        "Unsupported Match attribute {word} (sshqd matches User, Group, \
-                         Address, LocalPort and All)"
-                    ))
-                }
+                _ => return Err(MatchError::UnsupportedAttribute(word.clone())),
             });
         }
         if criteria.is_empty() {
-            return Err("One or more attributes required for Match".into());
+            return Err(MatchError::NoAttributes);
         }
         Ok(MatchBlock {
             criteria,
@@ -132,28 +153,21 @@ impl MatchBlock {
         })
     }
 
-    /// Whether `keyword` (lower case) may be set in this block; the error
-    /// is the message for the line.
-    pub fn admits(&self, keyword: &str, written: &str) -> Result<(), String> {
+    /// Whether `keyword` (lower case; `written` as in the file) may be set
+    /// in this block.
+    pub fn admits(&self, keyword: &str, written: &str) -> Result<(), MatchError> {
         if GLOBAL_ONLY.contains(&keyword) {
-            return Err(format!(
-                "{written} is not supported inside Match by sshqd (set it globally)"
-            ));
+            return Err(MatchError::GlobalOnly(written.to_string()));
         }
         if !ALLOWED_IN_MATCH.contains(&keyword) {
-            return Err(format!(
-                "Directive '{written}' is not allowed within a Match block"
-            ));
+            return Err(MatchError::NotAllowed(written.to_string()));
         }
         let local_port = self
             .criteria
             .iter()
             .any(|c| matches!(c, Criterion::LocalPort(_)));
         if local_port && AUTHENTICATION_KEYWORDS.contains(&keyword) {
-            return Err(format!(
-                "{written} cannot be set in a Match LocalPort block: sshqd decides logins \
-                 without the local port"
-            ));
+            return Err(MatchError::LoginKeywordByPort(written.to_string()));
         }
         Ok(())
     }
@@ -221,7 +235,9 @@ impl Parser {
             let mut scratch = Parser::scratch(ServerConfig::default());
             scratch.line(at, raw, None, 0)?;
         }
-        block.admits(kw, keyword).map_err(|m| at.bad(m))?;
+        block
+            .admits(kw, keyword)
+            .map_err(|e| at.bad(e.to_string()))?;
         block.lines.push((at.0.to_string(), at.1, raw.to_string()));
         Ok(())
     }
@@ -317,24 +333,29 @@ mod tests {
             let args: Vec<String> = line.split_whitespace().map(String::from).collect();
             MatchBlock::parse(&args)
         };
-        assert!(parse("User")
-            .unwrap_err()
-            .contains("Missing Match criteria"));
-        assert!(parse("Host x")
-            .unwrap_err()
-            .contains("Unsupported Match attribute"));
-        assert!(parse("All User x").is_err());
-        assert!(parse("LocalPort 0").is_err());
+        assert_eq!(
+            parse("User"),
+            Err(MatchError::MissingCriteria("User".into()))
+        );
+        assert_eq!(
+            parse("Host x"),
+            Err(MatchError::UnsupportedAttribute("Host".into()))
+        );
+        assert_eq!(parse("All User x"), Err(MatchError::AllCombined));
+        assert_eq!(
+            parse("LocalPort 0"),
+            Err(MatchError::BadLocalPort("0".into()))
+        );
         let b = block("User alice");
         assert!(b.admits("forcecommand", "ForceCommand").is_ok());
-        assert!(b
-            .admits("port", "Port")
-            .unwrap_err()
-            .contains("not allowed within a Match"));
-        assert!(b
-            .admits("loglevel", "LogLevel")
-            .unwrap_err()
-            .contains("set it globally"));
+        assert_eq!(
+            b.admits("port", "Port"),
+            Err(MatchError::NotAllowed("Port".into()))
+        );
+        assert_eq!(
+            b.admits("loglevel", "LogLevel"),
+            Err(MatchError::GlobalOnly("LogLevel".into()))
+        );
         let by_port = block("LocalPort 2222");
         assert!(by_port
             .admits("pubkeyauthentication", "PubkeyAuthentication")
