@@ -226,7 +226,8 @@ fn certificate_problem(certificate: &Certificate, host: &str, now: u64) -> Optio
 }
 
 /// OpenSSH's default CASignatureAlgorithms: no `ssh-rsa` (SHA-1), no DSA.
-fn allowed_ca_signature(algorithm: &Algorithm) -> bool {
+/// sshd applies the same list to user certificates.
+pub fn allowed_ca_signature(algorithm: &Algorithm) -> bool {
     match algorithm {
         Algorithm::Rsa { hash } => matches!(hash, Some(HashAlg::Sha256 | HashAlg::Sha512)),
         Algorithm::Ed25519

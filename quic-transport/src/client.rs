@@ -166,7 +166,7 @@ impl ClientEndpoint {
         // A tunnel has no control stream to ask for a certificate on: its
         // host key is judged bare (the SSH inside checks its own).
         if let Some(pending) = pending {
-            if !tokio::task::block_in_place(|| pending.decide_blocking(&[])) {
+            if !pending.decide(bytes::Bytes::new()).await {
                 conn.close(0u32.into(), b"host key verification failed");
                 return Err(ConnectFailure::Handshake(HandshakeFailure::HostKeyRejected));
             }
@@ -186,7 +186,7 @@ impl ClientEndpoint {
         let observer = NegotiatedGroup::new();
         let provider = crate::kx::crypto_provider_observed(&params.kex, observer.clone())?;
         let (mut tls, outcome) =
-            crate::tls::client_tls_with_outcome(params.verifier.clone(), provider)?;
+            crate::tls::client_tls_deferring(params.verifier.clone(), provider)?;
         tls.alpn_protocols = vec![alpn.to_vec()];
         let mut config = crate::tls::client_config(tls)?;
         let transport = crate::tls::transport_config_with(

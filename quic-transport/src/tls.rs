@@ -27,6 +27,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use client::client_tls_deferring;
 pub use client::{
     client_tls, client_tls_with_outcome, HandshakeFailure, HostKeyOutcome, HostKeyVerdict,
     SshHostKeyVerifier,

@@ -454,6 +454,37 @@ fn trusted_user_ca_keys_let_a_valid_certificate_in_and_refuse_the_rest() {
     );
 }
 
+/// 1b. The CA's signature algorithm: as sshd's default
+///     CASignatureAlgorithms, a certificate an RSA CA signed with SHA-1
+///     (`ssh-rsa`) is refused, one it signed with `rsa-sha2-512` is not.
+#[test]
+fn a_sha1_ca_signature_is_refused() {
+    let lab = Lab::new();
+    lab.keygen("rsa_ca", "rsa", "rsa_ca");
+    let user = lab.user.clone();
+    certified_key(&lab, "rsa_ca", "sha1", "sha1-id", &user, &["-t", "ssh-rsa"]);
+    certified_key(
+        &lab,
+        "rsa_ca",
+        "sha2",
+        "sha2-id",
+        &user,
+        &["-t", "rsa-sha2-512"],
+    );
+    let server = lab.start_sshqd_on(&trusted_ca_line(&lab, "rsa_ca"), Listeners::Both);
+    for client in EVERY_CLIENT {
+        assert_in(&lab, &server, client, "sha2");
+        assert_refused(&lab, &server, client, "sha1");
+    }
+    assert_logged(
+        &server,
+        &[
+            "certificate ID sha1-id",
+            "signature algorithm ssh-rsa is not allowed",
+        ],
+    );
+}
+
 /// 2. AuthorizedPrincipalsFile (`%u`, `%%`): a principal listed there lets
 ///    the certificate in, one not listed (even the user's own name, as in
 ///    sshd) does not; a line's options (`command=`, `no-pty`) apply; no

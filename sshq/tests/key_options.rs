@@ -277,3 +277,32 @@ fn forced_commands_only_lets_root_in_with_a_forced_command() {
         assert_eq!(text(&out.stdout), "forced\n", "{name}: {}", show(&out));
     }
 }
+
+/// RSA keys sign with SHA-2 only, over TCP as over QUIC (draft §7.5):
+/// OpenSSH's ssh made to sign with SHA-1 `ssh-rsa` is refused, the same
+/// key with `rsa-sha2-512` is let in.
+#[test]
+fn sha1_rsa_signatures_are_refused_over_tcp() {
+    let lab = Lab::new();
+    let server = lab.start_sshqd_on("", Listeners::Both);
+    lab.keygen("rsa_user", "rsa", "rsa_user");
+    let key = std::fs::read_to_string(lab.path("rsa_user.pub")).expect("rsa_user.pub");
+    std::fs::write(lab.path("authorized_keys"), key).expect("authorized_keys");
+    let rsa = lab.path("rsa_user").display().to_string();
+    let with = |algorithm: &str| {
+        let accepted = format!("PubkeyAcceptedAlgorithms={algorithm}");
+        lab.ssh(
+            server.port,
+            &["-i", &rsa, "-o", &accepted],
+            &["echo", "in"],
+            b"",
+        )
+    };
+    let out = with("ssh-rsa");
+    assert_eq!(out.status.code(), Some(255), "{}", show(&out));
+    assert!(server
+        .log_text()
+        .contains("ssh-rsa (SHA-1) signatures are not accepted"));
+    let out = with("rsa-sha2-512");
+    assert_eq!(text(&out.stdout), "in\n", "{}", show(&out));
+}

@@ -535,6 +535,14 @@ impl russh::server::Handler for ServerHandler {
         if self.failures.exhausted() {
             return Ok(self.too_many_failures(user));
         }
+        // draft §7.5: RSA only with SHA-2 (rsa-sha2-256/512), never SHA-1 ssh-rsa, as on QUIC and in sshd
+        if matches!(offer.algorithm, russh::keys::Algorithm::Rsa { hash: None }) {
+            tracing::info!(
+                "publickey refused for {}: ssh-rsa (SHA-1) signatures are not accepted",
+                log_escape::peer_text(user)
+            );
+            return Ok(self.refused(user));
+        }
         // draft §12.11: sk-* signatures MUST be refused unless their user-presence flag is set; over TCP it cannot be checked
         if is_security_key(offer.public_key) {
             // russh checks sk-* signatures but hides their flags, so the

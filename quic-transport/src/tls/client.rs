@@ -110,6 +110,11 @@ pub struct SshHostKeyVerifier {
     policy: Arc<dyn ServerKeyVerifier>,
     algorithms: WebPkiSupportedAlgorithms,
     outcome: HostKeyOutcome,
+    /// Whether a key only a CA could vouch for may wait for the host
+    /// certificate ([`HostKeyVerdict::AwaitingCertificate`]): only for a
+    /// caller that then asks for it and decides before sending anything
+    /// (`ClientEndpoint`); for any other the policy decides at once.
+    defer_to_certificate: bool,
 }
 
 impl SshHostKeyVerifier {
@@ -131,6 +136,7 @@ impl SshHostKeyVerifier {
             policy,
             algorithms,
             outcome: HostKeyOutcome::default(),
+            defer_to_certificate: false,
         })
     }
 
@@ -212,7 +218,7 @@ impl ServerCertVerifier for SshHostKeyVerifier {
 
         let key = PublicKey::from(key);
         // draft §5.5: a key only a certificate authority could vouch for waits for the certificate
-        if self.policy.wants_certificate(&key) {
+        if self.defer_to_certificate && self.policy.wants_certificate(&key) {
             self.outcome.set(HostKeyVerdict::AwaitingCertificate(key));
             return Ok(valid);
         }
@@ -298,7 +304,26 @@ pub fn client_tls_with_outcome(
     verifier: Arc<dyn ServerKeyVerifier>,
     provider: Arc<CryptoProvider>,
 ) -> Result<(rustls::ClientConfig, HostKeyOutcome), TlsError> {
-    let host_key_verifier = SshHostKeyVerifier::new(verifier, &provider)?;
+    client_tls_judging(verifier, provider, false)
+}
+
+/// [`client_tls_with_outcome`] whose verdict may wait for the server's
+/// host certificate (draft §5.5), for a caller that settles it before
+/// it sends anything.
+pub(crate) fn client_tls_deferring(
+    verifier: Arc<dyn ServerKeyVerifier>,
+    provider: Arc<CryptoProvider>,
+) -> Result<(rustls::ClientConfig, HostKeyOutcome), TlsError> {
+    client_tls_judging(verifier, provider, true)
+}
+
+fn client_tls_judging(
+    verifier: Arc<dyn ServerKeyVerifier>,
+    provider: Arc<CryptoProvider>,
+    defer_to_certificate: bool,
+) -> Result<(rustls::ClientConfig, HostKeyOutcome), TlsError> {
+    let mut host_key_verifier = SshHostKeyVerifier::new(verifier, &provider)?;
+    host_key_verifier.defer_to_certificate = defer_to_certificate;
     let outcome = host_key_verifier.outcome();
 
     let mut config = rustls::ClientConfig::builder_with_provider(provider)

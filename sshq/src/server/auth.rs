@@ -200,7 +200,10 @@ impl KeyPolicy {
         })
         .await;
         let grant = read.unwrap_or_else(|e| {
-            tracing::error!("cannot read the authorized keys of {user}: {e}");
+            tracing::error!(
+                "cannot read the authorized keys of {}: {e}",
+                log_escape::peer_text(user)
+            );
             None
         })?;
         login.admits(user, grant)
@@ -280,22 +283,32 @@ impl KeyPolicy {
                 Some(true) => {
                     let principals = (self.principals_file)(user, &login.owner.home);
                     let grant = match principals {
-                        None => cert
-                            .valid_principals()
-                            .iter()
-                            .any(|p| p == user)
-                            .then(KeyOptions::default),
+                        // Without a principals file the certificate's own
+                        // options apply alone (a no-touch-required
+                        // extension holds), as in sshd.
+                        None => {
+                            cert.valid_principals()
+                                .iter()
+                                .any(|p| p == user)
+                                .then(|| KeyOptions {
+                                    touch_required: false,
+                                    ..KeyOptions::default()
+                                })
+                        }
                         Some(file) => {
                             let (owner, strict, cert) =
                                 (login.owner.clone(), self.strict_modes, cert.clone());
                             as_identity_within(&login.identity, None, LOOKUP_LIMIT, move || {
                                 Ok(keys_file::read_keys_file(&file, &owner, strict).and_then(
-                                    |text| certificate::principals_grant(&text, &file, &cert),
+                                    |text| certificate::principals_grant(&text, &file, &cert, peer),
                                 ))
                             })
                             .await
                             .unwrap_or_else(|e| {
-                                tracing::error!("cannot read the principals of {user}: {e}");
+                                tracing::error!(
+                                    "cannot read the principals of {}: {e}",
+                                    log_escape::peer_text(user)
+                                );
                                 None
                             })
                         }
@@ -332,7 +345,10 @@ impl KeyPolicy {
         })
         .await
         .unwrap_or_else(|e| {
-            tracing::error!("cannot read the authorized keys of {user}: {e}");
+            tracing::error!(
+                "cannot read the authorized keys of {}: {e}",
+                log_escape::peer_text(user)
+            );
             None
         })
     }

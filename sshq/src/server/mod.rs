@@ -26,7 +26,6 @@ use std::sync::Arc;
 
 use clap::{ArgAction, Parser};
 use sshq_core::log_escape;
-use sshq_core::ssh_key::public::KeyData;
 use sshq_core::ssh_key::{Algorithm, PrivateKey};
 use sshq_core::transport::Connection;
 use sshq_quic::server::{ListenerConfig, ServerEndpoint, ServerSettings, ServerSetupError};
@@ -162,9 +161,13 @@ pub async fn serve(
     let host_certificates =
         prepare::load_host_certificates(&config.identity.host_certificates, &host_keys);
     // draft §5.5: the certificate of the Ed25519 key TLS presents, for QUIC clients that ask
+    let quic_key = host_keys
+        .iter()
+        .find(|key| matches!(key.algorithm(), Algorithm::Ed25519))
+        .map(|key| key.public_key().key_data().clone());
     let quic_host_certificate = host_certificates
         .iter()
-        .find(|certificate| matches!(certificate.public_key(), KeyData::Ed25519(_)))
+        .find(|certificate| Some(certificate.public_key()) == quic_key.as_ref())
         .and_then(|certificate| certificate.to_bytes().ok())
         .map(bytes::Bytes::from)
         .unwrap_or_default();

@@ -38,6 +38,10 @@ pub enum CertificateRefusal {
     Invalid,
     #[error("certificate lacks principal list")]
     NoPrincipals,
+    #[error("certificate signature algorithm {0} is not allowed (CASignatureAlgorithms)")]
+    CaSignatureAlgorithm(String),
+    #[error("certificate source-address {0:?} is not a list of addresses and networks")]
+    BadSourceAddress(String),
     #[error("certificate has unsupported critical option {0}")]
     UnsupportedCriticalOption(String),
     #[error("certificate critical option verify-required is not supported by sshqd yet")]
@@ -61,6 +65,13 @@ pub fn unix_now() -> u64 {
 pub fn check_certificate(certificate: &Certificate, now: u64) -> Result<(), CertificateRefusal> {
     if certificate.cert_type() != CertType::User {
         return Err(CertificateRefusal::NotUserCertificate);
+    }
+    // sshd's default CASignatureAlgorithms: no SHA-1 ssh-rsa, no DSA.
+    let signed_with = certificate.signature().algorithm();
+    if !sshq_core::host_certificate::allowed_ca_signature(&signed_with) {
+        return Err(CertificateRefusal::CaSignatureAlgorithm(
+            signed_with.as_str().to_string(),
+        ));
     }
     let ca = certificate.signature_key().fingerprint(HashAlg::Sha256);
     certificate
@@ -93,9 +104,14 @@ pub fn certificate_options(
         match name.as_str() {
             "force-command" => options.command = Some(value.clone()),
             "source-address" => {
-                // sshd: a list of addresses and CIDR networks, no wildcards.
-                let wildcard = value.contains(['*', '?', '!']);
-                if wildcard || !key_options::from_allows(value, peer) {
+                // sshd: a list of addresses and CIDR networks only; a list
+                // that does not parse refuses the certificate.
+                if !source_address_list(value) {
+                    return Err(CertificateRefusal::BadSourceAddress(log_escape::peer_text(
+                        value,
+                    )));
+                }
+                if !key_options::from_allows(value, peer) {
                     return Err(CertificateRefusal::SourceAddress {
                         allowed: value.clone(),
                         peer: peer.map_or_else(|| "an unknown address".into(), |p| p.to_string()),
@@ -159,17 +175,37 @@ pub fn merge(
 /// Whether the TrustedUserCAKeys text lists `ca` (one public key a line;
 /// blank lines and `#` comments skipped).
 pub fn ca_listed(text: &str, ca: &KeyData) -> bool {
-    text.lines()
+    let lines = text
+        .lines()
         .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .filter_map(|line| PublicKey::from_openssh(line).ok())
-        .any(|key| key.key_data() == ca)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'));
+    for line in lines {
+        // sshd stops at a line that is not a key: CAs after it are not
+        // trusted.
+        let Ok(key) = PublicKey::from_openssh(line) else {
+            tracing::error!(
+                "TrustedUserCAKeys: a line is not a public key; the lines after it are ignored"
+            );
+            return false;
+        };
+        if key.key_data() == ca {
+            return true;
+        }
+    }
+    false
 }
 
 /// The options of the first line of an AuthorizedPrincipalsFile text that
-/// names one of the certificate's principals (lines that do not parse are
-/// skipped with a log line, as sshd does).
-pub fn principals_grant(text: &str, file: &Path, certificate: &Certificate) -> Option<KeyOptions> {
+/// names one of the certificate's principals and admits the client at
+/// `peer` (`from=`, `expiry-time=`). Lines that do not parse, or carry
+/// `cert-authority` or `principals=` (meaningless there), are skipped
+/// with a log line, as sshd does.
+pub fn principals_grant(
+    text: &str,
+    file: &Path,
+    certificate: &Certificate,
+    peer: Option<IpAddr>,
+) -> Option<KeyOptions> {
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -186,7 +222,15 @@ pub fn principals_grant(text: &str, file: &Path, certificate: &Certificate) -> O
                 continue;
             }
         };
+        let at = || format!("{}:{}", file.display(), number + 1);
+        if options.cert_authority || options.principals.is_some() {
+            tracing::warn!("{}: cert-authority and principals= are invalid here", at());
+            continue;
+        }
         if certificate.valid_principals().contains(&principal) {
+            if !super::line_admits(&options, peer, &at) {
+                continue;
+            }
             tracing::debug!(
                 "{}:{}: matched principal {}",
                 file.display(),
@@ -199,24 +243,33 @@ pub fn principals_grant(text: &str, file: &Path, certificate: &Certificate) -> O
     None
 }
 
-/// Whether one of the certificate's principals matches a `principals=`
-/// list (comma-separated patterns, `!` negating, as sshd's match_list).
+/// Whether one of the certificate's principals is in a `principals=`
+/// list: exact names, comma-separated, read up to the first empty entry
+/// (sshd's match_principals_option; no patterns).
 pub fn principal_in_list(certificate: &Certificate, list: &str) -> bool {
-    certificate.valid_principals().iter().any(|principal| {
-        let mut matched = false;
-        for pattern in list.split(',').map(str::trim) {
-            let (negated, pattern) = match pattern.strip_prefix('!') {
-                Some(rest) => (true, rest),
-                None => (false, pattern),
-            };
-            if sshq_core::pattern::matches(pattern, principal) {
-                if negated {
-                    return false;
-                }
-                matched = true;
-            }
-        }
-        matched
+    let names: Vec<&str> = list
+        .split(',')
+        .take_while(|name| !name.is_empty())
+        .collect();
+    certificate
+        .valid_principals()
+        .iter()
+        .any(|principal| names.contains(&principal.as_str()))
+}
+
+/// Whether a `source-address` value is a comma-separated list of
+/// addresses and `address/bits` networks, as sshd requires.
+fn source_address_list(value: &str) -> bool {
+    value.split(',').all(|entry| {
+        let (address, bits) = match entry.split_once('/') {
+            Some((address, bits)) => (address, Some(bits)),
+            None => (entry, None),
+        };
+        let Ok(address) = address.parse::<IpAddr>() else {
+            return false;
+        };
+        let most = if address.is_ipv4() { 32 } else { 128 };
+        bits.is_none_or(|bits| bits.parse::<u32>().is_ok_and(|bits| bits <= most))
     })
 }
 

@@ -18,8 +18,8 @@
 mod krl;
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sshq_core::log_escape::peer_bytes;
@@ -97,9 +97,17 @@ impl RevokedKeys {
             error,
         };
         let mut bytes = Vec::new();
-        File::open(path)
-            .map_err(read)?
-            .take(MAX_REVOKED_KEYS_FILE as u64 + 1)
+        // Not blocking on a FIFO, and only a regular file, as for
+        // authorized_keys.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+            .open(path)
+            .map_err(read)?;
+        if !file.metadata().map_err(read)?.file_type().is_file() {
+            return Err(read(std::io::Error::other("not a regular file")));
+        }
+        file.take(MAX_REVOKED_KEYS_FILE as u64 + 1)
             .read_to_end(&mut bytes)
             .map_err(read)?;
         RevokedKeys::parse(&bytes).map_err(|error| RevokedKeysError::InFile {

@@ -151,6 +151,20 @@ fn extensions_grant_and_critical_options_restrict() {
     ));
     assert!(certificate_options(&forced, None).is_err());
 
+    for bad in ["localhost", "127.0.0.1/33", "10.0.0.0/8, 127.0.0.1", "*"] {
+        let spec = Spec {
+            critical: vec![("source-address", bad)],
+            ..Spec::default()
+        };
+        assert!(
+            matches!(
+                certificate_options(&user_certificate(&key(1), &key(2), spec), Some(local)),
+                Err(CertificateRefusal::BadSourceAddress(_))
+            ),
+            "{bad}"
+        );
+    }
+
     let unknown = Spec {
         critical: vec![("frobnicate", "")],
         ..Spec::default()
@@ -206,16 +220,34 @@ fn trusted_ca_files_and_principals_files() {
     let text = format!("# CAs\n\n{}\n", ca.public_key().to_openssh().unwrap());
     assert!(ca_listed(&text, ca.public_key().key_data()));
     assert!(!ca_listed(&text, key(3).public_key().key_data()));
+    // As sshd: a line that is not a key ends the list.
+    let text = format!("not a key\n{}\n", ca.public_key().to_openssh().unwrap());
+    assert!(!ca_listed(&text, ca.public_key().key_data()));
 
     let file = Path::new("principals");
     let cert = good();
-    assert!(principals_grant("bob\ncarol\n", file, &cert).is_none());
-    let grant = principals_grant("bob\nno-pty,command=\"id\" alice\n", file, &cert).unwrap();
+    let local: Option<IpAddr> = Some("127.0.0.1".parse().unwrap());
+    assert!(principals_grant("bob\ncarol\n", file, &cert, local).is_none());
+    let text = "bob\nno-pty,command=\"id\" alice\n";
+    let grant = principals_grant(text, file, &cert, local).unwrap();
     assert!(!grant.pty);
     assert_eq!(grant.command.as_deref(), Some("id"));
     // A line that does not parse is skipped, and a later one still counts.
-    let grant = principals_grant("frobnicate alice\nalice\n", file, &cert).unwrap();
+    let grant = principals_grant("frobnicate alice\nalice\n", file, &cert, local).unwrap();
     assert_eq!(grant, KeyOptions::default());
+    // from= and expiry-time= hold on principals lines too.
+    for options in [
+        "from=\"10.0.0.0/8\"",
+        "expiry-time=\"20000101\"",
+        "cert-authority",
+    ] {
+        let text = format!("{options} alice\n");
+        assert!(
+            principals_grant(&text, file, &cert, local).is_none(),
+            "{options}"
+        );
+    }
+    assert!(principals_grant("from=\"127.0.0.1\" alice\n", file, &cert, local).is_some());
 }
 
 #[test]
@@ -227,13 +259,19 @@ fn cert_authority_lines_in_authorized_keys() {
     let line = ca_line("cert-authority");
     assert!(authorized_keys_ca_grant(&line, file, &cert, "alice", local).is_some());
     assert!(authorized_keys_ca_grant(&line, file, &cert, "bob", local).is_none());
-    // With principals=, the list decides, whatever the user's name.
-    let line = ca_line("cert-authority,principals=\"ops,ali*\"");
+    // With principals=, the list decides, whatever the user's name: exact
+    // names, no patterns, read up to an empty entry (as sshd).
+    let line = ca_line("cert-authority,principals=\"ops,alice\"");
     assert!(authorized_keys_ca_grant(&line, file, &cert, "bob", local).is_some());
     let line = ca_line("cert-authority,principals=\"ops\"");
     assert!(authorized_keys_ca_grant(&line, file, &cert, "alice", local).is_none());
-    let line = ca_line("cert-authority,principals=\"*,!alice\"");
-    assert!(authorized_keys_ca_grant(&line, file, &cert, "alice", local).is_none());
+    for list in ["ali*", "*,!root", "ops,,alice"] {
+        let line = ca_line(&format!("cert-authority,principals=\"{list}\""));
+        assert!(
+            authorized_keys_ca_grant(&line, file, &cert, "alice", local).is_none(),
+            "{list}"
+        );
+    }
     // A plain line for the CA key does not trust its certificates.
     let line = ca_line("no-pty");
     assert!(authorized_keys_ca_grant(&line, file, &cert, "alice", local).is_none());
