@@ -381,9 +381,7 @@ async fn accept_quic(
             incoming.refuse();
             continue;
         };
-        let mut auth = (*auth).clone();
-        auth.policy = permit.counting(auth.policy);
-        let auth = Arc::new(auth);
+        let auth = auth.clone();
         let relay = relay.clone();
         let config = config.clone();
         tokio::spawn(async move {
@@ -482,9 +480,7 @@ async fn accept_tcp(
             let _ = stream.try_write(REFUSAL_BANNER);
             continue;
         };
-        let mut params = (*params).clone();
-        params.policy = permit.counting(params.policy);
-        let params = Arc::new(params);
+        let params = params.clone();
         let config = config.clone();
         tokio::spawn(async move {
             match sshq_tcp::accept(stream, local, Some(peer), params).await {

@@ -6,12 +6,9 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use sshq_core::auth::{AuthPolicy, BoxFuture};
-use sshq_core::ssh_key::{Certificate, PublicKey};
 
 use super::keywords::PreauthLimits;
 use super::{Admission, Ending, Refusal, Ticket};
@@ -82,7 +79,6 @@ impl Gate {
                 gate: self.clone(),
                 ticket: Some(ticket),
                 ending: None,
-                failures: Arc::new(AtomicU32::new(0)),
             }),
             Err(refusal) => {
                 self.log_drop(startups, peer, local, refusal);
@@ -168,7 +164,6 @@ pub struct Permit {
     gate: Arc<Gate>,
     ticket: Option<Ticket>,
     ending: Option<Ending>,
-    failures: Arc<AtomicU32>,
 }
 
 impl Permit {
@@ -181,16 +176,6 @@ impl Permit {
     pub fn ended(&mut self, ending: Ending) {
         self.ending = Some(ending);
     }
-
-    /// `policy`, counting the keys it refuses on this connection, so that
-    /// a connection that ends after a refusal is an authentication failure
-    /// (PerSourcePenalties authfail) and not a mere `noauth`.
-    pub fn counting(&self, policy: Arc<dyn AuthPolicy>) -> Arc<dyn AuthPolicy> {
-        Arc::new(CountingPolicy {
-            inner: policy,
-            failures: self.failures.clone(),
-        })
-    }
 }
 
 impl Drop for Permit {
@@ -198,91 +183,16 @@ impl Drop for Permit {
         let Some(ticket) = self.ticket.take() else {
             return;
         };
-        let refused_keys = self.failures.load(Ordering::Relaxed) > 0;
+        // A connection that ends without logging in is `noauth`, even if
+        // keys were refused: as in sshd, whose monitor counts a login as
+        // attempted (authfail) only once it checks a signature or a
+        // password for a key or user it allows, never for refused keys.
         let ending = match self.ending {
             // A panic unwinding through the connection's task.
             None if std::thread::panicking() => Ending::Crash,
-            None | Some(Ending::NoAuth) if refused_keys => Ending::AuthFailed,
             None => Ending::NoAuth,
             Some(ending) => ending,
         };
         self.gate.finish(ticket, ending);
-    }
-}
-
-struct CountingPolicy {
-    inner: Arc<dyn AuthPolicy>,
-    failures: Arc<AtomicU32>,
-}
-
-impl AuthPolicy for CountingPolicy {
-    fn publickey_allowed<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool> {
-        Box::pin(async move {
-            let allowed = self.inner.publickey_allowed(user, key).await;
-            if !allowed {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-            }
-            allowed
-        })
-    }
-
-    fn publickey_allowed_from<'a>(
-        &'a self,
-        user: &'a str,
-        key: &'a PublicKey,
-        peer: Option<std::net::SocketAddr>,
-    ) -> BoxFuture<'a, bool> {
-        Box::pin(async move {
-            let allowed = self.inner.publickey_allowed_from(user, key, peer).await;
-            if !allowed {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-            }
-            allowed
-        })
-    }
-
-    fn touch_required<'a>(&'a self, user: &'a str, key: &'a PublicKey) -> BoxFuture<'a, bool> {
-        self.inner.touch_required(user, key)
-    }
-
-    fn touch_required_from<'a>(
-        &'a self,
-        user: &'a str,
-        key: &'a PublicKey,
-        peer: Option<std::net::SocketAddr>,
-    ) -> BoxFuture<'a, bool> {
-        self.inner.touch_required_from(user, key, peer)
-    }
-
-    fn certificate_allowed_from<'a>(
-        &'a self,
-        user: &'a str,
-        certificate: &'a Certificate,
-        peer: Option<std::net::SocketAddr>,
-    ) -> BoxFuture<'a, bool> {
-        Box::pin(async move {
-            let allowed = self
-                .inner
-                .certificate_allowed_from(user, certificate, peer)
-                .await;
-            if !allowed {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-            }
-            allowed
-        })
-    }
-
-    fn certificate_touch_required_from<'a>(
-        &'a self,
-        user: &'a str,
-        certificate: &'a Certificate,
-        peer: Option<std::net::SocketAddr>,
-    ) -> BoxFuture<'a, bool> {
-        self.inner
-            .certificate_touch_required_from(user, certificate, peer)
-    }
-
-    fn max_auth_tries(&self) -> u32 {
-        self.inner.max_auth_tries()
     }
 }
