@@ -11,12 +11,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
+use common::agent::Agent;
 use common::{
-    echo_service, free_port, pts_line, run_with_input, show, text, wait_until, Lab, Listeners,
-    Server, SSHQ,
+    echo_service, free_port, pts_line, run_with_input, show, text, Lab, Listeners, Server, SSHQ,
 };
 
 /// A client program and the options that choose its transport.
@@ -99,13 +98,7 @@ impl Client {
 
     /// The client with no `-i` and IdentitiesOnly=no, so that the keys (and
     /// certificates) of the agent at `agent` are offered; then `extra`.
-    fn run_with_agent(
-        &self,
-        lab: &Lab,
-        server: &Server,
-        agent: &CertAgent,
-        extra: &[&str],
-    ) -> Output {
+    fn run_with_agent(&self, lab: &Lab, server: &Server, agent: &Agent, extra: &[&str]) -> Output {
         let known_hosts = format!("UserKnownHostsFile={}", lab.path("known_hosts").display());
         let port = server.port.to_string();
         let mut args: Vec<&str> = vec![
@@ -309,54 +302,6 @@ fn trusted_ca_line(lab: &Lab, ca: &str) -> String {
 
 fn write(lab: &Lab, name: &str, contents: impl AsRef<[u8]>) {
     std::fs::write(lab.path(name), contents).unwrap_or_else(|e| panic!("write {name}: {e}"));
-}
-
-/// A real `ssh-agent -D` on a socket in the lab, killed on drop.
-struct CertAgent {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl CertAgent {
-    fn start(lab: &Lab) -> CertAgent {
-        let socket = lab.path("cert-agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ssh-agent must be installed (openssh-client)");
-        let agent = CertAgent { child, socket };
-        assert!(
-            wait_until(Duration::from_secs(10), || agent.socket.exists()),
-            "ssh-agent did not create {}",
-            agent.socket.display()
-        );
-        agent
-    }
-
-    /// `ssh-add` of the lab key `key` (ssh-add adds `key-cert.pub` too
-    /// when it is there); returns what ssh-add said.
-    fn add(&self, lab: &Lab, key: &str) -> String {
-        let out = run_with_input(
-            Command::new("ssh-add")
-                .arg(lab.path(key))
-                .env("SSH_AUTH_SOCK", &self.socket),
-            b"",
-        );
-        assert!(out.status.success(), "ssh-add {key}: {}", show(&out));
-        text(&out.stderr)
-    }
-}
-
-impl Drop for CertAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// 1. TrustedUserCAKeys: a valid certificate whose principal is the user
@@ -904,7 +849,7 @@ fn extensions_grant_pty_forwarding_and_agent() {
     }
 
     // -A with a real agent holding some key.
-    let agent = CertAgent::start(&lab);
+    let agent = Agent::empty(&lab, "cert-agent.sock");
     agent.add(&lab, "user");
     let probe = "echo \"sock=$SSH_AUTH_SOCK\"; ssh-add -l >/dev/null 2>&1; echo \"rc=$?\"";
     for client in EVERY_CLIENT {
@@ -1132,7 +1077,7 @@ fn certificates_from_certificate_file_and_from_the_agent() {
     }
 
     // The agent holds a plain key; the certificate comes from CertificateFile.
-    let agent = CertAgent::start(&lab);
+    let agent = Agent::empty(&lab, "cert-agent.sock");
     new_key(&lab, "agent_plain");
     agent.add(&lab, "agent_plain");
     sign_user(

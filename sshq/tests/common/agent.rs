@@ -16,7 +16,14 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent and loads the lab's user key into it.
     pub fn start(lab: &Lab) -> Agent {
-        let socket = lab.path("agent.sock");
+        let agent = Agent::empty(lab, "agent.sock");
+        agent.add(lab, "user");
+        agent
+    }
+
+    /// Starts an agent holding no key, on the lab socket `name`.
+    pub fn empty(lab: &Lab, name: &str) -> Agent {
+        let socket = lab.path(name);
         let child = Command::new("ssh-agent")
             .arg("-D")
             .arg("-a")
@@ -32,14 +39,20 @@ impl Agent {
             "ssh-agent did not create {}",
             agent.socket.display()
         );
-        let added = run_with_input(
+        agent
+    }
+
+    /// `ssh-add` of the lab key `key` (ssh-add adds `key-cert.pub` too
+    /// when it is there); returns what ssh-add said on stderr.
+    pub fn add(&self, lab: &Lab, key: &str) -> String {
+        let out = run_with_input(
             Command::new("ssh-add")
-                .arg(lab.path("user"))
-                .env("SSH_AUTH_SOCK", &agent.socket),
+                .arg(lab.path(key))
+                .env("SSH_AUTH_SOCK", &self.socket),
             b"",
         );
-        assert!(added.status.success(), "ssh-add: {}", show(&added));
-        agent
+        assert!(out.status.success(), "ssh-add {key}: {}", show(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
 
