@@ -224,6 +224,50 @@ pub trait AuthPolicy: Send + Sync + 'static {
 
     /// The most authentication attempts one connection may make.
     fn max_auth_tries(&self) -> u32;
+
+    /// The methods `user`, connecting from `peer`, may use, and the
+    /// sequences (AuthenticationMethods) that complete a login. Asked once
+    /// per connection, at its first request. The default: public keys.
+    fn methods<'a>(
+        &'a self,
+        _user: &'a str,
+        _peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, crate::auth_methods::AuthMethods> {
+        Box::pin(async { crate::auth_methods::AuthMethods::publickey_only() })
+    }
+
+    /// Is `password` the password of `user` (PasswordAuthentication; PAM's
+    /// auth stage in sshqd)? The default refuses every password.
+    fn password_allowed<'a>(
+        &'a self,
+        _user: &'a str,
+        _password: &'a str,
+        _peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+
+    /// Starts a keyboard-interactive conversation for `user`
+    /// (KbdInteractiveAuthentication); `None` when there is none to have.
+    fn keyboard_interactive<'a>(
+        &'a self,
+        _user: &'a str,
+        _peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, Option<Box<dyn crate::auth_methods::KbdInteractive>>> {
+        Box::pin(async { None })
+    }
+
+    /// The account check made once every required method has succeeded,
+    /// before USERAUTH_SUCCESS (PAM's account stage in sshqd: expiry,
+    /// nologin, access rules), whatever the methods were. A refusal counts
+    /// as a failed attempt, as in sshd. The default allows.
+    fn account_allowed<'a>(
+        &'a self,
+        _user: &'a str,
+        _peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async { true })
+    }
 }
 
 /// What a user logged in with: a plain public key, or an OpenSSH

@@ -7,6 +7,7 @@
 //! here too, so both transports check a server exactly the same way.
 
 pub mod auth;
+pub mod auth_methods;
 pub mod channel;
 pub mod error;
 pub mod host_certificate;
@@ -21,3 +22,4 @@ pub mod stream;
 pub mod transport;
 
 pub use ssh_key;
+pub use zeroize;

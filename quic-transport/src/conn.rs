@@ -262,6 +262,8 @@ pub enum AuthOutcome {
 pub struct ClientAuth {
     pub user: String,
     pub keys: Vec<Arc<dyn UserKey>>,
+    /// Passwords, keyboard-interactive and the order of methods.
+    pub auth_options: sshq_core::auth_methods::ClientAuthOptions,
 }
 
 /// Logs in on an established QUIC connection. Returns as soon as the first

@@ -154,6 +154,7 @@ async fn sshq_client(
         .expect("QUIC handshake");
     let auth = ClientAuth {
         user: USER.to_string(),
+        auth_options: Default::default(),
         keys,
     };
     let session = sshq_quic::client_session(conn, auth)
@@ -198,6 +199,7 @@ async fn the_client_closes_when_the_server_aborts_its_control_stream_after_login
 async fn stranger_then_user(f: &Fixture, conn: quinn::Connection) -> QuicConnection {
     let auth = ClientAuth {
         user: USER.to_string(),
+        auth_options: Default::default(),
         keys: vec![
             f.stranger.clone() as Arc<dyn UserKey>,
             f.user_key.clone() as Arc<dyn UserKey>,

@@ -79,6 +79,7 @@ async fn logged_in(dir: &Path) -> LoggedIn {
         let raw = conn.clone();
         let auth = ClientAuth {
             user: USER.to_string(),
+            auth_options: Default::default(),
             keys: vec![Arc::new(FileKey::new(user, "user")) as Arc<dyn UserKey>],
         };
         let session = sshq_quic::client_session(conn, auth)

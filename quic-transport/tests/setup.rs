@@ -92,6 +92,7 @@ fn client_for(server: &ServerEndpoint) -> (ClientEndpoint, SocketAddr) {
 fn nobody() -> sshq_quic::ClientAuth {
     sshq_quic::ClientAuth {
         user: "nobody".to_string(),
+        auth_options: Default::default(),
         keys: Vec::new(),
     }
 }

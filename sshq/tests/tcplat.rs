@@ -154,6 +154,7 @@ async fn pair(pause: Option<Duration>) -> Pair {
         ClientParams {
             host: "127.0.0.1".to_string(),
             user: USER.to_string(),
+            auth_options: Default::default(),
             keys: vec![Arc::new(FileKey::new(user.clone(), "user")) as Arc<dyn UserKey>],
             verifier: Arc::new(OneHostKey(host.public_key().clone())),
             kex: None,

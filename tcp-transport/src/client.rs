@@ -31,6 +31,8 @@ pub struct ClientParams {
     pub user: String,
     /// Keys to try, in order.
     pub keys: Vec<Arc<dyn UserKey>>,
+    /// Passwords, keyboard-interactive and the order of methods.
+    pub auth_options: sshq_core::auth_methods::ClientAuthOptions,
     pub verifier: Arc<dyn ServerKeyVerifier>,
     /// Key exchange algorithms in order of preference (OpenSSH names, as
     /// `sshq_core::kex::resolve` gives them); None: sshq's client default,

@@ -183,6 +183,7 @@ async fn quic_login(
     let server = SocketAddr::from(([127, 0, 0, 1], port));
     let auth = sshq_quic::ClientAuth {
         user: user.to_string(),
+        auth_options: Default::default(),
         keys: vec![key as Arc<dyn UserKey>],
     };
     let session = endpoint

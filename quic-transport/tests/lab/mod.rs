@@ -275,6 +275,7 @@ impl Fixture {
         let (endpoint, conn) = self.quic().await;
         let auth = ClientAuth {
             user: USER.to_string(),
+            auth_options: Default::default(),
             keys: vec![self.user_key.clone() as Arc<dyn UserKey>],
         };
         let session = sshq_quic::client_session_with(conn, auth, mapping)

@@ -263,6 +263,7 @@ async fn connect_tcp(
     let params = || sshq_tcp::ClientParams {
         host: plan.host.clone(),
         user: plan.user.clone(),
+        auth_options: Default::default(),
         keys: prepared.keys.clone(),
         verifier: prepared.verifier.clone(),
         kex: kex.clone(),
@@ -381,6 +382,7 @@ async fn connect_quic_on(
 ) -> Result<sshq_quic::QuicConnection, QuicFailure> {
     let auth = sshq_quic::ClientAuth {
         user: plan.user.clone(),
+        auth_options: Default::default(),
         keys: prepared.keys.clone(),
     };
     endpoint

@@ -73,6 +73,7 @@ pub async fn tcp_client_as(
     let params = sshq_tcp::ClientParams {
         host: "127.0.0.1".to_string(),
         user: user.to_string(),
+        auth_options: Default::default(),
         keys: vec![Arc::new(FileKey::new(key_file, key)) as Arc<dyn UserKey>],
         verifier: trust_lab_host_key(lab),
         kex: None,
@@ -105,6 +106,7 @@ pub async fn quic_client(lab: &Lab, server: &Server) -> sshq_quic::QuicConnectio
     };
     let auth = sshq_quic::ClientAuth {
         user: lab.user.clone(),
+        auth_options: Default::default(),
         keys: user_keys(lab),
     };
     let session = step(

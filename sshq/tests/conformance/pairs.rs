@@ -90,6 +90,7 @@ pub async fn tcp() -> Pair<TcpClientConnection, TcpServerConnection> {
         ClientParams {
             host: "127.0.0.1".to_string(),
             user: USER.to_string(),
+            auth_options: Default::default(),
             keys: keys.user_keys(),
             verifier: keys.verifier(),
             kex: None,
@@ -139,6 +140,7 @@ pub async fn quic() -> Pair<QuicConnection, QuicConnection> {
         let conn = connecting.await.expect("QUIC handshake");
         let auth = ClientAuth {
             user: USER.to_string(),
+            auth_options: Default::default(),
             keys: user_keys,
         };
         let session = sshq_quic::client_session(conn, auth)
