@@ -28,11 +28,12 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
-    /// sshd's order, used for the "methods that can continue" list.
+    /// sshd's order (`authmethods[]` in auth2.c), used for the "methods
+    /// that can continue" list.
     pub const ALL: [AuthMethod; 3] = [
         AuthMethod::PublicKey,
-        AuthMethod::KeyboardInteractive,
         AuthMethod::Password,
+        AuthMethod::KeyboardInteractive,
     ];
 
     pub fn name(self) -> &'static str {

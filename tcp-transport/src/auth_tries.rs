@@ -1,14 +1,16 @@
 //! How the TCP server counts authentication failures (MaxAuthTries) and
 //! which keys it cannot accept, kept apart from the russh handler.
 
-use std::net::SocketAddr;
-
 /// MaxAuthTries, counted as sshd counts it (auth2.c): every refused
 /// request is a failure, except a first "none" request and a publickey
 /// query for a key that would be accepted (answered with PK_OK); a request
 /// that arrives once `failures >= MaxAuthTries` is not even looked at, and
 /// reaching the limit ends the connection with "Too many authentication
-/// failures". So MaxAuthTries 0 allows no login at all, as in sshd.
+/// failures". So MaxAuthTries 0 allows no login at all, as in sshd. A
+/// method that succeeds only partly (AuthenticationMethods) is no failure,
+/// and a keyboard-interactive conversation counts once, when it ends
+/// refused: its rounds are "postponed" answers, and its answers are not
+/// requests.
 ///
 /// russh does not tell the handler about requests it refuses by itself (a
 /// signature that does not verify, an unknown algorithm); its own limit,
@@ -17,16 +19,14 @@ pub(crate) struct AuthFailures {
     max: u32,
     failures: u32,
     pub(crate) requests: u32,
-    pub(crate) peer: Option<SocketAddr>,
 }
 
 impl AuthFailures {
-    pub(crate) fn new(max: u32, peer: Option<SocketAddr>) -> Self {
+    pub(crate) fn new(max: u32) -> Self {
         AuthFailures {
             max,
             failures: 0,
             requests: 0,
-            peer,
         }
     }
 
@@ -66,13 +66,13 @@ mod tests {
 
     #[test]
     fn auth_failures_count_as_sshd_counts_them() {
-        let mut none = AuthFailures::new(0, None);
+        let mut none = AuthFailures::new(0);
         assert!(none.exhausted(), "MaxAuthTries 0 admits no request at all");
-        let mut one = AuthFailures::new(1, None);
+        let mut one = AuthFailures::new(1);
         assert!(!one.exhausted());
         assert!(one.failed(), "the first failure reaches MaxAuthTries 1");
         assert!(one.exhausted());
-        let mut six = AuthFailures::new(6, None);
+        let mut six = AuthFailures::new(6);
         for _ in 0..5 {
             assert!(!six.exhausted());
             assert!(!six.failed());

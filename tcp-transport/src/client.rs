@@ -1,12 +1,13 @@
 //! The client side of SSH over a byte stream: russh's client session, host
-//! key checked by the core's policy, user keys from files or ssh-agent.
+//! key checked by the core's policy, user authentication (keys from files
+//! or ssh-agent, keyboard-interactive, passwords) in client_auth.rs.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex as StdMutex};
 
 use russh::client::ChannelOpenHandle;
 use russh::client::{Msg, Session};
-use russh::keys::{HashAlg, PublicKeyOrCertificate};
+use russh::keys::PublicKeyOrCertificate;
 use sshq_core::auth::{ServerKeyVerifier, UserKey};
 use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest};
 use sshq_core::error::{ConnectError, ProtocolError, TransportError};
@@ -150,7 +151,7 @@ where
             return Err(map_handshake_error(e, &params.host));
         }
     };
-    authenticate(&mut handle, &params).await?;
+    crate::client_auth::authenticate(&mut handle, &params).await?;
     let kex = kex_name.lock().ok().and_then(|k| k.clone());
     Ok(TcpClientConnection {
         handle,
@@ -226,142 +227,6 @@ fn map_handshake_error(e: russh::Error, host: &str) -> ConnectError {
         },
         russh::Error::UnknownKey => ConnectError::HostKeyRejected,
         other => ConnectError::Transport(TransportError::ConnectionClosed(Some(other.to_string()))),
-    }
-}
-
-/// Tries each key in turn, as ssh does, until one is accepted.
-async fn authenticate(
-    handle: &mut russh::client::Handle<ClientHandler>,
-    params: &ClientParams,
-) -> Result<(), ConnectError> {
-    let rsa_hash = handle
-        .best_supported_rsa_hash()
-        .await
-        .ok()
-        .flatten()
-        .flatten();
-    let mut methods = "publickey".to_string();
-    for key in &params.keys {
-        let mut signer = KeySigner { key: key.clone() };
-        let result = match key.certificate() {
-            Some(certificate) => {
-                handle
-                    .authenticate_certificate_with(
-                        params.user.clone(),
-                        certificate.clone(),
-                        rsa_hash,
-                        &mut signer,
-                    )
-                    .await
-            }
-            None => {
-                handle
-                    .authenticate_publickey_with(
-                        params.user.clone(),
-                        key.public_key().clone(),
-                        rsa_hash,
-                        &mut signer,
-                    )
-                    .await
-            }
-        };
-        match result {
-            Ok(russh::client::AuthResult::Success) => return Ok(()),
-            Ok(russh::client::AuthResult::Failure {
-                remaining_methods, ..
-            }) => {
-                tracing::debug!("key {} refused", key.description());
-                methods = method_list(&remaining_methods);
-            }
-            Err(e) => {
-                tracing::debug!("signing with {} failed: {e}", key.description());
-            }
-        }
-        if handle.is_closed() {
-            break;
-        }
-    }
-    Err(ConnectError::PermissionDenied {
-        user: params.user.clone(),
-        host: params.host.clone(),
-        methods,
-    })
-}
-
-fn method_list(methods: &russh::MethodSet) -> String {
-    let names: Vec<&str> = methods.iter().map(<&'static str>::from).collect();
-    if names.is_empty() {
-        "publickey".to_string()
-    } else {
-        names.join(",")
-    }
-}
-
-/// russh's signer callback over the core's user keys.
-struct KeySigner {
-    key: Arc<dyn UserKey>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use russh::keys::{Algorithm, EcdsaCurve, HashAlg};
-
-    #[test]
-    fn known_host_key_types_go_first() {
-        let default = [
-            Algorithm::Ed25519,
-            Algorithm::Ecdsa {
-                curve: EcdsaCurve::NistP256,
-            },
-            Algorithm::Rsa {
-                hash: Some(HashAlg::Sha512),
-            },
-            Algorithm::Rsa { hash: None },
-        ];
-        let order = host_key_order(
-            &default,
-            &["ssh-rsa".to_string(), "ecdsa-sha2-nistp256".to_string()],
-        );
-        assert_eq!(
-            order,
-            [
-                Algorithm::Rsa {
-                    hash: Some(HashAlg::Sha512)
-                },
-                Algorithm::Rsa { hash: None },
-                Algorithm::Ecdsa {
-                    curve: EcdsaCurve::NistP256
-                },
-                Algorithm::Ed25519,
-            ]
-        );
-        assert_eq!(host_key_order(&default, &[]), default);
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum SignerError {
-    #[error("{0}")]
-    Sign(#[from] sshq_core::auth::SignError),
-    #[error("connection closed while signing")]
-    Send(#[from] russh::SendError),
-}
-
-impl russh::Signer for KeySigner {
-    type Error = SignerError;
-
-    async fn auth_sign(
-        &mut self,
-        _key: &russh::keys::agent::AgentIdentity,
-        hash_alg: Option<HashAlg>,
-        mut to_sign: Vec<u8>,
-    ) -> Result<Vec<u8>, Self::Error> {
-        let blob = self.key.sign(&to_sign, hash_alg).await?;
-        // russh wants the data back with the signature appended as an SSH string.
-        to_sign.extend_from_slice(&(blob.len() as u32).to_be_bytes());
-        to_sign.extend_from_slice(&blob);
-        Ok(to_sign)
     }
 }
 
@@ -483,7 +348,7 @@ impl Connection for TcpClientConnection {
     }
 }
 
-struct ClientHandler {
+pub(crate) struct ClientHandler {
     verifier: Arc<dyn ServerKeyVerifier>,
     incoming: mpsc::UnboundedSender<Incoming<ClientChannel>>,
     /// The connection's send pacing, for the channels the server opens.
@@ -609,5 +474,43 @@ impl russh::client::Handler for ClientHandler {
     ) -> Result<(), Self::Error> {
         self.offer_channel(ChannelKind::Agent, channel, reply);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::{Algorithm, EcdsaCurve, HashAlg};
+
+    #[test]
+    fn known_host_key_types_go_first() {
+        let default = [
+            Algorithm::Ed25519,
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP256,
+            },
+            Algorithm::Rsa {
+                hash: Some(HashAlg::Sha512),
+            },
+            Algorithm::Rsa { hash: None },
+        ];
+        let order = host_key_order(
+            &default,
+            &["ssh-rsa".to_string(), "ecdsa-sha2-nistp256".to_string()],
+        );
+        assert_eq!(
+            order,
+            [
+                Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha512)
+                },
+                Algorithm::Rsa { hash: None },
+                Algorithm::Ecdsa {
+                    curve: EcdsaCurve::NistP256
+                },
+                Algorithm::Ed25519,
+            ]
+        );
+        assert_eq!(host_key_order(&default, &[]), default);
     }
 }

@@ -8,12 +8,14 @@
 mod auth_tries;
 mod channel;
 pub mod client;
+mod client_auth;
 mod cut;
 mod ending;
 mod kex;
 mod paced;
 mod pacing;
 pub mod server;
+mod server_auth;
 mod socket_options;
 mod window;
 

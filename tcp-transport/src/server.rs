@@ -7,9 +7,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use russh::keys::PrivateKey;
-use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::server::{
+    Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
+};
 use russh::{ChannelId, MethodKind, MethodSet};
-use sshq_core::auth::{AuthPolicy, UserCredential};
+use sshq_core::auth::AuthPolicy;
 use sshq_core::channel::{
     ChannelKind, ChannelRequest, GlobalReply, GlobalRequest, PtyRequest, WindowSize, END_OF_WRITE,
 };
@@ -18,7 +20,7 @@ use sshq_core::kex::Role;
 use sshq_core::log_escape;
 use sshq_core::pipe::PipeBudget;
 use sshq_core::replies::{request_queue, RequestSender};
-use sshq_core::ssh_key::{Certificate, PublicKey};
+use sshq_core::ssh_key::Certificate;
 use sshq_core::transport::{
     Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, IncomingRequest, ReplyHandle,
     TransportKind,
@@ -26,12 +28,12 @@ use sshq_core::transport::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::auth_tries::{is_security_key, AuthFailures};
 use crate::channel::{core_modes, signal_name_of, Side, TcpChannel, CONNECTION_HANDOVER_LIMIT};
 use crate::ending::EndingWatch;
 pub use crate::kex::KexList;
 use crate::paced::Paced;
 use crate::pacing::{Interactive, Pacer, SEND_BUDGET};
+use crate::server_auth::{Authenticator, LoggedIn};
 
 /// A server-side channel over TCP.
 pub type ServerChannel = TcpChannel<Msg>;
@@ -85,7 +87,7 @@ pub const DISCONNECT_LINGER: Duration = Duration::from_secs(3);
 
 /// Sends SSH_MSG_DISCONNECT, then closes the socket [`DISCONNECT_LINGER`]
 /// later whatever the client did (if the session has not ended by then).
-async fn disconnect_and_cut(
+pub(crate) async fn disconnect_and_cut(
     handle: &russh::server::Handle,
     cutter: &crate::cut::Cutter,
     reason: russh::Disconnect,
@@ -131,13 +133,13 @@ where
         incoming: incoming_tx,
         channels: HashMap::new(),
         authenticated: Some(auth_tx),
-        user: None,
-        credential: None,
-        peer_addr,
-        failures: AuthFailures::new(params.policy.max_auth_tries(), peer_addr),
-        session_handle: session_handle.clone(),
-        logged_in_as: logged_in_as.clone(),
-        cutter: cutter.clone(),
+        auth: Authenticator::new(
+            params.policy.clone(),
+            peer_addr,
+            session_handle.clone(),
+            cutter.clone(),
+            logged_in_as.clone(),
+        ),
     };
     let deadline = params
         .login_grace_time
@@ -202,7 +204,7 @@ where
             local_addr,
             peer_addr,
             user,
-            credential: Some(credential),
+            credential,
             kex: None,
         },
         ending: ending_rx,
@@ -226,6 +228,12 @@ const RUSSH_AUTH_SLACK: usize = 4;
 const SERVER_ID: &str = concat!("SSH-2.0-OpenSSH_sshq_", env!("CARGO_PKG_VERSION"));
 
 pub(crate) fn russh_config(params: &ServerParams) -> russh::server::Config {
+    // russh lists these only when it refuses a request by itself before
+    // the handler has answered any (a bad signature as the very first
+    // request): every answer of the handler names the user's own methods
+    // (server_auth.rs). russh calls the handler for every method whatever
+    // this holds, so the handler decides; publickey, sshq's default, is
+    // the list that promises nothing a user may lack.
     let mut methods = MethodSet::empty();
     methods.push(MethodKind::PublicKey);
     let mut config = russh::server::Config {
@@ -360,70 +368,14 @@ struct ServerHandler {
     incoming: mpsc::UnboundedSender<Incoming<ServerChannel>>,
     /// Where each open channel's requests go.
     channels: HashMap<ChannelId, RequestSender>,
-    /// The user and key or certificate that logged in, for the
-    /// connection's info.
-    authenticated: Option<oneshot::Sender<(String, UserCredential)>>,
-    user: Option<String>,
-    credential: Option<UserCredential>,
-    /// The client's address, which a key's `from=` may restrict.
-    peer_addr: Option<SocketAddr>,
-    failures: AuthFailures,
-    /// The session's handle, set as soon as russh has started it.
-    session_handle: Arc<OnceLock<russh::server::Handle>>,
-    /// The user, once logged in (for the ClientAlive timeout's log line).
-    logged_in_as: Arc<OnceLock<String>>,
-    /// Closes the socket when the client lingers after a disconnect.
-    cutter: crate::cut::Cutter,
+    /// The user, and the key or certificate if one was used, that logged
+    /// in, for the connection's info.
+    authenticated: Option<oneshot::Sender<LoggedIn>>,
+    /// User authentication (server_auth.rs).
+    auth: Authenticator,
 }
 
 impl ServerHandler {
-    /// sshd's auth_maxtries_exceeded: log, then disconnect with its reason
-    /// (the failure for this request goes out first, which only tells the
-    /// client what the disconnect will tell it anyway).
-    fn too_many_failures(&self, user: &str) -> Auth {
-        tracing::error!(
-            "maximum authentication attempts exceeded for {} from {} port {} ssh2",
-            log_escape::peer_text(user),
-            self.failures
-                .peer
-                .map(|p| p.ip().to_string())
-                .unwrap_or_else(|| "UNKNOWN".to_string()),
-            self.failures.peer.map(|p| p.port()).unwrap_or(65535),
-        );
-        if let Some(handle) = self.session_handle.get().cloned() {
-            let cutter = self.cutter.clone();
-            tokio::spawn(async move {
-                disconnect_and_cut(
-                    &handle,
-                    &cutter,
-                    russh::Disconnect::ProtocolError,
-                    "Too many authentication failures".to_string(),
-                )
-                .await;
-            });
-        }
-        Self::reject()
-    }
-
-    /// Counts a refused request: a plain refusal, or the end when it was
-    /// the last one allowed.
-    fn refused(&mut self, user: &str) -> Auth {
-        if self.failures.failed() {
-            self.too_many_failures(user)
-        } else {
-            Self::reject()
-        }
-    }
-
-    fn reject() -> Auth {
-        let mut methods = MethodSet::empty();
-        methods.push(MethodKind::PublicKey);
-        Auth::Reject {
-            proceed_with_methods: Some(methods),
-            partial_success: false,
-        }
-    }
-
     /// Hands a channel the peer opened to the code above, and confirms or
     /// refuses it with its answer.
     fn offer_channel(
@@ -513,17 +465,11 @@ impl russh::server::Handler for ServerHandler {
     type Error = russh::Error;
 
     async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
-        let first = self.failures.requests == 0;
-        if self.failures.exhausted() {
-            return Ok(self.too_many_failures(user));
-        }
-        // sshd lets a client start with "none" (to learn the methods)
-        // without a failure; any later "none" counts.
-        if first {
-            Ok(Self::reject())
-        } else {
-            Ok(self.refused(user))
-        }
+        Ok(self.auth.none(user).await)
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        Ok(self.auth.password(user, password).await)
     }
 
     async fn auth_publickey_offered(
@@ -531,52 +477,7 @@ impl russh::server::Handler for ServerHandler {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        // draft §12.6: a limit of zero attempts MUST mean the same on both transports (MaxAuthTries as sshd counts it)
-        if self.failures.exhausted() {
-            return Ok(self.too_many_failures(user));
-        }
-        // draft §7.5: RSA only with SHA-2 (rsa-sha2-256/512), never SHA-1 ssh-rsa, as on QUIC and in sshd
-        if matches!(offer.algorithm, russh::keys::Algorithm::Rsa { hash: None }) {
-            tracing::info!(
-                "publickey refused for {}: ssh-rsa (SHA-1) signatures are not accepted",
-                log_escape::peer_text(user)
-            );
-            return Ok(self.refused(user));
-        }
-        // draft §12.11: sk-* signatures MUST be refused unless their user-presence flag is set; over TCP it cannot be checked
-        if is_security_key(offer.public_key) {
-            // russh checks sk-* signatures but hides their flags, so the
-            // user-presence bit sshd requires cannot be checked here.
-            tracing::info!(
-                "publickey {} refused for {}: security keys are accepted over QUIC only \
-                 (their user-presence flag cannot be checked over TCP)",
-                offer.public_key.algorithm().as_str(),
-                log_escape::peer_text(user)
-            );
-            return Ok(self.refused(user));
-        }
-        let policy = &self.params.policy;
-        let allowed = match offer.certificate {
-            Some(certificate) => {
-                policy
-                    .certificate_allowed_from(user, certificate, self.peer_addr)
-                    .await
-            }
-            None => {
-                policy
-                    .publickey_allowed_from(user, offer.public_key, self.peer_addr)
-                    .await
-            }
-        };
-        if allowed {
-            Ok(Auth::Accept)
-        } else {
-            tracing::info!(
-                "publickey offer refused for {}",
-                log_escape::peer_text(user)
-            );
-            Ok(self.refused(user))
-        }
+        Ok(self.auth.publickey_offered(user, offer).await)
     }
 
     async fn auth_publickey(
@@ -584,25 +485,7 @@ impl russh::server::Handler for ServerHandler {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        // A key accepted by an earlier query reaches here without a new
-        // offer: the limit must hold for it too.
-        if self.failures.failed_before_signature() {
-            return Ok(self.too_many_failures(user));
-        }
-        if !is_security_key(key.public_key)
-            && self
-                .params
-                .policy
-                .publickey_allowed_from(user, key.public_key, self.peer_addr)
-                .await
-        {
-            self.user = Some(user.to_string());
-            self.credential = Some(UserCredential::Key(key.public_key.clone()));
-            let _ = self.logged_in_as.set(user.to_string());
-            Ok(Auth::Accept)
-        } else {
-            Ok(self.refused(user))
-        }
+        Ok(self.auth.publickey_verified(user, key.public_key).await)
     }
 
     async fn auth_openssh_certificate(
@@ -610,36 +493,29 @@ impl russh::server::Handler for ServerHandler {
         user: &str,
         certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
-        if self.failures.failed_before_signature() {
-            return Ok(self.too_many_failures(user));
-        }
-        // russh checked the signature by the certified key, the
-        // certificate's own signature and its validity window; the policy
-        // decides on its CA, principals, options and revocation.
-        let key = PublicKey::from(certificate.public_key().clone());
-        if !is_security_key(&key)
-            && self
-                .params
-                .policy
-                .certificate_allowed_from(user, certificate, self.peer_addr)
-                .await
-        {
-            self.user = Some(user.to_string());
-            self.credential = Some(UserCredential::Certificate(Box::new(certificate.clone())));
-            let _ = self.logged_in_as.set(user.to_string());
-            Ok(Auth::Accept)
-        } else {
-            Ok(self.refused(user))
-        }
+        Ok(self.auth.certificate_verified(user, certificate).await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        // Submethods are hints sshd ignores too (PAM decides what to ask).
+        Ok(match response {
+            None => self.auth.keyboard_interactive_start(user).await,
+            Some(response) => {
+                let answers: Vec<_> = response.collect();
+                self.auth.keyboard_interactive_answers(user, answers).await
+            }
+        })
     }
 
     async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
-        if let (Some(tx), Some(user), Some(credential)) = (
-            self.authenticated.take(),
-            self.user.clone(),
-            self.credential.clone(),
-        ) {
-            let _ = tx.send((user, credential));
+        if let (Some(tx), Some(logged_in)) = (self.authenticated.take(), self.auth.take_completed())
+        {
+            let _ = tx.send(logged_in);
         }
         Ok(())
     }

@@ -58,7 +58,7 @@ fn alternatives_advance_together_as_sshd_updates_them() {
     ));
     assert_eq!(
         progress.succeeded(Pk, None),
-        MethodOutcome::Partial(vec![Kbd, Password])
+        MethodOutcome::Partial(vec![Password, Kbd])
     );
     assert_eq!(progress.succeeded(Password, None), MethodOutcome::Complete);
 }
