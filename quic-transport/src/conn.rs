@@ -11,10 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sshq_core::auth::{AuthPolicy, UserCredential, UserKey};
+use sshq_core::auth::{AuthPolicy, UserKey};
 use sshq_core::channel::{ChannelKind, GlobalReply, GlobalRequest};
 use sshq_core::error::{HandshakeError, ProtocolError as TransportProtocolError, TransportError};
-use sshq_core::log_escape;
 use sshq_core::transport::{
     Connection, ConnectionInfo, Incoming, IncomingGlobalRequest, TransportKind,
 };
@@ -22,12 +21,13 @@ use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use crate::channel::QuicChannel;
 use crate::channel_streams::ChannelStreams;
+use crate::client_auth::{ClientLogin, Next};
+use crate::keepalive;
 use crate::one_stream::ChannelMapping;
 use crate::preauth_credit::{PreauthCredit, PREAUTH_CHANNEL_BUDGET};
 use crate::proto::control::{Close, Control, ControlEvent};
 use crate::proto::{ProtocolError, RequestId, Transmit};
 use crate::wire::{encode_frame, ErrorCode, USERAUTH_EXPORTER_LABEL, USERAUTH_EXPORTER_LEN};
-use crate::{keepalive, userauth};
 
 /// The drivers' clock: tokio's, so that the machines and the timers that
 /// wake them agree.
@@ -62,7 +62,7 @@ type StopWatch =
 /// Moves bytes between the control stream and its [`Control`] machine.
 pub(crate) struct ControlDriver {
     conn: quinn::Connection,
-    machine: Control,
+    pub(crate) machine: Control,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
     /// The peer's STOP_SENDING reaches us even while we have nothing to
@@ -71,7 +71,7 @@ pub(crate) struct ControlDriver {
 }
 
 impl ControlDriver {
-    fn new(
+    pub(crate) fn new(
         conn: quinn::Connection,
         machine: Control,
         send: quinn::SendStream,
@@ -88,7 +88,7 @@ impl ControlDriver {
     }
 
     /// Writes what the machine has to send; Err once the stream is gone.
-    async fn flush(&mut self) -> Result<(), quinn::WriteError> {
+    pub(crate) async fn flush(&mut self) -> Result<(), quinn::WriteError> {
         while let Some(transmit) = self.machine.poll_transmit() {
             match transmit {
                 Transmit::Frame(frame) => match encode_frame(&frame) {
@@ -132,7 +132,7 @@ impl ControlDriver {
     /// peer's STOP_SENDING, whichever comes first (the peer's reset and
     /// stop included: the machine decides what they mean); Err if the
     /// stream cannot be read any more (the connection is gone).
-    async fn read(&mut self) -> Result<(), quinn::ReadError> {
+    pub(crate) async fn read(&mut self) -> Result<(), quinn::ReadError> {
         let read = self.recv.read_chunk(64 * 1024, true);
         let result = match self.stop.as_mut() {
             Some(stop) => tokio::select! {
@@ -261,13 +261,17 @@ pub enum AuthOutcome {
 /// What a client needs to log in over QUIC.
 pub struct ClientAuth {
     pub user: String,
+    /// The server as the user named it (ssh's `%h` after canonicalisation),
+    /// for the password prompt "user@host's password: ".
+    pub host: String,
     pub keys: Vec<Arc<dyn UserKey>>,
     /// Passwords, keyboard-interactive and the order of methods.
     pub auth_options: sshq_core::auth_methods::ClientAuthOptions,
 }
 
 /// Logs in on an established QUIC connection. Returns as soon as the first
-/// signed request is on its way: channels opened meanwhile wait, on the
+/// request is on its way (signed; or, when a password comes first, once the
+/// user has typed it): channels opened meanwhile wait, on the
 /// server, until authentication succeeds, so login, channel open and exec
 /// share the same round trip. Use [`QuicConnection::authenticated`] for
 /// the outcome.
@@ -329,7 +333,14 @@ pub(crate) async fn client_session_judged(
     conn.export_keying_material(&mut exporter, USERAUTH_EXPORTER_LABEL, b"")
         .map_err(|_| TransportProtocolError::ExporterUnavailable)?;
     let (auth_tx, auth_rx) = watch::channel(AuthState::Pending);
-    let mut keys = auth.keys.into_iter();
+    let ClientAuth {
+        user,
+        host,
+        keys,
+        auth_options,
+    } = auth;
+    let preferred = sshq_core::auth_methods::name_list(&auth_options.preferred);
+    let mut login = ClientLogin::new(user.clone(), host, keys, auth_options, exporter);
     let mut driver = ControlDriver::new(conn.clone(), Control::client(), send, recv);
     if let Some(pending) = pending {
         let certificate = host_certificate(&mut driver).await?;
@@ -343,32 +354,31 @@ pub(crate) async fn client_session_judged(
     }
     // draft §7.6: channel data before USERAUTH_SUCCESS is bounded.
     let credit = PreauthCredit::new(PREAUTH_CHANNEL_BUDGET);
-    // Sign and send the first request before returning (see above).
-    let first = next_request(&mut keys, &auth.user, &exporter).await;
-    let has_key = first.is_some();
-    match first {
-        Some(request) => {
+    // Build and send the first request before returning (see above).
+    let has_request = match login.first().await {
+        Next::Request(request) => {
             driver.machine.send_userauth(request);
             driver.flush().await.map_err(|e| lost(&e))?;
+            true
         }
-        None => {
-            let _ = auth_tx.send(AuthState::Refused("publickey".to_string()));
+        Next::Nothing => {
+            let _ = auth_tx.send(AuthState::Refused(preferred));
             // No request will need the credit.
             credit.lift();
+            false
         }
-    }
+    };
     let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
     let streams = ChannelStreams::new(conn.clone(), mapping, &incoming_tx);
     let (commands_tx, commands_rx) = mpsc::channel(CONTROL_QUEUE);
-    let user = auth.user.clone();
     {
         let conn = conn.clone();
         let streams = streams.clone();
         let answers = commands_tx.clone();
         let credit = credit.clone();
         tokio::spawn(async move {
-            if has_key {
-                let state = client_auth(&mut driver, &mut keys, &user, &exporter).await;
+            if has_request {
+                let state = login.run(&mut driver).await;
                 // Authentication is over: channel data need not wait any
                 // more (after a failure, the connection is closing).
                 credit.lift();
@@ -387,28 +397,11 @@ pub(crate) async fn client_session_judged(
             run_control(driver, commands_rx, answers, incoming_tx).await;
         });
     }
-    let mut session =
-        QuicConnection::new(conn, commands_tx, incoming_rx, streams, auth_rx, auth.user);
+    let mut session = QuicConnection::new(conn, commands_tx, incoming_rx, streams, auth_rx, user);
     session.preauth_credit = Some(credit);
     Ok(session)
 }
 
-async fn next_request(
-    keys: &mut impl Iterator<Item = Arc<dyn UserKey>>,
-    user: &str,
-    exporter: &[u8],
-) -> Option<crate::wire::UserauthRequest> {
-    for key in keys.by_ref() {
-        match userauth::signed_request(key.as_ref(), user, exporter).await {
-            Ok(request) => return Some(request),
-            Err(e) => tracing::debug!("skipping key {}: {e}", key.description()),
-        }
-    }
-    None
-}
-
-/// The client's side of authentication: the next key after each
-/// USERAUTH_FAILURE (draft §7.6), until success or no key is left.
 /// Client: asks for the server's host certificate and waits for it
 /// (draft §5.5); empty when the server has none.
 async fn host_certificate(driver: &mut ControlDriver) -> Result<bytes::Bytes, TransportError> {
@@ -424,41 +417,6 @@ async fn host_certificate(driver: &mut ControlDriver) -> Result<bytes::Bytes, Tr
             }
         }
         driver.read().await.map_err(|e| lost(e.to_string()))?;
-    }
-}
-
-async fn client_auth(
-    driver: &mut ControlDriver,
-    keys: &mut impl Iterator<Item = Arc<dyn UserKey>>,
-    user: &str,
-    exporter: &[u8],
-) -> AuthState {
-    loop {
-        if driver.flush().await.is_err() {
-            return AuthState::Failed("connection closed".to_string());
-        }
-        while let Some(event) = driver.machine.poll_event() {
-            match event {
-                ControlEvent::Authenticated => return AuthState::Succeeded,
-                ControlEvent::UserauthFailure { methods } => {
-                    match next_request(keys, user, exporter).await {
-                        Some(request) => driver.machine.send_userauth(request),
-                        None => {
-                            driver.machine.give_up();
-                            return AuthState::Refused(methods);
-                        }
-                    }
-                }
-                ControlEvent::Closed(close) => return AuthState::Failed(close.reason),
-                _ => {}
-            }
-        }
-        if driver.flush().await.is_err() {
-            return AuthState::Failed("connection closed".to_string());
-        }
-        if let Err(e) = driver.read().await {
-            return AuthState::Failed(e.to_string());
-        }
     }
 }
 
@@ -533,7 +491,11 @@ pub async fn login(
     deadline: Option<tokio::time::Instant>,
 ) -> Result<QuicConnection, HandshakeError> {
     let deadline = deadline.map(tokio::time::Instant::into_std);
-    let (user, credential, mut driver) = server_login(&conn, &auth, deadline).await?;
+    let crate::server_login::LoggedIn {
+        user,
+        credential,
+        mut driver,
+    } = crate::server_login::server_login(&conn, &auth, deadline).await?;
     // Logged in: the normal stream and flow-control limits apply now
     // (draft §7.7, pre-authentication credit).
     crate::preauth::lift(&conn);
@@ -564,114 +526,8 @@ pub async fn login(
     let (_, auth_rx) = watch::channel(AuthState::Succeeded);
     let mut connection =
         QuicConnection::new(conn, commands_tx, incoming_rx, streams, auth_rx, user);
-    connection.info.credential = Some(credential);
+    connection.info.credential = credential;
     Ok(connection)
-}
-
-/// Runs the server's side of authentication on the control stream until
-/// a user has logged in: the user, the key, and the driver
-/// (USERAUTH_SUCCESS still to be flushed, after the limits are lifted).
-async fn server_login(
-    conn: &quinn::Connection,
-    auth: &ServerAuth,
-    deadline: Option<Instant>,
-) -> Result<(String, UserCredential, ControlDriver), HandshakeError> {
-    let mut machine = Control::server(now(), deadline, auth.policy.max_auth_tries())
-        .with_host_certificate(auth.host_certificate.clone());
-    let (send, recv) = match until(deadline, conn.accept_bi()).await {
-        Some(Ok(streams)) => streams,
-        Some(Err(_)) => return Err(HandshakeError::Closed(None)),
-        None => {
-            machine.handle_timeout(now());
-            return Err(close_login(conn, machine.poll_event()));
-        }
-    };
-    let mut exporter = [0u8; USERAUTH_EXPORTER_LEN];
-    conn.export_keying_material(&mut exporter, USERAUTH_EXPORTER_LABEL, b"")
-        .map_err(|_| HandshakeError::Protocol(TransportProtocolError::ExporterUnavailable))?;
-    let mut driver = ControlDriver::new(conn.clone(), machine, send, recv);
-    let peer = conn.remote_address();
-    let mut user = String::new();
-    let mut credential = None;
-    loop {
-        if driver.flush().await.is_err() {
-            return Err(HandshakeError::Closed(None));
-        }
-        while let Some(event) = driver.machine.poll_event() {
-            match event {
-                ControlEvent::UserauthRequest(request) => {
-                    // The policy keeps its blocking work (files, user
-                    // database) off the async workers itself.
-                    let check =
-                        userauth::verify(&request, &exporter, auth.policy.as_ref(), Some(peer));
-                    match until(driver.machine.poll_timeout(), check).await {
-                        None => driver.machine.handle_timeout(now()),
-                        Some(Ok(logged_in)) => {
-                            user = request.user;
-                            credential = Some(logged_in);
-                            driver.machine.auth_verdict(now(), true);
-                        }
-                        Some(Err(refusal)) => {
-                            // OpenSSH's wording ("from ADDR port N"), which
-                            // log watchers such as fail2ban match.
-                            tracing::info!(
-                                "Failed publickey for {} from {} port {} over quic: {}",
-                                log_escape::peer_text(&request.user),
-                                peer.ip(),
-                                peer.port(),
-                                log_escape::peer_text(&refusal.to_string())
-                            );
-                            driver.machine.auth_verdict(now(), false);
-                        }
-                    }
-                }
-                ControlEvent::Authenticated => {
-                    // The machine reports success only after a verdict of yes.
-                    let Some(logged_in) = credential.take() else {
-                        return Err(HandshakeError::Closed(None));
-                    };
-                    return Ok((user, logged_in, driver));
-                }
-                closed @ ControlEvent::Closed(_) => return Err(close_login(conn, Some(closed))),
-                _ => {}
-            }
-        }
-        if driver.flush().await.is_err() {
-            return Err(HandshakeError::Closed(None));
-        }
-        if !driver.machine.wants_input() {
-            return Err(HandshakeError::Closed(None));
-        }
-        match until(driver.machine.poll_timeout(), driver.read()).await {
-            None => driver.machine.handle_timeout(now()),
-            Some(Ok(())) => {}
-            Some(Err(_)) => return Err(HandshakeError::Closed(None)),
-        }
-    }
-}
-
-/// Closes a connection whose login failed, as the control machine
-/// decided, and says why.
-fn close_login(conn: &quinn::Connection, event: Option<ControlEvent>) -> HandshakeError {
-    let Some(ControlEvent::Closed(close)) = event else {
-        return HandshakeError::Closed(None);
-    };
-    conn.close(close.code.code().into(), close.reason.as_bytes());
-    match close.error {
-        Some(ProtocolError::LoginGraceTimeExpired) => HandshakeError::LoginGraceTimeExpired,
-        Some(ProtocolError::TooManyAuthFailures(user)) => {
-            // sshd's auth_maxtries_exceeded log line.
-            let peer = conn.remote_address();
-            tracing::error!(
-                "maximum authentication attempts exceeded for {user} from {} port {} ssh2",
-                peer.ip(),
-                peer.port()
-            );
-            HandshakeError::TooManyFailures(user)
-        }
-        Some(ProtocolError::ControlEndedBeforeAuth) | None => HandshakeError::Closed(None),
-        Some(other) => HandshakeError::Protocol(TransportProtocolError::Violation(Box::new(other))),
-    }
 }
 
 impl QuicConnection {

@@ -263,4 +263,41 @@ mod tests {
         }
         tunnel_close(&[0, 0, 0, 0, 0, 0, 0, 7, b'x']);
     }
+
+    /// The frame fuzz target's seeds (fuzz/corpus/frame), the password and
+    /// keyboard-interactive frames among them, decode and re-encode.
+    #[test]
+    fn the_frame_fuzz_seeds_round_trip() {
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/frame");
+        let mut seeds = 0;
+        for entry in std::fs::read_dir(&corpus).expect("the frame corpus") {
+            let path = entry.expect("a corpus entry").path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !name.starts_with("seed-") {
+                continue;
+            }
+            let data = std::fs::read(&path).expect("a seed");
+            decode_frames(&data);
+            let userauth_seed = [
+                "seed-password-request",
+                "seed-keyboard-interactive-request",
+                "seed-info-request",
+                "seed-info-response",
+                "seed-userauth-failure-partial",
+                "seed-userauth-failure-all-methods",
+                "seed-none-request",
+            ]
+            .contains(&name);
+            seeds += 1;
+            if !userauth_seed {
+                continue;
+            }
+            // The userauth seeds are one whole frame after the piece size.
+            let mut buffered = BytesMut::from(data.get(1..).unwrap_or_default());
+            let first = wire::decode_frame(&mut buffered);
+            assert!(matches!(first, Ok(Some(_))), "{name}: {first:?}");
+            assert!(buffered.is_empty(), "{name}: one frame");
+        }
+        assert!(seeds >= 20, "only {seeds} seeds in {}", corpus.display());
+    }
 }

@@ -5,6 +5,7 @@
 mod channel;
 mod channel_streams;
 pub mod client;
+mod client_auth;
 mod conn;
 pub mod danger;
 pub mod endpoint;
@@ -20,6 +21,7 @@ pub mod preauth_credit;
 pub mod proto;
 pub mod relay;
 pub mod server;
+mod server_login;
 mod stats;
 pub mod stream_socket;
 mod streams;

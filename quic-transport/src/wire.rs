@@ -25,6 +25,7 @@
 //! `Datagram::decode` are the entry points for fuzzing.
 
 use bytes::{Bytes, BytesMut};
+use sshq_core::auth_methods::InfoRequest;
 use sshq_core::channel::{ChannelKind, ChannelRequest, GlobalRequest, OpenFailure};
 
 /// The longest frame accepted (type + payload). DATA frames are written in
@@ -96,6 +97,9 @@ pub mod msg {
     pub const USERAUTH_REQUEST: u8 = 50;
     pub const USERAUTH_FAILURE: u8 = 51;
     pub const USERAUTH_SUCCESS: u8 = 52;
+    /// RFC 4256's keyboard-interactive rounds (draft §7.2).
+    pub const USERAUTH_INFO_REQUEST: u8 = 60;
+    pub const USERAUTH_INFO_RESPONSE: u8 = 61;
     /// sshq's own, from SSH's local-extension range (RFC 4250 §4.1.2).
     pub const HOST_CERTIFICATE_REQUEST: u8 = 192;
     pub const HOST_CERTIFICATE: u8 = 193;
@@ -113,7 +117,9 @@ pub mod msg {
 }
 
 /// A public-key user authentication request (RFC 4252 §7, always with a
-/// signature: sshq has no "query" step).
+/// signature: sshq has no "query" step). The other methods have their own
+/// types ([`PasswordRequest`], [`KeyboardInteractiveRequest`],
+/// [`OtherMethodRequest`]; [`AuthRequest`] is any of them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserauthRequest {
     pub user: String,
@@ -128,12 +134,23 @@ pub struct UserauthRequest {
 /// One decoded frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
+    /// USERAUTH_REQUEST, method `publickey`.
     UserauthRequest(UserauthRequest),
+    /// USERAUTH_REQUEST, method `password`.
+    UserauthPassword(PasswordRequest),
+    /// USERAUTH_REQUEST, method `keyboard-interactive`.
+    UserauthKeyboardInteractive(KeyboardInteractiveRequest),
+    /// USERAUTH_REQUEST, any other method (answered USERAUTH_FAILURE).
+    UserauthOtherMethod(OtherMethodRequest),
     UserauthFailure {
         methods: String,
         partial: bool,
     },
     UserauthSuccess,
+    /// Server: one keyboard-interactive round (RFC 4256 §3.2).
+    UserauthInfoRequest(InfoRequest),
+    /// Client: the answers to that round (RFC 4256 §3.4).
+    UserauthInfoResponse(InfoResponse),
     /// Client, before any USERAUTH_REQUEST: asks for the server's host
     /// certificate (draft §5.5).
     HostCertificateRequest,
@@ -165,10 +182,15 @@ pub enum Frame {
     ChannelFailure,
 }
 
+mod auth;
 mod codec;
 mod frame;
 pub mod udp_relay;
 
+pub use auth::{
+    same_exporter, AuthRequest, InfoResponse, KeyboardInteractiveRequest, OtherMethodRequest,
+    PasswordRequest,
+};
 pub use codec::{decode_all, Codec, DecodeError, EncodeError, Reader, Writer};
 pub use udp_relay::{Datagram, UdpRelayTarget};
 

@@ -153,6 +153,7 @@ async fn sshq_client(
         .await
         .expect("QUIC handshake");
     let auth = ClientAuth {
+        host: "sshq-test".to_string(),
         user: USER.to_string(),
         auth_options: Default::default(),
         keys,
@@ -198,6 +199,7 @@ async fn the_client_closes_when_the_server_aborts_its_control_stream_after_login
 /// A client session that offers a key the server refuses, then the user's.
 async fn stranger_then_user(f: &Fixture, conn: quinn::Connection) -> QuicConnection {
     let auth = ClientAuth {
+        host: "sshq-test".to_string(),
         user: USER.to_string(),
         auth_options: Default::default(),
         keys: vec![

@@ -445,3 +445,83 @@ fn user_certificate_userauth_vector() {
         request
     );
 }
+
+/// draft §15.7: the password and keyboard-interactive frames and a
+/// partial-success USERAUTH_FAILURE, as `make_password_vectors.py` writes
+/// them from the draft text.
+#[test]
+fn password_vectors() {
+    use sshq_core::auth_methods::{name_list, parse_name_list, AuthMethod, InfoRequest, Prompt};
+    use sshq_core::zeroize::Zeroizing;
+    use sshq_quic::wire::{
+        InfoResponse, KeyboardInteractiveRequest, OtherMethodRequest, PasswordRequest,
+    };
+
+    let v = Vectors::load("passwords.txt");
+    let exporter = [0x11u8; USERAUTH_EXPORTER_LEN];
+    v.check("exporter", &exporter);
+    let (user, password, code) = (v.text("user"), v.text("password"), v.text("code"));
+
+    let password_request = Frame::UserauthPassword(PasswordRequest {
+        user: user.to_string(),
+        service: "ssh-connection".to_string(),
+        exporter: exporter.to_vec(),
+        password: Zeroizing::new(password.to_string()),
+    });
+    let keyboard_interactive = Frame::UserauthKeyboardInteractive(KeyboardInteractiveRequest {
+        user: user.to_string(),
+        service: "ssh-connection".to_string(),
+        exporter: exporter.to_vec(),
+        submethods: String::new(),
+    });
+    let info_request = Frame::UserauthInfoRequest(InfoRequest {
+        name: "sshq".to_string(),
+        instruction: "Two factors".to_string(),
+        prompts: vec![
+            Prompt {
+                text: "Password: ".to_string(),
+                echo: false,
+            },
+            Prompt {
+                text: "Verification code: ".to_string(),
+                echo: true,
+            },
+        ],
+    });
+    let info_response = Frame::UserauthInfoResponse(InfoResponse {
+        responses: vec![
+            Zeroizing::new(password.to_string()),
+            Zeroizing::new(code.to_string()),
+        ],
+    });
+    // The lists come from core's name-list, in sshd's order.
+    let partial = Frame::UserauthFailure {
+        methods: name_list(&[AuthMethod::Password]),
+        partial: true,
+    };
+    let failure = Frame::UserauthFailure {
+        methods: name_list(&AuthMethod::ALL),
+        partial: false,
+    };
+    let none = Frame::UserauthOtherMethod(OtherMethodRequest {
+        user: user.to_string(),
+        service: "ssh-connection".to_string(),
+        method: "none".to_string(),
+    });
+    for (name, frame) in [
+        ("password_request_frame", &password_request),
+        ("keyboard_interactive_request_frame", &keyboard_interactive),
+        ("info_request_frame", &info_request),
+        ("info_response_frame", &info_response),
+        ("partial_failure_frame", &partial),
+        ("failure_frame", &failure),
+        ("none_request_frame", &none),
+    ] {
+        v.check(name, &encode_frame(frame));
+        assert_eq!(&decode_one(v.get(name)), frame, "{name} decodes back");
+    }
+    assert_eq!(
+        parse_name_list("publickey,password,keyboard-interactive"),
+        AuthMethod::ALL.to_vec()
+    );
+}

@@ -78,6 +78,7 @@ async fn logged_in(dir: &Path) -> LoggedIn {
         let conn = connecting.await.expect("QUIC handshake");
         let raw = conn.clone();
         let auth = ClientAuth {
+            host: "sshq-test".to_string(),
             user: USER.to_string(),
             auth_options: Default::default(),
             keys: vec![Arc::new(FileKey::new(user, "user")) as Arc<dyn UserKey>],

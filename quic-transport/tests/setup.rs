@@ -91,6 +91,7 @@ fn client_for(server: &ServerEndpoint) -> (ClientEndpoint, SocketAddr) {
 /// A login that offers no key: the tests here stop before user auth.
 fn nobody() -> sshq_quic::ClientAuth {
     sshq_quic::ClientAuth {
+        host: "sshq-test".to_string(),
         user: "nobody".to_string(),
         auth_options: Default::default(),
         keys: Vec::new(),

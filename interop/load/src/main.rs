@@ -182,6 +182,7 @@ async fn quic_login(
 ) -> Result<Held, String> {
     let server = SocketAddr::from(([127, 0, 0, 1], port));
     let auth = sshq_quic::ClientAuth {
+        host: "127.0.0.1".to_string(),
         user: user.to_string(),
         auth_options: Default::default(),
         keys: vec![key as Arc<dyn UserKey>],

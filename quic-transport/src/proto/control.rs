@@ -3,11 +3,14 @@
 //! directions with their replies in request order (draft §7, §9).
 //!
 //! The server's machine hands each USERAUTH_REQUEST out as an event and
-//! waits for [`Control::auth_verdict`] (checking a signature and asking
-//! the policy is the driver's, asynchronous, business); frames behind it
-//! stay buffered meanwhile, so they are processed in order afterwards.
-//! The client's machine sends the requests its driver signs, one at a
-//! time (draft §7.6).
+//! waits for [`Control::auth_verdict`] (checking a signature or password
+//! and asking the policy is the driver's, asynchronous, business); frames
+//! behind it stay buffered meanwhile, so they are processed in order
+//! afterwards. A keyboard-interactive conversation goes through
+//! [`Control::send_info_request`] and [`ControlEvent::InfoResponse`]
+//! until a verdict ends it. The client's machine sends the requests its
+//! driver builds, one at a time (draft §7.6), and the answers to the
+//! server's keyboard-interactive rounds.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -16,10 +19,13 @@ use sshq_core::channel::{GlobalReply, GlobalRequest};
 use sshq_core::log_escape;
 use sshq_core::replies::REQUEST_QUEUE;
 
+use sshq_core::auth_methods::{name_list, AuthMethod, InfoRequest};
+use sshq_core::zeroize::Zeroizing;
+
 use super::{
     frame_kind, FrameBuffer, OrderedAnswers, ProtocolError, RequestId, StreamKind, Transmit,
 };
-use crate::wire::{ErrorCode, Frame, UserauthRequest};
+use crate::wire::{AuthRequest, ErrorCode, Frame, InfoResponse};
 
 /// Which end of the connection a machine is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +34,18 @@ pub enum Role {
     Server,
 }
 
-/// The methods the server offers in USERAUTH_FAILURE.
-pub const METHODS: &str = "publickey";
+/// The server's verdict on the request (or keyboard-interactive answers)
+/// last handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthVerdict {
+    /// Logged in: USERAUTH_SUCCESS.
+    Accepted,
+    /// USERAUTH_FAILURE listing `can_continue`; counts toward MaxAuthTries.
+    Refused { can_continue: Vec<AuthMethod> },
+    /// The method succeeded but more are required (AuthenticationMethods):
+    /// USERAUTH_FAILURE with partial success TRUE; not counted.
+    Partial { can_continue: Vec<AuthMethod> },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -38,6 +54,9 @@ enum Phase {
     /// Server: a request is out for a verdict. Client: a request is out
     /// for the server's answer.
     AwaitingVerdict,
+    /// Server: a USERAUTH_INFO_REQUEST is out; the client's answers are
+    /// awaited. Client: one has arrived; its driver is asking the user.
+    AwaitingInfo,
     /// After USERAUTH_SUCCESS: global requests.
     Open,
     Closed,
@@ -56,11 +75,21 @@ pub struct Close {
 /// What the control stream tells its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlEvent {
-    /// Server: check this request, then call [`Control::auth_verdict`].
-    UserauthRequest(UserauthRequest),
-    /// Client: the last request was refused; send the next one
-    /// ([`Control::send_userauth`]) or [`Control::give_up`].
-    UserauthFailure { methods: String },
+    /// Server: check this request, then call [`Control::auth_verdict`]
+    /// (or, for keyboard-interactive, [`Control::send_info_request`]). A
+    /// request that arrives during a keyboard-interactive conversation
+    /// abandons it (counted as a failure).
+    UserauthRequest(AuthRequest),
+    /// Server: the answers to the last USERAUTH_INFO_REQUEST, one per
+    /// prompt; go on with [`Control::send_info_request`] or a verdict.
+    InfoResponse(InfoResponse),
+    /// Client: the last request was refused (or, `partial`, succeeded with
+    /// more required); send the next one ([`Control::send_userauth`]) or
+    /// [`Control::give_up`]. `methods` is the server's name-list.
+    UserauthFailure { methods: String, partial: bool },
+    /// Client: a keyboard-interactive round; answer with
+    /// [`Control::send_info_response`] or [`Control::give_up`].
+    InfoRequest(InfoRequest),
     /// Client: the server's answer to [`Control::request_host_certificate`]
     /// (empty: it has none). Decide on it before sending a request.
     HostCertificate(bytes::Bytes),
@@ -86,6 +115,10 @@ pub enum SendError {
     NotAuthenticated,
     #[error("the connection is closed")]
     Closed,
+    #[error("{got} answers to {expected} keyboard-interactive prompts")]
+    AnswerCount { expected: usize, got: usize },
+    #[error("no keyboard-interactive round is waiting for answers")]
+    NoInfoRequest,
 }
 
 /// The control stream's state machine.
@@ -102,6 +135,20 @@ pub struct Control {
     /// The user of the request out for a verdict (escaped), for the
     /// MaxAuthTries message.
     last_user: Option<String>,
+    /// Server: the user and service of the first request, which later
+    /// ones must repeat (draft §7.7).
+    login_for: Option<(String, String)>,
+    /// Server: the request out for a verdict is the first and names
+    /// `none`, which sshd does not count as a failure.
+    uncounted_none: bool,
+    /// Server: the request (or answers) out for a verdict belong to a
+    /// keyboard-interactive conversation, so a round may follow. Client:
+    /// the request (or answers) awaiting the server's reply do, so a
+    /// USERAUTH_INFO_REQUEST may come.
+    in_conversation: bool,
+    /// The prompts of the USERAUTH_INFO_REQUEST out (server) or being
+    /// answered (client).
+    info_prompts: usize,
     /// The peer's global requests until their replies go out, in order.
     peer_requests: OrderedAnswers<GlobalReply>,
     our_requests: VecDeque<RequestId>,
@@ -145,6 +192,10 @@ impl Control {
             max_auth_tries,
             failures: 0,
             last_user: None,
+            login_for: None,
+            uncounted_none: false,
+            in_conversation: false,
+            info_prompts: 0,
             peer_requests: OrderedAnswers::default(),
             our_requests: VecDeque::new(),
             next_id: 0,
@@ -238,7 +289,7 @@ impl Control {
     /// aborting it ends the connection.
     fn handle_peer_abort(&mut self, after_auth: ProtocolError) {
         match self.phase {
-            Phase::Authenticating | Phase::AwaitingVerdict => {
+            Phase::Authenticating | Phase::AwaitingVerdict | Phase::AwaitingInfo => {
                 // draft §7.1: the control stream ending before USERAUTH_SUCCESS.
                 self.fail(ProtocolError::ControlEndedBeforeAuth)
             }
@@ -269,7 +320,9 @@ impl Control {
     /// deadline while not authenticated.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Authenticating | Phase::AwaitingVerdict => self.login_deadline,
+            Phase::Authenticating | Phase::AwaitingVerdict | Phase::AwaitingInfo => {
+                self.login_deadline
+            }
             Phase::Open | Phase::Closed => None,
         }
     }
@@ -284,52 +337,123 @@ impl Control {
         }
     }
 
-    /// Server: the verdict on the request last handed out.
-    pub fn auth_verdict(&mut self, now: Instant, accepted: bool) {
+    /// Server: the verdict on the request (or keyboard-interactive
+    /// answers) last handed out.
+    pub fn auth_verdict(&mut self, now: Instant, verdict: AuthVerdict) {
         if self.role != Role::Server || self.phase != Phase::AwaitingVerdict {
             return;
         }
-        if accepted {
-            self.transmits
-                .push_back(Transmit::Frame(Frame::UserauthSuccess));
-            self.phase = Phase::Open;
-            self.events.push_back(ControlEvent::Authenticated);
-        } else {
-            self.failures = self.failures.saturating_add(1);
-            self.phase = Phase::Authenticating;
-            if self.failures >= self.max_auth_tries {
-                // draft §7.7: at MaxAuthTries, AUTH_FAILED instead of the
-                // last USERAUTH_FAILURE.
-                let user = self.last_user.take().unwrap_or_default();
-                self.fail(ProtocolError::TooManyAuthFailures(user));
-                return;
+        self.in_conversation = false;
+        let uncounted = std::mem::take(&mut self.uncounted_none);
+        match verdict {
+            AuthVerdict::Accepted => {
+                self.transmits
+                    .push_back(Transmit::Frame(Frame::UserauthSuccess));
+                self.phase = Phase::Open;
+                self.events.push_back(ControlEvent::Authenticated);
             }
-            self.transmits
-                .push_back(Transmit::Frame(Frame::UserauthFailure {
-                    methods: METHODS.to_string(),
-                    partial: false,
-                }));
+            AuthVerdict::Refused { can_continue } => {
+                self.phase = Phase::Authenticating;
+                if !uncounted && !self.count_failure() {
+                    return;
+                }
+                self.send_failure(&can_continue, false);
+            }
+            // draft §7.4: partial success does not count as a failure.
+            AuthVerdict::Partial { can_continue } => {
+                self.phase = Phase::Authenticating;
+                self.send_failure(&can_continue, true);
+            }
         }
         self.process(now);
     }
 
-    /// Client: send a signed request (draft §7.6: one at a time; draft
-    /// §5.5: not while a host certificate is awaited).
-    pub fn send_userauth(&mut self, request: UserauthRequest) {
+    /// Counts one failed attempt; false (and the connection closing) when
+    /// that reaches MaxAuthTries.
+    fn count_failure(&mut self) -> bool {
+        self.failures = self.failures.saturating_add(1);
+        if self.failures >= self.max_auth_tries {
+            // draft §7.7: at MaxAuthTries, AUTH_FAILED instead of the
+            // last USERAUTH_FAILURE.
+            let user = self.last_user.take().unwrap_or_default();
+            self.fail(ProtocolError::TooManyAuthFailures(user));
+            return false;
+        }
+        true
+    }
+
+    fn send_failure(&mut self, can_continue: &[AuthMethod], partial: bool) {
+        self.transmits
+            .push_back(Transmit::Frame(Frame::UserauthFailure {
+                methods: name_list(can_continue),
+                partial,
+            }));
+    }
+
+    /// Server: a keyboard-interactive round for the conversation whose
+    /// request (or answers) is out for a verdict. The answers come as
+    /// [`ControlEvent::InfoResponse`]. At most
+    /// [`sshq_core::auth_methods::MAX_PROMPTS`] prompts (the driver
+    /// checks; more could not be encoded).
+    pub fn send_info_request(&mut self, request: InfoRequest) {
+        if self.role != Role::Server
+            || self.phase != Phase::AwaitingVerdict
+            || !self.in_conversation
+        {
+            return;
+        }
+        self.info_prompts = request.prompts.len();
+        self.transmits
+            .push_back(Transmit::Frame(Frame::UserauthInfoRequest(request)));
+        // draft §7.8: AWAIT_INFO reads the client's answers.
+        self.phase = Phase::AwaitingInfo;
+    }
+
+    /// Client: send a request (draft §7.6: one at a time; draft §5.5: not
+    /// while a host certificate is awaited).
+    pub fn send_userauth(&mut self, request: impl Into<AuthRequest>) {
         if self.role != Role::Client
             || self.phase != Phase::Authenticating
             || self.host_certificate_pending
         {
             return;
         }
+        let request = request.into();
+        self.in_conversation = matches!(request, AuthRequest::KeyboardInteractive(_));
         self.host_certificate_asked = true;
         self.transmits
-            .push_back(Transmit::Frame(Frame::UserauthRequest(request)));
+            .push_back(Transmit::Frame(request.into_frame()));
         self.phase = Phase::AwaitingVerdict;
     }
 
-    /// Client: no key is left; the connection ends (BY_APPLICATION, draft
-    /// §7.6).
+    /// Client: the answers to the keyboard-interactive round last handed
+    /// out, one per prompt (draft §7.2).
+    pub fn send_info_response(
+        &mut self,
+        responses: Vec<Zeroizing<String>>,
+    ) -> Result<(), SendError> {
+        match (self.role, self.phase) {
+            (_, Phase::Closed) => return Err(SendError::Closed),
+            (Role::Client, Phase::AwaitingInfo) => {}
+            _ => return Err(SendError::NoInfoRequest),
+        }
+        if responses.len() != self.info_prompts {
+            return Err(SendError::AnswerCount {
+                expected: self.info_prompts,
+                got: responses.len(),
+            });
+        }
+        self.transmits
+            .push_back(Transmit::Frame(Frame::UserauthInfoResponse(InfoResponse {
+                responses,
+            })));
+        self.in_conversation = true;
+        self.phase = Phase::AwaitingVerdict;
+        Ok(())
+    }
+
+    /// Client: nothing is left to try, or the user gave up; the connection
+    /// ends (BY_APPLICATION, draft §7.6).
     pub fn give_up(&mut self) {
         self.close(Close {
             code: ErrorCode::ByApplication,
@@ -473,9 +597,11 @@ impl Control {
     fn handle_decoded(&mut self, frame: Frame) {
         match (self.role, self.phase) {
             (Role::Server, Phase::Authenticating) => self.server_auth_frame(frame),
-            (Role::Client, Phase::Authenticating | Phase::AwaitingVerdict) => {
-                self.client_auth_frame(frame)
-            }
+            (Role::Server, Phase::AwaitingInfo) => self.server_info_frame(frame),
+            (
+                Role::Client,
+                Phase::Authenticating | Phase::AwaitingVerdict | Phase::AwaitingInfo,
+            ) => self.client_auth_frame(frame),
             (_, Phase::Open) => self.open_frame(frame),
             _ => {}
         }
@@ -493,19 +619,71 @@ impl Control {
                 .push_back(Transmit::Frame(Frame::HostCertificate(certificate)));
             return;
         }
-        let Frame::UserauthRequest(request) = frame else {
+        if let Frame::UserauthInfoResponse(_) = frame {
+            // draft §7.8: answers with no round outstanding.
+            return self.fail(ProtocolError::UnsolicitedAuthReply(frame_kind(&frame)));
+        }
+        match AuthRequest::from_frame(frame) {
+            Ok(request) => self.server_request(request),
             // draft §7.1: before USERAUTH_SUCCESS the client sends only
-            // USERAUTH_REQUEST.
-            return self.fail(ProtocolError::FrameBeforeAuth(frame_kind(&frame)));
-        };
+            // USERAUTH_REQUEST (and the answers to keyboard-interactive).
+            Err(frame) => self.fail(ProtocolError::FrameBeforeAuth(frame_kind(&frame))),
+        }
+    }
+
+    /// Server, AWAIT_INFO (draft §7.8): the answers to the round out, or a
+    /// new request that abandons the conversation.
+    fn server_info_frame(&mut self, frame: Frame) {
+        match frame {
+            Frame::UserauthInfoResponse(response) => {
+                // draft §7.2: one response per prompt of the outstanding round
+                if response.responses.len() != self.info_prompts {
+                    return self.fail(ProtocolError::InfoResponseCount {
+                        expected: self.info_prompts,
+                        got: response.responses.len(),
+                    });
+                }
+                self.phase = Phase::AwaitingVerdict;
+                self.events.push_back(ControlEvent::InfoResponse(response));
+            }
+            frame => match AuthRequest::from_frame(frame) {
+                Ok(request) => {
+                    // draft §7.8: a new request abandons the conversation,
+                    // which counts as one failed attempt (no
+                    // USERAUTH_FAILURE of its own: the new request gets the
+                    // only answer).
+                    self.in_conversation = false;
+                    self.phase = Phase::Authenticating;
+                    if self.count_failure() {
+                        self.server_request(request);
+                    }
+                }
+                Err(frame) => self.fail(ProtocolError::FrameBeforeAuth(frame_kind(&frame))),
+            },
+        }
+    }
+
+    fn server_request(&mut self, request: AuthRequest) {
         // draft §7.7: a request arriving when the failures already equal
         // MaxAuthTries is not examined (so MaxAuthTries 0 lets nobody in).
         if self.failures >= self.max_auth_tries {
-            let user = log_escape::peer_text(&request.user);
+            let user = log_escape::peer_text(request.user());
             return self.fail(ProtocolError::TooManyAuthFailures(user));
         }
-        self.last_user = Some(log_escape::peer_text(&request.user));
+        // draft §7.7: the first request fixes the user and the service.
+        let this = (request.user().to_string(), request.service().to_string());
+        match &self.login_for {
+            None => {
+                // sshd lets a first `none` request go uncounted.
+                self.uncounted_none = request.method_name() == "none";
+                self.login_for = Some(this);
+            }
+            Some(first) if *first == this => {}
+            Some(_) => return self.fail(ProtocolError::UserOrServiceChanged),
+        }
+        self.last_user = Some(log_escape::peer_text(request.user()));
         self.host_certificate_asked = true;
+        self.in_conversation = matches!(request, AuthRequest::KeyboardInteractive(_));
         self.phase = Phase::AwaitingVerdict;
         self.events
             .push_back(ControlEvent::UserauthRequest(request));
@@ -513,6 +691,11 @@ impl Control {
 
     fn client_auth_frame(&mut self, frame: Frame) {
         let awaiting = self.phase == Phase::AwaitingVerdict;
+        if self.phase == Phase::AwaitingInfo {
+            // draft §7.8: the server waits for our answers; it sends
+            // nothing meanwhile.
+            return self.fail(ProtocolError::UnsolicitedAuthReply(frame_kind(&frame)));
+        }
         match frame {
             Frame::HostCertificate(certificate) if self.host_certificate_pending => {
                 self.host_certificate_pending = false;
@@ -522,7 +705,11 @@ impl Control {
             Frame::HostCertificate(_) => {
                 self.fail(ProtocolError::UnsolicitedAuthReply("HOST_CERTIFICATE"))
             }
-            Frame::UserauthSuccess | Frame::UserauthFailure { .. } if !awaiting => {
+            Frame::UserauthSuccess
+            | Frame::UserauthFailure { .. }
+            | Frame::UserauthInfoRequest(_)
+                if !awaiting =>
+            {
                 // draft §7.6: one request at a time, so one answer each.
                 self.fail(ProtocolError::UnsolicitedAuthReply(frame_kind(&frame)))
             }
@@ -530,10 +717,21 @@ impl Control {
                 self.phase = Phase::Open;
                 self.events.push_back(ControlEvent::Authenticated);
             }
-            Frame::UserauthFailure { methods, .. } => {
+            Frame::UserauthFailure { methods, partial } => {
                 self.phase = Phase::Authenticating;
+                self.in_conversation = false;
                 self.events
-                    .push_back(ControlEvent::UserauthFailure { methods });
+                    .push_back(ControlEvent::UserauthFailure { methods, partial });
+            }
+            // draft §7.8: a round only in answer to a keyboard-interactive
+            // request or to our answers.
+            Frame::UserauthInfoRequest(request) if self.in_conversation => {
+                self.info_prompts = request.prompts.len();
+                self.phase = Phase::AwaitingInfo;
+                self.events.push_back(ControlEvent::InfoRequest(request));
+            }
+            Frame::UserauthInfoRequest(_) => {
+                self.fail(ProtocolError::UnsolicitedAuthReply("USERAUTH_INFO_REQUEST"))
             }
             // draft §7.1: the server sends nothing else before success.
             other => self.fail(ProtocolError::FrameBeforeAuth(frame_kind(&other))),
@@ -577,3 +775,6 @@ impl Control {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod auth_tests;

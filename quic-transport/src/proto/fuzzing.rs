@@ -11,7 +11,14 @@ use sshq_core::channel::{
 use super::channel::{ChannelEvent, ChannelMachine};
 use super::control::{Control, ControlEvent};
 use super::{RequestId, Transmit};
-use crate::wire::{encode_frame, UserauthRequest};
+use sshq_core::auth_methods::{AuthMethod, InfoRequest, Prompt};
+use sshq_core::zeroize::Zeroizing;
+
+use super::control::AuthVerdict;
+use crate::wire::{
+    encode_frame, AuthRequest, KeyboardInteractiveRequest, OtherMethodRequest, PasswordRequest,
+    UserauthRequest,
+};
 
 /// One direction of a stream between the two machines of a pair.
 #[derive(Debug, Default)]
@@ -247,6 +254,73 @@ fn sample_userauth() -> UserauthRequest {
     }
 }
 
+/// The server's side of a login step, chosen by the op byte's high bits:
+/// a verdict of each kind, or a keyboard-interactive round of up to three
+/// prompts.
+fn server_decides(pair: &mut ControlPair, op: u8) {
+    let now = pair.now;
+    match (op >> 4) & 3 {
+        0 => pair.server.auth_verdict(
+            now,
+            AuthVerdict::Refused {
+                can_continue: vec![AuthMethod::PublicKey, AuthMethod::Password],
+            },
+        ),
+        1 => pair.server.auth_verdict(now, AuthVerdict::Accepted),
+        2 => pair.server.auth_verdict(
+            now,
+            AuthVerdict::Partial {
+                can_continue: vec![AuthMethod::KeyboardInteractive],
+            },
+        ),
+        _ => pair.server.send_info_request(InfoRequest {
+            name: "fuzz".to_string(),
+            instruction: String::new(),
+            prompts: (0..((op >> 2) & 3))
+                .map(|i| Prompt {
+                    text: format!("prompt {i}: "),
+                    echo: i == 0,
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// The client's side of a login step, chosen by the op byte's high bits:
+/// a request of each method, or answers (of a chosen count) to a round.
+fn client_sends(pair: &mut ControlPair, op: u8) {
+    let (user, service) = ("fuzz".to_string(), "ssh-connection".to_string());
+    let exporter = vec![0x11; 32];
+    let request = match (op >> 4) & 7 {
+        0 => AuthRequest::PublicKey(sample_userauth()),
+        1 => AuthRequest::Password(PasswordRequest {
+            user,
+            service,
+            exporter,
+            password: Zeroizing::new("fuzz".to_string()),
+        }),
+        2 => AuthRequest::KeyboardInteractive(KeyboardInteractiveRequest {
+            user,
+            service,
+            exporter,
+            submethods: String::new(),
+        }),
+        3 => AuthRequest::Other(OtherMethodRequest {
+            user,
+            service,
+            method: "none".to_string(),
+        }),
+        _ => {
+            let answers = (0..((op >> 2) & 3))
+                .map(|_| Zeroizing::new("answer".to_string()))
+                .collect();
+            let _ = pair.client.send_info_response(answers);
+            return;
+        }
+    };
+    pair.client.send_userauth(request);
+}
+
 /// Drives a client and a server control stream with arbitrary bytes from
 /// either side, verdicts, answers, requests and time. Never panics.
 pub fn drive_control(data: &[u8]) {
@@ -259,8 +333,8 @@ pub fn drive_control(data: &[u8]) {
             0 => pair.to_server.bytes.extend_from_slice(script.chunk()),
             1 => pair.to_client.bytes.extend_from_slice(script.chunk()),
             2 => pair.advance(Duration::from_secs(u64::from(script.byte().unwrap_or(1)))),
-            3 => pair.server.auth_verdict(pair.now, op & 0x10 != 0),
-            4 => pair.client.send_userauth(sample_userauth()),
+            3 => server_decides(&mut pair, op),
+            4 => client_sends(&mut pair, op),
             5 => {
                 let _ = pair.client.send_global_request(
                     GlobalRequest::Unknown {

@@ -116,6 +116,14 @@ pub enum ProtocolError {
     /// USERAUTH_REQUEST.
     #[error("HOST_CERTIFICATE_REQUEST out of place (only one, before any USERAUTH_REQUEST)")]
     HostCertificateRequestOutOfPlace,
+    /// draft §7.7: a later USERAUTH_REQUEST names another user or service
+    /// than the first (sshd's wording).
+    #[error("change of username or service not allowed")]
+    UserOrServiceChanged,
+    /// draft §7.2: USERAUTH_INFO_RESPONSE whose count differs from the
+    /// prompts of the outstanding USERAUTH_INFO_REQUEST.
+    #[error("USERAUTH_INFO_RESPONSE with {got} responses to {expected} prompts")]
+    InfoResponseCount { expected: usize, got: usize },
     /// draft §7.7 MaxAuthTries. The user name is escaped (it is logged).
     #[error("too many authentication failures for {0}")]
     TooManyAuthFailures(String),
@@ -170,7 +178,12 @@ impl FrameBuffer {
 /// A frame's kind, for messages: never its peer-supplied contents.
 pub fn frame_kind(frame: &Frame) -> &'static str {
     match frame {
-        Frame::UserauthRequest(_) => "USERAUTH_REQUEST",
+        Frame::UserauthRequest(_)
+        | Frame::UserauthPassword(_)
+        | Frame::UserauthKeyboardInteractive(_)
+        | Frame::UserauthOtherMethod(_) => "USERAUTH_REQUEST",
+        Frame::UserauthInfoRequest(_) => "USERAUTH_INFO_REQUEST",
+        Frame::UserauthInfoResponse(_) => "USERAUTH_INFO_RESPONSE",
         Frame::UserauthFailure { .. } => "USERAUTH_FAILURE",
         Frame::UserauthSuccess => "USERAUTH_SUCCESS",
         Frame::HostCertificateRequest => "HOST_CERTIFICATE_REQUEST",

@@ -65,8 +65,12 @@ pub enum DecodeError {
         field: &'static str,
         value: u8,
     },
-    #[error("user authentication method {0:?} is not supported (only publickey)")]
-    UnsupportedMethod(String),
+    #[error("the exporter value of a userauth request is {0} octets, not 32")]
+    ExporterLength(usize),
+    #[error("a password request asks to change the password, which sshq/1 does not allow")]
+    PasswordChange,
+    #[error("frame type {frame} has {count} prompts or responses (at most {max})", max = sshq_core::auth_methods::MAX_PROMPTS)]
+    TooManyPrompts { frame: u8, count: u32 },
     #[error("unknown channel type {0:?}")]
     UnknownChannelType(String),
     #[error("{extra} bytes follow the end of the message")]
@@ -98,6 +102,8 @@ pub enum EncodeError {
     TargetHostLength(usize),
     #[error("port 0 cannot be relayed to")]
     TargetPort,
+    #[error("{0} keyboard-interactive prompts or answers do not fit one frame (at most {max})", max = sshq_core::auth_methods::MAX_PROMPTS)]
+    TooManyPrompts(usize),
 }
 
 /// A bounds-checked cursor over received bytes. Every method checks the

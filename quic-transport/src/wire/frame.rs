@@ -7,7 +7,13 @@ use sshq_core::channel::{
 };
 
 use super::codec::{Codec, DecodeError, EncodeError, Reader, Writer};
-use super::{msg, Frame, UserauthRequest, MAX_FRAME_LEN};
+use sshq_core::auth_methods::{InfoRequest, Prompt, MAX_PROMPTS};
+use sshq_core::zeroize::Zeroizing;
+
+use super::{
+    msg, Frame, InfoResponse, KeyboardInteractiveRequest, OtherMethodRequest, PasswordRequest,
+    UserauthRequest, MAX_FRAME_LEN,
+};
 
 /// The frame length a received header announces, checked: draft §6.4: a
 /// receiver MUST treat 0 or a length over 2^20 as a protocol error without
@@ -75,7 +81,12 @@ impl Frame {
     /// The frame's type byte (its SSH message number).
     pub fn message_number(&self) -> u8 {
         match self {
-            Frame::UserauthRequest(_) => msg::USERAUTH_REQUEST,
+            Frame::UserauthRequest(_)
+            | Frame::UserauthPassword(_)
+            | Frame::UserauthKeyboardInteractive(_)
+            | Frame::UserauthOtherMethod(_) => msg::USERAUTH_REQUEST,
+            Frame::UserauthInfoRequest(_) => msg::USERAUTH_INFO_REQUEST,
+            Frame::UserauthInfoResponse(_) => msg::USERAUTH_INFO_RESPONSE,
             Frame::UserauthFailure { .. } => msg::USERAUTH_FAILURE,
             Frame::UserauthSuccess => msg::USERAUTH_SUCCESS,
             Frame::HostCertificateRequest => msg::HOST_CERTIFICATE_REQUEST,
@@ -164,32 +175,22 @@ fn read_payload(kind: u8, r: &mut Fields) -> Result<Frame, DecodeError> {
             let user = r.utf8("user")?;
             let service = r.utf8("service")?;
             let method = r.utf8("method")?;
-            // draft §7.2: a method other than publickey is a protocol error, not a USERAUTH_FAILURE
-            if method != "publickey" {
-                // Other methods are reserved; refuse rather than misread them.
-                return Err(DecodeError::UnsupportedMethod(method));
-            }
-            // draft §7.2: has-signature FALSE (the query form) is a protocol error
-            if !r.boolean("has signature")? {
-                return Err(DecodeError::BadBool {
-                    frame: kind,
-                    field: "has signature",
-                    value: 0,
-                });
-            }
-            Frame::UserauthRequest(UserauthRequest {
-                user,
-                service,
-                algorithm: r.utf8("algorithm")?,
-                public_key: r.string("public key")?.to_vec(),
-                signature: r.string("signature")?.to_vec(),
-            })
+            read_userauth_request(kind, user, service, method, r)?
         }
         msg::USERAUTH_FAILURE => Frame::UserauthFailure {
             methods: r.utf8("methods")?,
             partial: r.boolean("partial success")?,
         },
         msg::USERAUTH_SUCCESS => Frame::UserauthSuccess,
+        msg::USERAUTH_INFO_REQUEST => Frame::UserauthInfoRequest(read_info_request(r)?),
+        msg::USERAUTH_INFO_RESPONSE => {
+            let count = prompt_count(r, "num-responses")?;
+            let mut responses = Vec::with_capacity(count);
+            for _ in 0..count {
+                responses.push(Zeroizing::new(r.utf8("response")?));
+            }
+            Frame::UserauthInfoResponse(InfoResponse { responses })
+        }
         msg::HOST_CERTIFICATE_REQUEST => Frame::HostCertificateRequest,
         msg::HOST_CERTIFICATE => Frame::HostCertificate(r.string("host certificate")?),
         msg::GLOBAL_REQUEST => {
@@ -235,6 +236,109 @@ fn read_payload(kind: u8, r: &mut Fields) -> Result<Frame, DecodeError> {
         msg::CHANNEL_FAILURE => Frame::ChannelFailure,
         // draft §6.2: a frame whose type is not in the table is a protocol error.
         other => return Err(DecodeError::UnknownType(other)),
+    })
+}
+
+/// The method-specific fields of a USERAUTH_REQUEST (draft §7.2).
+fn read_userauth_request(
+    kind: u8,
+    user: String,
+    service: String,
+    method: String,
+    r: &mut Fields,
+) -> Result<Frame, DecodeError> {
+    Ok(match method.as_str() {
+        "publickey" => {
+            // draft §7.2: has-signature FALSE (the query form) is a protocol error
+            if !r.boolean("has signature")? {
+                return Err(DecodeError::BadBool {
+                    frame: kind,
+                    field: "has signature",
+                    value: 0,
+                });
+            }
+            Frame::UserauthRequest(UserauthRequest {
+                user,
+                service,
+                algorithm: r.utf8("algorithm")?,
+                public_key: r.string("public key")?.to_vec(),
+                signature: r.string("signature")?.to_vec(),
+            })
+        }
+        "password" => {
+            let exporter = read_exporter(r)?;
+            // draft §7.2: the password-change form (boolean TRUE) is a protocol error
+            if r.boolean("change password")? {
+                return Err(DecodeError::PasswordChange);
+            }
+            Frame::UserauthPassword(PasswordRequest {
+                user,
+                service,
+                exporter,
+                password: Zeroizing::new(r.utf8("password")?),
+            })
+        }
+        "keyboard-interactive" => {
+            let exporter = read_exporter(r)?;
+            let _deprecated_language = r.string("language tag")?;
+            Frame::UserauthKeyboardInteractive(KeyboardInteractiveRequest {
+                user,
+                service,
+                exporter,
+                submethods: r.utf8("submethods")?,
+            })
+        }
+        // draft §7.2: another method name is answered USERAUTH_FAILURE; its fields are not read
+        _ => {
+            r.rest();
+            Frame::UserauthOtherMethod(OtherMethodRequest {
+                user,
+                service,
+                method,
+            })
+        }
+    })
+}
+
+/// The exporter value E that binds a password or keyboard-interactive
+/// request to its connection (draft §7.2): exactly 32 octets.
+fn read_exporter(r: &mut Fields) -> Result<Vec<u8>, DecodeError> {
+    let exporter = r.string("exporter value")?;
+    if exporter.len() != super::USERAUTH_EXPORTER_LEN {
+        return Err(DecodeError::ExporterLength(exporter.len()));
+    }
+    Ok(exporter.to_vec())
+}
+
+/// A keyboard-interactive count, bounded before anything is allocated for
+/// it (draft §7.2: at most MAX_PROMPTS).
+fn prompt_count(r: &mut Fields, field: &'static str) -> Result<usize, DecodeError> {
+    let count = r.u32(field)?;
+    match usize::try_from(count) {
+        Ok(n) if n <= MAX_PROMPTS => Ok(n),
+        _ => Err(DecodeError::TooManyPrompts {
+            frame: r.frame,
+            count,
+        }),
+    }
+}
+
+fn read_info_request(r: &mut Fields) -> Result<InfoRequest, DecodeError> {
+    let name = r.utf8("name")?;
+    let instruction = r.utf8("instruction")?;
+    let _language = r.string("language tag")?;
+    let count = prompt_count(r, "num-prompts")?;
+    let mut prompts = Vec::with_capacity(count);
+    for _ in 0..count {
+        prompts.push(Prompt {
+            text: r.utf8("prompt")?,
+            echo: r.boolean("echo")?,
+        });
+    }
+    Ok(InfoRequest {
+        name,
+        instruction,
+        prompts,
     })
 }
 
@@ -368,6 +472,37 @@ fn write_payload(frame: &Frame, w: &mut Writer) -> Result<(), EncodeError> {
             write_userauth_fields(w, &req.user, &req.service, &req.algorithm, &req.public_key)?;
             w.string("signature", &req.signature)?;
         }
+        Frame::UserauthPassword(req) => {
+            write_userauth_head(w, &req.user, &req.service, "password")?
+                .string("exporter value", &req.exporter)?
+                .boolean(false)
+                .string("password", req.password.as_bytes())?;
+        }
+        Frame::UserauthKeyboardInteractive(req) => {
+            write_userauth_head(w, &req.user, &req.service, "keyboard-interactive")?
+                .string("exporter value", &req.exporter)?
+                .string("language tag", b"")?
+                .string("submethods", req.submethods.as_bytes())?;
+        }
+        Frame::UserauthOtherMethod(req) => {
+            write_userauth_head(w, &req.user, &req.service, &req.method)?;
+        }
+        Frame::UserauthInfoRequest(request) => {
+            w.string("name", request.name.as_bytes())?
+                .string("instruction", request.instruction.as_bytes())?
+                .string("language tag", b"")?
+                .u32(checked_prompt_count(request.prompts.len())?);
+            for prompt in &request.prompts {
+                w.string("prompt", prompt.text.as_bytes())?
+                    .boolean(prompt.echo);
+            }
+        }
+        Frame::UserauthInfoResponse(response) => {
+            w.u32(checked_prompt_count(response.responses.len())?);
+            for answer in &response.responses {
+                w.string("response", answer.as_bytes())?;
+            }
+        }
         Frame::UserauthFailure { methods, partial } => {
             w.string("methods", methods.as_bytes())?.boolean(*partial);
         }
@@ -409,6 +544,27 @@ fn write_payload(frame: &Frame, w: &mut Writer) -> Result<(), EncodeError> {
     Ok(())
 }
 
+/// A count of prompts or answers we send: the peer refuses more than
+/// MAX_PROMPTS, so they are not sent.
+fn checked_prompt_count(count: usize) -> Result<u32, EncodeError> {
+    u32::try_from(count)
+        .ok()
+        .filter(|_| count <= MAX_PROMPTS)
+        .ok_or(EncodeError::TooManyPrompts(count))
+}
+
+/// The fields every USERAUTH_REQUEST starts with.
+fn write_userauth_head<'w, 'o>(
+    w: &'w mut Writer<'o>,
+    user: &str,
+    service: &str,
+    method: &str,
+) -> Result<&'w mut Writer<'o>, EncodeError> {
+    w.string("user", user.as_bytes())?
+        .string("service", service.as_bytes())?
+        .string("method", method.as_bytes())
+}
+
 /// The USERAUTH_REQUEST fields up to the signature, shared by the frame
 /// and by the signed data (draft §7.3).
 pub(super) fn write_userauth_fields(
@@ -418,9 +574,7 @@ pub(super) fn write_userauth_fields(
     algorithm: &str,
     public_key: &[u8],
 ) -> Result<(), EncodeError> {
-    w.string("user", user.as_bytes())?
-        .string("service", service.as_bytes())?
-        .string("method", b"publickey")?
+    write_userauth_head(w, user, service, "publickey")?
         .boolean(true)
         .string("algorithm", algorithm.as_bytes())?
         .string("public key", public_key)?;

@@ -15,6 +15,11 @@ fn text() -> impl Strategy<Value = String> {
     vec(any::<char>(), 0..24).prop_map(String::from_iter)
 }
 
+/// E is always 32 octets (draft §7.2).
+fn exporter() -> impl Strategy<Value = Vec<u8>> {
+    vec(any::<u8>(), USERAUTH_EXPORTER_LEN)
+}
+
 fn blob() -> impl Strategy<Value = Vec<u8>> {
     vec(any::<u8>(), 0..64)
 }
@@ -144,6 +149,56 @@ fn frame() -> impl Strategy<Value = Frame> {
         ),
         (text(), any::<bool>())
             .prop_map(|(methods, partial)| Frame::UserauthFailure { methods, partial }),
+        (text(), text(), exporter(), text()).prop_map(|(user, service, exporter, password)| {
+            Frame::UserauthPassword(PasswordRequest {
+                user,
+                service,
+                exporter,
+                password: sshq_core::zeroize::Zeroizing::new(password),
+            })
+        }),
+        (text(), text(), exporter(), text()).prop_map(|(user, service, exporter, submethods)| {
+            Frame::UserauthKeyboardInteractive(KeyboardInteractiveRequest {
+                user,
+                service,
+                exporter,
+                submethods,
+            })
+        }),
+        (text(), text(), "[a-z@.-]{1,20}")
+            .prop_filter("a method name sshq/1 defines", |(_, _, m)| {
+                !matches!(
+                    m.as_str(),
+                    "publickey" | "password" | "keyboard-interactive"
+                )
+            })
+            .prop_map(|(user, service, method)| {
+                Frame::UserauthOtherMethod(OtherMethodRequest {
+                    user,
+                    service,
+                    method,
+                })
+            }),
+        (text(), text(), vec((text(), any::<bool>()), 0..=4)).prop_map(
+            |(name, instruction, prompts)| {
+                Frame::UserauthInfoRequest(sshq_core::auth_methods::InfoRequest {
+                    name,
+                    instruction,
+                    prompts: prompts
+                        .into_iter()
+                        .map(|(text, echo)| sshq_core::auth_methods::Prompt { text, echo })
+                        .collect(),
+                })
+            }
+        ),
+        vec(text(), 0..=4).prop_map(|responses| {
+            Frame::UserauthInfoResponse(InfoResponse {
+                responses: responses
+                    .into_iter()
+                    .map(sshq_core::zeroize::Zeroizing::new)
+                    .collect(),
+            })
+        }),
         Just(Frame::UserauthSuccess),
         (global_request(), any::<bool>()).prop_map(|(request, want_reply)| {
             Frame::GlobalRequest {

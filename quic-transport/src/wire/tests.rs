@@ -1,4 +1,5 @@
 use super::*;
+use sshq_core::auth_methods::{Prompt, MAX_PROMPTS};
 use sshq_core::channel::{ExitSignal, OpenFailureReason, PtyRequest, WindowSize};
 
 fn enc(frame: &Frame) -> Bytes {
@@ -37,6 +38,43 @@ fn every_frame_roundtrips() {
         partial: false,
     });
     roundtrip(Frame::UserauthSuccess);
+    roundtrip(Frame::UserauthPassword(PasswordRequest {
+        user: "alice".into(),
+        service: "ssh-connection".into(),
+        exporter: vec![0x11; 32],
+        password: "correct horse".to_string().into(),
+    }));
+    roundtrip(Frame::UserauthKeyboardInteractive(
+        KeyboardInteractiveRequest {
+            user: "alice".into(),
+            service: "ssh-connection".into(),
+            exporter: vec![0x11; 32],
+            submethods: "pam".into(),
+        },
+    ));
+    roundtrip(Frame::UserauthOtherMethod(OtherMethodRequest {
+        user: "alice".into(),
+        service: "ssh-connection".into(),
+        method: "none".into(),
+    }));
+    roundtrip(Frame::UserauthInfoRequest(InfoRequest {
+        name: "PAM".into(),
+        instruction: "Two factors".into(),
+        prompts: vec![
+            Prompt {
+                text: "Password: ".into(),
+                echo: false,
+            },
+            Prompt {
+                text: "Code: ".into(),
+                echo: true,
+            },
+        ],
+    }));
+    roundtrip(Frame::UserauthInfoResponse(InfoResponse {
+        responses: vec!["pw".to_string().into(), "123456".to_string().into()],
+    }));
+    roundtrip(Frame::UserauthInfoResponse(InfoResponse::default()));
     roundtrip(Frame::GlobalRequest {
         request: GlobalRequest::TcpipForward {
             address: "localhost".into(),
@@ -268,4 +306,199 @@ fn signed_data_binds_the_exporter() {
     // string(exporter) || byte 50 || string(user) ...
     assert_eq!(&a[..4], &32u32.to_be_bytes());
     assert_eq!(a[36], msg::USERAUTH_REQUEST);
+}
+
+/// The USERAUTH_REQUEST payload up to and including the method name.
+fn userauth_head(method: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = Writer::new(&mut out);
+    w.string("user", b"alice")
+        .and_then(|w| w.string("service", b"ssh-connection"))
+        .and_then(|w| w.string("method", method.as_bytes()))
+        .expect("small");
+    out
+}
+
+fn string(value: &[u8]) -> Vec<u8> {
+    let mut out = (value.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(value);
+    out
+}
+
+#[test]
+fn password_request_layout_is_rfc_4252_with_the_exporter_first() {
+    let frame = enc(&Frame::UserauthPassword(PasswordRequest {
+        user: "alice".into(),
+        service: "ssh-connection".into(),
+        exporter: vec![0x11; 32],
+        password: "pw".to_string().into(),
+    }));
+    let mut expected = userauth_head("password");
+    expected.extend(string(&[0x11; 32]));
+    expected.push(0); // FALSE: not a password change
+    expected.extend(string(b"pw"));
+    assert_eq!(&frame[5..], &expected[..]);
+    assert_eq!(frame[4], msg::USERAUTH_REQUEST);
+}
+
+#[test]
+fn password_change_form_is_refused() {
+    let mut payload = userauth_head("password");
+    payload.extend(string(&[0x11; 32]));
+    payload.push(1);
+    payload.extend(string(b"old"));
+    payload.extend(string(b"new"));
+    assert_eq!(
+        decode_frame(&mut raw_frame(msg::USERAUTH_REQUEST, &payload)),
+        Err(DecodeError::PasswordChange)
+    );
+}
+
+#[test]
+fn exporter_value_must_be_32_octets() {
+    for len in [0usize, 31, 33] {
+        for method in ["password", "keyboard-interactive"] {
+            let mut payload = userauth_head(method);
+            payload.extend(string(&vec![0x11; len]));
+            payload.extend(string(b""));
+            if method == "password" {
+                // boolean FALSE sits between E and the password.
+                payload.insert(payload.len() - 4, 0);
+            } else {
+                payload.extend(string(b""));
+            }
+            assert_eq!(
+                decode_frame(&mut raw_frame(msg::USERAUTH_REQUEST, &payload)),
+                Err(DecodeError::ExporterLength(len)),
+                "{method} with E of {len} octets"
+            );
+        }
+    }
+}
+
+#[test]
+fn password_must_be_utf8_and_the_error_does_not_quote_it() {
+    let mut payload = userauth_head("password");
+    payload.extend(string(&[0x11; 32]));
+    payload.push(0);
+    payload.extend(string(&[0xff, b's', b'e', b'c']));
+    let error =
+        decode_frame(&mut raw_frame(msg::USERAUTH_REQUEST, &payload)).expect_err("not UTF-8");
+    assert!(matches!(
+        error,
+        DecodeError::NotUtf8 {
+            field: "password",
+            ..
+        }
+    ));
+    assert!(!error.to_string().contains("sec"));
+}
+
+#[test]
+fn secrets_stay_out_of_debug_output() {
+    let request = PasswordRequest {
+        user: "alice".into(),
+        service: "ssh-connection".into(),
+        exporter: vec![0; 32],
+        password: "hunter2".to_string().into(),
+    };
+    assert!(!format!("{request:?}").contains("hunter2"));
+    let frame = Frame::UserauthInfoResponse(InfoResponse {
+        responses: vec!["hunter2".to_string().into()],
+    });
+    assert!(!format!("{frame:?}").contains("hunter2"));
+}
+
+#[test]
+fn unknown_methods_decode_with_their_fields_unread() {
+    let mut payload = userauth_head("hostbased");
+    payload.extend_from_slice(b"anything at all");
+    assert_eq!(
+        decode_frame(&mut raw_frame(msg::USERAUTH_REQUEST, &payload)),
+        Ok(Some(Frame::UserauthOtherMethod(OtherMethodRequest {
+            user: "alice".into(),
+            service: "ssh-connection".into(),
+            method: "hostbased".into(),
+        })))
+    );
+    // A known method's fields are still strict.
+    let mut payload = userauth_head("keyboard-interactive");
+    payload.extend(string(&[0x11; 32]));
+    payload.extend(string(b""));
+    payload.extend(string(b""));
+    payload.push(0);
+    assert!(matches!(
+        decode_frame(&mut raw_frame(msg::USERAUTH_REQUEST, &payload)),
+        Err(DecodeError::TrailingBytes { .. })
+    ));
+}
+
+#[test]
+fn too_many_prompts_or_responses_are_refused_before_allocating() {
+    let count = (MAX_PROMPTS + 1) as u32;
+    let mut payload = string(b"");
+    payload.extend(string(b""));
+    payload.extend(string(b""));
+    payload.extend(count.to_be_bytes());
+    assert_eq!(
+        decode_frame(&mut raw_frame(msg::USERAUTH_INFO_REQUEST, &payload)),
+        Err(DecodeError::TooManyPrompts {
+            frame: msg::USERAUTH_INFO_REQUEST,
+            count
+        })
+    );
+    // A huge count with no data behind it: refused, not allocated.
+    assert_eq!(
+        decode_frame(&mut raw_frame(
+            msg::USERAUTH_INFO_RESPONSE,
+            &u32::MAX.to_be_bytes()
+        )),
+        Err(DecodeError::TooManyPrompts {
+            frame: msg::USERAUTH_INFO_RESPONSE,
+            count: u32::MAX
+        })
+    );
+    // Exactly MAX_PROMPTS is fine.
+    let full = Frame::UserauthInfoResponse(InfoResponse {
+        responses: vec![String::new().into(); MAX_PROMPTS],
+    });
+    roundtrip(full);
+    // And we do not send more.
+    let over = Frame::UserauthInfoRequest(InfoRequest {
+        prompts: vec![
+            Prompt {
+                text: String::new(),
+                echo: false
+            };
+            MAX_PROMPTS + 1
+        ],
+        ..InfoRequest::default()
+    });
+    assert_eq!(
+        encode_frame(&over),
+        Err(EncodeError::TooManyPrompts(MAX_PROMPTS + 1))
+    );
+}
+
+#[test]
+fn info_request_echo_is_a_strict_boolean() {
+    let mut payload = string(b"");
+    payload.extend(string(b""));
+    payload.extend(string(b""));
+    payload.extend(1u32.to_be_bytes());
+    payload.extend(string(b"Password: "));
+    payload.push(2);
+    assert!(matches!(
+        decode_frame(&mut raw_frame(msg::USERAUTH_INFO_REQUEST, &payload)),
+        Err(DecodeError::BadBool { field: "echo", .. })
+    ));
+}
+
+#[test]
+fn same_exporter_compares_whole_values() {
+    assert!(same_exporter(&[1; 32], &[1; 32]));
+    let mut other = [1; 32];
+    other[31] = 2;
+    assert!(!same_exporter(&other, &[1; 32]));
+    assert!(!same_exporter(&[1; 31], &[1; 32]));
 }

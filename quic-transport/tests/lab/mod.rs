@@ -78,7 +78,7 @@ impl TestServer {
     /// A server on a free loopback port with every key exchange sshq has.
     fn start(
         host_key: &PrivateKey,
-        policy: TestPolicy,
+        policy: Arc<dyn AuthPolicy>,
         grace: Option<Duration>,
         mapping: ChannelMapping,
     ) -> TestServer {
@@ -89,7 +89,7 @@ impl TestServer {
         let endpoint = endpoint::server_endpoint(bind, config).expect("server endpoint");
         let addr = endpoint.local_addr().expect("server address");
         let auth = Arc::new(ServerAuth {
-            policy: Arc::new(policy),
+            policy,
             login_grace_time: grace,
             client_alive_interval: None,
             client_alive_count_max: 3,
@@ -204,11 +204,24 @@ impl Fixture {
         grace: Option<Duration>,
         mapping: ChannelMapping,
     ) -> Fixture {
+        let policy = move |user: PublicKey| -> Arc<dyn AuthPolicy> {
+            Arc::new(TestPolicy::new(user, max_tries))
+        };
+        Fixture::with_policy(policy, grace, mapping)
+    }
+
+    /// A fixture whose server asks the policy `make` builds for the user's
+    /// public key.
+    pub fn with_policy(
+        make: impl FnOnce(PublicKey) -> Arc<dyn AuthPolicy>,
+        grace: Option<Duration>,
+        mapping: ChannelMapping,
+    ) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let host_key = keygen(dir.path(), "host");
         let user = keygen(dir.path(), "user");
         let stranger = keygen(dir.path(), "stranger");
-        let policy = TestPolicy::new(user.public_key().clone(), max_tries);
+        let policy = make(user.public_key().clone());
         Fixture {
             server: TestServer::start(&host_key, policy, grace, mapping),
             host: host_key.public_key().clone(),
@@ -274,6 +287,7 @@ impl Fixture {
     pub async fn normal_with(&self, mapping: ChannelMapping) -> (quinn::Endpoint, QuicConnection) {
         let (endpoint, conn) = self.quic().await;
         let auth = ClientAuth {
+            host: "sshq-test".to_string(),
             user: USER.to_string(),
             auth_options: Default::default(),
             keys: vec![self.user_key.clone() as Arc<dyn UserKey>],

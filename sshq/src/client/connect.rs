@@ -381,6 +381,7 @@ async fn connect_quic_on(
     params: &ConnectParams,
 ) -> Result<sshq_quic::QuicConnection, QuicFailure> {
     let auth = sshq_quic::ClientAuth {
+        host: plan.host.clone(),
         user: plan.user.clone(),
         auth_options: Default::default(),
         keys: prepared.keys.clone(),

@@ -105,6 +105,7 @@ pub async fn quic_client(lab: &Lab, server: &Server) -> sshq_quic::QuicConnectio
         channel_mapping: Default::default(),
     };
     let auth = sshq_quic::ClientAuth {
+        host: "127.0.0.1".to_string(),
         user: lab.user.clone(),
         auth_options: Default::default(),
         keys: user_keys(lab),

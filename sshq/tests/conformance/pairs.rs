@@ -139,6 +139,7 @@ pub async fn quic() -> Pair<QuicConnection, QuicConnection> {
     let client = async move {
         let conn = connecting.await.expect("QUIC handshake");
         let auth = ClientAuth {
+            host: "127.0.0.1".to_string(),
             user: USER.to_string(),
             auth_options: Default::default(),
             keys: user_keys,

@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use sshq_core::channel::{GlobalReply, GlobalRequest};
 
-use super::{Close, Control, ControlEvent, SendError};
+use super::{AuthVerdict, Close, Control, ControlEvent, SendError};
 use crate::proto::fuzzing::{drive_control, ControlPair};
 use crate::proto::{ProtocolError, RequestId, StreamKind, Transmit};
 use crate::wire::{ErrorCode, Frame, UserauthRequest, WireError};
+use sshq_core::auth_methods::AuthMethod;
 
 /// A frame as bytes (the frames here are small: encoding cannot fail).
 fn encode_frame(frame: &Frame) -> bytes::Bytes {
@@ -28,6 +29,13 @@ fn request(user: &str) -> UserauthRequest {
     }
 }
 
+/// A refusal with publickey left to try, as a keys-only server answers.
+pub(crate) fn refused() -> AuthVerdict {
+    AuthVerdict::Refused {
+        can_continue: vec![AuthMethod::PublicKey],
+    }
+}
+
 fn pair(max_auth_tries: u32) -> ControlPair {
     ControlPair::new(Instant::now(), Some(GRACE), max_auth_tries)
 }
@@ -37,7 +45,7 @@ fn logged_in() -> ControlPair {
     let mut p = pair(6);
     p.client.send_userauth(request("alice"));
     p.run();
-    p.server.auth_verdict(p.now, true);
+    p.server.auth_verdict(p.now, AuthVerdict::Accepted);
     p.run();
     assert_eq!(p.server_events.len(), 2);
     assert_eq!(p.client_events, vec![ControlEvent::Authenticated]);
@@ -74,10 +82,10 @@ fn userauth_success() {
     p.run();
     assert_eq!(
         p.server_events,
-        vec![ControlEvent::UserauthRequest(request("alice"))]
+        vec![ControlEvent::UserauthRequest(request("alice").into())]
     );
     assert!(!p.server.is_authenticated());
-    p.server.auth_verdict(p.now, true);
+    p.server.auth_verdict(p.now, AuthVerdict::Accepted);
     p.run();
     assert_eq!(p.server_events.last(), Some(&ControlEvent::Authenticated));
     assert_eq!(p.client_events, vec![ControlEvent::Authenticated]);
@@ -91,17 +99,18 @@ fn userauth_failure_then_next_key() {
     let mut p = pair(6);
     p.client.send_userauth(request("alice"));
     p.run();
-    p.server.auth_verdict(p.now, false);
+    p.server.auth_verdict(p.now, refused());
     p.run();
     assert_eq!(
         p.client_events,
         vec![ControlEvent::UserauthFailure {
-            methods: "publickey".to_string()
+            methods: "publickey".to_string(),
+            partial: false,
         }]
     );
     p.client.send_userauth(request("alice"));
     p.run();
-    p.server.auth_verdict(p.now, true);
+    p.server.auth_verdict(p.now, AuthVerdict::Accepted);
     p.run();
     assert_eq!(p.client_events.last(), Some(&ControlEvent::Authenticated));
 }
@@ -112,7 +121,7 @@ fn too_many_failures_closes_with_auth_failed() {
     for _ in 0..2 {
         p.client.send_userauth(request("mallory"));
         p.run();
-        p.server.auth_verdict(p.now, false);
+        p.server.auth_verdict(p.now, refused());
         p.run();
     }
     // draft §7.7: no USERAUTH_FAILURE for the last one, AUTH_FAILED instead.
@@ -144,7 +153,7 @@ fn too_many_failures_escapes_the_user_name() {
     let mut p = pair(1);
     p.client.send_userauth(request("evil\nuser"));
     p.run();
-    p.server.auth_verdict(p.now, false);
+    p.server.auth_verdict(p.now, refused());
     p.run();
     let (_, error) = closed_with(&p.server_events);
     let ProtocolError::TooManyAuthFailures(user) = error else {
@@ -171,14 +180,14 @@ fn login_grace_time_covers_a_pending_verdict_and_failures() {
     let mut p = pair(6);
     p.client.send_userauth(request("alice"));
     p.run();
-    p.server.auth_verdict(p.now, false);
+    p.server.auth_verdict(p.now, refused());
     p.client.send_userauth(request("alice"));
     p.run();
     // The check of the second request takes too long.
     p.advance(GRACE);
     assert_eq!(closed_with(&p.server_events).0, ErrorCode::AuthTimeout);
     // A verdict after the close changes nothing.
-    p.server.auth_verdict(p.now, true);
+    p.server.auth_verdict(p.now, AuthVerdict::Accepted);
     p.run();
     assert!(!p.server.is_authenticated());
     assert!(!p.client_events.contains(&ControlEvent::Authenticated));
@@ -473,7 +482,7 @@ fn requests_pipelined_behind_the_userauth_request_wait_for_success() {
     .to_vec();
     p.run();
     assert_eq!(p.server_events.len(), 1);
-    p.server.auth_verdict(p.now, true);
+    p.server.auth_verdict(p.now, AuthVerdict::Accepted);
     p.run();
     assert!(matches!(
         p.server_events.as_slice(),
@@ -527,7 +536,7 @@ fn give_up_closes_by_application() {
     let mut p = pair(6);
     p.client.send_userauth(request("alice"));
     p.run();
-    p.server.auth_verdict(p.now, false);
+    p.server.auth_verdict(p.now, refused());
     p.run();
     p.client.give_up();
     p.run();
@@ -696,9 +705,9 @@ fn the_host_certificate_comes_before_any_request() {
     p.run();
     assert_eq!(
         p.server_events,
-        vec![ControlEvent::UserauthRequest(request("alice"))]
+        vec![ControlEvent::UserauthRequest(request("alice").into())]
     );
-    p.server.auth_verdict(p.now, true);
+    p.server.auth_verdict(p.now, AuthVerdict::Accepted);
     p.run();
     assert!(p.client.is_authenticated() && p.server.is_authenticated());
 }
@@ -734,7 +743,7 @@ fn a_second_or_late_certificate_request_is_a_protocol_error() {
     let mut p = pair(6);
     p.client.send_userauth(request("alice"));
     p.run();
-    p.server.auth_verdict(p.now, false);
+    p.server.auth_verdict(p.now, refused());
     p.run();
     p.server.handle_bytes(p.now, &request_frame);
     p.run();
