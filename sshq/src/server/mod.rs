@@ -576,14 +576,16 @@ async fn run_connection<C: Connection>(
             return;
         }
     };
-    // The options of the key's authorized_keys line, read again now.
+    // The options of the key's authorized_keys line, read again now. A
+    // login without a key (a password, keyboard-interactive) has no line
+    // and so no options: sshd's defaults, as for its password logins.
     let granted = match &info.credential {
         Some(credential) => {
             key_policy(config)
                 .credential_grant(&info.user, credential, Some(peer.ip()))
                 .await
         }
-        None => None,
+        None => Some(auth::KeyOptions::default()),
     };
     let Some(key_options) = granted else {
         tracing::error!(
@@ -603,21 +605,26 @@ async fn run_connection<C: Connection>(
         },
         None => key_options,
     };
+    // The transports log password and keyboard-interactive logins
+    // themselves (they know the method); keys and certificates here.
     let method = match &info.credential {
-        Some(sshq_core::auth::UserCredential::Certificate(certificate)) => format!(
+        Some(sshq_core::auth::UserCredential::Certificate(certificate)) => Some(format!(
             "certificate ID {} (serial {})",
             log_escape::peer_text(certificate.key_id()),
             certificate.serial()
-        ),
-        _ => "publickey".to_string(),
+        )),
+        Some(sshq_core::auth::UserCredential::Key(_)) => Some("publickey".to_string()),
+        None => None,
     };
-    tracing::info!(
-        "Accepted {method} for {} from {} port {} over {}",
-        log_escape::peer_text(&info.user),
-        peer.ip(),
-        peer.port(),
-        info.transport
-    );
+    if let Some(method) = method {
+        tracing::info!(
+            "Accepted {method} for {} from {} port {} over {}",
+            log_escape::peer_text(&info.user),
+            peer.ip(),
+            peer.port(),
+            info.transport
+        );
+    }
     let (local_ip, local_port) = local
         .map(|a| (a.ip().to_string(), a.port()))
         .unwrap_or_else(|| ("0.0.0.0".to_string(), 0));
