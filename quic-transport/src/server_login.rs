@@ -302,7 +302,20 @@ impl Login<'_> {
                 let allowed = self.policy.account_allowed(&self.user, Some(self.peer));
                 match until(machine.poll_timeout(), allowed).await {
                     None => machine.handle_timeout(now()),
-                    Some(true) => machine.auth_verdict(now(), AuthVerdict::Accepted),
+                    Some(true) => {
+                        // sshqd logs a key's "Accepted publickey" line
+                        // itself, with what authorized_keys granted.
+                        if method != AuthMethod::PublicKey {
+                            tracing::info!(
+                                "Accepted {} for {} from {} port {} over quic",
+                                method_log_name(method),
+                                log_escape::peer_text(&self.user),
+                                self.peer.ip(),
+                                self.peer.port()
+                            );
+                        }
+                        machine.auth_verdict(now(), AuthVerdict::Accepted)
+                    }
                     Some(false) => {
                         // The policy says why (PAM's account stage logs it).
                         self.log_failed(method_log_name(method), "account not allowed");
