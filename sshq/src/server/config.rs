@@ -188,6 +188,13 @@ pub struct ServerConfig {
     /// Off by default in sshqd: public keys are the intended way in.
     pub password_authentication: bool,
     pub kbd_interactive_authentication: bool,
+    /// `UsePAM`: passwords, keyboard-interactive, and the account and
+    /// session stages go through PAM, as in sshd.
+    pub use_pam: bool,
+    /// The PAM service sshqd names (`PAMServiceName`, an sshq keyword;
+    /// sshd's is its program name, `sshd`, which is the default here too so
+    /// that sshqd follows the host's sshd policy).
+    pub pam_service_name: String,
     pub max_auth_tries: u32,
     /// `MaxSessions`: open session channels per connection (0: none).
     pub max_sessions: u32,
@@ -268,6 +275,8 @@ impl Default for ServerConfig {
             pubkey_authentication: true,
             password_authentication: false,
             kbd_interactive_authentication: false,
+            use_pam: false,
+            pam_service_name: "sshd".to_string(),
             max_auth_tries: 6,
             max_sessions: super::limits::DEFAULT_MAX_SESSIONS,
             login_grace_time: Some(Duration::from_secs(120)),
