@@ -8,6 +8,11 @@ fn main() {
     if args.get(1).map(String::as_str) == Some(sshq::server::reattach::holder::HOLDER_ARG) {
         std::process::exit(sshq::server::reattach::holder::run());
     }
+    // sshqd runs itself as the PAM session helper of one session program
+    // (UsePAM yes): before clap, which must not see its arguments.
+    if args.get(1).map(String::as_str) == Some(sshq::server::pam_session::HELPER_ARG) {
+        std::process::exit(sshq::server::pam_session::run_helper(&args));
+    }
     let (cli, config, host_keys) = match sshq::server::prepare(args.clone()) {
         Ok(prepared) => prepared,
         Err(error) => {

@@ -35,7 +35,7 @@ pub const SYSTEM_CONFIG_PATH: &str = "/etc/ssh/ssh_config";
 const IGNORED: &[&str] = &[
     "addkeystoagent", "addressfamily", "canonicaldomains", "canonicalizefallbacklocal",
     "canonicalizehostname", "canonicalizemaxdots", "canonicalizepermittedcnames",
-    "casignaturealgorithms", "challengeresponseauthentication", "checkhostip", "cipher",
+    "casignaturealgorithms", "checkhostip", "cipher",
     "ciphers", "compression", "compressionlevel", "connectionattempts", "controlmaster",
     "controlpath", "controlpersist", "enableescapecommandline", "enablesshkeysign",
     "escapechar", "fingerprinthash", "forwardx11", "forwardx11timeout",
@@ -43,11 +43,13 @@ const IGNORED: &[&str] = &[
     "gssapiclientidentity", "gssapidelegatecredentials", "gssapikeyexchange",
     "gssapikexalgorithms", "gssapirenewalforcesrekey", "gssapiserveridentity", "gssapitrustdns",
     "hashknownhosts", "hostbasedacceptedalgorithms", "hostbasedauthentication",
-    "hostbasedkeytypes", "hostkeyalgorithms", "ipqos", "kbdinteractiveauthentication",
+    "hostbasedkeytypes", "hostkeyalgorithms", "ipqos",
+    // Submethods for keyboard-interactive: sshd with PAM has one device
+    // and answers the same whatever the client names, so sshq sends none.
     "kbdinteractivedevices", "keepalive", "localcommand", "logverbose", "macs",
-    "nohostauthenticationforlocalhost", "numberofpasswordprompts", "passwordauthentication",
-    "permitlocalcommand", "preferredauthentications", "protocol", "pubkeyacceptedalgorithms",
-    "pubkeyacceptedkeytypes", "pubkeyauthentication", "rekeylimit", "requiredrsasize",
+    "nohostauthenticationforlocalhost",
+    "permitlocalcommand", "protocol", "pubkeyacceptedalgorithms",
+    "pubkeyacceptedkeytypes", "rekeylimit", "requiredrsasize",
     "rhostsrsaauthentication", "rsaauthentication", "syslogfacility",
     "tunnel", "tunneldevice", "updatehostkeys", "useprivilegedport",
     "useroaming", "verifyhostkeydns", "visualhostkey", "xauthlocation",
@@ -154,6 +156,14 @@ const TTY: &[(&str, RequestTty)] = &[
     ("yes", RequestTty::Yes), ("true", RequestTty::Yes), ("no", RequestTty::No),
     ("false", RequestTty::No), ("force", RequestTty::Force), ("auto", RequestTty::Auto),
 ];
+/// PubkeyAuthentication: `unbound` and `host-bound` only choose which
+/// signature ssh makes (sshq's binds nothing to the host key), so both
+/// mean yes.
+#[rustfmt::skip]
+const PUBKEY: &[(&str, bool)] = &[
+    ("yes", true), ("true", true), ("unbound", true), ("host-bound", true),
+    ("no", false), ("false", false),
+];
 #[rustfmt::skip]
 const TRANSPORTS: &[(&str, Transport)] =
     &[("tcp", Transport::Tcp), ("quic", Transport::Quic), ("auto", Transport::Auto)];
@@ -172,7 +182,18 @@ pub struct ClientOptions {
     /// `CertificateFile`, `~` expanded; accumulates, without duplicates.
     pub certificate_files: Vec<PathBuf>,
     pub identities_only: Option<bool>,
+    /// `BatchMode`: no question to the user at all (no password, no
+    /// keyboard-interactive answer, no passphrase).
     pub batch_mode: Option<bool>,
+    /// `PreferredAuthentications`, as written: the order of methods; names
+    /// sshq does not speak are kept and never match, as in ssh.
+    pub preferred_authentications: Option<String>,
+    pub pubkey_authentication: Option<bool>,
+    pub password_authentication: Option<bool>,
+    /// `KbdInteractiveAuthentication` (also spelt ChallengeResponseAuthentication).
+    pub kbd_interactive_authentication: Option<bool>,
+    /// `NumberOfPasswordPrompts` (0 to INT_MAX, as ssh reads it).
+    pub number_of_password_prompts: Option<u32>,
     /// `ClearAllForwardings`: drop every -L/-R/-D and their config
     /// equivalents (scp and sftp pass `yes` to the ssh they run).
     pub clear_all_forwardings: Option<bool>,
@@ -303,6 +324,16 @@ impl At<'_> {
         found
             .map(|(_, t)| *t)
             .ok_or_else(|| self.bad(format!("unsupported option \"{v}\".")))
+    }
+
+    /// An `int` keyword's value as ssh's `atoi_err` reads it: 0 to INT_MAX.
+    fn int(&self, v: &str) -> Res<u32> {
+        match v.parse::<i64>() {
+            Ok(n) if n < 0 => Err(self.bad("integer value too small.")),
+            Ok(n) if n > i64::from(i32::MAX) => Err(self.bad("integer value too large.")),
+            Ok(n) => u32::try_from(n).map_err(|_| self.bad("integer value too large.")),
+            Err(_) => Err(self.bad("integer value invalid.")),
+        }
     }
 
     fn duration(&self, v: &str) -> Res<Duration> {
@@ -461,6 +492,36 @@ impl ClientOptions {
             "quicport" => first(&mut self.quic_port, on, at.port(one()?)?),
             "identitiesonly" => first(&mut self.identities_only, on, at.pick(one()?, FLAG)?),
             "batchmode" => first(&mut self.batch_mode, on, at.pick(one()?, FLAG)?),
+            "preferredauthentications" => {
+                let v = one()?.to_string();
+                first(&mut self.preferred_authentications, on, v);
+            }
+            "pubkeyauthentication" | "dsaauthentication" => {
+                first(
+                    &mut self.pubkey_authentication,
+                    on,
+                    at.pick(one()?, PUBKEY)?,
+                );
+            }
+            "passwordauthentication" => {
+                first(
+                    &mut self.password_authentication,
+                    on,
+                    at.pick(one()?, FLAG)?,
+                );
+            }
+            // ssh's aliases of one option.
+            "kbdinteractiveauthentication"
+            | "challengeresponseauthentication"
+            | "skeyauthentication"
+            | "tisauthentication" => {
+                let v = at.pick(one()?, FLAG)?;
+                first(&mut self.kbd_interactive_authentication, on, v);
+            }
+            "numberofpasswordprompts" => {
+                let v = at.int(one()?)?;
+                first(&mut self.number_of_password_prompts, on, v);
+            }
             "tcpkeepalive" => first(&mut self.tcp_keepalive, on, at.pick(one()?, FLAG)?),
             "clearallforwardings" => {
                 let v = at.pick(one()?, FLAG)?;

@@ -24,6 +24,9 @@ use sshq_quic::client::{ClientEndpoint, ConnectFailure, ConnectParams};
 use sshq_quic::relay::Tunnel;
 use sshq_quic::tls::HandshakeFailure;
 
+use sshq_core::auth_methods::ClientAuthOptions;
+
+use super::auth::{self, Prompts};
 use super::config::Transport;
 use super::error::{Program, SetupError};
 pub use super::route::{AnyConnection, Route};
@@ -35,6 +38,9 @@ pub const DEFAULT_QUIC_FALLBACK: Duration = Duration::from_millis(300);
 /// What both transports need, prepared once.
 struct Prepared {
     keys: Vec<Arc<dyn UserKey>>,
+    /// The order of methods, and who answers prompts (one prompter for
+    /// both transports of a race, so their prompts never overlap).
+    auth_options: ClientAuthOptions,
     verifier: Arc<SerializedVerifier>,
     /// Host key types known_hosts records for this host.
     known_types: Vec<String>,
@@ -49,7 +55,12 @@ impl Prepared {
 }
 
 /// Connects as the plan says; `-v` is told which transport and why.
-pub async fn connect(plan: &Plan, route: Route<'_>) -> Result<AnyConnection, ConnectError> {
+/// `prompts` says whether the login may ask the user for passwords.
+pub async fn connect(
+    plan: &Plan,
+    route: Route<'_>,
+    prompts: Prompts,
+) -> Result<AnyConnection, ConnectError> {
     let proxy_command = match (route, plan.options.proxy_command.as_deref()) {
         (Route::Direct, Some(command)) if command != "none" => {
             Some(super::proxy_command::expand(command, plan))
@@ -62,16 +73,24 @@ pub async fn connect(plan: &Plan, route: Route<'_>) -> Result<AnyConnection, Con
     };
     let verifier = hostkeys::Verifier::new(plan);
     let known_types = verifier.known_key_types();
-    let prepared = Prepared {
-        known_types,
-        keys: identity::collect_keys(&identity::IdentityOptions {
+    // PubkeyAuthentication=no (or a PreferredAuthentications without
+    // publickey): no key is read, so no passphrase is asked for.
+    let keys = if auth::uses_keys(&plan.options) {
+        identity::collect_keys(&identity::IdentityOptions {
             files: plan.options.identity_files.clone(),
             certificate_files: plan.options.certificate_files.clone(),
             identities_only: plan.options.identities_only.unwrap_or(false),
             batch_mode: plan.options.batch_mode.unwrap_or(false),
             quiet: plan.quiet,
         })
-        .await,
+        .await
+    } else {
+        Vec::new()
+    };
+    let prepared = Prepared {
+        known_types,
+        keys,
+        auth_options: auth::client_auth_options(plan, prompts),
         verifier: Arc::new(SerializedVerifier {
             inner: verifier,
             judged: std::sync::Mutex::new(None),
@@ -263,7 +282,7 @@ async fn connect_tcp(
     let params = || sshq_tcp::ClientParams {
         host: plan.host.clone(),
         user: plan.user.clone(),
-        auth_options: Default::default(),
+        auth_options: prepared.auth_options.clone(),
         keys: prepared.keys.clone(),
         verifier: prepared.verifier.clone(),
         kex: kex.clone(),
@@ -380,10 +399,13 @@ async fn connect_quic_on(
     addr: SocketAddr,
     params: &ConnectParams,
 ) -> Result<sshq_quic::QuicConnection, QuicFailure> {
+    // TODO(merge): ClientAuth gains `host: String` for the password prompt
+    // ("user@host's password: "); set it to `plan.hostname.clone()`, the
+    // HostName connected to, which is the host ssh names in its prompts.
     let auth = sshq_quic::ClientAuth {
         host: plan.host.clone(),
         user: plan.user.clone(),
-        auth_options: Default::default(),
+        auth_options: prepared.auth_options.clone(),
         keys: prepared.keys.clone(),
     };
     endpoint

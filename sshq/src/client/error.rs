@@ -94,7 +94,7 @@ pub fn ssh_message(e: &ConnectError) -> String {
 
 /// An I/O error in the words ssh prints: the system's message without
 /// Rust's " (os error N)" suffix.
-fn io_text(e: &std::io::Error) -> String {
+pub(crate) fn io_text(e: &std::io::Error) -> String {
     let text = e.to_string();
     match text.find(" (os error ") {
         Some(at) => text[..at].to_string(),

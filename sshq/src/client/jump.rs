@@ -12,6 +12,7 @@
 
 use sshq_core::error::ConnectError;
 
+use super::auth::Prompts;
 use super::cli::{Cli, Destination};
 use super::connect;
 use super::route::{AnyConnection, Route};
@@ -38,7 +39,7 @@ pub fn hop_plans(cli: &Cli, plan: &Plan) -> Result<Vec<Plan>, super::error::Clie
 
 /// Connects through `hops` in order; returns the connection the destination
 /// must be reached through (none without hops) and the chain to keep.
-pub async fn connect_hops(hops: &[Plan]) -> Result<JumpChain, ConnectError> {
+pub async fn connect_hops(hops: &[Plan], prompts: Prompts) -> Result<JumpChain, ConnectError> {
     let mut chain: Vec<AnyConnection> = Vec::new();
     for hop in hops {
         let route = match chain.last() {
@@ -50,7 +51,7 @@ pub async fn connect_hops(hops: &[Plan]) -> Result<JumpChain, ConnectError> {
             hop.hostname,
             hop.port
         );
-        let conn = connect::connect(hop, route).await?;
+        let conn = connect::connect(hop, route, prompts).await?;
         let conn = connect::logged_in(conn, hop).await?;
         chain.push(conn);
     }

@@ -2,6 +2,7 @@
 //! and QUIC as the transport trait's second implementation.
 
 pub mod agent;
+mod auth;
 mod background;
 pub mod cli;
 mod command_line;
@@ -13,6 +14,7 @@ mod hostkeys;
 pub mod identity;
 mod jump;
 mod keepalive;
+pub mod prompt;
 pub mod proxy;
 mod proxy_command;
 mod reattach;
@@ -103,7 +105,7 @@ async fn run(cli: Cli) -> Result<i32, ClientError> {
         return background::start().await;
     }
     let hops = jump::hop_plans(&cli, &plan)?;
-    let (mut chain, mut conn) = establish(&hops, &plan).await?;
+    let (mut chain, mut conn) = establish(&hops, &plan, auth::Prompts::Allowed).await?;
     let mut carry: Option<Box<reattach::Carry>> = None;
     loop {
         let result = run_connection(conn, &cli, &plan, &mut carry).await;
@@ -124,9 +126,10 @@ async fn run(cli: Cli) -> Result<i32, ClientError> {
 async fn establish(
     hops: &[Plan],
     plan: &Plan,
+    prompts: auth::Prompts,
 ) -> Result<(jump::JumpChain, connect::AnyConnection), ClientError> {
-    let chain = jump::connect_hops(hops).await?;
-    let conn = connect::connect(plan, chain.route()).await?;
+    let chain = jump::connect_hops(hops, prompts).await?;
+    let conn = connect::connect(plan, chain.route(), prompts).await?;
     let conn = if background::is_child() {
         // Going to the background is for after login, so wait for it here.
         connect::logged_in(conn, plan).await?
@@ -147,16 +150,24 @@ async fn run_connection(
     match conn {
         connect::AnyConnection::Tcp(conn) => {
             log_connected(&conn, plan);
-            run_watched(Arc::new(conn), cli, plan, carry).await
+            let logged_in = session::LoginGate::default();
+            run_watched(Arc::new(conn), cli, plan, carry, logged_in).await
         }
         connect::AnyConnection::Quic(conn) => {
             log_connected(&conn, plan);
             let conn = Arc::new(conn);
             // Login runs alongside the session's first round trip; its
-            // failure is what the user must hear about.
+            // failure is what the user must hear about. The session keeps
+            // off the terminal until it is over (a password may be asked).
+            let (login_done, login) = session::LoginGate::pending();
+            let login_outcome = async {
+                let outcome = conn.authenticated().await;
+                let _ = login_done.send(Some(outcome.is_ok()));
+                outcome
+            };
             let (auth, result) = tokio::join!(
-                conn.authenticated(),
-                run_watched(conn.clone(), cli, plan, carry)
+                login_outcome,
+                run_watched(conn.clone(), cli, plan, carry, login)
             );
             let path = conn.path_stats();
             tracing::debug!(
@@ -335,9 +346,10 @@ async fn run_watched<C: Connection>(
     cli: &Cli,
     plan: &Plan,
     carry: &mut Option<Box<reattach::Carry>>,
+    login: session::LoginGate,
 ) -> Result<i32, ClientError> {
     let reattachable = plan.reattachable.clone();
-    let run = run_on(conn.clone(), cli, plan, carry);
+    let run = run_on(conn.clone(), cli, plan, carry, login);
     tokio::pin!(run);
     tokio::select! {
         result = &mut run => result,
@@ -358,6 +370,7 @@ async fn run_on<C: Connection>(
     cli: &Cli,
     plan: &Plan,
     carry: &mut Option<Box<reattach::Carry>>,
+    login: session::LoginGate,
 ) -> Result<i32, ClientError> {
     if let Some(target) = &cli.stdio_forward {
         // -W implies -N and ClearAllForwardings, as in ssh.
@@ -464,6 +477,7 @@ async fn run_on<C: Connection>(
         escape_char: plan.options.escape_char.unwrap_or(Some(b'~')),
         host: plan.host.clone(),
         held: plan.reattachable.clone(),
+        login,
     };
     match session::run(conn.as_ref(), options, commands).await? {
         session::SessionEnd::Exited(exit) => {

@@ -45,7 +45,12 @@ pub async fn reconnect(
         status.show("reconnecting");
         // interop/rtt_setup.py times a reattach from this line.
         tracing::debug!("reconnect attempt {number}: connecting");
-        let attempt = tokio::time::timeout(attempt_limit, super::establish(hops, plan));
+        // The terminal is raw and read for the session: nobody could
+        // answer a password prompt, so the new login uses keys only.
+        let attempt = tokio::time::timeout(
+            attempt_limit,
+            super::establish(hops, plan, super::auth::Prompts::Never),
+        );
         tokio::pin!(attempt);
         let result = loop {
             tokio::select! {

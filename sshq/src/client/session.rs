@@ -37,6 +37,34 @@ pub struct SessionOptions {
     /// Set once the server holds the session (its SESSION arrived): from
     /// then on a dead connection means reconnecting, not exiting.
     pub held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The connection's login, which over QUIC runs alongside the session's
+    /// first requests: the terminal is not put in raw mode nor read before
+    /// it has succeeded, since a password prompt may need it meanwhile.
+    pub login: LoginGate,
+}
+
+/// Whether a connection's login is over, for a session that runs
+/// pipelined with it. The default is a login already done (TCP's).
+#[derive(Debug, Clone, Default)]
+pub struct LoginGate(Option<tokio::sync::watch::Receiver<Option<bool>>>);
+
+impl LoginGate {
+    /// A gate that opens when `login_done` is sent `Some(true)` (success)
+    /// and stays shut for `Some(false)` or a dropped sender.
+    pub fn pending() -> (tokio::sync::watch::Sender<Option<bool>>, LoginGate) {
+        let (login_done, gate) = tokio::sync::watch::channel(None);
+        (login_done, LoginGate(Some(gate)))
+    }
+
+    /// Waits for the login; whether it succeeded.
+    pub async fn passed(&self) -> bool {
+        let Some(gate) = &self.0 else {
+            return true;
+        };
+        let mut gate = gate.clone();
+        let outcome = gate.wait_for(Option::is_some).await.map(|done| *done);
+        matches!(outcome, Ok(Some(true)))
+    }
 }
 
 /// How a session ended, when it did not fail.
@@ -139,6 +167,7 @@ pub async fn run<C: Connection>(
         control.request(ChannelRequest::AgentForward, false).await?;
     }
     if has_pty && options.reattach && super::reattach::ask(&control).await? {
+        wait_for_login(&options.login).await?;
         let program = match &options.command {
             Some(command) => crate::reattach::wire::Program::Command(command.clone()),
             None => crate::reattach::wire::Program::Shell,
@@ -168,6 +197,7 @@ pub async fn run<C: Connection>(
         return Err(SessionError::RequestRefused(what));
     }
 
+    wait_for_login(&options.login).await?;
     let _raw = if options.pty {
         terminal::RawMode::enter()
     } else {
@@ -266,6 +296,19 @@ pub async fn run<C: Connection>(
         task.abort();
     }
     Ok(SessionEnd::Exited(exit))
+}
+
+/// Holds the session back from the terminal until the login succeeded
+/// (see [`SessionOptions::login`]); a failed login ends it, and the caller
+/// reports the login's failure instead.
+async fn wait_for_login(login: &LoginGate) -> Result<(), SessionError> {
+    if login.passed().await {
+        Ok(())
+    } else {
+        Err(SessionError::Transport(TransportError::ConnectionClosed(
+            Some("the login did not succeed".to_string()),
+        )))
+    }
 }
 
 /// `~s` in an ordinary session.

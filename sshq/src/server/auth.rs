@@ -12,6 +12,8 @@ mod account;
 pub mod certificate;
 pub mod key_options;
 mod keys_file;
+mod methods;
+pub mod pam;
 pub mod revoked;
 
 use sshq_core::log_escape;
@@ -23,10 +25,12 @@ use sshq_core::auth::{AuthPolicy, BoxFuture, UserCredential};
 use sshq_core::ssh_key::{Certificate, PublicKey};
 
 use super::config::ConnectionFacts;
+use super::process::SessionUser;
 use crate::fs_identity::{as_identity_within, Identity};
 pub use account::group_names;
 pub use key_options::KeyOptions;
 pub use keys_file::MAX_KEYS_FILE;
+pub use methods::LoginMethods;
 
 /// How long a user lookup, or reading a user's key files, may take before
 /// the key is refused (a hung LDAP server or NFS home must not hold logins).
@@ -68,6 +72,9 @@ pub struct KeyPolicy {
     /// RevokedKeys: a KRL or key list; keys and certificates it names are
     /// refused, and all are refused when it cannot be read.
     pub revoked_keys: Option<PathBuf>,
+    /// Passwords and keyboard-interactive through PAM, the PAM account
+    /// stage, and AuthenticationMethods.
+    pub login_methods: LoginMethods,
     /// With `Match` blocks: the policy for a login's user, groups and
     /// address (the settings above are then the global ones).
     pub matched: Option<MatchedPolicy>,
@@ -148,6 +155,39 @@ impl AuthPolicy for KeyPolicy {
 
     fn max_auth_tries(&self) -> u32 {
         self.max_auth_tries
+    }
+
+    fn methods<'a>(
+        &'a self,
+        user: &'a str,
+        peer: Option<SocketAddr>,
+    ) -> BoxFuture<'a, sshq_core::auth_methods::AuthMethods> {
+        Box::pin(self.methods_for(user, peer))
+    }
+
+    fn password_allowed<'a>(
+        &'a self,
+        user: &'a str,
+        password: &'a str,
+        peer: Option<SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(self.password_login(user, password, peer))
+    }
+
+    fn keyboard_interactive<'a>(
+        &'a self,
+        user: &'a str,
+        peer: Option<SocketAddr>,
+    ) -> BoxFuture<'a, Option<Box<dyn sshq_core::auth_methods::KbdInteractive>>> {
+        Box::pin(self.keyboard_interactive_login(user, peer))
+    }
+
+    fn account_allowed<'a>(
+        &'a self,
+        user: &'a str,
+        peer: Option<SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(self.pam_account(user, peer))
     }
 }
 
@@ -390,80 +430,10 @@ impl KeyPolicy {
         if self.matched.is_none() && !self.pubkey_authentication {
             return None;
         }
-        let name = user.to_owned();
-        let looked_up = tokio::time::timeout(
-            LOOKUP_LIMIT,
-            tokio::task::spawn_blocking(move || account::lookup(&name)),
-        )
-        .await;
-        let account = match looked_up {
-            Ok(Ok(Ok(Some(account)))) => account,
-            Ok(Ok(Ok(None))) => {
-                tracing::info!("Invalid user {}", log_escape::peer_text(user));
-                return None;
-            }
-            Ok(Ok(Err(e))) => {
-                tracing::error!("{e}");
-                return None;
-            }
-            Ok(Err(e)) => {
-                tracing::error!("cannot look up user {}: {e}", log_escape::peer_text(user));
-                return None;
-            }
-            Err(_) => {
-                tracing::error!(
-                    "cannot look up user {}: no answer within {} s",
-                    log_escape::peer_text(user),
-                    LOOKUP_LIMIT.as_secs()
-                );
-                return None;
-            }
-        };
-        if let Some(lines) = &account.refusal {
-            for line in lines {
-                tracing::info!("{line}");
-            }
+        let AccountState::Usable(account) = self.account_state(user).await else {
             return None;
-        }
-        let account = account.user;
-        // Without root we cannot become anyone else.
-        let me = nix::unistd::geteuid().as_raw();
-        if me != 0 && account.uid != me {
-            tracing::info!(
-                "refusing {}: sshqd runs as uid {me} and can only log in its own user",
-                log_escape::peer_text(user)
-            );
-            return None;
-        }
-        let matched = match &self.matched {
-            Some(matched) => {
-                let (name, gid) = (account.name.clone(), account.gid);
-                let groups = tokio::time::timeout(
-                    LOOKUP_LIMIT,
-                    tokio::task::spawn_blocking(move || account::group_names(&name, gid)),
-                )
-                .await
-                .ok()?
-                .ok()?;
-                let facts = ConnectionFacts {
-                    user: user.to_string(),
-                    groups,
-                    address: peer,
-                    local_port: None,
-                };
-                match matched(&facts) {
-                    Some(policy) => Some(Box::new(policy)),
-                    None => {
-                        tracing::error!(
-                            "the Match blocks for {} cannot be applied: login refused",
-                            log_escape::peer_text(user)
-                        );
-                        return None;
-                    }
-                }
-            }
-            None => None,
         };
+        let matched = self.policy_for(user, Some(&account), peer).await.ok()?;
         let policy = matched.as_deref().unwrap_or(self);
         if !policy.pubkey_authentication {
             tracing::info!(
@@ -495,6 +465,114 @@ impl KeyPolicy {
             },
         })
     }
+
+    /// What the user database says of `user` (refusals and failures are
+    /// logged here).
+    async fn account_state(&self, user: &str) -> AccountState {
+        let name = user.to_owned();
+        let looked_up = tokio::time::timeout(
+            LOOKUP_LIMIT,
+            tokio::task::spawn_blocking(move || account::lookup(&name)),
+        )
+        .await;
+        let account = match looked_up {
+            Ok(Ok(Ok(Some(account)))) => account,
+            Ok(Ok(Ok(None))) => {
+                tracing::info!("Invalid user {}", log_escape::peer_text(user));
+                return AccountState::Refused;
+            }
+            Ok(Ok(Err(e))) => {
+                tracing::error!("{e}");
+                return AccountState::Unknown;
+            }
+            Ok(Err(e)) => {
+                tracing::error!("cannot look up user {}: {e}", log_escape::peer_text(user));
+                return AccountState::Unknown;
+            }
+            Err(_) => {
+                tracing::error!(
+                    "cannot look up user {}: no answer within {} s",
+                    log_escape::peer_text(user),
+                    LOOKUP_LIMIT.as_secs()
+                );
+                return AccountState::Unknown;
+            }
+        };
+        if let Some(lines) = &account.refusal {
+            for line in lines {
+                tracing::info!("{line}");
+            }
+            return AccountState::Refused;
+        }
+        let account = account.user;
+        // Without root we cannot become anyone else.
+        let me = nix::unistd::geteuid().as_raw();
+        if me != 0 && account.uid != me {
+            tracing::info!(
+                "refusing {}: sshqd runs as uid {me} and can only log in its own user",
+                log_escape::peer_text(user)
+            );
+            return AccountState::Refused;
+        }
+        AccountState::Usable(account)
+    }
+
+    /// The policy under the `Match` blocks a login of `user` (`account`,
+    /// when it exists, for its groups) from `peer` matches: `Ok(None)`
+    /// without Match blocks, `Err` when they cannot be applied (logged;
+    /// the login is then refused).
+    async fn policy_for(
+        &self,
+        user: &str,
+        account: Option<&SessionUser>,
+        peer: Option<IpAddr>,
+    ) -> Result<Option<Box<KeyPolicy>>, ()> {
+        let Some(matched) = &self.matched else {
+            return Ok(None);
+        };
+        let groups = match account {
+            Some(account) => {
+                let (name, gid) = (account.name.clone(), account.gid);
+                tokio::time::timeout(
+                    LOOKUP_LIMIT,
+                    tokio::task::spawn_blocking(move || account::group_names(&name, gid)),
+                )
+                .await
+                .map_err(|_| ())?
+                .map_err(|_| ())?
+            }
+            // An unknown user matches Match User, never Match Group (sshd).
+            None => Vec::new(),
+        };
+        let facts = ConnectionFacts {
+            user: user.to_string(),
+            groups,
+            address: peer,
+            local_port: None,
+        };
+        match matched(&facts) {
+            Some(policy) => Ok(Some(Box::new(policy))),
+            None => {
+                tracing::error!(
+                    "the Match blocks for {} cannot be applied: login refused",
+                    log_escape::peer_text(user)
+                );
+                Err(())
+            }
+        }
+    }
+}
+
+/// What the user database says of the account a login names.
+enum AccountState {
+    /// It exists and may log in at all (not locked or expired; a user
+    /// sshqd can become).
+    Usable(SessionUser),
+    /// No such user, or one that may not log in (logged): every method
+    /// fails, but passwords still go to PAM, so that timing tells nothing.
+    Refused,
+    /// The user database did not answer (logged): nothing is allowed.
+    Unknown,
 }
 
 impl Login {

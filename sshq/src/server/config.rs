@@ -6,9 +6,9 @@
 //! Like sshd, unknown keywords and malformed lines are all collected and reported
 //! before giving up, while an invalid value stops reading at once.
 //!
-//! Keywords whose omission would loosen access control (AllowUsers, ForceCommand,
-//! UsePAM yes, Match, ...) are refused rather than ignored: a server must never run
-//! more permissively than its configuration says.
+//! Keywords whose omission would loosen access control (AllowUsers, Ciphers, ...)
+//! are refused rather than ignored: a server must never run more permissively
+//! than its configuration says.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -51,15 +51,14 @@ const IGNORED: &[&str] = &[
 /// nothing and is accepted, anything else is an error ("" = no such value).
 #[rustfmt::skip]
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("allowgroups", ""), ("allowusers", ""),
-    ("authenticationmethods", "any"), ("authorizedkeyscommand", "none"),
+    ("allowgroups", ""), ("allowusers", ""), ("authorizedkeyscommand", "none"),
     ("authorizedkeyscommanduser", ""), ("authorizedprincipalscommand", "none"),
     ("authorizedprincipalscommanduser", ""),
     ("banner", "none"), ("casignaturealgorithms", ""), ("chrootdirectory", "none"),
     ("ciphers", ""), ("denygroups", ""), ("denyusers", ""), ("disableforwarding", "no"),
     ("exposeauthinfo", "no"), ("hostbasedacceptedalgorithms", ""),
     ("hostkeyalgorithms", ""), ("macs", ""),
-    ("permitemptypasswords", "no"), ("permittty", "yes"),
+    ("permittty", "yes"),
     ("permittunnel", "no"), ("permituserenvironment", "no"), ("permituserrc", "yes"),
     ("pubkeyacceptedalgorithms", ""), ("rdomain", "none"),
     ("setenv", ""),
@@ -99,6 +98,11 @@ pub enum ServerConfigError {
     /// The configuration file could not be read.
     #[error("{file}: {reason}")]
     Open { file: String, reason: String },
+    /// Settings valid one by one that cannot work together (sshd's
+    /// `fatal()` after reading them), e.g. AuthenticationMethods naming
+    /// only disabled methods.
+    #[error("{0}")]
+    Unsatisfiable(String),
     /// A `ListenAddress` host that does not resolve.
     #[error("bad addr or host: {host} ({reason})")]
     BadAddress { host: String, reason: String },
@@ -185,9 +189,19 @@ pub struct ServerConfig {
     pub authorized_keys_file: Vec<String>,
     pub permit_root_login: PermitRootLogin,
     pub pubkey_authentication: bool,
-    /// Off by default in sshqd: public keys are the intended way in.
+    /// PasswordAuthentication and KbdInteractiveAuthentication: sshqd
+    /// checks passwords only through PAM, so these count only with
+    /// `UsePAM yes`, where they default to `yes` as in sshd (`no` without
+    /// it); see [`ServerConfig::enabled_methods`].
     pub password_authentication: bool,
     pub kbd_interactive_authentication: bool,
+    /// `UsePAM`: passwords, keyboard-interactive, and the account and
+    /// session stages go through PAM, as in sshd.
+    pub use_pam: bool,
+    /// The PAM service sshqd names (`PAMServiceName`, an sshq keyword;
+    /// sshd's is its program name, `sshd`, which is the default here too so
+    /// that sshqd follows the host's sshd policy).
+    pub pam_service_name: String,
     pub max_auth_tries: u32,
     /// `MaxSessions`: open session channels per connection (0: none).
     pub max_sessions: u32,
@@ -249,6 +263,8 @@ pub struct ServerConfig {
     pub preauth: PreauthLimits,
     /// TrustedUserCAKeys, AuthorizedPrincipalsFile, RevokedKeys, HostCertificate.
     pub identity: IdentitySettings,
+    /// PermitEmptyPasswords, AuthenticationMethods.
+    pub authentication: AuthenticationSettings,
     /// `Match` blocks, applied per connection by
     /// [`ServerConfig::for_connection`].
     pub matches: Vec<MatchBlock>,
@@ -268,6 +284,8 @@ impl Default for ServerConfig {
             pubkey_authentication: true,
             password_authentication: false,
             kbd_interactive_authentication: false,
+            use_pam: false,
+            pam_service_name: "sshd".to_string(),
             max_auth_tries: 6,
             max_sessions: super::limits::DEFAULT_MAX_SESSIONS,
             login_grace_time: Some(Duration::from_secs(120)),
@@ -303,6 +321,7 @@ impl Default for ServerConfig {
             reattach: super::reattach::ReattachPolicy::default(),
             preauth: PreauthLimits::new(),
             identity: IdentitySettings::default(),
+            authentication: AuthenticationSettings::default(),
             matches: Vec::new(),
         }
     }
@@ -345,6 +364,7 @@ impl ServerConfig {
         }
         let cfg = parser.finish();
         cfg.resolve_listen(true)?;
+        cfg.check_authentication_methods()?;
         Ok(cfg)
     }
 
@@ -361,7 +381,9 @@ impl ServerConfig {
     ) -> Result<ServerConfig, ServerConfigError> {
         let mut parser = Parser::new(overrides, &[], &[])?;
         parser.read_text(name, text, Path::new("."), 0)?;
-        Ok(parser.finish())
+        let cfg = parser.finish();
+        cfg.check_authentication_methods()?;
+        Ok(cfg)
     }
 
     /// The sockets to listen on: each `ListenAddress` with its own port or every
@@ -574,6 +596,12 @@ impl Parser {
         }
         if cfg.host_keys.is_empty() {
             cfg.host_keys = DEFAULT_HOST_KEYS.iter().map(PathBuf::from).collect();
+        }
+        // sshd's defaults for the password methods, where sshqd has them.
+        if cfg.use_pam {
+            cfg.password_authentication |= !self.seen.contains("passwordauthentication");
+            let kbd_set = self.seen.contains("kbdinteractiveauthentication");
+            cfg.kbd_interactive_authentication |= !kbd_set;
         }
         cfg
     }
@@ -800,12 +828,14 @@ impl Parser {
                 let pid_file = (v != "none").then(|| PathBuf::from(v));
                 set(fresh, &mut c.pid_file, pid_file);
             }
-            "usepam" => {
-                if flag()? {
-                    return Err(at.bad(
-                        "UsePAM yes is not supported: sshqd does not use PAM (set UsePAM no)",
-                    ));
-                }
+            "usepam" => set(fresh, &mut c.use_pam, flag()?),
+            "pamservicename" => {
+                let name = authentication::pam_service_name(one()?);
+                set(
+                    fresh,
+                    &mut c.pam_service_name,
+                    name.map_err(|e| at.bad(e.to_string()))?,
+                )
             }
             "acceptenv" => {
                 if args.iter().any(|a| a.is_empty() || a.contains('=')) {
@@ -920,6 +950,12 @@ impl Parser {
                     .apply(&kw, &keyword, &args, fresh)
                     .map_err(|e| at.bad(e.to_string()))?;
             }
+            k if authentication::KEYWORDS.contains(&k) => {
+                let flag = (k == "permitemptypasswords").then(flag).transpose()?;
+                c.authentication
+                    .apply(&kw, &keyword, &args, flag, fresh)
+                    .map_err(|e| at.bad(e.to_string()))?;
+            }
             k if IGNORED.contains(&k) => {}
             _ if unsupported == Some(true) => {
                 return Err(at.bad(format!("{keyword} is not supported by sshqd")));
@@ -939,8 +975,10 @@ impl Parser {
     }
 }
 
+mod authentication;
 mod identity;
 mod matching;
+pub use authentication::{AuthenticationMethods, AuthenticationSettings, MethodList, MethodStep};
 pub use identity::IdentitySettings;
 pub use matching::{ConnectionFacts, MatchBlock, AUTHENTICATION_KEYWORDS};
 

@@ -33,6 +33,9 @@ pub struct SessionContext {
     /// `command=` and `no-pty` apply to sessions; the forwarding ones are
     /// already in `forwarding`.
     pub key_options: super::auth::KeyOptions,
+    /// UsePAM yes: the PAM service (PAMServiceName) whose session every
+    /// session program runs in (`super::pam_session`); `None`: UsePAM no.
+    pub pam_service: Option<String>,
 }
 
 /// Lists that must all allow a forward: the configuration's and, when

@@ -11,6 +11,7 @@ pub mod forwarding;
 pub mod lifecycle;
 pub mod limits;
 pub mod logging;
+pub mod pam_session;
 pub mod prepare;
 pub mod process;
 pub mod reattach;
@@ -158,6 +159,9 @@ pub async fn serve(
     args: Vec<String>,
 ) -> Result<(), ServeError> {
     let config = Arc::new(config);
+    for note in config.authentication_notes() {
+        tracing::warn!("{note}");
+    }
     let host_certificates =
         prepare::load_host_certificates(&config.identity.host_certificates, &host_keys);
     // draft §5.5: the certificate of the Ed25519 key TLS presents, for QUIC clients that ask
@@ -296,6 +300,7 @@ fn global_key_policy(config: &Arc<ServerConfig>) -> KeyPolicy {
             Box::new(move |user, home| identity.principals_file(user, home))
         },
         revoked_keys: config.identity.revoked_keys.clone(),
+        login_methods: auth::LoginMethods::from_config(config),
         matched: None,
     }
 }
@@ -645,6 +650,7 @@ async fn run_connection<C: Connection>(
         limits: limits::ConnectionLimits::new(config.max_sessions),
         reattach: config.reattach.clone(),
         key_options,
+        pam_service: config.use_pam.then(|| config.pam_service_name.clone()),
     });
     let conn = Arc::new(conn);
     tokio::select! {

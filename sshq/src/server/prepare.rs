@@ -169,6 +169,25 @@ mod tests {
         let bad = error_of(&["sshqd", "-f", "/dev/null", "-o", "NoSuchOption yes"]);
         assert!(matches!(bad, PrepareError::Config(_)), "{bad}");
         assert_eq!(bad.exit_code(), EXIT_FATAL);
+        // sshd's fatal() after reading: no AuthenticationMethods list can
+        // be satisfied (here: password without UsePAM), also under -t.
+        let unsatisfiable = [
+            "sshqd",
+            "-t",
+            "-f",
+            "/dev/null",
+            "-o",
+            "AuthenticationMethods password",
+        ];
+        let unsatisfiable = error_of(&unsatisfiable);
+        assert!(
+            matches!(
+                unsatisfiable,
+                PrepareError::Config(ServerConfigError::Unsatisfiable(_))
+            ),
+            "{unsatisfiable}"
+        );
+        assert_eq!(unsatisfiable.exit_code(), EXIT_FATAL);
         let no_keys = error_of(&["sshqd", "-f", "/dev/null", "-h", "/nonexistent/key"]);
         assert!(matches!(
             no_keys,

@@ -26,8 +26,20 @@
 //! `pre_exec` hook that runs after it made the child a session leader with
 //! the slave as controlling terminal, which is all the user switch needs
 //! (see `pty.rs` for what we add on top).
+//!
+//! With UsePAM ([`SpawnRequest::pam_service`]) the child runs inside a PAM
+//! session. PAM's session modules change the process that calls them
+//! (limits, login uid, keyrings, umask), and must run neither in sshqd nor
+//! between fork and exec of a threaded program. So the child execs, in
+//! place of the user's shell, sshqd's PAM session helper
+//! ([`crate::server::pam_session`]): same pty or pipes, same new session,
+//! still root. The helper opens the PAM session, starts the shell as the
+//! user in a child of its own with everything prepared here (arguments,
+//! environment), and closes the session when it ends; it exits as the
+//! program did, so everything below (signals to the process group, the
+//! exit status, the hangup on drop) works unchanged.
 
-mod child;
+pub(in crate::server) mod child;
 mod pty;
 mod stdio;
 #[cfg(test)]
@@ -57,7 +69,8 @@ use tokio::time::Instant;
 /// sshd's default PATH for ordinary users (Debian's `_PATH_STDPATH`).
 const USER_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/games";
 /// sshd's default PATH for root (`SUPERUSER_PATH`).
-const ROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(in crate::server) const ROOT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// Where sshd points MAIL (`_PATH_MAILDIR`).
 const MAIL_DIR: &str = "/var/mail";
 /// sshd's fallback when the passwd entry has no shell (`_PATH_BSHELL`).
@@ -137,6 +150,9 @@ pub struct SpawnRequest {
     pub ssh_connection: String,
     /// Forwarded agent socket, exported as SSH_AUTH_SOCK.
     pub auth_sock: Option<PathBuf>,
+    /// With UsePAM yes, the PAM service (PAMServiceName) whose session the
+    /// program runs in; `None` (UsePAM no): no PAM at all.
+    pub pam_service: Option<String>,
 }
 
 /// Why a session's program could not be started.
@@ -172,6 +188,12 @@ pub enum SpawnError {
     SwitchUser {
         user: String,
         step: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot prepare the PAM session helper: cannot {what}: {source}")]
+    PamHelper {
+        what: &'static str,
         #[source]
         source: io::Error,
     },
@@ -436,38 +458,12 @@ pub fn spawn(req: SpawnRequest) -> Result<SessionProcess, SpawnError> {
     } else {
         req.user.shell.clone()
     };
-    let mut cmd = shell_command(&shell, &req.program)?;
-    let identity = child::Identity::for_user(&req.user)?;
-    // sshd's do_nologin (with UsePAM no): root is never kept out.
-    // draft §12.11: a system-wide no-login file MUST refuse the login
-    let nologin = req.user.uid != 0 && Path::new(child::NOLOGIN).exists();
-    if nologin {
-        tracing::info!(
-            "User {} not allowed because {} exists",
-            req.user.name,
-            child::NOLOGIN
-        );
-    }
-    let (setup, report) =
-        child::ChildSetup::new(req.pty.is_none(), nologin, identity, &req.user.home)?;
-
-    let mut vars = session_env(&req, &shell);
-    let pty = match &req.pty {
-        Some(request) => Some(open_pty(
-            request,
-            &req.user,
-            setup.switches_user(),
-            &mut vars,
-        )?),
-        None => None,
+    let argv = shell_argv(&shell, &req.program)?;
+    let started = match &req.pam_service {
+        None => start_directly(&req, &shell, argv),
+        Some(service) => start_in_pam_session(&req, service, &shell, argv),
     };
-    cmd.env_clear().envs(vars.0);
-    let started = match pty {
-        None => start_with_pipes(cmd, setup),
-        Some(pty) => start_on_pty(cmd, setup, pty),
-    };
-    let (child, handles) =
-        started.map_err(|source| report.explain(source, &shell, &req.user.name))?;
+    let (child, handles) = started?;
 
     let (status_tx, status_rx) = watch::channel(None);
     let (hangup_tx, hangup_rx) = oneshot::channel();
@@ -494,18 +490,108 @@ pub fn spawn(req: SpawnRequest) -> Result<SessionProcess, SpawnError> {
     })
 }
 
-/// The shell with the arguments sshd gives it for `program`.
-fn shell_command(shell: &Path, program: &Program) -> Result<Command, SpawnError> {
+/// UsePAM no: the child becomes the user in its pre_exec hook and execs
+/// the shell.
+fn start_directly(
+    req: &SpawnRequest,
+    shell: &Path,
+    argv: Vec<OsString>,
+) -> Result<(Child, Handles), SpawnError> {
+    let mut cmd = command_for(shell, &argv);
+    let identity = child::Identity::for_user(&req.user)?;
+    let nologin = nologin_applies(&req.user);
+    let (setup, report) =
+        child::ChildSetup::new(req.pty.is_none(), nologin, identity, &req.user.home)?;
+
+    let mut vars = session_env(req, shell);
+    let pty = match &req.pty {
+        Some(request) => Some(open_pty(
+            request,
+            &req.user,
+            setup.switches_user(),
+            &mut vars,
+        )?),
+        None => None,
+    };
+    cmd.env_clear().envs(vars.0);
+    let started = match pty {
+        None => start_with_pipes(cmd, setup),
+        Some(pty) => start_on_pty(cmd, setup, pty),
+    };
+    started.map_err(|source| report.explain(source, shell, &req.user.name))
+}
+
+/// UsePAM yes: the child execs sshqd's PAM session helper, still root,
+/// with the pty or pipes and the new session already in place; the helper
+/// opens the PAM session and starts the shell as the user with the
+/// arguments and environment prepared here.
+fn start_in_pam_session(
+    req: &SpawnRequest,
+    service: &str,
+    shell: &Path,
+    argv: Vec<OsString>,
+) -> Result<(Child, Handles), SpawnError> {
+    // The helper's child switches users when we are root; the terminal
+    // is then the user's, as without PAM.
+    let switches_user = unistd::geteuid().is_root();
+    let mut vars = session_env(req, shell);
+    let pty = match &req.pty {
+        Some(request) => Some(open_pty(request, &req.user, switches_user, &mut vars)?),
+        None => None,
+    };
+    let (env, env_after_pam) = vars.split_for_pam();
+    let plan = crate::server::pam_session::SessionPlan {
+        service: service.to_owned(),
+        user: req.user.clone(),
+        ssh_connection: req.ssh_connection.clone(),
+        tty: pty.as_ref().map(|pty| pty.tty_path.clone()),
+        program: shell.to_path_buf(),
+        argv,
+        env,
+        env_after_pam,
+        login_messages: matches!(req.program, Program::Shell),
+        log: crate::server::logging::LogSetup::current(),
+    };
+    let launch = crate::server::pam_session::HelperLaunch::prepare(&plan)?;
+    // sshd leaves /etc/nologin to pam_nologin under UsePAM; the draft's
+    // MUST holds whatever PAM's configuration says, so the child shows it
+    // and exits 254 before any PAM session is opened.
+    let nologin = nologin_applies(&req.user);
+    let (setup, report) =
+        child::ChildSetup::for_pam_helper(req.pty.is_none(), nologin, launch.pass_on())?;
+    let started = match pty {
+        None => start_with_pipes(launch.command(), setup),
+        Some(pty) => start_on_pty(launch.command(), setup, pty),
+    };
+    // Our copies of the plan and log descriptors close with `launch`.
+    started.map_err(|source| report.explain(source, launch.program(), &req.user.name))
+}
+
+/// Whether /etc/nologin keeps `user` out, as sshd's do_nologin: root is
+/// never kept out.
+fn nologin_applies(user: &SessionUser) -> bool {
+    // draft §12.11: a system-wide no-login file MUST refuse the login
+    let nologin = user.uid != 0 && Path::new(child::NOLOGIN).exists();
+    if nologin {
+        tracing::info!(
+            "User {} not allowed because {} exists",
+            user.name,
+            child::NOLOGIN
+        );
+    }
+    nologin
+}
+
+/// argv for the shell as sshd runs it for `program`: argv[0] first.
+fn shell_argv(shell: &Path, program: &Program) -> Result<Vec<OsString>, SpawnError> {
     let shell_name = shell.file_name().unwrap_or(shell.as_os_str());
-    let mut cmd = Command::new(shell);
     let command: &[u8] = match program {
         Program::Shell => {
             // A leading '-' in argv[0] is how a shell knows it is a login
             // shell, so it reads /etc/profile and ~/.profile.
             let mut login_name = OsString::from("-");
             login_name.push(shell_name);
-            cmd.arg0(login_name);
-            return Ok(cmd);
+            return Ok(vec![login_name]);
         }
         Program::Command(command) => command,
         Program::Subsystem(command_line) => command_line.as_bytes(),
@@ -514,10 +600,20 @@ fn shell_command(shell: &Path, program: &Program) -> Result<Command, SpawnError>
     if command.contains(&0) {
         return Err(SpawnError::NulByte { what: "command" });
     }
-    cmd.arg0(shell_name)
-        .arg("-c")
-        .arg(OsStr::from_bytes(command));
-    Ok(cmd)
+    Ok(vec![
+        shell_name.to_owned(),
+        OsString::from("-c"),
+        OsStr::from_bytes(command).to_owned(),
+    ])
+}
+
+/// The command that runs `program` with `argv` (argv[0] included).
+fn command_for(program: &Path, argv: &[OsString]) -> Command {
+    let mut cmd = Command::new(program);
+    if let Some((arg0, args)) = argv.split_first() {
+        cmd.arg0(arg0).args(args);
+    }
+    cmd
 }
 
 /// sshd's environment for the session, without the pty's variables.
@@ -532,7 +628,10 @@ fn session_env(req: &SpawnRequest, shell: &Path) -> EnvVars {
     vars.set("LOGNAME", &user.name);
     vars.set("HOME", &user.home);
     vars.set("PATH", if user.uid == 0 { ROOT_PATH } else { USER_PATH });
-    vars.set("MAIL", Path::new(MAIL_DIR).join(&user.name));
+    // With PAM, MAIL is pam_mail's to set, as in sshd.
+    if req.pam_service.is_none() {
+        vars.set("MAIL", Path::new(MAIL_DIR).join(&user.name));
+    }
     vars.set("SHELL", shell);
     // Like sshd, pass our own time zone on.
     if let Some(tz) = std::env::var_os("TZ") {
@@ -576,7 +675,27 @@ impl EnvVars {
             None => self.0.push((name.to_owned(), value.to_owned())),
         }
     }
+
+    /// The variables PAM's environment may replace, and those sshd sets
+    /// after PAM's so that they win (session.c's do_setup_env).
+    fn split_for_pam(self) -> (VarList, VarList) {
+        self.0
+            .into_iter()
+            .partition(|(name, _)| !SET_AFTER_PAM.iter().any(|after| name == after))
+    }
 }
+
+/// Environment variables as (name, value).
+type VarList = Vec<(OsString, OsString)>;
+
+/// What sshd sets after copying PAM's environment in, so PAM cannot
+/// change them.
+const SET_AFTER_PAM: &[&str] = &[
+    "SSH_CLIENT",
+    "SSH_CONNECTION",
+    "SSH_TTY",
+    "SSH_ORIGINAL_COMMAND",
+];
 
 /// A pty made ready for the child: master, slave, a second descriptor of
 /// the master for window changes, and the slave's path.

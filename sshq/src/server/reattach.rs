@@ -326,6 +326,7 @@ async fn start(
             env,
             ssh_connection: ctx.ssh_connection.clone(),
             auth_sock: setup.agent.as_ref().map(|agent| agent.path().to_path_buf()),
+            pam_service: ctx.pam_service.clone(),
         },
     };
     let link = relay::start_holder(order).await?;

@@ -442,6 +442,7 @@ pub(super) async fn start_program(
         env,
         ssh_connection: ctx.ssh_connection.clone(),
         auth_sock: agent.as_ref().map(|socket| socket.path().to_path_buf()),
+        pam_service: ctx.pam_service.clone(),
     };
     let started = super::blocking::off_worker(
         "starting the session program",

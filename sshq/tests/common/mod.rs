@@ -907,6 +907,9 @@ pub mod clients;
 /// case makes afterwards (refusal logged, server alive, others unaffected).
 pub mod hostile;
 
+/// A PAM service for password and keyboard-interactive tests (root).
+pub mod pam;
+
 /// A client that speaks sshq/1 frame by frame to a real sshqd.
 pub mod raw_quic;
 

@@ -53,7 +53,9 @@ fn every_keyword() {
         ForwardAgent ~/agent.sock\nExitOnForwardFailure yes\nStreamLocalBindUnlink yes\n\
         StreamLocalBindMask 0117\nClearAllForwardings no\nIgnoreUnknown UseKeychain\nTransport quic\nQuicPort 4433\n\
         KexAlgorithms +curve25519-sha256\nQuicFallbackTimeout 250ms\nCongestionControl BBR\nOneStreamBaseline yes\n\
-        QuicIdleTimeout 5m\nQuicKeepAlive none\nTCPKeepAlive no\n";
+        QuicIdleTimeout 5m\nQuicKeepAlive none\nTCPKeepAlive no\n\
+        PreferredAuthentications password,publickey\nPubkeyAuthentication host-bound\n\
+        PasswordAuthentication no\nKbdInteractiveAuthentication yes\nNumberOfPasswordPrompts 5\n";
     let agent = home.join("agent.sock").display().to_string();
     let expected = ClientOptions {
         host_name: Some("real.example".into()),
@@ -63,6 +65,11 @@ fn every_keyword() {
         certificate_files: Vec::new(),
         identities_only: Some(true),
         batch_mode: Some(true),
+        preferred_authentications: Some("password,publickey".into()),
+        pubkey_authentication: Some(true),
+        password_authentication: Some(false),
+        kbd_interactive_authentication: Some(true),
+        number_of_password_prompts: Some(5),
         clear_all_forwardings: Some(false),
         strict_host_key_checking: Some(StrictHostKeyChecking::AcceptNew),
         user_known_hosts_files: Some(vec![home.join("kh1"), "/kh2".into()]),
@@ -277,6 +284,28 @@ fn bad_values() {
         ("LogLevel loud", "unsupported log level 'loud'"),
         ("ServerAliveCountMax -1", "integer value too small."),
         ("ServerAliveCountMax x", "integer value invalid."),
+        ("NumberOfPasswordPrompts -1", "integer value too small."),
+        (
+            "NumberOfPasswordPrompts 2147483648",
+            "integer value too large.",
+        ),
+        ("NumberOfPasswordPrompts three", "integer value invalid."),
+        (
+            "PubkeyAuthentication maybe",
+            "unsupported option \"maybe\".",
+        ),
+        (
+            "PasswordAuthentication unbound",
+            "unsupported option \"unbound\".",
+        ),
+        (
+            "KbdInteractiveAuthentication 1",
+            "unsupported option \"1\".",
+        ),
+        (
+            "PreferredAuthentications password publickey",
+            "keyword preferredauthentications extra arguments at end of line",
+        ),
         ("LocalForward 8080", "Missing target argument."),
         ("StreamLocalBindMask 0800", "Invalid StreamLocalBindMask."),
         ("StreamLocalBindMask 8", "Invalid StreamLocalBindMask."),
@@ -460,4 +489,62 @@ fn text_from_memory_reads_as_the_file_does() {
         o.apply_str("F", bad, "h").unwrap_err().to_string(),
         err(bad)
     );
+}
+
+#[test]
+fn authentication_options_first_value_wins() {
+    // -o first, then the files; Host blocks as for every option.
+    let mut o = ClientOptions::default();
+    o.apply_option_str("PasswordAuthentication=no").unwrap();
+    o.apply_option_str("NumberOfPasswordPrompts 1").unwrap();
+    let text = "Host other\n  PreferredAuthentications password\n  BatchMode yes\n\
+        Host h\n  PasswordAuthentication yes\n  PreferredAuthentications keyboard-interactive,gssapi-with-mic\n\
+        Host *\n  PreferredAuthentications publickey\n  NumberOfPasswordPrompts 7\n  \
+        ChallengeResponseAuthentication no\n  KbdInteractiveAuthentication yes\n  PubkeyAuthentication no\n";
+    parse_with(&mut o, text, "h").unwrap();
+    assert_eq!(o.password_authentication, Some(false));
+    assert_eq!(o.number_of_password_prompts, Some(1));
+    // Names sshq does not speak are kept as written (they never match).
+    assert_eq!(
+        o.preferred_authentications.as_deref(),
+        Some("keyboard-interactive,gssapi-with-mic")
+    );
+    // ChallengeResponseAuthentication is the same option, set first.
+    assert_eq!(o.kbd_interactive_authentication, Some(false));
+    assert_eq!(o.pubkey_authentication, Some(false));
+    assert_eq!(o.batch_mode, None);
+}
+
+#[test]
+fn authentication_option_spellings() {
+    for (line, pubkey) in [
+        ("PubkeyAuthentication yes", true),
+        ("PubkeyAuthentication TRUE", true),
+        ("PubkeyAuthentication unbound", true),
+        ("PubkeyAuthentication host-bound", true),
+        ("PubkeyAuthentication no", false),
+        ("DSAAuthentication false", false),
+    ] {
+        let o = parse(&format!("{line}\n"), "h").unwrap();
+        assert_eq!(o.pubkey_authentication, Some(pubkey), "{line}");
+    }
+    for alias in [
+        "KbdInteractiveAuthentication",
+        "ChallengeResponseAuthentication",
+        "SKeyAuthentication",
+        "TISAuthentication",
+    ] {
+        let o = parse(&format!("{alias} no\n"), "h").unwrap();
+        assert_eq!(o.kbd_interactive_authentication, Some(false), "{alias}");
+    }
+    let o = parse(
+        "NumberOfPasswordPrompts 0\nKbdInteractiveDevices pam,bsdauth\n",
+        "h",
+    )
+    .unwrap();
+    assert_eq!(o.number_of_password_prompts, Some(0));
+    // Nothing set: the caller's defaults apply.
+    let o = parse("\n", "h").unwrap();
+    assert_eq!(o.preferred_authentications, None);
+    assert_eq!(o.number_of_password_prompts, None);
 }

@@ -101,8 +101,12 @@ const GLOBAL_ONLY: &[&str] = &[
 /// port, so a block with `LocalPort` may not set them (its other settings
 /// apply to the session).
 pub const AUTHENTICATION_KEYWORDS: &[&str] = &[
+    "authenticationmethods",
     "authorizedkeysfile",
     "authorizedprincipalsfile",
+    "kbdinteractiveauthentication",
+    "passwordauthentication",
+    "permitemptypasswords",
     "permitrootlogin",
     "pubkeyauthentication",
     "revokedkeys",

@@ -1,4 +1,5 @@
 use super::*;
+use sshq_core::auth_methods::AuthMethod;
 
 /// A load's error, shown with the temp file's path as `F`.
 #[derive(Debug)]
@@ -233,8 +234,17 @@ fn bad_values_stop_at_once() {
         ("PermitOpen garbage", "PermitOpen bad port number"),
         ("AcceptEnv A=B", "Invalid environment name."),
         (
-            "UsePAM yes",
-            "UsePAM yes is not supported: sshqd does not use PAM (set UsePAM no)",
+            "PAMServiceName a/b",
+            "PAMServiceName \"a/b\": a PAM service is a file name in /etc/pam.d (no \"/\", not empty)",
+        ),
+        (
+            "AuthenticationMethods publickey,secret",
+            "invalid AuthenticationMethods method list: \
+             Unknown authentication method \"secret\" in list \"publickey,secret\"",
+        ),
+        (
+            "AuthenticationMethods any password",
+            "\"any\" must appear alone in AuthenticationMethods",
         ),
         ("Match Host bob", "Unsupported Match attribute Host (sshqd matches User, Group, Address, LocalPort and All)"),
         (
@@ -372,4 +382,122 @@ fn text_from_memory_reads_as_the_file_does() {
         named.unwrap().listen_addresses[0].host,
         "no-such-host.invalid"
     );
+}
+
+#[test]
+fn use_pam_and_the_password_methods() {
+    // Without PAM: no password methods, whatever is written (they count
+    // only with UsePAM), and a startup note says so.
+    let c = load("PasswordAuthentication yes\n");
+    assert!(!c.use_pam && c.password_authentication && !c.kbd_interactive_authentication);
+    assert_eq!(c.enabled_methods(), [AuthMethod::PublicKey]);
+    assert_eq!(
+        c.authentication_notes(),
+        [
+            "PasswordAuthentication yes needs UsePAM yes: sshqd checks passwords only \
+          through PAM, so it offers no such method"
+        ]
+    );
+    assert!(load("").authentication_notes().is_empty());
+    // UsePAM yes: sshd's defaults (yes, yes), the service sshd uses.
+    let c = load("UsePAM yes\n");
+    assert!(c.use_pam && c.password_authentication && c.kbd_interactive_authentication);
+    assert_eq!(c.pam_service_name, "sshd");
+    let all = [
+        AuthMethod::PublicKey,
+        AuthMethod::KeyboardInteractive,
+        AuthMethod::Password,
+    ];
+    assert_eq!(c.enabled_methods(), all);
+    assert!(c.authentication_notes().is_empty());
+    // What is written wins over the default, in any order; -o first.
+    let c = load("PasswordAuthentication no\nUsePAM yes\nChallengeResponseAuthentication no\n");
+    assert!(!c.password_authentication && !c.kbd_interactive_authentication);
+    let c = load_with("UsePAM yes\n", &["PasswordAuthentication no"], &[], &[]).unwrap();
+    assert!(!c.password_authentication && c.kbd_interactive_authentication);
+    let c = load(
+        "UsePAM yes\nPAMServiceName sshq-test\nPAMServiceName other\nPermitEmptyPasswords yes\n",
+    );
+    assert_eq!(c.pam_service_name, "sshq-test");
+    assert!(c.authentication.permit_empty_passwords);
+    // Global only: sshd has no UsePAM in Match, and PAMServiceName is ours.
+    for line in ["UsePAM yes", "PAMServiceName x"] {
+        let got = err(&format!("Match User bob\n  {line}\n"));
+        assert!(got.contains("is not allowed within a Match block"), "{got}");
+    }
+}
+
+#[test]
+fn authentication_methods_must_be_satisfiable() {
+    let c = load(
+        "UsePAM yes\nAuthenticationMethods publickey,password publickey,keyboard-interactive:pam\n",
+    );
+    let AuthenticationMethods::Lists(lists) = &c.authentication.authentication_methods else {
+        panic!("any");
+    };
+    assert_eq!(lists.len(), 2);
+    assert_eq!(
+        load("AuthenticationMethods any\n")
+            .authentication
+            .authentication_methods,
+        AuthenticationMethods::Any
+    );
+    // A list with a disabled method is skipped; one usable list suffices.
+    load("AuthenticationMethods publickey,password publickey\n");
+    // None usable: sshd refuses to start (sshd -t too).
+    let got =
+        err("PubkeyAuthentication no\nUsePAM yes\nAuthenticationMethods publickey,password\n");
+    assert_eq!(
+        got,
+        "AuthenticationMethods cannot be satisfied by enabled authentication methods \
+         (Disabled method \"publickey\" in AuthenticationMethods list \"publickey,password\")"
+    );
+    let got = err("PasswordAuthentication yes\nAuthenticationMethods publickey,password\n");
+    assert!(
+        got.ends_with("checks passwords and keyboard-interactive only through PAM: set UsePAM yes"),
+        "{got}"
+    );
+    assert!(err("AuthenticationMethods hostbased\n")
+        .starts_with("AuthenticationMethods cannot be satisfied"));
+    // From memory as well (the fuzz targets' path).
+    assert!(ServerConfig::parse_str("F", "AuthenticationMethods password\n", &[]).is_err());
+}
+
+#[test]
+fn authentication_keywords_in_match_blocks() {
+    let text = "UsePAM yes\n\
+                Match User alice\n  AuthenticationMethods publickey,password\n\
+                \x20 PasswordAuthentication no\n  PermitEmptyPasswords yes\n\
+                \x20 KbdInteractiveAuthentication no\n  PubkeyAuthentication no\n";
+    let c = load(text);
+    let alice = ConnectionFacts {
+        user: "alice".into(),
+        ..ConnectionFacts::default()
+    };
+    let matched = c.for_connection(&alice).unwrap();
+    assert!(!matched.password_authentication && !matched.kbd_interactive_authentication);
+    assert!(!matched.pubkey_authentication && matched.authentication.permit_empty_passwords);
+    assert!(matches!(
+        matched.authentication.authentication_methods,
+        AuthenticationMethods::Lists(_)
+    ));
+    // The global settings are untouched.
+    assert!(c.password_authentication && c.pubkey_authentication);
+    assert_eq!(
+        c.authentication.authentication_methods,
+        AuthenticationMethods::Any
+    );
+    // Logins are decided without the local port.
+    for line in [
+        "AuthenticationMethods publickey",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PermitEmptyPasswords no",
+    ] {
+        let got = err(&format!("Match LocalPort 2222\n  {line}\n"));
+        assert!(
+            got.contains("cannot be set in a Match LocalPort block"),
+            "{got}"
+        );
+    }
 }

@@ -4,16 +4,23 @@
 //! Everything is prepared in the parent. After fork in a threaded program
 //! only async-signal-safe calls are allowed, so [`ChildSetup::run`] makes
 //! plain system calls and never allocates.
+//!
+//! With UsePAM the pre_exec hook stops short of the user switch: the
+//! program it execs is sshqd's PAM session helper (`server::pam_session`),
+//! which switches later, in a child of its own, with the same
+//! [`Identity::switch`], [`HomeDir::enter`] and [`reset_signals`].
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::{
+    sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+};
 use nix::unistd::{self, Gid, Uid};
 
 use super::{SessionUser, SpawnError};
@@ -25,7 +32,7 @@ const NOLOGIN_C: &CStr = c"/etc/nologin";
 const NOLOGIN_STATUS: i32 = 254;
 
 /// Who the child becomes.
-pub(super) struct Identity {
+pub(in crate::server) struct Identity {
     uid: Uid,
     gid: Gid,
     /// The result of initgroups(), computed in the parent: initgroups itself
@@ -37,7 +44,7 @@ pub(super) struct Identity {
 
 impl Identity {
     /// `None` when we are not root: we cannot switch, and run as ourselves.
-    pub(super) fn for_user(user: &SessionUser) -> Result<Option<Identity>, SpawnError> {
+    pub(in crate::server) fn for_user(user: &SessionUser) -> Result<Option<Identity>, SpawnError> {
         let euid = unistd::geteuid();
         if !euid.is_root() {
             if euid.as_raw() != user.uid {
@@ -61,6 +68,100 @@ impl Identity {
             groups,
         }))
     }
+
+    /// Becomes the user: supplementary groups and gid first (changing them
+    /// needs the privileges that setuid gives up), then `after_groups`
+    /// (PAM re-establishes its credentials there, which may add groups, as
+    /// sshd does after initgroups), then the uid.
+    ///
+    /// Only plain system calls, no allocation: safe between fork and exec
+    /// of a threaded program.
+    pub(in crate::server) fn switch(
+        &self,
+        after_groups: &mut dyn FnMut(),
+    ) -> Result<(), (SwitchStep, Errno)> {
+        unistd::setgroups(&self.groups).map_err(|e| (SwitchStep::Groups, e))?;
+        unistd::setgid(self.gid).map_err(|e| (SwitchStep::Gid, e))?;
+        after_groups();
+        unistd::setuid(self.uid).map_err(|e| (SwitchStep::Uid, e))
+    }
+}
+
+/// The step of [`Identity::switch`] that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::server) enum SwitchStep {
+    Groups,
+    Gid,
+    Uid,
+}
+
+impl SwitchStep {
+    /// The system call, as [`SpawnError::SwitchUser`] names it.
+    pub(in crate::server) fn name(self) -> &'static str {
+        match self {
+            SwitchStep::Groups => "setgroups",
+            SwitchStep::Gid => "setgid",
+            SwitchStep::Uid => "setuid",
+        }
+    }
+
+    fn step(self) -> Step {
+        match self {
+            SwitchStep::Groups => Step::Groups,
+            SwitchStep::Gid => Step::Gid,
+            SwitchStep::Uid => Step::Uid,
+        }
+    }
+}
+
+/// The user's home directory, entered after the user switch as sshd does:
+/// with the user's rights, and `/` with sshd's message when that fails.
+pub(in crate::server) struct HomeDir {
+    path: CString,
+    /// "Could not chdir to home directory HOME: ", what sshd prints.
+    failure: Vec<u8>,
+}
+
+impl HomeDir {
+    pub(in crate::server) fn new(home: &Path) -> Result<HomeDir, SpawnError> {
+        let bytes = home.as_os_str().as_bytes();
+        let path = CString::new(bytes).map_err(|_| SpawnError::NulByte {
+            what: "home directory",
+        })?;
+        let mut failure = b"Could not chdir to home directory ".to_vec();
+        failure.extend_from_slice(bytes);
+        failure.extend_from_slice(b": ");
+        Ok(HomeDir { path, failure })
+    }
+
+    /// Changes into the home directory, or says why not on stderr and
+    /// changes into `/`. Plain system calls only.
+    pub(in crate::server) fn enter(&self) {
+        if let Err(e) = unistd::chdir(self.path.as_c_str()) {
+            // SAFETY: fd 2 is the child's stderr (pipe or pty slave), set
+            // up before this runs, and open during the calls.
+            let stderr = unsafe { BorrowedFd::borrow_raw(2) };
+            let _ = unistd::write(stderr, &self.failure);
+            let _ = unistd::write(stderr, e.desc().as_bytes());
+            let _ = unistd::write(stderr, b"\n");
+            let _ = unistd::chdir(c"/");
+        }
+    }
+}
+
+/// Gives the program the signal state a fresh login has: no blocked
+/// signals and default dispositions. Signals the server ignores (SIGPIPE,
+/// which Rust ignores) or the PAM helper blocks would otherwise stay so
+/// across exec; sshd resets them too. Plain system calls only.
+pub(in crate::server) fn reset_signals() {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in Signal::iterator() {
+        if !matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+            // SAFETY: installing the default disposition is always sound.
+            let _ = unsafe { sigaction(signal, &default) };
+        }
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
 /// Steps of the setup that can fail, as reported through the status pipe.
@@ -128,9 +229,11 @@ pub(super) struct ChildSetup {
     /// running anything, as sshd's `do_nologin` does in its child.
     nologin: bool,
     identity: Option<Identity>,
-    home: CString,
-    /// "Could not chdir to home directory HOME: ", what sshd prints.
-    chdir_failure: Vec<u8>,
+    /// `None` for the PAM helper, which enters it later, as the user.
+    home: Option<HomeDir>,
+    /// Close-on-exec descriptors this child alone passes on to what it
+    /// execs (the PAM helper's plan and log).
+    pass_on: Vec<RawFd>,
     report: OwnedFd,
 }
 
@@ -141,13 +244,29 @@ impl ChildSetup {
         identity: Option<Identity>,
         home: &Path,
     ) -> Result<(ChildSetup, SetupReport), SpawnError> {
-        let home_bytes = home.as_os_str().as_bytes();
-        let home_c = CString::new(home_bytes).map_err(|_| SpawnError::NulByte {
-            what: "home directory",
-        })?;
-        let mut chdir_failure = b"Could not chdir to home directory ".to_vec();
-        chdir_failure.extend_from_slice(home_bytes);
-        chdir_failure.extend_from_slice(b": ");
+        let home = HomeDir::new(home)?;
+        ChildSetup::with(new_session, nologin, identity, Some(home), Vec::new())
+    }
+
+    /// The setup for sshqd's PAM session helper: a new session, /etc/nologin
+    /// as without PAM, and the descriptors in `pass_on` kept open across
+    /// exec; it stays root and switches to the user itself once PAM's
+    /// session is open.
+    pub(super) fn for_pam_helper(
+        new_session: bool,
+        nologin: bool,
+        pass_on: Vec<RawFd>,
+    ) -> Result<(ChildSetup, SetupReport), SpawnError> {
+        ChildSetup::with(new_session, nologin, None, None, pass_on)
+    }
+
+    fn with(
+        new_session: bool,
+        nologin: bool,
+        identity: Option<Identity>,
+        home: Option<HomeDir>,
+        pass_on: Vec<RawFd>,
+    ) -> Result<(ChildSetup, SetupReport), SpawnError> {
         // Close-on-exec so a successful exec leaves nothing behind (and
         // other children forked meanwhile do not keep it).
         let (rx, tx) =
@@ -156,8 +275,8 @@ impl ChildSetup {
             new_session,
             nologin,
             identity,
-            home: home_c,
-            chdir_failure,
+            home,
+            pass_on,
             report: tx,
         };
         Ok((setup, SetupReport(rx)))
@@ -171,15 +290,7 @@ impl ChildSetup {
     /// Runs in the child, after fork and before exec.
     pub(super) fn run(&mut self) -> io::Result<()> {
         let _ = unistd::write(&self.report, &[STARTED]);
-        // Signals the server ignores would stay ignored across exec; the
-        // session starts with the defaults (sshd resets them too).
-        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-        for signal in Signal::iterator() {
-            if !matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
-                // SAFETY: installing the default disposition is always sound.
-                let _ = unsafe { sigaction(signal, &default) };
-            }
-        }
+        reset_signals();
         if self.new_session {
             unistd::setsid().map_err(|e| self.fail(Step::NewSession, e))?;
         }
@@ -189,23 +300,21 @@ impl ChildSetup {
             // without running the parent's atexit handlers or destructors.
             unsafe { nix::libc::_exit(NOLOGIN_STATUS) };
         }
-        if let Some(id) = &self.identity {
-            // Groups and gid first: changing them needs the privileges that
-            // setuid gives up.
-            unistd::setgroups(&id.groups).map_err(|e| self.fail(Step::Groups, e))?;
-            unistd::setgid(id.gid).map_err(|e| self.fail(Step::Gid, e))?;
-            unistd::setuid(id.uid).map_err(|e| self.fail(Step::Uid, e))?;
+        for &fd in &self.pass_on {
+            // SAFETY: the parent keeps these open until spawn returns.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            )
+            .map_err(io::Error::from)?;
         }
-        // After setuid, so the home directory is entered with the user's
-        // rights, as in sshd.
-        if let Err(e) = unistd::chdir(self.home.as_c_str()) {
-            // SAFETY: fd 2 is the child's stderr (pipe or pty slave), set up
-            // by std before this hook runs, and open during the calls.
-            let stderr = unsafe { BorrowedFd::borrow_raw(2) };
-            let _ = unistd::write(stderr, &self.chdir_failure);
-            let _ = unistd::write(stderr, e.desc().as_bytes());
-            let _ = unistd::write(stderr, b"\n");
-            let _ = unistd::chdir(c"/");
+        if let Some(id) = &self.identity {
+            id.switch(&mut || {})
+                .map_err(|(step, e)| self.fail(step.step(), e))?;
+        }
+        if let Some(home) = &self.home {
+            home.enter();
         }
         Ok(())
     }

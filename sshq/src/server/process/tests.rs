@@ -39,6 +39,7 @@ fn request(program: Program, pty: Option<PtyRequest>) -> SpawnRequest {
         env: vec![("LC_SSHQ_TEST".into(), "hello".into())],
         ssh_connection: CONNECTION.into(),
         auth_sock: None,
+        pam_service: None,
     }
 }
 

@@ -298,6 +298,16 @@ fn encode_spawn(order: &SpawnOrder, out: &mut Vec<u8>) {
             put_path(out, sock);
         }
     }
+    // SPAWN only ever goes to a holder of this very build (sshqd runs
+    // /proc/self/exe), so a field added here needs no new VERSION, which
+    // would keep a restarted sshqd from the holders started before.
+    match &req.pam_service {
+        None => out.push(0),
+        Some(service) => {
+            out.push(1);
+            put_string(out, service.as_bytes());
+        }
+    }
 }
 
 fn decode_spawn(r: &mut Reader<'_>) -> Result<SpawnOrder, HolderWireError> {
@@ -360,6 +370,10 @@ fn decode_spawn(r: &mut Reader<'_>) -> Result<SpawnOrder, HolderWireError> {
         false => None,
         true => Some(path(r)?),
     };
+    let pam_service = match flag(r, "PAM service")? {
+        false => None,
+        true => Some(text(r, "PAM service")?),
+    };
     Ok(SpawnOrder {
         token,
         socket,
@@ -374,6 +388,7 @@ fn decode_spawn(r: &mut Reader<'_>) -> Result<SpawnOrder, HolderWireError> {
             env,
             ssh_connection,
             auth_sock,
+            pam_service,
         },
     })
 }
@@ -563,6 +578,7 @@ mod tests {
                 env: vec![("LANG".into(), "C.UTF-8".into())],
                 ssh_connection: "127.0.0.1 4000 127.0.0.1 22".into(),
                 auth_sock: Some("/tmp/sshq-x/agent.1".into()),
+                pam_service: Some("sshd".into()),
             },
         }
     }
@@ -594,6 +610,7 @@ mod tests {
         plain.log.syslog = None;
         plain.request.pty = None;
         plain.request.auth_sock = None;
+        plain.request.pam_service = None;
         plain.request.program = Program::Shell;
         to_holder(ToHolder::Spawn(Box::new(plain)));
         for resume_from in [None, Some(0), Some(u64::MAX)] {
