@@ -280,7 +280,7 @@ async fn connect_tcp(
 ) -> Result<sshq_tcp::TcpClientConnection, ConnectError> {
     let kex = tcp_kex(plan)?;
     let params = || sshq_tcp::ClientParams {
-        host: plan.host.clone(),
+        host: plan.hostname.clone(),
         user: plan.user.clone(),
         auth_options: prepared.auth_options.clone(),
         keys: prepared.keys.clone(),
@@ -399,11 +399,10 @@ async fn connect_quic_on(
     addr: SocketAddr,
     params: &ConnectParams,
 ) -> Result<sshq_quic::QuicConnection, QuicFailure> {
-    // TODO(merge): ClientAuth gains `host: String` for the password prompt
-    // ("user@host's password: "); set it to `plan.hostname.clone()`, the
-    // HostName connected to, which is the host ssh names in its prompts.
+    // ssh names the HostName connected to in its prompts and in
+    // "Permission denied" ("user@host's password: ").
     let auth = sshq_quic::ClientAuth {
-        host: plan.host.clone(),
+        host: plan.hostname.clone(),
         user: plan.user.clone(),
         auth_options: prepared.auth_options.clone(),
         keys: prepared.keys.clone(),

@@ -231,8 +231,15 @@ impl Lab {
     /// Starts OpenSSH's sshd like [`Lab::start_sshd`] with `extra` lines
     /// first (sshd keeps the first value of a keyword, so they win).
     pub fn start_sshd_with(&self, extra: &str) -> Server {
+        self.start_sshd_as(Path::new("/usr/sbin/sshd"), extra)
+    }
+
+    /// [`Lab::start_sshd_with`] with sshd run as `program`, a link to it:
+    /// sshd names its PAM service after its program name.
+    pub fn start_sshd_as(&self, program: &Path, extra: &str) -> Server {
         let _ = std::fs::create_dir_all("/run/sshd");
-        self.start_server("sshd", "/usr/sbin/sshd", |port| {
+        let program = program.to_str().expect("sshd path is UTF-8");
+        self.start_server("sshd", program, |port| {
             let config = self.path(&format!("sshd_config.{port}"));
             std::fs::write(
                 &config,

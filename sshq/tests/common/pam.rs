@@ -2,7 +2,10 @@
 //! whose `auth` stage accepts one password for one user, checked by a
 //! small script through pam_exec (no real password is ever involved), and
 //! whose `account` stage refuses while a nologin file of its own exists
-//! (pam_nologin). Everything is removed when the service is dropped.
+//! (checked by pam_exec, so root is refused too). `auth optional
+//! pam_permit` gives the stack a module that establishes credentials, so
+//! pam_setcred succeeds as on a real system. Everything is removed when
+//! the service is dropped.
 //!
 //! Shared by the integration tests (`common::pam`) and sshqd's unit tests
 //! (included by path from src/server/auth/pam/tests.rs), so it uses only
@@ -83,7 +86,8 @@ impl TestPamService {
         }
         service.push_str(&format!(
             "auth required pam_exec.so quiet expose_authtok {}\n\
-             account required pam_nologin.so file={}\n\
+             auth optional pam_permit.so\n\
+             account required pam_exec.so quiet /usr/bin/test ! -e {}\n\
              account required pam_permit.so\n\
              password required pam_deny.so\n\
              session required pam_permit.so\n",
@@ -110,7 +114,8 @@ impl TestPamService {
         &self.nologin
     }
 
-    /// From now on the account stage refuses non-root users.
+    /// From now on the account stage refuses every user, root included
+    /// (a pam_exec check of the file; pam_nologin would let root in).
     pub fn block_logins(&self) {
         std::fs::write(&self.nologin, "sshq test: logins are blocked\n").expect("nologin file");
     }

@@ -4,9 +4,9 @@
 //! passwords and keyboard-interactive through PAM (auth2-passwd.c,
 //! auth-passwd.c, auth-pam.c), and PAM's account stage for every login.
 //!
-//! What is logged here, with sshd's words: "Failed password for [invalid
-//! user ]U from IP port P ssh2" and "Failed keyboard-interactive/pam for
-//! ..." (only the policy knows whether the user exists), "Access denied for
+//! What is logged here, with sshd's words: "Invalid user U from IP port P"
+//! (only the policy knows whether the user exists; the transports log each
+//! "Failed METHOD for U ..."), "Access denied for
 //! user U by PAM account configuration", and the AuthenticationMethods
 //! lists skipped for a login. The "Accepted ..." line is the server's, once
 //! the whole login has succeeded.
@@ -109,15 +109,21 @@ struct AuthLog {
 }
 
 impl AuthLog {
+    /// The transports log "Failed METHOD for U from ..." for every
+    /// refusal; what only the policy knows is that the user does not exist
+    /// (or may not log in), which sshd logs as "Invalid user U from ...".
     fn failed(&self, method: &str) {
+        if self.valid {
+            tracing::debug!("{method} refused for {}", log_escape::peer_text(&self.user));
+            return;
+        }
         let (ip, port) = match self.peer {
             Some(peer) => (peer.ip().to_string(), peer.port()),
             // sshd's words for an address it does not know.
             None => ("UNKNOWN".to_string(), 65535),
         };
         tracing::info!(
-            "Failed {method} for {}{} from {ip} port {port} ssh2",
-            if self.valid { "" } else { "invalid user " },
+            "Invalid user {} from {ip} port {port} ({method})",
             log_escape::peer_text(&self.user)
         );
     }
