@@ -196,6 +196,21 @@ pub trait AuthPolicy: Send + Sync + 'static {
         self.touch_required(user, key)
     }
 
+    /// Must a security key (`sk-*`) signature by `key` carry the
+    /// user-verification flag (0x04: the authenticator checked a PIN or a
+    /// biometric)? Yes when the authorized_keys line that lets `key` in
+    /// from `peer` says `verify-required`, as in sshd. Asked only for an sk
+    /// signature without that flag, after the key was allowed. The default
+    /// is no: without the option sshd asks for no verification either.
+    fn verify_required_from<'a>(
+        &'a self,
+        _user: &'a str,
+        _key: &'a PublicKey,
+        _peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+
     /// May `user`, connecting from `peer`, log in with an OpenSSH user
     /// certificate (PROTOCOL.certkeys)? The transport has checked only
     /// that the client holds the certified key; the policy checks all the
@@ -220,6 +235,19 @@ pub trait AuthPolicy: Send + Sync + 'static {
         _peer: Option<std::net::SocketAddr>,
     ) -> BoxFuture<'a, bool> {
         Box::pin(async { true })
+    }
+
+    /// [`AuthPolicy::verify_required_from`] for a certificate: yes when
+    /// the certificate carries the `verify-required` critical option or
+    /// the line that trusts its CA says `verify-required` (either one
+    /// suffices, as sshd merges them).
+    fn certificate_verify_required_from<'a>(
+        &'a self,
+        _user: &'a str,
+        _certificate: &'a Certificate,
+        _peer: Option<std::net::SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async { false })
     }
 
     /// The most authentication attempts one connection may make.
@@ -290,6 +318,96 @@ impl UserCredential {
     }
 }
 
+/// The user-presence flag of a security key signature (PROTOCOL.u2f):
+/// the authenticator was touched.
+pub const SK_USER_PRESENCE: u8 = 0x01;
+/// The user-verification flag of a security key signature: the
+/// authenticator checked a PIN or a biometric.
+pub const SK_USER_VERIFICATION: u8 = 0x04;
+
+/// Why a security key (`sk-*`) signature that verifies is still refused,
+/// in sshd's words (auth2-pubkey.c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SecurityKeyRefusal {
+    #[error("user presence (authenticator touch) requirement not met")]
+    NoUserPresence,
+    #[error("user verification requirement not met")]
+    NoUserVerification,
+}
+
+/// The checks sshd makes on a verified security key signature whose
+/// authenticator `flags` came with it, for `credential`, which the policy
+/// already allowed: the touch unless waived (`no-touch-required`), then
+/// user verification when asked for (`verify-required`). The policy is
+/// asked only about a flag that is missing. Both transports use this, so
+/// they refuse the same signatures.
+pub async fn check_security_key_flags(
+    policy: &dyn AuthPolicy,
+    user: &str,
+    credential: &UserCredential,
+    flags: u8,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<(), SecurityKeyRefusal> {
+    if flags & SK_USER_PRESENCE == 0 {
+        let required = match credential {
+            UserCredential::Key(key) => policy.touch_required_from(user, key, peer).await,
+            UserCredential::Certificate(certificate) => {
+                policy
+                    .certificate_touch_required_from(user, certificate, peer)
+                    .await
+            }
+        };
+        if required {
+            return Err(SecurityKeyRefusal::NoUserPresence);
+        }
+    }
+    if flags & SK_USER_VERIFICATION == 0 {
+        let required = match credential {
+            UserCredential::Key(key) => policy.verify_required_from(user, key, peer).await,
+            UserCredential::Certificate(certificate) => {
+                policy
+                    .certificate_verify_required_from(user, certificate, peer)
+                    .await
+            }
+        };
+        if required {
+            return Err(SecurityKeyRefusal::NoUserVerification);
+        }
+    }
+    Ok(())
+}
+
+/// sshd's error line for a security key signature refused for its flags:
+/// "public key ED25519-SK SHA256:... signature for USER from ADDR port N
+/// rejected: user presence (authenticator touch) requirement not met".
+/// `user` is logged as given: the caller escapes peer text.
+pub fn security_key_refusal_line(
+    credential: &UserCredential,
+    user: &str,
+    peer: Option<std::net::SocketAddr>,
+    refusal: SecurityKeyRefusal,
+) -> String {
+    let (key_type, fingerprint) = match credential {
+        UserCredential::Key(key) => (
+            crate::known_hosts::key_type_name(key),
+            key.fingerprint(HashAlg::Sha256),
+        ),
+        UserCredential::Certificate(certificate) => (
+            crate::known_hosts::key_type_name(&PublicKey::from(ssh_key::public::KeyData::from(
+                certificate.as_ref().clone(),
+            ))),
+            certificate.public_key().fingerprint(HashAlg::Sha256),
+        ),
+    };
+    let from = match peer {
+        Some(peer) => format!("{} port {}", peer.ip(), peer.port()),
+        None => "UNKNOWN port 65535".to_string(),
+    };
+    format!(
+        "public key {key_type} {fingerprint} signature for {user} from {from} rejected: {refusal}"
+    )
+}
+
 /// The client's decision about the server's host key, made by the host-key
 /// policy (known_hosts, StrictHostKeyChecking). It may prompt on the
 /// terminal, so transports call it where blocking is allowed.
@@ -319,5 +437,102 @@ pub trait ServerKeyVerifier: Send + Sync + 'static {
     /// checked with [`ServerKeyVerifier::verify`], as OpenSSH falls back.
     fn verify_certificate(&self, certificate: &Certificate) -> bool {
         self.verify(&PublicKey::from(certificate.public_key().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ssh_key::public::{Ed25519PublicKey, KeyData, SkEd25519};
+
+    /// A policy whose authorized_keys line for every key says
+    /// `no-touch-required` and/or `verify-required` as set.
+    struct Line {
+        touch_required: bool,
+        verify_required: bool,
+    }
+
+    impl AuthPolicy for Line {
+        fn publickey_allowed<'a>(&'a self, _: &'a str, _: &'a PublicKey) -> BoxFuture<'a, bool> {
+            Box::pin(async { true })
+        }
+        fn touch_required<'a>(&'a self, _: &'a str, _: &'a PublicKey) -> BoxFuture<'a, bool> {
+            let required = self.touch_required;
+            Box::pin(async move { required })
+        }
+        fn verify_required_from<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a PublicKey,
+            _: Option<std::net::SocketAddr>,
+        ) -> BoxFuture<'a, bool> {
+            let required = self.verify_required;
+            Box::pin(async move { required })
+        }
+        fn max_auth_tries(&self) -> u32 {
+            6
+        }
+    }
+
+    fn sk_key() -> UserCredential {
+        let public = SkEd25519::new(Ed25519PublicKey([3u8; 32]), "ssh:");
+        UserCredential::Key(PublicKey::from(KeyData::SkEd25519(public)))
+    }
+
+    fn check(line: &Line, flags: u8) -> Result<(), SecurityKeyRefusal> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(check_security_key_flags(
+            line,
+            "alice",
+            &sk_key(),
+            flags,
+            None,
+        ))
+    }
+
+    #[test]
+    fn flags_are_checked_as_sshd_checks_them() {
+        let plain = Line {
+            touch_required: true,
+            verify_required: false,
+        };
+        assert_eq!(check(&plain, SK_USER_PRESENCE), Ok(()));
+        assert_eq!(check(&plain, 0), Err(SecurityKeyRefusal::NoUserPresence));
+        let no_touch = Line {
+            touch_required: false,
+            verify_required: false,
+        };
+        assert_eq!(check(&no_touch, 0), Ok(()));
+        let verify = Line {
+            touch_required: true,
+            verify_required: true,
+        };
+        assert_eq!(
+            check(&verify, SK_USER_PRESENCE),
+            Err(SecurityKeyRefusal::NoUserVerification)
+        );
+        // The touch is checked first, as in sshd.
+        assert_eq!(check(&verify, 0), Err(SecurityKeyRefusal::NoUserPresence));
+        assert_eq!(
+            check(&verify, SK_USER_PRESENCE | SK_USER_VERIFICATION),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn refusals_are_logged_in_sshds_words() {
+        let peer = "192.0.2.7:2222".parse().ok();
+        let line =
+            security_key_refusal_line(&sk_key(), "alice", peer, SecurityKeyRefusal::NoUserPresence);
+        assert!(line.starts_with("public key ED25519-SK SHA256:"), "{line}");
+        assert!(
+            line.ends_with(
+                " signature for alice from 192.0.2.7 port 2222 rejected: \
+                 user presence (authenticator touch) requirement not met"
+            ),
+            "{line}"
+        );
     }
 }

@@ -6,7 +6,10 @@
 //! first key is right. The server checks the signature, then asks its
 //! policy (authorized_keys, PermitRootLogin) whether the key may log in.
 
-use sshq_core::auth::{AuthPolicy, SignError, UserCredential, UserKey};
+use sshq_core::auth::{
+    check_security_key_flags, security_key_refusal_line, AuthPolicy, SecurityKeyRefusal, SignError,
+    UserCredential, UserKey,
+};
 use sshq_core::ssh_key::{self, Algorithm, Certificate, HashAlg, PublicKey, Signature};
 
 use crate::wire::{userauth_signed_data, EncodeError, UserauthRequest};
@@ -91,9 +94,10 @@ pub enum Refusal {
     /// field fits), but the encoder is checked all the same.
     #[error("the signed data cannot be encoded: {0}")]
     SignedData(#[from] EncodeError),
-    /// sshd's wording for a security key signature made without a touch.
-    #[error("user presence (authenticator touch) requirement not met")]
-    NoUserPresence,
+    /// sshd's wording for a security key signature made without a touch,
+    /// or without user verification where `verify-required` asks for it.
+    #[error("{0}")]
+    SecurityKey(#[from] SecurityKeyRefusal),
     #[error("key not authorized for {0}")]
     NotAuthorized(String),
 }
@@ -180,25 +184,25 @@ pub async fn verify(
         return Err(Refusal::NotAuthorized(request.user.clone()));
     }
     // draft §7.5: the server MUST refuse an sk- signature whose flags lack user presence
-    // (unless its authorized_keys line, or its certificate, says no-touch-required, as in sshd)
-    if security_key_flags(&signature).is_some_and(|flags| flags & SK_USER_PRESENCE == 0) {
-        let required = match &credential {
-            UserCredential::Key(key) => policy.touch_required_from(user, key, peer).await,
-            UserCredential::Certificate(cert) => {
-                policy
-                    .certificate_touch_required_from(user, cert, peer)
-                    .await
-            }
-        };
-        if required {
-            return Err(Refusal::NoUserPresence);
+    // (unless its authorized_keys line, or its certificate, says no-touch-required, as in sshd),
+    // and one without user verification when the line or certificate says verify-required
+    if let Some(flags) = security_key_flags(&signature) {
+        let checked = check_security_key_flags(policy, user, &credential, flags, peer).await;
+        if let Err(refusal) = checked {
+            tracing::error!(
+                "{}",
+                security_key_refusal_line(
+                    &credential,
+                    &sshq_core::log_escape::peer_text(user),
+                    peer,
+                    refusal
+                )
+            );
+            return Err(refusal.into());
         }
     }
     Ok(credential)
 }
-
-/// The user-presence bit of a security key signature's flags (PROTOCOL.u2f).
-const SK_USER_PRESENCE: u8 = 0x01;
 
 /// The flags byte of a FIDO (sk-*) signature; None for other signatures.
 /// ssh-key keeps an sk signature as `signature || flags || counter(4)`.
@@ -233,11 +237,14 @@ mod tests {
     use ssh_key::encoding::Encode;
     use ssh_key::private::Ed25519Keypair;
     use ssh_key::public::{KeyData, SkEd25519};
+    use sshq_core::auth::{SK_USER_PRESENCE, SK_USER_VERIFICATION};
 
     /// Allows every key; `touch_required: false` is authorized_keys'
-    /// `no-touch-required` on every key.
+    /// `no-touch-required` on every key, `verify_required: true` its
+    /// `verify-required`.
     struct AllowAll {
         touch_required: bool,
+        verify_required: bool,
     }
 
     impl AuthPolicy for AllowAll {
@@ -256,6 +263,15 @@ mod tests {
             let required = self.touch_required;
             Box::pin(async move { required })
         }
+        fn verify_required_from<'a>(
+            &'a self,
+            _user: &'a str,
+            _key: &'a PublicKey,
+            _peer: Option<std::net::SocketAddr>,
+        ) -> sshq_core::auth::BoxFuture<'a, bool> {
+            let required = self.verify_required;
+            Box::pin(async move { required })
+        }
         fn max_auth_tries(&self) -> u32 {
             6
         }
@@ -264,10 +280,17 @@ mod tests {
     /// The default: a security key's signature must show a touch.
     const TOUCH_REQUIRED: AllowAll = AllowAll {
         touch_required: true,
+        verify_required: false,
     };
     /// authorized_keys said `no-touch-required` for every key.
     const NO_TOUCH_REQUIRED: AllowAll = AllowAll {
         touch_required: false,
+        verify_required: false,
+    };
+    /// authorized_keys said `verify-required` for every key.
+    const VERIFY_REQUIRED: AllowAll = AllowAll {
+        touch_required: true,
+        verify_required: true,
     };
 
     const EXPORTER: &[u8] = &[7u8; 32];
@@ -319,13 +342,13 @@ mod tests {
         let request = security_key_request(0);
         assert!(matches!(
             verify(&request, EXPORTER, &TOUCH_REQUIRED, None).await,
-            Err(Refusal::NoUserPresence)
+            Err(Refusal::SecurityKey(SecurityKeyRefusal::NoUserPresence))
         ));
         // User verification (0x04) alone is no touch either.
         let request = security_key_request(0x04);
         assert!(matches!(
             verify(&request, EXPORTER, &TOUCH_REQUIRED, None).await,
-            Err(Refusal::NoUserPresence)
+            Err(Refusal::SecurityKey(SecurityKeyRefusal::NoUserPresence))
         ));
     }
 
@@ -355,5 +378,28 @@ mod tests {
             verify(&request, EXPORTER, &TOUCH_REQUIRED, None).await,
             Err(Refusal::WrongSignature)
         ));
+    }
+
+    #[tokio::test]
+    async fn verify_required_wants_the_user_verification_flag() {
+        let touched = security_key_request(SK_USER_PRESENCE);
+        assert!(matches!(
+            verify(&touched, EXPORTER, &VERIFY_REQUIRED, None).await,
+            Err(Refusal::SecurityKey(SecurityKeyRefusal::NoUserVerification))
+        ));
+        let verified = security_key_request(SK_USER_PRESENCE | SK_USER_VERIFICATION);
+        assert!(verify(&verified, EXPORTER, &VERIFY_REQUIRED, None)
+            .await
+            .is_ok());
+        // Verification is no touch: both are needed.
+        let untouched = security_key_request(SK_USER_VERIFICATION);
+        assert!(matches!(
+            verify(&untouched, EXPORTER, &VERIFY_REQUIRED, None).await,
+            Err(Refusal::SecurityKey(SecurityKeyRefusal::NoUserPresence))
+        ));
+        // Without verify-required the flag is not asked for.
+        assert!(verify(&touched, EXPORTER, &TOUCH_REQUIRED, None)
+            .await
+            .is_ok());
     }
 }

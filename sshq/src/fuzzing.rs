@@ -241,6 +241,7 @@ pub fn sshd_config(data: &[u8]) {
                 groups: vec!["root".to_string(), "staff".to_string()],
                 address: Some(std::net::IpAddr::from([192, 0, 2, 1])),
                 local_port: Some(22),
+                ..Default::default()
             };
             assert!(config.for_connection(&facts).is_ok());
         }

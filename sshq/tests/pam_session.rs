@@ -132,6 +132,7 @@ impl PamService {
                 ..PtyRequest::default()
             }),
             env: vec![("LC_SSHQ_TEST".into(), "client".into())],
+            user_env: Vec::new(),
             ssh_connection: CONNECTION.into(),
             auth_sock: None,
             pam_service: Some(self.name.clone()),

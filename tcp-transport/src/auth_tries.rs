@@ -1,5 +1,5 @@
 //! How the TCP server counts authentication failures (MaxAuthTries) and
-//! which keys it cannot accept, kept apart from the russh handler.
+//! which keys are FIDO security keys, kept apart from the russh handler.
 
 /// MaxAuthTries, counted as sshd counts it (auth2.c): every refused
 /// request is a failure, except a first "none" request and a publickey

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use russh::keys::PrivateKey;
 use russh::server::{
-    Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
+    Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Response, Session, VerifiedCertificate,
+    VerifiedPublicKey,
 };
 use russh::{ChannelId, MethodKind, MethodSet};
 use sshq_core::auth::AuthPolicy;
@@ -485,15 +486,21 @@ impl russh::server::Handler for ServerHandler {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        Ok(self.auth.publickey_verified(user, key.public_key).await)
+        Ok(self
+            .auth
+            .publickey_verified(user, key.public_key, key.security_key)
+            .await)
     }
 
-    async fn auth_openssh_certificate(
+    async fn auth_openssh_certificate_verified(
         &mut self,
         user: &str,
-        certificate: &Certificate,
+        certificate: VerifiedCertificate<'_>,
     ) -> Result<Auth, Self::Error> {
-        Ok(self.auth.certificate_verified(user, certificate).await)
+        Ok(self
+            .auth
+            .certificate_verified(user, certificate.certificate, certificate.security_key)
+            .await)
     }
 
     async fn auth_keyboard_interactive<'a>(

@@ -9,9 +9,11 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use russh::server::{Auth, PublicKeyOffer};
+use russh::server::{Auth, PublicKeyOffer, SecurityKeySignature};
 use russh::{MethodKind, MethodSet};
-use sshq_core::auth::{AuthPolicy, UserCredential};
+use sshq_core::auth::{
+    check_security_key_flags, security_key_refusal_line, AuthPolicy, UserCredential,
+};
 use sshq_core::auth_methods::{
     AuthMethod, AuthProgress, KbdInteractive, KbdStep, MethodOutcome, MAX_PROMPTS,
 };
@@ -137,18 +139,6 @@ impl Authenticator {
             );
             return self.refused(user);
         }
-        // draft §12.11: sk-* signatures MUST be refused unless their user-presence flag is set; over TCP it cannot be checked
-        if is_security_key(offer.public_key) {
-            // russh checks sk-* signatures but hides their flags, so the
-            // user-presence bit sshd requires cannot be checked here.
-            tracing::info!(
-                "publickey {} refused for {}: security keys are accepted over QUIC only \
-                 (their user-presence flag cannot be checked over TCP)",
-                offer.public_key.algorithm().as_str(),
-                log_escape::peer_text(user)
-            );
-            return self.refused(user);
-        }
         // sshd refuses a key that already succeeded before even looking
         // it up (publickey,publickey wants two different keys).
         if self.key_already_used(offer.public_key) {
@@ -178,8 +168,14 @@ impl Authenticator {
         }
     }
 
-    /// A key whose signature russh verified.
-    pub(crate) async fn publickey_verified(&mut self, user: &str, key: &PublicKey) -> Auth {
+    /// A key whose signature russh verified; `security_key` holds the
+    /// flags of a security key's signature.
+    pub(crate) async fn publickey_verified(
+        &mut self,
+        user: &str,
+        key: &PublicKey,
+        security_key: Option<SecurityKeySignature>,
+    ) -> Auth {
         // A key accepted by an earlier query reaches here without a new
         // offer: the limit must hold for it too.
         if self.failures.failed_before_signature() {
@@ -193,15 +189,20 @@ impl Authenticator {
         if !self.allows(AuthMethod::PublicKey) {
             return self.not_allowed(user, AuthMethod::PublicKey);
         }
-        if is_security_key(key)
-            || !self
-                .policy
-                .publickey_allowed_from(user, key, self.peer)
-                .await
+        if !self
+            .policy
+            .publickey_allowed_from(user, key, self.peer)
+            .await
         {
             return self.refused(user);
         }
         let credential = UserCredential::Key(key.clone());
+        if !self
+            .security_key_allowed(user, &credential, security_key)
+            .await
+        {
+            return self.refused(user);
+        }
         self.method_succeeded(user, AuthMethod::PublicKey, Some(credential))
             .await
     }
@@ -212,6 +213,7 @@ impl Authenticator {
         &mut self,
         user: &str,
         certificate: &Certificate,
+        security_key: Option<SecurityKeySignature>,
     ) -> Auth {
         if self.failures.failed_before_signature() {
             return self.too_many_failures(user);
@@ -222,18 +224,73 @@ impl Authenticator {
         if !self.allows(AuthMethod::PublicKey) {
             return self.not_allowed(user, AuthMethod::PublicKey);
         }
-        let key = PublicKey::from(certificate.public_key().clone());
-        if is_security_key(&key)
-            || !self
-                .policy
-                .certificate_allowed_from(user, certificate, self.peer)
-                .await
+        if !self
+            .policy
+            .certificate_allowed_from(user, certificate, self.peer)
+            .await
         {
             return self.refused(user);
         }
         let credential = UserCredential::Certificate(Box::new(certificate.clone()));
+        if !self
+            .security_key_allowed(user, &credential, security_key)
+            .await
+        {
+            return self.refused(user);
+        }
         self.method_succeeded(user, AuthMethod::PublicKey, Some(credential))
             .await
+    }
+
+    /// sshd's checks of a security key signature's flags (auth2-pubkey.c):
+    /// the touch unless `no-touch-required`, user verification with
+    /// `verify-required`. A security key always signs with its flags, so
+    /// an `sk-*` key without them (not reached: russh's decoder wants
+    /// them) is refused too. A refusal is logged in sshd's words.
+    async fn security_key_allowed(
+        &mut self,
+        user: &str,
+        credential: &UserCredential,
+        security_key: Option<SecurityKeySignature>,
+    ) -> bool {
+        // draft §12.11: sk-* signatures MUST be refused without the user-presence flag (unless
+        // waived by no-touch-required) and without user verification where verify-required asks
+        let flags = match security_key {
+            Some(signature) => signature.flags,
+            None if is_security_key(&credential.public_key()) => 0,
+            None => return true,
+        };
+        let checked =
+            check_security_key_flags(self.policy.as_ref(), user, credential, flags, self.peer)
+                .await;
+        match checked {
+            Ok(()) => true,
+            Err(refusal) => {
+                tracing::error!(
+                    "{}",
+                    security_key_refusal_line(
+                        credential,
+                        &log_escape::peer_text(user),
+                        self.peer,
+                        refusal
+                    )
+                );
+                self.log_failed_key(user, credential);
+                false
+            }
+        }
+    }
+
+    /// sshd's auth_log line for a refused signed publickey request.
+    fn log_failed_key(&self, user: &str, credential: &UserCredential) {
+        let key = credential.public_key();
+        tracing::info!(
+            "Failed publickey for {} from {} ssh2: {} {}",
+            log_escape::peer_text(user),
+            self.peer_address(),
+            sshq_core::known_hosts::key_type_name(&key),
+            key.fingerprint(HashAlg::Sha256)
+        );
     }
 
     /// `password` (russh refuses password changes itself, as sshd does).

@@ -11,6 +11,7 @@
 mod account;
 pub mod certificate;
 pub mod key_options;
+pub mod keys_command;
 mod keys_file;
 mod methods;
 pub mod pam;
@@ -29,7 +30,7 @@ use super::process::SessionUser;
 use crate::fs_identity::{as_identity_within, Identity};
 pub use account::group_names;
 pub use key_options::KeyOptions;
-pub use keys_file::MAX_KEYS_FILE;
+pub use keys_file::{read_limited, MAX_KEYS_FILE};
 pub use methods::LoginMethods;
 
 /// How long a user lookup, or reading a user's key files, may take before
@@ -75,6 +76,9 @@ pub struct KeyPolicy {
     /// Passwords and keyboard-interactive through PAM, the PAM account
     /// stage, and AuthenticationMethods.
     pub login_methods: LoginMethods,
+    /// AuthorizedKeysCommand, AuthorizedPrincipalsCommand (tried after
+    /// the files, as in sshd), and UseDNS for `Match Host`.
+    pub lookups: keys_command::LoginLookups,
     /// With `Match` blocks: the policy for a login's user, groups and
     /// address (the settings above are then the global ones).
     pub matched: Option<MatchedPolicy>,
@@ -125,6 +129,22 @@ impl AuthPolicy for KeyPolicy {
         })
     }
 
+    // A key without a grant is not let in anyway; None answers "required"
+    // so that a race with an edited authorized_keys errs on refusing.
+    fn verify_required_from<'a>(
+        &'a self,
+        user: &'a str,
+        key: &'a PublicKey,
+        peer: Option<SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        let peer = peer.map(|peer| peer.ip());
+        Box::pin(async move {
+            self.grant(user, key, peer)
+                .await
+                .is_none_or(|grant| grant.verify_required)
+        })
+    }
+
     fn certificate_allowed_from<'a>(
         &'a self,
         user: &'a str,
@@ -150,6 +170,20 @@ impl AuthPolicy for KeyPolicy {
             self.certificate_grant(user, certificate, peer)
                 .await
                 .is_none_or(|grant| grant.touch_required)
+        })
+    }
+
+    fn certificate_verify_required_from<'a>(
+        &'a self,
+        user: &'a str,
+        certificate: &'a Certificate,
+        peer: Option<SocketAddr>,
+    ) -> BoxFuture<'a, bool> {
+        let peer = peer.map(|peer| peer.ip());
+        Box::pin(async move {
+            self.certificate_grant(user, certificate, peer)
+                .await
+                .is_none_or(|grant| grant.verify_required)
         })
     }
 
@@ -231,6 +265,7 @@ impl KeyPolicy {
             return None;
         }
         let files = (policy.authorized_keys)(user, &login.owner.home);
+        let offered = key;
         let (owner, strict_modes, key) = (login.owner.clone(), policy.strict_modes, key.clone());
         let read = as_identity_within(&login.identity, None, LOOKUP_LIMIT, move || {
             Ok(files.iter().find_map(|file| {
@@ -245,7 +280,15 @@ impl KeyPolicy {
                 log_escape::peer_text(user)
             );
             None
-        })?;
+        });
+        let grant = match grant {
+            Some(grant) => grant,
+            None => {
+                policy
+                    .command_key_grant(&login.owner, offered, peer)
+                    .await?
+            }
+        };
         login.admits(user, grant)
     }
 
@@ -323,18 +366,17 @@ impl KeyPolicy {
                 Some(true) => {
                     let principals = (self.principals_file)(user, &login.owner.home);
                     let grant = match principals {
-                        // Without a principals file the certificate's own
-                        // options apply alone (a no-touch-required
-                        // extension holds), as in sshd.
-                        None => {
-                            cert.valid_principals()
-                                .iter()
-                                .any(|p| p == user)
-                                .then(|| KeyOptions {
-                                    touch_required: false,
-                                    ..KeyOptions::default()
-                                })
-                        }
+                        // Without a principals file or command the
+                        // certificate's own options apply alone (a
+                        // no-touch-required extension holds), as in sshd.
+                        None if self.lookups.principals.is_none() => cert
+                            .valid_principals()
+                            .iter()
+                            .any(|p| p == user)
+                            .then(|| KeyOptions {
+                                touch_required: false,
+                                ..KeyOptions::default()
+                            }),
                         Some(file) => {
                             let (owner, strict, cert) =
                                 (login.owner.clone(), self.strict_modes, cert.clone());
@@ -351,6 +393,14 @@ impl KeyPolicy {
                                 );
                                 None
                             })
+                        }
+                        None => None,
+                    };
+                    let grant = match grant {
+                        Some(grant) => Some(grant),
+                        None => {
+                            self.command_principals_grant(&login.owner, cert, peer)
+                                .await
                         }
                     };
                     if grant.is_some() {
@@ -370,13 +420,14 @@ impl KeyPolicy {
             }
         }
         let files = (self.authorized_keys)(user, &login.owner.home);
+        let offered = cert;
         let (owner, strict, cert, user_name) = (
             login.owner.clone(),
             self.strict_modes,
             cert.clone(),
             user.to_string(),
         );
-        as_identity_within(&login.identity, None, LOOKUP_LIMIT, move || {
+        let from_files = as_identity_within(&login.identity, None, LOOKUP_LIMIT, move || {
             Ok(files.iter().find_map(|file| {
                 keys_file::read_keys_file(file, &owner, strict).and_then(|text| {
                     certificate::authorized_keys_ca_grant(&text, file, &cert, &user_name, peer)
@@ -390,7 +441,14 @@ impl KeyPolicy {
                 log_escape::peer_text(user)
             );
             None
-        })
+        });
+        match from_files {
+            Some(grant) => Some(grant),
+            None => {
+                self.command_ca_grant(&login.owner, offered, user, peer)
+                    .await
+            }
+        }
     }
 
     /// Whether RevokedKeys names the key or certificate; true as well when
@@ -548,7 +606,8 @@ impl KeyPolicy {
             user: user.to_string(),
             groups,
             address: peer,
-            local_port: None,
+            host: super::config::client_host(peer, self.lookups.use_dns).await,
+            ..ConnectionFacts::default()
         };
         match matched(&facts) {
             Some(policy) => Ok(Some(Box::new(policy))),
@@ -739,15 +798,11 @@ mod tests {
         let grant = text_grant(&text, file, &key(ED), None).unwrap();
         assert_eq!(grant.command.as_deref(), Some("/bin/true"));
         assert!(!grant.pty);
-        // An option sshqd does not enforce: the line lets nothing in, and a
-        // later plain line for the same key still does.
+        // verify-required comes back with the grant (a security key must
+        // verify the user).
         let text = format!("verify-required {ED}\n");
-        assert_eq!(text_grant(&text, file, &key(ED), None), None);
-        let text = format!("verify-required {ED}\n{ED}\n");
-        assert_eq!(
-            text_grant(&text, file, &key(ED), None),
-            Some(KeyOptions::default())
-        );
+        let grant = text_grant(&text, file, &key(ED), None).unwrap();
+        assert!(grant.verify_required && grant.touch_required);
     }
 
     #[test]

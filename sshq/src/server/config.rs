@@ -41,7 +41,7 @@ const IGNORED: &[&str] = &[
     "gssapiauthentication", "gssapicleanupcredentials", "gssapikeyexchange",
     "gssapistrictacceptorcheck", "hostbasedauthentication", "ignorerhosts", "ipqos",
     "ignoreuserknownhosts", "kerberosauthentication", "kerberosorlocalpasswd",
-    "kerberosticketcleanup", "printlastlog", "usedns",
+    "kerberosticketcleanup", "printlastlog",
     "x11displayoffset", "x11forwarding", "x11uselocalhost", "xauthlocation",
 ];
 
@@ -51,15 +51,13 @@ const IGNORED: &[&str] = &[
 /// nothing and is accepted, anything else is an error ("" = no such value).
 #[rustfmt::skip]
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("allowgroups", ""), ("allowusers", ""), ("authorizedkeyscommand", "none"),
-    ("authorizedkeyscommanduser", ""), ("authorizedprincipalscommand", "none"),
-    ("authorizedprincipalscommanduser", ""),
+    ("allowgroups", ""), ("allowusers", ""),
     ("banner", "none"), ("casignaturealgorithms", ""), ("chrootdirectory", "none"),
     ("ciphers", ""), ("denygroups", ""), ("denyusers", ""), ("disableforwarding", "no"),
     ("exposeauthinfo", "no"), ("hostbasedacceptedalgorithms", ""),
     ("hostkeyalgorithms", ""), ("macs", ""),
     ("permittty", "yes"),
-    ("permittunnel", "no"), ("permituserenvironment", "no"), ("permituserrc", "yes"),
+    ("permittunnel", "no"), ("permituserrc", "yes"),
     ("pubkeyacceptedalgorithms", ""), ("rdomain", "none"),
     ("setenv", ""),
 ];
@@ -265,6 +263,9 @@ pub struct ServerConfig {
     pub identity: IdentitySettings,
     /// PermitEmptyPasswords, AuthenticationMethods.
     pub authentication: AuthenticationSettings,
+    /// AuthorizedKeysCommand, AuthorizedPrincipalsCommand (and their
+    /// users), PermitUserEnvironment, UseDNS.
+    pub login_sources: LoginSources,
     /// `Match` blocks, applied per connection by
     /// [`ServerConfig::for_connection`].
     pub matches: Vec<MatchBlock>,
@@ -322,6 +323,7 @@ impl Default for ServerConfig {
             preauth: PreauthLimits::new(),
             identity: IdentitySettings::default(),
             authentication: AuthenticationSettings::default(),
+            login_sources: LoginSources::default(),
             matches: Vec::new(),
         }
     }
@@ -365,6 +367,9 @@ impl ServerConfig {
         let cfg = parser.finish();
         cfg.resolve_listen(true)?;
         cfg.check_authentication_methods()?;
+        cfg.login_sources
+            .check()
+            .map_err(ServerConfigError::Unsatisfiable)?;
         Ok(cfg)
     }
 
@@ -383,6 +388,9 @@ impl ServerConfig {
         parser.read_text(name, text, Path::new("."), 0)?;
         let cfg = parser.finish();
         cfg.check_authentication_methods()?;
+        cfg.login_sources
+            .check()
+            .map_err(ServerConfigError::Unsatisfiable)?;
         Ok(cfg)
     }
 
@@ -956,6 +964,13 @@ impl Parser {
                     .apply(&kw, &keyword, &args, flag, fresh)
                     .map_err(|e| at.bad(e.to_string()))?;
             }
+            k if login_sources::KEYWORDS.contains(&k) => {
+                let flag = (k == "usedns").then(flag).transpose()?;
+                let rest = login_sources::rest_of_line(raw);
+                c.login_sources
+                    .apply(&kw, &keyword, rest, &args, flag, fresh)
+                    .map_err(|e| at.bad(e.to_string()))?;
+            }
             k if IGNORED.contains(&k) => {}
             _ if unsupported == Some(true) => {
                 return Err(at.bad(format!("{keyword} is not supported by sshqd")));
@@ -976,10 +991,14 @@ impl Parser {
 }
 
 mod authentication;
+mod host_name;
 mod identity;
+mod login_sources;
 mod matching;
 pub use authentication::{AuthenticationMethods, AuthenticationSettings, MethodList, MethodStep};
+pub use host_name::client_host;
 pub use identity::IdentitySettings;
+pub use login_sources::{LoginSources, PermitUserEnvironment};
 pub use matching::{ConnectionFacts, MatchBlock, AUTHENTICATION_KEYWORDS};
 
 #[cfg(test)]

@@ -36,6 +36,9 @@ pub struct SessionContext {
     /// UsePAM yes: the PAM service (PAMServiceName) whose session every
     /// session program runs in (`super::pam_session`); `None`: UsePAM no.
     pub pam_service: Option<String>,
+    /// PermitUserEnvironment: which variables ~/.ssh/environment and the
+    /// key's `environment=` may set (`super::session::user_environment`).
+    pub permit_user_environment: config::PermitUserEnvironment,
 }
 
 /// Lists that must all allow a forward: the configuration's and, when

@@ -301,6 +301,7 @@ fn global_key_policy(config: &Arc<ServerConfig>) -> KeyPolicy {
         },
         revoked_keys: config.identity.revoked_keys.clone(),
         login_methods: auth::LoginMethods::from_config(config),
+        lookups: auth::keys_command::LoginLookups::from_config(&config.login_sources),
         matched: None,
     }
 }
@@ -537,7 +538,9 @@ async fn connection_config(
         user: user.to_string(),
         groups,
         address: Some(peer.ip()),
+        host: config::client_host(Some(peer.ip()), config.login_sources.use_dns).await,
         local_port: local.map(|local| local.port()),
+        local_address: local.map(|local| local.ip()),
     };
     match config.for_connection(&facts) {
         Ok(matched) => Some(Arc::new(matched)),
@@ -651,6 +654,7 @@ async fn run_connection<C: Connection>(
         reattach: config.reattach.clone(),
         key_options,
         pam_service: config.use_pam.then(|| config.pam_service_name.clone()),
+        permit_user_environment: config.login_sources.permit_user_environment.clone(),
     });
     let conn = Arc::new(conn);
     tokio::select! {

@@ -67,7 +67,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 /// sshd's default PATH for ordinary users (Debian's `_PATH_STDPATH`).
-const USER_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/games";
+pub(in crate::server) const USER_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/games";
 /// sshd's default PATH for root (`SUPERUSER_PATH`).
 pub(in crate::server) const ROOT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -146,6 +146,9 @@ pub struct SpawnRequest {
     /// Variables the client sent, already filtered by AcceptEnv. Ours are set
     /// after them, so a client cannot override USER, PATH and the like.
     pub env: Vec<(String, String)>,
+    /// PermitUserEnvironment's variables (`environment=`, then
+    /// ~/.ssh/environment): set after ours, so they may replace them.
+    pub user_env: Vec<(String, String)>,
     /// `"client_ip client_port server_ip server_port"`.
     pub ssh_connection: String,
     /// Forwarded agent socket, exported as SSH_AUTH_SOCK.
@@ -637,6 +640,16 @@ fn session_env(req: &SpawnRequest, shell: &Path) -> EnvVars {
     if let Some(tz) = std::env::var_os("TZ") {
         vars.set("TZ", tz);
     }
+    if let Some(sock) = &req.auth_sock {
+        vars.set("SSH_AUTH_SOCK", sock);
+    }
+    // The user's own, replacing any of the above (sshd's order), but not
+    // the variables sshd sets after them.
+    for (name, value) in &req.user_env {
+        if !SET_AFTER_PAM.contains(&name.as_str()) {
+            vars.set(name, value);
+        }
+    }
     let parts: Vec<&str> = req.ssh_connection.split_whitespace().collect();
     if let [client_ip, client_port, _, server_port] = parts.as_slice() {
         vars.set(
@@ -645,9 +658,6 @@ fn session_env(req: &SpawnRequest, shell: &Path) -> EnvVars {
         );
     }
     vars.set("SSH_CONNECTION", &req.ssh_connection);
-    if let Some(sock) = &req.auth_sock {
-        vars.set("SSH_AUTH_SOCK", sock);
-    }
     vars
 }
 

@@ -324,6 +324,9 @@ async fn start(
             program,
             pty: Some(pty),
             env,
+            user_env: super::session::user_environment(ctx)
+                .await
+                .map_err(|e| Refusal(e.to_string()))?,
             ssh_connection: ctx.ssh_connection.clone(),
             auth_sock: setup.agent.as_ref().map(|agent| agent.path().to_path_buf()),
             pam_service: ctx.pam_service.clone(),

@@ -16,6 +16,10 @@ use sshq_core::transport::{
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
+mod user_env;
+
+pub use user_env::user_environment;
+
 use super::context::SessionContext;
 use super::process::{self, Program, SessionProcess, SpawnRequest};
 
@@ -435,11 +439,13 @@ pub(super) async fn start_program(
     env: Vec<(String, String)>,
     agent: &Option<super::agent::AgentSocket>,
 ) -> Result<SessionProcess, StartError> {
+    let user_env = user_environment(ctx).await?;
     let request = SpawnRequest {
         user: ctx.user.clone(),
         program,
         pty,
         env,
+        user_env,
         ssh_connection: ctx.ssh_connection.clone(),
         auth_sock: agent.as_ref().map(|socket| socket.path().to_path_buf()),
         pam_service: ctx.pam_service.clone(),
@@ -460,6 +466,8 @@ pub enum StartError {
     Spawn(#[from] process::SpawnError),
     #[error("{0}")]
     Blocking(#[from] super::blocking::BlockingError),
+    #[error("{0}")]
+    UserEnvironment(#[from] user_env::TooManyLines),
 }
 
 /// Copies a program's output to the channel until the program closes it.

@@ -44,8 +44,6 @@ pub enum CertificateRefusal {
     BadSourceAddress(String),
     #[error("certificate has unsupported critical option {0}")]
     UnsupportedCriticalOption(String),
-    #[error("certificate critical option verify-required is not supported by sshqd yet")]
-    VerifyRequired,
     #[error("certificate source-address {allowed:?} does not allow {peer}")]
     SourceAddress { allowed: String, peer: String },
     #[error("forced command in certificate and in the line that trusts its CA differ")]
@@ -86,8 +84,8 @@ pub fn check_certificate(certificate: &Certificate, now: u64) -> Result<(), Cert
 /// What the certificate itself allows the client at `peer`: nothing but
 /// what its `permit-*` extensions grant, and its `force-command`. Its
 /// critical options must all be known (`force-command`,
-/// `source-address`); `verify-required` is refused until sshqd can check
-/// user verification.
+/// `source-address`, `verify-required`: a security key must have verified
+/// the user).
 pub fn certificate_options(
     certificate: &Certificate,
     peer: Option<IpAddr>,
@@ -118,7 +116,7 @@ pub fn certificate_options(
                     });
                 }
             }
-            "verify-required" => return Err(CertificateRefusal::VerifyRequired),
+            "verify-required" => options.verify_required = true,
             other => {
                 return Err(CertificateRefusal::UnsupportedCriticalOption(
                     log_escape::peer_text(other),
@@ -144,7 +142,7 @@ pub fn certificate_options(
 /// The options of a line that trusts a CA, and of one of its
 /// certificates, together: each permission only if both grant it, one
 /// forced command (two different ones refuse), a touch unless both waive
-/// it. The line's `from=` and `expiry-time=` were checked when it was
+/// it, user verification if either asks for it (sshauthopt_merge). The line's `from=` and `expiry-time=` were checked when it was
 /// chosen.
 pub fn merge(
     line: &KeyOptions,
@@ -165,10 +163,13 @@ pub fn merge(
         x11_forwarding: line.x11_forwarding && certificate.x11_forwarding,
         user_rc: line.user_rc && certificate.user_rc,
         touch_required: line.touch_required || certificate.touch_required,
+        verify_required: line.verify_required || certificate.verify_required,
         cert_authority: false,
         principals: None,
         permit_open: line.permit_open.clone(),
         permit_listen: line.permit_listen.clone(),
+        // Only the line can set variables (a certificate cannot), as in sshd.
+        environment: line.environment.clone(),
     })
 }
 

@@ -7,16 +7,15 @@
 //! `from=`, `expiry-time=`, `no-pty`, `no-port-forwarding`,
 //! `no-agent-forwarding`, `no-X11-forwarding`, `no-user-rc`, and the `pty`,
 //! `port-forwarding`, `agent-forwarding`, `X11-forwarding`, `user-rc` that
-//! undo `restrict`), `no-touch-required`, `permitopen=` and
+//! undo `restrict`), `no-touch-required`, `verify-required`, `permitopen=` and
 //! `permitlisten=` (forwarding only to and from the places listed, on top
 //! of PermitOpen and PermitListen), and `cert-authority` with
 //! `principals=` (the line's key is a CA whose user certificates it
-//! trusts). `environment=` and `tunnel=` are read and have no effect, as
-//! in sshd under its defaults (PermitUserEnvironment no, PermitTunnel no,
-//! the only values sshqd accepts). A line with an option sshqd does not
-//! know, or one it does not enforce yet (`verify-required`), lets no key
-//! in: ignoring a restriction would grant more than the line's owner
-//! meant.
+//! trusts). `environment=` is kept for sessions, which set it under
+//! PermitUserEnvironment; `tunnel=` is read and has no effect, as in sshd
+//! under PermitTunnel no (the only value sshqd accepts). A line with an option sshqd does not
+//! know lets no key in: ignoring a restriction would grant more than the
+//! line's owner meant.
 //!
 //! AuthorizedPrincipalsFile lines use the same options before a
 //! principal name ([`parse_principal_line`]).
@@ -41,6 +40,9 @@ pub struct KeyOptions {
     pub user_rc: bool,
     /// False with `no-touch-required`.
     pub touch_required: bool,
+    /// `verify-required`: a security key must have verified the user (PIN
+    /// or biometric; flag 0x04 of its signature).
+    pub verify_required: bool,
     /// `cert-authority`: the line's key signs user certificates; it never
     /// lets itself in as a plain key.
     pub cert_authority: bool,
@@ -53,6 +55,9 @@ pub struct KeyOptions {
     /// `permitlisten=`s: `[host:]port` that tcpip-forward may listen on;
     /// empty: no limit beyond PermitListen.
     pub permit_listen: Vec<String>,
+    /// `environment=` values (`NAME=value`), the first for a name winning
+    /// as in sshd; set in sessions only under PermitUserEnvironment.
+    pub environment: Vec<String>,
 }
 
 impl Default for KeyOptions {
@@ -68,10 +73,12 @@ impl Default for KeyOptions {
             x11_forwarding: true,
             user_rc: true,
             touch_required: true,
+            verify_required: false,
             cert_authority: false,
             principals: None,
             permit_open: Vec::new(),
             permit_listen: Vec::new(),
+            environment: Vec::new(),
         }
     }
 }
@@ -91,8 +98,6 @@ pub enum LineError {
     Repeated(String),
     #[error("unknown key option {0}")]
     Unknown(String),
-    #[error("key option {0} is not supported by sshqd yet; this key is not accepted")]
-    NotSupported(String),
     #[error("key option {0} needs a value")]
     MissingValue(String),
     #[error("key option {0} takes no value")]
@@ -256,22 +261,31 @@ fn parse_options(options: &[RawOption]) -> Result<KeyOptions, LineError> {
                 check_permit(&value, true)?;
                 parsed.permit_listen.push(value);
             }
-            // Read, then dropped: PermitUserEnvironment is no (sshd
-            // parses the variable and does not set it).
+            // Kept for the session, which sets it only under
+            // PermitUserEnvironment (sshd's auth-options.c: a name of
+            // letters, digits and `_`; the first value for a name wins).
             "environment" => {
                 let value = needed()?;
-                if value
-                    .split_once('=')
-                    .is_none_or(|(name, _)| name.is_empty())
-                {
+                let Some((variable, _)) = value.split_once('=') else {
                     return Err(LineError::BadEnvironment(value));
+                };
+                let valid = !variable.is_empty()
+                    && variable
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !valid {
+                    return Err(LineError::BadEnvironment(value));
+                }
+                let prefix = format!("{variable}=");
+                if !parsed.environment.iter().any(|e| e.starts_with(&prefix)) {
+                    parsed.environment.push(value);
                 }
             }
             // Read, then dropped: PermitTunnel is no.
             "tunnel" => {
                 needed()?;
             }
-            "verify-required" => return Err(LineError::NotSupported(lower)),
+            "verify-required" => flag(&mut parsed.verify_required, true)?,
             _ => return Err(LineError::Unknown(name.clone())),
         }
     }
@@ -443,6 +457,16 @@ mod tests {
     }
 
     #[test]
+    fn verify_required_is_honoured() {
+        let verify = options("verify-required").unwrap();
+        assert!(verify.verify_required && verify.touch_required);
+        assert!(!KeyOptions::default().verify_required);
+        // restrict leaves it alone, and the name is case-insensitive.
+        let both = options("restrict,VERIFY-REQUIRED,no-touch-required").unwrap();
+        assert!(both.verify_required && !both.touch_required);
+    }
+
+    #[test]
     fn restrict_and_what_undoes_it() {
         let restricted = options("restrict").unwrap();
         assert!(!restricted.pty && !restricted.port_forwarding && !restricted.agent_forwarding);
@@ -456,10 +480,6 @@ mod tests {
         assert_eq!(
             options("frobnicate"),
             Err(LineError::Unknown("frobnicate".into()))
-        );
-        assert_eq!(
-            options("verify-required"),
-            Err(LineError::NotSupported("verify-required".into()))
         );
         assert!(matches!(
             options(r#"permitopen="host""#),

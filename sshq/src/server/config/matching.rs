@@ -1,6 +1,6 @@
 //! `Match` blocks (sshd_config(5)): settings that apply only to some
-//! connections, chosen by the user, their groups, the client's address or
-//! the port it connected to.
+//! connections, chosen by the user, their groups, the client's address
+//! or name, or the address and port it connected to.
 //!
 //! The lines of a block are checked when the file is read (as `sshd -t`
 //! would) and kept; [`super::ServerConfig::for_connection`] applies the
@@ -20,9 +20,16 @@ pub struct ConnectionFacts {
     /// The user's groups (primary and supplementary), by name.
     pub groups: Vec<String>,
     pub address: Option<IpAddr>,
+    /// The client's name for `Match Host`: its reverse DNS name with
+    /// UseDNS yes; `None` matches the address as text (sshd under its
+    /// default, UseDNS no).
+    pub host: Option<String>,
     /// The server port the client connected to; unknown while sshqd
     /// decides a login (see [`AUTHENTICATION_KEYWORDS`]).
     pub local_port: Option<u16>,
+    /// The server address the client connected to; unknown while sshqd
+    /// decides a login, as the port.
+    pub local_address: Option<IpAddr>,
 }
 
 /// One criterion of a `Match` line: its pattern list, `!` negating.
@@ -32,6 +39,8 @@ enum Criterion {
     User(String),
     Group(String),
     Address(String),
+    Host(String),
+    LocalAddress(String),
     LocalPort(String),
 }
 
@@ -45,10 +54,18 @@ pub enum MatchError {
     MissingCriteria(String),
     #[error("Invalid LocalPort '{0}' on Match line")]
     BadLocalPort(String),
+    #[error("Invalid Match localaddress argument '{0}'")]
+    BadLocalAddress(String),
     #[error(
-        "Unsupported Match attribute {0} (sshqd matches User, Group, Address, LocalPort and All)"
+        "Unsupported Match attribute {0} (sshqd matches User, Group, Host, Address, \
+         LocalAddress, LocalPort and All)"
     )]
     UnsupportedAttribute(String),
+    #[error(
+        "Match {0} is not supported by sshqd: it listens in no routing domain (VRF), so no \
+         connection has one to match"
+    )]
+    RDomain(String),
     #[error("One or more attributes required for Match")]
     NoAttributes,
     #[error("{0} is not supported inside Match by sshqd (set it globally)")]
@@ -56,7 +73,8 @@ pub enum MatchError {
     #[error("Directive '{0}' is not allowed within a Match block")]
     NotAllowed(String),
     #[error(
-        "{0} cannot be set in a Match LocalPort block: sshqd decides logins without the local port"
+        "{0} cannot be set in a Match LocalPort or LocalAddress block: sshqd decides logins \
+         without the local address and port"
     )]
     LoginKeywordByPort(String),
 }
@@ -102,7 +120,11 @@ const GLOBAL_ONLY: &[&str] = &[
 /// apply to the session).
 pub const AUTHENTICATION_KEYWORDS: &[&str] = &[
     "authenticationmethods",
+    "authorizedkeyscommand",
+    "authorizedkeyscommanduser",
     "authorizedkeysfile",
+    "authorizedprincipalscommand",
+    "authorizedprincipalscommanduser",
     "authorizedprincipalsfile",
     "kbdinteractiveauthentication",
     "passwordauthentication",
@@ -135,6 +157,14 @@ impl MatchBlock {
                 "user" => Criterion::User(value),
                 "group" => Criterion::Group(value),
                 "address" => Criterion::Address(value),
+                "host" => Criterion::Host(value),
+                "localaddress" => {
+                    if !address_list(&value) {
+                        return Err(MatchError::BadLocalAddress(value));
+                    }
+                    Criterion::LocalAddress(value)
+                }
+                "rdomain" => return Err(MatchError::RDomain(word.clone())),
                 "localport" => {
                     let ports_ok = value.split(',').all(|p| {
                         let p = p.strip_prefix('!').unwrap_or(p);
@@ -169,7 +199,7 @@ impl MatchBlock {
         let local_port = self
             .criteria
             .iter()
-            .any(|c| matches!(c, Criterion::LocalPort(_)));
+            .any(|c| matches!(c, Criterion::LocalPort(_) | Criterion::LocalAddress(_)));
         if local_port && AUTHENTICATION_KEYWORDS.contains(&keyword) {
             return Err(MatchError::LoginKeywordByPort(written.to_string()));
         }
@@ -187,6 +217,21 @@ impl MatchBlock {
                 .iter()
                 .any(|group| list_matches(list, |p| pattern(p, group))),
             Criterion::Address(list) => facts.address.is_some_and(|address| {
+                list_matches(list, |p| {
+                    super::super::auth::key_options::from_allows(p, Some(address))
+                })
+            }),
+            Criterion::Host(list) => {
+                let host = match &facts.host {
+                    Some(host) => Some(host.to_ascii_lowercase()),
+                    None => facts.address.map(|address| address.to_string()),
+                };
+                // sshd's match_hostname: case does not matter.
+                host.is_some_and(|host| {
+                    list_matches(list, |p| pattern(&p.to_ascii_lowercase(), &host))
+                })
+            }
+            Criterion::LocalAddress(list) => facts.local_address.is_some_and(|address| {
                 list_matches(list, |p| {
                     super::super::auth::key_options::from_allows(p, Some(address))
                 })
@@ -257,6 +302,31 @@ impl Parser {
     }
 }
 
+/// Whether a LocalAddress list is made of addresses, networks
+/// (`address/bits`) and wildcard patterns of address characters, as
+/// sshd's addr_match_list requires.
+fn address_list(list: &str) -> bool {
+    list.split(',').all(|entry| {
+        let entry = entry.strip_prefix('!').unwrap_or(entry);
+        let (address, bits) = match entry.split_once('/') {
+            Some((address, bits)) => (address, Some(bits)),
+            None => (entry, None),
+        };
+        match bits {
+            Some(bits) => address.parse::<IpAddr>().is_ok_and(|ip| {
+                let most = if ip.is_ipv4() { 32 } else { 128 };
+                bits.parse::<u32>().is_ok_and(|bits| bits <= most)
+            }),
+            None => {
+                !address.is_empty()
+                    && address
+                        .chars()
+                        .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '*' | '?'))
+            }
+        }
+    })
+}
+
 fn pattern(pattern: &str, text: &str) -> bool {
     sshq_core::pattern::matches(pattern, text)
 }
@@ -289,6 +359,7 @@ mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             address: address.parse().ok(),
             local_port: port,
+            ..ConnectionFacts::default()
         }
     }
 
@@ -342,9 +413,21 @@ mod tests {
             Err(MatchError::MissingCriteria("User".into()))
         );
         assert_eq!(
-            parse("Host x"),
-            Err(MatchError::UnsupportedAttribute("Host".into()))
+            parse("Version x"),
+            Err(MatchError::UnsupportedAttribute("Version".into()))
         );
+        assert_eq!(
+            parse("RDomain x"),
+            Err(MatchError::RDomain("RDomain".into()))
+        );
+        assert_eq!(
+            parse("LocalAddress example.com"),
+            Err(MatchError::BadLocalAddress("example.com".into()))
+        );
+        let by_address = block("LocalAddress 127.0.0.1");
+        assert!(by_address
+            .admits("authorizedkeyscommand", "AuthorizedKeysCommand")
+            .is_err());
         assert_eq!(parse("All User x"), Err(MatchError::AllCombined));
         assert_eq!(
             parse("LocalPort 0"),
@@ -367,5 +450,23 @@ mod tests {
         assert!(by_port
             .admits("allowtcpforwarding", "AllowTcpForwarding")
             .is_ok());
+    }
+
+    #[test]
+    fn host_and_local_address() {
+        let mut client = facts("alice", &[], "192.0.2.7", Some(22));
+        // UseDNS no: Host sees the address as text.
+        assert!(block("Host 192.0.2.*").matches(&client));
+        assert!(!block("Host *.example.com").matches(&client));
+        client.host = Some("WS1.Example.COM".into());
+        assert!(block("Host *.example.com,!ws2.*").matches(&client));
+        assert!(!block("Host *.example.com,!ws1.*").matches(&client));
+        // The local address: unknown (at login) matches nothing.
+        assert!(!block("LocalAddress 127.0.0.1").matches(&client));
+        client.local_address = "127.0.0.1".parse().ok();
+        assert!(block("LocalAddress 127.0.0.0/8").matches(&client));
+        assert!(block("LocalAddress 127.0.0.*").matches(&client));
+        assert!(!block("LocalAddress 10.0.0.1,::1").matches(&client));
+        assert!(!block("LocalAddress *,!127.0.0.1").matches(&client));
     }
 }

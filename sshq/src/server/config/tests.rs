@@ -246,7 +246,12 @@ fn bad_values_stop_at_once() {
             "AuthenticationMethods any password",
             "\"any\" must appear alone in AuthenticationMethods",
         ),
-        ("Match Host bob", "Unsupported Match attribute Host (sshqd matches User, Group, Address, LocalPort and All)"),
+        ("Match Version 9", "Unsupported Match attribute Version (sshqd matches User, Group, Host, Address, LocalAddress, LocalPort and All)"),
+        ("Match RDomain vrf0", "Match RDomain is not supported by sshqd: it listens in no routing domain (VRF), so no connection has one to match"),
+        ("Match LocalAddress 10.0.0.0/33", "Invalid Match localaddress argument '10.0.0.0/33'"),
+        ("AuthorizedKeysCommand keys %u", "AuthorizedKeysCommand must be an absolute path"),
+        ("AuthorizedKeysCommand /bin/keys %C", "AuthorizedKeysCommand: token %C is not supported by sshqd: it decides logins before it knows the connection's local address and routing domain"),
+        ("AuthorizedKeysCommand /bin/keys %i", "AuthorizedKeysCommand: unknown token %i in \"/bin/keys %i\""),
         (
             "AuthorizedKeysFile %h/%x",
             "AuthorizedKeysFile: unknown token %x in \"%h/%x\"",
@@ -258,10 +263,6 @@ fn bad_values_stop_at_once() {
         (
             "QuicRelay 127.0.0.1",
             "QuicRelay \"127.0.0.1\": expected host:port",
-        ),
-        (
-            "AuthorizedPrincipalsCommand /bin/true",
-            "AuthorizedPrincipalsCommand is not supported by sshqd",
         ),
         ("AllowUsers none", "AllowUsers is not supported by sshqd"),
         ("PermitTTY no", "PermitTTY is not supported by sshqd"),
@@ -496,8 +497,84 @@ fn authentication_keywords_in_match_blocks() {
     ] {
         let got = err(&format!("Match LocalPort 2222\n  {line}\n"));
         assert!(
-            got.contains("cannot be set in a Match LocalPort block"),
+            got.contains("cannot be set in a Match LocalPort or LocalAddress block"),
             "{got}"
         );
     }
+}
+
+#[test]
+fn login_sources_from_the_file() {
+    let text = "AuthorizedKeysCommand /usr/local/bin/keys %u %f\n\
+                AuthorizedKeysCommandUser nobody\n\
+                AuthorizedPrincipalsCommand none\n\
+                PermitUserEnvironment LANG,LC_*\n\
+                UseDNS yes\n\
+                Match User alice\n  AuthorizedKeysCommand /opt/other %u\n";
+    let c = ServerConfig::parse_str("F", text, &[]).unwrap();
+    let sources = &c.login_sources;
+    assert_eq!(
+        sources.authorized_keys_command.as_deref(),
+        Some("/usr/local/bin/keys %u %f")
+    );
+    assert_eq!(
+        sources.authorized_keys_command_user.as_deref(),
+        Some("nobody")
+    );
+    assert_eq!(sources.authorized_principals_command, None);
+    assert_eq!(
+        sources.permit_user_environment,
+        super::PermitUserEnvironment::Only("LANG,LC_*".into())
+    );
+    assert!(sources.use_dns);
+    let alice = ConnectionFacts {
+        user: "alice".into(),
+        ..ConnectionFacts::default()
+    };
+    let matched = c.for_connection(&alice).unwrap();
+    assert_eq!(
+        matched.login_sources.authorized_keys_command.as_deref(),
+        Some("/opt/other %u")
+    );
+    // sshd's fatal check: a command needs its user.
+    let got = ServerConfig::parse_str("F", "AuthorizedKeysCommand /bin/k\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        got,
+        "AuthorizedKeysCommand set without AuthorizedKeysCommandUser"
+    );
+    // Not in Match, as in sshd.
+    let got = ServerConfig::parse_str("F", "Match User a\n  PermitUserEnvironment yes\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(got.contains("not allowed within a Match block"), "{got}");
+}
+
+#[test]
+fn match_host_and_local_address_blocks() {
+    let text = "PermitOpen any\n\
+                Match Host 192.0.2.*\n  PermitOpen db:5432\n\
+                Match LocalAddress 127.0.0.2\n  AllowTcpForwarding no\n";
+    let c = ServerConfig::parse_str("F", text, &[]).unwrap();
+    let client = ConnectionFacts {
+        user: "u".into(),
+        address: "192.0.2.9".parse().ok(),
+        local_address: "127.0.0.2".parse().ok(),
+        ..ConnectionFacts::default()
+    };
+    let matched = c.for_connection(&client).unwrap();
+    assert_eq!(
+        matched.permit_open,
+        PermitList::Only(vec!["db:5432".into()])
+    );
+    assert_eq!(matched.allow_tcp_forwarding, AllowTcpForwarding::No);
+    let other = ConnectionFacts {
+        address: "198.51.100.1".parse().ok(),
+        local_address: "127.0.0.1".parse().ok(),
+        ..client
+    };
+    let matched = c.for_connection(&other).unwrap();
+    assert_eq!(matched.permit_open, PermitList::Any);
+    assert_eq!(matched.allow_tcp_forwarding, AllowTcpForwarding::Yes);
 }

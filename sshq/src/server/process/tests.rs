@@ -37,6 +37,7 @@ fn request(program: Program, pty: Option<PtyRequest>) -> SpawnRequest {
         program,
         pty,
         env: vec![("LC_SSHQ_TEST".into(), "hello".into())],
+        user_env: Vec::new(),
         ssh_connection: CONNECTION.into(),
         auth_sock: None,
         pam_service: None,

@@ -285,10 +285,12 @@ fn encode_spawn(order: &SpawnOrder, out: &mut Vec<u8>) {
             }
         }
     }
-    put_len(out, req.env.len());
-    for (name, value) in &req.env {
-        put_string(out, name.as_bytes());
-        put_string(out, value.as_bytes());
+    for list in [&req.env, &req.user_env] {
+        put_len(out, list.len());
+        for (name, value) in list {
+            put_string(out, name.as_bytes());
+            put_string(out, value.as_bytes());
+        }
     }
     put_string(out, req.ssh_connection.as_bytes());
     match &req.auth_sock {
@@ -360,11 +362,14 @@ fn decode_spawn(r: &mut Reader<'_>) -> Result<SpawnOrder, HolderWireError> {
             Some(PtyRequest { term, size, modes })
         }
     };
-    let n = count(r, "environment")?;
-    let mut env = Vec::new();
-    for _ in 0..n {
-        env.push((text(r, "variable name")?, text(r, "variable value")?));
+    let mut lists = [Vec::new(), Vec::new()];
+    for env in &mut lists {
+        let n = count(r, "environment")?;
+        for _ in 0..n {
+            env.push((text(r, "variable name")?, text(r, "variable value")?));
+        }
     }
+    let [env, user_env] = lists;
     let ssh_connection = text(r, "SSH_CONNECTION")?;
     let auth_sock = match flag(r, "agent socket")? {
         false => None,
@@ -386,6 +391,7 @@ fn decode_spawn(r: &mut Reader<'_>) -> Result<SpawnOrder, HolderWireError> {
             program,
             pty,
             env,
+            user_env,
             ssh_connection,
             auth_sock,
             pam_service,
@@ -576,6 +582,7 @@ mod tests {
                     modes: vec![(53, 1), (128, 38400)],
                 }),
                 env: vec![("LANG".into(), "C.UTF-8".into())],
+                user_env: vec![("TZ".into(), "UTC".into())],
                 ssh_connection: "127.0.0.1 4000 127.0.0.1 22".into(),
                 auth_sock: Some("/tmp/sshq-x/agent.1".into()),
                 pam_service: Some("sshd".into()),

@@ -1225,11 +1225,19 @@ impl Encrypted {
                                     let key = VerifiedPublicKey {
                                         public_key: key,
                                         algorithm: &algorithm,
+                                        security_key: SecurityKeySignature::of(&sig),
                                     };
                                     handler.auth_publickey(user, key).await?
                                 }
                                 PublicKeyOrCertificate::Certificate(ref cert) => {
-                                    handler.auth_openssh_certificate(user, cert).await?
+                                    let certificate = VerifiedCertificate {
+                                        certificate: cert,
+                                        algorithm: &algorithm,
+                                        security_key: SecurityKeySignature::of(&sig),
+                                    };
+                                    handler
+                                        .auth_openssh_certificate_verified(user, certificate)
+                                        .await?
                                 }
                             };
 

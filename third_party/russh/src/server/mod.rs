@@ -248,6 +248,72 @@ pub struct VerifiedPublicKey<'a> {
     /// algorithm named in the request (`ssh-rsa`, `rsa-sha2-256`,
     /// `ssh-ed25519`, ...).
     pub algorithm: &'a ssh_key::Algorithm,
+    /// For a FIDO security key (`sk-*`) signature, the flags and counter
+    /// the authenticator signed with it; `None` for other signatures.
+    /// (sshq patch: a server requires the user-presence flag, as sshd does.)
+    pub security_key: Option<SecurityKeySignature>,
+}
+
+/// What a FIDO security key signed besides the data (OpenSSH's
+/// PROTOCOL.u2f): its flags and its signature counter. Only russh creates
+/// values of this type, from a signature it verified, so the flags are the
+/// ones the authenticator signed.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecurityKeySignature {
+    /// The authenticator's flags: [`SecurityKeySignature::USER_PRESENCE`]
+    /// (0x01, the key was touched) and
+    /// [`SecurityKeySignature::USER_VERIFICATION`] (0x04, a PIN or
+    /// biometric was checked).
+    pub flags: u8,
+    /// The authenticator's signature counter.
+    pub counter: u32,
+}
+
+impl SecurityKeySignature {
+    /// The user-presence flag (the authenticator was touched).
+    pub const USER_PRESENCE: u8 = 0x01;
+    /// The user-verification flag (PIN or biometric).
+    pub const USER_VERIFICATION: u8 = 0x04;
+
+    /// The flags and counter of a security key signature (russh keeps
+    /// them after the signature proper: `flags || counter`); `None` for a
+    /// signature of another algorithm.
+    pub(crate) fn of(signature: &ssh_key::Signature) -> Option<Self> {
+        match signature.algorithm() {
+            ssh_key::Algorithm::SkEd25519 | ssh_key::Algorithm::SkEcdsaSha2NistP256 => {
+                let bytes = signature.as_bytes();
+                let trailer = bytes.get(bytes.len().checked_sub(5)?..)?;
+                let (&flags, counter) = trailer.split_first()?;
+                let counter = u32::from_be_bytes(counter.try_into().ok()?);
+                Some(SecurityKeySignature { flags, counter })
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the authenticator was touched (user presence).
+    pub fn user_present(&self) -> bool {
+        self.flags & Self::USER_PRESENCE != 0
+    }
+
+    /// Whether the authenticator verified the user (PIN or biometric).
+    pub fn user_verified(&self) -> bool {
+        self.flags & Self::USER_VERIFICATION != 0
+    }
+}
+
+/// An OpenSSH certificate whose key signed the request, passed to
+/// [`Handler::auth_openssh_certificate_verified`]. (sshq patch.)
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy)]
+pub struct VerifiedCertificate<'a> {
+    /// The certificate; its key made the signature.
+    pub certificate: &'a Certificate,
+    /// The algorithm of the verified signature.
+    pub algorithm: &'a ssh_key::Algorithm,
+    /// As [`VerifiedPublicKey::security_key`].
+    pub security_key: Option<SecurityKeySignature>,
 }
 
 /// Server handler. Each client will have their own handler.
@@ -347,6 +413,18 @@ pub trait Handler: Sized {
         certificate: &Certificate,
     ) -> impl Future<Output = Result<Auth, Self::Error>> + Send {
         async { Ok(Auth::reject()) }
+    }
+
+    /// [`Handler::auth_openssh_certificate`] with what russh learnt from
+    /// the signature: its algorithm and, for a security key, its flags and
+    /// counter. russh calls this one; the default passes the certificate
+    /// on to [`Handler::auth_openssh_certificate`]. (sshq patch.)
+    fn auth_openssh_certificate_verified(
+        &mut self,
+        user: &str,
+        certificate: VerifiedCertificate<'_>,
+    ) -> impl Future<Output = Result<Auth, Self::Error>> + Send {
+        self.auth_openssh_certificate(user, certificate.certificate)
     }
 
     /// Check authentication using the "keyboard-interactive"

@@ -179,10 +179,33 @@ fn extensions_grant_and_critical_options_restrict() {
         critical: vec![("verify-required", "")],
         ..Spec::default()
     };
-    assert_eq!(
-        certificate_options(&user_certificate(&key(1), &key(2), verify), Some(local)),
-        Err(CertificateRefusal::VerifyRequired)
+    // verify-required is honoured: the certificate asks for user
+    // verification by its security key.
+    let options =
+        certificate_options(&user_certificate(&key(1), &key(2), verify), Some(local)).unwrap();
+    assert!(options.verify_required);
+    assert!(
+        !certificate_options(&good(), Some(local))
+            .unwrap()
+            .verify_required
     );
+}
+
+#[test]
+fn verify_required_from_either_side_holds_after_merging() {
+    let plain = certificate_options(&good(), None).unwrap();
+    let verifying = KeyOptions {
+        verify_required: true,
+        ..plain.clone()
+    };
+    let line = KeyOptions::default();
+    let line_verifying = KeyOptions {
+        verify_required: true,
+        ..KeyOptions::default()
+    };
+    assert!(!merge(&line, &plain).unwrap().verify_required);
+    assert!(merge(&line, &verifying).unwrap().verify_required);
+    assert!(merge(&line_verifying, &plain).unwrap().verify_required);
 }
 
 #[test]

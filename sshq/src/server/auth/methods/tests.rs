@@ -41,6 +41,7 @@ fn build(config: &Arc<ServerConfig>, with_matches: bool) -> KeyPolicy {
         principals_file: Box::new(|_, _| None),
         revoked_keys: None,
         login_methods: LoginMethods::from_config(config),
+        lookups: Default::default(),
         matched: None,
     };
     if with_matches && !config.matches.is_empty() {
