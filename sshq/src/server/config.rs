@@ -54,7 +54,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("allowgroups", ""), ("allowusers", ""), ("authorizedkeyscommand", "none"),
     ("authorizedkeyscommanduser", ""), ("authorizedprincipalscommand", "none"),
     ("authorizedprincipalscommanduser", ""),
-    ("banner", "none"), ("casignaturealgorithms", ""), ("chrootdirectory", "none"),
+    ("banner", "none"), ("casignaturealgorithms", ""),
     ("ciphers", ""), ("denygroups", ""), ("denyusers", ""), ("disableforwarding", "no"),
     ("exposeauthinfo", "no"), ("hostbasedacceptedalgorithms", ""),
     ("hostkeyalgorithms", ""), ("macs", ""),
@@ -212,6 +212,8 @@ pub struct ServerConfig {
     /// `ForceCommand`: run this instead of what the client asks for (and
     /// of a key's `command=`), as sshd does; `None` for `none`.
     pub force_command: Option<String>,
+    /// `ChrootDirectory` (tokens unexpanded); `None` for `none`.
+    pub chroot_directory: Option<String>,
     pub log_level: LogLevel,
     /// `SyslogFacility` (AUTH by default), used unless logging to stderr.
     pub syslog_facility: super::logging::SyslogFacility,
@@ -291,6 +293,7 @@ impl Default for ServerConfig {
             login_grace_time: Some(Duration::from_secs(120)),
             subsystems: Vec::new(),
             force_command: None,
+            chroot_directory: None,
             log_level: LogLevel::Info,
             syslog_facility: super::logging::SyslogFacility::Auth,
             client_alive_interval: None,
@@ -823,6 +826,9 @@ impl Parser {
                     (command != "none").then_some(command),
                 );
             }
+            chroot::KEYWORD => {
+                chroot::apply(&mut c.chroot_directory, &args, fresh).map_err(|m| at.bad(m))?
+            }
             "pidfile" => {
                 let v = one()?;
                 let pid_file = (v != "none").then(|| PathBuf::from(v));
@@ -976,6 +982,7 @@ impl Parser {
 }
 
 mod authentication;
+mod chroot;
 mod identity;
 mod matching;
 pub use authentication::{AuthenticationMethods, AuthenticationSettings, MethodList, MethodStep};

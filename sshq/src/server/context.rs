@@ -36,6 +36,9 @@ pub struct SessionContext {
     /// UsePAM yes: the PAM service (PAMServiceName) whose session every
     /// session program runs in (`super::pam_session`); `None`: UsePAM no.
     pub pam_service: Option<String>,
+    /// `ChrootDirectory`, its tokens not yet expanded; `None` for `none`.
+    /// Only internal-sftp sessions run under it (`super::sftp`).
+    pub chroot_directory: Option<String>,
 }
 
 /// Lists that must all allow a forward: the configuration's and, when

@@ -17,6 +17,7 @@ pub mod process;
 pub mod reattach;
 pub mod relay;
 pub mod session;
+pub mod sftp;
 pub mod startup;
 pub mod trim;
 pub mod udp_relay;
@@ -651,6 +652,7 @@ async fn run_connection<C: Connection>(
         reattach: config.reattach.clone(),
         key_options,
         pam_service: config.use_pam.then(|| config.pam_service_name.clone()),
+        chroot_directory: config.chroot_directory.clone(),
     });
     let conn = Arc::new(conn);
     tokio::select! {
