@@ -13,12 +13,13 @@ fn main() {
         }
     };
     let args: Vec<String> = std::env::args().collect();
-    // `sshq proxy ...` is OpenSSH's ProxyCommand over QUIC; a host named
-    // "proxy" is still reached as `sshq -- proxy` or `sshq ssh://proxy`.
-    let code = if args.get(1).map(String::as_str) == Some("proxy") {
-        runtime.block_on(sshq::client::proxy::main(args))
-    } else {
-        runtime.block_on(sshq::client::main(args))
+    // `sshq proxy ...` is OpenSSH's ProxyCommand over QUIC, `sshq cp ...`
+    // is scp over SFTP; hosts named "proxy" or "cp" are still reached as
+    // `sshq -- proxy` or `sshq ssh://cp`.
+    let code = match args.get(1).map(String::as_str) {
+        Some("proxy") => runtime.block_on(sshq::client::proxy::main(args)),
+        Some("cp") => runtime.block_on(sshq::client::cp::main(args)),
+        _ => runtime.block_on(sshq::client::main(args)),
     };
     // Exit without waiting for the runtime: a blocking read of stdin may
     // still be pending and must not hold the exit.

@@ -13,6 +13,10 @@ fn main() {
     if args.get(1).map(String::as_str) == Some(sshq::server::pam_session::HELPER_ARG) {
         std::process::exit(sshq::server::pam_session::run_helper(&args));
     }
+    // sshqd runs itself as the internal-sftp server of one session.
+    if args.get(1).map(String::as_str) == Some(sshq::server::sftp::HELPER_ARG) {
+        std::process::exit(sshq::server::sftp::run_helper(&args));
+    }
     let (cli, config, host_keys) = match sshq::server::prepare(args.clone()) {
         Ok(prepared) => prepared,
         Err(error) => {

@@ -8,6 +8,7 @@ pub mod cli;
 mod command_line;
 pub mod config;
 mod connect;
+pub mod cp;
 pub mod error;
 mod escape;
 mod hostkeys;

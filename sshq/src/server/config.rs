@@ -52,7 +52,7 @@ const IGNORED: &[&str] = &[
 #[rustfmt::skip]
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("allowgroups", ""), ("allowusers", ""),
-    ("banner", "none"), ("casignaturealgorithms", ""), ("chrootdirectory", "none"),
+    ("banner", "none"), ("casignaturealgorithms", ""),
     ("ciphers", ""), ("denygroups", ""), ("denyusers", ""), ("disableforwarding", "no"),
     ("exposeauthinfo", "no"), ("hostbasedacceptedalgorithms", ""),
     ("hostkeyalgorithms", ""), ("macs", ""),
@@ -210,6 +210,8 @@ pub struct ServerConfig {
     /// `ForceCommand`: run this instead of what the client asks for (and
     /// of a key's `command=`), as sshd does; `None` for `none`.
     pub force_command: Option<String>,
+    /// `ChrootDirectory` (tokens unexpanded); `None` for `none`.
+    pub chroot_directory: Option<String>,
     pub log_level: LogLevel,
     /// `SyslogFacility` (AUTH by default), used unless logging to stderr.
     pub syslog_facility: super::logging::SyslogFacility,
@@ -292,6 +294,7 @@ impl Default for ServerConfig {
             login_grace_time: Some(Duration::from_secs(120)),
             subsystems: Vec::new(),
             force_command: None,
+            chroot_directory: None,
             log_level: LogLevel::Info,
             syslog_facility: super::logging::SyslogFacility::Auth,
             client_alive_interval: None,
@@ -447,68 +450,6 @@ impl ServerConfig {
             .map(|path| home.join(path))
             .collect()
     }
-}
-
-/// A `%` token AuthorizedKeysFile does not know (`%` alone at the end too).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("%{}", .0.map(String::from).unwrap_or_default())]
-struct UnknownToken(Option<char>);
-
-/// Replaces `%h`, `%u` and `%%`; any other token is the error.
-/// (`Path::join` with an absolute result keeps it, which gives sshd's relative rule.)
-fn expand_tokens(template: &str, user: &str, home: &str) -> Result<String, UnknownToken> {
-    let mut out = String::new();
-    let mut chars = template.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('h') => out.push_str(home),
-            Some('u') => out.push_str(user),
-            Some('%') => out.push('%'),
-            other => return Err(UnknownToken(other)),
-        }
-    }
-    Ok(out)
-}
-
-/// Splits `host:port` or `[host]:port` (the form IPv6 needs).
-fn split_host_port(s: &str) -> Option<(&str, &str)> {
-    match s.strip_prefix('[') {
-        Some(rest) => rest.split_once("]:"),
-        None => s.rsplit_once(':'),
-    }
-}
-
-/// Parses a `ListenAddress` value: `host`, `host:port`, `[host]:port`, `[host]`, or
-/// a bare IPv6 address (more than one colon, so no port can be meant).
-pub(crate) fn parse_listen(s: &str) -> Result<ListenAddress, &'static str> {
-    let (host, port) = match s.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((host, "")) => (host, None),
-            Some((host, tail)) => (
-                host,
-                Some(tail.strip_prefix(':').ok_or("bad address:port usage")?),
-            ),
-            None => return Err("bad address:port usage"),
-        },
-        None => match s.split_once(':') {
-            Some((host, port)) if !port.contains(':') => (host, Some(port)),
-            _ => (s, None),
-        },
-    };
-    if host.is_empty() {
-        return Err("bad address:port usage");
-    }
-    let port = port
-        .map(|p| parse_port(p).ok_or("bad port number"))
-        .transpose()?;
-    Ok(ListenAddress {
-        host: host.to_string(),
-        port,
-    })
 }
 
 /// The file name and line number of a line, for error messages.
@@ -831,6 +772,9 @@ impl Parser {
                     (command != "none").then_some(command),
                 );
             }
+            chroot::KEYWORD => {
+                chroot::apply(&mut c.chroot_directory, &args, fresh).map_err(|m| at.bad(m))?
+            }
             "pidfile" => {
                 let v = one()?;
                 let pid_file = (v != "none").then(|| PathBuf::from(v));
@@ -991,15 +935,19 @@ impl Parser {
 }
 
 mod authentication;
+mod chroot;
 mod host_name;
 mod identity;
 mod login_sources;
 mod matching;
+mod values;
 pub use authentication::{AuthenticationMethods, AuthenticationSettings, MethodList, MethodStep};
 pub use host_name::client_host;
 pub use identity::IdentitySettings;
 pub use login_sources::{LoginSources, PermitUserEnvironment};
 pub use matching::{ConnectionFacts, MatchBlock, AUTHENTICATION_KEYWORDS};
+pub(crate) use values::parse_listen;
+use values::{expand_tokens, split_host_port};
 
 #[cfg(test)]
 mod tests;

@@ -39,6 +39,9 @@ pub struct SessionContext {
     /// PermitUserEnvironment: which variables ~/.ssh/environment and the
     /// key's `environment=` may set (`super::session::user_environment`).
     pub permit_user_environment: config::PermitUserEnvironment,
+    /// `ChrootDirectory`, its tokens not yet expanded; `None` for `none`.
+    /// Only internal-sftp sessions run under it (`super::sftp`).
+    pub chroot_directory: Option<String>,
 }
 
 /// Lists that must all allow a forward: the configuration's and, when

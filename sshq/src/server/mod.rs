@@ -17,6 +17,7 @@ pub mod process;
 pub mod reattach;
 pub mod relay;
 pub mod session;
+pub mod sftp;
 pub mod startup;
 pub mod trim;
 pub mod udp_relay;
@@ -655,6 +656,7 @@ async fn run_connection<C: Connection>(
         key_options,
         pam_service: config.use_pam.then(|| config.pam_service_name.clone()),
         permit_user_environment: config.login_sources.permit_user_environment.clone(),
+        chroot_directory: config.chroot_directory.clone(),
     });
     let conn = Arc::new(conn);
     tokio::select! {

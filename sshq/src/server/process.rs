@@ -40,6 +40,7 @@
 //! exit status, the hangup on drop) works unchanged.
 
 pub(in crate::server) mod child;
+mod internal_sftp;
 mod pty;
 mod stdio;
 #[cfg(test)]
@@ -200,6 +201,10 @@ pub enum SpawnError {
         #[source]
         source: io::Error,
     },
+    /// ChrootDirectory refused: sshd's message (bad ownership or modes,
+    /// not a directory, no privileges, ...).
+    #[error("{0}")]
+    Chroot(String),
     #[error("cannot execute {} for user {user}: {source}", .program.display())]
     Exec {
         program: PathBuf,
@@ -455,16 +460,38 @@ impl Drop for SessionProcess {
 /// request is for our own account is the caller's job (as with a non-root
 /// sshd, which refuses other users at authentication).
 pub fn spawn(req: SpawnRequest) -> Result<SessionProcess, SpawnError> {
+    spawn_confined(req, None)
+}
+
+/// [`spawn`] with sshd's ChrootDirectory (already expanded for the user)
+/// when `chroot` is given. A subsystem or forced command that is
+/// `internal-sftp` runs sshqd's own SFTP server (`server::sftp`), in the
+/// chroot if there is one. sshqd chroots nothing else: other programs are
+/// refused under a ChrootDirectory rather than run outside it.
+pub fn spawn_confined(
+    req: SpawnRequest,
+    chroot: Option<&Path>,
+) -> Result<SessionProcess, SpawnError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| SpawnError::NoRuntime)?;
     let shell = if req.user.shell.as_os_str().is_empty() {
         PathBuf::from(DEFAULT_SHELL)
     } else {
         req.user.shell.clone()
     };
-    let argv = shell_argv(&shell, &req.program)?;
-    let started = match &req.pam_service {
-        None => start_directly(&req, &shell, argv),
-        Some(service) => start_in_pam_session(&req, service, &shell, argv),
+    let started = match &req.program {
+        Program::Subsystem(line) if crate::server::sftp::is_internal_sftp(line) => {
+            internal_sftp::start(&req, line, chroot)
+        }
+        _ if chroot.is_some() => Err(SpawnError::Chroot(
+            "ChrootDirectory is supported for internal-sftp sessions only".to_string(),
+        )),
+        program => {
+            let argv = shell_argv(&shell, program)?;
+            match &req.pam_service {
+                None => start_directly(&req, &shell, argv),
+                Some(service) => start_in_pam_session(&req, service, &shell, argv),
+            }
+        }
     };
     let (child, handles) = started?;
 

@@ -253,7 +253,10 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
             ChannelRequest::Shell => Program::Shell,
             ChannelRequest::Exec(command) => Program::Command(command),
             ChannelRequest::Subsystem(name) if name == crate::reattach::wire::SUBSYSTEM => {
-                let offered = super::reattach::offered(&ctx, pty.is_some());
+                // A held session would run outside ChrootDirectory or
+                // ForceCommand internal-sftp: not offered under them.
+                let offered =
+                    super::reattach::offered(&ctx, pty.is_some()).filter(|_| !confined(&ctx));
                 incoming.reply.send(offered.is_some());
                 let Some(directory) = offered else {
                     continue; // the client goes on with an ordinary session
@@ -315,7 +318,15 @@ async fn run_session<C: Connection>(conn: Arc<C>, channel: C::Channel, ctx: Arc<
             }
         };
         let mut env = env.clone();
-        let program = forced(&ctx, program, &mut env);
+        let program = match sftp_forced(&ctx, &program) {
+            SftpForced::No => forced(&ctx, program, &mut env),
+            SftpForced::Serve(line) => Program::Subsystem(line),
+            SftpForced::Refuse => {
+                incoming.reply.send(true);
+                refuse_non_sftp(&mut data_out, &control, pty.is_some(), &ctx).await;
+                return;
+            }
+        };
         match start_program(&ctx, program, pty.clone(), env, &agent).await {
             Ok(session) => {
                 incoming.reply.send(true);
@@ -426,6 +437,59 @@ pub(super) fn forced(
     Program::Command(command.clone().into_bytes())
 }
 
+/// What `ForceCommand internal-sftp` (or a key's `command="internal-sftp"`)
+/// makes of a request, as sshd's do_exec decides it.
+enum SftpForced {
+    /// No forced internal-sftp: the usual rules.
+    No,
+    /// A subsystem request: the SFTP server, with the forced command's
+    /// options.
+    Serve(String),
+    /// A shell or command: sshd's refusal.
+    Refuse,
+}
+
+fn sftp_forced(ctx: &SessionContext, program: &Program) -> SftpForced {
+    match &ctx.key_options.command {
+        Some(command) if super::sftp::is_internal_sftp(command) => match program {
+            Program::Subsystem(_) => SftpForced::Serve(command.clone()),
+            _ => SftpForced::Refuse,
+        },
+        _ => SftpForced::No,
+    }
+}
+
+/// Whether the connection's sessions are confined to internal-sftp (and a
+/// chroot): ChrootDirectory, or a forced internal-sftp.
+fn confined(ctx: &SessionContext) -> bool {
+    ctx.chroot_directory.is_some()
+        || ctx
+            .key_options
+            .command
+            .as_deref()
+            .is_some_and(super::sftp::is_internal_sftp)
+}
+
+/// A shell or command under a forced internal-sftp: sshd's child prints
+/// its message and exits 1, which is what the client sees here too.
+async fn refuse_non_sftp<W: AsyncWrite + Unpin, K: ChannelControl>(
+    data_out: &mut W,
+    control: &K,
+    pty: bool,
+    ctx: &SessionContext,
+) {
+    tracing::error!("Connection from {}: refusing non-sftp session", ctx.peer);
+    let message = if pty {
+        super::sftp::SFTP_ONLY.replace('\n', "\r\n")
+    } else {
+        super::sftp::SFTP_ONLY.to_string()
+    };
+    let _ = data_out.write_all(message.as_bytes()).await;
+    let _ = control.request(ChannelRequest::ExitStatus(1), false).await;
+    let _ = data_out.shutdown().await;
+    control.close().await;
+}
+
 /// Starts `program` for the session's user. The NSS group lookup,
 /// /etc/nologin and fork/exec block: off the async worker, so one slow
 /// start stalls no other client. The program may be gone before the caller
@@ -450,10 +514,17 @@ pub(super) async fn start_program(
         auth_sock: agent.as_ref().map(|socket| socket.path().to_path_buf()),
         pam_service: ctx.pam_service.clone(),
     };
+    let chroot = match &ctx.chroot_directory {
+        Some(template) => Some(
+            super::sftp::chroot::expand(template, &ctx.user)
+                .map_err(|refused| process::SpawnError::Chroot(refused.0))?,
+        ),
+        None => None,
+    };
     let started = super::blocking::off_worker(
         "starting the session program",
         super::blocking::SPAWN_LIMIT,
-        move || process::spawn(request),
+        move || process::spawn_confined(request, chroot.as_deref()),
     )
     .await;
     Ok(started??)

@@ -260,6 +260,16 @@ impl ChildSetup {
         ChildSetup::with(new_session, nologin, None, None, pass_on)
     }
 
+    /// The setup for sshqd's internal-sftp helper (`server::sftp`): a new
+    /// session and /etc/nologin as for any program; it stays root, since it
+    /// chroots before it becomes the user itself.
+    pub(super) fn for_internal_sftp(
+        new_session: bool,
+        nologin: bool,
+    ) -> Result<(ChildSetup, SetupReport), SpawnError> {
+        ChildSetup::with(new_session, nologin, None, None, Vec::new())
+    }
+
     fn with(
         new_session: bool,
         nologin: bool,
