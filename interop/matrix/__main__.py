@@ -1,10 +1,14 @@
 """Interop matrix: clients x servers x transports x cases, with real peers.
 
-Clients {sshq, OpenSSH 9.2 ssh, OpenSSH 10.0 ssh, Dropbear dbclient} against
-servers {sshqd, OpenSSH 9.2 sshd, OpenSSH 10.0 sshd, Dropbear} over
+Reference clients {sshq, OpenSSH 9.2 ssh, OpenSSH 10.0 ssh, Dropbear dbclient}
+and servers {sshqd, OpenSSH 9.2 sshd, OpenSSH 10.0 sshd, Dropbear}, and the
+added peers (more_peers: PuTTY, TinySSH, libssh, Go x/crypto/ssh, AsyncSSH,
+Paramiko, Node ssh2), each meeting sshq/sshqd and the references, over
 {tcp, quic, quic-tunnel}, including OpenSSH certificates (user certificates
-through TrustedUserCAKeys, host certificates through @cert-authority). Writes interop/results/matrix/{matrix.md,matrix.json}
-and logs/<cell>.log for each failing cell; exits 1 when any cell failed.
+through TrustedUserCAKeys, host certificates through @cert-authority). Writes
+interop/results/matrix/{matrix.md,matrix.html,matrix.json} (SCHEMA.md) and
+logs/ (a log per failing cell, one per pair for passing cells); every failing
+cell carries a triage (triage.py); exits 1 when any cell failed.
 
 Run through `interop/run matrix [--quick]` (which builds sshq first).
 """
@@ -28,7 +32,9 @@ from sshqlab.gitinfo import git_commit
 
 from . import peers, report
 from .cases import CASES, RUNNERS, Cell, case_not_applicable, server_instance, sha256
-from .clients import CLIENTS, SERVERS, TRANSPORTS, transport_not_applicable
+from . import more_peers
+from .clients import CLIENTS, SERVERS, TRANSPORTS, pair_in_plan, transport_not_applicable
+from .triage import triage
 
 # The CI subset: every client, server and transport, and the cases that
 # matter most for interoperability (including the negotiated key exchange and
@@ -36,6 +42,9 @@ from .clients import CLIENTS, SERVERS, TRANSPORTS, transport_not_applicable
 # host certificate trusted through @cert-authority).
 QUICK_CASES = ["exec", "blob-16MiB", "hostkey-changed", "userkey-wrong", "cert-login", "cert-refused",
                "host-cert", "kex"]
+# In the CI subset each added peer (more_peers) meets only sshq or sshqd, in these cases: enough to catch
+# a break in interoperability while keeping the subset under three minutes on two cores.
+QUICK_PEER_CASES = ["exec", "blob-16MiB", "userkey-wrong", "kex"]
 
 
 class EchoHandler(socketserver.BaseRequestHandler):
@@ -62,9 +71,17 @@ def plan(quick, servers, relays):
     for transport in TRANSPORTS:
         for client in CLIENTS:
             for server in SERVERS:
-                for case in (QUICK_CASES if quick else CASES):
+                if not pair_in_plan(client, server):
+                    continue
+                cases = CASES
+                if quick:
+                    added = client in more_peers.CLIENTS or server in more_peers.SERVERS
+                    if added and client != "sshq" and server != "sshqd":
+                        continue
+                    cases = QUICK_PEER_CASES if added else QUICK_CASES
+                for case in cases:
                     why = transport_not_applicable(client, server, transport) or \
-                        case_not_applicable(client, server, case)
+                        case_not_applicable(client, server, case, transport)
                     instance = server_instance(server, case)
                     endpoint = None if why else relays[instance] if transport == "quic-tunnel" else servers[instance]
                     cells.append((client, server, transport, case, endpoint, why))
@@ -80,6 +97,8 @@ def run_cell(spec, rundir, ctx, logs, keep_logs):
     started = time.time()
     if endpoint.error:
         ok, detail = False, endpoint.error
+    elif client in more_peers.UNAVAILABLE:
+        ok, detail = False, f"{client} unavailable: {more_peers.UNAVAILABLE[client]}"
     else:
         try:
             ok, detail = RUNNERS[case](cell)
@@ -90,8 +109,11 @@ def run_cell(spec, rundir, ctx, logs, keep_logs):
     record.update(result="pass" if ok else "fail", detail=detail, seconds=round(time.time() - started, 2))
     log = logs / f"{cell.name}.log"
     if ok and not keep_logs:
-        log.unlink(missing_ok=True)
+        # A passing cell's transcript goes, shortened, into its pair's log (logs/passed/), written after the run.
+        record["log"] = f"logs/passed/{client}-{server}-{transport}.log"
+        record["_transcript"] = f"== {case}: {detail}\n" + "\n".join(shorten(entry) for entry in cell.log) + "\n"
     else:
+        record["log"] = f"logs/{cell.name}.log"
         # The servers' own view of the failure: the relay's (quic-tunnel) and the server's.
         target = ctx["servers"][server_instance(server, case)]
         involved = [endpoint] + ([target] if endpoint is not target else [])
@@ -99,6 +121,36 @@ def run_cell(spec, rundir, ctx, logs, keep_logs):
         log.write_text(f"{cell.name}: {detail}\n\n" + "\n".join(cell.log) + "\n\n" + "\n".join(tails) + "\n")
     shutil.rmtree(cell.dir, ignore_errors=True)
     return record
+
+
+def shorten(entry, limit=400):
+    """A transcript entry cut to its start and end (passing cells' logs stay small)."""
+    if len(entry) <= limit:
+        return entry
+    return entry[:limit // 2] + f" [... {len(entry) - limit} bytes ...] " + entry[-limit // 2:]
+
+
+def write_passed_logs(logs, records):
+    """One log per client/server/transport pair holding the transcripts of its passing cells."""
+    by_log = {}
+    for r in records:
+        text = r.pop("_transcript", None)
+        if text is not None:
+            by_log.setdefault(r["log"], []).append(text)
+    (logs / "passed").mkdir(exist_ok=True)
+    for path, texts in by_log.items():
+        (logs.parent / path).write_text("\n".join(texts))
+
+
+def peer_roles():
+    """Every peer of the run: its roles and the version it reported."""
+    versions = peers.versions()
+    names = list(dict.fromkeys([*CLIENTS, *SERVERS]))
+    info = {}
+    for name in names:
+        roles = (["client"] if name in CLIENTS else []) + (["server"] if name in SERVERS else [])
+        info[name] = {"roles": roles, "version": versions.get(name, "unknown")}
+    return info
 
 
 def start_agent(rundir):
@@ -121,7 +173,7 @@ def start_agent(rundir):
 def main():
     ap = argparse.ArgumentParser(prog="interop/run matrix", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help=f"only the cases {', '.join(QUICK_CASES)} (CI)")
-    ap.add_argument("--workers", type=int, default=3, help="cells run in parallel (default 3)")
+    ap.add_argument("--workers", type=int, default=4, help="cells run in parallel (default 4)")
     ap.add_argument("--only", metavar="REGEX", help="only cells whose name <client>-<server>-<transport>-<case> "
                     "matches (e.g. 'openssh-10.0-.*-kex'); the report then covers only those")
     ap.add_argument("--keep-logs", action="store_true", help="keep the logs of passing cells too")
@@ -144,6 +196,7 @@ def main():
         peers.ensure_openssh10()
         peers.ensure_keys()
         peers.ensure_user()
+        more_peers.ensure_installed()
     except (peers.SetupError, subprocess.TimeoutExpired) as e:
         sys.exit(f"matrix: {e}")
 
@@ -191,10 +244,12 @@ def main():
             echo.shutdown()
         shutil.rmtree(rundir, ignore_errors=True)
 
+    write_passed_logs(logs, records)
+    triage(records)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "commit": git_commit(),
-            "quick": args.quick, "workers": args.workers, "seconds": round(time.time() - started, 1),
-            "versions": peers.versions()}
-    report.write(out, meta, records)
+            "quick": args.quick, "only": args.only, "workers": args.workers,
+            "seconds": round(time.time() - started, 1)}
+    report.write(out, meta, records, peer_roles())
     failed = [r for r in records if r["result"] == "fail"]
     for r in failed:
         print(f"matrix: FAILED {r['client']} -> {r['server']} over {r['transport']}, {r['case']}: {r['detail']}")

@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -27,7 +28,8 @@ import uuid
 
 from sshqlab.ports import free_port
 
-from .clients import Invocation, write_cert_authority, write_known_hosts
+from . import more_peers
+from .clients import HELPER_CLIENTS, Invocation, write_cert_authority, write_known_hosts
 from .peers import ENV_NAME, HOST_CERT_SUFFIX, KEYS
 
 CASES = ["exec", "blob-16MiB", "stderr", "pty", "env", "forward-L", "forward-R", "forward-D",
@@ -42,8 +44,11 @@ HOST_CERT_CASES = {"host-cert"}
 CLIENT_TIMEOUT = 60  # seconds any one client command may take
 
 
-def case_not_applicable(client, server, case):
+def case_not_applicable(client, server, case, transport=None):
     """Why a case cannot apply to this client and server (a peer lacks the feature), or None."""
+    why = more_peers.not_applicable(client, server, case, transport)
+    if why:
+        return why
     if client == "dropbear":
         if case == "forward-D":
             return "dbclient has no -D (dynamic SOCKS forwarding)"
@@ -83,10 +88,11 @@ class Cell:
 
     def invocation(self, **kw):
         inv = Invocation(self, **kw)
-        if self.client == "dropbear":
+        if self.client == "dropbear" or self.client == "putty" or self.client in HELPER_CLIENTS:
             # dbclient has no accept-new: without -y it asks on a terminal about
             # an unknown host, and with -y it accepts without saving the key.
-            # So its known_hosts trusts the servers' real key up front.
+            # So its known_hosts trusts the servers' real key up front; so do PuTTY (whose
+            # -hostkey pins the key found there) and our helpers (which check strictly).
             write_known_hosts(self, KEYS / "host.pub")
         return inv
 
@@ -94,13 +100,20 @@ class Cell:
         """Run argv to completion (bounded by timeout) and log it; returns (rc, stdout, stderr)."""
         self.note("$ " + " ".join(argv))
         out = open(stdout_path, "wb") if stdout_path else subprocess.PIPE
+        proc = subprocess.Popen(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.PIPE, env=inv.env, start_new_session=True)
         try:
-            r = subprocess.run(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL, stdout=out,
-                               stderr=subprocess.PIPE, env=inv.env, timeout=timeout, start_new_session=True)
-            rc, stdout, stderr = r.returncode, r.stdout or b"", r.stderr
-        except subprocess.TimeoutExpired as e:
-            rc, stdout, stderr = None, e.stdout or b"", (e.stderr or b"") + f"\n[timed out after {timeout}s]".encode()
+            stdout, stderr = proc.communicate(timeout=timeout)
+            rc, stdout = proc.returncode, stdout or b""
+        except subprocess.TimeoutExpired:
+            end_group(proc)
+            stdout, stderr = proc.communicate()
+            rc, stdout = None, stdout or b""
+            stderr = (stderr or b"") + f"\n[timed out after {timeout}s]".encode()
         finally:
+            # Whatever the client left behind in its process group (a ProxyCommand that
+            # its client did not stop, a helper of scp's) ends with the cell.
+            end_group(proc)
             if stdout_path:
                 out.close()
         stdout, stderr = stdout.decode(errors="replace"), stderr.decode(errors="replace")
@@ -110,6 +123,14 @@ class Cell:
             lines = [line.strip() for line in stderr.splitlines()]
             self.first_error = next((line for line in lines if line and not line.startswith(noise)), None)
         return rc, stdout, stderr
+
+
+def end_group(proc):
+    """Kill the process group that `proc` leads (it was started in a session of its own)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def case_exec(cell):
@@ -170,9 +191,8 @@ def case_pty(cell):
     except subprocess.TimeoutExpired:
         pass
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        end_group(proc)
+        proc.wait()
         os.close(master)
     text = seen.decode(errors="replace")
     cell.note(f"exit: {proc.returncode}\nterminal: {text[-3000:]}")
@@ -195,12 +215,15 @@ def read_until(fd, pattern, seen, seconds):
     return seen
 
 
-def echo_through(port, socks_target=None, seconds=20):
-    """Connect to a forwarded port (retrying until it listens) and check an echo through it."""
+def echo_through(port, socks_target=None, seconds=20, client=None):
+    """Connect to a forwarded port (retrying until it listens, while `client` runs) and check an echo
+    through it."""
     token = uuid.uuid4().hex.encode()
     deadline = time.time() + seconds
     last = "never listened"
     while time.time() < deadline:
+        if client is not None and client.poll() is not None:
+            return False, f"the client exited ({client.returncode}) before the forwarded port answered: {last}"
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 s.settimeout(10)
@@ -244,9 +267,9 @@ def forward(cell, kind):
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=inv.env, start_new_session=True)
     try:
-        ok, detail = echo_through(port, socks_target=echo if kind == "D" else None)
+        ok, detail = echo_through(port, socks_target=echo if kind == "D" else None, client=proc)
     finally:
-        proc.kill()
+        end_group(proc)
         out, err = proc.communicate(timeout=10)
         err = err.decode(errors="replace")
         cell.note(f"exit: {proc.returncode}\nstderr: {err[-3000:]}")
@@ -286,8 +309,16 @@ def case_scp(cell):
     return ok, "1 MiB there and back, SHA-256 equal" if ok else f"exit {rc}, file did not come back intact"
 
 
-REFUSED_HOSTKEY = {"dropbear": "host key mismatch", None: "REMOTE HOST IDENTIFICATION HAS CHANGED"}
-REFUSED_USERKEY = {"dropbear": "No auth methods could be used", None: "Permission denied"}
+# What each client says when it refuses (its own words; the helpers print their library's error).
+REFUSED_HOSTKEY = {"dropbear": "host key mismatch", "putty": "Host key not in manually configured list",
+                   "asyncssh": "Host key is not trusted", "paramiko": "BadHostKeyException",
+                   "go-xcrypto": "knownhosts: key mismatch", "node-ssh2": "host key mismatch",
+                   "libssh": "host key for server changed", None: "REMOTE HOST IDENTIFICATION HAS CHANGED"}
+REFUSED_USERKEY = {"dropbear": "No auth methods could be used",
+                   "putty": "No supported authentication methods available",
+                   "asyncssh": "PermissionDenied", "paramiko": "AuthenticationException",
+                   "go-xcrypto": "unable to authenticate", "node-ssh2": "All configured authentication methods failed",
+                   "libssh": "authentication refused", None: "Permission denied"}
 
 
 def refused(cell, inv, messages, want_rc=None):
@@ -367,7 +398,7 @@ def case_kex(cell):
     # Through the tunnel sshq's own line says "over tcp" (SSH inside the
     # tunnel); the proxy's says "over quic" (the QUIC hop).
     end_to_end = r"over tcp; key exchange ([^\s;]+)" if cell.transport == "quic-tunnel" else r"; key exchange ([^\s;]+)"
-    found = re.search(r"kex: algorithm: ([^\s;]+)", err) or re.search(end_to_end, err)
+    found = re.search(r"kex: algorithm: ([^\s;]+)", err) or re.search(end_to_end, err) or putty_kex(err)
     if rc != 0 or not found:
         return False, f"exit {rc}; no negotiated key exchange in -v output"
     kex = found.group(1).removesuffix("@openssh.com")
@@ -379,6 +410,20 @@ def case_kex(cell):
     if want and kex != want:
         return False, f"negotiated {kex}, expected {want}"
     return True, detail
+
+
+# plink -v names the key exchange in words; the SSH names of those it offers.
+PUTTY_KEX = {"NTRU Prime / Curve25519 hybrid key exchange, using hash SHA-512": "sntrup761x25519-sha512",
+             "ECDH key exchange with curve Curve25519, using hash SHA-256": "curve25519-sha256"}
+
+
+def putty_kex(err):
+    """A match-like object for plink's "Doing <words>" line (its SSH name when known, else the words)."""
+    found = re.search(r"^Doing (.+?)(?: \(unaccelerated\))?\r?$", err, re.M)
+    if not found:
+        return None
+    name = PUTTY_KEX.get(found.group(1), found.group(1).replace(" ", "_"))
+    return re.match(r"(.*)", name)
 
 
 def sha256(path):

@@ -11,11 +11,22 @@ the case asks for one.
 import os
 from pathlib import Path
 
+from . import more_peers
+from .more_peers import HELPER_CLIENTS
 from .peers import KEYS, MATRIX_USER, OPENSSH10, SSHQ
 
-CLIENTS = ["sshq", "openssh-9.2", "openssh-10.0", "dropbear"]
-SERVERS = ["sshqd", "openssh-9.2", "openssh-10.0", "dropbear"]
+# sshq/sshqd and the reference implementations meet every peer; the added
+# peers (more_peers) meet those, not each other.
+REFERENCE_CLIENTS = ["sshq", "openssh-9.2", "openssh-10.0", "dropbear"]
+REFERENCE_SERVERS = ["sshqd", "openssh-9.2", "openssh-10.0", "dropbear"]
+CLIENTS = REFERENCE_CLIENTS + more_peers.CLIENTS
+SERVERS = REFERENCE_SERVERS + more_peers.SERVERS
 TRANSPORTS = ["tcp", "quic", "quic-tunnel"]
+
+
+def pair_in_plan(client, server):
+    """Whether the matrix runs this pair at all: one side is sshq or a reference implementation."""
+    return client in REFERENCE_CLIENTS or server in REFERENCE_SERVERS
 
 # OpenSSH's sftp and scp drive an ssh program given with -S; for each client
 # these are the sftp/scp binaries of the same suite (OpenSSH's own for sshq
@@ -32,8 +43,8 @@ def transport_not_applicable(client, server, transport):
     """Why a client/server pair cannot meet over this transport, or None."""
     if transport == "quic":
         if client != "sshq":
-            return ("OpenSSH's ssh and dbclient speak no QUIC: "
-                    "they reach servers over QUIC through sshq proxy (quic-tunnel)")
+            return ("only sshq speaks QUIC as a client: the others "
+                    "reach servers over QUIC through sshq proxy (quic-tunnel)")
         if server != "sshqd":
             return ("only sshqd serves QUIC: "
                     "other servers are reached over QUIC through an sshqd QuicRelay (quic-tunnel)")
@@ -51,8 +62,9 @@ class Invocation:
         self.key_path = key if isinstance(key, Path) else KEYS / key
         self.client = cell.client
         self.env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
-        if self.client == "dropbear":
-            # dbclient reads ~/.ssh/known_hosts from $HOME, keyed by host alone.
+        if self.client in ("dropbear", "putty"):
+            # dbclient reads ~/.ssh/known_hosts from $HOME, keyed by host alone;
+            # PuTTY keeps its host key cache in ~/.putty.
             home = cell.dir / "home"
             (home / ".ssh").mkdir(parents=True, exist_ok=True)
             self.env["HOME"] = str(home)
@@ -84,8 +96,49 @@ class Invocation:
             opts += ["-J", self.quic_hop(f"127.0.0.1 {self.cell.port}")]
         return opts
 
+    def helper_options(self):
+        """The ssh options our helper clients (interop/peers) understand: they check the host key
+        against the cell's known_hosts strictly (the cell writes it first) and take a ProxyCommand."""
+        opts = ["-i", str(self.key_path), "-o", f"UserKnownHostsFile={self.cell.dir}/known_hosts"]
+        if self.cell.transport == "quic-tunnel":
+            opts += ["-o", f"ProxyCommand={self.quic_hop('%h %p')}"]
+        return opts
+
+    def putty_options(self):
+        """plink/psftp/pscp: batch mode, the .ppk key, and the host key pinned with -hostkey
+        (the fingerprint of the key in the cell's known_hosts), PuTTY's cache kept in the cell."""
+        key = self.key_path if self.key_path.suffix == ".ppk" else Path(f"{self.key_path}.ppk")
+        opts = ["-batch", "-noagent", "-i", str(key)]
+        known = (self.cell.dir / "known_hosts").read_text().split("\n")[0].split()
+        if len(known) >= 3 and not known[0].startswith("@"):
+            opts += ["-hostkey", more_peers.fingerprint(" ".join(known[1:3]))]
+        if self.cell.transport == "quic-tunnel":
+            # PuTTY bypasses any proxy for connections to localhost unless the setting
+            # ProxyLocalhost says otherwise, and no command-line option sets it: a saved
+            # session in the cell's $HOME does (method 5 is a local proxy command).
+            sessions = self.cell.dir / "home/.putty/sessions"
+            sessions.mkdir(parents=True, exist_ok=True)
+            (sessions / "matrix").write_text(f"ProxyMethod=5\nProxyLocalhost=1\n"
+                                             f"ProxyTelnetCommand=exec {self.quic_hop(f'127.0.0.1 {self.cell.port}')}\n")
+            opts += ["-load", "matrix"]
+        return opts
+
     def ssh(self, command, flags=()):
         """argv of the client running `command` (None: no command) with extra flags."""
+        if self.client == "putty":
+            flags = list(flags)
+            opts = self.putty_options()
+            if "-A" in flags:  # plink talks to the agent at SSH_AUTH_SOCK only when allowed to
+                opts.remove("-noagent")
+            argv = ["/usr/bin/plink", "-ssh", *opts, *flags, *(["-v"] if self.verbose else []),
+                    "-P", str(self.cell.port), "-l", MATRIX_USER, "127.0.0.1"]
+            return argv + ([command] if command is not None else [])
+        if self.client in HELPER_CLIENTS:
+            argv = [str(HELPER_CLIENTS[self.client]), *self.helper_options(), *flags, "-p", str(self.cell.port)]
+            if self.verbose:
+                argv.append("-v")
+            argv.append(f"{MATRIX_USER}@127.0.0.1")
+            return argv + ([command] if command is not None else [])
         if self.client == "dropbear":
             argv = [PROGRAM["dropbear"], *self.dropbear_options(), *flags, "-p", str(self.cell.port)]
         else:
@@ -99,6 +152,14 @@ class Invocation:
 
     def file_tool(self, tool, args):
         """argv of OpenSSH's sftp or scp using this client as its ssh program (-S)."""
+        if self.client == "putty":
+            # PuTTY's own file tools (SFTP protocol both).
+            return ["/usr/bin/psftp" if tool == "sftp" else "/usr/bin/pscp", *self.putty_options(),
+                    "-P", str(self.cell.port), *args]
+        if self.client in HELPER_CLIENTS:
+            # OpenSSH 9.2's sftp and scp (SFTP protocol) over the helper's session channel (-s sftp).
+            return [f"/usr/bin/{tool}", "-S", str(HELPER_CLIENTS[self.client]), "-P", str(self.cell.port),
+                    *self.helper_options(), *args]
         binary = (SFTP if tool == "sftp" else SCP)[self.client]
         argv = [binary, "-S", PROGRAM[self.client], "-P", str(self.cell.port)]
         if self.client == "dropbear":

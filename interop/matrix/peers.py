@@ -216,21 +216,27 @@ def versions():
             return f"unavailable ({e})"
         text = (r.stdout + r.stderr).strip().splitlines()
         return text[0] if text else f"no output (exit {r.returncode})"
+    from . import more_peers
     return {
         "sshq": first_line([SSHQ, "-V"]),
         "sshqd": first_line([SSHQD, "-V"]),
         "openssh-9.2": first_line(["/usr/bin/ssh", "-V"]),
         "openssh-10.0": first_line([OPENSSH10 / "usr/bin/ssh", "-V"]),
         "dropbear": first_line(["dbclient", "-V"]),
+        **more_peers.versions(),
     }
 
 
 class Server:
     """One server process started for the whole run."""
 
-    def __init__(self, name, port, argv, config, rundir, udp=False, tcp=True):
+    def __init__(self, name, port, argv, config, rundir, udp=False, tcp=True, unavailable=None):
         self.name, self.port, self.log = name, port, rundir / f"server-{name}.log"
         self.error = None
+        if unavailable:  # the peer could not be installed: every cell of it fails with the reason
+            self.proc, self.error = None, f"{name} unavailable: {unavailable}"
+            self.log.write_text(self.error + "\n")
+            return
         if config is not None:
             (rundir / f"{name}.conf").write_text(config)
         with open(self.log, "w") as log:
@@ -264,7 +270,7 @@ class Server:
             return "(no log)"
 
     def stop(self):
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=5)
@@ -336,6 +342,11 @@ def start_servers(rundir, certs):
             servers["dropbear"] = Server("dropbear", port, ["/usr/sbin/dropbear", "-F", "-E", "-s", "-p",
                                                             f"127.0.0.1:{port}", "-r", KEYS / "host.dropbear",
                                                             "-P", rundir / "dropbear.pid"], None, rundir)
+    from . import more_peers  # (more_peers imports this module)
+    for peer in more_peers.SERVERS:
+        port = free_port()
+        servers[peer] = Server(peer, port, more_peers.server_argv(peer, port), None, rundir,
+                               unavailable=more_peers.UNAVAILABLE.get(peer))
     relays = {}
     for target, server in servers.items():
         port = free_port()

@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from matrix import peers
-from matrix.__main__ import QUICK_CASES, plan
+from matrix import more_peers, peers
+from matrix.__main__ import QUICK_CASES, QUICK_PEER_CASES, plan
 from matrix.cases import CASES, CERT_CASES, REFUSAL_CASES, RUNNERS
-from matrix.clients import CLIENTS, SERVERS, TRANSPORTS
+from matrix.clients import REFERENCE_CLIENTS, REFERENCE_SERVERS, SERVERS, TRANSPORTS
 
 
 class Endpoint:
@@ -20,7 +20,7 @@ class Endpoint:
 
 
 def endpoints():
-    names = [*SERVERS, *(s + peers.HOST_CERT_SUFFIX for s in SERVERS if s != "dropbear")]
+    names = [*SERVERS, *(s + peers.HOST_CERT_SUFFIX for s in REFERENCE_SERVERS if s != "dropbear")]
     return {n: Endpoint(n) for n in names}, {n: Endpoint(f"relay-to-{n}") for n in names}
 
 
@@ -40,13 +40,45 @@ def test_the_quick_matrix_holds_the_certificate_cases_for_sshq_to_sshqd_over_bot
     for transport in ("tcp", "quic"):
         for case in ("cert-login", "cert-refused", "host-cert"):
             assert quick[("sshq", "sshqd", transport, case)][5] is None
-    assert len(quick) == len(TRANSPORTS) * len(CLIENTS) * len(SERVERS) * len(QUICK_CASES)
+    reference = [k for k in quick if k[0] in REFERENCE_CLIENTS and k[1] in REFERENCE_SERVERS]
+    assert len(reference) == len(TRANSPORTS) * len(REFERENCE_CLIENTS) * len(REFERENCE_SERVERS) * len(QUICK_CASES)
+
+
+def test_the_quick_matrix_meets_each_added_peer_with_sshq_only():
+    quick = cells(quick=True)
+    added = [k for k in quick if k[0] in more_peers.CLIENTS or k[1] in more_peers.SERVERS]
+    assert added and all(k[0] == "sshq" or k[1] == "sshqd" for k in added)
+    assert {k[3] for k in added} == set(QUICK_PEER_CASES)
+    for peer in more_peers.CLIENTS:
+        assert (peer, "sshqd", "tcp", "exec") in quick
+    for peer in more_peers.SERVERS:
+        assert ("sshq", peer, "tcp", "exec") in quick
+
+
+def test_the_full_matrix_pairs_every_added_peer_with_sshq_and_the_references_but_not_each_other():
+    full = cells(quick=False)
+    pairs = {k[:2] for k in full}
+    for peer in more_peers.CLIENTS:
+        assert {(peer, s) for s in REFERENCE_SERVERS} <= pairs
+        assert not any((peer, s) in pairs for s in more_peers.SERVERS)
+    for peer in more_peers.SERVERS:
+        assert {(c, peer) for c in REFERENCE_CLIENTS} <= pairs
+    # Every added peer runs exec over TCP with sshq, and every n/a says why.
+    assert all(full[(p, "sshqd", "tcp", "exec")][5] is None for p in more_peers.CLIENTS)
+    assert all(full[("sshq", p, "tcp", "exec")][5] is None for p in more_peers.SERVERS)
+    assert all(spec[5] is None or len(spec[5]) > 20 for spec in full.values())
+
+
+def test_putty_has_no_remote_forward_over_the_tunnel_only():
+    full = cells(quick=False)
+    assert full[("putty", "sshqd", "quic-tunnel", "forward-R")][5] is not None
+    assert full[("putty", "sshqd", "tcp", "forward-R")][5] is None
 
 
 def test_certificate_cells_apply_to_every_pair_but_dropbear_and_host_cert_uses_the_twins():
     full = cells(quick=False)
     for (client, server, transport, case), (*_, endpoint, why) in full.items():
-        if case not in CERT_CASES:
+        if case not in CERT_CASES or client in more_peers.CLIENTS or server in more_peers.SERVERS:
             continue
         if transport == "quic" and (client, server) != ("sshq", "sshqd"):
             assert why and endpoint is None  # only sshq -> sshqd meets over QUIC

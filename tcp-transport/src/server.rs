@@ -465,6 +465,10 @@ impl ServerHandler {
 impl russh::server::Handler for ServerHandler {
     type Error = russh::Error;
 
+    fn disconnect_instead_of_failure(&mut self) -> Option<String> {
+        self.auth.disconnect_instead_of_failure()
+    }
+
     async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
         Ok(self.auth.none(user).await)
     }

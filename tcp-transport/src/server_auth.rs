@@ -50,6 +50,9 @@ pub(crate) struct Authenticator {
     /// Set when every required method has succeeded and the account check
     /// allowed the login; taken by the handler's `auth_succeeded`.
     completed: Option<LoggedIn>,
+    /// Set when a refusal reached MaxAuthTries: russh then sends this
+    /// DISCONNECT in place of the failure (russh change 11), as sshd does.
+    disconnect_now: Option<String>,
 }
 
 /// The user the first request named, and how far their login has come.
@@ -88,6 +91,7 @@ impl Authenticator {
             cutter,
             logged_in_as,
             completed: None,
+            disconnect_now: None,
         }
     }
 
@@ -581,17 +585,31 @@ impl Authenticator {
     /// The failure for this request goes out first (russh writes one for
     /// every refusal), where sshd sends only the disconnect: ssh then asks
     /// for one more password before it reads the disconnect.
-    fn too_many_failures(&self, user: &str) -> Auth {
+    fn too_many_failures(&mut self, user: &str) -> Auth {
         tracing::error!(
             "maximum authentication attempts exceeded for {} from {} ssh2",
             log_escape::peer_text(user),
             self.peer_address()
         );
-        self.disconnect(
-            russh::Disconnect::ProtocolError,
-            "Too many authentication failures".to_string(),
-        );
+        // russh sends the DISCONNECT in place of this refusal's failure
+        // (change 11); the cut bounds a client that lingers after it.
+        self.disconnect_now = Some("Too many authentication failures".to_string());
+        self.cut_later();
         self.reject()
+    }
+
+    /// The DISCONNECT russh sends instead of the pending failure, once.
+    pub(crate) fn disconnect_instead_of_failure(&mut self) -> Option<String> {
+        self.disconnect_now.take()
+    }
+
+    /// Cuts the connection after the linger time, whatever the client does.
+    fn cut_later(&self) {
+        let cutter = self.cutter.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(crate::server::DISCONNECT_LINGER).await;
+            cutter.cut();
+        });
     }
 
     /// Counts a refused request: a plain refusal, or the end when it was

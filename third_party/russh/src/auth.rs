@@ -359,6 +359,9 @@ pub struct AuthRequest {
     pub(crate) principal: Option<AuthPrincipal>,
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub rejection_count: usize,
+    /// sshq change 11: set when the handler ended the connection at a
+    /// refusal; the session sends DISCONNECT with this description.
+    pub disconnect: Option<String>,
 }
 
 #[doc(hidden)]
@@ -395,6 +398,7 @@ impl AuthRequest {
             current: None,
             principal: None,
             rejection_count: 0,
+            disconnect: None,
         }
     }
 
@@ -415,6 +419,7 @@ impl AuthRequest {
             current,
             principal: None,
             rejection_count: 0,
+            disconnect: None,
         }
     }
 

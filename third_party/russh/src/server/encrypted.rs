@@ -115,6 +115,12 @@ impl Session {
                     &mut self.common.auth_user,
                 )
                 .await?;
+                if let EncryptedState::WaitingAuthRequest(auth) = &mut enc.state {
+                    if let Some(description) = auth.disconnect.take() {
+                        push_disconnect(&mut enc.write, &description)?;
+                        self.common.disconnected = true;
+                    }
+                }
                 self.common.auth_attempts += 1;
                 if let EncryptedState::InitCompression = enc.state {
                     if enc.client_compression.is_deferred() {
@@ -137,6 +143,12 @@ impl Session {
                     &mut r,
                 )
                 .await?;
+                if let EncryptedState::WaitingAuthRequest(auth) = &mut enc.state {
+                    if let Some(description) = auth.disconnect.take() {
+                        push_disconnect(&mut enc.write, &description)?;
+                        self.common.disconnected = true;
+                    }
+                }
                 if resp {
                     enc.state = EncryptedState::InitCompression;
                     if enc.client_compression.is_deferred() {
@@ -985,7 +997,7 @@ impl Encrypted {
                     } else {
                         auth_request.methods.remove(MethodKind::Password);
                     }
-                    reject_auth_request(until, &mut self.write, auth_request).await?;
+                    reject_auth_request(until, &mut self.write, auth_request, handler).await?;
                 }
                 Ok(())
             } else if method == "publickey" {
@@ -1030,7 +1042,7 @@ impl Encrypted {
                     } else {
                         auth_request.methods.remove(MethodKind::None);
                     }
-                    reject_auth_request(until, &mut self.write, auth_request).await?;
+                    reject_auth_request(until, &mut self.write, auth_request, handler).await?;
                 }
                 Ok(())
             } else if method == "keyboard-interactive" {
@@ -1052,7 +1064,7 @@ impl Encrypted {
                 let auth = handler
                     .auth_keyboard_interactive(&user, &submethods, None)
                     .await?;
-                if reply_userauth_info_response(until, auth_request, &mut self.write, auth).await? {
+                if reply_userauth_info_response(until, auth_request, &mut self.write, auth, handler).await? {
                     self.state = EncryptedState::InitCompression
                 }
                 Ok(())
@@ -1064,7 +1076,7 @@ impl Encrypted {
                 } else {
                     unreachable!()
                 };
-                reject_auth_request(until, &mut self.write, auth_request).await?;
+                reject_auth_request(until, &mut self.write, auth_request, handler).await?;
                 Ok(())
             }
         } else {
@@ -1120,14 +1132,14 @@ impl Encrypted {
                                 .unwrap_or_default()
                         {
                             warn!("Certificate is expired or not yet valid");
-                            reject_auth_request(until, &mut self.write, auth_request).await?;
+                            reject_auth_request(until, &mut self.write, auth_request, handler).await?;
                             return Ok(());
                         }
 
                         // Verify the certificate’s signature
                         if cert.verify_signature().is_err() {
                             warn!("Certificate signature is invalid");
-                            reject_auth_request(until, &mut self.write, auth_request).await?;
+                            reject_auth_request(until, &mut self.write, auth_request, handler).await?;
                             return Ok(());
                         }
 
@@ -1186,7 +1198,7 @@ impl Encrypted {
                         _ => {
                             debug!("signature algorithm does not match the requested one");
                             auth_user.clear();
-                            reject_auth_request(until, &mut self.write, auth_request).await?;
+                            reject_auth_request(until, &mut self.write, auth_request, handler).await?;
                             return Ok(());
                         }
                     };
@@ -1256,16 +1268,16 @@ impl Encrypted {
                                     }
                                 }
                                 auth_user.clear();
-                                reject_auth_request(until, &mut self.write, auth_request).await?;
+                                reject_auth_request(until, &mut self.write, auth_request, handler).await?;
                             }
                         } else {
                             debug!("signature wrong");
                             auth_user.clear();
-                            reject_auth_request(until, &mut self.write, auth_request).await?;
+                            reject_auth_request(until, &mut self.write, auth_request, handler).await?;
                         }
                     } else {
                         auth_user.clear();
-                        reject_auth_request(until, &mut self.write, auth_request).await?;
+                        reject_auth_request(until, &mut self.write, auth_request, handler).await?;
                     }
                     Ok(())
                 } else {
@@ -1275,7 +1287,7 @@ impl Encrypted {
                         // Not reached: decoding the key already parsed this
                         // name. A signed request would be rejected anyway.
                         debug!("unknown public key algorithm: {pubkey_algo:?}");
-                        reject_auth_request(until, &mut self.write, auth_request).await?;
+                        reject_auth_request(until, &mut self.write, auth_request, handler).await?;
                         return Ok(());
                     };
                     auth_user.push_str(user);
@@ -1320,7 +1332,7 @@ impl Encrypted {
                                 }
                             }
                             auth_user.clear();
-                            reject_auth_request(until, &mut self.write, auth_request).await?;
+                            reject_auth_request(until, &mut self.write, auth_request, handler).await?;
                         }
                     }
                     Ok(())
@@ -1332,7 +1344,7 @@ impl Encrypted {
                 | ssh_key::Error::CertificateValidation
                 | ssh_key::Error::Time => {
                     debug!("public key error: {e}");
-                    reject_auth_request(until, &mut self.write, auth_request).await?;
+                    reject_auth_request(until, &mut self.write, auth_request, handler).await?;
                     Ok(())
                 }
                 e => Err(crate::Error::from(e).into()),
@@ -1341,12 +1353,33 @@ impl Encrypted {
     }
 }
 
-async fn reject_auth_request(
+/// sshq change 11: DISCONNECT in place of a USERAUTH_FAILURE, with the
+/// reason code sshd's auth_maxtries_exceeded sends (PROTOCOL_ERROR).
+fn push_disconnect(write: &mut Vec<u8>, description: &str) -> Result<(), Error> {
+    push_packet!(write, {
+        msg::DISCONNECT.encode(write)?;
+        (Disconnect::ProtocolError as u32).encode(write)?;
+        description.encode(write)?;
+        "".encode(write)?;
+    });
+    Ok(())
+}
+
+async fn reject_auth_request<H: Handler>(
     until: Instant,
     write: &mut Vec<u8>,
     auth_request: &mut AuthRequest,
+    handler: &mut H,
 ) -> Result<(), Error> {
     debug!("rejecting {auth_request:?}");
+    // sshq change 11: a handler that ends the connection at this refusal
+    // (sshd's MaxAuthTries) sends DISCONNECT instead of USERAUTH_FAILURE,
+    // so the client never answers a failure that is not coming.
+    if let Some(description) = handler.disconnect_instead_of_failure() {
+        auth_request.current = None;
+        auth_request.disconnect = Some(description);
+        return Ok(());
+    }
     push_packet!(write, {
         write.push(msg::USERAUTH_FAILURE);
         NameList::from(&auth_request.methods).encode(write)?;
@@ -1393,21 +1426,22 @@ async fn read_userauth_info_response<H: Handler + Send, R: Reader>(
         let auth = handler
             .auth_keyboard_interactive(user, submethods, Some(Response(&mut responses.into_iter())))
             .await?;
-        let resp = reply_userauth_info_response(until, auth_request, write, auth)
+        let resp = reply_userauth_info_response(until, auth_request, write, auth, handler)
             .await
             .map_err(H::Error::from)?;
         Ok(resp)
     } else {
-        reject_auth_request(until, write, auth_request).await?;
+        reject_auth_request(until, write, auth_request, handler).await?;
         Ok(false)
     }
 }
 
-async fn reply_userauth_info_response(
+async fn reply_userauth_info_response<H: Handler>(
     until: Instant,
     auth_request: &mut AuthRequest,
     write: &mut Vec<u8>,
     auth: Auth,
+    handler: &mut H,
 ) -> Result<bool, Error> {
     match auth {
         Auth::Accept => {
@@ -1422,7 +1456,7 @@ async fn reply_userauth_info_response(
                 auth_request.methods = proceed_with_methods;
             }
             auth_request.partial_success = partial_success;
-            reject_auth_request(until, write, auth_request).await?;
+            reject_auth_request(until, write, auth_request, handler).await?;
             Ok(false)
         }
         Auth::Partial {

@@ -451,6 +451,15 @@ pub trait Handler: Sized {
         async { Ok(()) }
     }
 
+    /// Asked before each USERAUTH_FAILURE: `Some(description)` ends the
+    /// connection instead, with SSH_MSG_DISCONNECT (PROTOCOL_ERROR, sshd's
+    /// code) and this description, as sshd does
+    /// when MaxAuthTries is reached ("Too many authentication failures").
+    /// sshq change 11.
+    fn disconnect_instead_of_failure(&mut self) -> Option<String> {
+        None
+    }
+
     /// Called when authentication starts but before it is successful.
     /// Return value is an authentication banner, usually a warning message shown to the client.
     #[allow(unused_variables)]
