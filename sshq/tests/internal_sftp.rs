@@ -340,11 +340,13 @@ fn run(args: &[&str]) {
 }
 
 /// A root-owned 0755 directory whose every component is root's and not
-/// group- or world-writable (unlike /tmp), as a chroot needs.
+/// group- or world-writable, as a chroot needs: under /run (root's, 0755),
+/// not under the target directory, which a checkout under /tmp (1777)
+/// would make unusable.
 fn chroot_base() -> tempfile::TempDir {
     let base = tempfile::Builder::new()
-        .prefix("chroot.")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .prefix("sshq-test-chroot.")
+        .tempdir_in("/run")
         .unwrap();
     std::fs::set_permissions(base.path(), PermissionsExt::from_mode(0o755)).unwrap();
     base
