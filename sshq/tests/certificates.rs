@@ -14,41 +14,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use common::agent::Agent;
+use common::client_programs::{Client, EVERY_CLIENT, SSHQ_BOTH, SSHQ_TCP, SSH_TCP};
 use common::{
     echo_service, free_port, pts_line, run_with_input, show, text, Lab, Listeners, Server, SSHQ,
 };
-
-/// A client program and the options that choose its transport.
-#[derive(Clone, Copy)]
-struct Client {
-    name: &'static str,
-    program: &'static str,
-    options: &'static [&'static str],
-}
-
-const SSHQ_QUIC: Client = Client {
-    name: "sshq over QUIC",
-    program: SSHQ,
-    options: &["-o", "Transport=quic"],
-};
-
-const SSHQ_TCP: Client = Client {
-    name: "sshq over TCP",
-    program: SSHQ,
-    options: &["-o", "Transport=tcp"],
-};
-
-const SSH_TCP: Client = Client {
-    name: "OpenSSH ssh over TCP",
-    program: "ssh",
-    options: &[],
-};
-
-/// sshq over both transports.
-const SSHQ_BOTH: [Client; 2] = [SSHQ_QUIC, SSHQ_TCP];
-
-/// sshq over both transports and OpenSSH's ssh.
-const EVERY_CLIENT: [Client; 3] = [SSHQ_QUIC, SSHQ_TCP, SSH_TCP];
 
 /// What a successful login prints.
 const LOGGED_IN: &str = "cert-login-ok";

@@ -10,33 +10,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use common::client_programs::{Client, EVERY_CLIENT, SSHQ_QUIC, SSHQ_TCP};
 use common::pam::{TestPamService, TEST_PASSWORD};
-use common::{needs_root, run_with_input, show, Lab, Listeners, Server, SSHQ};
-
-/// A client and the options that pick its transport.
-struct Client {
-    name: &'static str,
-    program: &'static str,
-    options: &'static [&'static str],
-}
-
-const SSHQ_QUIC: Client = Client {
-    name: "sshq over QUIC",
-    program: SSHQ,
-    options: &["-o", "Transport=quic"],
-};
-const SSHQ_TCP: Client = Client {
-    name: "sshq over TCP",
-    program: SSHQ,
-    options: &["-o", "Transport=tcp"],
-};
-const OPENSSH: Client = Client {
-    name: "OpenSSH ssh",
-    program: "ssh",
-    options: &[],
-};
-
-const ALL_CLIENTS: [&Client; 3] = [&SSHQ_QUIC, &SSHQ_TCP, &OPENSSH];
+use common::{needs_root, run_with_input, show, Lab, Listeners, Server};
 
 /// An SSH_ASKPASS program that answers `answer` to every prompt and
 /// records each prompt it was shown, one per line.
@@ -166,7 +142,7 @@ fn a_pam_password_logs_in_with_sshq_and_ssh_over_both_transports() {
     );
     let right = Askpass::new(&lab, "right", TEST_PASSWORD);
     let wrong = Askpass::new(&lab, "wrong", "not-the-password");
-    for client in ALL_CLIENTS {
+    for client in &EVERY_CLIENT {
         let out = log_in(&lab, client, server.port, &right, None, &[]);
         assert_logged_in(&out, client.name);
         let out = log_in(&lab, client, server.port, &wrong, None, &[]);
@@ -205,7 +181,7 @@ fn keyboard_interactive_carries_pams_own_prompts() {
     let right = Askpass::new(&lab, "right", TEST_PASSWORD);
     let wrong = Askpass::new(&lab, "wrong", "not-the-password");
     let kbd = ["-o", "PreferredAuthentications=keyboard-interactive"];
-    for client in ALL_CLIENTS {
+    for client in &EVERY_CLIENT {
         let out = log_in(&lab, client, server.port, &right, None, &kbd);
         assert_logged_in(&out, client.name);
         let out = log_in(&lab, client, server.port, &wrong, None, &kbd);
@@ -239,7 +215,7 @@ fn authentication_methods_need_the_key_and_then_the_password() {
     );
     let right = Askpass::new(&lab, "right", TEST_PASSWORD);
     let wrong = Askpass::new(&lab, "wrong", "not-the-password");
-    for client in ALL_CLIENTS {
+    for client in &EVERY_CLIENT {
         let out = log_in(&lab, client, server.port, &right, Some("user"), &[]);
         assert_logged_in(&out, client.name);
         // The key alone is not enough, nor the password alone.
@@ -274,12 +250,12 @@ fn pams_account_stage_decides_key_logins_too() {
         "PasswordAuthentication no\nKbdInteractiveAuthentication no",
     );
     let none = Askpass::new(&lab, "none", "unused");
-    for client in ALL_CLIENTS {
+    for client in &EVERY_CLIENT {
         let out = log_in(&lab, client, server.port, &none, Some("user"), &[]);
         assert_logged_in(&out, client.name);
     }
     pam.block_logins();
-    for client in ALL_CLIENTS {
+    for client in &EVERY_CLIENT {
         let out = log_in(&lab, client, server.port, &none, Some("user"), &[]);
         assert_denied(
             &out,
@@ -304,7 +280,7 @@ fn max_auth_tries_counts_wrong_passwords() {
         &pam,
         "PasswordAuthentication yes\nPubkeyAuthentication no\nMaxAuthTries 2",
     );
-    for client in ALL_CLIENTS {
+    for client in &EVERY_CLIENT {
         let wrong = Askpass::new(
             &lab,
             &format!("wrong-{}", client.name.replace(' ', "-")),

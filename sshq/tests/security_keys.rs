@@ -13,35 +13,8 @@ mod common;
 use std::process::{Command, Output};
 
 use common::agent::{SkAgent, SkKind, SK_USER_PRESENCE, SK_USER_VERIFICATION};
-use common::{run_with_input, show, text, Lab, Listeners, Server, SSHQ};
-
-/// A client program and the options that choose its transport.
-#[derive(Clone, Copy)]
-struct Client {
-    name: &'static str,
-    program: &'static str,
-    options: &'static [&'static str],
-}
-
-const SSHQ_QUIC: Client = Client {
-    name: "sshq over QUIC",
-    program: SSHQ,
-    options: &["-o", "Transport=quic"],
-};
-
-const SSHQ_TCP: Client = Client {
-    name: "sshq over TCP",
-    program: SSHQ,
-    options: &["-o", "Transport=tcp"],
-};
-
-const SSH_TCP: Client = Client {
-    name: "OpenSSH ssh over TCP",
-    program: "ssh",
-    options: &[],
-};
-
-const EVERY_CLIENT: [Client; 3] = [SSHQ_QUIC, SSHQ_TCP, SSH_TCP];
+use common::client_programs::{Client, EVERY_CLIENT, SSHQ_TCP};
+use common::{run_with_input, show, text, Lab, Listeners, Server};
 
 /// What a successful login prints.
 const LOGGED_IN: &str = "sk-login-ok";

@@ -910,6 +910,9 @@ pub mod agent;
 /// sshq's transport crates as clients of a lab's sshqd.
 pub mod clients;
 
+/// sshq over QUIC, sshq over TCP and OpenSSH's ssh, for the login tests.
+pub mod client_programs;
+
 /// Helpers of the hostile-input suites: raw sockets, and the checks every
 /// case makes afterwards (refusal logged, server alive, others unaffected).
 pub mod hostile;
